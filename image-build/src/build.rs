@@ -1,0 +1,348 @@
+//! `build`: from a host spec to a kernel, an initramfs and a kernel command line.
+//!
+//! Facts about the build host (kernel, modules.dep, busybox applets) are gathered
+//! first, then the image is planned by the pure [`crate::image::plan`], then written.
+//! Every output is written atomically, so a failed build leaves the previous outputs.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::atomic::{write_atomic, AtomicFile};
+use crate::busybox::{self, BusyboxError};
+use crate::host::HostSpec;
+use crate::image::{self, PlanError};
+use crate::initramfs::{self, WriteError};
+use crate::kernel::{self, KernelError, BOOT_DIR};
+
+/// The command line every image boots with, before the spec's `cmdline`.
+pub const DEFAULT_CMDLINE: &str = "console=ttyS0 quiet panic=-1";
+/// File names of the outputs in the output directory.
+pub const VMLINUZ: &str = "vmlinuz";
+/// File name of the compressed initramfs.
+pub const INITRAMFS: &str = "initramfs.img";
+/// File name of the kernel command line.
+pub const CMDLINE: &str = "cmdline";
+
+/// Why an image could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// No keel binary was found where one was looked for.
+    #[error(
+        "no keel binary found (looked at {}); build it with `cargo build -p keel-init` or set KEEL_BINARY",
+        searched.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    )]
+    KeelNotFound {
+        /// The paths tried.
+        searched: Vec<PathBuf>,
+    },
+    /// An environment variable has an unusable value.
+    #[error("environment variable {name}={value:?}: {reason}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The kernel or its modules could not be found.
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    /// busybox could not list its applets.
+    #[error(transparent)]
+    Busybox(#[from] BusyboxError),
+    /// The image contents are inconsistent.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    /// The initramfs could not be written.
+    #[error("{}: {source}", path.display())]
+    Initramfs {
+        /// The output file.
+        path: PathBuf,
+        /// What went wrong.
+        #[source]
+        source: WriteError,
+    },
+    /// An output file or directory could not be written.
+    #[error("{}: {source}", path.display())]
+    Write {
+        /// The output path.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// An input file could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The input path.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Inputs of a build that do not come from host.toml.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// The static keel binary installed as /usr/bin/keel.
+    pub keel_binary: PathBuf,
+    /// Modification time of every archive member (`SOURCE_DATE_EPOCH`).
+    pub source_date_epoch: u64,
+}
+
+impl BuildOptions {
+    /// Options from the environment: `KEEL_BINARY`, else a `keel` next to this executable
+    /// or in its parent directory; `SOURCE_DATE_EPOCH`, else 0.
+    pub fn from_env() -> Result<BuildOptions, BuildError> {
+        let keel_binary = match std::env::var_os("KEEL_BINARY").filter(|v| !v.is_empty()) {
+            Some(path) => PathBuf::from(path),
+            None => find_keel_binary()?,
+        };
+        let source_date_epoch = parse_epoch(std::env::var_os("SOURCE_DATE_EPOCH"))?;
+        Ok(BuildOptions {
+            keel_binary,
+            source_date_epoch,
+        })
+    }
+}
+
+/// Where a default keel binary is looked for, given the running executable.
+pub fn keel_binary_candidates(exe: &Path) -> Vec<PathBuf> {
+    let dirs = exe
+        .parent()
+        .into_iter()
+        .chain(exe.parent().and_then(Path::parent));
+    dirs.map(|dir| dir.join("keel")).collect()
+}
+
+fn find_keel_binary() -> Result<PathBuf, BuildError> {
+    let searched = std::env::current_exe()
+        .map(|exe| keel_binary_candidates(&exe))
+        .unwrap_or_default();
+    match searched.iter().find(|p| p.is_file()) {
+        Some(found) => Ok(found.clone()),
+        None => Err(BuildError::KeelNotFound { searched }),
+    }
+}
+
+/// Parse `SOURCE_DATE_EPOCH`: unset or empty is 0; it must fit the 32-bit cpio mtime.
+pub fn parse_epoch(value: Option<OsString>) -> Result<u64, BuildError> {
+    let Some(value) = value.filter(|v| !v.is_empty()) else {
+        return Ok(0);
+    };
+    let text = value.to_string_lossy().into_owned();
+    let epoch: u64 = text.trim().parse().map_err(|_| BuildError::Env {
+        name: "SOURCE_DATE_EPOCH",
+        value: text.clone(),
+        reason: "not a number of seconds",
+    })?;
+    if epoch > u64::from(u32::MAX) {
+        let reason = "after 2106, beyond the 32-bit cpio mtime";
+        return Err(BuildError::Env {
+            name: "SOURCE_DATE_EPOCH",
+            value: text,
+            reason,
+        });
+    }
+    Ok(epoch)
+}
+
+/// What a build produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildOutput {
+    /// Copy of the kernel image.
+    pub vmlinuz: PathBuf,
+    /// The gzip-compressed cpio initramfs.
+    pub initramfs: PathBuf,
+    /// The kernel command line (also in the file `cmdline`, with a newline).
+    pub cmdline: String,
+}
+
+/// The full kernel command line for `spec`.
+pub fn kernel_cmdline(spec: &HostSpec) -> String {
+    match spec
+        .cmdline
+        .as_ref()
+        .map(|c| c.as_str())
+        .filter(|c| !c.is_empty())
+    {
+        Some(extra) => format!("{DEFAULT_CMDLINE} {extra}"),
+        None => DEFAULT_CMDLINE.to_string(),
+    }
+}
+
+/// Build the image for `spec` into the directory `out` (created if missing).
+pub fn build(
+    spec: &HostSpec,
+    options: &BuildOptions,
+    out: &Path,
+) -> Result<BuildOutput, BuildError> {
+    let mtime = u32::try_from(options.source_date_epoch).map_err(|_| BuildError::Env {
+        name: "SOURCE_DATE_EPOCH",
+        value: options.source_date_epoch.to_string(),
+        reason: "after 2106, beyond the 32-bit cpio mtime",
+    })?;
+    let kernel = kernel::locate(&spec.kernel, Path::new(BOOT_DIR))?;
+    let applets = match &spec.busybox {
+        Some(path) => busybox::list_applets(path)?,
+        None => Vec::new(),
+    };
+    let entries = image::plan(spec, &kernel, &applets, options)?;
+    std::fs::create_dir_all(out).map_err(|source| BuildError::Write {
+        path: out.to_path_buf(),
+        source,
+    })?;
+
+    let initramfs = out.join(INITRAMFS);
+    write_initramfs(&entries, mtime, &initramfs)?;
+    let vmlinuz = out.join(VMLINUZ);
+    copy_atomic(&kernel.vmlinuz, &vmlinuz)?;
+    let cmdline = kernel_cmdline(spec);
+    let cmdline_path = out.join(CMDLINE);
+    write_atomic(&cmdline_path, format!("{cmdline}\n").as_bytes()).map_err(|source| {
+        BuildError::Write {
+            path: cmdline_path,
+            source,
+        }
+    })?;
+    Ok(BuildOutput {
+        vmlinuz,
+        initramfs,
+        cmdline,
+    })
+}
+
+fn write_initramfs(
+    entries: &[crate::tree::Entry],
+    mtime: u32,
+    path: &Path,
+) -> Result<(), BuildError> {
+    let write_err = |source| BuildError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = AtomicFile::create(path).map_err(write_err)?;
+    let buffered =
+        initramfs::write_cpio_gz(entries, mtime, BufWriter::new(file)).map_err(|source| {
+            BuildError::Initramfs {
+                path: path.to_path_buf(),
+                source,
+            }
+        })?;
+    let file = buffered
+        .into_inner()
+        .map_err(|err| write_err(err.into_error()))?;
+    file.commit().map_err(write_err)
+}
+
+fn copy_atomic(from: &Path, to: &Path) -> Result<(), BuildError> {
+    let mut input = File::open(from).map_err(|source| BuildError::Read {
+        path: from.to_path_buf(),
+        source,
+    })?;
+    let write_err = |source| BuildError::Write {
+        path: to.to_path_buf(),
+        source,
+    };
+    let mut output = AtomicFile::create(to).map_err(write_err)?;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = input.read(&mut buf).map_err(|source| BuildError::Read {
+            path: from.to_path_buf(),
+            source,
+        })?;
+        if n == 0 {
+            break;
+        }
+        output.write_all(&buf[..n]).map_err(write_err)?;
+    }
+    output.commit().map_err(write_err)
+}
+
+/// The SHA-256 of a file, as lowercase hex.
+pub fn sha256_file(path: &Path) -> Result<String, BuildError> {
+    let read_err = |source| BuildError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = File::open(path).map_err(read_err)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).map_err(read_err)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keel_is_looked_for_next_to_the_executable_and_above() {
+        let found = keel_binary_candidates(Path::new("/t/debug/deps/reproducible-abc"));
+        assert_eq!(
+            found,
+            [
+                PathBuf::from("/t/debug/deps/keel"),
+                PathBuf::from("/t/debug/keel")
+            ]
+        );
+    }
+
+    #[test]
+    fn epoch_parsing() {
+        assert_eq!(parse_epoch(None).unwrap(), 0);
+        assert_eq!(parse_epoch(Some("".into())).unwrap(), 0);
+        assert_eq!(
+            parse_epoch(Some("1700000000".into())).unwrap(),
+            1_700_000_000
+        );
+        let err = parse_epoch(Some("yesterday".into())).unwrap_err();
+        assert!(
+            err.to_string().contains("SOURCE_DATE_EPOCH=\"yesterday\""),
+            "{err}"
+        );
+        assert!(parse_epoch(Some("4294967296".into())).is_err());
+    }
+
+    #[test]
+    fn cmdline_appends_the_spec_part() {
+        let spec = HostSpec::parse(
+            "hostname = \"h\"\ncmdline = \"keel.foo=1\"\n",
+            Path::new("h.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            kernel_cmdline(&spec),
+            "console=ttyS0 quiet panic=-1 keel.foo=1"
+        );
+        let spec = HostSpec::parse("hostname = \"h\"\n", Path::new("h.toml")).unwrap();
+        assert_eq!(kernel_cmdline(&spec), "console=ttyS0 quiet panic=-1");
+    }
+
+    #[test]
+    fn sha256_of_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"abc").unwrap();
+        assert_eq!(
+            sha256_file(&path).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

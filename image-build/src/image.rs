@@ -1,0 +1,297 @@
+//! What the initramfs of a host contains: a pure plan from the spec and the facts
+//! gathered about the build host (kernel, modules, busybox applets).
+//!
+//! The layout is a contract with the other crates: keel finds itself at
+//! /usr/bin/keel, its settings at /etc/keel/keel.toml, the modules to load in
+//! /etc/keel/modules and their files under /lib/modules/<release>.
+
+use std::collections::BTreeSet;
+
+use keel_init::kmod::{ModuleName, ResolveError};
+
+use crate::build::BuildOptions;
+use crate::host::HostSpec;
+use crate::kernel::KernelInfo;
+use crate::names::{ImagePath, NameError};
+use crate::tree::{Entry, Node, Source, Tree, TreeError};
+
+/// Where keel is installed in the image.
+pub const KEEL_PATH: &str = "/usr/bin/keel";
+/// The virtio-serial port name the control protocol is served on.
+pub const CONTROL_PORT: &str = "org.keel.control";
+/// keel's own settings file in the image.
+pub const KEEL_CONFIG_PATH: &str = "/etc/keel/keel.toml";
+/// The list of modules keel loads at boot.
+pub const MODULES_LIST_PATH: &str = "/etc/keel/modules";
+
+/// Directories every image has, with their modes.
+const DIRS: &[(&str, u32)] = &[
+    ("/bin", 0o755),
+    ("/dev", 0o755),
+    ("/etc", 0o755),
+    ("/etc/keel", 0o755),
+    ("/etc/keel/containers", 0o755),
+    ("/lib", 0o755),
+    ("/lib/modules", 0o755),
+    ("/proc", 0o755),
+    ("/root", 0o700),
+    ("/run", 0o755),
+    ("/sbin", 0o755),
+    ("/sys", 0o755),
+    ("/tmp", 0o1777),
+    ("/usr", 0o755),
+    ("/usr/bin", 0o755),
+    ("/var", 0o755),
+];
+
+/// Why the image cannot be planned.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// Requested modules are not modules of this kernel.
+    #[error(
+        "unknown kernel module(s) {}: not in {}/modules.dep of kernel {release} (is the name right? built-in drivers need no loading)",
+        join_names(names), modules_dir.display()
+    )]
+    UnknownModules {
+        /// The names that were not found.
+        names: Vec<ModuleName>,
+        /// The kernel release.
+        release: String,
+        /// The module tree searched.
+        modules_dir: std::path::PathBuf,
+    },
+    /// modules.dep names a file that cannot be placed in the image.
+    #[error("modules.dep of kernel {release}: module file {file:?}: {source}")]
+    ModulePath {
+        /// The kernel release.
+        release: String,
+        /// The path as modules.dep lists it.
+        file: String,
+        /// Why it is unusable.
+        #[source]
+        source: NameError,
+    },
+    /// A busybox applet name does not make a path.
+    #[error("busybox applet {name:?}: {source}")]
+    Applet {
+        /// The applet name.
+        name: String,
+        /// Why it is unusable.
+        #[source]
+        source: NameError,
+    },
+    /// Entries collide or lie below a non-directory.
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+}
+
+fn join_names(names: &[ModuleName]) -> String {
+    names
+        .iter()
+        .map(ModuleName::as_str)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Every entry of the initramfs for `spec`, sorted by path, parents first.
+///
+/// `applets` is the busybox applet list (empty when the spec has no busybox).
+pub fn plan(
+    spec: &HostSpec,
+    kernel: &KernelInfo,
+    applets: &[String],
+    options: &BuildOptions,
+) -> Result<Vec<Entry>, PlanError> {
+    let mut tree = Tree::new();
+    add_base_layout(&mut tree, spec)?;
+    add_keel(&mut tree, options)?;
+    add_modules(&mut tree, spec, kernel)?;
+    add_user_entries(&mut tree, spec)?;
+    add_busybox(&mut tree, spec, applets)?;
+    Ok(tree.into_entries()?)
+}
+
+/// A path known to be valid: the constants of this module.
+fn fixed(path: &str) -> ImagePath {
+    ImagePath::try_from(path).unwrap_or_else(|err| panic!("built-in image path: {err}"))
+}
+
+fn inline(mode: u32, text: String) -> Node {
+    Node::File {
+        mode: Some(mode),
+        source: Source::Inline(text.into_bytes()),
+    }
+}
+
+fn symlink(target: &str) -> Node {
+    Node::Symlink {
+        target: target.to_string(),
+    }
+}
+
+fn add_base_layout(tree: &mut Tree, spec: &HostSpec) -> Result<(), TreeError> {
+    for (path, mode) in DIRS {
+        tree.insert(fixed(path), Node::Dir { mode: *mode })?;
+    }
+    tree.insert(
+        fixed("/dev/console"),
+        Node::CharDev {
+            mode: 0o600,
+            major: 5,
+            minor: 1,
+        },
+    )?;
+    tree.insert(
+        fixed("/dev/null"),
+        Node::CharDev {
+            mode: 0o666,
+            major: 1,
+            minor: 3,
+        },
+    )?;
+    tree.insert(
+        fixed("/etc/hostname"),
+        inline(0o644, format!("{}\n", spec.hostname)),
+    )?;
+    tree.insert(
+        fixed("/etc/passwd"),
+        inline(0o644, "root:x:0:0:root:/root:/bin/sh\n".into()),
+    )?;
+    tree.insert(fixed("/etc/group"), inline(0o644, "root:x:0:\n".into()))?;
+    tree.insert(fixed(KEEL_CONFIG_PATH), inline(0o644, keel_config(spec)))?;
+    tree.insert(
+        fixed(MODULES_LIST_PATH),
+        inline(0o644, modules_list(&spec.kernel.modules)),
+    )?;
+    Ok(())
+}
+
+fn add_keel(tree: &mut Tree, options: &BuildOptions) -> Result<(), TreeError> {
+    let keel = Node::File {
+        mode: Some(0o755),
+        source: Source::Host(options.keel_binary.clone()),
+    };
+    tree.insert(fixed(KEEL_PATH), keel)?;
+    tree.insert(fixed("/init"), symlink(KEEL_PATH))?;
+    tree.insert(fixed("/sbin/init"), symlink(KEEL_PATH))?;
+    tree.insert(fixed("/usr/bin/keelctl"), symlink("keel"))?;
+    Ok(())
+}
+
+/// The text of /etc/keel/keel.toml.
+pub fn keel_config(spec: &HostSpec) -> String {
+    let mut text = String::new();
+    if spec.control.virtio_serial {
+        text.push_str(&format!("control_port = \"{CONTROL_PORT}\"\n"));
+    }
+    text.push_str(&format!(
+        "shutdown_grace_secs = {}\n",
+        spec.control.shutdown_grace_secs
+    ));
+    text
+}
+
+/// The text of /etc/keel/modules: one canonical name per line, in the given order, once.
+pub fn modules_list(modules: &[ModuleName]) -> String {
+    let mut seen = BTreeSet::new();
+    let mut text = String::new();
+    for name in modules.iter().filter(|name| seen.insert(*name)) {
+        text.push_str(name.as_str());
+        text.push('\n');
+    }
+    text
+}
+
+fn add_modules(tree: &mut Tree, spec: &HostSpec, kernel: &KernelInfo) -> Result<(), PlanError> {
+    let (files, errors) = kernel.modules_dep.closure(&spec.kernel.modules);
+    let names: Vec<ModuleName> = errors
+        .into_iter()
+        .filter_map(|err| match err {
+            ResolveError::NotFound(name) => Some(name),
+            ResolveError::BadLine { .. } => None,
+        })
+        .collect();
+    if !names.is_empty() {
+        return Err(PlanError::UnknownModules {
+            names,
+            release: kernel.release.clone(),
+            modules_dir: kernel.modules_dir.clone(),
+        });
+    }
+    let root = fixed("/lib/modules");
+    let dep = inline(0o644, kernel.modules_dep.render_subset(&files));
+    tree.insert(module_path(&root, &kernel.release, "modules.dep")?, dep)?;
+    for file in &files {
+        let path = module_path(&root, &kernel.release, file)?;
+        let source = Source::Host(kernel.modules_dir.join(file));
+        tree.insert(
+            path,
+            Node::File {
+                mode: Some(0o644),
+                source,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// `/lib/modules/<release>/<file>` in the image.
+fn module_path(root: &ImagePath, release: &str, file: &str) -> Result<ImagePath, PlanError> {
+    root.join(&format!("{release}/{file}"))
+        .map_err(|source| PlanError::ModulePath {
+            release: release.to_string(),
+            file: file.to_string(),
+            source,
+        })
+}
+
+fn add_user_entries(tree: &mut Tree, spec: &HostSpec) -> Result<(), TreeError> {
+    for file in &spec.files {
+        let node = Node::File {
+            mode: file.mode.map(|mode| mode.bits()),
+            source: Source::Host(file.source.clone()),
+        };
+        tree.insert(file.path.clone(), node)?;
+    }
+    for link in &spec.symlinks {
+        tree.insert(link.path.clone(), symlink(link.target.as_str()))?;
+    }
+    Ok(())
+}
+
+/// busybox at /bin/busybox and a symlink per applet, where nothing else is already.
+fn add_busybox(tree: &mut Tree, spec: &HostSpec, applets: &[String]) -> Result<(), PlanError> {
+    let Some(busybox) = &spec.busybox else {
+        return Ok(());
+    };
+    let binary = Node::File {
+        mode: Some(0o755),
+        source: Source::Host(busybox.clone()),
+    };
+    tree.insert(fixed("/bin/busybox"), binary)?;
+    let bin = fixed("/bin");
+    for name in applets {
+        let path = bin.join(name).map_err(|source| PlanError::Applet {
+            name: name.clone(),
+            source,
+        })?;
+        if path.parent().as_ref() != Some(&bin) {
+            let source = NameError::ImagePath {
+                value: path.to_string(),
+                reason: "not directly in /bin",
+            };
+            return Err(PlanError::Applet {
+                name: name.clone(),
+                source,
+            });
+        }
+        if !tree.contains(&path) {
+            tree.insert(path, symlink("busybox"))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "image_tests.rs"]
+mod tests;

@@ -1,0 +1,35 @@
+//! keel-build: turns a host.toml into a bootable keel image and boots it in QEMU.
+//!
+//! A build gathers facts about the build host (the kernel, its modules.dep, the
+//! busybox applets), plans the initramfs as a pure function of the spec and those
+//! facts ([`image::plan`]), and writes three files atomically: `vmlinuz`, a
+//! deterministic gzip'd newc `initramfs.img` and `cmdline`. `keel-build run` then
+//! boots them in QEMU and powers the guest down cleanly on Ctrl-C.
+//!
+//! Current limitations:
+//! - Only initramfs images; no disk images (erofs root, data disk) yet.
+//! - The kernel release is taken from the kernel's file name (`vmlinuz-RELEASE`) or
+//!   the modules directory name, not read from the kernel image.
+//! - Module files are shipped as they are on the build host (compressed or not); the
+//!   guest kernel must be able to load that form.
+//! - x86_64 QEMU only (`-machine pc`).
+
+#![forbid(unsafe_code)]
+
+pub mod atomic;
+pub mod build;
+pub mod busybox;
+pub mod cpio;
+pub mod host;
+pub mod image;
+pub mod initramfs;
+pub mod kernel;
+pub mod names;
+pub mod qemu;
+pub mod qmp;
+pub mod run;
+pub mod shutdown;
+pub mod tree;
+
+pub use build::{build, BuildError, BuildOptions, BuildOutput};
+pub use host::{HostError, HostSpec};

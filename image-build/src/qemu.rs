@@ -1,0 +1,355 @@
+//! The QEMU command line for booting an image.
+//!
+//! [`QemuConfig::command`] is a pure argument builder; reading `KEEL_QEMU_ACCEL` is
+//! done separately by [`Accel::from_env`]. TCG is the default because KVM is not
+//! usable on every machine keel is built on.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::str::FromStr;
+
+use crate::image::CONTROL_PORT;
+
+/// The QEMU binary.
+pub const QEMU: &str = "qemu-system-x86_64";
+/// Default guest memory in MiB.
+pub const DEFAULT_MEMORY_MB: u32 = 512;
+
+/// How QEMU executes guest code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Accel {
+    /// Software emulation; works everywhere.
+    #[default]
+    Tcg,
+    /// Hardware virtualisation through /dev/kvm, with the host CPU model.
+    Kvm,
+}
+
+impl Accel {
+    /// `Kvm` when the environment variable `KEEL_QEMU_ACCEL` is `kvm`, else `Tcg`.
+    pub fn from_env() -> Accel {
+        Accel::from_setting(std::env::var("KEEL_QEMU_ACCEL").ok().as_deref())
+    }
+
+    /// The accelerator named by a `KEEL_QEMU_ACCEL` value.
+    pub fn from_setting(value: Option<&str>) -> Accel {
+        match value.map(str::trim) {
+            Some(v) if v.eq_ignore_ascii_case("kvm") => Accel::Kvm,
+            _ => Accel::Tcg,
+        }
+    }
+}
+
+/// Why a `--hostfwd` value was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid port forward {value:?}: {reason} (expected tcp:HOSTPORT-:GUESTPORT, e.g. tcp:8080-:80)")]
+pub struct HostFwdError {
+    /// The rejected value.
+    pub value: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+/// A forwarded port, written `tcp:HOSTPORT-:GUESTPORT` (or `udp:...`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostFwd {
+    /// `tcp` or `udp`.
+    pub udp: bool,
+    /// Port on the host's loopback interface.
+    pub host_port: u16,
+    /// Port in the guest.
+    pub guest_port: u16,
+}
+
+impl HostFwd {
+    /// The form QEMU's user network expects: `tcp::HOSTPORT-:GUESTPORT`.
+    pub fn to_qemu(&self) -> String {
+        let proto = if self.udp { "udp" } else { "tcp" };
+        format!("{proto}::{}-:{}", self.host_port, self.guest_port)
+    }
+}
+
+impl FromStr for HostFwd {
+    type Err = HostFwdError;
+
+    fn from_str(value: &str) -> Result<Self, HostFwdError> {
+        let err = |reason| HostFwdError {
+            value: value.to_string(),
+            reason,
+        };
+        let (proto, rest) = value
+            .split_once(':')
+            .ok_or_else(|| err("missing protocol"))?;
+        let udp = match proto {
+            "tcp" => false,
+            "udp" => true,
+            _ => return Err(err("the protocol must be tcp or udp")),
+        };
+        let (host, guest) = rest
+            .split_once("-:")
+            .ok_or_else(|| err("missing \"-:\" between the ports"))?;
+        let port = |text: &str, which| match text.parse::<u16>() {
+            Ok(0) | Err(_) => Err(err(which)),
+            Ok(port) => Ok(port),
+        };
+        let host_port = port(host, "the host port must be a number from 1 to 65535")?;
+        let guest_port = port(guest, "the guest port must be a number from 1 to 65535")?;
+        Ok(HostFwd {
+            udp,
+            host_port,
+            guest_port,
+        })
+    }
+}
+
+impl fmt::Display for HostFwd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let proto = if self.udp { "udp" } else { "tcp" };
+        write!(f, "{proto}:{}-:{}", self.host_port, self.guest_port)
+    }
+}
+
+/// Everything that decides the QEMU command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QemuConfig {
+    /// Kernel image.
+    pub kernel: PathBuf,
+    /// Initramfs.
+    pub initrd: PathBuf,
+    /// Kernel command line.
+    pub append: String,
+    /// Guest memory in MiB.
+    pub memory_mb: u32,
+    /// Unix socket (QEMU is the server) for the guest's "org.keel.control" port.
+    pub control_socket: Option<PathBuf>,
+    /// Unix socket (QEMU is the server) for QMP.
+    pub qmp_socket: Option<PathBuf>,
+    /// Ports forwarded from the host's loopback to the guest.
+    pub hostfwd: Vec<HostFwd>,
+    /// Arguments appended verbatim at the end.
+    pub extra_args: Vec<String>,
+    /// Exit instead of rebooting when the guest reboots (or panics).
+    pub no_reboot: bool,
+    /// The accelerator.
+    pub accel: Accel,
+}
+
+impl QemuConfig {
+    /// A configuration with defaults: 512 MiB, TCG, no sockets, no forwards.
+    pub fn new(kernel: PathBuf, initrd: PathBuf, append: String) -> QemuConfig {
+        QemuConfig {
+            kernel,
+            initrd,
+            append,
+            memory_mb: DEFAULT_MEMORY_MB,
+            control_socket: None,
+            qmp_socket: None,
+            hostfwd: Vec::new(),
+            extra_args: Vec::new(),
+            no_reboot: false,
+            accel: Accel::Tcg,
+        }
+    }
+
+    /// The arguments after the program name.
+    pub fn args(&self) -> Vec<String> {
+        let mut args: Vec<String> = Vec::new();
+        let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
+        push(&[
+            "-machine",
+            "pc",
+            "-m",
+            &self.memory_mb.to_string(),
+            "-smp",
+            "1",
+        ]);
+        push(&[
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-serial",
+            "stdio",
+        ]);
+        push(&[
+            "-kernel",
+            &self.kernel.to_string_lossy(),
+            "-initrd",
+            &self.initrd.to_string_lossy(),
+        ]);
+        push(&["-append", &self.append]);
+        match self.accel {
+            Accel::Tcg => push(&["-accel", "tcg"]),
+            Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
+        }
+        if let Some(path) = &self.control_socket {
+            let chardev = format!(
+                "socket,id=keelctl,path={},server=on,wait=off",
+                opt_value(path)
+            );
+            let port = format!("virtserialport,bus=vser0.0,chardev=keelctl,name={CONTROL_PORT}");
+            push(&[
+                "-device",
+                "virtio-serial-pci,id=vser0",
+                "-chardev",
+                &chardev,
+                "-device",
+                &port,
+            ]);
+        }
+        if let Some(path) = &self.qmp_socket {
+            push(&[
+                "-qmp",
+                &format!("unix:{},server=on,wait=off", opt_value(path)),
+            ]);
+        }
+        let mut netdev = "user,id=net0".to_string();
+        for fwd in &self.hostfwd {
+            netdev.push_str(&format!(",hostfwd={}", fwd.to_qemu()));
+        }
+        push(&["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"]);
+        if self.no_reboot {
+            push(&["-no-reboot"]);
+        }
+        args.extend(self.extra_args.iter().cloned());
+        args
+    }
+
+    /// The QEMU command (not started; stdio and process group are the caller's choice).
+    pub fn command(&self) -> Command {
+        let mut command = Command::new(QEMU);
+        command.args(self.args());
+        command
+    }
+}
+
+/// A path as a value inside a QEMU option list, where a literal comma is written twice.
+fn opt_value(path: &std::path::Path) -> String {
+    path.to_string_lossy().replace(',', ",,")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> QemuConfig {
+        QemuConfig::new(
+            "/o/vmlinuz".into(),
+            "/o/initramfs.img".into(),
+            "console=ttyS0 quiet".into(),
+        )
+    }
+
+    #[test]
+    fn default_command_line() {
+        let command = config().command();
+        assert_eq!(command.get_program(), QEMU);
+        let args: Vec<String> = command
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let expected =
+            "-machine pc -m 512 -smp 1 -nodefaults -no-user-config -display none -serial stdio \
+-kernel /o/vmlinuz -initrd /o/initramfs.img -append |console=ttyS0 quiet| -accel tcg \
+-netdev user,id=net0 -device virtio-net-pci,netdev=net0";
+        let joined = args.iter().map(|a| {
+            if a.contains(' ') {
+                format!("|{a}|")
+            } else {
+                a.clone()
+            }
+        });
+        assert_eq!(joined.collect::<Vec<_>>().join(" "), expected);
+    }
+
+    #[test]
+    fn every_option_shows_up() {
+        let mut config = config();
+        config.memory_mb = 1024;
+        config.accel = Accel::Kvm;
+        config.control_socket = Some("/o/control.sock".into());
+        config.qmp_socket = Some("/o/qmp.sock".into());
+        config.hostfwd = vec![
+            "tcp:8080-:80".parse().unwrap(),
+            "udp:5353-:53".parse().unwrap(),
+        ];
+        config.no_reboot = true;
+        config.extra_args = vec!["-s".into()];
+        let args = config.args();
+        let tail: Vec<&str> = args.iter().skip(18).map(String::as_str).collect();
+        assert_eq!(&args[..4], ["-machine", "pc", "-m", "1024"]);
+        assert_eq!(
+            tail,
+            [
+                "-accel",
+                "kvm",
+                "-cpu",
+                "host",
+                "-device",
+                "virtio-serial-pci,id=vser0",
+                "-chardev",
+                "socket,id=keelctl,path=/o/control.sock,server=on,wait=off",
+                "-device",
+                "virtserialport,bus=vser0.0,chardev=keelctl,name=org.keel.control",
+                "-qmp",
+                "unix:/o/qmp.sock,server=on,wait=off",
+                "-netdev",
+                "user,id=net0,hostfwd=tcp::8080-:80,hostfwd=udp::5353-:53",
+                "-device",
+                "virtio-net-pci,netdev=net0",
+                "-no-reboot",
+                "-s",
+            ]
+        );
+    }
+
+    #[test]
+    fn commas_in_socket_paths_are_doubled() {
+        let mut config = config();
+        config.qmp_socket = Some("/o,x/qmp.sock".into());
+        assert!(config
+            .args()
+            .contains(&"unix:/o,,x/qmp.sock,server=on,wait=off".to_string()));
+    }
+
+    #[test]
+    fn hostfwd_syntax() {
+        let fwd: HostFwd = "tcp:2222-:22".parse().unwrap();
+        assert_eq!(fwd.to_qemu(), "tcp::2222-:22");
+        assert_eq!(fwd.to_string(), "tcp:2222-:22");
+        for (bad, reason) in [
+            ("2222", "missing protocol"),
+            ("2222-:22", "the protocol must be tcp or udp"),
+            ("sctp:1-:2", "the protocol must be tcp or udp"),
+            ("tcp:2222:22", "missing \"-:\" between the ports"),
+            (
+                "tcp:x-:22",
+                "the host port must be a number from 1 to 65535",
+            ),
+            (
+                "tcp:1-:70000",
+                "the guest port must be a number from 1 to 65535",
+            ),
+            (
+                "tcp:0-:22",
+                "the host port must be a number from 1 to 65535",
+            ),
+        ] {
+            assert_eq!(
+                bad.parse::<HostFwd>().unwrap_err(),
+                HostFwdError {
+                    value: bad.into(),
+                    reason
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn accel_setting() {
+        assert_eq!(Accel::from_setting(None), Accel::Tcg);
+        assert_eq!(Accel::from_setting(Some("kvm")), Accel::Kvm);
+        assert_eq!(Accel::from_setting(Some("tcg")), Accel::Tcg);
+    }
+}

@@ -1,0 +1,250 @@
+//! The boot sequence: one fallible step after another, each logged, none able to stop
+//! the ones after it. A failing step adds its cause to the boot errors; a panicking step
+//! is caught and logged the same way. Critical failures leave the host in the
+//! emergency state, where PID 1 still reaps, answers the control channel and powers off.
+
+use crate::cmdline::{self, BootOptions};
+use crate::control_server::{bind_socket, SerialPort};
+use crate::event_loop::{EventLoop, HostState, Phase};
+use crate::kmod::ModuleName;
+use crate::modload::{self, ModuleLoader};
+use crate::settings::{self, Settings};
+use crate::{logger, mounts, power_button, switch_root};
+use keel_supervisor::control::DEFAULT_SOCKET;
+use log::{error, info};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::time::Duration;
+
+/// The signals PID 1 handles through its signalfd (blocked for normal delivery).
+pub const HANDLED_SIGNALS: [Signal; 9] = [
+    Signal::SIGCHLD,
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGPWR,
+    Signal::SIGHUP,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGQUIT,
+    Signal::SIGALRM,
+];
+
+/// What the boot steps gather for the event loop.
+struct Boot {
+    state: HostState,
+    options: BootOptions,
+    settings: Settings,
+    event_loop: EventLoop,
+}
+
+impl Boot {
+    /// Run one named step: log its failure or panic, never propagate either.
+    fn step<T>(&mut self, name: &str, critical: bool, body: impl FnOnce(&mut Boot) -> Result<T, String>) -> Option<T> {
+        let inject = self.options.panic_in_step.as_deref() == Some(name);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            if inject {
+                panic!("injected panic (keel.test.panic={name})");
+            }
+            body(self)
+        }));
+        let problem = match outcome {
+            Ok(Ok(value)) => return Some(value),
+            Ok(Err(message)) => format!("{name}: {message}"),
+            Err(payload) => format!("{name}: panicked: {}", panic_message(&payload)),
+        };
+        error!("{problem}");
+        self.state.boot_errors.push(problem);
+        if critical {
+            self.state.phase = Phase::Emergency;
+        }
+        None
+    }
+}
+
+/// The text of a panic payload.
+pub fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+/// PID 1's whole life: signals blocked, root switched, boot steps, then the loop. Never returns.
+pub fn pid1_main() -> ! {
+    let mut mask = SigSet::empty();
+    for signal in HANDLED_SIGNALS {
+        mask.add(signal);
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None);
+    logger::install();
+    std::panic::set_hook(Box::new(|info| log::error!("panic: {info}")));
+    std::env::set_var("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    if switch_root::on_initramfs() {
+        info!("moving the root from the initramfs into a tmpfs");
+        let failure = switch_root::switch_to_tmpfs();
+        error!("{failure}; continuing on the initramfs root (containers cannot pivot_root)");
+    }
+    let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC);
+    let mut boot = Boot {
+        state: HostState::default(),
+        options: BootOptions::default(),
+        settings: Settings::default(),
+        event_loop: EventLoop::new(signals.ok()),
+    };
+    if boot.event_loop.signals_missing() {
+        boot.state.phase = Phase::Emergency;
+        boot.state.boot_errors.push("signalfd: cannot watch signals; reaping and shutdown are degraded".into());
+    }
+    run_steps(&mut boot);
+    announce(&boot.state);
+    let grace = Duration::from_secs(boot.options.shutdown_grace_secs.unwrap_or(boot.settings.shutdown_grace_secs));
+    boot.event_loop.run(boot.state, grace)
+}
+
+fn run_steps(boot: &mut Boot) {
+    boot.step("mounts", true, |_| mount_early());
+    logger::attach_kmsg();
+    if let Some(options) = boot.step("cmdline", false, read_cmdline) {
+        boot.options = options;
+        logger::set_verbose(boot.options.debug);
+    }
+    if let Some(settings) = boot.step("settings", false, |_| {
+        settings::load(Path::new(settings::SETTINGS_PATH)).map_err(|e| e.to_string())
+    }) {
+        boot.settings = settings;
+    }
+    boot.step("ctrl-alt-del", false, |_| {
+        nix::sys::reboot::set_cad_enabled(false).map_err(|e| format!("cannot route ctrl-alt-del to keel: {e}"))
+    });
+    boot.step("modules", false, load_modules);
+    boot.step("hostname", false, set_hostname);
+    boot.step("loopback", false, |_| keel_netconf::set_link_up("lo").map_err(|e| e.to_string()));
+    boot.step("control", true, open_control_socket);
+    if let Some(port) = boot.settings.control_port.clone() {
+        boot.step("control-port", false, |b| open_control_port(b, &port));
+    }
+    boot.step("power-button", false, watch_power_button);
+}
+
+fn announce(state: &HostState) {
+    if state.phase == Phase::Emergency {
+        logger::marker(&format!(
+            "keel: emergency: {} boot step(s) failed; still reaping and answering the control channel",
+            state.boot_errors.len()
+        ));
+        for problem in &state.boot_errors {
+            logger::marker(&format!("keel: emergency: {problem}"));
+        }
+    } else {
+        let errors = if state.boot_errors.is_empty() { String::new() } else { format!(", {} boot error(s)", state.boot_errors.len()) };
+        logger::marker(&format!(
+            "keel: ready ({:.3} s since kernel start{errors})",
+            crate::clock::since_boot().as_secs_f64()
+        ));
+    }
+}
+
+fn mount_early() -> Result<(), String> {
+    let mut failures = Vec::new();
+    let mut critical = false;
+    for entry in mounts::early_mounts() {
+        match mounts::apply(&entry) {
+            Ok(()) => info!("mounted {} on {}", entry.fstype, entry.target),
+            Err(e) => {
+                critical |= e.critical;
+                failures.push(e.to_string());
+            }
+        }
+    }
+    match (failures.is_empty(), critical) {
+        (true, _) => Ok(()),
+        (false, true) => Err(failures.join("; ")),
+        (false, false) => {
+            failures.iter().for_each(|f| error!("{f}"));
+            Ok(())
+        }
+    }
+}
+
+fn read_cmdline(boot: &mut Boot) -> Result<BootOptions, String> {
+    let text = std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("read /proc/cmdline: {e}"))?;
+    let (options, problems) = cmdline::parse(&text);
+    for problem in problems {
+        error!("{problem}");
+        boot.state.boot_errors.push(format!("cmdline: {problem}"));
+    }
+    Ok(options)
+}
+
+fn load_modules(boot: &mut Boot) -> Result<(), String> {
+    let listed = match std::fs::read_to_string(modload::MODULE_LIST_PATH) {
+        Ok(text) => modload::parse_module_list(&text),
+        Err(_) => Vec::new(),
+    };
+    let wanted: Vec<ModuleName> = listed.into_iter().chain(boot.options.extra_modules.iter().cloned()).collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let dir = modload::modules_dir();
+    let mut loader = ModuleLoader::open(&dir).map_err(|e| e.to_string())?;
+    let mut failed = Vec::new();
+    for name in &wanted {
+        match loader.load(name) {
+            Ok(()) => log::debug!("loaded module {name}"),
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    info!("loaded {} of {} modules", wanted.len() - failed.len(), wanted.len());
+    if failed.is_empty() { Ok(()) } else { Err(failed.join("; ")) }
+}
+
+fn set_hostname(boot: &mut Boot) -> Result<(), String> {
+    let text = std::fs::read_to_string("/etc/hostname").map_err(|e| format!("read /etc/hostname: {e}"))?;
+    let name = text.trim();
+    if name.is_empty() {
+        return Err("/etc/hostname is empty".into());
+    }
+    nix::unistd::sethostname(name).map_err(|e| format!("sethostname({name}): {e}"))?;
+    boot.state.hostname = name.to_string();
+    info!("hostname set to {name}");
+    Ok(())
+}
+
+fn open_control_socket(boot: &mut Boot) -> Result<(), String> {
+    let listener = bind_socket(Path::new(DEFAULT_SOCKET)).map_err(|e| format!("bind {DEFAULT_SOCKET}: {e}"))?;
+    boot.event_loop.set_listener(listener);
+    info!("control socket at {DEFAULT_SOCKET}");
+    Ok(())
+}
+
+fn open_control_port(boot: &mut Boot, name: &str) -> Result<(), String> {
+    // The port's device node appears shortly after virtio_console binds; wait up to 3 s.
+    let mut last = String::new();
+    for _ in 0..30 {
+        match SerialPort::open(name) {
+            Ok(port) => {
+                info!("control channel on virtio-serial port {} ({name})", port.path.display());
+                boot.event_loop.set_port(port);
+                return Ok(());
+            }
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(last)
+}
+
+fn watch_power_button(boot: &mut Boot) -> Result<(), String> {
+    let buttons = power_button::open_all();
+    if buttons.is_empty() {
+        return Err("no power button input device (are the button and evdev modules in the image?)".into());
+    }
+    for (path, _) in &buttons {
+        info!("watching power button {}", path.display());
+    }
+    boot.event_loop.set_buttons(buttons);
+    Ok(())
+}

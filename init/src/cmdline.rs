@@ -1,0 +1,163 @@
+//! The `keel.*` options of the kernel command line.
+//!
+//! Unknown `keel.*` options and bad values are reported (not ignored, not fatal): a
+//! typo on the command line should be visible on the console, and the boot goes on
+//! with the defaults.
+
+use crate::kmod::ModuleName;
+
+/// The options keel understands, with their defaults.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BootOptions {
+    /// `keel.debug`: log debug lines too.
+    pub debug: bool,
+    /// `keel.modules=a,b`: modules to load in addition to the image's list.
+    pub extra_modules: Vec<ModuleName>,
+    /// `keel.shutdown_grace=SECS`: overrides the image's grace period at shutdown.
+    pub shutdown_grace_secs: Option<u64>,
+    /// `keel.test.panic=STEP`: test-only, panic inside the named boot step.
+    pub panic_in_step: Option<String>,
+}
+
+/// A `keel.*` option that could not be used, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionError {
+    /// The name is not one keel knows.
+    #[error("unknown kernel command line option {name} (known: {known})")]
+    Unknown {
+        /// The option as written.
+        name: String,
+        /// The options keel knows.
+        known: &'static str,
+    },
+    /// The value is not valid for the option.
+    #[error("kernel command line option {name}={value}: {reason}")]
+    BadValue {
+        /// The option name.
+        name: String,
+        /// The value as written.
+        value: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+const KNOWN: &str = "keel.debug, keel.modules, keel.shutdown_grace, keel.test.panic";
+
+/// Split a command line into words; double quotes group words as the kernel does.
+pub fn split_words(cmdline: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    for ch in cmdline.chars() {
+        match ch {
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if !current.is_empty() {
+                    words.push(std::mem::take(&mut current));
+                }
+            }
+            c => current.push(c),
+        }
+    }
+    if !current.is_empty() {
+        words.push(current);
+    }
+    words
+}
+
+/// Read the `keel.*` options out of a command line; other words are the kernel's.
+pub fn parse(cmdline: &str) -> (BootOptions, Vec<OptionError>) {
+    let mut options = BootOptions::default();
+    let mut problems = Vec::new();
+    for word in split_words(cmdline) {
+        if !word.starts_with("keel.") {
+            continue;
+        }
+        let (name, value) = match word.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (word.clone(), None),
+        };
+        if let Err(problem) = apply(&mut options, &name, value) {
+            problems.push(problem);
+        }
+    }
+    (options, problems)
+}
+
+fn apply(options: &mut BootOptions, name: &str, value: Option<String>) -> Result<(), OptionError> {
+    let bad = |value: &str, reason| OptionError::BadValue { name: name.into(), value: value.into(), reason };
+    match (name, value) {
+        ("keel.debug", None) => options.debug = true,
+        ("keel.debug", Some(v)) => options.debug = parse_bool(&v).ok_or_else(|| bad(&v, "expected 0, 1, yes, no, true or false"))?,
+        ("keel.modules", Some(v)) => {
+            let names: Vec<ModuleName> = v.split(',').filter(|s| !s.is_empty()).map(ModuleName::new).collect();
+            if names.iter().any(|n| !is_module_name(n.as_str())) {
+                return Err(bad(&v, "module names are letters, digits, '_' and '-', separated by ','"));
+            }
+            options.extra_modules.extend(names);
+        }
+        ("keel.shutdown_grace", Some(v)) => {
+            let secs = v.parse::<u64>().ok().filter(|s| *s <= 3600);
+            options.shutdown_grace_secs = Some(secs.ok_or_else(|| bad(&v, "expected whole seconds, 0 to 3600"))?);
+        }
+        ("keel.test.panic", Some(v)) if !v.is_empty() => options.panic_in_step = Some(v),
+        ("keel.modules" | "keel.shutdown_grace" | "keel.test.panic", _) => return Err(bad("", "needs a value")),
+        _ => return Err(OptionError::Unknown { name: name.into(), known: KNOWN }),
+    }
+    Ok(())
+}
+
+fn parse_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "yes" | "true" | "on" => Some(true),
+        "0" | "no" | "false" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn is_module_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_keel_options_and_ignores_the_kernels() {
+        let (options, problems) =
+            parse("console=ttyS0 quiet keel.debug keel.modules=virtio-net,bridge keel.shutdown_grace=3");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert!(options.debug);
+        assert_eq!(options.extra_modules, vec![ModuleName::new("virtio_net"), ModuleName::new("bridge")]);
+        assert_eq!(options.shutdown_grace_secs, Some(3));
+    }
+
+    #[test]
+    fn unknown_option_is_named() {
+        let (_, problems) = parse("keel.bogus=1 keel.debug");
+        assert_eq!(problems.len(), 1);
+        assert!(matches!(&problems[0], OptionError::Unknown { name, .. } if name == "keel.bogus"));
+        assert!(problems[0].to_string().contains("unknown kernel command line option keel.bogus"));
+    }
+
+    #[test]
+    fn bad_values_are_named_and_defaults_kept() {
+        let (options, problems) = parse("keel.shutdown_grace=soon keel.modules=a/b keel.test.panic");
+        assert_eq!(options, BootOptions::default());
+        let names: Vec<String> = problems
+            .iter()
+            .map(|p| match p {
+                OptionError::BadValue { name, .. } => name.clone(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(names, ["keel.shutdown_grace", "keel.modules", "keel.test.panic"]);
+    }
+
+    #[test]
+    fn quotes_group_words() {
+        assert_eq!(split_words(r#"a "b c" d"#), ["a", "b c", "d"]);
+    }
+}

@@ -1,0 +1,383 @@
+//! PID 1's event loop: one thread, one blocking poll(2) over the signalfd, the control
+//! channels and the power buttons. It never returns and never stops on an error: each
+//! handler's failure or panic is logged and the loop goes on.
+
+use crate::control_server::{read_lines, Connection, LineBuffer, ReadOutcome, SerialPort};
+use crate::power_button::{contains_power_press, INPUT_EVENT_SIZE};
+use crate::reaper::reap_all;
+use crate::shutdown::{shutdown, PowerAction};
+use crate::{boot::panic_message, exec_helper};
+use keel_supervisor::control::{parse_request, Command, Response, Status, DEFAULT_EXEC_TIMEOUT_SECS};
+use log::{debug, error, info, warn};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use nix::sys::signalfd::SignalFd;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::UnixListener;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Where the host is in its life, as `status` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Phase {
+    /// Boot steps are running.
+    #[default]
+    Booting,
+    /// Boot finished.
+    Ready,
+    /// A critical step failed; PID 1 keeps reaping and answering.
+    Emergency,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Booting => "booting",
+            Phase::Ready => "ready",
+            Phase::Emergency => "emergency",
+        }
+    }
+}
+
+/// What the host knows about itself.
+#[derive(Debug, Clone, Default)]
+pub struct HostState {
+    /// The host name that was set.
+    pub hostname: String,
+    /// Boot phase.
+    pub phase: Phase,
+    /// Every boot step that failed, with its cause.
+    pub boot_errors: Vec<String>,
+}
+
+/// While the host end of the virtio-serial port is closed, poll(2) reports POLLHUP
+/// at once; the port is then left out of the poll set for this long.
+const PORT_QUIET: Duration = Duration::from_millis(250);
+
+/// The sources PID 1 waits on.
+pub struct EventLoop {
+    signals: Option<SignalFd>,
+    listener: Option<UnixListener>,
+    connections: Vec<Connection>,
+    port: Option<SerialPort>,
+    port_quiet_until: Option<Instant>,
+    buttons: Vec<(PathBuf, File)>,
+    grace: Duration,
+    state: HostState,
+}
+
+/// Which source a poll entry belongs to.
+#[derive(Clone, Copy)]
+enum Source {
+    Signals,
+    Listener,
+    Connection(usize),
+    Port,
+    Button(usize),
+}
+
+/// What a request asks the loop to do after answering.
+enum After {
+    Continue,
+    Shutdown(PowerAction, &'static str),
+}
+
+impl EventLoop {
+    /// A loop with its signalfd (None if it could not be created).
+    pub fn new(signals: Option<SignalFd>) -> Self {
+        EventLoop {
+            signals,
+            listener: None,
+            connections: Vec::new(),
+            port: None,
+            port_quiet_until: None,
+            buttons: Vec::new(),
+            grace: Duration::from_secs(5),
+            state: HostState::default(),
+        }
+    }
+
+    /// Whether signals cannot be watched (then reaping falls back to a periodic pass).
+    pub fn signals_missing(&self) -> bool {
+        self.signals.is_none()
+    }
+
+    /// Serve the control protocol on this listener.
+    pub fn set_listener(&mut self, listener: UnixListener) {
+        self.listener = Some(listener);
+    }
+
+    /// Serve the control protocol on this virtio-serial port too.
+    pub fn set_port(&mut self, port: SerialPort) {
+        self.port = Some(port);
+    }
+
+    /// Watch these power buttons.
+    pub fn set_buttons(&mut self, buttons: Vec<(PathBuf, File)>) {
+        self.buttons = buttons;
+    }
+
+    /// Run forever.
+    pub fn run(mut self, mut state: HostState, grace: Duration) -> ! {
+        if state.phase == Phase::Booting {
+            state.phase = Phase::Ready;
+        }
+        self.state = state;
+        self.grace = grace;
+        reap_all();
+        loop {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.turn())) {
+                error!("event loop: panicked: {}; continuing", panic_message(&payload));
+            }
+        }
+    }
+
+    /// Wait for one batch of events and handle them.
+    fn turn(&mut self) {
+        let ready = self.wait();
+        for (source, flags) in ready {
+            match source {
+                Source::Signals => self.on_signals(),
+                Source::Listener => self.on_accept(),
+                Source::Connection(index) => self.on_connection(index),
+                Source::Port => self.on_port(flags),
+                Source::Button(index) => self.on_button(index),
+            }
+        }
+        self.connections.retain(|c| c.buffer_alive());
+    }
+
+    fn wait(&mut self) -> Vec<(Source, PollFlags)> {
+        let now = Instant::now();
+        let port_quiet = self.port_quiet_until.filter(|until| *until > now);
+        let mut sources = Vec::new();
+        let mut fds: Vec<PollFd> = Vec::new();
+        fn add<'fd>(sources: &mut Vec<Source>, source: Source, fd: BorrowedFd<'fd>) -> PollFd<'fd> {
+            sources.push(source);
+            PollFd::new(fd, PollFlags::POLLIN)
+        }
+        if let Some(signals) = &self.signals {
+            fds.push(add(&mut sources, Source::Signals, signals.as_fd()));
+        }
+        if let Some(listener) = &self.listener {
+            fds.push(add(&mut sources, Source::Listener, listener.as_fd()));
+        }
+        for (i, connection) in self.connections.iter().enumerate() {
+            fds.push(add(&mut sources, Source::Connection(i), connection.stream.as_fd()));
+        }
+        if let (Some(port), None) = (&self.port, port_quiet) {
+            fds.push(add(&mut sources, Source::Port, port.as_fd()));
+        }
+        for (i, (_, button)) in self.buttons.iter().enumerate() {
+            fds.push(add(&mut sources, Source::Button(i), button.as_fd()));
+        }
+        let timeout = match (port_quiet, &self.signals) {
+            (Some(until), _) => PollTimeout::try_from(until - now).unwrap_or(PollTimeout::MAX),
+            (None, None) => PollTimeout::from(1000u16),
+            (None, Some(_)) => PollTimeout::NONE,
+        };
+        if self.signals.is_none() {
+            reap_all();
+        }
+        match poll(&mut fds, timeout) {
+            Ok(_) => {}
+            Err(nix::Error::EINTR) => return Vec::new(),
+            Err(e) => {
+                error!("poll: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                return Vec::new();
+            }
+        }
+        sources
+            .into_iter()
+            .zip(fds.iter().map(|fd| fd.revents().unwrap_or(PollFlags::empty())))
+            .filter(|(_, flags)| !flags.is_empty())
+            .collect()
+    }
+
+    fn on_signals(&mut self) {
+        let Some(signals) = &self.signals else { return };
+        let mut received = Vec::new();
+        while let Ok(Some(info)) = signals.read_signal() {
+            received.push(info.ssi_signo as i32);
+        }
+        for number in received {
+            match Signal::try_from(number) {
+                Ok(Signal::SIGCHLD) => {
+                    for child in reap_all().reaped {
+                        debug!("reaped pid {} (exit {})", child.pid, child.code);
+                    }
+                }
+                Ok(Signal::SIGTERM) => self.shutdown(PowerAction::PowerOff, "SIGTERM"),
+                Ok(Signal::SIGPWR) => self.shutdown(PowerAction::PowerOff, "SIGPWR"),
+                Ok(Signal::SIGINT) => self.shutdown(PowerAction::Reboot, "ctrl-alt-del (SIGINT)"),
+                Ok(other) => info!("ignoring {other}"),
+                Err(_) => info!("ignoring signal {number}"),
+            }
+        }
+    }
+
+    fn on_accept(&mut self) {
+        let Some(listener) = &self.listener else { return };
+        loop {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    if stream.set_nonblocking(true).is_ok() {
+                        self.connections.push(Connection { stream, buffer: LineBuffer::default() });
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    warn!("control socket accept: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_connection(&mut self, index: usize) {
+        let Some(connection) = self.connections.get_mut(index) else { return };
+        let lines = match read_lines(&mut connection.stream, &mut connection.buffer) {
+            ReadOutcome::Lines(lines) => lines,
+            ReadOutcome::Closed => {
+                connection.close();
+                return;
+            }
+        };
+        for line in lines {
+            let Some(connection) = self.connections.get(index) else { return };
+            let Ok(channel) = connection.stream.try_clone() else { return };
+            self.on_request(&line, channel.as_fd());
+        }
+    }
+
+    fn on_port(&mut self, flags: PollFlags) {
+        if flags.contains(PollFlags::POLLHUP) && !flags.contains(PollFlags::POLLIN) {
+            self.port_quiet_until = Some(Instant::now() + PORT_QUIET);
+            return;
+        }
+        let Some(port) = self.port.as_mut() else { return };
+        let lines = match read_lines(&mut port.file, &mut port.buffer) {
+            ReadOutcome::Lines(lines) => lines,
+            ReadOutcome::Closed => {
+                self.port_quiet_until = Some(Instant::now() + PORT_QUIET);
+                return;
+            }
+        };
+        for line in lines {
+            let Some(port) = &self.port else { return };
+            let Ok(channel) = port.file.try_clone() else { return };
+            self.on_request(&line, channel.as_fd());
+        }
+    }
+
+    fn on_button(&mut self, index: usize) {
+        let Some((path, button)) = self.buttons.get_mut(index) else { return };
+        let mut events = [0u8; INPUT_EVENT_SIZE * 16];
+        match button.read(&mut events) {
+            Ok(n) if contains_power_press(&events[..n]) => {
+                info!("power button pressed ({})", path.display());
+                self.shutdown(PowerAction::PowerOff, "power button");
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                warn!("power button {}: {e}; no longer watched", path.display());
+                self.buttons.remove(index);
+            }
+        }
+    }
+
+    /// Answer one request line on `channel`.
+    fn on_request(&mut self, line: &str, channel: BorrowedFd<'_>) {
+        let request = match parse_request(line) {
+            Ok(request) => request,
+            Err(response) => return reply(channel, &response),
+        };
+        let id = request.id;
+        let after = match request.command {
+            Command::Status => {
+                reply(channel, &Response::success(id, self.status()));
+                After::Continue
+            }
+            Command::Poweroff => {
+                reply(channel, &Response::success(id, "powering off"));
+                After::Shutdown(PowerAction::PowerOff, "keelctl poweroff")
+            }
+            Command::Reboot => {
+                reply(channel, &Response::success(id, "rebooting"));
+                After::Shutdown(PowerAction::Reboot, "keelctl reboot")
+            }
+            Command::Exec { argv, timeout_secs } => {
+                let timeout = Duration::from_secs(timeout_secs.unwrap_or(DEFAULT_EXEC_TIMEOUT_SECS));
+                let spawned = channel
+                    .try_clone_to_owned()
+                    .map_err(|e| e.to_string())
+                    .and_then(|fd| exec_helper::spawn(id, argv, timeout, fd).map_err(|e| e.to_string()));
+                if let Err(e) = spawned {
+                    reply(channel, &Response::failure(id, format!("exec: cannot fork: {e}")));
+                }
+                After::Continue
+            }
+        };
+        if let After::Shutdown(action, reason) = after {
+            self.shutdown(action, reason);
+        }
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            hostname: self.state.hostname.clone(),
+            state: self.state.phase.name().to_string(),
+            uptime_secs: crate::clock::since_boot().as_secs_f64(),
+            boot_errors: self.state.boot_errors.clone(),
+            pid1_rss_kib: own_rss_kib(),
+        }
+    }
+
+    fn shutdown(&mut self, action: PowerAction, reason: &str) {
+        self.listener = None;
+        shutdown(action, reason, self.grace)
+    }
+}
+
+impl Connection {
+    /// Mark the connection finished; it is dropped after this turn.
+    fn close(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        self.buffer = LineBuffer::closed();
+    }
+
+    fn buffer_alive(&self) -> bool {
+        !self.buffer.is_closed()
+    }
+}
+
+/// Write one response line; a client that went away is not an error worth more than a debug line.
+fn reply(channel: BorrowedFd<'_>, response: &Response) {
+    let mut file = match channel.try_clone_to_owned() {
+        Ok(fd) => File::from(fd),
+        Err(e) => return debug!("control reply: {e}"),
+    };
+    if let Err(e) = crate::control_server::write_all_fd(file.as_fd(), response.to_line().as_bytes()) {
+        debug!("control reply: {e}");
+    }
+    let _ = file.flush();
+}
+
+/// PID 1's resident memory in KiB, from /proc/self/status.
+fn own_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,27 @@
+//! keel-init: keel's PID 1 and its `keelctl` client.
+//!
+//! PID 1 runs a fallible boot (each step logged, a failing step never stops the
+//! others), then an event loop that never returns: it reaps children, serves the
+//! control channel, and shuts the machine down on a signal, the power button or a
+//! request. Pure parts (command line, settings, module order, shutdown plan) are
+//! plain functions with unit tests; the rest applies them to the kernel.
+//!
+//! Limitations (current state): no containers, network or first-boot config yet —
+//! those steps arrive with their issues.
+
+pub mod boot;
+pub mod clock;
+pub mod cmdline;
+pub mod control_server;
+pub mod ctl;
+pub mod event_loop;
+pub mod exec_helper;
+pub mod kmod;
+pub mod logger;
+pub mod modload;
+pub mod mounts;
+pub mod power_button;
+pub mod reaper;
+pub mod settings;
+pub mod shutdown;
+pub mod switch_root;

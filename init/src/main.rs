@@ -1,0 +1,23 @@
+//! The `keel` binary: PID 1 when the kernel starts it, `keelctl` by argv[0] or `keel ctl`.
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let invoked_as = args.first().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()).unwrap_or_default();
+    if invoked_as == "keelctl" {
+        std::process::exit(keel_init::ctl::main(args));
+    }
+    if std::process::id() == 1 {
+        keel_init::boot::pid1_main();
+    }
+    match args.get(1).map(String::as_str) {
+        Some("ctl") => std::process::exit(keel_init::ctl::main(args[1..].to_vec())),
+        Some("--version") => println!("keel {}", env!("CARGO_PKG_VERSION")),
+        _ => {
+            eprintln!(
+                "keel {}: the keel host's PID 1.\n\nusage:\n  keel ctl [--socket PATH] status|poweroff|reboot|exec -- CMD...\n  (as PID 1, started by the kernel, it boots the host)",
+                env!("CARGO_PKG_VERSION")
+            );
+            std::process::exit(2);
+        }
+    }
+}

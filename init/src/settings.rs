@@ -1,0 +1,85 @@
+//! `/etc/keel/keel.toml`: the image's settings for PID 1 itself (written by keel-build).
+
+use serde::Deserialize;
+use std::path::Path;
+
+/// Where the image keeps PID 1's settings.
+pub const SETTINGS_PATH: &str = "/etc/keel/keel.toml";
+
+/// PID 1's settings, with defaults for everything.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Name of the virtio-serial port on which to serve the control protocol, if any.
+    #[serde(default)]
+    pub control_port: Option<String>,
+    /// Seconds between SIGTERM and SIGKILL at shutdown.
+    #[serde(default = "default_grace")]
+    pub shutdown_grace_secs: u64,
+}
+
+fn default_grace() -> u64 {
+    5
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings { control_port: None, shutdown_grace_secs: default_grace() }
+    }
+}
+
+/// Why the settings file could not be used; the message names the file and the key.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The file exists but could not be read.
+    #[error("{path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The TOML is invalid (the message carries the key, line and column).
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// toml's description, naming the key and position.
+        message: String,
+    },
+}
+
+/// Parse settings text; `path` is only used in the error.
+pub fn parse(text: &str, path: &str) -> Result<Settings, SettingsError> {
+    toml::from_str(text).map_err(|e| SettingsError::Invalid { path: path.into(), message: e.to_string().trim_end().to_string() })
+}
+
+/// Load the settings file; a missing file means the defaults.
+pub fn load(path: &Path) -> Result<Settings, SettingsError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text, &path.display().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
+        Err(source) => Err(SettingsError::Read { path: path.display().to_string(), source }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_values() {
+        assert_eq!(parse("", "k.toml").unwrap(), Settings::default());
+        let s = parse("control_port = \"org.keel.control\"\nshutdown_grace_secs = 2\n", "k.toml").unwrap();
+        assert_eq!(s.control_port.as_deref(), Some("org.keel.control"));
+        assert_eq!(s.shutdown_grace_secs, 2);
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_key() {
+        let err = parse("shutdown_grace = 2\n", "/etc/keel/keel.toml").unwrap_err().to_string();
+        assert!(err.starts_with("/etc/keel/keel.toml: "), "{err}");
+        assert!(err.contains("shutdown_grace"), "{err}");
+        assert!(err.contains("line 1"), "{err}");
+    }
+}

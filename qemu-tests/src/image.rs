@@ -1,0 +1,59 @@
+//! Building the images tests boot.
+
+use keel_build::{build, BuildOptions, HostSpec};
+use std::path::{Path, PathBuf};
+
+/// A built image: kernel, initramfs and the command line it boots with.
+#[derive(Debug, Clone)]
+pub struct TestImage {
+    /// Directory holding the image and, later, the consoles of its boots.
+    pub dir: PathBuf,
+    /// The kernel.
+    pub vmlinuz: PathBuf,
+    /// The initramfs.
+    pub initramfs: PathBuf,
+    /// The image's kernel command line.
+    pub cmdline: String,
+}
+
+/// The cargo target directory (`…/target`), found from the running test executable.
+pub fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.ancestors()
+        .find(|p| p.file_name().is_some_and(|n| n == "target"))
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+/// The `keel` binary built beside this test executable (`…/<profile>/keel`).
+fn keel_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("KEEL_BINARY") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("test executable in <profile>/deps");
+    let keel = profile_dir.join("keel");
+    assert!(
+        keel.is_file(),
+        "{} is missing: build the workspace binaries first (make test does)",
+        keel.display()
+    );
+    keel
+}
+
+/// Write `host_toml` as NAME/host.toml under target/qemu-tests and build it there.
+/// `@PROBE@` in the text is replaced by the path of the keel-probe binary.
+pub fn build_image(name: &str, host_toml: &str, probe: &Path) -> TestImage {
+    let dir = target_dir().join("qemu-tests").join(name);
+    std::fs::create_dir_all(&dir).expect("create image dir");
+    let toml_path = dir.join("host.toml");
+    let text = host_toml.replace("@PROBE@", &probe.display().to_string());
+    std::fs::write(&toml_path, text).expect("write host.toml");
+    let spec = HostSpec::load(&toml_path).unwrap_or_else(|e| panic!("{e}"));
+    let options = BuildOptions { keel_binary: keel_binary(), source_date_epoch: 0 };
+    let out = build(&spec, &options, &dir).unwrap_or_else(|e| panic!("build {name}: {e}"));
+    TestImage { dir, vmlinuz: out.vmlinuz, initramfs: out.initramfs, cmdline: out.cmdline }
+}

@@ -1,0 +1,292 @@
+//! The control protocol: one JSON object per line, a request and its response.
+//!
+//! Every request carries an `id` that its response echoes. A byte stream such as the
+//! virtio-serial port can hold a late answer meant for an earlier client, so clients
+//! skip answers whose id is not theirs.
+//!
+//! ```text
+//! → {"id":7,"cmd":"exec","argv":["kill","-TERM","1"]}
+//! ← {"id":7,"ok":true,"result":{"exit_code":0,"stdout":"","stderr":""}}
+//! ```
+
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+/// Where PID 1 serves the control protocol inside the host.
+pub const DEFAULT_SOCKET: &str = "/run/keel/control.sock";
+
+/// The name of the virtio-serial port that carries the protocol to the machine running QEMU.
+pub const VIRTIO_PORT_NAME: &str = "org.keel.control";
+
+/// Longest request line a server accepts; longer input is refused, not buffered forever.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// What a client asks keel to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Command {
+    /// Report the host's boot state.
+    Status,
+    /// Stop everything and power the machine off.
+    Poweroff,
+    /// Stop everything and reboot.
+    Reboot,
+    /// Run a command on the host and return its exit code and output.
+    Exec {
+        /// Program and arguments; the program is looked up in PATH.
+        argv: Vec<String>,
+        /// Kill the command after this many seconds (default [`DEFAULT_EXEC_TIMEOUT_SECS`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_secs: Option<u64>,
+    },
+}
+
+/// How long an `exec` may run when the request names no timeout.
+pub const DEFAULT_EXEC_TIMEOUT_SECS: u64 = 120;
+
+/// One request line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Chosen by the client, echoed in the response.
+    pub id: u64,
+    /// What to do.
+    #[serde(flatten)]
+    pub command: Command,
+}
+
+/// One response line: `ok` with a `result`, or not `ok` with an `error`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    /// The id of the request this answers (0 when the request could not be parsed).
+    pub id: u64,
+    /// Whether the command succeeded.
+    pub ok: bool,
+    /// The command's result, when ok.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<serde_json::Value>,
+    /// What went wrong, when not ok.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Response {
+    /// A successful answer carrying `result`.
+    pub fn success(id: u64, result: impl Serialize) -> Self {
+        match serde_json::to_value(result) {
+            Ok(value) => Response { id, ok: true, result: Some(value), error: None },
+            Err(err) => Response::failure(id, format!("cannot encode result: {err}")),
+        }
+    }
+
+    /// A failed answer with its reason.
+    pub fn failure(id: u64, error: impl Into<String>) -> Self {
+        Response { id, ok: false, result: None, error: Some(error.into()) }
+    }
+
+    /// The response as one line, newline included.
+    pub fn to_line(&self) -> String {
+        let mut line = serde_json::to_string(self)
+            .unwrap_or_else(|_| format!("{{\"id\":{},\"ok\":false}}", self.id));
+        line.push('\n');
+        line
+    }
+}
+
+/// Parse a request line; on error, the response to send back (naming what is wrong).
+pub fn parse_request(line: &str) -> Result<Request, Response> {
+    serde_json::from_str(line.trim()).map_err(|err| {
+        let id = serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v.get("id").and_then(|id| id.as_u64()))
+            .unwrap_or(0);
+        Response::failure(id, format!("bad request: {err}"))
+    })
+}
+
+/// The host's state as `status` reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// The host name keel set.
+    pub hostname: String,
+    /// `booting`, `ready`, `emergency` or `shutting-down`.
+    pub state: String,
+    /// Seconds since the kernel started.
+    pub uptime_secs: f64,
+    /// Every boot step that failed, with its cause.
+    pub boot_errors: Vec<String>,
+    /// Resident memory of PID 1 in KiB.
+    pub pid1_rss_kib: u64,
+}
+
+/// The outcome of `exec`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecResult {
+    /// Exit code, or 128+signal when the command was killed by a signal.
+    pub exit_code: i32,
+    /// Everything the command wrote to stdout (lossy UTF-8).
+    pub stdout: String,
+    /// Everything the command wrote to stderr (lossy UTF-8).
+    pub stderr: String,
+}
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The socket could not be reached.
+    #[error("cannot connect to {path}: {source}")]
+    Connect {
+        /// Socket path.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Reading or writing the socket failed (or timed out).
+    #[error("control channel {path}: {source}")]
+    Io {
+        /// Socket path.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The peer closed the connection before answering.
+    #[error("control channel {path}: closed before an answer arrived")]
+    Closed {
+        /// Socket path.
+        path: String,
+    },
+    /// keel answered, but the command failed.
+    #[error("{0}")]
+    Remote(String),
+}
+
+/// A connection to a keel control channel (the guest socket or QEMU's chardev socket).
+pub struct Client {
+    path: String,
+    stream: BufReader<UnixStream>,
+}
+
+impl Client {
+    /// Connect to the control socket at `path`.
+    pub fn connect(path: &Path) -> Result<Self, ClientError> {
+        let name = path.display().to_string();
+        let stream = UnixStream::connect(path)
+            .map_err(|source| ClientError::Connect { path: name.clone(), source })?;
+        Ok(Client { path: name, stream: BufReader::new(stream) })
+    }
+
+    /// Send `command` and wait up to `timeout` for its answer; a failed command is an error.
+    pub fn call(
+        &mut self,
+        command: Command,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, ClientError> {
+        let response = self.request(command, timeout)?;
+        if response.ok {
+            Ok(response.result.unwrap_or(serde_json::Value::Null))
+        } else {
+            Err(ClientError::Remote(response.error.unwrap_or_else(|| "failed".into())))
+        }
+    }
+
+    /// Send `command` and return the raw response that carries our id.
+    pub fn request(&mut self, command: Command, timeout: Duration) -> Result<Response, ClientError> {
+        let id = fresh_id();
+        let mut line = serde_json::to_string(&Request { id, command })
+            .map_err(|e| ClientError::Remote(format!("cannot encode request: {e}")))?;
+        line.push('\n');
+        let io = |source| ClientError::Io { path: self.path.clone(), source };
+        self.stream.get_ref().set_read_timeout(Some(timeout)).map_err(io)?;
+        self.stream.get_mut().write_all(line.as_bytes()).map_err(io)?;
+        loop {
+            let mut answer = String::new();
+            let read = self.stream.read_line(&mut answer).map_err(io)?;
+            if read == 0 {
+                return Err(ClientError::Closed { path: self.path.clone() });
+            }
+            if let Ok(response) = serde_json::from_str::<Response>(answer.trim()) {
+                if response.id == id {
+                    return Ok(response);
+                }
+            }
+        }
+    }
+}
+
+/// A request id unlikely to match a stale answer: time and pid mixed.
+fn fresh_id() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    (nanos ^ (u64::from(std::process::id()) << 40)) | 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_request_round_trips() {
+        let line = r#"{"id":7,"cmd":"exec","argv":["kill","-TERM","1"]}"#;
+        let request = parse_request(line).unwrap();
+        assert_eq!(
+            request,
+            Request {
+                id: 7,
+                command: Command::Exec { argv: vec!["kill".into(), "-TERM".into(), "1".into()], timeout_secs: None }
+            }
+        );
+        assert_eq!(serde_json::to_string(&request).unwrap(), line);
+    }
+
+    #[test]
+    fn unknown_command_names_the_problem_and_keeps_the_id() {
+        let response = parse_request(r#"{"id":9,"cmd":"explode"}"#).unwrap_err();
+        assert_eq!(response.id, 9);
+        assert!(!response.ok);
+        assert!(response.error.unwrap().contains("unknown variant `explode`"));
+    }
+
+    #[test]
+    fn garbage_gets_id_zero() {
+        let response = parse_request("not json").unwrap_err();
+        assert_eq!(response.id, 0);
+        assert!(response.error.unwrap().starts_with("bad request"));
+    }
+
+    #[test]
+    fn response_is_one_line() {
+        let line = Response::success(3, ExecResult { exit_code: 1, stdout: "a\nb".into(), stderr: String::new() }).to_line();
+        assert!(line.ends_with('\n'));
+        assert_eq!(line.matches('\n').count(), 1);
+    }
+
+    #[test]
+    fn client_skips_answers_for_other_ids() {
+        use std::os::unix::net::UnixListener;
+        let dir = std::env::temp_dir().join(format!("keel-ctl-test-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let path = dir.join("s.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let request = parse_request(&line).unwrap();
+            let stale = Response::success(request.id + 1, "stale").to_line();
+            let right = Response::success(request.id, "fresh").to_line();
+            reader.get_mut().write_all(stale.as_bytes()).unwrap();
+            reader.get_mut().write_all(right.as_bytes()).unwrap();
+        });
+        let mut client = Client::connect(&path).unwrap();
+        let result = client.call(Command::Status, Duration::from_secs(5)).unwrap();
+        assert_eq!(result, serde_json::json!("fresh"));
+        server.join().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
