@@ -1,0 +1,28 @@
+# keel: the two commands a user needs are `make demo` and `make test`.
+CARGO      ?= cargo
+TARGET     := x86_64-unknown-linux-gnu
+BIN        := target/$(TARGET)/release
+DEMO_DIR   := target/demo
+
+.PHONY: all deps build demo test unit-test qemu-test clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --release --workspace --bins
+
+# Build examples/demo/host.toml and boot it in QEMU (Ctrl-C powers it off cleanly).
+# From another terminal: target/x86_64-unknown-linux-gnu/release/keel ctl --socket target/demo/control.sock status
+demo: build
+	$(BIN)/keel-build run examples/demo/host.toml --out $(DEMO_DIR) \
+		--control-socket $(DEMO_DIR)/control.sock --hostfwd tcp:8080-:80
+
+# Every test: unit, host namespace tests and QEMU boots (two guests at a time at most).
+test: build
+	$(CARGO) test --release --workspace -- --test-threads=2
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that building and booting keel images needs, when missing.
+# Used by `make demo`, `make test` and CI. Needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+packages=(
+  qemu-system-x86   # boots the images (TCG)
+  linux-image-amd64 # the kernel and modules put into images
+  busybox-static    # the shell tools in test and demo images
+  cpio              # tests list initramfs contents with an independent tool
+  file              # tests check that binaries are static
+  iproute2          # host tests check links with `ip -j`
+  curl              # the demo and tests fetch from the guest
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "install-deps: cargo is not on PATH; install the Rust toolchain (rustup) first" >&2
+  exit 1
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! ls /boot/vmlinuz-* >/dev/null 2>&1; then
+  echo "install-deps: no kernel in /boot after installing linux-image-amd64" >&2
+  exit 1
+fi
