@@ -4,7 +4,7 @@ TARGET     := x86_64-unknown-linux-gnu
 BIN        := target/$(TARGET)/release
 DEMO_DIR   := target/demo
 
-.PHONY: all deps build demo test unit-test qemu-test clean
+.PHONY: all deps build demo test bench-boot clean
 
 all: build
 
@@ -19,6 +19,9 @@ build: deps
 demo: build
 	$(BIN)/keel-build run examples/demo/host.toml --out $(DEMO_DIR) \
 		--control-socket $(DEMO_DIR)/control.sock --hostfwd tcp:8080-:80
+
+bench-boot: build
+	$(CARGO) run --release -p keel-qemu-tests --bin keel-boot-bench -- examples/demo/host.toml 5
 
 # Every test: unit, host namespace tests and QEMU boots (two guests at a time at most).
 test: build

@@ -28,20 +28,16 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(std::env::temp_dir)
 }
 
-/// The `keel` binary built beside this test executable (`…/<profile>/keel`).
+/// The `keel` binary built beside this executable (`…/<profile>/keel`, also from `deps/`).
 fn keel_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("KEEL_BINARY") {
         return PathBuf::from(path);
     }
     let exe = std::env::current_exe().expect("current_exe");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("test executable in <profile>/deps");
-    let keel = profile_dir.join("keel");
-    assert!(
-        keel.is_file(),
-        "{} is missing: build the workspace binaries first (make test does)",
-        keel.display()
-    );
-    keel
+    let candidates: Vec<PathBuf> = exe.ancestors().skip(1).take(2).map(|dir| dir.join("keel")).collect();
+    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
+        panic!("keel binary not found at {candidates:?}: build the workspace binaries first (make test does)")
+    })
 }
 
 /// Write `host_toml` as NAME/host.toml under target/qemu-tests and build it there.
