@@ -28,7 +28,7 @@ pub enum HostError {
         source: std::io::Error,
     },
     /// The file is not a valid host spec; toml's message names the line, column and key.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {}", path.display(), source.to_string().trim_end())]
     Parse {
         /// The host.toml path.
         path: PathBuf,

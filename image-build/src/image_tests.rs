@@ -114,6 +114,11 @@ fn minimal_image_has_the_contract_layout() {
             target: "keel".into()
         }
     );
+}
+
+#[test]
+fn minimal_image_has_the_contract_files() {
+    let entries = plan_of("hostname = \"demo\"\n", &[]).unwrap();
     assert_eq!(text(&entries, "/etc/hostname"), "demo\n");
     assert_eq!(
         text(&entries, "/etc/passwd"),

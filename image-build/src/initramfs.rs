@@ -2,6 +2,8 @@
 //!
 //! Host files are read as they are written. The gzip header carries mtime 0 and no
 //! file name, so the output depends only on the entries, their contents and `mtime`.
+//! Compression is level 1 ("fast"): in unoptimised builds of keel-build the
+//! compressor dominates the build time, and the larger archive costs the kernel little.
 
 use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -47,7 +49,7 @@ pub fn write_cpio<W: Write>(entries: &[Entry], mtime: u32, out: W) -> Result<W, 
 
 /// Write `entries` as a gzip-compressed cpio archive to `out`.
 pub fn write_cpio_gz<W: Write>(entries: &[Entry], mtime: u32, out: W) -> Result<W, WriteError> {
-    let gz: GzEncoder<W> = GzBuilder::new().mtime(0).write(out, Compression::default());
+    let gz: GzEncoder<W> = GzBuilder::new().mtime(0).write(out, Compression::fast());
     let gz = write_cpio(entries, mtime, gz)?;
     gz.finish().map_err(WriteError::Gzip)
 }

@@ -14,7 +14,8 @@
 //!   guest kernel must be able to load that form.
 //! - x86_64 QEMU only (`-machine pc`).
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod atomic;
 pub mod build;

@@ -56,7 +56,7 @@ pub struct HostFwdError {
 pub struct HostFwd {
     /// `tcp` or `udp`.
     pub udp: bool,
-    /// Port on the host's loopback interface.
+    /// Port on the host (QEMU listens on all host addresses).
     pub host_port: u16,
     /// Port in the guest.
     pub guest_port: u16,
@@ -84,6 +84,7 @@ impl FromStr for HostFwd {
         let udp = match proto {
             "tcp" => false,
             "udp" => true,
+            _ if proto.bytes().all(|b| b.is_ascii_digit()) => return Err(err("missing protocol")),
             _ => return Err(err("the protocol must be tcp or udp")),
         };
         let (host, guest) = rest
@@ -125,7 +126,7 @@ pub struct QemuConfig {
     pub control_socket: Option<PathBuf>,
     /// Unix socket (QEMU is the server) for QMP.
     pub qmp_socket: Option<PathBuf>,
-    /// Ports forwarded from the host's loopback to the guest.
+    /// Ports forwarded from the host to the guest.
     pub hostfwd: Vec<HostFwd>,
     /// Arguments appended verbatim at the end.
     pub extra_args: Vec<String>,
@@ -320,6 +321,7 @@ mod tests {
         assert_eq!(fwd.to_string(), "tcp:2222-:22");
         for (bad, reason) in [
             ("2222", "missing protocol"),
+            ("8080:80", "missing protocol"),
             ("2222-:22", "the protocol must be tcp or udp"),
             ("sctp:1-:2", "the protocol must be tcp or udp"),
             ("tcp:2222:22", "missing \"-:\" between the ports"),

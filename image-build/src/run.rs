@@ -3,19 +3,20 @@
 //! QEMU runs in its own process group with stdin on /dev/null, so a terminal Ctrl-C
 //! reaches only keel-build, which then powers the guest down through QMP (see
 //! [`crate::shutdown`]). The serial console is copied line by line to stdout.
-//! SIGINT, SIGTERM and SIGCHLD are blocked and read from a signalfd, so the wait for
+//! SIGINT, SIGTERM, SIGHUP and SIGCHLD are blocked and read from a signalfd, so the wait for
 //! QEMU is one blocking `poll` with the current shutdown deadline as its timeout.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::fd::AsFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::prctl::set_pdeathsig;
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use crate::qemu::{QemuConfig, QEMU};
@@ -88,7 +89,12 @@ pub fn run_qemu(config: &QemuConfig) -> Result<i32, RunError> {
         let _ = std::fs::remove_file(qmp);
     }
     let mut mask = SigSet::empty();
-    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGCHLD] {
+    for signal in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGCHLD,
+    ] {
         mask.add(signal);
     }
     mask.thread_block().map_err(RunError::Signals)?;
@@ -106,6 +112,7 @@ fn supervise(config: &QemuConfig, mask: &SigSet) -> Result<i32, RunError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .process_group(0);
+    prepare_child(&mut command);
     let mut child = command.spawn().map_err(RunError::Spawn)?;
     let serial = child.stdout.take().map(copy_serial);
     let mut guard = Guard {
@@ -122,6 +129,33 @@ fn supervise(config: &QemuConfig, mask: &SigSet) -> Result<i32, RunError> {
         let _ = serial.join();
     }
     Ok(exit_code(status?))
+}
+
+/// Make the child start with an empty signal mask and die with keel-build.
+///
+/// std passes our signal mask on to children, and ours blocks the signals that the
+/// signalfd reads, which would leave QEMU deaf to SIGTERM. The parent-death signal
+/// (SIGKILL) keeps QEMU, which is in its own process group, from outliving a
+/// keel-build that is killed without a chance to stop it.
+#[allow(unsafe_code)]
+pub fn prepare_child(command: &mut Command) {
+    let parent = nix::unistd::getpid();
+    let hook = move || -> io::Result<()> {
+        sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)?;
+        set_pdeathsig(Signal::SIGKILL)?;
+        // The parent may have died before prctl: then no signal would ever come.
+        if nix::unistd::getppid() != parent {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs in the forked child before exec, where only
+    // async-signal-safe calls are allowed. It only makes the sigprocmask, prctl and
+    // getppid system calls on values it owns (a sigset on the stack, plain integers),
+    // allocates nothing and touches no lock; errors are built from raw errno values.
+    unsafe {
+        command.pre_exec(hook);
+    }
 }
 
 /// QEMU while it runs, with the QMP session used to stop it.
@@ -148,7 +182,7 @@ impl Guard<'_> {
             let mut action = shutdown.tick(Instant::now());
             while let Some(info) = signals.read_signal().map_err(RunError::Signals)? {
                 let signo = info.ssi_signo as i32;
-                if signo == Signal::SIGINT as i32 || signo == Signal::SIGTERM as i32 {
+                if signo != Signal::SIGCHLD as i32 {
                     action = shutdown.escalate(Instant::now());
                 }
             }
@@ -254,6 +288,34 @@ fn copy_serial(output: ChildStdout) -> JoinHandle<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn blocked_mask_of_child(prepare: bool) -> String {
+        // grep itself, not a shell: a shell may reset the mask on its own.
+        let mut command = Command::new("grep");
+        command.args(["SigBlk", "/proc/self/status"]);
+        command.stdout(Stdio::piped());
+        if prepare {
+            prepare_child(&mut command);
+        }
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGTERM);
+        mask.thread_block().unwrap();
+        let output = command.output();
+        mask.thread_unblock().unwrap();
+        let stdout = String::from_utf8(output.unwrap().stdout).unwrap();
+        stdout
+            .trim()
+            .trim_start_matches("SigBlk:")
+            .trim()
+            .to_string()
+    }
+
+    #[test]
+    fn child_starts_with_an_empty_signal_mask() {
+        assert_eq!(blocked_mask_of_child(true), "0000000000000000");
+        // Negative control: without the hook, the child inherits our blocked SIGTERM.
+        assert_eq!(blocked_mask_of_child(false), "0000000000004000");
+    }
 
     #[test]
     fn exit_codes_mirror_qemu() {

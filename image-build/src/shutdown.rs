@@ -2,7 +2,7 @@
 //!
 //! A pure state machine with the time passed in, so every step is testable:
 //!
-//! 1. `Running` — the first Ctrl-C (or SIGTERM) asks the guest to power down via
+//! 1. `Running` — the first Ctrl-C (SIGINT, or SIGTERM or SIGHUP) asks the guest to power down via
 //!    ACPI (QMP `system_powerdown`) and waits up to the power-down timeout.
 //! 2. `PoweringDown` — a second signal, the timeout, or a failed request makes QEMU
 //!    quit at once (QMP `quit`), waiting up to the quit timeout.

@@ -101,6 +101,17 @@ fn same_input_gives_identical_images() {
         sha256_file(&second.initramfs).unwrap(),
     );
     assert_eq!(sha1, sha2, "initramfs.img differs between identical builds");
+    // Negative control: a different input must give a different image.
+    let later = BuildOptions {
+        source_date_epoch: options.source_date_epoch + 1,
+        ..options.clone()
+    };
+    let third = build(&spec, &later, &dir.path().join("out3")).expect("third build");
+    assert_ne!(
+        sha256_file(&third.initramfs).unwrap(),
+        sha1,
+        "the comparison cannot fail"
+    );
     assert_eq!(first.cmdline, "console=ttyS0 quiet panic=-1 keel.debug");
     let cmdline = std::fs::read_to_string(dir.path().join("out1/cmdline")).unwrap();
     assert_eq!(cmdline, "console=ttyS0 quiet panic=-1 keel.debug\n");
