@@ -1,0 +1,138 @@
+//! Declaration tests: a full valid file, and each rejection with its key and line.
+
+use super::*;
+
+const FULL: &str = r#"
+image = "/usr/share/keel/images/busybox"
+command = ["/bin/sh", "-c"]
+args = ["echo hi"]
+env = { GREETING = "hello", PATH = "/bin" }
+workdir = "/tmp"
+user = "1000:100"
+hostname = "web"
+init = true
+restart = "on-failure"
+max_retries = 5
+depends_on = { db = "healthy" }
+stop_signal = "SIGINT"
+stop_timeout = "3s"
+read_only = true
+sysctls = { "net.ipv4.ip_unprivileged_port_start" = "0" }
+
+[healthcheck]
+command = "/bin/true"
+interval = "2s"
+
+[[mounts]]
+type = "bind"
+source = "/var/lib/web"
+target = "/data"
+
+[[mounts]]
+type = "tmpfs"
+target = "/scratch"
+size = "16M"
+
+[resources]
+memory_max = "64M"
+cpus = 0.5
+pids_max = 64
+
+[capabilities]
+add = ["NET_ADMIN"]
+drop = ["MKNOD"]
+
+[user_namespace]
+uid_map = "0:100000:65536"
+"#;
+
+fn errors(name: &str, text: &str) -> Vec<SpecError> {
+    parse(name, text, "/etc/keel/containers/x.toml").expect_err("should be rejected").0
+}
+
+/// The single error's (key, line).
+fn only(name: &str, text: &str) -> (String, Option<usize>, String) {
+    let errs = errors(name, text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    (errs[0].key.clone(), errs[0].line, errs[0].message.clone())
+}
+
+#[test]
+fn full_declaration_is_understood() {
+    let spec = parse("web", FULL, "web.toml").unwrap();
+    assert_eq!(spec.argv, ["/bin/sh", "-c", "echo hi"]);
+    assert_eq!(spec.user, UserSpec::Id { uid: 1000, gid: Some(100) });
+    assert_eq!(spec.restart, RestartPolicy { mode: RestartMode::OnFailure, max_retries: Some(5) });
+    assert_eq!(spec.depends_on[0].condition, DependencyCondition::Healthy);
+    assert_eq!(spec.stop_signal, 2);
+    assert_eq!(spec.resources.cpu_max, Some((Some(50_000), 100_000)));
+    assert_eq!(spec.resources.memory_max, Some(64 << 20));
+    assert_eq!(spec.mounts.len(), 2);
+    assert_eq!(spec.user_namespace.unwrap().gid.host, 100000);
+    assert_eq!(spec.network, NetworkMode::None);
+}
+
+#[test]
+fn minimal_declaration_gets_defaults() {
+    let spec = parse("a.b_c", "image = \"/img\"\ncommand = \"/bin/app --flag\"\n", "f").unwrap();
+    assert_eq!(spec.argv, ["/bin/app", "--flag"]);
+    assert_eq!(spec.hostname, "a-b-c");
+    assert_eq!(spec.stop_signal, 15);
+    assert_eq!(spec.stop_timeout, Duration::from_secs(10));
+    assert_eq!(spec.restart.mode, RestartMode::No);
+}
+
+#[test]
+fn unknown_key_names_key_and_line() {
+    let (key, line, message) = only("x", "image = \"/img\"\ncommand = \"/a\"\nrestrat = \"always\"\n");
+    assert_eq!((key.as_str(), line), ("restrat", Some(3)));
+    assert!(message.contains("unknown field"), "{message}");
+}
+
+#[test]
+fn wrong_type_names_the_line() {
+    let (_, line, message) = only("x", "image = \"/img\"\ncommand = \"/a\"\n[resources]\npids_max = \"many\"\n");
+    assert_eq!(line, Some(4));
+    assert!(message.contains("invalid type"), "{message}");
+}
+
+#[test]
+fn ports_with_network_none_is_a_contradiction() {
+    let (key, line, _) = only("x", "image = \"/img\"\ncommand = \"/a\"\nnetwork = \"none\"\nports = [\"8080:80\"]\n");
+    assert_eq!((key.as_str(), line), ("ports", Some(4)));
+}
+
+#[test]
+fn every_problem_is_reported_not_just_the_first() {
+    let text = "image = \"relative\"\nrestart = \"sometimes\"\n[resources]\ncpus = 1.0\ncpu_max = \"max\"\nio_weight = 0\n";
+    let keys: Vec<String> = errors("x", text).into_iter().map(|e| e.key).collect();
+    assert_eq!(keys, ["image", "command", "restart", "resources.cpus", "resources.io_weight"]);
+}
+
+#[test]
+fn bind_source_must_be_under_var() {
+    let text = "image = \"/img\"\ncommand = \"/a\"\n[[mounts]]\ntype = \"bind\"\nsource = \"/etc\"\ntarget = \"/e\"\n";
+    let (key, line, message) = only("x", text);
+    assert_eq!(key, "mounts[0].source");
+    assert_eq!(line, Some(5));
+    assert!(message.contains("under /var"), "{message}");
+}
+
+#[test]
+fn non_namespaced_sysctl_is_refused() {
+    let (key, _, _) = only("x", "image = \"/img\"\ncommand = \"/a\"\n[sysctls]\n\"kernel.panic\" = \"1\"\n");
+    assert_eq!(key, "sysctls.kernel.panic");
+}
+
+#[test]
+fn bad_names_and_self_dependency() {
+    assert_eq!(only("Bad", "image = \"/img\"\ncommand = \"/a\"\n").0, "");
+    assert_eq!(only("x", "image = \"/img\"\ncommand = \"/a\"\ndepends_on = [\"x\"]\n").0, "depends_on.x");
+    assert_eq!(only("x", "image = \"/img\"\ncommand = \"/a\"\n[capabilities]\nadd = [\"FLY\"]\n").0, "capabilities.add");
+}
+
+#[test]
+fn display_names_file_line_and_key() {
+    let err = &errors("x", "image = \"/img\"\ncommand = \"/a\"\nrestart = \"later\"\n")[0];
+    assert_eq!(err.to_string(), "/etc/keel/containers/x.toml:3: restart: \"later\": expected \"no\", \"on-failure\" or \"always\"");
+}
