@@ -22,6 +22,7 @@ pub mod modload;
 pub mod mounts;
 pub mod power_button;
 pub mod reaper;
+pub mod run_cmd;
 pub mod settings;
 pub mod shutdown;
 pub mod switch_root;

@@ -1,12 +1,14 @@
 //! keel-supervisor: what PID 1 needs to run and operate the operator's containers.
 //!
-//! Today this crate holds the control API: the JSON-lines protocol spoken on
-//! `/run/keel/control.sock` and on the virtio-serial control port, with its client.
-//!
-//! Limitations (current state): container specs, spawning with namespaces, cgroup v2 and
-//! restart policy are not here yet; the control API only knows host-level commands
-//! (status, poweroff, reboot, exec).
-#![forbid(unsafe_code)]
+//! It holds the control API (the JSON-lines protocol spoken on `/run/keel/control.sock`
+//! and on the virtio-serial control port, with its client), container declarations
+//! (`spec`), the container runtime (`runtime`: namespaces, rootfs, identity), cgroup v2
+//! (`cgroup`), capabilities and seccomp (`security`) and the restart policy (`restart`).
+#![deny(unsafe_code)]
 
+pub mod cgroup;
 pub mod control;
+pub mod restart;
+pub mod runtime;
+pub mod security;
 pub mod spec;

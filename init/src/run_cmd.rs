@@ -1,0 +1,92 @@
+//! `keel run FILE.toml`: run one container in the foreground on any Linux host (as
+//! root, not as PID 1), with the same isolation PID 1 gives it, and exit with its exit
+//! code — for trying a declaration before baking it into an image, and for benchmarks.
+
+use keel_supervisor::cgroup::CgroupTree;
+use keel_supervisor::runtime::{self, Stdio};
+use keel_supervisor::spec;
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+/// Where `keel run` keeps container state unless KEEL_STATE_DIR says otherwise.
+const DEFAULT_STATE_ROOT: &str = "/var/lib/keel/containers";
+
+/// Run `keel run` with its arguments (after `run`); returns the exit code.
+pub fn main(args: &[String]) -> i32 {
+    let [file] = args else {
+        eprintln!("usage: keel run FILE.toml");
+        return 2;
+    };
+    match run(Path::new(file)) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("keel run: {message}");
+            125
+        }
+    }
+}
+
+fn run(file: &Path) -> Result<i32, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{}: {e}", file.display()))?;
+    let name = file.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let spec = spec::parse(name, &text, &file.display().to_string()).map_err(|errors| errors.to_string())?;
+    let tree = CgroupTree::new(PathBuf::from("/sys/fs/cgroup"));
+    let cgroup2 = tree.is_v2();
+    if spec.resources.any() && !cgroup2 {
+        return Err(format!(
+            "{}: resources: limits need cgroup v2, which is not mounted at /sys/fs/cgroup on this host; remove [resources] to run without a cgroup",
+            file.display()
+        ));
+    }
+    let state_root = std::env::var_os("KEEL_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| DEFAULT_STATE_ROOT.into());
+    let plan = runtime::plan(&spec, &state_root, cgroup2);
+    let cgroup = if cgroup2 { Some(tree.prepare(&spec.name, &spec.resources).map_err(|e| e.to_string())?) } else { None };
+    let cgroup_fd = cgroup.as_ref().map(|c| c.open_dir_fd()).transpose().map_err(|e| format!("open cgroup: {e}"))?;
+    let signals = block_signals()?;
+    let stdio = Stdio { stdout: 1, stderr: 2 };
+    let spawned = runtime::spawn(&plan, stdio, cgroup_fd.as_ref().map(|fd| fd.as_fd()));
+    let result = spawned.map_err(|e| e.to_string()).map(|pid| wait_forwarding(pid, &signals));
+    if let Some(cgroup) = cgroup {
+        let _ = cgroup.kill();
+        let _ = cgroup.remove();
+    }
+    let _ = std::fs::remove_dir_all(runtime::plan::state_dir(&state_root, spec.name.as_str()));
+    result
+}
+
+const FORWARDED: [Signal; 5] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1];
+
+fn block_signals() -> Result<SignalFd, String> {
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGCHLD);
+    FORWARDED.iter().for_each(|s| mask.add(*s));
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).map_err(|e| format!("sigprocmask: {e}"))?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC).map_err(|e| format!("signalfd: {e}"))
+}
+
+/// Wait for the container, forwarding signals to it; its exit code, 128+signal if killed.
+fn wait_forwarding(pid: Pid, signals: &SignalFd) -> i32 {
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, signal, _)) => return 128 + signal as i32,
+            Ok(_) => {}
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => {
+                eprintln!("keel run: waitpid: {e}");
+                return 125;
+            }
+        }
+        if let Ok(Some(info)) = signals.read_signal() {
+            if let Ok(signal) = Signal::try_from(info.ssi_signo as i32) {
+                if signal != Signal::SIGCHLD {
+                    let _ = kill(pid, signal);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The container side of a start: from the fresh namespaces to execve.
+//!
+//! Every step returns a message naming what failed; the first failure is written to
+//! the error pipe and the child exits, so the parent reports "mount overlay on …: EINVAL"
+//! rather than a bare exit code.
+#![allow(unsafe_code)]
+
+use super::plan::LaunchPlan;
+use super::rootfs::{self, StepResult};
+use super::users::{self, Identity};
+use crate::security;
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal, SigHandler, signal};
+use nix::unistd::{Gid, Uid};
+use std::ffi::CString;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+/// Standard streams the container gets (fd 0 is always /dev/null).
+#[derive(Debug, Clone, Copy)]
+pub struct Stdio {
+    /// Target of the container's fd 1.
+    pub stdout: RawFd,
+    /// Target of the container's fd 2.
+    pub stderr: RawFd,
+}
+
+/// Run in the cloned child: wait for the parent, build the container, exec. Never returns.
+pub fn run(plan: &LaunchPlan, go: OwnedFd, errors: OwnedFd, stdio: Stdio) -> ! {
+    let result = wait_for_parent(go).and_then(|()| setup_and_exec(plan, stdio));
+    if let Err(message) = result {
+        let mut pipe = std::fs::File::from(errors);
+        let _ = pipe.write_all(message.as_bytes());
+    }
+    super::clone::exit_child(127)
+}
+
+fn wait_for_parent(go: OwnedFd) -> StepResult {
+    let mut byte = [0u8; 1];
+    match std::fs::File::from(go).read(&mut byte) {
+        Ok(1) => Ok(()),
+        _ => Err("the parent gave up before the container started".into()),
+    }
+}
+
+fn setup_and_exec(plan: &LaunchPlan, stdio: Stdio) -> StepResult {
+    let root = plan.root.merged.as_path();
+    rootfs::make_mounts_private()?;
+    rootfs::mount_root(plan)?;
+    rootfs::apply_mounts(root, &plan.mounts)?;
+    rootfs::write_sysctls(root, &plan.sysctls)?;
+    rootfs::mask_and_protect(root)?;
+    nix::unistd::sethostname(&plan.hostname).map_err(|e| format!("sethostname {}: {e}", plan.hostname))?;
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
+    let identity = users::resolve(&plan.user, &passwd)?;
+    let program = find_program(root, &plan.argv[0], &plan.env)?;
+    let null = std::fs::File::open(root.join("dev/null")).map_err(|e| format!("open /dev/null: {e}"))?;
+    rootfs::pivot_into(root)?;
+    redirect_stdio(null.as_raw_fd(), stdio)?;
+    drop(null);
+    std::env::set_current_dir(&plan.workdir).map_err(|e| format!("workdir {}: {e}", plan.workdir.display()))?;
+    become_user(identity)?;
+    security::caps::apply_capabilities(plan.capabilities).map_err(|e| format!("capabilities: {e}"))?;
+    security::caps::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
+    reset_signals();
+    mark_fds_cloexec()?;
+    security::seccomp::install_default_filter().map_err(|e| format!("seccomp: {e}"))?;
+    exec(&program, &plan.argv, &plan.env)
+}
+
+/// Look `name` up in the container's PATH (from its environment), relative to `root`.
+/// Returns the path as the container will see it.
+fn find_program(root: &Path, name: &str, env: &[String]) -> Result<String, String> {
+    if name.contains('/') {
+        return Ok(name.to_string());
+    }
+    let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(super::plan::DEFAULT_PATH);
+    path.split(':')
+        .map(|dir| format!("{}/{name}", dir.trim_end_matches('/')))
+        .find(|candidate| rootfs::under(root, Path::new(candidate)).is_file())
+        .ok_or_else(|| format!("exec {name}: not found in the image's PATH ({path})"))
+}
+
+fn redirect_stdio(null: RawFd, stdio: Stdio) -> StepResult {
+    for (from, to) in [(null, 0), (stdio.stdout, 1), (stdio.stderr, 2)] {
+        if from != to {
+            // SAFETY: dup2 on descriptors this process owns; it only replaces 0, 1 or 2.
+            if unsafe { libc::dup2(from, to) } < 0 {
+                return Err(format!("stdio: dup2 to {to}: {}", std::io::Error::last_os_error()));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn become_user(identity: Identity) -> StepResult {
+    let gid = Gid::from_raw(identity.gid);
+    let uid = Uid::from_raw(identity.uid);
+    if let Err(e) = nix::unistd::setgroups(&[]) {
+        // In a user namespace with setgroups denied this is expected to fail.
+        if e != nix::Error::EPERM {
+            return Err(format!("setgroups: {e}"));
+        }
+    }
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| format!("setresgid {}: {e}", identity.gid))?;
+    security::caps::keep_caps_across_setuid().map_err(|e| format!("keepcaps: {e}"))?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(|e| format!("setresuid {}: {e}", identity.uid))
+}
+
+/// Default dispositions and an empty mask, as a freshly started program expects.
+fn reset_signals() {
+    for signal_number in 1..32 {
+        if let Ok(sig) = Signal::try_from(signal_number) {
+            if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
+                // SAFETY: setting the default disposition installs no handler code.
+                let _ = unsafe { signal(sig, SigHandler::SigDfl) };
+            }
+        }
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+/// Every descriptor above stderr closes at exec: nothing of the parent leaks in.
+fn mark_fds_cloexec() -> StepResult {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes flags of this process's descriptors.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if ret < 0 {
+        return Err(format!("close_range: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn exec(program: &str, argv: &[String], env: &[String]) -> StepResult {
+    let cstr = |s: &str| CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"));
+    let program_c = cstr(program)?;
+    let argv_c = argv.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;
+    let env_c = env.iter().map(|e| cstr(e)).collect::<Result<Vec<_>, _>>()?;
+    let err = nix::unistd::execve(&program_c, &argv_c, &env_c).err().unwrap_or(nix::Error::EINVAL);
+    Err(format!("exec {program}: {err}"))
+}

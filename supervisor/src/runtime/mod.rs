@@ -1,0 +1,18 @@
+//! The container runtime: from a validated declaration to a process isolated in its
+//! own namespaces, root filesystem, capabilities, seccomp filter and cgroup.
+//!
+//! [`plan::plan`] computes everything as data; [`spawn::spawn`] applies it with clone3
+//! and a child that reports its own failures. Limitations: images are root filesystem
+//! directories only; the network namespace holds only `lo` (bridges come with the
+//! network issue).
+
+pub mod child;
+pub mod clone;
+pub mod plan;
+pub mod rootfs;
+pub mod spawn;
+pub mod users;
+
+pub use child::Stdio;
+pub use plan::{plan, LaunchPlan};
+pub use spawn::{spawn, SpawnError};

@@ -1,0 +1,133 @@
+//! Building the container's root inside its new mount namespace (runs in the child).
+
+use super::plan::{LaunchPlan, MountOp, MASKED_PATHS, READONLY_PATHS};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// A failed step, with what was being done.
+pub type StepResult = Result<(), String>;
+
+fn nix_err(what: impl std::fmt::Display) -> impl FnOnce(nix::Error) -> String {
+    move |e| format!("{what}: {e}")
+}
+
+fn io_err(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> String {
+    move |e| format!("{what}: {e}")
+}
+
+/// `inside` (absolute in the container) as a host path under `root`.
+pub fn under(root: &Path, inside: &Path) -> PathBuf {
+    root.join(inside.strip_prefix("/").unwrap_or(inside))
+}
+
+/// Make every mount private, so nothing the container mounts reaches the host.
+pub fn make_mounts_private() -> StepResult {
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(nix_err("make / private"))
+}
+
+/// Mount the root: an overlay (image below, per-container upper) or the image read-only.
+pub fn mount_root(plan: &LaunchPlan) -> StepResult {
+    let root = &plan.root;
+    match &root.overlay {
+        Some((upper, work)) => {
+            let data = format!("lowerdir={},upperdir={},workdir={}", root.image.display(), upper.display(), work.display());
+            mount(Some("overlay"), &root.merged, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
+                .map_err(nix_err(format!("mount overlay on {}", root.merged.display())))
+        }
+        None => {
+            bind(&root.image, &root.merged, true)?;
+            Ok(())
+        }
+    }
+}
+
+/// Bind `source` onto `target` (recursively), read-only if asked.
+fn bind(source: &Path, target: &Path, read_only: bool) -> StepResult {
+    let what = format!("bind {} on {}", source.display(), target.display());
+    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(nix_err(&what))?;
+    if read_only {
+        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC;
+        mount(None::<&str>, target, None::<&str>, flags, None::<&str>).map_err(nix_err(format!("{what} (read-only)")))?;
+    }
+    Ok(())
+}
+
+/// Create the mount point for `source` at `target`: a directory, or an empty file for a file.
+fn mount_point(target: &Path, like_file: bool) -> StepResult {
+    if like_file {
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).map_err(io_err(format!("create {}", parent.display())))?;
+        }
+        if !target.exists() {
+            fs::File::create(target).map_err(io_err(format!("create {}", target.display())))?;
+        }
+        Ok(())
+    } else {
+        fs::create_dir_all(target).map_err(io_err(format!("create {}", target.display())))
+    }
+}
+
+/// Apply the plan's mounts inside the new root.
+pub fn apply_mounts(root: &Path, ops: &[MountOp]) -> StepResult {
+    for op in ops {
+        match op {
+            MountOp::Fs { fstype, target, flags, data } => {
+                let target = under(root, target);
+                mount_point(&target, false)?;
+                mount(Some(*fstype), &target, Some(*fstype), *flags, Some(data.as_str()))
+                    .map_err(nix_err(format!("mount {fstype} on {}", target.display())))?;
+            }
+            MountOp::Bind { source, target, read_only } => {
+                let target = under(root, target);
+                mount_point(&target, !source.is_dir())?;
+                bind(source, &target, *read_only)?;
+            }
+            MountOp::Symlink { target, link } => {
+                let link = under(root, link);
+                let _ = fs::remove_file(&link);
+                std::os::unix::fs::symlink(target, &link).map_err(io_err(format!("symlink {}", link.display())))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Write the declared sysctls through the container's own /proc/sys.
+pub fn write_sysctls(root: &Path, sysctls: &[(String, String)]) -> StepResult {
+    for (name, value) in sysctls {
+        let path = under(root, Path::new("/proc/sys")).join(name.replace('.', "/"));
+        fs::write(&path, value).map_err(io_err(format!("sysctl {name}={value}")))?;
+    }
+    Ok(())
+}
+
+/// Hide the masked paths (tmpfs over directories, /dev/null over files) and make the
+/// read-only paths read-only.
+pub fn mask_and_protect(root: &Path) -> StepResult {
+    for path in MASKED_PATHS {
+        let target = under(root, Path::new(path));
+        let Ok(meta) = fs::metadata(&target) else { continue };
+        let result = if meta.is_dir() {
+            mount(Some("tmpfs"), &target, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))
+        } else {
+            mount(Some("/dev/null"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        };
+        result.map_err(nix_err(format!("mask {path}")))?;
+    }
+    for path in READONLY_PATHS {
+        let target = under(root, Path::new(path));
+        if target.exists() {
+            bind(&target, &target, true)?;
+        }
+    }
+    Ok(())
+}
+
+/// Make `root` the root: pivot_root(".", ".") then detach the old root stacked on it.
+pub fn pivot_into(root: &Path) -> StepResult {
+    std::env::set_current_dir(root).map_err(io_err(format!("chdir {}", root.display())))?;
+    nix::unistd::pivot_root(".", ".").map_err(nix_err("pivot_root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(nix_err("detach the old root"))?;
+    std::env::set_current_dir("/").map_err(io_err("chdir /"))
+}

@@ -1,0 +1,108 @@
+//! The parent side of a start: prepare directories, clone into namespaces, write the
+//! id maps, let the child go, and learn whether it reached execve.
+
+use super::child::{self, Stdio};
+use super::clone::{clone3, Cloned};
+use super::plan::LaunchPlan;
+use nix::unistd::Pid;
+use std::io::{Read, Write};
+use std::os::fd::BorrowedFd;
+
+/// Why a container could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// Preparing the host side failed.
+    #[error("container {name}: {what}: {source}")]
+    Prepare {
+        /// Container.
+        name: String,
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// clone3 failed.
+    #[error("container {name}: clone3: {source}")]
+    Clone {
+        /// Container.
+        name: String,
+        /// The errno.
+        source: nix::Error,
+    },
+    /// The child reported a failed step before exec.
+    #[error("container {name}: {message}")]
+    Child {
+        /// Container.
+        name: String,
+        /// The child's own account of the failure.
+        message: String,
+    },
+}
+
+/// Start the container described by `plan`. Returns its pid (PID 1 of its namespace,
+/// as the host sees it) once it has called execve. The caller reaps it.
+pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: Option<BorrowedFd<'_>>) -> Result<Pid, SpawnError> {
+    prepare_dirs(plan)?;
+    let prepare = |what: &str| {
+        let name = plan.name.clone();
+        let what = what.to_string();
+        move |source| SpawnError::Prepare { name, what, source }
+    };
+    let (go_read, go_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| prepare("pipe")(e.into()))?;
+    let (err_read, err_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| prepare("pipe")(e.into()))?;
+    match clone3(plan.clone_flags, cgroup).map_err(|source| SpawnError::Clone { name: plan.name.clone(), source })? {
+        Cloned::Child => {
+            drop(go_write);
+            drop(err_read);
+            child::run(plan, go_read, err_write, stdio)
+        }
+        Cloned::Parent(pid) => {
+            drop(go_read);
+            drop(err_write);
+            if let Err(e) = write_id_maps(plan, pid) {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                return Err(prepare("write uid/gid maps")(e));
+            }
+            let _ = std::fs::File::from(go_write).write_all(&[1]);
+            let mut message = String::new();
+            let _ = std::fs::File::from(err_read).read_to_string(&mut message);
+            if message.is_empty() {
+                Ok(pid)
+            } else {
+                Err(SpawnError::Child { name: plan.name.clone(), message })
+            }
+        }
+    }
+}
+
+fn prepare_dirs(plan: &LaunchPlan) -> Result<(), SpawnError> {
+    let mut dirs = vec![plan.root.merged.clone()];
+    if let Some((upper, work)) = &plan.root.overlay {
+        dirs.push(upper.clone());
+        dirs.push(work.clone());
+    }
+    for dir in dirs {
+        std::fs::create_dir_all(&dir).map_err(|source| SpawnError::Prepare {
+            name: plan.name.clone(),
+            what: format!("create {}", dir.display()),
+            source,
+        })?;
+    }
+    if !plan.root.image.is_dir() {
+        return Err(SpawnError::Prepare {
+            name: plan.name.clone(),
+            what: format!("image {}", plan.root.image.display()),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such root filesystem directory"),
+        });
+    }
+    Ok(())
+}
+
+/// Write /proc/PID/{setgroups,uid_map,gid_map} for a user namespace.
+fn write_id_maps(plan: &LaunchPlan, pid: Pid) -> std::io::Result<()> {
+    let Some(maps) = plan.user_namespace else { return Ok(()) };
+    let proc = format!("/proc/{pid}");
+    std::fs::write(format!("{proc}/setgroups"), "deny")?;
+    std::fs::write(format!("{proc}/uid_map"), format!("{} {} {}\n", maps.uid.container, maps.uid.host, maps.uid.size))?;
+    std::fs::write(format!("{proc}/gid_map"), format!("{} {} {}\n", maps.gid.container, maps.gid.host, maps.gid.size))
+}
