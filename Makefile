@@ -4,7 +4,7 @@ TARGET     := x86_64-unknown-linux-gnu
 BIN        := target/$(TARGET)/release
 DEMO_DIR   := target/demo
 
-.PHONY: all deps build demo test bench-boot clean
+.PHONY: all deps build demo test bench-boot bench-init clean
 
 all: build
 
@@ -22,6 +22,11 @@ demo: build
 
 bench-boot: build
 	$(CARGO) run --release -p keel-qemu-tests --bin keel-boot-bench -- examples/demo/host.toml 5
+
+# keel init vs Debian's tini: 1000 orphans reaped in a pid namespace, 5 runs each (needs root).
+bench-init: deps
+	$(CARGO) build --release -p keel-init -p keel-qemu-tests --bins
+	$(BIN)/keel-init-bench 1000 5
 
 # Every test: unit, host namespace tests and QEMU boots (two guests at a time at most).
 test: build

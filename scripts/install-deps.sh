@@ -11,6 +11,7 @@ packages=(
   file              # tests check that binaries are static
   iproute2          # host tests check links with `ip -j`
   curl              # the demo and tests fetch from the guest
+  tini              # `make bench-init` compares keel init with it
 )
 
 missing=()

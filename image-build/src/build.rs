@@ -193,7 +193,12 @@ pub fn build(
         Some(path) => busybox::list_applets(path)?,
         None => Vec::new(),
     };
-    let entries = image::plan(spec, &kernel, &applets, options)?;
+    let image_applets = spec
+        .images
+        .iter()
+        .map(|image| busybox::list_applets(&image.busybox))
+        .collect::<Result<Vec<_>, _>>()?;
+    let entries = image::plan(spec, &kernel, &applets, &image_applets, options)?;
     std::fs::create_dir_all(out).map_err(|source| BuildError::Write {
         path: out.to_path_buf(),
         source,

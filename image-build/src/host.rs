@@ -62,6 +62,21 @@ pub struct HostSpec {
     /// Extra symlinks in the image.
     #[serde(default)]
     pub symlinks: Vec<SymlinkSpec>,
+    /// Container root filesystems, under /usr/share/keel/images/NAME.
+    #[serde(default)]
+    pub images: Vec<ImageSpec>,
+}
+
+/// One `[[images]]` entry: a minimal container root filesystem built from a static
+/// busybox (the binary, one symlink per applet, /etc/passwd and /etc/group, the
+/// mount points a container needs). `[[files]]` can add more under its directory.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// Directory name under /usr/share/keel/images; declarations use that path as `image`.
+    pub name: crate::names::ImageName,
+    /// The static busybox the root filesystem is made of.
+    pub busybox: PathBuf,
 }
 
 /// The `[kernel]` table.
@@ -165,6 +180,9 @@ impl HostSpec {
         }
         for file in &mut self.files {
             resolve(&mut file.source);
+        }
+        for image in &mut self.images {
+            resolve(&mut image.busybox);
         }
     }
 }

@@ -10,7 +10,8 @@ use std::collections::BTreeSet;
 use keel_init::kmod::{ModuleName, ResolveError};
 
 use crate::build::BuildOptions;
-use crate::host::HostSpec;
+use crate::host::{HostSpec, ImageSpec};
+use std::path::Path;
 use crate::kernel::KernelInfo;
 use crate::names::{ImagePath, NameError};
 use crate::tree::{Entry, Node, Source, Tree, TreeError};
@@ -95,11 +96,13 @@ fn join_names(names: &[ModuleName]) -> String {
 
 /// Every entry of the initramfs for `spec`, sorted by path, parents first.
 ///
-/// `applets` is the busybox applet list (empty when the spec has no busybox).
+/// `applets` is the busybox applet list (empty when the spec has no busybox);
+/// `image_applets` holds the applets of each `[[images]]` entry's busybox, in order.
 pub fn plan(
     spec: &HostSpec,
     kernel: &KernelInfo,
     applets: &[String],
+    image_applets: &[Vec<String>],
     options: &BuildOptions,
 ) -> Result<Vec<Entry>, PlanError> {
     let mut tree = Tree::new();
@@ -108,6 +111,9 @@ pub fn plan(
     add_modules(&mut tree, spec, kernel)?;
     add_user_entries(&mut tree, spec)?;
     add_busybox(&mut tree, spec, applets)?;
+    for (image, applets) in spec.images.iter().zip(image_applets) {
+        add_image(&mut tree, image, applets)?;
+    }
     Ok(tree.into_entries()?)
 }
 
@@ -259,17 +265,63 @@ fn add_user_entries(tree: &mut Tree, spec: &HostSpec) -> Result<(), TreeError> {
     Ok(())
 }
 
+/// Where `[[images]]` root filesystems go in the host image.
+pub const IMAGES_DIR: &str = "/usr/share/keel/images";
+
+/// Directories every container root filesystem has (mount points included).
+const IMAGE_DIRS: &[(&str, u32)] = &[
+    ("bin", 0o755),
+    ("dev", 0o755),
+    ("etc", 0o755),
+    ("proc", 0o755),
+    ("root", 0o700),
+    ("run", 0o755),
+    ("sys", 0o755),
+    ("tmp", 0o1777),
+    ("usr", 0o755),
+    ("usr/bin", 0o755),
+    ("var", 0o755),
+];
+
+/// A container root filesystem at IMAGES_DIR/NAME, made of a static busybox.
+fn add_image(tree: &mut Tree, image: &ImageSpec, applets: &[String]) -> Result<(), PlanError> {
+    let root = fixed(IMAGES_DIR).join(image.name.as_str()).map_err(|source| PlanError::Applet {
+        name: image.name.to_string(),
+        source,
+    })?;
+    let at = |path: &str| {
+        root.join(path).map_err(|source| PlanError::Applet { name: path.to_string(), source })
+    };
+    tree.insert(root.clone(), Node::Dir { mode: 0o755 })?;
+    for (path, mode) in IMAGE_DIRS {
+        tree.insert(at(path)?, Node::Dir { mode: *mode })?;
+    }
+    tree.insert(
+        at("etc/passwd")?,
+        inline(0o644, "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".into()),
+    )?;
+    tree.insert(at("etc/group")?, inline(0o644, "root:x:0:\nnogroup:x:65534:\n".into()))?;
+    install_busybox(tree, root.as_str(), &image.busybox, applets)
+}
+
 /// busybox at /bin/busybox and a symlink per applet, where nothing else is already.
 fn add_busybox(tree: &mut Tree, spec: &HostSpec, applets: &[String]) -> Result<(), PlanError> {
     let Some(busybox) = &spec.busybox else {
         return Ok(());
     };
+    install_busybox(tree, "", busybox, applets)
+}
+
+/// `ROOT/bin/busybox` from `busybox` on the build host, and `ROOT/bin/APPLET` links
+/// (`root` is "" for the host itself).
+fn install_busybox(tree: &mut Tree, root: &str, busybox: &Path, applets: &[String]) -> Result<(), PlanError> {
     let binary = Node::File {
         mode: Some(0o755),
-        source: Source::Host(busybox.clone()),
+        source: Source::Host(busybox.to_path_buf()),
     };
-    tree.insert(fixed("/bin/busybox"), binary)?;
-    let bin = fixed("/bin");
+    let bin = fixed(&format!("{root}/bin"));
+    let path = bin.join("busybox").map_err(|source| PlanError::Applet { name: "busybox".into(), source })?;
+    tree.insert(path, binary)?;
     for name in applets {
         let path = bin.join(name).map_err(|source| PlanError::Applet {
             name: name.clone(),

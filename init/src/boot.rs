@@ -127,6 +127,17 @@ fn run_steps(boot: &mut Boot) {
         boot.step("control-port", false, |b| open_control_port(b, &port));
     }
     boot.step("power-button", false, watch_power_button);
+    boot.step("containers", false, load_containers);
+}
+
+/// Read the container declarations; the event loop starts them once boot is done.
+fn load_containers(boot: &mut Boot) -> Result<(), String> {
+    let dir = Path::new(keel_supervisor::manager::CONTAINERS_DIR);
+    let (manager, problems) = crate::containers::load(dir);
+    let count = manager.ps(std::time::Instant::now()).len();
+    boot.event_loop.set_manager(manager);
+    info!("{count} container(s) declared in {}", dir.display());
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
 }
 
 fn announce(state: &HostState) {

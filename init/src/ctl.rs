@@ -4,7 +4,8 @@
 //! for the guest's virtio-serial port (`keel-build run --control-socket PATH`).
 
 use clap::{Parser, Subcommand};
-use keel_supervisor::control::{Client, Command, ExecResult, Status, DEFAULT_SOCKET};
+use keel_supervisor::control::{Client, Command, ExecResult, LogsResult, Status, DEFAULT_SOCKET};
+use keel_supervisor::manager::{ContainerDetail, ContainerInfo, ContainerStats};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,14 +35,54 @@ enum CtlCommand {
     Poweroff,
     /// Reboot the host.
     Reboot,
-    /// Run a command on the host; exits with its exit code.
+    /// Run a command on the host, or in container NAME; exits with its exit code.
     Exec {
         /// Kill the command after this many seconds.
         #[arg(long = "kill-after", default_value_t = 120)]
         kill_after: u64,
+        /// Run inside this container (its namespaces, cgroup and restrictions).
+        name: Option<String>,
         /// The command and its arguments (after `--`).
         #[arg(last = true, required = true)]
         argv: Vec<String>,
+    },
+    /// List the containers: state, pid, restarts, uptime, last exit, health.
+    Ps,
+    /// Show one container in detail.
+    Inspect {
+        /// Container name.
+        name: String,
+    },
+    /// Show a container's log.
+    Logs {
+        /// Container name.
+        name: String,
+        /// Keep printing new lines as they come.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<usize>,
+    },
+    /// Start a stopped container.
+    Start {
+        /// Container name.
+        name: String,
+    },
+    /// Stop a container (its stop signal, SIGKILL after its stop_timeout).
+    Stop {
+        /// Container name.
+        name: String,
+    },
+    /// Stop, then start a container.
+    Restart {
+        /// Container name.
+        name: String,
+    },
+    /// CPU, memory and pids of a running container, from its cgroup.
+    Stats {
+        /// Container name.
+        name: String,
     },
 }
 
@@ -63,19 +104,49 @@ pub fn main(args: Vec<String>) -> i32 {
     }
 }
 
+/// How often `logs -f` asks for new lines.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(300);
+
 fn run(cli: Cli) -> Result<i32, String> {
     let mut client = Client::connect(&cli.socket).map_err(|e| e.to_string())?;
     let timeout = Duration::from_secs(cli.timeout);
-    let (command, wait) = match &cli.command {
-        CtlCommand::Status => (Command::Status, timeout),
-        CtlCommand::Poweroff => (Command::Poweroff, timeout),
-        CtlCommand::Reboot => (Command::Reboot, timeout),
-        CtlCommand::Exec { kill_after, argv } => (
-            Command::Exec { argv: argv.clone(), timeout_secs: Some(*kill_after) },
+    let mut call = |command: Command, wait: Duration| client.call(command, wait).map_err(|e| e.to_string());
+    let named = |name: &String| name.clone();
+    let result = match &cli.command {
+        CtlCommand::Status => call(Command::Status, timeout)?,
+        CtlCommand::Poweroff => call(Command::Poweroff, timeout)?,
+        CtlCommand::Reboot => call(Command::Reboot, timeout)?,
+        CtlCommand::Exec { kill_after, name, argv } => call(
+            Command::Exec { argv: argv.clone(), timeout_secs: Some(*kill_after), container: name.clone() },
             timeout.max(Duration::from_secs(kill_after + 5)),
-        ),
+        )?,
+        CtlCommand::Ps => call(Command::Ps, timeout)?,
+        CtlCommand::Inspect { name } => call(Command::Inspect { name: named(name) }, timeout)?,
+        CtlCommand::Start { name } => call(Command::Start { name: named(name) }, timeout)?,
+        CtlCommand::Stop { name } => call(Command::Stop { name: named(name) }, timeout)?,
+        CtlCommand::Restart { name } => call(Command::Restart { name: named(name) }, timeout)?,
+        CtlCommand::Stats { name } => call(Command::Stats { name: named(name) }, timeout)?,
+        CtlCommand::Logs { name, follow, tail } => {
+            let mut result = call(Command::Logs { name: name.clone(), tail: *tail, offset: None }, timeout)?;
+            loop {
+                let logs: LogsResult = decode(result.clone())?;
+                if cli.json {
+                    println!("{result}");
+                } else {
+                    let mut out = std::io::stdout().lock();
+                    for line in &logs.lines {
+                        let _ = writeln!(out, "{line}");
+                    }
+                    let _ = out.flush();
+                }
+                if !follow {
+                    return Ok(0);
+                }
+                std::thread::sleep(FOLLOW_INTERVAL);
+                result = call(Command::Logs { name: name.clone(), tail: None, offset: Some(logs.offset) }, timeout)?;
+            }
+        }
     };
-    let result = client.call(command, wait).map_err(|e| e.to_string())?;
     if cli.json {
         println!("{result}");
         if let CtlCommand::Exec { .. } = cli.command {
@@ -84,16 +155,86 @@ fn run(cli: Cli) -> Result<i32, String> {
         return Ok(0);
     }
     match cli.command {
-        CtlCommand::Status => print_status(serde_json::from_value(result).map_err(|e| format!("bad status: {e}"))?),
+        CtlCommand::Status => print_status(decode(result)?),
         CtlCommand::Exec { .. } => {
-            let exec: ExecResult = serde_json::from_value(result).map_err(|e| format!("bad exec result: {e}"))?;
+            let exec: ExecResult = decode(result)?;
             let _ = std::io::stdout().write_all(exec.stdout.as_bytes());
             let _ = std::io::stderr().write_all(exec.stderr.as_bytes());
             return Ok(exec.exit_code);
         }
+        CtlCommand::Ps => print_ps(&decode::<Vec<ContainerInfo>>(result)?),
+        CtlCommand::Inspect { .. } => print_inspect(&decode(result)?),
+        CtlCommand::Stats { .. } => print_stats(&decode(result)?),
         _ => println!("{}", result.as_str().unwrap_or("ok")),
     }
     Ok(0)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, String> {
+    serde_json::from_value(value).map_err(|e| format!("unexpected answer from keel: {e}"))
+}
+
+/// `1h02m`, `3m04s`, `12.5s`: short enough for a ps column.
+fn short_duration(secs: f64) -> String {
+    let whole = secs as u64;
+    match whole {
+        0..=59 => format!("{secs:.1}s"),
+        60..=3599 => format!("{}m{:02}s", whole / 60, whole % 60),
+        _ => format!("{}h{:02}m", whole / 3600, (whole % 3600) / 60),
+    }
+}
+
+fn print_ps(containers: &[ContainerInfo]) {
+    let dash = || "-".to_string();
+    let rows: Vec<[String; 8]> = containers
+        .iter()
+        .map(|c| {
+            [
+                c.name.clone(),
+                c.state.clone(),
+                c.pid.map_or_else(dash, |p| p.to_string()),
+                c.restarts.to_string(),
+                c.uptime_secs.map_or_else(dash, short_duration),
+                c.last_exit.map_or_else(dash, |e| e.to_string()),
+                c.health.clone().unwrap_or_else(dash),
+                c.detail.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "STATE", "PID", "RESTARTS", "UPTIME", "LAST-EXIT", "HEALTH", "DETAIL"].map(String::from);
+    let mut widths = [0usize; 8];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = row.iter().zip(widths).take(7).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        println!("{}  {}", cells.join("  "), row[7]);
+    }
+}
+
+fn print_inspect(detail: &ContainerDetail) {
+    let value = serde_json::to_value(detail).unwrap_or_default();
+    if let Some(map) = value.as_object() {
+        for (key, value) in map {
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => "-".into(),
+                other => other.to_string(),
+            };
+            println!("{key:<16} {text}");
+        }
+    }
+}
+
+fn print_stats(stats: &ContainerStats) {
+    let c = &stats.cgroup;
+    println!("name:       {}", stats.name);
+    println!("cpu:        {:.3} s", c.cpu_usage_usec as f64 / 1e6);
+    println!("memory:     {} KiB (peak {})", c.memory_current / 1024, c.memory_peak.map_or("-".into(), |p| format!("{} KiB", p / 1024)));
+    println!("pids:       {}", c.pids_current);
+    println!("oom kills:  {}", stats.oom_kills);
 }
 
 fn print_status(status: Status) {

@@ -1,5 +1,6 @@
 //! PID 1's event loop: one thread, one blocking poll(2) over the signalfd, the control
-//! channels and the power buttons. It never returns and never stops on an error: each
+//! channels, the power buttons and the containers' output pipes, with the container
+//! manager's next deadline as the timeout. It never returns and never stops on an error: each
 //! handler's failure or panic is logged and the loop goes on.
 
 use crate::control_server::{read_lines, Connection, LineBuffer, ReadOutcome, SerialPort};
@@ -7,7 +8,10 @@ use crate::power_button::{contains_power_press, INPUT_EVENT_SIZE};
 use crate::reaper::reap_all;
 use crate::shutdown::{shutdown, PowerAction};
 use crate::{boot::panic_message, exec_helper};
-use keel_supervisor::control::{parse_request, Command, Response, Status, DEFAULT_EXEC_TIMEOUT_SECS};
+use keel_supervisor::control::{parse_request, Command, LogsResult, Response, Status, DEFAULT_EXEC_TIMEOUT_SECS};
+use keel_supervisor::logs::{self, LogOffset};
+use keel_supervisor::manager::Manager;
+use keel_supervisor::spec::ContainerName;
 use log::{debug, error, info, warn};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
@@ -65,18 +69,20 @@ pub struct EventLoop {
     port: Option<SerialPort>,
     port_quiet_until: Option<Instant>,
     buttons: Vec<(PathBuf, File)>,
+    manager: Option<Manager>,
     grace: Duration,
     state: HostState,
 }
 
 /// Which source a poll entry belongs to.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Source {
     Signals,
     Listener,
     Connection(usize),
     Port,
     Button(usize),
+    Output(ContainerName, usize),
 }
 
 /// What a request asks the loop to do after answering.
@@ -95,6 +101,7 @@ impl EventLoop {
             port: None,
             port_quiet_until: None,
             buttons: Vec::new(),
+            manager: None,
             grace: Duration::from_secs(5),
             state: HostState::default(),
         }
@@ -120,6 +127,11 @@ impl EventLoop {
         self.buttons = buttons;
     }
 
+    /// Supervise these containers.
+    pub fn set_manager(&mut self, manager: Manager) {
+        self.manager = Some(manager);
+    }
+
     /// Run forever.
     pub fn run(mut self, mut state: HostState, grace: Duration) -> ! {
         if state.phase == Phase::Booting {
@@ -128,6 +140,9 @@ impl EventLoop {
         self.state = state;
         self.grace = grace;
         reap_all();
+        if let Some(manager) = self.manager.as_mut() {
+            manager.tick(Instant::now());
+        }
         loop {
             if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.turn())) {
                 error!("event loop: panicked: {}; continuing", panic_message(&payload));
@@ -145,9 +160,17 @@ impl EventLoop {
                 Source::Connection(index) => self.on_connection(index),
                 Source::Port => self.on_port(flags),
                 Source::Button(index) => self.on_button(index),
+                Source::Output(name, index) => {
+                    if let Some(manager) = self.manager.as_mut() {
+                        manager.on_output(&name, index);
+                    }
+                }
             }
         }
         self.connections.retain(|c| c.buffer_alive());
+        if let Some(manager) = self.manager.as_mut() {
+            manager.tick(Instant::now());
+        }
     }
 
     fn wait(&mut self) -> Vec<(Source, PollFlags)> {
@@ -174,8 +197,15 @@ impl EventLoop {
         for (i, (_, button)) in self.buttons.iter().enumerate() {
             fds.push(add(&mut sources, Source::Button(i), button.as_fd()));
         }
-        let timeout = match (port_quiet, &self.signals) {
-            (Some(until), _) => PollTimeout::try_from(until - now).unwrap_or(PollTimeout::MAX),
+        if let Some(manager) = &self.manager {
+            for (name, index, fd) in manager.output_fds() {
+                fds.push(add(&mut sources, Source::Output(name, index), fd));
+            }
+        }
+        let deadline = [port_quiet, self.manager.as_ref().and_then(Manager::next_deadline)].into_iter().flatten().min();
+        let timeout = match (deadline, &self.signals) {
+            (Some(until), _) => PollTimeout::try_from(until.saturating_duration_since(now) + Duration::from_millis(1))
+                .unwrap_or(PollTimeout::MAX),
             (None, None) => PollTimeout::from(1000u16),
             (None, Some(_)) => PollTimeout::NONE,
         };
@@ -207,8 +237,12 @@ impl EventLoop {
         for number in received {
             match Signal::try_from(number) {
                 Ok(Signal::SIGCHLD) => {
+                    let now = Instant::now();
                     for child in reap_all().reaped {
-                        debug!("reaped pid {} (exit {})", child.pid, child.code);
+                        let known = self.manager.as_mut().is_some_and(|m| m.on_exit(child.pid, child.code, now));
+                        if !known {
+                            debug!("reaped pid {} (exit {})", child.pid, child.code);
+                        }
                     }
                 }
                 Ok(Signal::SIGTERM) => self.shutdown(PowerAction::PowerOff, "SIGTERM"),
@@ -311,20 +345,59 @@ impl EventLoop {
                 reply(channel, &Response::success(id, "rebooting"));
                 After::Shutdown(PowerAction::Reboot, "keelctl reboot")
             }
-            Command::Exec { argv, timeout_secs } => {
+            Command::Exec { argv, timeout_secs, container } => {
                 let timeout = Duration::from_secs(timeout_secs.unwrap_or(DEFAULT_EXEC_TIMEOUT_SECS));
-                let spawned = channel
-                    .try_clone_to_owned()
-                    .map_err(|e| e.to_string())
-                    .and_then(|fd| exec_helper::spawn(id, argv, timeout, fd).map_err(|e| e.to_string()));
-                if let Err(e) = spawned {
-                    reply(channel, &Response::failure(id, format!("exec: cannot fork: {e}")));
+                if let Err(e) = self.exec(id, argv, timeout, container, channel) {
+                    reply(channel, &Response::failure(id, e));
                 }
+                After::Continue
+            }
+            Command::Logs { name, tail, offset } => {
+                reply(channel, &container_logs(id, &name, tail, offset));
+                After::Continue
+            }
+            other => {
+                reply(channel, &self.container_request(id, other));
                 After::Continue
             }
         };
         if let After::Shutdown(action, reason) = after {
             self.shutdown(action, reason);
+        }
+    }
+
+    /// `exec`, on the host or in a container, in a forked helper that answers itself.
+    fn exec(&self, id: u64, argv: Vec<String>, timeout: Duration, container: Option<String>, channel: BorrowedFd<'_>) -> Result<(), String> {
+        let fd = channel.try_clone_to_owned().map_err(|e| e.to_string())?;
+        let spawned = match container {
+            None => exec_helper::spawn(id, || exec_helper::run(&argv, timeout), fd),
+            Some(name) => {
+                let manager = self.manager.as_ref().ok_or("no containers on this host")?;
+                let (pid, plan, cgroup) = manager.exec_target(&name)?;
+                exec_helper::spawn(id, || keel_supervisor::health::run_in(pid, &plan, cgroup.as_deref(), &argv, timeout), fd)
+            }
+        };
+        spawned.map(drop).map_err(|e| format!("exec: cannot fork: {e}"))
+    }
+
+    /// Container commands answered by the manager.
+    fn container_request(&mut self, id: u64, command: Command) -> Response {
+        let Some(manager) = self.manager.as_mut() else {
+            return Response::failure(id, "no containers on this host");
+        };
+        let now = Instant::now();
+        let answer = |result: Result<String, String>| match result {
+            Ok(text) => Response::success(id, text),
+            Err(e) => Response::failure(id, e),
+        };
+        match command {
+            Command::Ps => Response::success(id, manager.ps(now)),
+            Command::Inspect { name } => manager.inspect(&name, now).map_or_else(|e| Response::failure(id, e), |d| Response::success(id, d)),
+            Command::Stats { name } => manager.stats(&name).map_or_else(|e| Response::failure(id, e), |s| Response::success(id, s)),
+            Command::Start { name } => answer(manager.start(&name, now)),
+            Command::Stop { name } => answer(manager.stop(&name, now)),
+            Command::Restart { name } => answer(manager.restart(&name, now)),
+            _ => Response::failure(id, "not a container command"),
         }
     }
 
@@ -340,6 +413,11 @@ impl EventLoop {
 
     fn shutdown(&mut self, action: PowerAction, reason: &str) {
         self.listener = None;
+        if let Some(mut manager) = self.manager.take() {
+            info!("shutdown ({reason}): stopping containers");
+            let mut reap = || reap_all().reaped.into_iter().map(|c| (c.pid, c.code)).collect();
+            manager.stop_all(&mut reap);
+        }
         shutdown(action, reason, self.grace)
     }
 }
@@ -380,4 +458,21 @@ fn own_rss_kib() -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// `logs NAME`: the last `tail` lines (all when not given), or what follows `offset`.
+fn container_logs(id: u64, name: &str, tail: Option<usize>, offset: Option<LogOffset>) -> Response {
+    let name = match ContainerName::new(name) {
+        Ok(name) => name,
+        Err(e) => return Response::failure(id, e),
+    };
+    let dir = std::path::Path::new(logs::DEFAULT_DIR);
+    let read = match offset {
+        Some(offset) => logs::read_from(dir, &name, offset),
+        None => logs::tail(dir, &name, tail.unwrap_or(usize::MAX)),
+    };
+    match read {
+        Ok((lines, offset)) => Response::success(id, LogsResult { lines, offset }),
+        Err(e) => Response::failure(id, format!("logs {name}: {e}")),
+    }
 }

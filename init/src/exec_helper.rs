@@ -7,33 +7,24 @@
 
 use crate::control_server::write_all_fd;
 use keel_supervisor::control::{ExecResult, Response};
-use nix::sys::signal::{SigSet, SigmaskHow};
-use nix::unistd::{fork, ForkResult, Pid};
+use keel_supervisor::forked::run_forked;
+use nix::unistd::Pid;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// Fork a helper that runs `argv` and answers request `id` on `channel`.
-/// Returns the helper's pid; the caller keeps reaping as usual.
-pub fn spawn(id: u64, argv: Vec<String>, timeout: Duration, channel: OwnedFd) -> nix::Result<Pid> {
-    // SAFETY: PID 1 is single-threaded, so the child is a complete copy with no lock
-    // held by another thread; the child only runs Rust code and ends in `_exit`.
-    match unsafe { fork() }? {
-        ForkResult::Parent { child } => Ok(child),
-        ForkResult::Child => {
-            let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-            let response = match run(&argv, timeout) {
-                Ok(result) => Response::success(id, result),
-                Err(error) => Response::failure(id, error),
-            };
-            let code = i32::from(write_all_fd(channel.as_fd(), response.to_line().as_bytes()).is_err());
-            // SAFETY: `_exit` ends the helper without running PID 1's atexit handlers
-            // or unwinding into PID 1's stack, which this forked copy must not do.
-            unsafe { libc::_exit(code) }
-        }
-    }
+/// Fork a helper that does `work` (run a command somewhere) and answers request `id`
+/// on `channel` with its result. Returns the helper's pid; the caller keeps reaping.
+pub fn spawn(id: u64, work: impl FnOnce() -> Result<ExecResult, String>, channel: OwnedFd) -> nix::Result<Pid> {
+    run_forked(move || {
+        let response = match work() {
+            Ok(result) => Response::success(id, result),
+            Err(error) => Response::failure(id, error),
+        };
+        i32::from(write_all_fd(channel.as_fd(), response.to_line().as_bytes()).is_err())
+    })
 }
 
 /// Run the command to completion (or `timeout`, then SIGKILL) and collect its output.

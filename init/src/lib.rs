@@ -12,10 +12,12 @@
 pub mod boot;
 pub mod clock;
 pub mod cmdline;
+pub mod containers;
 pub mod control_server;
 pub mod ctl;
 pub mod event_loop;
 pub mod exec_helper;
+pub mod init_cmd;
 pub mod kmod;
 pub mod logger;
 pub mod modload;

@@ -6,6 +6,11 @@ fn main() {
     if invoked_as == "keelctl" {
         std::process::exit(keel_init::ctl::main(args));
     }
+    // `keel init` is usually PID 1 of a container's pid namespace: dispatch it before
+    // the PID 1 check below, which would boot the host.
+    if args.get(1).map(String::as_str) == Some("init") {
+        std::process::exit(keel_init::init_cmd::main(&args[2..]));
+    }
     if std::process::id() == 1 {
         keel_init::boot::pid1_main();
     }
@@ -15,7 +20,7 @@ fn main() {
         Some("--version") => println!("keel {}", env!("CARGO_PKG_VERSION")),
         _ => {
             eprintln!(
-                "keel {}: the keel host's PID 1.\n\nusage:\n  keel ctl [--socket PATH] status|poweroff|reboot|exec -- CMD...\n  keel run FILE.toml   run one container in the foreground\n  (as PID 1, started by the kernel, it boots the host)",
+                "keel {}: the keel host's PID 1.\n\nusage:\n  keel ctl [--socket PATH] status|poweroff|reboot|exec -- CMD...\n  keel run FILE.toml   run one container in the foreground\n  keel init [--] CMD [ARGS...]   a tiny init for containers: forward signals, reap orphans\n  (as PID 1, started by the kernel, it boots the host)",
                 env!("CARGO_PKG_VERSION")
             );
             std::process::exit(2);

@@ -7,7 +7,7 @@ use keel_supervisor::runtime::{self, Stdio};
 use keel_supervisor::spec;
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::sys::wait::{waitpid, WaitPidFlag};
 use nix::unistd::Pid;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -72,9 +72,11 @@ fn block_signals() -> Result<SignalFd, String> {
 fn wait_forwarding(pid: Pid, signals: &SignalFd) -> i32 {
     loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(_, code)) => return code,
-            Ok(WaitStatus::Signaled(_, signal, _)) => return 128 + signal as i32,
-            Ok(_) => {}
+            Ok(status) => {
+                if let Some((_, code)) = crate::reaper::exit_code(status) {
+                    return code;
+                }
+            }
             Err(nix::Error::EINTR) => continue,
             Err(e) => {
                 eprintln!("keel run: waitpid: {e}");

@@ -3,7 +3,8 @@
 use crate::image::TestImage;
 use keel_build::qemu::QemuConfig;
 use keel_build::qmp::Qmp;
-use keel_supervisor::control::{Client, ClientError, Command, ExecResult};
+use keel_supervisor::control::{Client, ClientError, Command, ExecResult, LogsResult};
+use keel_supervisor::manager::{ContainerDetail, ContainerInfo};
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus, Stdio};
@@ -123,11 +124,57 @@ impl Guest {
 
     /// Run a command on the guest host and return what it did.
     pub fn exec(&self, argv: &[&str]) -> ExecResult {
+        self.exec_in(None, argv)
+    }
+
+    /// Run a command on the guest host, or inside one of its containers.
+    pub fn exec_in(&self, container: Option<&str>, argv: &[&str]) -> ExecResult {
         let argv = argv.iter().map(|s| s.to_string()).collect();
-        let result = self
-            .call(Command::Exec { argv, timeout_secs: Some(120) }, Duration::from_secs(150))
-            .unwrap_or_else(|e| self.fail(&format!("exec failed: {e}")));
+        let command = Command::Exec { argv, timeout_secs: Some(120), container: container.map(str::to_string) };
+        let result = self.call(command, Duration::from_secs(150)).unwrap_or_else(|e| self.fail(&format!("exec failed: {e}")));
         serde_json::from_value(result).unwrap_or_else(|e| self.fail(&format!("bad exec result: {e}")))
+    }
+
+    /// `keelctl ps`: every container.
+    pub fn ps(&self) -> Vec<ContainerInfo> {
+        let result = self.call(Command::Ps, Duration::from_secs(30)).unwrap_or_else(|e| self.fail(&format!("ps: {e}")));
+        serde_json::from_value(result).unwrap_or_else(|e| self.fail(&format!("bad ps result: {e}")))
+    }
+
+    /// One container's ps line.
+    pub fn container(&self, name: &str) -> ContainerInfo {
+        self.ps().into_iter().find(|c| c.name == name).unwrap_or_else(|| self.fail(&format!("no container {name}")))
+    }
+
+    /// Poll `keelctl ps` until `ok` holds for container `name`; returns its last line.
+    pub fn wait_container(&self, name: &str, timeout: Duration, ok: impl Fn(&ContainerInfo) -> bool) -> ContainerInfo {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let info = self.container(name);
+            if ok(&info) {
+                return info;
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("container {name} did not reach the expected state: {info:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// `keelctl inspect NAME`.
+    pub fn inspect(&self, name: &str) -> ContainerDetail {
+        let result = self
+            .call(Command::Inspect { name: name.into() }, Duration::from_secs(30))
+            .unwrap_or_else(|e| self.fail(&format!("inspect {name}: {e}")));
+        serde_json::from_value(result).unwrap_or_else(|e| self.fail(&format!("bad inspect result: {e}")))
+    }
+
+    /// `keelctl logs NAME`: every record line.
+    pub fn logs(&self, name: &str) -> Vec<String> {
+        let command = Command::Logs { name: name.into(), tail: None, offset: None };
+        let result = self.call(command, Duration::from_secs(30)).unwrap_or_else(|e| self.fail(&format!("logs {name}: {e}")));
+        let logs: LogsResult = serde_json::from_value(result).unwrap_or_else(|e| self.fail(&format!("bad logs result: {e}")));
+        logs.lines
     }
 
     /// Run one QMP command (e.g. `system_powerdown`).

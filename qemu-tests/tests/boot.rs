@@ -110,7 +110,7 @@ fn kill_term_powers_off_and_kill_int_reboots() {
     let mut guest = boot("kill-term", "", false);
     // The exec may or may not answer before the machine goes down.
     let _ = guest.call(
-        Command::Exec { argv: vec!["kill".into(), "-TERM".into(), "1".into()], timeout_secs: Some(10) },
+        Command::Exec { argv: vec!["kill".into(), "-TERM".into(), "1".into()], timeout_secs: Some(10), container: None },
         Duration::from_secs(15),
     );
     match guest.wait_exit(Duration::from_secs(30)) {
@@ -121,7 +121,7 @@ fn kill_term_powers_off_and_kill_int_reboots() {
 
     let mut guest = boot("kill-int", "", true);
     let _ = guest.call(
-        Command::Exec { argv: vec!["kill".into(), "-INT".into(), "1".into()], timeout_secs: Some(10) },
+        Command::Exec { argv: vec!["kill".into(), "-INT".into(), "1".into()], timeout_secs: Some(10), container: None },
         Duration::from_secs(15),
     );
     guest.wait_for("keel: shutdown (ctrl-alt-del (SIGINT)): rebooting", Duration::from_secs(30));

@@ -34,14 +34,66 @@ pub enum Command {
     Poweroff,
     /// Stop everything and reboot.
     Reboot,
-    /// Run a command on the host and return its exit code and output.
+    /// Run a command on the host, or inside a running container, and return its exit
+    /// code and output.
     Exec {
         /// Program and arguments; the program is looked up in PATH.
         argv: Vec<String>,
         /// Kill the command after this many seconds (default [`DEFAULT_EXEC_TIMEOUT_SECS`]).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         timeout_secs: Option<u64>,
+        /// Run it in this container (its namespaces, cgroup and restrictions).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        container: Option<String>,
     },
+    /// Every container with its state.
+    Ps,
+    /// One container in detail.
+    Inspect {
+        /// Container name.
+        name: String,
+    },
+    /// Start a container that is not running.
+    Start {
+        /// Container name.
+        name: String,
+    },
+    /// Stop a container: its stop signal, then SIGKILL after its stop_timeout.
+    Stop {
+        /// Container name.
+        name: String,
+    },
+    /// Stop a container, then start it again.
+    Restart {
+        /// Container name.
+        name: String,
+    },
+    /// CPU, memory and pids figures of a running container.
+    Stats {
+        /// Container name.
+        name: String,
+    },
+    /// A container's log lines: the last `tail` lines, or what follows byte `offset`
+    /// of the current log file (for `logs -f`, which asks again with the returned offset).
+    Logs {
+        /// Container name.
+        name: String,
+        /// How many of the last lines (default: all).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tail: Option<usize>,
+        /// Continue from this position instead (from a previous answer).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        offset: Option<crate::logs::LogOffset>,
+    },
+}
+
+/// The answer to `logs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogsResult {
+    /// Log records, one line each, without the newline.
+    pub lines: Vec<String>,
+    /// Where the next `logs` call with `offset` continues.
+    pub offset: crate::logs::LogOffset,
 }
 
 /// How long an `exec` may run when the request names no timeout.
@@ -236,7 +288,11 @@ mod tests {
             request,
             Request {
                 id: 7,
-                command: Command::Exec { argv: vec!["kill".into(), "-TERM".into(), "1".into()], timeout_secs: None }
+                command: Command::Exec {
+                    argv: vec!["kill".into(), "-TERM".into(), "1".into()],
+                    timeout_secs: None,
+                    container: None
+                }
             }
         );
         assert_eq!(serde_json::to_string(&request).unwrap(), line);

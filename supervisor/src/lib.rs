@@ -3,11 +3,16 @@
 //! It holds the control API (the JSON-lines protocol spoken on `/run/keel/control.sock`
 //! and on the virtio-serial control port, with its client), container declarations
 //! (`spec`), the container runtime (`runtime`: namespaces, rootfs, identity), cgroup v2
-//! (`cgroup`), capabilities and seccomp (`security`) and the restart policy (`restart`).
+//! (`cgroup`), capabilities and seccomp (`security`), the restart policy (`restart`) and
+//! container logs (`logs`).
 #![deny(unsafe_code)]
 
 pub mod cgroup;
 pub mod control;
+pub mod forked;
+pub mod health;
+pub mod logs;
+pub mod manager;
 pub mod restart;
 pub mod runtime;
 pub mod security;

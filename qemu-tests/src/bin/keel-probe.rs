@@ -7,6 +7,10 @@
 //! - `zombies`: count the processes in state Z (from /proc) and list them.
 //! - `hold-zombie SECS`: detach, and leave one zombie child unreaped for SECS seconds —
 //!   the negative control that shows `zombies` does see a zombie.
+//! - `deny`: try what a container must not be able to do (mount, load a module, reboot,
+//!   keyctl, write /proc/sysrq-trigger, read /proc/kcore, list /sys/firmware, open a
+//!   block device, reach keel's control socket) and print one `what: outcome` line each;
+//!   the outcome is `ok` only when the action succeeded.
 
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
@@ -18,13 +22,14 @@ fn main() {
         ["orphans", n] => n.parse().map(orphans).unwrap_or_else(|_| usage()),
         ["zombies"] => zombies(),
         ["hold-zombie", secs] => secs.parse().map(hold_zombie).unwrap_or_else(|_| usage()),
+        ["deny"] => deny(),
         _ => usage(),
     };
     std::process::exit(code);
 }
 
 fn usage() -> i32 {
-    eprintln!("usage: keel-probe orphans N | zombies | hold-zombie SECS");
+    eprintln!("usage: keel-probe orphans N | zombies | hold-zombie SECS | deny");
     2
 }
 
@@ -110,4 +115,45 @@ fn hold_zombie(secs: u64) -> i32 {
     }
     std::thread::sleep(Duration::from_secs(secs));
     exit_now(0)
+}
+
+/// `ok`, or the errno name of a failed attempt.
+fn outcome<T>(result: nix::Result<T>) -> String {
+    match result {
+        Ok(_) => "ok".into(),
+        Err(errno) => format!("{errno:?}"),
+    }
+}
+
+fn deny() -> i32 {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    let mut report = Vec::new();
+    let _ = std::fs::create_dir_all("/tmp/probe-mnt");
+    let mount = nix::mount::mount(Some("none"), "/tmp/probe-mnt", Some("tmpfs"), nix::mount::MsFlags::empty(), None::<&str>);
+    report.push(("mount", outcome(mount)));
+    let null = std::fs::File::open("/dev/null").expect("open /dev/null");
+    report.push(("module", outcome(nix::kmod::finit_module(&null, c"", nix::kmod::ModuleInitFlags::empty()))));
+    report.push(("reboot", outcome(nix::sys::reboot::set_cad_enabled(false))));
+    // SAFETY: keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0) reads no memory.
+    let keyctl = unsafe { libc::syscall(libc::SYS_keyctl, 0, -3, 0) };
+    report.push(("keyctl", if keyctl < 0 { format!("{:?}", nix::errno::Errno::last()) } else { "ok".into() }));
+    let sysrq = nix::fcntl::open("/proc/sysrq-trigger", OFlag::O_WRONLY, Mode::empty())
+        .and_then(|fd| nix::unistd::write(&fd, b"h"));
+    report.push(("sysrq", outcome(sysrq)));
+    let kcore = std::fs::read("/proc/kcore").map(|b| b.len()).unwrap_or(0);
+    report.push(("kcore", if kcore > 0 { "ok".into() } else { "empty".into() }));
+    let firmware = std::fs::read_dir("/sys/firmware").map(|d| d.count()).unwrap_or(0);
+    report.push(("firmware", if firmware > 0 { "ok".into() } else { "empty".into() }));
+    let node = "/tmp/probe-blk";
+    let _ = std::fs::remove_file(node);
+    let blockdev = nix::sys::stat::mknod(node, nix::sys::stat::SFlag::S_IFBLK, Mode::from_bits_truncate(0o600), nix::sys::stat::makedev(1, 0))
+        .and_then(|()| nix::fcntl::open(node, OFlag::O_RDONLY, Mode::empty()));
+    report.push(("blockdev", outcome(blockdev)));
+    let control = std::os::unix::net::UnixStream::connect("/run/keel/control.sock");
+    report.push(("control", control.map(|_| "ok".to_string()).unwrap_or_else(|e| format!("{:?}", e.kind()))));
+    for (what, result) in report {
+        println!("{what}: {result}");
+    }
+    0
 }

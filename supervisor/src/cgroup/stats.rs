@@ -3,11 +3,11 @@
 
 use super::error::{CgroupError, ParseError};
 use super::fsio;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// Usage of one container's cgroup, as reported over the control API.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CgroupStats {
     /// Total CPU time (`cpu.stat` `usage_usec`), in microseconds.
     pub cpu_usage_usec: u64,

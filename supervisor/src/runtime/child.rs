@@ -54,23 +54,70 @@ fn setup_and_exec(plan: &LaunchPlan, stdio: Stdio) -> StepResult {
     let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
     let identity = users::resolve(&plan.user, &passwd)?;
     let program = find_program(root, &plan.argv[0], &plan.env)?;
+    let reaper = plan.init.then(open_own_binary).transpose()?;
     let null = std::fs::File::open(root.join("dev/null")).map_err(|e| format!("open /dev/null: {e}"))?;
     rootfs::pivot_into(root)?;
     redirect_stdio(null.as_raw_fd(), stdio)?;
     drop(null);
     std::env::set_current_dir(&plan.workdir).map_err(|e| format!("workdir {}: {e}", plan.workdir.display()))?;
+    restrict_and_exec(plan, identity, &program, &plan.argv, None, reaper.as_ref())
+}
+
+/// keel's own binary, opened before pivot_root (after it, the host's files are out of
+/// reach), to run `keel init` as the container's PID 1 without copying it into the image.
+fn open_own_binary() -> Result<OwnedFd, String> {
+    let file = std::fs::File::open("/proc/self/exe").map_err(|e| format!("init = true: open keel's binary: {e}"))?;
+    Ok(OwnedFd::from(file))
+}
+
+/// Exec `keel init -- PROGRAM ARGS…` from the open binary (execveat with AT_EMPTY_PATH).
+fn exec_reaper(keel: &OwnedFd, program: &str, argv: &[String], env: &[String]) -> StepResult {
+    let mut full = vec!["keel".to_string(), "init".to_string(), "--".to_string(), program.to_string()];
+    full.extend(argv.iter().skip(1).cloned());
+    let argv_c = c_strings(&full)?;
+    let env_c = c_strings(env)?;
+    let err = nix::unistd::execveat(keel, c"", &argv_c, &env_c, nix::fcntl::AtFlags::AT_EMPTY_PATH)
+        .err()
+        .unwrap_or(nix::Error::EINVAL);
+    Err(format!("exec keel init (init = true): {err}"))
+}
+
+fn c_strings(items: &[String]) -> Result<Vec<CString>, String> {
+    items.iter().map(|s| CString::new(s.as_str()).map_err(|_| format!("{s:?} contains a NUL byte"))).collect()
+}
+
+/// The last steps of every process keel starts in a container, its own and each command
+/// entered into it ([`super::enter`]), kept in one place so both get the same
+/// restrictions in the order the kernel needs: the uid change (keeping capabilities),
+/// the parent-death signal if asked (after the uid change, which clears it), the
+/// capability sets, no_new_privs, default signals, descriptors closed at exec, the
+/// seccomp filter, then execve of `program` with `argv` and the plan's environment.
+pub(super) fn restrict_and_exec(
+    plan: &LaunchPlan,
+    identity: Identity,
+    program: &str,
+    argv: &[String],
+    parent_death: Option<Signal>,
+    reaper: Option<&OwnedFd>,
+) -> StepResult {
     become_user(identity)?;
+    if let Some(signal) = parent_death {
+        nix::sys::prctl::set_pdeathsig(signal).map_err(|e| format!("parent death signal: {e}"))?;
+    }
     security::caps::apply_capabilities(plan.capabilities).map_err(|e| format!("capabilities: {e}"))?;
     security::caps::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
     reset_signals();
     mark_fds_cloexec()?;
     security::seccomp::install_default_filter().map_err(|e| format!("seccomp: {e}"))?;
-    exec(&program, &plan.argv, &plan.env)
+    match reaper {
+        Some(keel) => exec_reaper(keel, program, argv, &plan.env),
+        None => exec(program, argv, &plan.env),
+    }
 }
 
 /// Look `name` up in the container's PATH (from its environment), relative to `root`.
 /// Returns the path as the container will see it.
-fn find_program(root: &Path, name: &str, env: &[String]) -> Result<String, String> {
+pub(super) fn find_program(root: &Path, name: &str, env: &[String]) -> Result<String, String> {
     if name.contains('/') {
         return Ok(name.to_string());
     }
@@ -81,7 +128,8 @@ fn find_program(root: &Path, name: &str, env: &[String]) -> Result<String, Strin
         .ok_or_else(|| format!("exec {name}: not found in the image's PATH ({path})"))
 }
 
-fn redirect_stdio(null: RawFd, stdio: Stdio) -> StepResult {
+/// Make fd 0 `null` and fds 1 and 2 the given streams.
+pub(super) fn redirect_stdio(null: RawFd, stdio: Stdio) -> StepResult {
     for (from, to) in [(null, 0), (stdio.stdout, 1), (stdio.stderr, 2)] {
         if from != to {
             // SAFETY: dup2 on descriptors this process owns; it only replaces 0, 1 or 2.
@@ -108,7 +156,7 @@ fn become_user(identity: Identity) -> StepResult {
 }
 
 /// Default dispositions and an empty mask, as a freshly started program expects.
-fn reset_signals() {
+pub(super) fn reset_signals() {
     for signal_number in 1..32 {
         if let Ok(sig) = Signal::try_from(signal_number) {
             if sig != Signal::SIGKILL && sig != Signal::SIGSTOP {
@@ -132,10 +180,7 @@ fn mark_fds_cloexec() -> StepResult {
 }
 
 fn exec(program: &str, argv: &[String], env: &[String]) -> StepResult {
-    let cstr = |s: &str| CString::new(s).map_err(|_| format!("{s:?} contains a NUL byte"));
-    let program_c = cstr(program)?;
-    let argv_c = argv.iter().map(|a| cstr(a)).collect::<Result<Vec<_>, _>>()?;
-    let env_c = env.iter().map(|e| cstr(e)).collect::<Result<Vec<_>, _>>()?;
-    let err = nix::unistd::execve(&program_c, &argv_c, &env_c).err().unwrap_or(nix::Error::EINVAL);
+    let program_c = CString::new(program).map_err(|_| format!("{program:?} contains a NUL byte"))?;
+    let err = nix::unistd::execve(&program_c, &c_strings(argv)?, &c_strings(env)?).err().unwrap_or(nix::Error::EINVAL);
     Err(format!("exec {program}: {err}"))
 }

@@ -2,17 +2,20 @@
 //! own namespaces, root filesystem, capabilities, seccomp filter and cgroup.
 //!
 //! [`plan::plan`] computes everything as data; [`spawn::spawn`] applies it with clone3
-//! and a child that reports its own failures. Limitations: images are root filesystem
+//! and a child that reports its own failures; [`enter::enter`] runs a command inside a
+//! running container with the same restrictions. Limitations: images are root filesystem
 //! directories only; the network namespace holds only `lo` (bridges come with the
 //! network issue).
 
 pub mod child;
 pub mod clone;
+pub mod enter;
 pub mod plan;
 pub mod rootfs;
 pub mod spawn;
 pub mod users;
 
 pub use child::Stdio;
+pub use enter::{enter, enter_with_output, EnterTarget};
 pub use plan::{plan, LaunchPlan};
 pub use spawn::{spawn, SpawnError};

@@ -68,6 +68,9 @@ pub struct LaunchPlan {
     pub workdir: PathBuf,
     /// uid/gid maps, written by the parent.
     pub user_namespace: Option<UserNamespace>,
+    /// Run keel's own reaper (`keel init`) as the container's PID 1, with the
+    /// command as its child.
+    pub init: bool,
 }
 
 /// Per-container state directory: `<state_root>/<name>`.
@@ -111,6 +114,7 @@ pub fn plan(spec: &ContainerSpec, state_root: &Path, cgroup2: bool) -> LaunchPla
         argv: spec.argv.clone(),
         workdir: spec.workdir.clone(),
         user_namespace: spec.user_namespace,
+        init: spec.init,
     }
 }
 
@@ -124,7 +128,7 @@ pub fn container_mounts(spec: &ContainerSpec, cgroup2: bool) -> Vec<MountOp> {
     let fs = |fstype, target: &str, flags, data: &str| MountOp::Fs { fstype, target: target.into(), flags, data: data.into() };
     let mut ops = vec![
         fs("proc", "/proc", secure, ""),
-        fs("tmpfs", "/dev", MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, "mode=755,size=65536k"),
+        fs("tmpfs", "/dev", nosuid_nodev | MsFlags::MS_STRICTATIME, "mode=755,size=65536k"),
     ];
     for device in DEVICES {
         ops.push(MountOp::Bind { source: Path::new("/dev").join(device), target: Path::new("/dev").join(device), read_only: false });

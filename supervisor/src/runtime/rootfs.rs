@@ -32,7 +32,9 @@ pub fn mount_root(plan: &LaunchPlan) -> StepResult {
     match &root.overlay {
         Some((upper, work)) => {
             let data = format!("lowerdir={},upperdir={},workdir={}", root.image.display(), upper.display(), work.display());
-            mount(Some("overlay"), &root.merged, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
+            // nodev: a device node made in the container (CAP_MKNOD is in the default set)
+            // cannot be opened; the devices it may use are bind-mounted into /dev.
+            mount(Some("overlay"), &root.merged, Some("overlay"), MsFlags::MS_NODEV, Some(data.as_str()))
                 .map_err(nix_err(format!("mount overlay on {}", root.merged.display())))
         }
         None => {
@@ -42,14 +44,19 @@ pub fn mount_root(plan: &LaunchPlan) -> StepResult {
     }
 }
 
-/// Bind `source` onto `target` (recursively), read-only if asked.
+/// Bind `source` onto `target` (recursively), read-only if asked. Everything but the
+/// device nodes keel binds from the host's /dev is nodev.
 fn bind(source: &Path, target: &Path, read_only: bool) -> StepResult {
     let what = format!("bind {} on {}", source.display(), target.display());
     mount(Some(source), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(nix_err(&what))?;
-    if read_only {
-        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC;
-        mount(None::<&str>, target, None::<&str>, flags, None::<&str>).map_err(nix_err(format!("{what} (read-only)")))?;
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+    if !source.starts_with("/dev") {
+        flags |= MsFlags::MS_NODEV;
     }
+    if read_only {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    mount(None::<&str>, target, None::<&str>, flags, None::<&str>).map_err(nix_err(format!("{what} (remount nodev)")))?;
     Ok(())
 }
 

@@ -1,0 +1,84 @@
+//! The containers boot step and what PID 1 needs around the manager: reading the
+//! declarations, the real launcher, and the sink that writes container output to
+//! /var/log/keel/NAME.log and echoes it on the console.
+
+use keel_supervisor::cgroup::CgroupTree;
+use keel_supervisor::logs::{self, ContainerLog, LogFile, Stream};
+use keel_supervisor::manager::{self, LogSink, Manager, SystemLauncher};
+use keel_supervisor::spec::ContainerName;
+use log::warn;
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// Where containers keep their writable layer.
+pub const STATE_ROOT: &str = "/var/lib/keel/containers";
+
+/// Build the manager from /etc/keel/containers. Problems with files that are not
+/// declarations at all are returned for the boot error list; bad declarations are kept
+/// in the manager (shown by `keelctl ps`) and returned too.
+pub fn load(containers_dir: &Path) -> (Manager, Vec<String>) {
+    let (declarations, mut problems) = manager::load_dir(containers_dir);
+    problems.extend(declarations.iter().filter_map(|d| d.spec.as_ref().err().cloned()));
+    let launcher = SystemLauncher::new(PathBuf::from(STATE_ROOT), CgroupTree::new(keel_supervisor::cgroup::DEFAULT_ROOT));
+    let sink = FileAndConsole::new(PathBuf::from(logs::DEFAULT_DIR));
+    let mut manager = Manager::new(Box::new(launcher), Box::new(sink), logs::DEFAULT_DIR);
+    manager.load(declarations);
+    (manager, problems)
+}
+
+/// Container output into per-container log files, echoed on the console.
+struct FileAndConsole {
+    dir: PathBuf,
+    logs: BTreeMap<ContainerName, ContainerLog>,
+    console: Box<dyn Write>,
+    failing: BTreeMap<ContainerName, bool>,
+}
+
+impl FileAndConsole {
+    fn new(dir: PathBuf) -> Self {
+        let console: Box<dyn Write> = match File::options().write(true).open("/dev/console") {
+            Ok(file) => Box::new(file),
+            Err(_) => Box::new(std::io::sink()),
+        };
+        FileAndConsole { dir, logs: BTreeMap::new(), console, failing: BTreeMap::new() }
+    }
+
+    fn log_for(&mut self, name: &ContainerName) -> &mut ContainerLog {
+        let dir = &self.dir;
+        self.logs.entry(name.clone()).or_insert_with(|| {
+            let file = LogFile::open(dir, name, logs::DEFAULT_MAX_BYTES, logs::DEFAULT_KEEP)
+                .map_err(|e| warn!("container {name}: no log file: {e}; output goes to the console only"))
+                .ok();
+            ContainerLog::new(name.clone(), file)
+        })
+    }
+
+    /// Log a write failure once per container until writing works again.
+    fn note(&mut self, name: &ContainerName, result: Result<(), logs::LogError>) {
+        let was_failing = self.failing.insert(name.clone(), result.is_err()).unwrap_or(false);
+        if let Err(e) = result {
+            if !was_failing {
+                warn!("container {name}: writing its log: {e}");
+            }
+        }
+    }
+}
+
+impl LogSink for FileAndConsole {
+    fn write(&mut self, name: &ContainerName, stream: Stream, bytes: &[u8]) {
+        let mut console = std::mem::replace(&mut self.console, Box::new(std::io::sink()));
+        let result = self.log_for(name).feed(stream, bytes, SystemTime::now(), &mut console);
+        self.console = console;
+        self.note(name, result);
+    }
+
+    fn finish(&mut self, name: &ContainerName) {
+        let mut console = std::mem::replace(&mut self.console, Box::new(std::io::sink()));
+        let result = self.log_for(name).finish(SystemTime::now(), &mut console);
+        self.console = console;
+        self.note(name, result);
+    }
+}

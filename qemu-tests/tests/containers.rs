@@ -1,0 +1,249 @@
+//! Container boot tests: images whose /etc/keel/containers declare containers made of a
+//! busybox root filesystem with the probe in it; each test is one real boot.
+
+use keel_qemu_tests::{build_image, target_dir, BootOptions, Guest, TestImage};
+use keel_supervisor::control::{Command, Status};
+use std::time::{Duration, Instant};
+
+const IMAGE: &str = "/usr/share/keel/images/busybox";
+
+/// A host with the busybox container image and the given declarations (name, text).
+fn host_image(name: &str, declarations: &[(&str, &str)]) -> TestImage {
+    let dir = target_dir().join("qemu-tests").join(name);
+    std::fs::create_dir_all(&dir).expect("create image dir");
+    let mut host = String::from(
+        r#"
+hostname = "keel-ctr"
+busybox = "/bin/busybox"
+
+[kernel]
+modules = ["virtio_pci", "virtio_console", "button", "evdev", "overlay"]
+
+[control]
+virtio_serial = true
+shutdown_grace_secs = 3
+
+[[images]]
+name = "busybox"
+busybox = "/bin/busybox"
+
+[[files]]
+source = "@PROBE@"
+path = "/usr/bin/keel-probe"
+mode = 0o755
+
+[[files]]
+source = "@PROBE@"
+path = "/usr/share/keel/images/busybox/usr/bin/keel-probe"
+mode = 0o755
+"#,
+    );
+    for (container, text) in declarations {
+        let file = dir.join(format!("{container}.toml"));
+        std::fs::write(&file, text.replace("@IMAGE@", IMAGE)).expect("write declaration");
+        host.push_str(&format!(
+            "\n[[files]]\nsource = \"{}\"\npath = \"/etc/keel/containers/{container}.toml\"\n",
+            file.display()
+        ));
+    }
+    build_image(name, &host, env!("CARGO_BIN_EXE_keel-probe").as_ref())
+}
+
+fn boot(image: &TestImage, name: &str) -> Guest {
+    let mut guest = Guest::boot(image, name, BootOptions { extra_cmdline: String::new(), allow_reboot: false });
+    guest.wait_ready();
+    guest
+}
+
+/// Position of `needle` on the console, or a failure naming it.
+fn position(guest: &Guest, needle: &str) -> usize {
+    guest.console().find(needle).unwrap_or_else(|| guest.fail(&format!("console lacks {needle:?}")))
+}
+
+const ISOLATION: &[(&str, &str)] = &[
+    ("iso", "image = \"@IMAGE@\"\ncommand = [\"/bin/sleep\", \"3600\"]\nhostname = \"iso\"\nstop_timeout = \"1s\"\n"),
+    (
+        "reaper",
+        "image = \"@IMAGE@\"\ncommand = [\"/bin/sh\", \"-c\", \"keel-probe orphans 100; echo orphans-done; sleep 3600\"]\ninit = true\n",
+    ),
+    (
+        "bomb",
+        "image = \"@IMAGE@\"\ncommand = [\"/bin/sh\", \"-c\", \"echo bomb; b() { b | b & }; b; sleep 3600\"]\nrestart = \"no\"\nstop_timeout = \"1s\"\n\n[resources]\npids_max = 32\n",
+    ),
+    (
+        "hog",
+        "image = \"@IMAGE@\"\ncommand = [\"/bin/dd\", \"if=/dev/zero\", \"of=/dev/null\", \"bs=96M\", \"count=1\"]\nrestart = \"no\"\n\n[resources]\nmemory_max = \"32M\"\n",
+    ),
+    ("bad", "image = \"@IMAGE@\"\ncommand = [\"/bin/true\"]\nrestart = \"sometimes\"\n"),
+];
+
+/// Tests 1, 2, 3 and 6 of the container issue: own pid namespace and reaper, what a
+/// container cannot do, pids and memory limits, and a bad declaration beside good ones.
+#[test]
+fn containers_are_isolated_limited_and_bad_declarations_do_not_stop_others() {
+    let image = host_image("containers-isolation", ISOLATION);
+    let guest = boot(&image, "isolation");
+
+    // 6. The bad declaration is reported with its file, line and key; the others run.
+    let bad = guest.container("bad");
+    assert_eq!(bad.state, "invalid", "{bad:?}");
+    let detail = bad.detail.unwrap_or_default();
+    assert!(detail.contains("/etc/keel/containers/bad.toml:3: restart"), "{detail}");
+    position(&guest, "/etc/keel/containers/bad.toml:3: restart");
+    guest.wait_container("iso", Duration::from_secs(60), |c| c.state == "running");
+
+    // 1. The container sees only its own processes; its PID 1 is its command.
+    let ps = guest.exec_in(Some("iso"), &["ps", "-o", "pid,comm"]);
+    assert_eq!(ps.exit_code, 0, "{ps:?}");
+    let rows: Vec<(u32, String)> = ps
+        .stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            Some((words.next()?.parse().ok()?, words.next()?.to_string()))
+        })
+        .collect();
+    assert!(rows.contains(&(1, "sleep".to_string())), "PID 1 is not the command: {rows:?}");
+    assert!(rows.len() <= 3 && rows.iter().all(|(pid, _)| *pid < 20), "the container sees other processes: {rows:?}");
+
+    // 2. Its own hostname, mounts and network; what it must not do fails.
+    let own = guest.exec_in(Some("iso"), &["sh", "-c", "hostname; ls /sys/class/net; grep -c ' / overlay ' /proc/mounts"]);
+    assert_eq!(own.stdout, "iso\nlo\n1\n", "{own:?}");
+    let deny = guest.exec_in(Some("iso"), &["keel-probe", "deny"]);
+    for line in deny.stdout.lines() {
+        assert!(!line.ends_with(": ok"), "a container could do this: {line}\n{}", deny.stdout);
+    }
+    for expected in ["mount: EPERM", "module: EPERM", "reboot: EPERM", "keyctl: EPERM", "kcore: empty", "firmware: empty", "control: NotFound"] {
+        assert!(deny.stdout.contains(expected), "{expected} missing: {}", deny.stdout);
+    }
+    let status = guest.exec_in(Some("iso"), &["grep", "-E", "^(CapEff|NoNewPrivs|Seccomp):", "/proc/self/status"]);
+    assert_eq!(status.stdout, "CapEff:\t00000000a80425fb\nNoNewPrivs:\t1\nSeccomp:\t2\n", "{status:?}");
+
+    // 1. init = true: keel's reaper is PID 1 and reaps the orphans inside the container.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !guest.logs("reaper").iter().any(|l| l.ends_with("orphans-done")) {
+        assert!(Instant::now() < deadline, "reaper never finished its orphans: {:?}", guest.logs("reaper"));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let init = guest.exec_in(Some("reaper"), &["sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline"]);
+    assert!(init.stdout.starts_with("keel init -- /bin/sh -c"), "{init:?}");
+    let mut zombies = String::new();
+    for _ in 0..50 {
+        zombies = guest.exec_in(Some("reaper"), &["keel-probe", "zombies"]).stdout;
+        if zombies.starts_with("zombies: 0") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(zombies.starts_with("zombies: 0"), "zombies left in the container: {zombies}");
+
+    // 3. The memory hog is OOM-killed inside its container, and that is reported.
+    let hog = guest.wait_container("hog", Duration::from_secs(60), |c| c.state != "running" && c.state != "waiting");
+    assert_eq!((hog.state.as_str(), hog.last_exit), ("exited", Some(137)), "{hog:?}");
+    assert!(guest.inspect("hog").oom_kills >= 1, "{:?}", guest.inspect("hog"));
+
+    // 3. The fork bomb stops at pids_max and the host still answers.
+    guest.wait_container("bomb", Duration::from_secs(30), |c| c.state == "running");
+    std::thread::sleep(Duration::from_secs(3));
+    let started = Instant::now();
+    let host: Status = serde_json::from_value(guest.call(Command::Status, Duration::from_secs(20)).unwrap()).unwrap();
+    assert_eq!(host.state, "ready");
+    eprintln!("[isolation] status answered in {} ms during the fork bomb", started.elapsed().as_millis());
+    let events = guest.exec(&["cat", "/sys/fs/cgroup/keel/bomb/pids.events", "/sys/fs/cgroup/keel/bomb/pids.current"]);
+    let max_hits: u64 = events.stdout.lines().find_map(|l| l.strip_prefix("max ")).and_then(|n| n.parse().ok()).unwrap_or(0);
+    let current: u64 = events.stdout.lines().last().and_then(|n| n.parse().ok()).unwrap_or(u64::MAX);
+    assert!(max_hits > 0 && current <= 32, "pids_max not enforced: {events:?}");
+    guest.call(Command::Stop { name: "bomb".into() }, Duration::from_secs(20)).unwrap();
+    guest.wait_container("bomb", Duration::from_secs(30), |c| c.state == "stopped");
+    let left = guest.exec(&["sh", "-c", "cat /sys/fs/cgroup/keel/bomb/cgroup.procs 2>/dev/null | wc -l"]);
+    assert_eq!(left.stdout.trim(), "0", "processes of the bomb survived its stop: {left:?}");
+}
+
+const LIFECYCLE: &[(&str, &str)] = &[
+    (
+        "db",
+        "image = \"@IMAGE@\"\ncommand = [\"/bin/sh\", \"-c\", \"sleep 2; touch /tmp/ready; exec sleep 3600\"]\nstop_timeout = \"2s\"\n\n[healthcheck]\ncommand = [\"test\", \"-f\", \"/tmp/ready\"]\ninterval = \"1s\"\n",
+    ),
+    (
+        "web",
+        "image = \"@IMAGE@\"\ncommand = [\"/bin/sleep\", \"3600\"]\ninit = true\ndepends_on = { db = \"healthy\" }\nstop_timeout = \"5s\"\n",
+    ),
+    ("crashy", "image = \"@IMAGE@\"\ncommand = [\"/bin/sleep\", \"3600\"]\nrestart = \"always\"\nstop_timeout = \"1s\"\n"),
+    ("once", "image = \"@IMAGE@\"\ncommand = [\"/bin/sh\", \"-c\", \"exit 3\"]\nrestart = \"no\"\n"),
+    (
+        "retry",
+        "image = \"@IMAGE@\"\ncommand = [\"/bin/sh\", \"-c\", \"echo try; exit 1\"]\nrestart = \"on-failure\"\nmax_retries = 2\n",
+    ),
+    (
+        "stubborn",
+        "image = \"@IMAGE@\"\ncommand = [\"/bin/sh\", \"-c\", \"trap '' TERM; while true; do sleep 1; done\"]\nstop_timeout = \"1s\"\n",
+    ),
+];
+
+/// Tests 4 and 5 of the container issue: restart policies with backoff, dependency
+/// order at boot, and shutdown in reverse order, each container within its timeout.
+#[test]
+fn restart_policies_dependency_order_and_shutdown() {
+    let image = host_image("containers-lifecycle", LIFECYCLE);
+    let mut guest = boot(&image, "lifecycle");
+
+    // 5. web waits for db to be healthy.
+    guest.wait_container("web", Duration::from_secs(60), |c| c.state == "running");
+    let db_started = position(&guest, "container db: started");
+    let db_healthy = position(&guest, "container db: healthy");
+    let web_started = position(&guest, "container web: started");
+    assert!(db_started < db_healthy && db_healthy < web_started, "web started before db was healthy");
+    let hostname = guest.exec_in(Some("web"), &["hostname"]);
+    assert_eq!(hostname.stdout, "web\n", "{hostname:?}");
+
+    // 4. restart = "no" stays down; on-failure honours max_retries.
+    let once = guest.wait_container("once", Duration::from_secs(30), |c| c.state == "exited");
+    assert_eq!((once.last_exit, once.restarts), (Some(3), 0), "{once:?}");
+    let retry = guest.wait_container("retry", Duration::from_secs(60), |c| c.state == "failed");
+    assert_eq!((retry.last_exit, retry.restarts), (Some(1), 2), "{retry:?}");
+    let tries = guest.logs("retry").iter().filter(|l| l.ends_with(" stdout try")).count();
+    assert_eq!(tries, 3, "{:?}", guest.logs("retry"));
+
+    // 4. kill -9 → restarted, each time after a longer delay.
+    let mut pid = guest.wait_container("crashy", Duration::from_secs(30), |c| c.state == "running").pid.unwrap();
+    for round in 1..=3 {
+        let killed = guest.exec(&["kill", "-9", &pid.to_string()]);
+        assert_eq!(killed.exit_code, 0, "{killed:?}");
+        let info = guest.wait_container("crashy", Duration::from_secs(30), |c| c.state == "running" && c.pid != Some(pid));
+        assert_eq!(info.restarts, round, "{info:?}");
+        assert_eq!(info.last_exit, Some(137));
+        pid = info.pid.unwrap();
+    }
+    let delays: Vec<usize> = ["restarting in 500 ms", "restarting in 1000 ms", "restarting in 2000 ms"]
+        .iter()
+        .map(|d| position(&guest, &format!("container crashy: {d}")))
+        .collect();
+    assert!(delays.windows(2).all(|w| w[0] < w[1]), "backoff did not grow: {delays:?}");
+    let last = guest.inspect("crashy");
+    let gap = last.info.uptime_secs.map(|_| last.started_at.unwrap() - last.finished_at.unwrap()).unwrap();
+    assert!(gap >= 1.9, "third restart came after {gap:.2} s, not after the 2 s backoff");
+
+    // Stop and start on request.
+    guest.call(Command::Stop { name: "crashy".into() }, Duration::from_secs(20)).unwrap();
+    guest.wait_container("crashy", Duration::from_secs(20), |c| c.state == "stopped");
+    guest.call(Command::Start { name: "crashy".into() }, Duration::from_secs(20)).unwrap();
+    guest.wait_container("crashy", Duration::from_secs(20), |c| c.state == "running");
+
+    // 5. Shutdown stops web before db, and each within its timeout.
+    guest.call(Command::Poweroff, Duration::from_secs(20)).unwrap();
+    match guest.wait_exit(Duration::from_secs(60)) {
+        Some(status) if status.success() => {}
+        other => guest.fail(&format!("QEMU did not power off: {other:?}")),
+    }
+    let web_stopped = position(&guest, "container web: stopped in");
+    let db_stopped = position(&guest, "container db: stopped in");
+    assert!(web_stopped < db_stopped, "db was stopped before web, which depends on it");
+    position(&guest, "container stubborn: stop timeout passed; killing it");
+    let console = guest.console();
+    for (name, limit_ms) in [("web", 5000), ("db", 2000), ("stubborn", 1000), ("crashy", 1000)] {
+        let line = console.lines().find(|l| l.contains(&format!("container {name}: stopped in"))).unwrap();
+        let ms: u64 = line.rsplit("stopped in ").next().and_then(|t| t.trim_end_matches(" ms").trim().parse().ok()).unwrap();
+        assert!(ms <= limit_ms + 1500, "{name} took {ms} ms to stop (timeout {limit_ms} ms)");
+    }
+}

@@ -1,0 +1,273 @@
+//! Lifecycle rules with a fake launcher and a fake clock.
+
+use super::*;
+use crate::cgroup::CgroupStats;
+use crate::runtime::LaunchPlan;
+use std::cell::RefCell;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+/// What the fake launcher was asked to do, in order.
+#[derive(Default)]
+struct Calls {
+    log: Vec<String>,
+    next_pid: i32,
+    failing: BTreeSet<String>,
+    oom_on_release: u64,
+}
+
+struct FakeLauncher(Rc<RefCell<Calls>>);
+
+impl Launcher for FakeLauncher {
+    fn launch(&mut self, spec: &ContainerSpec) -> Result<Launched, String> {
+        let mut calls = self.0.borrow_mut();
+        calls.log.push(format!("launch {}", spec.name));
+        if calls.failing.contains(spec.name.as_str()) {
+            return Err("image /nope: no such root filesystem directory".into());
+        }
+        calls.next_pid += 1;
+        Ok(Launched { pid: Pid::from_raw(100 + calls.next_pid), stdout: None, stderr: None })
+    }
+    fn signal(&mut self, pid: Pid, signal: i32) {
+        self.0.borrow_mut().log.push(format!("signal {pid} {signal}"));
+    }
+    fn kill_all(&mut self, name: &ContainerName, _pid: Pid) {
+        self.0.borrow_mut().log.push(format!("kill {name}"));
+    }
+    fn release(&mut self, _name: &ContainerName) -> Option<CgroupStats> {
+        Some(CgroupStats { oom_kill: self.0.borrow().oom_on_release, ..CgroupStats::default() })
+    }
+    fn healthcheck(&mut self, name: &ContainerName, _pid: Pid, _argv: &[String], _timeout: Duration) -> Result<Pid, String> {
+        let mut calls = self.0.borrow_mut();
+        calls.log.push(format!("check {name}"));
+        calls.next_pid += 1;
+        Ok(Pid::from_raw(100 + calls.next_pid))
+    }
+    fn stats(&self, _name: &ContainerName) -> Result<CgroupStats, String> {
+        Ok(CgroupStats::default())
+    }
+    fn cgroup_dir(&self, _name: &ContainerName) -> Option<PathBuf> {
+        None
+    }
+    fn plan(&self, _name: &ContainerName) -> Option<&LaunchPlan> {
+        None
+    }
+}
+
+struct NoLogs;
+
+impl LogSink for NoLogs {
+    fn write(&mut self, _: &ContainerName, _: Stream, _: &[u8]) {}
+    fn finish(&mut self, _: &ContainerName) {}
+}
+
+fn declaration(name: &str, extra: &str) -> Declaration {
+    let text = format!("image = \"/images/busybox\"\ncommand = [\"/bin/sleep\", \"100\"]\n{extra}");
+    let file = format!("/etc/keel/containers/{name}.toml");
+    Declaration {
+        name: ContainerName::new(name).unwrap(),
+        spec: spec::parse(name, &text, &file).map_err(|e| e.to_string()),
+        file,
+    }
+}
+
+use crate::spec;
+
+fn manager(declarations: Vec<Declaration>) -> (Manager, Rc<RefCell<Calls>>) {
+    let calls = Rc::new(RefCell::new(Calls::default()));
+    let mut manager = Manager::new(Box::new(FakeLauncher(calls.clone())), Box::new(NoLogs), "/var/log/keel");
+    manager.load(declarations);
+    (manager, calls)
+}
+
+fn state(manager: &Manager, name: &str, now: Instant) -> ContainerInfo {
+    manager.ps(now).into_iter().find(|c| c.name == name).unwrap()
+}
+
+fn pid_of(manager: &Manager, name: &str) -> Pid {
+    Pid::from_raw(state(manager, name, Instant::now()).pid.expect("running"))
+}
+
+#[test]
+fn dependencies_start_first_and_independent_ones_do_not_wait() {
+    let (mut m, calls) = manager(vec![
+        declaration("web", "depends_on = { db = \"healthy\" }"),
+        declaration("db", "[healthcheck]\ncommand = \"true\"\ninterval = \"1s\""),
+        declaration("lone", ""),
+    ]);
+    let t0 = Instant::now();
+    m.tick(t0);
+    assert_eq!(calls.borrow().log, ["launch db", "launch lone"]);
+    assert_eq!(state(&m, "web", t0).state, "waiting");
+    assert_eq!(state(&m, "web", t0).detail.as_deref(), Some("waiting for db to be healthy"));
+    // The healthcheck runs after its interval; when it passes, web starts.
+    m.tick(t0 + Duration::from_secs(1));
+    let check = Pid::from_raw(100 + calls.borrow().next_pid);
+    assert_eq!(calls.borrow().log.last().unwrap(), "check db");
+    assert!(m.on_exit(check, 0, t0 + Duration::from_secs(1)));
+    assert_eq!(state(&m, "db", t0).health.as_deref(), Some("healthy"));
+    m.tick(t0 + Duration::from_secs(1));
+    assert_eq!(calls.borrow().log.last().unwrap(), "launch web");
+}
+
+#[test]
+fn completed_condition_waits_for_a_zero_exit() {
+    let (mut m, calls) = manager(vec![
+        declaration("migrate", "restart = \"no\""),
+        declaration("app", "depends_on = { migrate = \"completed\" }"),
+    ]);
+    let t0 = Instant::now();
+    m.tick(t0);
+    assert_eq!(calls.borrow().log, ["launch migrate"]);
+    m.on_exit(pid_of(&m, "migrate"), 0, t0);
+    assert_eq!(state(&m, "migrate", t0).state, "exited");
+    m.tick(t0);
+    assert_eq!(calls.borrow().log, ["launch migrate", "launch app"]);
+}
+
+#[test]
+fn restart_backoff_grows_then_gives_up_after_max_retries() {
+    let (mut m, calls) = manager(vec![declaration("crashy", "restart = \"on-failure\"\nmax_retries = 2")]);
+    let mut now = Instant::now();
+    m.tick(now);
+    let mut delays = Vec::new();
+    for _ in 0..2 {
+        m.on_exit(pid_of(&m, "crashy"), 137, now);
+        let Phase::Restarting(at) = m.entries[&ContainerName::new("crashy").unwrap()].phase else { panic!("not restarting") };
+        delays.push(at - now);
+        m.tick(at - Duration::from_millis(1));
+        assert_eq!(state(&m, "crashy", now).state, "restarting", "restarted before its backoff ended");
+        now = at;
+        m.tick(now);
+        assert_eq!(state(&m, "crashy", now).state, "running");
+    }
+    assert_eq!(delays, [Duration::from_millis(500), Duration::from_millis(1000)]);
+    m.on_exit(pid_of(&m, "crashy"), 1, now);
+    let info = state(&m, "crashy", now);
+    assert_eq!((info.state.as_str(), info.restarts, info.last_exit), ("failed", 2, Some(1)));
+    assert!(info.detail.unwrap().contains("max_retries"));
+    assert_eq!(calls.borrow().log.len(), 3);
+}
+
+#[test]
+fn restart_no_stays_down_and_on_failure_ignores_success() {
+    let (mut m, _) = manager(vec![declaration("once", "restart = \"no\""), declaration("job", "restart = \"on-failure\"")]);
+    let now = Instant::now();
+    m.tick(now);
+    m.on_exit(pid_of(&m, "once"), 137, now);
+    m.on_exit(pid_of(&m, "job"), 0, now);
+    m.tick(now + Duration::from_secs(60));
+    assert_eq!(state(&m, "once", now).state, "exited");
+    assert_eq!(state(&m, "once", now).last_exit, Some(137));
+    assert_eq!(state(&m, "job", now).state, "exited");
+}
+
+#[test]
+fn a_start_that_fails_is_retried_with_backoff_and_reported() {
+    let (mut m, calls) = manager(vec![declaration("broken", "restart = \"always\"")]);
+    calls.borrow_mut().failing.insert("broken".into());
+    let now = Instant::now();
+    m.tick(now);
+    let info = state(&m, "broken", now);
+    assert_eq!(info.state, "restarting");
+    assert!(info.detail.unwrap().contains("no such root filesystem"));
+    assert_eq!(m.next_deadline(), Some(now + Duration::from_millis(500)));
+}
+
+#[test]
+fn invalid_declarations_and_cycles_are_shown_and_others_run() {
+    let (mut m, calls) = manager(vec![
+        declaration("bad", "restart = \"sometimes\""),
+        declaration("a", "depends_on = { b = \"started\" }"),
+        declaration("b", "depends_on = { a = \"started\" }"),
+        declaration("good", ""),
+    ]);
+    m.tick(Instant::now());
+    assert_eq!(calls.borrow().log, ["launch good"]);
+    let bad = state(&m, "bad", Instant::now());
+    assert_eq!(bad.state, "invalid");
+    assert!(bad.detail.unwrap().starts_with("/etc/keel/containers/bad.toml:3: restart:"));
+    assert!(state(&m, "a", Instant::now()).detail.unwrap().contains("dependency cycle a -> b -> a"));
+}
+
+#[test]
+fn stop_sends_the_stop_signal_then_kills_at_the_timeout() {
+    let (mut m, calls) = manager(vec![declaration("web", "stop_signal = \"SIGINT\"\nstop_timeout = \"2s\"")]);
+    let now = Instant::now();
+    m.tick(now);
+    let pid = pid_of(&m, "web");
+    m.stop("web", now).unwrap();
+    assert_eq!(calls.borrow().log.last().unwrap(), &format!("signal {pid} 2"));
+    m.tick(now + Duration::from_millis(1999));
+    assert_eq!(state(&m, "web", now).state, "stopping");
+    m.tick(now + Duration::from_secs(2));
+    assert_eq!(calls.borrow().log.last().unwrap(), "kill web");
+    m.on_exit(pid, 137, now + Duration::from_secs(2));
+    assert_eq!(state(&m, "web", now).state, "stopped");
+    m.tick(now + Duration::from_secs(100));
+    assert_eq!(state(&m, "web", now).state, "stopped", "a stopped container is not restarted");
+    m.start("web", now).unwrap();
+    assert_eq!(state(&m, "web", now).state, "running");
+}
+
+#[test]
+fn restart_request_stops_then_starts() {
+    let (mut m, calls) = manager(vec![declaration("web", "")]);
+    let now = Instant::now();
+    m.tick(now);
+    let pid = pid_of(&m, "web");
+    m.restart("web", now).unwrap();
+    m.on_exit(pid, 143, now);
+    assert_eq!(state(&m, "web", now).state, "running");
+    assert_ne!(pid_of(&m, "web"), pid);
+    assert_eq!(calls.borrow().log.iter().filter(|l| l.starts_with("launch")).count(), 2);
+}
+
+#[test]
+fn unknown_names_are_clear_errors() {
+    let (mut m, _) = manager(vec![declaration("web", "")]);
+    assert_eq!(m.stop("nope", Instant::now()).unwrap_err(), "no container \"nope\" (see keelctl ps)");
+    assert!(m.inspect("../etc", Instant::now()).is_err());
+}
+
+#[test]
+fn oom_kills_are_counted_across_runs() {
+    let (mut m, calls) = manager(vec![declaration("hog", "restart = \"always\"")]);
+    calls.borrow_mut().oom_on_release = 1;
+    let now = Instant::now();
+    m.tick(now);
+    m.on_exit(pid_of(&m, "hog"), 137, now);
+    assert_eq!(m.inspect("hog", now).unwrap().oom_kills, 1);
+}
+
+#[test]
+fn unhealthy_after_retries_but_not_during_start_period() {
+    let (mut m, calls) = manager(vec![declaration(
+        "db",
+        "[healthcheck]\ncommand = \"false\"\ninterval = \"1s\"\nretries = 2\nstart_period = \"3s\"",
+    )]);
+    let t0 = Instant::now();
+    m.tick(t0);
+    let run_check = |m: &mut Manager, at: Instant| {
+        m.tick(at);
+        let pid = Pid::from_raw(100 + calls.borrow().next_pid);
+        assert!(m.on_exit(pid, 1, at));
+    };
+    run_check(&mut m, t0 + Duration::from_secs(1));
+    run_check(&mut m, t0 + Duration::from_secs(2));
+    assert_eq!(state(&m, "db", t0).health.as_deref(), Some("starting"));
+    run_check(&mut m, t0 + Duration::from_secs(3));
+    run_check(&mut m, t0 + Duration::from_secs(4));
+    assert_eq!(state(&m, "db", t0).health.as_deref(), Some("unhealthy"));
+}
+
+#[test]
+fn stop_order_is_reverse_dependency_order() {
+    let (m, _) = manager(vec![
+        declaration("web", "depends_on = { api = \"started\" }"),
+        declaration("api", "depends_on = { db = \"started\" }"),
+        declaration("db", ""),
+    ]);
+    let order: Vec<String> = m.stop_order().iter().map(ToString::to_string).collect();
+    assert_eq!(order, ["web", "api", "db"]);
+}
