@@ -9,11 +9,12 @@
 #![allow(unsafe_code)]
 
 use keel_supervisor::runtime::{self, enter, enter_with_output, EnterTarget, LaunchPlan, SpawnError, Stdio};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use std::io::{BufRead, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 const MARKER: &str = "keel-enter-marker";
 const APPLETS: [&str; 12] = ["sh", "sleep", "hostname", "cat", "ls", "grep", "id", "head", "kill", "pwd", "echo", "true"];
 const TIMEOUT: Duration = Duration::from_secs(10);
+const WATCHDOG_MS: u16 = 60_000;
 
 /// True when these tests can run here; prints a visible SKIP otherwise.
 fn privileged(test: &str) -> bool {
@@ -37,7 +39,7 @@ fn in_child(test: &str, body: impl FnOnce()) {
     if !privileged(test) {
         return;
     }
-    let (read_end, write_end) = nix::unistd::pipe().unwrap();
+    let (read_end, write_end) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
     // SAFETY: the child runs `body` (syscalls and allocations, which glibc's fork
     // handlers keep usable), writes to its own pipe and leaves with `_exit`, never
     // returning into the test harness.
@@ -61,6 +63,13 @@ fn in_child(test: &str, body: impl FnOnce()) {
         }
         ForkResult::Parent { child } => {
             drop(write_end);
+            // A hung child fails the test instead of hanging the run.
+            let mut fds = [PollFd::new(read_end.as_fd(), PollFlags::POLLIN)];
+            if poll(&mut fds, PollTimeout::from(WATCHDOG_MS)).unwrap() == 0 {
+                let _ = kill(child, Signal::SIGKILL);
+                let _ = waitpid(child, None);
+                panic!("{test}: still running after {WATCHDOG_MS} ms");
+            }
             let mut message = String::new();
             let _ = std::fs::File::from(read_end).read_to_string(&mut message);
             let status = waitpid(child, None).unwrap();
@@ -256,18 +265,21 @@ fn a_timeout_kills_the_command_and_reports_124() {
     in_child("a_timeout_kills_the_command_and_reports_124", || {
         let fx = Fixture::new("timeout");
         let c = fx.start("timeout", "");
-        let argv: Vec<String> = ["sh", "-c", "echo started; sleep 4321; echo never"].iter().map(|s| s.to_string()).collect();
+        // A duration no other run uses, so that a leftover from elsewhere cannot match.
+        let seconds = (1_000_000 + std::process::id()).to_string();
+        let script = format!("echo started; sleep {seconds}; echo never");
+        let argv: Vec<String> = ["sh", "-c", &script].iter().map(|s| s.to_string()).collect();
         let began = Instant::now();
         let (code, out, _) = enter_with_output(&c.target(), &argv, Duration::from_millis(500)).unwrap();
         let took = began.elapsed();
         assert_eq!((code, out.as_slice()), (124, b"started\n".as_slice()));
         assert!(took >= Duration::from_millis(500) && took < Duration::from_secs(5), "took {took:?}");
-        // sh's child `sleep 4321` is in its process group, killed with it.
+        // sh's child `sleep` is in its process group, killed with it.
         let deadline = Instant::now() + Duration::from_secs(2);
-        while !processes_running(&["sleep", "4321"]).is_empty() && Instant::now() < deadline {
+        while !processes_running(&["sleep", &seconds]).is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert_eq!(processes_running(&["sleep", "4321"]), Vec::<u32>::new(), "the command outlived its timeout");
+        assert_eq!(processes_running(&["sleep", &seconds]), Vec::<u32>::new(), "the command outlived its timeout");
         assert!(!processes_running(&["sleep", "30"]).is_empty(), "negative control: the scan sees the container's own process");
     });
 }

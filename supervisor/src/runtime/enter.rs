@@ -57,10 +57,12 @@ const LOST: i32 = 125;
 
 /// Namespaces a command can join; the container's plan says which of them it has.
 const JOINABLE: CloneFlags = CloneFlags::CLONE_NEWUSER
+    .union(CloneFlags::CLONE_NEWNS)
     .union(CloneFlags::CLONE_NEWUTS)
     .union(CloneFlags::CLONE_NEWIPC)
     .union(CloneFlags::CLONE_NEWNET)
-    .union(CloneFlags::CLONE_NEWCGROUP);
+    .union(CloneFlags::CLONE_NEWCGROUP)
+    .union(CloneFlags::CLONE_NEWPID);
 
 /// Signals the middle process passes on to the command, so that `keelctl exec` can
 /// interrupt or stop what it started through the one pid it knows.
@@ -233,7 +235,7 @@ fn prepare_and_exec(plan: &LaunchPlan, argv: &[String], stdio: Stdio) -> StepRes
     drop(null);
     std::env::set_current_dir(&plan.workdir).map_err(|e| format!("workdir {}: {e}", plan.workdir.display()))?;
     // SIGKILL if the middle process dies: the command must not outlive whoever reaps it.
-    { let _ = identity; let p = std::ffi::CString::new(program.clone()).unwrap(); let a: Vec<_> = argv.iter().map(|x| std::ffi::CString::new(x.as_str()).unwrap()).collect(); let _ = nix::unistd::execv(&p, &a); Err("x".into()) }
+    child::restrict_and_exec(plan, identity, &program, argv, Some(Signal::SIGKILL), None)
 }
 
 /// Close every descriptor the middle inherited from the caller except `keep`: it may
@@ -284,7 +286,7 @@ fn supervise(signals: &SignalFd, command: Pid, deadline: Option<Instant>) -> i32
 /// case it had not reached setsid yet), reap it, and report [`TIMED_OUT`] unless it
 /// had ended by itself in the meantime.
 fn stop(command: Pid) -> i32 {
-    
+    let _ = killpg(command, Signal::SIGKILL);
     let _ = kill(command, Signal::SIGKILL);
     loop {
         match waitpid(command, None) {
