@@ -4,7 +4,7 @@ TARGET     := x86_64-unknown-linux-gnu
 BIN        := target/$(TARGET)/release
 DEMO_DIR   := target/demo
 
-.PHONY: all deps build demo test bench-boot bench-init clean
+.PHONY: all deps build demo test bench-boot bench-init bench-run clean
 
 all: build
 
@@ -27,6 +27,12 @@ bench-boot: build
 bench-init: deps
 	$(CARGO) build --release -p keel-init -p keel-qemu-tests --bins
 	$(BIN)/keel-init-bench 1000 5
+
+# keel run vs crun: /bin/true in a busybox rootfs, start latency (30 runs) and
+# 100 sequential containers (3 repetitions), as ratios keel/crun (needs root).
+bench-run: deps
+	$(CARGO) build --release --workspace --bins
+	$(BIN)/keel-run-bench 30 100 3
 
 # Every test: unit, host namespace tests and QEMU boots (two guests at a time at most).
 test: build

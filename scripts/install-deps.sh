@@ -12,6 +12,7 @@ packages=(
   iproute2          # host tests check links with `ip -j`
   curl              # the demo and tests fetch from the guest
   tini              # `make bench-init` compares keel init with it
+  crun              # `make bench-run` compares keel run with it
 )
 
 missing=()

@@ -180,3 +180,21 @@ fn resource_limits_without_cgroup2_are_refused_clearly() {
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).contains("limits need cgroup v2"));
 }
+
+#[test]
+fn host_network_shares_the_hosts_links_and_keeps_a_private_sys() {
+    let fx = Fixture::new("hostnet");
+    let host_links = std::fs::read_dir("/sys/class/net").unwrap().count();
+    let text = check(&fx.run("hostnet", "ls /sys/class/net | wc -l; grep -c ' /sys ' /proc/mounts", "network = \"host\"\n"), 0);
+    let mut lines = text.lines();
+    assert_eq!(lines.next().and_then(|n| n.trim().parse().ok()), Some(host_links), "{text}");
+    assert_eq!(lines.next(), Some("1"), "{text}");
+}
+
+#[test]
+fn init_true_runs_keels_reaper_as_pid_1() {
+    let fx = Fixture::new("init");
+    let text = check(&fx.run("init", "tr '\\0' ' ' < /proc/1/cmdline; echo; echo me=$$; exit 5", "init = true\n"), 5);
+    assert!(text.starts_with("keel init -- /bin/busybox sh -c"), "{text}");
+    assert!(text.contains("me=2\n"), "{text}");
+}

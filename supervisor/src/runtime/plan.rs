@@ -140,12 +140,15 @@ pub fn container_mounts(spec: &ContainerSpec, cgroup2: bool) -> Vec<MountOp> {
     for (target, link) in [("pts/ptmx", "/dev/ptmx"), ("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"), ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr")] {
         ops.push(MountOp::Symlink { target, link: link.into() });
     }
-    if spec.network == NetworkMode::Host {
+    // A user namespace cannot mount sysfs for the host's network namespace: it gets
+    // the host's /sys (with its cgroup2 mount) read-only instead.
+    let sysfs_from_host = spec.network == NetworkMode::Host && spec.user_namespace.is_some();
+    if sysfs_from_host {
         ops.push(MountOp::Bind { source: "/sys".into(), target: "/sys".into(), read_only: true });
     } else {
         ops.push(fs("sysfs", "/sys", secure | MsFlags::MS_RDONLY, ""));
     }
-    if cgroup2 {
+    if cgroup2 && !sysfs_from_host {
         ops.push(fs("cgroup2", "/sys/fs/cgroup", secure | MsFlags::MS_RDONLY, ""));
     }
     for mount in &spec.mounts {
