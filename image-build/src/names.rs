@@ -392,8 +392,8 @@ mod tests {
     }
 }
 
-/// The name of a container image directory: `[a-z0-9][a-z0-9_.-]*`, at most 63 bytes,
-/// so it is one path component under /usr/share/keel/images.
+/// The name of a container image directory: `[a-z0-9][a-z0-9_.-]*`, at most 63 bytes
+/// (the container-name rule), so it is one path component under /usr/share/keel/images.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
 #[serde(try_from = "String")]
 pub struct ImageName(String);
@@ -409,14 +409,10 @@ impl TryFrom<String> for ImageName {
     type Error = String;
 
     fn try_from(name: String) -> Result<Self, String> {
-        let mut chars = name.chars();
-        let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '-'));
-        if first_ok && rest_ok && name.len() <= 63 {
-            Ok(ImageName(name))
-        } else {
-            Err(format!("image name {name:?} must match [a-z0-9][a-z0-9_.-]* (at most 63 characters)"))
-        }
+        // The same rule as container names: one safe path component.
+        keel_supervisor::spec::ContainerName::new(&name)
+            .map(|_| ImageName(name))
+            .map_err(|e| e.replacen("container name", "image name", 1))
     }
 }
 

@@ -226,6 +226,7 @@ fn exit_codes_output_and_errors_are_the_commands() {
         let fx = Fixture::new("codes");
         let c = fx.start("codes", "");
         assert_eq!(c.sh("exit 7"), (7, String::new(), String::new()));
+        assert_eq!(c.run(&["cat"]), "", "stdin is /dev/null: cat ends at once");
         assert_eq!(c.sh("echo out; echo oops >&2; exit 3"), (3, "out\n".into(), "oops\n".into()));
         assert_eq!(c.sh("kill -9 $$").0, 137, "killed by a signal: 128+signal");
         match c.try_run(&["no-such-program", "x"]) {

@@ -23,6 +23,11 @@
 //! namespace and detaches that one mount there; both runtimes are then run from that
 //! namespace. The host's mounts are untouched.
 //!
+//! The root filesystem and the bundle live in one directory under $TMPDIR (default
+//! /tmp). Each runtime keeps its run state where it does by default on a real host,
+//! both tmpfs: keel under /run/keel/run (its `keel run` default), crun under /run
+//! (here /run/keel-run-bench-crun, so the benchmark never touches crun's own /run/crun).
+//!
 //! Usage: keel-run-bench [RUNS] [BATCH] [REPS]   (defaults: 30, 100, 3). Needs root,
 //! `crun` (apt-get install crun), busybox-static at /bin/busybox, and `keel` built next
 //! to this binary (`make bench-run` does all of it).
@@ -60,6 +65,7 @@ fn main() {
     let bench = Bench::new(&dir, &keel);
     let result = std::panic::catch_unwind(|| bench.measure(runs, batch, reps));
     let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&bench.crun_root);
     if result.is_err() {
         std::process::exit(1);
     }
@@ -91,7 +97,6 @@ fn private_mounts_without_hybrid_cgroup2() {
 struct Bench {
     keel: PathBuf,
     declaration: PathBuf,
-    state: PathBuf,
     bundle: PathBuf,
     crun_root: PathBuf,
 }
@@ -168,9 +173,8 @@ impl Bench {
         Bench {
             keel: keel.to_path_buf(),
             declaration,
-            state: dir.join("keel-state"),
             bundle,
-            crun_root: dir.join("crun-state"),
+            crun_root: PathBuf::from("/run/keel-run-bench-crun"),
         }
     }
 
@@ -179,7 +183,7 @@ impl Bench {
         let mut command = match runtime {
             Runtime::Keel => {
                 let mut c = Command::new(&self.keel);
-                c.arg("run").arg(&self.declaration).env("KEEL_STATE_DIR", &self.state);
+                c.arg("run").arg(&self.declaration).env_remove("KEEL_STATE_DIR");
                 c
             }
             Runtime::Crun => {

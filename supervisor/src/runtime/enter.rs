@@ -55,6 +55,10 @@ pub const TIMED_OUT: i32 = 124;
 /// Exit code of the middle process when it lost track of the command (waitpid failed).
 const LOST: i32 = 125;
 
+/// Most bytes read at once from a captured pipe before polling again, and most bytes
+/// of the container's /etc/passwd read.
+const READ_BUDGET: usize = 1 << 20;
+
 /// Namespaces a command can join; the container's plan says which of them it has.
 const JOINABLE: CloneFlags = CloneFlags::CLONE_NEWUSER
     .union(CloneFlags::CLONE_NEWNS)
@@ -101,7 +105,8 @@ pub fn enter_with_output(target: &EnterTarget<'_>, argv: &[String], timeout: Dur
     let (out_read, out_write) = pipe(name)?;
     let (err_read, err_write) = pipe(name)?;
     let stdio = Stdio { stdout: out_write.as_raw_fd(), stderr: err_write.as_raw_fd() };
-    let middle = start(target, argv, stdio, Some(Instant::now() + timeout))?;
+    // A timeout too large to represent is no timeout.
+    let middle = start(target, argv, stdio, Instant::now().checked_add(timeout))?;
     drop(out_write);
     drop(err_write);
     collect(middle, out_read, err_read).map_err(|source| prepare_error(name, "collect the command's output", source))
@@ -170,8 +175,8 @@ fn start(target: &EnterTarget<'_>, argv: &[String], stdio: Stdio, deadline: Opti
 
 /// The middle process: join the container, fork the command, wait for it. Never returns.
 fn run_middle(plan: &LaunchPlan, pidfd: OwnedFd, argv: &[String], stdio: Stdio, errors: OwnedFd, deadline: Option<Instant>) -> ! {
-    let started = join_container(plan, pidfd).and_then(|signals| {
-        let command = fork_command(plan, argv, stdio, &errors)?;
+    let started = join_container(plan, pidfd).and_then(|(signals, null)| {
+        let command = fork_command(plan, argv, stdio, &null, &errors)?;
         Ok((signals, command))
     });
     match started {
@@ -188,9 +193,11 @@ fn run_middle(plan: &LaunchPlan, pidfd: OwnedFd, argv: &[String], stdio: Stdio, 
 }
 
 /// Make the middle process unreachable from the container (not dumpable, so its
-/// descriptors cannot be taken through ptrace or /proc), take its signals, and join
-/// the container's namespaces. Returns the signalfd it then waits on.
-fn join_container(plan: &LaunchPlan, pidfd: OwnedFd) -> Result<SignalFd, String> {
+/// descriptors cannot be taken through ptrace or /proc), take its signals, open the
+/// host's /dev/null for the command's stdin (the container's /dev is its own to
+/// replace), and join the container's namespaces. Returns the signalfd it then waits
+/// on, and /dev/null.
+fn join_container(plan: &LaunchPlan, pidfd: OwnedFd) -> Result<(SignalFd, std::fs::File), String> {
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(PR_SET_DUMPABLE): {e}"))?;
     child::reset_signals();
     let mut mask = SigSet::empty();
@@ -198,20 +205,21 @@ fn join_container(plan: &LaunchPlan, pidfd: OwnedFd) -> Result<SignalFd, String>
     FORWARDED.iter().for_each(|signal| mask.add(*signal));
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).map_err(|e| format!("sigprocmask: {e}"))?;
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(|e| format!("signalfd: {e}"))?;
+    let null = std::fs::File::open("/dev/null").map_err(|e| format!("open /dev/null: {e}"))?;
     let namespaces = namespaces_to_join(plan);
     nix::sched::setns(&pidfd, namespaces).map_err(|e| match e {
         Errno::ESRCH => "enter its namespaces: the container's process has exited".to_string(),
         e => format!("enter its namespaces ({namespaces:?}): {e}"),
     })?;
-    Ok(signals)
+    Ok((signals, null))
 }
 
 /// Fork the command into the joined pid namespace; the child never returns from here.
-fn fork_command(plan: &LaunchPlan, argv: &[String], stdio: Stdio, errors: &OwnedFd) -> Result<Pid, String> {
+fn fork_command(plan: &LaunchPlan, argv: &[String], stdio: Stdio, null: &std::fs::File, errors: &OwnedFd) -> Result<Pid, String> {
     match clone3(CloneFlags::empty(), None) {
         Ok(Cloned::Parent(command)) => Ok(command),
         Ok(Cloned::Child) => {
-            if let Err(message) = prepare_and_exec(plan, argv, stdio) {
+            if let Err(message) = prepare_and_exec(plan, argv, stdio, null) {
                 let _ = nix::unistd::write(errors, message.as_bytes());
             }
             exit_child(127)
@@ -222,20 +230,29 @@ fn fork_command(plan: &LaunchPlan, argv: &[String], stdio: Stdio, errors: &Owned
 }
 
 /// In the command's process, inside the container: everything up to execve.
-fn prepare_and_exec(plan: &LaunchPlan, argv: &[String], stdio: Stdio) -> StepResult {
+fn prepare_and_exec(plan: &LaunchPlan, argv: &[String], stdio: Stdio, null: &std::fs::File) -> StepResult {
     // Its own session: no controlling terminal of the caller's, and one process group
     // that a timeout kills as a whole.
     nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
     // setns moved "/" to the container's root, so these paths are the container's.
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    let identity = users::resolve(&plan.user, &passwd)?;
+    let identity = users::resolve(&plan.user, &read_passwd())?;
     let program = child::find_program(Path::new("/"), &argv[0], &plan.env)?;
-    let null = std::fs::File::open("/dev/null").map_err(|e| format!("open /dev/null: {e}"))?;
     child::redirect_stdio(null.as_raw_fd(), stdio)?;
-    drop(null);
     std::env::set_current_dir(&plan.workdir).map_err(|e| format!("workdir {}: {e}", plan.workdir.display()))?;
     // SIGKILL if the middle process dies: the command must not outlive whoever reaps it.
     child::restrict_and_exec(plan, identity, &program, argv, Some(Signal::SIGKILL), None)
+}
+
+/// The container's /etc/passwd, read warily: the container may have been compromised
+/// since it started, and a FIFO or an endless device put in its place must neither
+/// block the command's start nor exhaust memory.
+fn read_passwd() -> String {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut text = String::new();
+    if let Ok(file) = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open("/etc/passwd") {
+        let _ = file.take(READ_BUDGET as u64).read_to_string(&mut text);
+    }
+    text
 }
 
 /// Close every descriptor the middle inherited from the caller except `keep`: it may
@@ -316,13 +333,16 @@ impl Capture {
         Ok(Capture { fd, kept: Vec::new(), open: true })
     }
 
-    /// Read whatever is there now, keeping up to [`OUTPUT_LIMIT`] bytes.
+    /// Read what is there now (at most [`READ_BUDGET`] bytes, so an endless writer
+    /// cannot keep us from polling), keeping up to [`OUTPUT_LIMIT`] bytes in all.
     fn drain(&mut self) {
         let mut buf = [0u8; 16384];
-        while self.open {
+        let mut budget = READ_BUDGET;
+        while self.open && budget > 0 {
             match nix::unistd::read(&self.fd, &mut buf) {
                 Ok(0) => self.open = false,
                 Ok(n) => {
+                    budget = budget.saturating_sub(n);
                     let room = OUTPUT_LIMIT - self.kept.len();
                     self.kept.extend_from_slice(&buf[..n.min(room)]);
                 }
