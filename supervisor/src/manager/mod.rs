@@ -462,35 +462,66 @@ impl Manager {
         deps::stop_order(&self.nodes())
     }
 
-    /// Shutdown: stop every container, dependents first, each within its stop_timeout,
-    /// then SIGKILL. Blocks; `reap` collects exited children (pid, code) meanwhile.
+    /// Shutdown: stop every container, each within its stop_timeout (then its cgroup
+    /// is killed). Containers are stopped in waves: a container gets its stop signal
+    /// once no running container depends on it, so dependents stop first and
+    /// independent containers stop together. Blocks; `reap` collects exited children
+    /// (pid, code) meanwhile.
     pub fn stop_all(&mut self, reap: &mut dyn FnMut() -> Vec<(Pid, i32)>) {
-        for name in self.stop_order() {
-            let Some(pid) = self.entries.get(&name).and_then(|e| e.pid) else { continue };
-            let start = Instant::now();
-            self.begin_stop(&name, start, AfterStop::Stay);
-            let deadline = match self.entries[&name].phase {
-                Phase::Stopping(deadline) => deadline,
-                _ => start,
-            };
-            let mut killed = false;
-            while self.entries.get(&name).is_some_and(|e| e.pid == Some(pid)) {
-                for (reaped, code) in reap() {
-                    self.on_exit(reaped, code, Instant::now());
-                }
-                self.drain_output(&name);
-                if !killed && Instant::now() >= deadline {
-                    self.kill_all(&name);
-                    killed = true;
-                }
-                if Instant::now() > deadline + Duration::from_secs(5) {
-                    warn!("container {name}: still not gone 5 s after SIGKILL; going on");
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
+        let mut signalled: BTreeMap<ContainerName, Instant> = BTreeMap::new();
+        let mut killed: BTreeSet<ContainerName> = BTreeSet::new();
+        let mut abandoned: BTreeSet<ContainerName> = BTreeSet::new();
+        loop {
+            let running: Vec<ContainerName> = self
+                .entries
+                .iter()
+                .filter(|(name, e)| e.pid.is_some() && !abandoned.contains(*name))
+                .map(|(name, _)| name.clone())
+                .collect();
+            if running.is_empty() {
+                return;
             }
-            info!("container {name}: stopped in {} ms", start.elapsed().as_millis());
+            let now = Instant::now();
+            for name in &running {
+                if !signalled.contains_key(name) && !running.iter().any(|other| self.depends_on(other, name)) {
+                    self.begin_stop(name, now, AfterStop::Stay);
+                    signalled.insert(name.clone(), now);
+                }
+            }
+            for (pid, code) in reap() {
+                let name = self.entries.iter().find(|(_, e)| e.pid == Some(pid)).map(|(n, _)| n.clone());
+                self.on_exit(pid, code, Instant::now());
+                if let Some(since) = name.and_then(|n| signalled.get(&n).map(|at| (n, *at))) {
+                    info!("container {}: stopped in {} ms", since.0, since.1.elapsed().as_millis());
+                }
+            }
+            for name in &running {
+                self.pump_output(name);
+                let Some(since) = signalled.get(name) else { continue };
+                let Some(entry) = self.entries.get(name) else { continue };
+                let Phase::Stopping(deadline) = entry.phase else { continue };
+                if !killed.contains(name) && Instant::now() >= deadline {
+                    self.kill_all(name);
+                    killed.insert(name.clone());
+                } else if killed.contains(name) && since.elapsed() > self.stop_timeout(name) + Duration::from_secs(5) {
+                    warn!("container {name}: still not gone 5 s after SIGKILL; going on");
+                    abandoned.insert(name.clone());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    /// Whether `dependent` declares a dependency on `dependency`.
+    fn depends_on(&self, dependent: &ContainerName, dependency: &ContainerName) -> bool {
+        self.entries
+            .get(dependent)
+            .and_then(|e| e.spec.as_ref().ok())
+            .is_some_and(|s| s.depends_on.iter().any(|d| d.name == *dependency))
+    }
+
+    fn stop_timeout(&self, name: &ContainerName) -> Duration {
+        self.entries.get(name).and_then(|e| e.spec.as_ref().ok()).map_or(Duration::ZERO, |s| s.stop_timeout)
     }
 
     /// `keelctl ps`.
@@ -587,6 +618,13 @@ impl Manager {
         if closed {
             entry.output.remove(index);
         }
+    }
+
+    /// Copy what `name`'s pipes hold now to its log, keeping them open.
+    fn pump_output(&mut self, name: &ContainerName) {
+        let Some(entry) = self.entries.get_mut(name) else { return };
+        let logs = self.logs.as_mut();
+        entry.output.retain_mut(|pipe| !pipe.pump(name, logs));
     }
 
     /// Read everything left in `name`'s pipes (its process ended), then finish its log.

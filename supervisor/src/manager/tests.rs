@@ -271,3 +271,41 @@ fn stop_order_is_reverse_dependency_order() {
     let order: Vec<String> = m.stop_order().iter().map(ToString::to_string).collect();
     assert_eq!(order, ["web", "api", "db"]);
 }
+
+#[test]
+fn shutdown_stops_dependents_first_and_independent_ones_together() {
+    let (mut m, calls) = manager(vec![
+        declaration("web", "depends_on = { db = \"started\" }\nstop_timeout = \"5s\""),
+        declaration("db", "stop_timeout = \"5s\""),
+        declaration("lone", "stop_timeout = \"5s\""),
+    ]);
+    m.tick(Instant::now());
+    let pids: BTreeMap<String, Pid> = ["web", "db", "lone"].iter().map(|n| (n.to_string(), pid_of(&m, n))).collect();
+    // Every container exits as soon as it has its stop signal.
+    let log = calls.clone();
+    let mut reap = move || {
+        let signalled: Vec<(Pid, i32)> = log
+            .borrow()
+            .log
+            .iter()
+            .filter_map(|l| l.strip_prefix("signal "))
+            .filter_map(|l| l.split(' ').next()?.parse().ok())
+            .map(|pid| (Pid::from_raw(pid), 143))
+            .collect();
+        log.borrow_mut().log.retain(|l| !l.starts_with("signal "));
+        log.borrow_mut().log.extend(signalled.iter().map(|(pid, _)| format!("exited {pid}")));
+        signalled
+    };
+    let started = Instant::now();
+    m.stop_all(&mut reap);
+    assert!(started.elapsed() < Duration::from_secs(2), "stop waited for a timeout");
+    let exits: Vec<String> = calls.borrow().log.iter().filter(|l| l.starts_with("exited")).cloned().collect();
+    let web = exits.iter().position(|l| *l == format!("exited {}", pids["web"])).unwrap();
+    let db = exits.iter().position(|l| *l == format!("exited {}", pids["db"])).unwrap();
+    let lone = exits.iter().position(|l| *l == format!("exited {}", pids["lone"])).unwrap();
+    assert!(web < db, "db stopped before web: {exits:?}");
+    assert!(lone < db, "lone waited for an unrelated container: {exits:?}");
+    for name in ["web", "db", "lone"] {
+        assert_eq!(state(&m, name, Instant::now()).state, "stopped");
+    }
+}
