@@ -22,7 +22,11 @@ pub const STATE_ROOT: &str = "/var/lib/keel/containers";
 pub fn load(containers_dir: &Path) -> (Manager, Vec<String>) {
     let (declarations, mut problems) = manager::load_dir(containers_dir);
     problems.extend(declarations.iter().filter_map(|d| d.spec.as_ref().err().cloned()));
-    let launcher = SystemLauncher::new(PathBuf::from(STATE_ROOT), CgroupTree::new(keel_supervisor::cgroup::DEFAULT_ROOT));
+    let launcher = SystemLauncher::new(
+        PathBuf::from(STATE_ROOT),
+        CgroupTree::new(keel_supervisor::cgroup::DEFAULT_ROOT),
+        Box::new(keel_supervisor::manager::NoNetworks),
+    );
     let sink = FileAndConsole::new(PathBuf::from(logs::DEFAULT_DIR));
     let mut manager = Manager::new(Box::new(launcher), Box::new(sink), logs::DEFAULT_DIR);
     manager.load(declarations);

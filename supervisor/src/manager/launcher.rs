@@ -3,7 +3,7 @@
 //! unit tests use a fake, so lifecycle rules are tested without processes.
 
 use crate::cgroup::{CgroupStats, CgroupTree, ContainerCgroup};
-use crate::runtime::{self, LaunchPlan, Stdio};
+use crate::runtime::{self, LaunchPlan, NoHooks, StartHooks, Stdio};
 use crate::spec::{ContainerName, ContainerSpec};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -44,17 +44,45 @@ pub trait Launcher {
     fn plan(&self, name: &ContainerName) -> Option<&LaunchPlan>;
 }
 
+/// Connects containers to their network (`network = "NAME"`): PID 1 implements it with
+/// keel-netconf (bridge, veth, IPAM, nftables); the runtime only calls it.
+pub trait NetworkAttacher {
+    /// Before a start: reserve what `spec` needs on its network, add what the container
+    /// must see to `plan` (e.g. /etc/resolv.conf and /etc/hosts binds), and return the
+    /// hooks that wire the new network namespace during the start.
+    fn attach(&mut self, spec: &ContainerSpec, plan: &mut LaunchPlan) -> Result<Box<dyn StartHooks>, String>;
+    /// The container's process ended, or its start failed: drop what only a running
+    /// container needs (its published ports). Its address stays reserved.
+    fn detach(&mut self, name: &ContainerName);
+}
+
+/// For hosts without container networks (`keel run` without a network, unit tests):
+/// `none` and `host` work, a named network is a clear error.
+pub struct NoNetworks;
+
+impl NetworkAttacher for NoNetworks {
+    fn attach(&mut self, spec: &ContainerSpec, _plan: &mut LaunchPlan) -> Result<Box<dyn StartHooks>, String> {
+        match &spec.network {
+            crate::spec::NetworkMode::Named(name) => Err(format!("network {name:?}: container networks are not set up here")),
+            _ => Ok(Box::new(NoHooks)),
+        }
+    }
+    fn detach(&mut self, _name: &ContainerName) {}
+}
+
 /// The real launcher: runtime::spawn with cgroup v2 under `/sys/fs/cgroup/keel`.
 pub struct SystemLauncher {
     state_root: PathBuf,
     tree: CgroupTree,
+    network: Box<dyn NetworkAttacher>,
     running: BTreeMap<ContainerName, (LaunchPlan, Option<ContainerCgroup>)>,
 }
 
 impl SystemLauncher {
-    /// Containers keep their state (overlay upper) under `state_root`; cgroups go under `tree`.
-    pub fn new(state_root: PathBuf, tree: CgroupTree) -> Self {
-        SystemLauncher { state_root, tree, running: BTreeMap::new() }
+    /// Containers keep their state (overlay upper) under `state_root`; cgroups go under
+    /// `tree`; `network` connects them to their networks.
+    pub fn new(state_root: PathBuf, tree: CgroupTree, network: Box<dyn NetworkAttacher>) -> Self {
+        SystemLauncher { state_root, tree, network, running: BTreeMap::new() }
     }
 }
 
@@ -74,13 +102,20 @@ impl Launcher for SystemLauncher {
         if spec.resources.any() && !cgroup2 {
             return Err("resources: limits need cgroup v2, which is not mounted at /sys/fs/cgroup".into());
         }
-        let plan = runtime::plan(spec, &self.state_root, cgroup2);
-        let cgroup = if cgroup2 { Some(self.tree.prepare(&spec.name, &spec.resources).map_err(|e| e.to_string())?) } else { None };
+        let mut plan = runtime::plan(spec, &self.state_root, cgroup2);
+        let mut hooks = self.network.attach(spec, &mut plan)?;
+        let cgroup = match cgroup2.then(|| self.tree.prepare(&spec.name, &spec.resources)).transpose() {
+            Ok(cgroup) => cgroup,
+            Err(e) => {
+                self.network.detach(&spec.name);
+                return Err(e.to_string());
+            }
+        };
         let cgroup_fd = cgroup.as_ref().map(|c| c.open_dir_fd()).transpose().map_err(|e| format!("open cgroup: {e}"))?;
         let (stdout, stdout_w) = output_pipe()?;
         let (stderr, stderr_w) = output_pipe()?;
         let stdio = Stdio { stdout: stdout_w.as_raw_fd(), stderr: stderr_w.as_raw_fd() };
-        let spawned = runtime::spawn(&plan, stdio, cgroup_fd.as_ref().map(|fd| fd.as_fd()));
+        let spawned = runtime::spawn_with_hooks(&plan, stdio, cgroup_fd.as_ref().map(|fd| fd.as_fd()), hooks.as_mut());
         drop((stdout_w, stderr_w));
         match spawned {
             Ok(pid) => {
@@ -92,6 +127,7 @@ impl Launcher for SystemLauncher {
                     let _ = cgroup.kill();
                     let _ = cgroup.remove();
                 }
+                self.network.detach(&spec.name);
                 Err(e.to_string())
             }
         }
@@ -113,6 +149,7 @@ impl Launcher for SystemLauncher {
     }
 
     fn release(&mut self, name: &ContainerName) -> Option<CgroupStats> {
+        self.network.detach(name);
         let (_, cgroup) = self.running.remove(name)?;
         let cgroup = cgroup?;
         let stats = cgroup.stats().ok();

@@ -14,7 +14,7 @@ mod load;
 mod output;
 
 pub use info::{ContainerDetail, ContainerInfo, ContainerStats};
-pub use launcher::{Launched, Launcher, SystemLauncher};
+pub use launcher::{Launched, Launcher, NetworkAttacher, NoNetworks, SystemLauncher};
 pub use load::{load_dir, Declaration, CONTAINERS_DIR};
 pub use output::{LogSink, OutputPipe};
 

@@ -26,8 +26,8 @@ pub struct Stdio {
 }
 
 /// Run in the cloned child: wait for the parent, build the container, exec. Never returns.
-pub fn run(plan: &LaunchPlan, go: OwnedFd, errors: OwnedFd, stdio: Stdio) -> ! {
-    let result = wait_for_parent(go).and_then(|()| setup_and_exec(plan, stdio));
+pub fn run(plan: &LaunchPlan, go: OwnedFd, errors: OwnedFd, stdio: Stdio, hooks: &dyn super::spawn::StartHooks) -> ! {
+    let result = wait_for_parent(go).and_then(|()| hooks.in_child()).and_then(|()| setup_and_exec(plan, stdio));
     if let Err(message) = result {
         let mut pipe = std::fs::File::from(errors);
         let _ = pipe.write_all(message.as_bytes());

@@ -18,4 +18,4 @@ pub mod users;
 pub use child::Stdio;
 pub use enter::{enter, enter_with_output, EnterTarget};
 pub use plan::{plan, LaunchPlan};
-pub use spawn::{spawn, SpawnError};
+pub use spawn::{spawn, spawn_with_hooks, NoHooks, SpawnError, StartHooks};

@@ -39,9 +39,41 @@ pub enum SpawnError {
     },
 }
 
+/// Work done around a start by something outside the runtime — the container network:
+/// a veth whose peer is born in the new network namespace, then the address inside it.
+pub trait StartHooks {
+    /// In the parent, after clone and the id maps, before the child goes on.
+    fn after_clone(&mut self, pid: Pid) -> Result<(), String>;
+    /// In the child, inside its new namespaces, before its root is built (still
+    /// privileged, still seeing the host's files).
+    fn in_child(&self) -> Result<(), String>;
+}
+
+/// No work around the start.
+pub struct NoHooks;
+
+impl StartHooks for NoHooks {
+    fn after_clone(&mut self, _pid: Pid) -> Result<(), String> {
+        Ok(())
+    }
+    fn in_child(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
 /// Start the container described by `plan`. Returns its pid (PID 1 of its namespace,
 /// as the host sees it) once it has called execve. The caller reaps it.
 pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: Option<BorrowedFd<'_>>) -> Result<Pid, SpawnError> {
+    spawn_with_hooks(plan, stdio, cgroup, &mut NoHooks)
+}
+
+/// [`spawn`], with `hooks` run around the start.
+pub fn spawn_with_hooks(
+    plan: &LaunchPlan,
+    stdio: Stdio,
+    cgroup: Option<BorrowedFd<'_>>,
+    hooks: &mut dyn StartHooks,
+) -> Result<Pid, SpawnError> {
     prepare_dirs(plan)?;
     let prepare = |what: &str| {
         let name = plan.name.clone();
@@ -54,7 +86,7 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: Option<BorrowedFd<'_>>) ->
         Cloned::Child => {
             drop(go_write);
             drop(err_read);
-            child::run(plan, go_read, err_write, stdio)
+            child::run(plan, go_read, err_write, stdio, &*hooks)
         }
         Cloned::Parent(pid) => {
             drop(go_read);
@@ -62,6 +94,10 @@ pub fn spawn(plan: &LaunchPlan, stdio: Stdio, cgroup: Option<BorrowedFd<'_>>) ->
             if let Err(e) = write_id_maps(plan, pid) {
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
                 return Err(prepare("write uid/gid maps")(e));
+            }
+            if let Err(message) = hooks.after_clone(pid) {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                return Err(SpawnError::Child { name: plan.name.clone(), message });
             }
             let _ = std::fs::File::from(go_write).write_all(&[1]);
             let mut message = String::new();
