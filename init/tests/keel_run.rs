@@ -198,3 +198,22 @@ fn init_true_runs_keels_reaper_as_pid_1() {
     assert!(text.starts_with("keel init -- /bin/busybox sh -c"), "{text}");
     assert!(text.contains("me=2\n"), "{text}");
 }
+
+#[test]
+fn user_namespace_maps_root_to_an_unprivileged_host_range() {
+    let fx = Fixture::new("userns");
+    let extra = "[user_namespace]\nuid_map = \"0:100000:65536\"\ngid_map = \"0:100000:65536\"\n";
+    // The image's files belong to host root, unmapped here (nobody): the container's
+    // root writes in its own tmpfs.
+    let mounts = "[[mounts]]\ntype = \"tmpfs\"\ntarget = \"/scratch\"\n";
+    let script = "cat /proc/self/uid_map /proc/self/gid_map; id -u; echo hi > /scratch/file && ls -n /scratch/file; cat /proc/self/setgroups";
+    let text = check(&fx.run("userns", script, &format!("{extra}{mounts}")), 0);
+    let words: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(&words[..7], ["0", "100000", "65536", "0", "100000", "65536", "0"], "{text}");
+    let file = text.lines().find(|l| l.ends_with("/scratch/file")).unwrap_or_default();
+    let owner: Vec<&str> = file.split_whitespace().skip(2).take(2).collect();
+    assert_eq!(owner, ["0", "0"], "the container's root does not own its files: {text}");
+    assert!(text.trim_end().ends_with("deny"), "{text}");
+    let read_only = check(&fx.run("userns-ro", "id -u; touch /x 2>/dev/null && echo writable || echo read-only", &format!("read_only = true\n{extra}")), 0);
+    assert_eq!(read_only, "0\nread-only\n");
+}

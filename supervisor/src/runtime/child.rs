@@ -45,6 +45,9 @@ fn wait_for_parent(go: OwnedFd) -> StepResult {
 
 fn setup_and_exec(plan: &LaunchPlan, stdio: Stdio) -> StepResult {
     let root = plan.root.merged.as_path();
+    if plan.user_namespace.is_some() {
+        become_namespace_root()?;
+    }
     rootfs::make_mounts_private()?;
     rootfs::mount_root(plan)?;
     rootfs::apply_mounts(root, &plan.mounts)?;
@@ -61,6 +64,18 @@ fn setup_and_exec(plan: &LaunchPlan, stdio: Stdio) -> StepResult {
     drop(null);
     std::env::set_current_dir(&plan.workdir).map_err(|e| format!("workdir {}: {e}", plan.workdir.display()))?;
     restrict_and_exec(plan, identity, &program, &plan.argv, None, reaper.as_ref())
+}
+
+/// In a new user namespace the process still has the host's ids, which are not mapped
+/// there: files it would create (overlay's work directory, mount points) have no owner
+/// the namespace can express (EOVERFLOW). Become the namespace's root (the mapped
+/// host ids, which own the container's directories) before building the root. The
+/// capabilities the namespace gave at creation are kept.
+fn become_namespace_root() -> StepResult {
+    let root_gid = Gid::from_raw(0);
+    let root_uid = Uid::from_raw(0);
+    nix::unistd::setresgid(root_gid, root_gid, root_gid).map_err(|e| format!("user namespace: setresgid 0: {e}"))?;
+    nix::unistd::setresuid(root_uid, root_uid, root_uid).map_err(|e| format!("user namespace: setresuid 0: {e}"))
 }
 
 /// keel's own binary, opened before pivot_root (after it, the host's files are out of

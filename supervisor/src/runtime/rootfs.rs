@@ -31,7 +31,11 @@ pub fn mount_root(plan: &LaunchPlan) -> StepResult {
     let root = &plan.root;
     match &root.overlay {
         Some((upper, work)) => {
-            let data = format!("lowerdir={},upperdir={},workdir={}", root.image.display(), upper.display(), work.display());
+            let mut data = format!("lowerdir={},upperdir={},workdir={}", root.image.display(), upper.display(), work.display());
+            if plan.user_namespace.is_some() {
+                // trusted.* xattrs are out of reach in a user namespace (Linux 5.11+).
+                data.push_str(",userxattr");
+            }
             // nodev: a device node made in the container (CAP_MKNOD is in the default set)
             // cannot be opened; the devices it may use are bind-mounted into /dev.
             mount(Some("overlay"), &root.merged, Some("overlay"), MsFlags::MS_NODEV, Some(data.as_str()))

@@ -117,12 +117,20 @@ fn prepare_dirs(plan: &LaunchPlan) -> Result<(), SpawnError> {
         dirs.push(upper.clone());
         dirs.push(work.clone());
     }
-    for dir in dirs {
-        std::fs::create_dir_all(&dir).map_err(|source| SpawnError::Prepare {
-            name: plan.name.clone(),
-            what: format!("create {}", dir.display()),
-            source,
-        })?;
+    let failed = |what: String| {
+        let name = plan.name.clone();
+        move |source| SpawnError::Prepare { name, what, source }
+    };
+    for dir in &dirs {
+        std::fs::create_dir_all(dir).map_err(failed(format!("create {}", dir.display())))?;
+    }
+    // In a user namespace the overlay is mounted by the container's root, which is the
+    // mapped host uid: it must own the upper, work and mount point directories.
+    if let Some(maps) = plan.user_namespace.filter(|m| m.uid.container == 0 && m.gid.container == 0) {
+        for dir in &dirs {
+            std::os::unix::fs::chown(dir, Some(maps.uid.host), Some(maps.gid.host))
+                .map_err(failed(format!("chown {} to the mapped root", dir.display())))?;
+        }
     }
     if !plan.root.image.is_dir() {
         return Err(SpawnError::Prepare {
