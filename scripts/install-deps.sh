@@ -10,6 +10,8 @@ packages=(
   cpio              # tests list initramfs contents with an independent tool
   file              # tests check that binaries are static
   iproute2          # host tests check links with `ip -j`
+  dnsmasq-base      # host tests run a DHCP server in a netns
+  nftables          # host tests check keel's ruleset with nft -j
   curl              # the demo and tests fetch from the guest
   tini              # `make bench-init` compares keel init with it
   crun              # `make bench-run` compares keel run with it

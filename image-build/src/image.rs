@@ -106,7 +106,7 @@ pub fn plan(
     options: &BuildOptions,
 ) -> Result<Vec<Entry>, PlanError> {
     let mut tree = Tree::new();
-    add_base_layout(&mut tree, spec)?;
+    add_base_layout(&mut tree, spec, kernel)?;
     add_keel(&mut tree, options)?;
     add_modules(&mut tree, spec, kernel)?;
     add_user_entries(&mut tree, spec)?;
@@ -135,7 +135,7 @@ fn symlink(target: &str) -> Node {
     }
 }
 
-fn add_base_layout(tree: &mut Tree, spec: &HostSpec) -> Result<(), TreeError> {
+fn add_base_layout(tree: &mut Tree, spec: &HostSpec, kernel: &KernelInfo) -> Result<(), TreeError> {
     for (path, mode) in DIRS {
         tree.insert(fixed(path), Node::Dir { mode: *mode })?;
     }
@@ -167,7 +167,7 @@ fn add_base_layout(tree: &mut Tree, spec: &HostSpec) -> Result<(), TreeError> {
     tree.insert(fixed(KEEL_CONFIG_PATH), inline(0o644, keel_config(spec)))?;
     tree.insert(
         fixed(MODULES_LIST_PATH),
-        inline(0o644, modules_list(&spec.kernel.modules)),
+        inline(0o644, modules_list(&image_modules(spec, kernel))),
     )?;
     Ok(())
 }
@@ -197,6 +197,22 @@ pub fn keel_config(spec: &HostSpec) -> String {
     text
 }
 
+/// Modules every keel image loads, for what keel itself does: overlay roots for
+/// containers, bridges and veth pairs for their networks, and the nf_tables pieces of
+/// keel's firewall table (NAT chains, masquerade, DNAT, conntrack state, fib).
+pub const BASE_MODULES: &[&str] =
+    &["overlay", "bridge", "veth", "nf_tables", "nft_chain_nat", "nft_nat", "nft_masq", "nft_ct", "nft_fib_inet"];
+
+/// The image's modules: those of the base set the kernel has as modules (a built-in
+/// one is not in modules.dep and needs no loading), then the host's own list.
+pub fn image_modules(spec: &HostSpec, kernel: &KernelInfo) -> Vec<ModuleName> {
+    let base = BASE_MODULES
+        .iter()
+        .map(|name| ModuleName::new(name))
+        .filter(|name| kernel.modules_dep.closure(std::slice::from_ref(name)).1.is_empty());
+    base.chain(spec.kernel.modules.iter().cloned()).collect()
+}
+
 /// The text of /etc/keel/modules: one canonical name per line, in the given order, once.
 pub fn modules_list(modules: &[ModuleName]) -> String {
     let mut seen = BTreeSet::new();
@@ -209,7 +225,7 @@ pub fn modules_list(modules: &[ModuleName]) -> String {
 }
 
 fn add_modules(tree: &mut Tree, spec: &HostSpec, kernel: &KernelInfo) -> Result<(), PlanError> {
-    let (files, errors) = kernel.modules_dep.closure(&spec.kernel.modules);
+    let (files, errors) = kernel.modules_dep.closure(&image_modules(spec, kernel));
     let names: Vec<ModuleName> = errors
         .into_iter()
         .filter_map(|err| match err {

@@ -37,6 +37,7 @@ struct Boot {
     options: BootOptions,
     settings: Settings,
     event_loop: EventLoop,
+    network: Option<crate::network::Shared>,
 }
 
 impl Boot {
@@ -93,6 +94,7 @@ pub fn pid1_main() -> ! {
         options: BootOptions::default(),
         settings: Settings::default(),
         event_loop: EventLoop::new(signals.ok()),
+        network: None,
     };
     if boot.event_loop.signals_missing() {
         boot.state.phase = Phase::Emergency;
@@ -122,6 +124,7 @@ fn run_steps(boot: &mut Boot) {
     boot.step("modules", false, load_modules);
     boot.step("hostname", false, set_hostname);
     boot.step("loopback", false, |_| keel_netconf::set_link_up("lo").map_err(|e| e.to_string()));
+    boot.step("network", false, bring_up_network);
     boot.step("control", true, open_control_socket);
     if let Some(port) = boot.settings.control_port.clone() {
         boot.step("control-port", false, |b| open_control_port(b, &port));
@@ -130,10 +133,46 @@ fn run_steps(boot: &mut Boot) {
     boot.step("containers", false, load_containers);
 }
 
+/// The host's networks: the declaration, bridges, forwarding, the uplink (static now,
+/// DHCP in the event loop, so nothing waits for a server) and keel's firewall table.
+fn bring_up_network(boot: &mut Boot) -> Result<(), String> {
+    use crate::network::{self, HostNetwork};
+    let path = Path::new(keel_netconf::config::CONFIG_PATH);
+    let (config, mut problems) = match network::load_config(path) {
+        (config, Some(problem)) => (config, vec![problem]),
+        (config, None) => (config, Vec::new()),
+    };
+    let shared = std::rc::Rc::new(std::cell::RefCell::new(HostNetwork::new(config, Path::new(network::IPAM_DIR))));
+    boot.network = Some(shared.clone());
+    problems.extend(network::bring_up_bridges(&shared.borrow()));
+    let uplink = network::choose_uplink(&shared.borrow().config);
+    match uplink {
+        Ok(Some((link, keel_netconf::config::UplinkMode::Dhcp, _))) => {
+            let mac = link.mac.unwrap_or_default();
+            match network::uplink::DhcpUplink::start(&link.name, link.index, mac, shared.clone(), std::time::Instant::now()) {
+                Ok(dhcp) => boot.event_loop.set_uplink(dhcp),
+                Err(e) => problems.push(e),
+            }
+        }
+        Ok(Some((link, mode, mtu))) => {
+            if let Err(e) = network::configure_static(&mut shared.borrow_mut(), &link, &mode, mtu) {
+                problems.push(format!("uplink {}: {e}", link.name));
+            }
+        }
+        Ok(None) => info!("no uplink interface found; containers get host-internal networks only"),
+        Err(e) => problems.push(e),
+    }
+    if let Err(e) = shared.borrow().apply_firewall() {
+        problems.push(e);
+    }
+    boot.event_loop.set_network(shared);
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+}
+
 /// Read the container declarations; the event loop starts them once boot is done.
 fn load_containers(boot: &mut Boot) -> Result<(), String> {
     let dir = Path::new(keel_supervisor::manager::CONTAINERS_DIR);
-    let (manager, problems) = crate::containers::load(dir);
+    let (manager, problems) = crate::containers::load(dir, boot.network.clone());
     let count = manager.ps(std::time::Instant::now()).len();
     boot.event_loop.set_manager(manager);
     info!("{count} container(s) declared in {}", dir.display());

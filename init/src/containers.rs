@@ -19,13 +19,16 @@ pub const STATE_ROOT: &str = "/var/lib/keel/containers";
 /// Build the manager from /etc/keel/containers. Problems with files that are not
 /// declarations at all are returned for the boot error list; bad declarations are kept
 /// in the manager (shown by `keelctl ps`) and returned too.
-pub fn load(containers_dir: &Path) -> (Manager, Vec<String>) {
+pub fn load(containers_dir: &Path, network: Option<crate::network::Shared>) -> (Manager, Vec<String>) {
     let (declarations, mut problems) = manager::load_dir(containers_dir);
     problems.extend(declarations.iter().filter_map(|d| d.spec.as_ref().err().cloned()));
     let launcher = SystemLauncher::new(
         PathBuf::from(STATE_ROOT),
         CgroupTree::new(keel_supervisor::cgroup::DEFAULT_ROOT),
-        Box::new(keel_supervisor::manager::NoNetworks),
+        match network {
+            Some(network) => Box::new(crate::network::attach::ContainerNetworks::new(network)),
+            None => Box::new(keel_supervisor::manager::NoNetworks),
+        },
     );
     let sink = FileAndConsole::new(PathBuf::from(logs::DEFAULT_DIR));
     let mut manager = Manager::new(Box::new(launcher), Box::new(sink), logs::DEFAULT_DIR);

@@ -5,6 +5,7 @@
 
 use clap::{Parser, Subcommand};
 use keel_supervisor::control::{Client, Command, ExecResult, LogsResult, Status, DEFAULT_SOCKET};
+use crate::network::inspect::NetworkSummary;
 use keel_supervisor::manager::{ContainerDetail, ContainerInfo, ContainerStats};
 use std::io::Write;
 use std::path::PathBuf;
@@ -84,6 +85,20 @@ enum CtlCommand {
         /// Container name.
         name: String,
     },
+    /// Container networks.
+    #[command(subcommand)]
+    Network(NetworkCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum NetworkCommand {
+    /// List the networks.
+    Ls,
+    /// Show one network: bridge, addresses, containers, published ports, uplink lease.
+    Inspect {
+        /// Network name.
+        name: String,
+    },
 }
 
 /// Run keelctl with `args` (argv[0] included); returns the process exit code.
@@ -126,6 +141,8 @@ fn run(cli: Cli) -> Result<i32, String> {
         CtlCommand::Stop { name } => call(Command::Stop { name: named(name) }, timeout)?,
         CtlCommand::Restart { name } => call(Command::Restart { name: named(name) }, timeout)?,
         CtlCommand::Stats { name } => call(Command::Stats { name: named(name) }, timeout)?,
+        CtlCommand::Network(NetworkCommand::Ls) => call(Command::NetworkLs, timeout)?,
+        CtlCommand::Network(NetworkCommand::Inspect { name }) => call(Command::NetworkInspect { name: named(name) }, timeout)?,
         CtlCommand::Logs { name, follow, tail } => {
             let mut result = call(Command::Logs { name: name.clone(), tail: *tail, offset: None }, timeout)?;
             loop {
@@ -165,6 +182,8 @@ fn run(cli: Cli) -> Result<i32, String> {
         CtlCommand::Ps => print_ps(&decode::<Vec<ContainerInfo>>(result)?),
         CtlCommand::Inspect { .. } => print_inspect(&decode(result)?),
         CtlCommand::Stats { .. } => print_stats(&decode(result)?),
+        CtlCommand::Network(NetworkCommand::Ls) => print_networks(&decode::<Vec<NetworkSummary>>(result)?),
+        CtlCommand::Network(NetworkCommand::Inspect { .. }) => print_fields(&result),
         _ => println!("{}", result.as_str().unwrap_or("ok")),
     }
     Ok(0)
@@ -215,7 +234,18 @@ fn print_ps(containers: &[ContainerInfo]) {
 }
 
 fn print_inspect(detail: &ContainerDetail) {
-    let value = serde_json::to_value(detail).unwrap_or_default();
+    print_fields(&serde_json::to_value(detail).unwrap_or_default());
+}
+
+fn print_networks(networks: &[NetworkSummary]) {
+    println!("{:<12} {:<12} {:<18} {:<15} {:<8} CONTAINERS", "NAME", "BRIDGE", "SUBNET", "GATEWAY", "ISOLATED");
+    for n in networks {
+        println!("{:<12} {:<12} {:<18} {:<15} {:<8} {}", n.name, n.bridge, n.subnet, n.gateway, n.isolated, n.containers);
+    }
+}
+
+/// One `key value` line per field of a JSON object.
+fn print_fields(value: &serde_json::Value) {
     if let Some(map) = value.as_object() {
         for (key, value) in map {
             let text = match value {

@@ -70,6 +70,8 @@ pub struct EventLoop {
     port_quiet_until: Option<Instant>,
     buttons: Vec<(PathBuf, File)>,
     manager: Option<Manager>,
+    uplink: Option<crate::network::uplink::DhcpUplink>,
+    network: Option<crate::network::Shared>,
     grace: Duration,
     state: HostState,
 }
@@ -83,6 +85,7 @@ enum Source {
     Port,
     Button(usize),
     Output(ContainerName, usize),
+    Uplink,
 }
 
 /// What a request asks the loop to do after answering.
@@ -102,6 +105,8 @@ impl EventLoop {
             port_quiet_until: None,
             buttons: Vec::new(),
             manager: None,
+            uplink: None,
+            network: None,
             grace: Duration::from_secs(5),
             state: HostState::default(),
         }
@@ -125,6 +130,16 @@ impl EventLoop {
     /// Watch these power buttons.
     pub fn set_buttons(&mut self, buttons: Vec<(PathBuf, File)>) {
         self.buttons = buttons;
+    }
+
+    /// Run this DHCP client on the uplink.
+    pub fn set_uplink(&mut self, uplink: crate::network::uplink::DhcpUplink) {
+        self.uplink = Some(uplink);
+    }
+
+    /// Answer network commands about these networks.
+    pub fn set_network(&mut self, network: crate::network::Shared) {
+        self.network = Some(network);
     }
 
     /// Supervise these containers.
@@ -165,9 +180,17 @@ impl EventLoop {
                         manager.on_output(&name, index);
                     }
                 }
+                Source::Uplink => {
+                    if let Some(uplink) = self.uplink.as_mut() {
+                        uplink.on_readable(Instant::now());
+                    }
+                }
             }
         }
         self.connections.retain(|c| c.buffer_alive());
+        if let Some(uplink) = self.uplink.as_mut() {
+            uplink.on_timer(Instant::now());
+        }
         if let Some(manager) = self.manager.as_mut() {
             manager.tick(Instant::now());
         }
@@ -202,7 +225,17 @@ impl EventLoop {
                 fds.push(add(&mut sources, Source::Output(name, index), fd));
             }
         }
-        let deadline = [port_quiet, self.manager.as_ref().and_then(Manager::next_deadline)].into_iter().flatten().min();
+        if let Some(uplink) = &self.uplink {
+            fds.push(add(&mut sources, Source::Uplink, uplink.fd()));
+        }
+        let deadline = [
+            port_quiet,
+            self.manager.as_ref().and_then(Manager::next_deadline),
+            self.uplink.as_ref().and_then(|u| u.next_deadline()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let timeout = match (deadline, &self.signals) {
             (Some(until), _) => PollTimeout::try_from(until.saturating_duration_since(now) + Duration::from_millis(1))
                 .unwrap_or(PollTimeout::MAX),
@@ -356,6 +389,14 @@ impl EventLoop {
                 reply(channel, &container_logs(id, &name, tail, offset));
                 After::Continue
             }
+            Command::NetworkLs => {
+                reply(channel, &self.network_request(id, None));
+                After::Continue
+            }
+            Command::NetworkInspect { name } => {
+                reply(channel, &self.network_request(id, Some(&name)));
+                After::Continue
+            }
             other => {
                 reply(channel, &self.container_request(id, other));
                 After::Continue
@@ -398,6 +439,21 @@ impl EventLoop {
             Command::Stop { name } => answer(manager.stop(&name, now)),
             Command::Restart { name } => answer(manager.restart(&name, now)),
             _ => Response::failure(id, "not a container command"),
+        }
+    }
+
+    /// `network ls` (no name) and `network inspect NAME`.
+    fn network_request(&self, id: u64, name: Option<&str>) -> Response {
+        let Some(network) = &self.network else {
+            return Response::failure(id, "networking is not set up on this host (see the boot log)");
+        };
+        let network = network.borrow();
+        match name {
+            None => Response::success(id, crate::network::inspect::list(&network)),
+            Some(name) => match crate::network::inspect::inspect(&network, name) {
+                Ok(detail) => Response::success(id, detail),
+                Err(e) => Response::failure(id, e),
+            },
         }
     }
 

@@ -20,6 +20,7 @@ pub mod exec_helper;
 pub mod init_cmd;
 pub mod kmod;
 pub mod logger;
+pub mod network;
 pub mod modload;
 pub mod mounts;
 pub mod power_button;

@@ -3,6 +3,7 @@
 //! code — for trying a declaration before baking it into an image, and for benchmarks.
 
 use keel_supervisor::cgroup::CgroupTree;
+use keel_supervisor::manager::{NetworkAttacher, NoNetworks};
 use keel_supervisor::runtime::{self, Stdio};
 use keel_supervisor::spec;
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
@@ -47,12 +48,15 @@ fn run(file: &Path) -> Result<i32, String> {
         ));
     }
     let state_root = std::env::var_os("KEEL_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| DEFAULT_STATE_ROOT.into());
-    let plan = runtime::plan(&spec, &state_root, cgroup2);
+    let mut plan = runtime::plan(&spec, &state_root, cgroup2);
+    let mut network = attacher(&spec, &state_root);
+    let mut hooks = network.attach(&spec, &mut plan)?;
     let cgroup = if cgroup2 { Some(tree.prepare(&spec.name, &spec.resources).map_err(|e| e.to_string())?) } else { None };
     let cgroup_fd = cgroup.as_ref().map(|c| c.open_dir_fd()).transpose().map_err(|e| format!("open cgroup: {e}"))?;
     let signals = block_signals()?;
     let stdio = Stdio { stdout: 1, stderr: 2 };
-    let spawned = runtime::spawn(&plan, stdio, cgroup_fd.as_ref().map(|fd| fd.as_fd()));
+    let spawned = runtime::spawn_with_hooks(&plan, stdio, cgroup_fd.as_ref().map(|fd| fd.as_fd()), hooks.as_mut());
+    network.detach(&spec.name);
     let result = spawned.map_err(|e| e.to_string()).map(|pid| wait_forwarding(pid, &signals));
     if let Some(cgroup) = cgroup {
         let _ = cgroup.kill();
@@ -60,6 +64,41 @@ fn run(file: &Path) -> Result<i32, String> {
     }
     let _ = std::fs::remove_dir_all(runtime::plan::state_dir(&state_root, spec.name.as_str()));
     result
+}
+
+/// How `keel run` connects the container: `none` gets `lo` up, `host` nothing, and a
+/// named network is set up on this host as PID 1 would (bridge, NAT, veth), from
+/// /etc/keel/network.toml or the default `keel0`.
+fn attacher(spec: &spec::ContainerSpec, state_root: &Path) -> Box<dyn NetworkAttacher> {
+    use crate::network::{self, attach::ContainerNetworks, HostNetwork};
+    match spec.network {
+        spec::NetworkMode::None => Box::new(LoopbackAttacher),
+        spec::NetworkMode::Host => Box::new(NoNetworks),
+        spec::NetworkMode::Named(_) => {
+            let (config, problem) = network::load_config(Path::new(keel_netconf::config::CONFIG_PATH));
+            if let Some(problem) = problem {
+                eprintln!("keel run: {problem}");
+            }
+            let host = HostNetwork::new(config, &state_root.join("ipam"));
+            for problem in network::bring_up_bridges(&host) {
+                eprintln!("keel run: {problem}");
+            }
+            if let Err(problem) = host.apply_firewall() {
+                eprintln!("keel run: {problem}");
+            }
+            Box::new(ContainerNetworks::new(std::rc::Rc::new(std::cell::RefCell::new(host))))
+        }
+    }
+}
+
+/// `network = "none"`: only `lo`, up.
+struct LoopbackAttacher;
+
+impl NetworkAttacher for LoopbackAttacher {
+    fn attach(&mut self, _spec: &spec::ContainerSpec, _plan: &mut runtime::LaunchPlan) -> Result<Box<dyn runtime::StartHooks>, String> {
+        Ok(Box::new(crate::network::attach::LoopbackOnly))
+    }
+    fn detach(&mut self, _name: &spec::ContainerName) {}
 }
 
 const FORWARDED: [Signal; 5] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1];

@@ -25,8 +25,10 @@ impl Fixture {
 
     /// Run `script` under `sh -c` in a container declared with `extra` TOML.
     fn run(&self, name: &str, script: &str, extra: &str) -> Output {
+        // Host tests keep the host's own network untouched: no bridge unless asked.
+        let network = if extra.contains("network") { "" } else { "network = \"none\"\n" };
         let toml = format!(
-            "image = \"{}\"\ncommand = [\"/bin/busybox\", \"sh\", \"-c\", {script:?}]\n{extra}",
+            "image = \"{}\"\ncommand = [\"/bin/busybox\", \"sh\", \"-c\", {script:?}]\n{network}{extra}",
             self.dir.join("rootfs").display()
         );
         let file = self.dir.join(format!("{name}.toml"));
@@ -164,10 +166,10 @@ fn user_and_read_only_root_are_honoured() {
 #[test]
 fn bad_declaration_names_file_key_and_line() {
     let fx = Fixture::new("bad");
-    let out = fx.run("bad", "true", "restart = \"sometimes\"\n");
+    let out = fx.run("bad", "true", "network = \"none\"\nrestart = \"sometimes\"\n");
     assert_eq!(out.status.code(), Some(125));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.toml:3: restart:"), "{err}");
+    assert!(err.contains("bad.toml:4: restart:"), "{err}");
 }
 
 #[test]
@@ -216,4 +218,31 @@ fn user_namespace_maps_root_to_an_unprivileged_host_range() {
     assert!(text.trim_end().ends_with("deny"), "{text}");
     let read_only = check(&fx.run("userns-ro", "id -u; touch /x 2>/dev/null && echo writable || echo read-only", &format!("read_only = true\n{extra}")), 0);
     assert_eq!(read_only, "0\nread-only\n");
+}
+
+#[test]
+fn default_network_gives_eth0_an_address_a_route_and_name_files() {
+    // Run in a throwaway network namespace, so the bridge and the firewall table keel
+    // creates for the default keel0 network are not the host's.
+    let fx = Fixture::new("keel0");
+    let script = "ip -4 -o addr show eth0 | tr -s ' ' | cut -d' ' -f4; ip route | grep default; grep -c nameserver /etc/resolv.conf || true; grep keel0 /etc/hosts";
+    let toml = format!(
+        "image = \"{}\"\ncommand = [\"/bin/busybox\", \"sh\", \"-c\", {script:?}]\n",
+        fx.dir.join("rootfs").display()
+    );
+    let file = fx.dir.join("keel0.toml");
+    std::fs::write(&file, toml).unwrap();
+    let output = Command::new("unshare")
+        .args(["--net", "--"])
+        .arg(env!("CARGO_BIN_EXE_keel"))
+        .arg("run")
+        .arg(&file)
+        .env("KEEL_STATE_DIR", fx.dir.join("state"))
+        .output()
+        .expect("unshare keel run");
+    let text = check(&output, 0);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "10.88.0.2/16", "{text}");
+    assert!(lines[1].starts_with("default via 10.88.0.1 dev eth0"), "{text}");
+    assert!(text.contains("keel0"), "/etc/hosts lacks the container: {text}");
 }

@@ -9,8 +9,20 @@
 //! network issue.
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod dhcp;
+pub mod ipam;
+pub mod addr;
+pub mod bridge;
 pub mod link;
+pub mod nft;
+pub mod route;
 pub mod socket;
+pub mod veth;
 
-pub use link::set_link_up;
+pub use addr::{add_address, del_address, list_addresses, AddressInfo};
+pub use bridge::ensure_bridge;
+pub use link::{delete_link, first_ethernet, link_index, list_links, set_link_up, set_mtu, set_up, LinkInfo};
+pub use route::{add_default_route, del_default_route, list_routes, set_ipv4_forwarding, RouteInfo};
+pub use veth::{configure_container_interface, create_veth_into_netns, NetnsRef};
 pub use socket::NetlinkError;

@@ -61,7 +61,7 @@ fn position(guest: &Guest, needle: &str) -> usize {
 }
 
 const ISOLATION: &[(&str, &str)] = &[
-    ("iso", "image = \"@IMAGE@\"\ncommand = [\"/bin/sleep\", \"3600\"]\nhostname = \"iso\"\nstop_timeout = \"1s\"\n"),
+    ("iso", "image = \"@IMAGE@\"\ncommand = [\"/bin/sleep\", \"3600\"]\nhostname = \"iso\"\nstop_timeout = \"1s\"\nnetwork = \"none\"\n"),
     (
         "reaper",
         "image = \"@IMAGE@\"\ncommand = [\"/bin/sh\", \"-c\", \"keel-probe orphans 100; echo orphans-done; sleep 3600\"]\ninit = true\n",

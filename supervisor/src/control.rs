@@ -73,6 +73,13 @@ pub enum Command {
         /// Container name.
         name: String,
     },
+    /// The container networks.
+    NetworkLs,
+    /// One network: its bridge, addresses, containers, published ports and the uplink.
+    NetworkInspect {
+        /// Network name.
+        name: String,
+    },
     /// A container's log lines: the last `tail` lines, or what follows byte `offset`
     /// of the current log file (for `logs -f`, which asks again with the returned offset).
     Logs {

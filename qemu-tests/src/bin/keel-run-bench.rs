@@ -1,7 +1,7 @@
 //! keel-run-bench: `keel run` against crun, one `/bin/true` container at a time.
 //!
 //! Both runtimes run the same busybox-static root filesystem (built in a temp dir):
-//! keel from a declaration `image = ROOTFS`, `command = ["/bin/true"]` with its default
+//! keel from a declaration `image = ROOTFS`, `command = ["/bin/true"]`, `network = "none"` (crun's equivalent: a network namespace with only lo) and its default
 //! isolation (pid, mount, uts, ipc, net and cgroup namespaces, overlay root, seccomp,
 //! dropped capabilities); crun from an OCI bundle made by `crun spec` (its default pid,
 //! network, ipc, uts and mount namespaces, its default capabilities and masked paths;
@@ -140,7 +140,7 @@ impl Bench {
         std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
 
         let declaration = dir.join("truebench.toml");
-        std::fs::write(&declaration, format!("image = {:?}\ncommand = [\"/bin/true\"]\n", rootfs.display().to_string())).unwrap();
+        std::fs::write(&declaration, format!("image = {:?}\ncommand = [\"/bin/true\"]\nnetwork = \"none\"\n", rootfs.display().to_string())).unwrap();
 
         let bundle = dir.join("bundle");
         std::fs::create_dir_all(&bundle).unwrap();

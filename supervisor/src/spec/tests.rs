@@ -69,7 +69,7 @@ fn full_declaration_is_understood() {
     assert_eq!(spec.resources.memory_max, Some(64 << 20));
     assert_eq!(spec.mounts.len(), 2);
     assert_eq!(spec.user_namespace.unwrap().gid.host, 100000);
-    assert_eq!(spec.network, NetworkMode::None);
+    assert_eq!(spec.network, NetworkMode::Named("keel0".into()), "keel0 is the default network");
 }
 
 #[test]

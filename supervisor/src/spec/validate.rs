@@ -342,8 +342,11 @@ fn id_map(text: &str) -> Result<IdMap, String> {
     }
 }
 
+/// The network a container joins when its declaration names none.
+pub const DEFAULT_NETWORK: &str = "keel0";
+
 fn network(raw: &RawContainer, r: &mut Report) -> Option<NetworkMode> {
-    let mode = match raw.network.as_deref().unwrap_or("none") {
+    let mode = match raw.network.as_deref().unwrap_or(DEFAULT_NETWORK) {
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,
         name if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) => NetworkMode::Named(name.to_string()),

@@ -1,0 +1,208 @@
+//! The host's networks, as PID 1 runs them: the declaration (/etc/keel/network.toml or
+//! the default), the container bridges, the uplink (static or DHCP), IPAM, and keel's
+//! nftables table, re-applied as one batch whenever a published port comes or goes.
+//!
+//! [`HostNetwork`] is shared (single-threaded `Rc<RefCell>`) between the boot step that
+//! builds it, the uplink's DHCP driver in the event loop, the container attacher and
+//! the control commands.
+
+pub mod attach;
+pub mod inspect;
+pub mod uplink;
+
+use keel_netconf::config::{self, InputPolicy, NetworkConfig, Proto, UplinkMode, UplinkSelect};
+use keel_netconf::dhcp::Lease;
+use keel_netconf::ipam::Ipam;
+use keel_netconf::nft::{self, BridgeRule, FirewallState, Published};
+use log::{info, warn};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::rc::Rc;
+
+/// The host's networks, shared by PID 1's parts.
+pub type Shared = Rc<RefCell<HostNetwork>>;
+
+/// What the uplink has now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UplinkStatus {
+    /// Interface name.
+    pub interface: String,
+    /// `dhcp` or `static`.
+    pub mode: String,
+    /// Address and prefix, once configured.
+    pub address: Option<String>,
+    /// Default gateway.
+    pub gateway: Option<Ipv4Addr>,
+    /// DNS servers.
+    pub dns: Vec<String>,
+    /// Seconds of the current DHCP lease.
+    pub lease_secs: Option<u32>,
+    /// The DHCP server.
+    pub server: Option<Ipv4Addr>,
+}
+
+/// Networks, addresses and published ports of the host.
+pub struct HostNetwork {
+    /// The declaration in force.
+    pub config: NetworkConfig,
+    /// Address allocations (None when /var/lib/keel/ipam cannot be used).
+    pub ipam: Option<Ipam>,
+    /// The uplink, once chosen.
+    pub uplink: Option<UplinkStatus>,
+    /// Ports published by each running container.
+    pub published: BTreeMap<String, Vec<Published>>,
+    /// Containers attached to a network: (network, address).
+    pub attached: BTreeMap<String, (String, Ipv4Addr)>,
+    /// The resolv.conf containers get (the host's DNS).
+    pub resolv_conf: String,
+}
+
+/// Where container networks keep their allocations.
+pub const IPAM_DIR: &str = "/var/lib/keel/ipam";
+
+impl HostNetwork {
+    /// The networks of `config`, with allocations kept in `ipam_dir`.
+    pub fn new(config: NetworkConfig, ipam_dir: &Path) -> Self {
+        let ipam = Ipam::open(ipam_dir).map_err(|e| warn!("ipam: {e}; containers on networks cannot start")).ok();
+        HostNetwork {
+            config,
+            ipam,
+            uplink: None,
+            published: BTreeMap::new(),
+            attached: BTreeMap::new(),
+            resolv_conf: "# keel: no DNS server known yet\n".into(),
+        }
+    }
+
+    /// What keel's nftables table must hold now.
+    pub fn firewall_state(&self) -> FirewallState {
+        let proto = |p: Proto| match p {
+            Proto::Tcp => nft::Proto::Tcp,
+            Proto::Udp => nft::Proto::Udp,
+        };
+        FirewallState {
+            uplink: self.uplink.as_ref().map(|u| u.interface.clone()),
+            container_subnets: self.config.networks.iter().map(|n| (n.subnet.addr, n.subnet.prefix)).collect(),
+            bridges: self
+                .config
+                .networks
+                .iter()
+                .map(|n| BridgeRule { name: n.bridge.clone(), subnet: (n.subnet.addr, n.subnet.prefix), isolated: n.isolated })
+                .collect(),
+            published: self.published.values().flatten().cloned().collect(),
+            input_drop: self.config.firewall.input == InputPolicy::Drop,
+            allow: self.config.firewall.allow.iter().map(|(p, port)| (proto(*p), *port)).collect(),
+        }
+    }
+
+    /// Replace keel's nftables table with [`firewall_state`](Self::firewall_state), atomically.
+    pub fn apply_firewall(&self) -> Result<(), String> {
+        nft::apply(&self.firewall_state()).map_err(|e| format!("firewall: {e}"))
+    }
+
+    /// A DHCP lease was bound or renewed on the uplink.
+    pub fn set_lease(&mut self, interface: &str, lease: &Lease) {
+        self.resolv_conf = keel_netconf::dhcp::resolv_conf(lease);
+        self.uplink = Some(UplinkStatus {
+            interface: interface.to_string(),
+            mode: "dhcp".into(),
+            address: Some(format!("{}/{}", lease.address, lease.prefix)),
+            gateway: lease.router,
+            dns: lease.dns.iter().map(ToString::to_string).collect(),
+            lease_secs: Some(lease.lease_secs),
+            server: Some(lease.server),
+        });
+    }
+}
+
+/// Read /etc/keel/network.toml, or the default when there is none. A bad file is
+/// reported and the default used, so the host stays reachable.
+pub fn load_config(path: &Path) -> (NetworkConfig, Option<String>) {
+    match std::fs::read_to_string(path) {
+        Ok(text) => match config::parse(&text, &path.display().to_string()) {
+            Ok(config) => (config, None),
+            Err(errors) => (config::default_config(), Some(format!("{errors}; using the default network configuration"))),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (config::default_config(), None),
+        Err(e) => (config::default_config(), Some(format!("{}: {e}; using the default network configuration", path.display()))),
+    }
+}
+
+/// Boot: forwarding on, every bridge up with its gateway address, then the firewall.
+/// Returns the problems (each step that failed), having done every step it could.
+pub fn bring_up_bridges(network: &HostNetwork) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(e) = keel_netconf::set_ipv4_forwarding(true) {
+        problems.push(format!("enable IPv4 forwarding: {e}"));
+    }
+    for net in &network.config.networks {
+        match keel_netconf::ensure_bridge(&net.bridge, net.gateway, net.subnet.prefix) {
+            Ok(_) => info!("network {}: bridge {} at {}/{}", net.name, net.bridge, net.gateway, net.subnet.prefix),
+            Err(e) => problems.push(format!("network {}: {e}", net.name)),
+        }
+    }
+    problems
+}
+
+/// Which link the first `[[uplink]]` means, and how to configure it.
+pub fn choose_uplink(config: &NetworkConfig) -> Result<Option<(keel_netconf::LinkInfo, UplinkMode, Option<u32>)>, String> {
+    let Some(uplink) = config.uplinks.first() else { return Ok(None) };
+    let links = keel_netconf::list_links().map_err(|e| e.to_string())?;
+    let link = match &uplink.select {
+        UplinkSelect::Name(name) => links.into_iter().find(|l| l.name == *name),
+        UplinkSelect::Mac(mac) => links.into_iter().find(|l| l.mac.as_ref() == Some(mac)),
+        UplinkSelect::FirstEthernet => keel_netconf::first_ethernet(),
+    };
+    match link {
+        Some(link) => Ok(Some((link, uplink.mode.clone(), uplink.mtu))),
+        None if uplink.select == UplinkSelect::FirstEthernet => Ok(None),
+        None => Err(format!("uplink {:?}: no such interface", uplink.select)),
+    }
+}
+
+/// Configure a static uplink: up, MTU, address, default route, resolv.conf.
+pub fn configure_static(network: &mut HostNetwork, link: &keel_netconf::LinkInfo, mode: &UplinkMode, mtu: Option<u32>) -> Result<(), String> {
+    let UplinkMode::Static { address, gateway, dns } = mode else { return Ok(()) };
+    if let Some(mtu) = mtu {
+        keel_netconf::set_mtu(link.index, mtu).map_err(|e| e.to_string())?;
+    }
+    keel_netconf::set_up(link.index).map_err(|e| e.to_string())?;
+    keel_netconf::add_address(link.index, address.addr.into(), address.prefix).map_err(|e| e.to_string())?;
+    if let Some(gateway) = gateway {
+        keel_netconf::add_default_route(*gateway, Some(link.index)).map_err(|e| e.to_string())?;
+    }
+    let resolv: String = dns.iter().map(|d| format!("nameserver {d}\n")).collect();
+    network.resolv_conf = format!("# written by keel from {}\n{resolv}", config::CONFIG_PATH);
+    write_host_resolv_conf(&network.resolv_conf);
+    network.uplink = Some(UplinkStatus {
+        interface: link.name.clone(),
+        mode: "static".into(),
+        address: Some(format!("{}/{}", address.addr, address.prefix)),
+        gateway: *gateway,
+        dns: dns.iter().map(ToString::to_string).collect(),
+        lease_secs: None,
+        server: None,
+    });
+    info!("uplink {}: {}/{} (static)", link.name, address.addr, address.prefix);
+    Ok(())
+}
+
+/// Write the host's /etc/resolv.conf atomically.
+pub fn write_host_resolv_conf(text: &str) {
+    if let Err(e) = write_atomically(Path::new("/etc/resolv.conf"), text.as_bytes()) {
+        warn!("/etc/resolv.conf: {e}");
+    }
+}
+
+/// Temp file, fsync, rename: a reader never sees half a file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("keel-tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
