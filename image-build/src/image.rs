@@ -200,8 +200,20 @@ pub fn keel_config(spec: &HostSpec) -> String {
 /// Modules every keel image loads, for what keel itself does: overlay roots for
 /// containers, bridges and veth pairs for their networks, and the nf_tables pieces of
 /// keel's firewall table (NAT chains, masquerade, DNAT, conntrack state, fib).
-pub const BASE_MODULES: &[&str] =
-    &["overlay", "bridge", "veth", "nf_tables", "nft_chain_nat", "nft_nat", "nft_masq", "nft_ct", "nft_fib_inet"];
+/// `crc32c_generic` comes first: nf_tables needs libcrc32c, whose crc32c algorithm is
+/// only a soft dependency (modules.softdep), which modules.dep does not order.
+pub const BASE_MODULES: &[&str] = &[
+    "overlay",
+    "bridge",
+    "veth",
+    "crc32c_generic",
+    "nf_tables",
+    "nft_chain_nat",
+    "nft_nat",
+    "nft_masq",
+    "nft_ct",
+    "nft_fib_inet",
+];
 
 /// The image's modules: those of the base set the kernel has as modules (a built-in
 /// one is not in modules.dep and needs no loading), then the host's own list.
