@@ -173,6 +173,10 @@ fn bring_up_network(boot: &mut Boot) -> Result<(), String> {
 fn load_containers(boot: &mut Boot) -> Result<(), String> {
     let dir = Path::new(keel_supervisor::manager::CONTAINERS_DIR);
     let (manager, problems) = crate::containers::load(dir, boot.network.clone());
+    if let Some(network) = &boot.network {
+        let declared: Vec<String> = manager.ps(std::time::Instant::now()).into_iter().map(|c| c.name).collect();
+        crate::network::release_undeclared(&mut network.borrow_mut(), &declared);
+    }
     let count = manager.ps(std::time::Instant::now()).len();
     boot.event_loop.set_manager(manager);
     info!("{count} container(s) declared in {}", dir.display());

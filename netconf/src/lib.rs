@@ -4,9 +4,13 @@
 //! Messages are built as plain values by pure functions (unit-tested byte for byte)
 //! and sent through one small socket that waits for the kernel's acknowledgement.
 //!
-//! Limitations (current state): only link state changes (bringing a link up) are
-//! implemented; addresses, routes, bridges, veth, DHCP and nftables come with the
-//! network issue.
+//! Parts: `config` (/etc/keel/network.toml, ports), `ipam` (container addresses kept
+//! in /var/lib/keel/ipam), links, addresses, routes, bridges and veth pairs over
+//! rtnetlink, `dhcp` (DHCPv4 client: packets, state machine, socket) and `nft` (keel's
+//! `inet keel` table as one nf_tables batch).
+//!
+//! Limitations: IPv4 only for container networks and the uplink (`subnet6` is parsed,
+//! not configured); no DHCPv6 or SLAAC handling of its own.
 #![forbid(unsafe_code)]
 
 pub mod config;

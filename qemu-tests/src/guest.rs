@@ -19,6 +19,8 @@ pub struct BootOptions {
     /// Let a guest reboot (the default makes QEMU exit on reboot, so a reboot loop or a
     /// kernel panic ends the test instead of hanging it).
     pub allow_reboot: bool,
+    /// Ports forwarded from the machine running QEMU into the guest.
+    pub hostfwd: Vec<keel_build::qemu::HostFwd>,
 }
 
 /// The console seen so far, shared with the thread that reads it.
@@ -54,6 +56,7 @@ impl Guest {
         config.control_socket = Some(control.clone());
         config.qmp_socket = Some(qmp.clone());
         config.no_reboot = !options.allow_reboot;
+        config.hostfwd = options.hostfwd.clone();
         let mut command = config.command();
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = command.spawn().expect("start qemu-system-x86_64");

@@ -4,8 +4,8 @@
 //! program runs. Teardown is the namespace dying with the container.
 
 use super::{write_atomically, Shared};
-use keel_netconf::config::{parse_port, Network, Proto};
-use keel_netconf::nft::{self, Published};
+use keel_netconf::config::{parse_port, Network};
+use keel_netconf::nft::Published;
 use keel_netconf::NetnsRef;
 use keel_supervisor::manager::NetworkAttacher;
 use keel_supervisor::runtime::plan::MountOp;
@@ -89,10 +89,7 @@ impl NetworkAttacher for ContainerNetworks {
         let published: Vec<Published> = ports
             .iter()
             .map(|p| Published {
-                proto: match p.proto {
-                    Proto::Tcp => nft::Proto::Tcp,
-                    Proto::Udp => nft::Proto::Udp,
-                },
+                proto: p.proto,
                 host_ip: p.host_ip,
                 host_port: p.host_port,
                 dest: address,
@@ -105,7 +102,7 @@ impl NetworkAttacher for ContainerNetworks {
                     && list.iter().any(|q| q.proto == port.proto && q.host_port == port.host_port && (q.host_ip.is_none() || port.host_ip.is_none() || q.host_ip == port.host_ip))
             });
             if let Some((other, _)) = clash {
-                return Err(format!("ports: {}/{} is already published by container {other}", port.host_port, proto_name(port.proto)));
+                return Err(format!("ports: {}/{} is already published by container {other}", port.host_port, port.proto));
             }
         }
         let state = plan.root.merged.parent().map(|p| p.to_path_buf()).unwrap_or_default();
@@ -114,6 +111,7 @@ impl NetworkAttacher for ContainerNetworks {
         let hosts = state.join("hosts");
         write_atomically(&resolv, host.resolv_conf.as_bytes()).map_err(|e| format!("{}: {e}", resolv.display()))?;
         write_atomically(&hosts, hosts_file(container, &spec.hostname, address).as_bytes()).map_err(|e| format!("{}: {e}", hosts.display()))?;
+        host.resolv_files.insert(container.to_string(), resolv.clone());
         plan.mounts.push(MountOp::Bind { source: resolv, target: "/etc/resolv.conf".into(), read_only: true });
         plan.mounts.push(MountOp::Bind { source: hosts, target: "/etc/hosts".into(), read_only: true });
         host.attached.insert(container.to_string(), (name.clone(), address));
@@ -130,17 +128,11 @@ impl NetworkAttacher for ContainerNetworks {
     fn detach(&mut self, name: &ContainerName) {
         let mut host = self.network.borrow_mut();
         host.attached.remove(name.as_str());
+        host.resolv_files.remove(name.as_str());
         if host.published.remove(name.as_str()).is_some() {
             if let Err(e) = host.apply_firewall() {
                 warn!("container {name}: removing its published ports: {e}");
             }
         }
-    }
-}
-
-fn proto_name(proto: nft::Proto) -> &'static str {
-    match proto {
-        nft::Proto::Tcp => "tcp",
-        nft::Proto::Udp => "udp",
     }
 }

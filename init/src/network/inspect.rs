@@ -89,10 +89,7 @@ pub fn inspect(host: &HostNetwork, name: &str) -> Result<NetworkDetail, String> 
                     ports
                         .iter()
                         .map(|p| {
-                            let proto = match p.proto {
-                                keel_netconf::nft::Proto::Tcp => "tcp",
-                                keel_netconf::nft::Proto::Udp => "udp",
-                            };
+                            let proto = p.proto;
                             let host_ip = p.host_ip.map(|ip| format!("{ip}:")).unwrap_or_default();
                             format!("{host_ip}{} -> {}:{}/{proto}", p.host_port, p.dest, p.dest_port)
                         })

@@ -10,7 +10,7 @@ pub mod attach;
 pub mod inspect;
 pub mod uplink;
 
-use keel_netconf::config::{self, InputPolicy, NetworkConfig, Proto, UplinkMode, UplinkSelect};
+use keel_netconf::config::{self, InputPolicy, NetworkConfig, UplinkMode, UplinkSelect};
 use keel_netconf::dhcp::Lease;
 use keel_netconf::ipam::Ipam;
 use keel_netconf::nft::{self, BridgeRule, FirewallState, Published};
@@ -58,6 +58,9 @@ pub struct HostNetwork {
     pub attached: BTreeMap<String, (String, Ipv4Addr)>,
     /// The resolv.conf containers get (the host's DNS).
     pub resolv_conf: String,
+    /// Each attached container's resolv.conf (bind-mounted into it), rewritten in place
+    /// when the host's DNS changes.
+    pub resolv_files: BTreeMap<String, std::path::PathBuf>,
 }
 
 /// Where container networks keep their allocations.
@@ -74,15 +77,12 @@ impl HostNetwork {
             published: BTreeMap::new(),
             attached: BTreeMap::new(),
             resolv_conf: "# keel: no DNS server known yet\n".into(),
+            resolv_files: BTreeMap::new(),
         }
     }
 
     /// What keel's nftables table must hold now.
     pub fn firewall_state(&self) -> FirewallState {
-        let proto = |p: Proto| match p {
-            Proto::Tcp => nft::Proto::Tcp,
-            Proto::Udp => nft::Proto::Udp,
-        };
         FirewallState {
             uplink: self.uplink.as_ref().map(|u| u.interface.clone()),
             container_subnets: self.config.networks.iter().map(|n| (n.subnet.addr, n.subnet.prefix)).collect(),
@@ -94,7 +94,7 @@ impl HostNetwork {
                 .collect(),
             published: self.published.values().flatten().cloned().collect(),
             input_drop: self.config.firewall.input == InputPolicy::Drop,
-            allow: self.config.firewall.allow.iter().map(|(p, port)| (proto(*p), *port)).collect(),
+            allow: self.config.firewall.allow.clone(),
         }
     }
 
@@ -103,9 +103,23 @@ impl HostNetwork {
         nft::apply(&self.firewall_state()).map_err(|e| format!("firewall: {e}"))
     }
 
+    /// New DNS settings for containers: running ones see them at once. Their files are
+    /// rewritten in place, since a bind mount keeps the inode it was made with.
+    pub fn set_resolv_conf(&mut self, text: String) {
+        if text == self.resolv_conf {
+            return;
+        }
+        for (container, path) in &self.resolv_files {
+            if let Err(e) = std::fs::write(path, &text) {
+                warn!("container {container}: {}: {e}", path.display());
+            }
+        }
+        self.resolv_conf = text;
+    }
+
     /// A DHCP lease was bound or renewed on the uplink.
     pub fn set_lease(&mut self, interface: &str, lease: &Lease) {
-        self.resolv_conf = keel_netconf::dhcp::resolv_conf(lease);
+        self.set_resolv_conf(keel_netconf::dhcp::resolv_conf(lease));
         self.uplink = Some(UplinkStatus {
             interface: interface.to_string(),
             mode: "dhcp".into(),
@@ -115,6 +129,23 @@ impl HostNetwork {
             lease_secs: Some(lease.lease_secs),
             server: Some(lease.server),
         });
+    }
+}
+
+/// Forget the addresses of containers that are no longer declared (their files were
+/// removed): the only way a container goes away on an immutable host.
+pub fn release_undeclared(network: &mut HostNetwork, declared: &[String]) {
+    let Some(ipam) = network.ipam.as_mut() else { return };
+    let names: Vec<String> = network.config.networks.iter().map(|n| n.name.clone()).collect();
+    for net in names {
+        for (container, address) in ipam.allocations(&net) {
+            if !declared.contains(&container) {
+                match ipam.release(&net, &container) {
+                    Ok(()) => info!("network {net}: released {address} of {container}, no longer declared"),
+                    Err(e) => warn!("network {net}: releasing {container}: {e}"),
+                }
+            }
+        }
     }
 }
 
@@ -137,6 +168,11 @@ pub fn bring_up_bridges(network: &HostNetwork) -> Vec<String> {
     let mut problems = Vec::new();
     if let Err(e) = keel_netconf::set_ipv4_forwarding(true) {
         problems.push(format!("enable IPv4 forwarding: {e}"));
+    }
+    // Ports published on 127.0.0.1 are DNATed to a container: the kernel only routes
+    // such packets with route_localnet.
+    if let Err(e) = std::fs::write("/proc/sys/net/ipv4/conf/all/route_localnet", "1") {
+        problems.push(format!("enable route_localnet: {e}"));
     }
     for net in &network.config.networks {
         match keel_netconf::ensure_bridge(&net.bridge, net.gateway, net.subnet.prefix) {
@@ -175,7 +211,7 @@ pub fn configure_static(network: &mut HostNetwork, link: &keel_netconf::LinkInfo
         keel_netconf::add_default_route(*gateway, Some(link.index)).map_err(|e| e.to_string())?;
     }
     let resolv: String = dns.iter().map(|d| format!("nameserver {d}\n")).collect();
-    network.resolv_conf = format!("# written by keel from {}\n{resolv}", config::CONFIG_PATH);
+    network.set_resolv_conf(format!("# written by keel from {}\n{resolv}", config::CONFIG_PATH));
     write_host_resolv_conf(&network.resolv_conf);
     network.uplink = Some(UplinkStatus {
         interface: link.name.clone(),

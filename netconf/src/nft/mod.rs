@@ -35,14 +35,9 @@ use std::net::Ipv4Addr;
 /// The only table keel owns (family `inet`).
 pub const TABLE: &str = "keel";
 
-/// A transport protocol of a published port or an allowed port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Proto {
-    /// TCP (IP protocol 6).
-    Tcp,
-    /// UDP (IP protocol 17).
-    Udp,
-}
+/// A transport protocol of a published port or an allowed port: the one of the
+/// network declaration.
+pub use crate::config::Proto;
 
 /// A container network's bridge, as the firewall sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]

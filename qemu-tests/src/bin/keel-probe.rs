@@ -7,6 +7,9 @@
 //! - `zombies`: count the processes in state Z (from /proc) and list them.
 //! - `hold-zombie SECS`: detach, and leave one zombie child unreaped for SECS seconds —
 //!   the negative control that shows `zombies` does see a zombie.
+//! - `fetch IP:PORT [SECS]`: HTTP GET / from IP:PORT (an address, no name lookup) and
+//!   print the body; exit 1 with the reason on stderr when it fails (connect timeout
+//!   SECS, default 5). busybox-static's wget crashes on a failed connection.
 //! - `deny`: try what a container must not be able to do (mount, load a module, reboot,
 //!   keyctl, write /proc/sysrq-trigger, read /proc/kcore, list /sys/firmware, open a
 //!   block device, reach keel's control socket) and print one `what: outcome` line each;
@@ -23,13 +26,15 @@ fn main() {
         ["zombies"] => zombies(),
         ["hold-zombie", secs] => secs.parse().map(hold_zombie).unwrap_or_else(|_| usage()),
         ["deny"] => deny(),
+        ["fetch", address] => fetch(address, 5),
+        ["fetch", address, secs] => secs.parse().map(|s| fetch(address, s)).unwrap_or_else(|_| usage()),
         _ => usage(),
     };
     std::process::exit(code);
 }
 
 fn usage() -> i32 {
-    eprintln!("usage: keel-probe orphans N | zombies | hold-zombie SECS | deny");
+    eprintln!("usage: keel-probe orphans N | zombies | hold-zombie SECS | deny | fetch IP:PORT [SECS]");
     2
 }
 
@@ -156,4 +161,29 @@ fn deny() -> i32 {
         println!("{what}: {result}");
     }
     0
+}
+
+fn fetch(address: &str, secs: u64) -> i32 {
+    use std::io::{Read, Write};
+    let timeout = Duration::from_secs(secs);
+    let result = (|| -> std::io::Result<String> {
+        let addr: std::net::SocketAddr =
+            address.parse().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{address}: {e}")))?;
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+        stream.set_read_timeout(Some(timeout))?;
+        stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer)?;
+        Ok(answer.split_once("\r\n\r\n").map(|(_, body)| body.to_string()).unwrap_or(answer))
+    })();
+    match result {
+        Ok(body) => {
+            print!("{body}");
+            0
+        }
+        Err(e) => {
+            eprintln!("keel-probe: fetch {address}: {e}");
+            1
+        }
+    }
 }
