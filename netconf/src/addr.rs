@@ -102,18 +102,11 @@ pub fn list_addresses(index: Option<u32>) -> Result<Vec<AddressInfo>, NetlinkErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::socket::ip_bytes;
     use crate::socket::encode_message;
     use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST};
     use std::net::{Ipv4Addr, Ipv6Addr};
 
-    /// Bytes captured from iproute2 6.1 with `strace -e trace=sendmsg -e write=3` in a
-    /// throwaway netns (keel0 = index 2), sequence number replaced by 1.
-    fn ip_bytes(hex: &str) -> Vec<u8> {
-        let mut bytes: Vec<u8> =
-            hex.split_whitespace().map(|b| u8::from_str_radix(b, 16).expect("hex byte")).collect();
-        bytes[8..12].copy_from_slice(&1u32.to_ne_bytes());
-        bytes
-    }
 
     #[test]
     fn add_v4_bytes_are_ips() {

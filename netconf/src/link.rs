@@ -235,6 +235,7 @@ pub fn set_link_up(name: &str) -> Result<(), NetlinkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::socket::ip_bytes;
     use crate::socket::{encode_message, encode_request};
     use netlink_packet_core::NLM_F_REQUEST;
     use netlink_packet_route::link::InfoKind;
@@ -257,15 +258,6 @@ mod tests {
         ]
         .concat();
         assert_eq!(bytes, expected);
-    }
-
-    /// The bytes `ip` sent, captured with `strace -e trace=sendmsg -e write=3` in a
-    /// throwaway netns (iproute2 6.1), with ip's sequence number replaced by 1.
-    fn ip_bytes(hex: &str) -> Vec<u8> {
-        let mut bytes: Vec<u8> =
-            hex.split_whitespace().map(|b| u8::from_str_radix(b, 16).expect("hex byte")).collect();
-        bytes[8..12].copy_from_slice(&1u32.to_ne_bytes());
-        bytes
     }
 
     #[test]
