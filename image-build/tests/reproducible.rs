@@ -152,7 +152,10 @@ fn archive_has_the_contract_layout() {
     assert_eq!(find("usr/bin/keel-probe").mode, 0o100755);
     assert_eq!(find("etc/foo").data, b"bar");
     assert_eq!(find("etc/hostname").data, b"repro\n");
-    assert_eq!(find("etc/keel/modules").data, b"button\n");
+    // keel's base modules (those this kernel has as modules), then the host's own.
+    let modules = String::from_utf8(find("etc/keel/modules").data.clone()).unwrap();
+    let expected: Vec<&str> = keel_build::image::BASE_MODULES.iter().copied().chain(["button"]).collect();
+    assert_eq!(modules.lines().collect::<Vec<_>>(), expected);
     assert_eq!(
         find("etc/keel/keel.toml").data,
         b"control_port = \"org.keel.control\"\nshutdown_grace_secs = 5\n"
