@@ -8,6 +8,7 @@ packages=(
   linux-image-amd64 # the kernel and modules put into images
   busybox-static    # the shell tools in test and demo images
   cpio              # tests list initramfs contents with an independent tool
+  e2fsprogs         # keel-build formats the ext4 data disk for /var (mkfs.ext4)
   file              # tests check that binaries are static
   iproute2          # host tests check links with `ip -j`
   dnsmasq-base      # host tests run a DHCP server in a netns

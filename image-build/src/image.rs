@@ -199,14 +199,17 @@ pub fn keel_config(spec: &HostSpec) -> String {
 
 /// Modules every keel image loads, for what keel itself does: overlay roots for
 /// containers, bridges and veth pairs for their networks, and the nf_tables pieces of
-/// keel's firewall table (NAT chains, masquerade, DNAT, conntrack state, fib).
-/// `crc32c_generic` comes first: nf_tables needs libcrc32c, whose crc32c algorithm is
-/// only a soft dependency (modules.softdep), which modules.dep does not order.
+/// keel's firewall table (NAT chains, masquerade, DNAT, conntrack state, fib), and ext4
+/// for the data disk mounted on /var.
+/// `crc32c_generic` comes first: nf_tables needs libcrc32c, and ext4 and jbd2 need the
+/// crc32c algorithm for metadata checksums, but only as a soft dependency
+/// (modules.softdep), which modules.dep does not order.
 pub const BASE_MODULES: &[&str] = &[
     "overlay",
     "bridge",
     "veth",
     "crc32c_generic",
+    "ext4",
     "nf_tables",
     "nft_chain_nat",
     "nft_nat",

@@ -7,7 +7,8 @@
 //! boots them in QEMU and powers the guest down cleanly on Ctrl-C.
 //!
 //! Current limitations:
-//! - Only initramfs images; no disk images (erofs root, data disk) yet.
+//! - Only initramfs images; no erofs root disk yet. The data disk for a persistent
+//!   /var ([`disk`]) is an empty ext4 filesystem, made with e2fsprogs' mkfs.ext4.
 //! - The kernel release is taken from the kernel's file name (`vmlinuz-RELEASE`) or
 //!   the modules directory name, not read from the kernel image.
 //! - Module files are shipped as they are on the build host (compressed or not); the
@@ -21,6 +22,7 @@ pub mod atomic;
 pub mod build;
 pub mod busybox;
 pub mod cpio;
+pub mod disk;
 pub mod host;
 pub mod image;
 pub mod initramfs;

@@ -1,4 +1,5 @@
-//! The `keel-build` command: `build` an image from host.toml, or `run` it in QEMU.
+//! The `keel-build` command: `build` an image from host.toml, `run` it in QEMU, or
+//! make a data disk for a persistent /var (`disk-var`).
 
 #![forbid(unsafe_code)]
 
@@ -7,6 +8,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use keel_build::build::{sha256_file, BuildOutput};
+use keel_build::disk::{parse_size, DiskError, VarDisk, VAR_LABEL};
 use keel_build::qemu::{Accel, HostFwd, QemuConfig, DEFAULT_MEMORY_MB};
 use keel_build::run::{default_out_dir, run_qemu, RunError};
 use keel_build::{build, BuildError, BuildOptions, HostError, HostSpec};
@@ -31,6 +33,24 @@ enum Command {
     },
     /// Build, then boot the image in QEMU with the serial console on stdout.
     Run(RunArgs),
+    /// Create a data disk for a persistent /var: a sparse raw file holding an ext4
+    /// filesystem labelled keel-var (needs mkfs.ext4 from e2fsprogs). Reproducible
+    /// when SOURCE_DATE_EPOCH is set.
+    DiskVar {
+        /// The disk image file to create (replaced if it exists).
+        #[arg(long)]
+        out: PathBuf,
+        /// Its size: bytes or a number with K, M, G or T (binary units).
+        #[arg(long, default_value = "512M", value_parser = parse_size)]
+        size: u64,
+    },
+    /// Check a first-boot config (Ignition spec 3.x JSON) offline, with the parser and
+    /// validator keel runs at first boot: every problem with its JSON path, line and
+    /// column. Exit 0 when valid (warnings allowed), 1 when not.
+    Validate {
+        /// The config file.
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -52,6 +72,13 @@ struct RunArgs {
     /// Exit when the guest reboots or panics instead of rebooting it.
     #[arg(long)]
     no_reboot: bool,
+    /// Attach FILE as a virtio-blk data disk (raw); keel mounts it on /var. Created
+    /// first (512 MiB, ext4, label keel-var) when it does not exist.
+    #[arg(long, value_name = "FILE")]
+    disk: Option<PathBuf>,
+    /// Pass an Ignition config to the guest by QEMU fw_cfg (opt/com.coreos/config).
+    #[arg(long, value_name = "CONFIG.ign")]
+    config: Option<PathBuf>,
 }
 
 /// Everything that can make keel-build fail.
@@ -63,6 +90,14 @@ enum CliError {
     Build(#[from] BuildError),
     #[error(transparent)]
     Run(#[from] RunError),
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    #[error("config {}: {source}", path.display())]
+    Config {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn main() -> ExitCode {
@@ -84,6 +119,40 @@ fn dispatch(command: Command) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(args) => run(args),
+        Command::DiskVar { out, size } => {
+            let disk = VarDisk {
+                size,
+                ..VarDisk::from_env()
+            };
+            disk.create(&out)?;
+            println!("{}", describe_disk(&out, &disk));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Validate { config } => Ok(validate(&config)),
+    }
+}
+
+/// `keel-build validate CONFIG`: the report on stdout, exit 0 valid, 1 invalid.
+fn validate(path: &Path) -> ExitCode {
+    let text = match std::fs::read(path) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("keel-build: {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    };
+    let (report, valid) = match keel_init::firstboot::config::parse(&text) {
+        Ok((_, warnings)) => (warnings, true),
+        Err(report) => (report, false),
+    };
+    for line in report.to_string().lines() {
+        println!("{}: {line}", path.display());
+    }
+    if valid {
+        println!("{}: valid ({} warning(s))", path.display(), report.problems.len());
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -105,7 +174,23 @@ fn describe(output: &BuildOutput) -> Result<String, CliError> {
     ))
 }
 
+/// The line printed after a data disk was made.
+fn describe_disk(path: &Path, disk: &VarDisk) -> String {
+    format!(
+        "data disk  {} ({} MiB, ext4, label {VAR_LABEL})",
+        path.display(),
+        disk.size >> 20
+    )
+}
+
 fn run(args: RunArgs) -> Result<ExitCode, CliError> {
+    if let Some(path) = &args.config {
+        // QEMU would refuse a missing file too, but after the build and less clearly.
+        std::fs::File::open(path).map_err(|source| CliError::Config {
+            path: path.clone(),
+            source,
+        })?;
+    }
     let spec = HostSpec::load(&args.host)?;
     let out = match args.out {
         Some(out) => out,
@@ -118,12 +203,20 @@ fn run(args: RunArgs) -> Result<ExitCode, CliError> {
     let output = build(&spec, &options, &out)?;
     // stdout carries the guest's console; our own messages go to stderr.
     eprint!("{}", describe(&output)?);
+    if let Some(path) = &args.disk {
+        let disk = VarDisk::from_env();
+        if disk.ensure(path)? {
+            eprintln!("{}", describe_disk(path, &disk));
+        }
+    }
     let mut config = QemuConfig::new(output.vmlinuz, output.initramfs, output.cmdline);
     config.memory_mb = args.memory;
     config.control_socket = args.control_socket;
     config.qmp_socket = Some(out.join("qmp.sock"));
     config.hostfwd = args.hostfwd;
     config.no_reboot = args.no_reboot;
+    config.disk = args.disk;
+    config.fw_cfg_config = args.config;
     config.accel = Accel::from_env();
     let code = run_qemu(&config)?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
@@ -168,5 +261,44 @@ mod tests {
         let err = Cli::try_parse_from(["keel-build", "run", "h.toml", "--hostfwd", "8080:80"])
             .unwrap_err();
         assert!(err.to_string().contains("tcp:HOSTPORT-:GUESTPORT"), "{err}");
+        assert!(args.disk.is_none() && args.config.is_none());
+    }
+
+    #[test]
+    fn disk_and_config_arguments_parse() {
+        let cli = Cli::try_parse_from([
+            "keel-build",
+            "run",
+            "h.toml",
+            "--disk",
+            "var.img",
+            "--config",
+            "c.ign",
+        ])
+        .unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.disk.as_deref(), Some(Path::new("var.img")));
+        assert_eq!(args.config.as_deref(), Some(Path::new("c.ign")));
+    }
+
+    #[test]
+    fn disk_var_arguments_parse() {
+        let cli = Cli::try_parse_from(["keel-build", "disk-var", "--out", "v.img"]).unwrap();
+        let Command::DiskVar { out, size } = cli.command else {
+            panic!("not disk-var")
+        };
+        assert_eq!((out.as_path(), size), (Path::new("v.img"), 512 << 20));
+        let cli = Cli::try_parse_from(["keel-build", "disk-var", "--out", "v.img", "--size", "1G"])
+            .unwrap();
+        assert!(matches!(cli.command, Command::DiskVar { size, .. } if size == 1 << 30));
+        let err = Cli::try_parse_from(["keel-build", "disk-var", "--out", "v.img", "--size", "1X"])
+            .unwrap_err();
+        assert!(err.to_string().contains("unknown suffix"), "{err}");
+        assert!(
+            Cli::try_parse_from(["keel-build", "disk-var"]).is_err(),
+            "--out is required"
+        );
     }
 }

@@ -13,6 +13,9 @@ use crate::image::CONTROL_PORT;
 
 /// The QEMU binary.
 pub const QEMU: &str = "qemu-system-x86_64";
+/// The fw_cfg key of the first-boot config (the one Fedora CoreOS uses), read in the
+/// guest by keel-init's `fwcfg` module.
+pub const FW_CFG_CONFIG_KEY: &str = "opt/com.coreos/config";
 /// Default guest memory in MiB.
 pub const DEFAULT_MEMORY_MB: u32 = 512;
 
@@ -128,6 +131,11 @@ pub struct QemuConfig {
     pub qmp_socket: Option<PathBuf>,
     /// Ports forwarded from the host to the guest.
     pub hostfwd: Vec<HostFwd>,
+    /// A raw disk image attached as a virtio-blk disk (`/dev/vda` in the guest): the
+    /// data disk that makes /var persistent.
+    pub disk: Option<PathBuf>,
+    /// A first-boot config passed by fw_cfg under [`FW_CFG_CONFIG_KEY`].
+    pub fw_cfg_config: Option<PathBuf>,
     /// Arguments appended verbatim at the end.
     pub extra_args: Vec<String>,
     /// Exit instead of rebooting when the guest reboots (or panics).
@@ -137,7 +145,8 @@ pub struct QemuConfig {
 }
 
 impl QemuConfig {
-    /// A configuration with defaults: 512 MiB, TCG, no sockets, no forwards.
+    /// A configuration with defaults: 512 MiB, TCG, no sockets, no forwards, no disk,
+    /// no fw_cfg config.
     pub fn new(kernel: PathBuf, initrd: PathBuf, append: String) -> QemuConfig {
         QemuConfig {
             kernel,
@@ -147,6 +156,8 @@ impl QemuConfig {
             control_socket: None,
             qmp_socket: None,
             hostfwd: Vec::new(),
+            disk: None,
+            fw_cfg_config: None,
             extra_args: Vec::new(),
             no_reboot: false,
             accel: Accel::Tcg,
@@ -204,6 +215,14 @@ impl QemuConfig {
                 "-qmp",
                 &format!("unix:{},server=on,wait=off", opt_value(path)),
             ]);
+        }
+        if let Some(path) = &self.disk {
+            let drive = format!("file={},format=raw,if=virtio", opt_value(path));
+            push(&["-drive", &drive]);
+        }
+        if let Some(path) = &self.fw_cfg_config {
+            let item = format!("name={FW_CFG_CONFIG_KEY},file={}", opt_value(path));
+            push(&["-fw_cfg", &item]);
         }
         let mut netdev = "user,id=net0".to_string();
         for fwd in &self.hostfwd {
@@ -276,6 +295,8 @@ mod tests {
             "udp:5353-:53".parse().unwrap(),
         ];
         config.no_reboot = true;
+        config.disk = Some("/o/var.img".into());
+        config.fw_cfg_config = Some("/o/config.ign".into());
         config.extra_args = vec!["-s".into()];
         let args = config.args();
         let tail: Vec<&str> = args.iter().skip(18).map(String::as_str).collect();
@@ -295,6 +316,10 @@ mod tests {
                 "virtserialport,bus=vser0.0,chardev=keelctl,name=org.keel.control",
                 "-qmp",
                 "unix:/o/qmp.sock,server=on,wait=off",
+                "-drive",
+                "file=/o/var.img,format=raw,if=virtio",
+                "-fw_cfg",
+                "name=opt/com.coreos/config,file=/o/config.ign",
                 "-netdev",
                 "user,id=net0,hostfwd=tcp::8080-:80,hostfwd=udp::5353-:53",
                 "-device",
@@ -306,12 +331,22 @@ mod tests {
     }
 
     #[test]
-    fn commas_in_socket_paths_are_doubled() {
+    fn commas_in_paths_are_doubled() {
         let mut config = config();
         config.qmp_socket = Some("/o,x/qmp.sock".into());
-        assert!(config
-            .args()
-            .contains(&"unix:/o,,x/qmp.sock,server=on,wait=off".to_string()));
+        config.disk = Some("/o,x/var.img".into());
+        config.fw_cfg_config = Some("/o,x/c.ign".into());
+        let args = config.args();
+        for expected in [
+            "unix:/o,,x/qmp.sock,server=on,wait=off",
+            "file=/o,,x/var.img,format=raw,if=virtio",
+            "name=opt/com.coreos/config,file=/o,,x/c.ign",
+        ] {
+            assert!(
+                args.contains(&expected.to_string()),
+                "{expected} not in {args:?}"
+            );
+        }
     }
 
     #[test]

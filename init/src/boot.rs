@@ -122,6 +122,8 @@ fn run_steps(boot: &mut Boot) {
         nix::sys::reboot::set_cad_enabled(false).map_err(|e| format!("cannot route ctrl-alt-del to keel: {e}"))
     });
     boot.step("modules", false, load_modules);
+    boot.step("storage", false, mount_var);
+    boot.step("firstboot", false, run_firstboot);
     boot.step("hostname", false, set_hostname);
     boot.step("loopback", false, |_| keel_netconf::set_link_up("lo").map_err(|e| e.to_string()));
     boot.step("network", false, bring_up_network);
@@ -130,7 +132,50 @@ fn run_steps(boot: &mut Boot) {
         boot.step("control-port", false, |b| open_control_port(b, &port));
     }
     boot.step("power-button", false, watch_power_button);
-    boot.step("containers", false, load_containers);
+    if boot.state.firstboot.as_ref().is_some_and(|f| f.failed()) {
+        error!("containers: not started, because the first-boot config failed");
+    } else {
+        boot.step("containers", false, load_containers);
+    }
+}
+
+/// First boot: fetch, validate and apply the Ignition-style config, once.
+fn run_firstboot(boot: &mut Boot) -> Result<(), String> {
+    use crate::firstboot::run;
+    if !crate::storage::var_is_persistent() {
+        info!("/var is not persistent: every boot is a first boot");
+    }
+    let status = run::run(Path::new("/"), Path::new(run::MARKER), boot.options.force_firstboot, boot.options.config_url.as_deref());
+    run::write_report(&status);
+    let result = match status.state.as_str() {
+        "skipped" => {
+            info!("firstboot: not a first boot ({} exists)", run::MARKER);
+            Ok(())
+        }
+        "no-config" => {
+            info!("firstboot: no config found (fw_cfg, keel.config.url): nothing to apply");
+            Ok(())
+        }
+        "applied" => {
+            let [files, dirs, links, users] = status.written.unwrap_or_default();
+            info!(
+                "firstboot: applied the config from {}: {files} file(s), {dirs} director(ies), {links} link(s), {users} user(s)",
+                status.source.as_deref().unwrap_or("?")
+            );
+            for warning in status.problems.iter().filter(|p| p.severity == "warning") {
+                log::warn!("firstboot: {} {}", warning.path, warning.message);
+            }
+            Ok(())
+        }
+        _ => {
+            for line in run::failure_box(&status) {
+                logger::marker(&line);
+            }
+            Err(format!("the config failed with {} problem(s); see keelctl firstboot", status.problems.len()))
+        }
+    };
+    boot.state.firstboot = Some(status);
+    result
 }
 
 /// The host's networks: the declaration, bridges, forwarding, the uplink (static now,
@@ -253,6 +298,11 @@ fn load_modules(boot: &mut Boot) -> Result<(), String> {
     }
     info!("loaded {} of {} modules", wanted.len() - failed.len(), wanted.len());
     if failed.is_empty() { Ok(()) } else { Err(failed.join("; ")) }
+}
+
+/// Mount the data disk labelled keel-var on /var, when there is one.
+fn mount_var(_: &mut Boot) -> Result<crate::storage::VarStorage, String> {
+    crate::storage::mount_var().map_err(|e| e.to_string())
 }
 
 fn set_hostname(boot: &mut Boot) -> Result<(), String> {

@@ -17,6 +17,10 @@ pub struct BootOptions {
     pub shutdown_grace_secs: Option<u64>,
     /// `keel.test.panic=STEP`: test-only, panic inside the named boot step.
     pub panic_in_step: Option<String>,
+    /// `keel.firstboot`: run the first-boot config even though /var has its marker.
+    pub force_firstboot: bool,
+    /// `keel.config.url=URL`: where the first-boot config is (data: URLs for now).
+    pub config_url: Option<String>,
 }
 
 /// A `keel.*` option that could not be used, with the reason.
@@ -42,7 +46,7 @@ pub enum OptionError {
     },
 }
 
-const KNOWN: &str = "keel.debug, keel.modules, keel.shutdown_grace, keel.test.panic";
+const KNOWN: &str = "keel.debug, keel.modules, keel.shutdown_grace, keel.firstboot, keel.config.url, keel.test.panic";
 
 /// Split a command line into words; double quotes group words as the kernel does.
 pub fn split_words(cmdline: &str) -> Vec<String> {
@@ -102,7 +106,10 @@ fn apply(options: &mut BootOptions, name: &str, value: Option<String>) -> Result
             options.shutdown_grace_secs = Some(secs.ok_or_else(|| bad(&v, "expected whole seconds, 0 to 3600"))?);
         }
         ("keel.test.panic", Some(v)) if !v.is_empty() => options.panic_in_step = Some(v),
-        ("keel.modules" | "keel.shutdown_grace" | "keel.test.panic", _) => return Err(bad("", "needs a value")),
+        ("keel.firstboot", None) => options.force_firstboot = true,
+        ("keel.firstboot", Some(v)) => options.force_firstboot = parse_bool(&v).ok_or_else(|| bad(&v, "expected 0, 1, yes, no, true or false"))?,
+        ("keel.config.url", Some(v)) if !v.is_empty() => options.config_url = Some(v),
+        ("keel.modules" | "keel.shutdown_grace" | "keel.test.panic" | "keel.config.url", _) => return Err(bad("", "needs a value")),
         _ => return Err(OptionError::Unknown { name: name.into(), known: KNOWN }),
     }
     Ok(())

@@ -5,6 +5,7 @@
 
 use clap::{Parser, Subcommand};
 use keel_supervisor::control::{Client, Command, ExecResult, LogsResult, Status, DEFAULT_SOCKET};
+use crate::firstboot::run::FirstbootStatus;
 use crate::network::inspect::NetworkSummary;
 use keel_supervisor::manager::{ContainerDetail, ContainerInfo, ContainerStats};
 use std::io::Write;
@@ -88,6 +89,8 @@ enum CtlCommand {
     /// Container networks.
     #[command(subcommand)]
     Network(NetworkCommand),
+    /// What the first-boot config did (exits 1 when it failed).
+    Firstboot,
 }
 
 #[derive(Debug, Subcommand)]
@@ -142,6 +145,7 @@ fn run(cli: Cli) -> Result<i32, String> {
         CtlCommand::Restart { name } => call(Command::Restart { name: named(name) }, timeout)?,
         CtlCommand::Stats { name } => call(Command::Stats { name: named(name) }, timeout)?,
         CtlCommand::Network(NetworkCommand::Ls) => call(Command::NetworkLs, timeout)?,
+        CtlCommand::Firstboot => call(Command::Firstboot, timeout)?,
         CtlCommand::Network(NetworkCommand::Inspect { name }) => call(Command::NetworkInspect { name: named(name) }, timeout)?,
         CtlCommand::Logs { name, follow, tail } => {
             let mut result = call(Command::Logs { name: name.clone(), tail: *tail, offset: None }, timeout)?;
@@ -184,6 +188,7 @@ fn run(cli: Cli) -> Result<i32, String> {
         CtlCommand::Stats { .. } => print_stats(&decode(result)?),
         CtlCommand::Network(NetworkCommand::Ls) => print_networks(&decode::<Vec<NetworkSummary>>(result)?),
         CtlCommand::Network(NetworkCommand::Inspect { .. }) => print_fields(&result),
+        CtlCommand::Firstboot => return Ok(print_firstboot(&decode(result)?)),
         _ => println!("{}", result.as_str().unwrap_or("ok")),
     }
     Ok(0)
@@ -235,6 +240,19 @@ fn print_ps(containers: &[ContainerInfo]) {
 
 fn print_inspect(detail: &ContainerDetail) {
     print_fields(&serde_json::to_value(detail).unwrap_or_default());
+}
+
+fn print_firstboot(status: &FirstbootStatus) -> i32 {
+    println!("state:  {}", status.state);
+    println!("source: {}", status.source.as_deref().unwrap_or("-"));
+    if let Some([files, dirs, links, users]) = status.written {
+        println!("wrote:  {files} file(s), {dirs} director(ies), {links} link(s), {users} user(s)");
+    }
+    for p in &status.problems {
+        let place = if p.line > 0 { format!(" (line {}, column {})", p.line, p.column) } else { String::new() };
+        println!("{} {}{place}: {}", p.severity.to_uppercase(), p.path, p.message);
+    }
+    i32::from(status.failed())
 }
 
 fn print_networks(networks: &[NetworkSummary]) {

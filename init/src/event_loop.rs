@@ -55,6 +55,8 @@ pub struct HostState {
     pub phase: Phase,
     /// Every boot step that failed, with its cause.
     pub boot_errors: Vec<String>,
+    /// What the first-boot step did.
+    pub firstboot: Option<crate::firstboot::run::FirstbootStatus>,
 }
 
 /// While the host end of the virtio-serial port is closed, poll(2) reports POLLHUP
@@ -387,6 +389,13 @@ impl EventLoop {
             }
             Command::Logs { name, tail, offset } => {
                 reply(channel, &container_logs(id, &name, tail, offset));
+                After::Continue
+            }
+            Command::Firstboot => {
+                match &self.state.firstboot {
+                    Some(status) => reply(channel, &Response::success(id, status)),
+                    None => reply(channel, &Response::failure(id, "the first-boot step did not run")),
+                }
                 After::Continue
             }
             Command::NetworkLs => {

@@ -251,6 +251,16 @@ fn acks(datagram: &[u8], what: &str) -> Result<Vec<(u32, i32)>, NetlinkError> {
     Ok(found)
 }
 
+/// Bytes captured from iproute2 6.1 (`strace -e trace=sendmsg -e write=3` in a throwaway
+/// netns, keel0 = index 2), written as hex, with the sequence number replaced by 1 so
+/// they compare with keel's own messages.
+#[cfg(test)]
+pub(crate) fn ip_bytes(hex: &str) -> Vec<u8> {
+    let mut bytes: Vec<u8> = hex.split_whitespace().map(|b| u8::from_str_radix(b, 16).expect("hex byte")).collect();
+    bytes[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,14 +283,4 @@ mod tests {
         datagram[0] = 200;
         assert!(acks(&datagram, "test").is_err(), "a length past the end is refused");
     }
-}
-
-/// Bytes captured from iproute2 6.1 (`strace -e trace=sendmsg -e write=3` in a throwaway
-/// netns, keel0 = index 2), written as hex, with the sequence number replaced by 1 so
-/// they compare with keel's own messages.
-#[cfg(test)]
-pub(crate) fn ip_bytes(hex: &str) -> Vec<u8> {
-    let mut bytes: Vec<u8> = hex.split_whitespace().map(|b| u8::from_str_radix(b, 16).expect("hex byte")).collect();
-    bytes[8..12].copy_from_slice(&1u32.to_ne_bytes());
-    bytes
 }

@@ -21,6 +21,11 @@ pub struct BootOptions {
     pub allow_reboot: bool,
     /// Ports forwarded from the machine running QEMU into the guest.
     pub hostfwd: Vec<keel_build::qemu::HostFwd>,
+    /// A raw disk image attached as virtio-blk (`/dev/vda`), e.g. a data disk made with
+    /// `keel_build::disk::VarDisk`; it must exist.
+    pub disk: Option<PathBuf>,
+    /// A file passed by fw_cfg as `opt/com.coreos/config` (the first-boot config).
+    pub config: Option<PathBuf>,
 }
 
 /// The console seen so far, shared with the thread that reads it.
@@ -57,6 +62,8 @@ impl Guest {
         config.qmp_socket = Some(qmp.clone());
         config.no_reboot = !options.allow_reboot;
         config.hostfwd = options.hostfwd.clone();
+        config.disk = options.disk.clone();
+        config.fw_cfg_config = options.config.clone();
         let mut command = config.command();
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = command.spawn().expect("start qemu-system-x86_64");

@@ -28,7 +28,7 @@ fn image() -> &'static TestImage {
 }
 
 fn boot(name: &str, extra_cmdline: &str, allow_reboot: bool) -> Guest {
-    let options = BootOptions { extra_cmdline: extra_cmdline.to_string(), allow_reboot, hostfwd: Vec::new() };
+    let options = BootOptions { extra_cmdline: extra_cmdline.to_string(), allow_reboot, hostfwd: Vec::new(), ..Default::default() };
     let mut guest = Guest::boot(image(), name, options);
     guest.wait_ready();
     guest

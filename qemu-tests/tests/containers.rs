@@ -50,7 +50,7 @@ mode = 0o755
 }
 
 fn boot(image: &TestImage, name: &str) -> Guest {
-    let mut guest = Guest::boot(image, name, BootOptions { extra_cmdline: String::new(), allow_reboot: false, hostfwd: Vec::new() });
+    let mut guest = Guest::boot(image, name, BootOptions { extra_cmdline: String::new(), allow_reboot: false, hostfwd: Vec::new(), ..Default::default() });
     guest.wait_ready();
     guest
 }

@@ -96,7 +96,7 @@ fn dhcp_uplink_masquerade_published_ports_isolation_and_input_policy() {
         format!("tcp:{published}-:80").parse::<HostFwd>().unwrap(),
         format!("tcp:{unpublished}-:8081").parse::<HostFwd>().unwrap(),
     ];
-    let mut guest = Guest::boot(&image, name, BootOptions { extra_cmdline: String::new(), allow_reboot: false, hostfwd });
+    let mut guest = Guest::boot(&image, name, BootOptions { extra_cmdline: String::new(), allow_reboot: false, hostfwd, ..Default::default() });
     guest.wait_ready();
     for container in ["web", "peer", "loner"] {
         guest.wait_container(container, Duration::from_secs(60), |c| c.state == "running");

@@ -73,6 +73,8 @@ pub enum Command {
         /// Container name.
         name: String,
     },
+    /// What the first-boot config did: applied, skipped, or every problem it had.
+    Firstboot,
     /// The container networks.
     NetworkLs,
     /// One network: its bridge, addresses, containers, published ports and the uplink.

@@ -1,0 +1,332 @@
+//! Walks `storage` (files, directories, links, and the refused disk features) and
+//! the resources they share with `ignition.config`.
+
+use super::json::{Member, Node};
+use super::report::JsonPath;
+use super::types::{
+    Compression, Config, ConfigRef, DirEntry, FileEntry, Hash, HashAlgorithm, IdOrName, LinkEntry,
+    Owner, Resource,
+};
+use super::walk::{is_empty, key, key_since, KeyRule, Origins, Walker};
+
+const STORAGE_KEYS: &[KeyRule] = &[
+    key("files"),
+    key("directories"),
+    key("links"),
+    key("disks"),
+    key("raid"),
+    key("filesystems"),
+    key_since("luks", 2),
+];
+const NODE_KEYS: [KeyRule; 4] = [key("path"), key("overwrite"), key("user"), key("group")];
+const FILE_KEYS: &[KeyRule] = &[
+    NODE_KEYS[0],
+    NODE_KEYS[1],
+    NODE_KEYS[2],
+    NODE_KEYS[3],
+    key("contents"),
+    key("append"),
+    key("mode"),
+];
+const DIR_KEYS: &[KeyRule] = &[
+    NODE_KEYS[0],
+    NODE_KEYS[1],
+    NODE_KEYS[2],
+    NODE_KEYS[3],
+    key("mode"),
+];
+const LINK_KEYS: &[KeyRule] = &[
+    NODE_KEYS[0],
+    NODE_KEYS[1],
+    NODE_KEYS[2],
+    NODE_KEYS[3],
+    key("target"),
+    key("hard"),
+];
+const RESOURCE_KEYS: &[KeyRule] = &[
+    key("source"),
+    key("compression"),
+    key("verification"),
+    key_since("httpHeaders", 1),
+];
+
+/// Walks `storage`.
+pub fn walk_storage(
+    w: &mut Walker<'_>,
+    node: &Node,
+    path: &JsonPath,
+    config: &mut Config,
+    origins: &mut Origins,
+) {
+    let Some(members) = w.object(node, path) else {
+        return;
+    };
+    for m in w.known(members, path, STORAGE_KEYS) {
+        let p = path.key(&m.key);
+        match m.key.as_str() {
+            "files" => each(w, &m.value, &p, walk_file, &mut config.files, &mut origins.files),
+            "directories" => each(w, &m.value, &p, walk_dir, &mut config.directories, &mut origins.directories),
+            "links" => each(w, &m.value, &p, walk_link, &mut config.links, &mut origins.links),
+            "disks" => w.unsupported(m, path, "keel does not partition disks; keel-build makes the data disk (label keel-var) that keel mounts at /var"),
+            "raid" => w.unsupported(m, path, "keel does not assemble RAID arrays; give the VM one data disk (label keel-var) for /var"),
+            "filesystems" => w.unsupported(m, path, "keel's /var is its data disk (ext4, label keel-var, made by keel-build); write files under /var instead of mounting filesystems"),
+            _ => w.unsupported(m, path, "keel does not set up LUKS volumes; encrypt the VM's disk at the platform level"),
+        }
+    }
+}
+
+/// Walks each item of an array with `f`, keeping the JSON index of every item read.
+pub fn each<T>(
+    w: &mut Walker<'_>,
+    node: &Node,
+    path: &JsonPath,
+    f: fn(&mut Walker<'_>, &Node, &JsonPath) -> Option<T>,
+    out: &mut Vec<T>,
+    origins: &mut Vec<usize>,
+) {
+    for (i, item) in w.array(node, path).iter().enumerate() {
+        let p = path.index(i);
+        let Some(_) = w.object(item, &p) else {
+            if matches!(item.kind, super::json::Kind::Null) {
+                w.error(&p, item, "expected an object, found null");
+            }
+            continue;
+        };
+        if let Some(value) = f(w, item, &p) {
+            out.push(value);
+            origins.push(i);
+        }
+    }
+}
+
+/// Walks `ignition.config` (merge and replace).
+pub fn walk_config_refs(
+    w: &mut Walker<'_>,
+    node: &Node,
+    path: &JsonPath,
+    config: &mut Config,
+    origins: &mut Origins,
+) {
+    let Some(members) = w.object(node, path) else {
+        return;
+    };
+    for m in w.known(members, path, &[key("merge"), key("replace")]) {
+        let p = path.key(&m.key);
+        if m.key == "merge" {
+            each(
+                w,
+                &m.value,
+                &p,
+                config_ref,
+                &mut config.merge,
+                &mut origins.merge,
+            );
+        } else if !is_empty(&m.value) {
+            // An all-empty replace (`{"verification": {}}`) is how Go tools write "none".
+            config.replace = config_ref(w, &m.value, &p);
+        }
+    }
+}
+
+fn config_ref(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<ConfigRef> {
+    let r = resource(w, node, path)?;
+    let Some(source) = r.source else {
+        w.missing(path, node, "source");
+        return None;
+    };
+    Some(ConfigRef {
+        source,
+        compression: r.compression,
+        verification: r.verification,
+    })
+}
+
+/// Walks a resource object (`contents`, `append[]`, config references).
+pub fn resource(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<Resource> {
+    let members = w.object(node, path)?;
+    let mut r = Resource::default();
+    for m in w.known(members, path, RESOURCE_KEYS) {
+        let p = path.key(&m.key);
+        match m.key.as_str() {
+            "source" => r.source = w.string(&m.value, &p),
+            "compression" => r.compression = compression(w, &m.value, &p),
+            "verification" => r.verification = verification(w, &m.value, &p),
+            _ => w.unsupported(m, path, "keel sends no custom HTTP headers; put credentials in the URL's query or serve the data as a data: URL"),
+        }
+    }
+    Some(r)
+}
+
+fn compression(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<Compression> {
+    match w.string(node, path)?.as_str() {
+        "" => None,
+        "gzip" => Some(Compression::Gzip),
+        other => {
+            w.error(
+                path,
+                node,
+                format!("compression {other:?} is not supported; use \"gzip\" or none"),
+            );
+            None
+        }
+    }
+}
+
+fn verification(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<Hash> {
+    let members = w.object(node, path)?;
+    let mut hash = None;
+    for m in w.known(members, path, &[key("hash")]) {
+        let p = path.key("hash");
+        let text = w.string(&m.value, &p)?;
+        match parse_hash(&text) {
+            Ok(h) => hash = Some(h),
+            Err(e) => w.error(&p, &m.value, e),
+        }
+    }
+    hash
+}
+
+/// Parses `sha256-<64 hex>` or `sha512-<128 hex>` (hex digits of either case).
+pub fn parse_hash(text: &str) -> Result<Hash, String> {
+    let Some((name, hex)) = text.split_once('-') else {
+        return Err(format!(
+            "hash {text:?} is not ALGORITHM-HEX, e.g. sha512-<128 hex digits>"
+        ));
+    };
+    let (algorithm, len) = match name {
+        "sha256" => (HashAlgorithm::Sha256, 64),
+        "sha512" => (HashAlgorithm::Sha512, 128),
+        other => {
+            return Err(format!(
+                "hash algorithm {other:?} is not supported; use sha256 or sha512"
+            ))
+        }
+    };
+    if hex.len() != len || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "{name} hash must be {len} hex digits, found {:?}",
+            hex
+        ));
+    }
+    Ok(Hash {
+        algorithm,
+        hex: hex.to_ascii_lowercase(),
+    })
+}
+
+/// Reads path, overwrite, user and group; returns (path, overwrite, owner), the
+/// path `None` when missing or unreadable (already reported).
+fn node_common(
+    w: &mut Walker<'_>,
+    node: &Node,
+    path: &JsonPath,
+    known: &[&Member],
+) -> (Option<String>, bool, Owner) {
+    let (mut p_out, mut overwrite, mut owner) = (None, false, Owner::default());
+    for m in known {
+        let p = path.key(&m.key);
+        match m.key.as_str() {
+            "path" => p_out = w.string(&m.value, &p),
+            "overwrite" => overwrite = w.boolean(&m.value, &p).unwrap_or(false),
+            "user" => owner.user = id_or_name(w, &m.value, &p),
+            "group" => owner.group = id_or_name(w, &m.value, &p),
+            _ => {}
+        }
+    }
+    if p_out.is_none() && !known.iter().any(|m| m.key == "path") {
+        w.missing(path, node, "path");
+    }
+    (p_out, overwrite, owner)
+}
+
+fn id_or_name(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<IdOrName> {
+    let members = w.object(node, path)?;
+    let (mut id, mut name) = (None, None);
+    for m in w.known(members, path, &[key("id"), key("name")]) {
+        let p = path.key(&m.key);
+        if m.key == "id" {
+            id = w.uint(&m.value, &p);
+        } else {
+            name = w.string(&m.value, &p);
+        }
+    }
+    match (id, name) {
+        (Some(_), Some(_)) => {
+            w.error(path, node, "set either id or name, not both");
+            None
+        }
+        (Some(id), None) => Some(IdOrName::Id(id)),
+        (None, Some(name)) => Some(IdOrName::Name(name)),
+        (None, None) => None,
+    }
+}
+
+fn walk_file(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<FileEntry> {
+    let members = w.object(node, path)?;
+    let known = w.known(members, path, FILE_KEYS);
+    let (file_path, overwrite, owner) = node_common(w, node, path, &known);
+    let mut f = FileEntry {
+        overwrite,
+        owner,
+        ..FileEntry::default()
+    };
+    for m in known {
+        let p = path.key(&m.key);
+        match m.key.as_str() {
+            "contents" => f.contents = resource(w, &m.value, &p),
+            "append" => {
+                for (i, item) in w.array(&m.value, &p).iter().enumerate() {
+                    f.append.extend(resource(w, item, &p.index(i)));
+                }
+            }
+            "mode" => f.mode = w.uint(&m.value, &p),
+            _ => {}
+        }
+    }
+    f.path = file_path?;
+    Some(f)
+}
+
+fn walk_dir(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<DirEntry> {
+    let members = w.object(node, path)?;
+    let known = w.known(members, path, DIR_KEYS);
+    let (dir_path, overwrite, owner) = node_common(w, node, path, &known);
+    let mode = known
+        .iter()
+        .find(|m| m.key == "mode")
+        .and_then(|m| w.uint(&m.value, &path.key("mode")));
+    Some(DirEntry {
+        path: dir_path?,
+        overwrite,
+        owner,
+        mode,
+    })
+}
+
+fn walk_link(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<LinkEntry> {
+    let members = w.object(node, path)?;
+    let known = w.known(members, path, LINK_KEYS);
+    let (link_path, overwrite, owner) = node_common(w, node, path, &known);
+    let (mut target, mut hard, mut has_target) = (None, false, false);
+    for m in known {
+        let p = path.key(&m.key);
+        match m.key.as_str() {
+            "target" => {
+                has_target = true;
+                target = w.string(&m.value, &p);
+            }
+            "hard" => hard = w.boolean(&m.value, &p).unwrap_or(false),
+            _ => {}
+        }
+    }
+    if !has_target {
+        w.missing(path, node, "target");
+    }
+    Some(LinkEntry {
+        path: link_path?,
+        target: target?,
+        hard,
+        owner,
+        overwrite,
+    })
+}

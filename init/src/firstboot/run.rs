@@ -1,0 +1,402 @@
+//! The first-boot step as PID 1 runs it: decide whether this is a first boot, fetch
+//! the config (QEMU fw_cfg, then `keel.config.url=`), validate all of it, fetch and
+//! check every resource, and only then apply the plan (which writes the marker last).
+//! Every outcome is reported on the console, in /run/keel/firstboot.json and over
+//! `keelctl firstboot`.
+
+use super::apply::{self, HashAlg, PlannedDir, PlannedFile, PlannedGroup, PlannedLink, PlannedUser, WritePlan};
+use super::config::{self, Compression, Config, HashAlgorithm, Problem, Report, Resource, Severity};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Written last by a successful first boot, on the persistent /var.
+pub const MARKER: &str = "/var/lib/keel/firstboot.done";
+/// The outcome, for people and tools.
+pub const REPORT_PATH: &str = "/run/keel/firstboot.json";
+
+/// One problem, as reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReportedProblem {
+    /// `error` or `warning`.
+    pub severity: String,
+    /// JSON path, e.g. `storage.files[2].mode`.
+    pub path: String,
+    /// 1-based line and column in the config (0 when not from the text).
+    pub line: usize,
+    /// Column.
+    pub column: usize,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// What the first-boot step did: `keelctl firstboot` and /run/keel/firstboot.json.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FirstbootStatus {
+    /// `skipped` (not a first boot), `no-config`, `applied` or `failed`.
+    pub state: String,
+    /// Where the config came from.
+    pub source: Option<String>,
+    /// Every problem found (errors and warnings).
+    pub problems: Vec<ReportedProblem>,
+    /// Files, directories, links and users written.
+    pub written: Option<[usize; 4]>,
+}
+
+impl FirstbootStatus {
+    fn new(state: &str, source: Option<String>) -> Self {
+        FirstbootStatus { state: state.into(), source, problems: Vec::new(), written: None }
+    }
+
+    /// Whether containers may start: not when the config failed.
+    pub fn failed(&self) -> bool {
+        self.state == "failed"
+    }
+
+    fn fail(mut self, path: &str, message: impl Into<String>) -> Self {
+        self.state = "failed".into();
+        self.problems.push(ReportedProblem { severity: "error".into(), path: path.into(), line: 0, column: 0, message: message.into() });
+        self
+    }
+
+    fn add_report(&mut self, report: &Report) {
+        self.problems.extend(report.problems.iter().map(reported));
+    }
+}
+
+fn reported(problem: &Problem) -> ReportedProblem {
+    ReportedProblem {
+        severity: match problem.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        }
+        .into(),
+        path: problem.path.clone(),
+        line: problem.line,
+        column: problem.column,
+        message: problem.message.clone(),
+    }
+}
+
+/// Whether the first-boot config must run: no marker on /var, or `keel.firstboot`.
+pub fn is_first_boot(marker: &Path, forced: bool) -> bool {
+    forced || !marker.exists()
+}
+
+/// Where the config is, in the order keel looks: fw_cfg, then `keel.config.url=`.
+/// `Ok(None)`: no config anywhere, which is an empty config.
+pub fn fetch_config(url: Option<&str>) -> Result<Option<(Vec<u8>, String)>, String> {
+    if let Some(bytes) = crate::fwcfg::read_config()? {
+        return Ok(Some((bytes, "QEMU fw_cfg opt/com.coreos/config".into())));
+    }
+    match url {
+        Some(url) => fetch_url(url).map(|bytes| Some((bytes, format!("keel.config.url={}", abbreviate(url))))),
+        None => Ok(None),
+    }
+}
+
+fn abbreviate(url: &str) -> String {
+    if url.len() > 60 { format!("{}…", &url[..url.char_indices().nth(60).map_or(url.len(), |(i, _)| i)]) } else { url.to_string() }
+}
+
+/// The bytes behind a source URL. keel fetches `data:` URLs itself; http(s) sources
+/// are refused with a clear message until keel has its HTTP client.
+pub fn fetch_url(url: &str) -> Result<Vec<u8>, String> {
+    if url.starts_with("data:") {
+        config::decode_data_url(url)
+    } else if url.starts_with("http://") || url.starts_with("https://") {
+        Err(format!("{}: http(s) sources are not supported by this keel yet; pass the config by QEMU fw_cfg or inline it as a data: URL", abbreviate(url)))
+    } else {
+        Err(format!("{}: unsupported URL scheme", abbreviate(url)))
+    }
+}
+
+/// User data is often gzipped by cloud tooling: detected by its magic bytes.
+fn gunzip_if_compressed(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        apply::resolve_resource(bytes, true, None).map_err(|e| format!("gzip-compressed config: {e}"))
+    } else {
+        Ok(bytes)
+    }
+}
+
+/// The plan for `config`: every resource fetched, decompressed and hash-checked first.
+/// Problems are collected for all resources, not just the first.
+pub fn plan(config: &Config) -> Result<WritePlan, Vec<(String, String)>> {
+    let mut problems = Vec::new();
+    let mut resolve = |path: String, resource: &Resource| -> Option<Vec<u8>> {
+        let source = resource.source.as_deref()?;
+        let result = fetch_url(source).and_then(|bytes| {
+            let hash = resource.verification.as_ref().map(|h| {
+                let alg = match h.algorithm {
+                    HashAlgorithm::Sha256 => HashAlg::Sha256,
+                    HashAlgorithm::Sha512 => HashAlg::Sha512,
+                };
+                (alg, h.hex.clone())
+            });
+            apply::resolve_resource(bytes, resource.compression == Some(Compression::Gzip), hash)
+        });
+        result.map_err(|e| problems.push((path, e))).ok()
+    };
+    let mut files = Vec::new();
+    for (i, file) in config.files.iter().enumerate() {
+        let contents = file.contents.as_ref().and_then(|r| resolve(format!("storage.files[{i}].contents"), r));
+        let contents = match (&file.contents, contents) {
+            (Some(r), None) if r.source.is_some() => continue,
+            (Some(r), None) if r.source.is_none() => Some(Vec::new()),
+            (_, c) => c,
+        };
+        let append = file
+            .append
+            .iter()
+            .enumerate()
+            .filter_map(|(j, r)| resolve(format!("storage.files[{i}].append[{j}]"), r))
+            .collect();
+        files.push(PlannedFile {
+            path: file.path.clone(),
+            contents,
+            append,
+            mode: file.mode,
+            uid: file.owner.user.clone(),
+            gid: file.owner.group.clone(),
+            overwrite: file.overwrite,
+        });
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(WritePlan {
+        files,
+        directories: config
+            .directories
+            .iter()
+            .map(|d| PlannedDir { path: d.path.clone(), mode: d.mode, uid: d.owner.user.clone(), gid: d.owner.group.clone(), overwrite: d.overwrite })
+            .collect(),
+        links: config
+            .links
+            .iter()
+            .map(|l| PlannedLink {
+                path: l.path.clone(),
+                target: l.target.clone(),
+                hard: l.hard,
+                uid: l.owner.user.clone(),
+                gid: l.owner.group.clone(),
+                overwrite: l.overwrite,
+            })
+            .collect(),
+        users: config
+            .users
+            .iter()
+            .map(|u| PlannedUser {
+                name: u.name.clone(),
+                uid: u.uid,
+                groups: u.groups.clone(),
+                shell: u.shell.clone(),
+                password_hash: u.password_hash.clone(),
+                ssh_authorized_keys: u.ssh_authorized_keys.clone(),
+                home_dir: u.home_dir.clone(),
+            })
+            .collect(),
+        groups: config
+            .groups
+            .iter()
+            .map(|g| PlannedGroup { name: g.name.clone(), gid: g.gid, password_hash: g.password_hash.clone() })
+            .collect(),
+    })
+}
+
+/// `ignition.config.replace` and `.merge`: the referenced configs (data: URLs), merged
+/// in order, the child winning (Ignition's semantics).
+fn resolve_references(config: Config, status: &mut FirstbootStatus) -> Option<Config> {
+    let load = |reference: &config::ConfigRef, path: &str, status: &mut FirstbootStatus| -> Option<Config> {
+        let bytes = fetch_url(&reference.source).map_err(|e| status.problems.push(problem(path, e))).ok()?;
+        match config::parse(&bytes) {
+            Ok((child, warnings)) => {
+                status.add_report(&warnings);
+                Some(child)
+            }
+            Err(report) => {
+                status.problems.extend(report.problems.iter().map(|p| {
+                    let mut p = reported(p);
+                    p.path = format!("{path} → {}", p.path);
+                    p
+                }));
+                None
+            }
+        }
+    };
+    let mut base = match &config.replace {
+        Some(reference) => load(reference, "ignition.config.replace", status)?,
+        None => config.clone(),
+    };
+    for (i, reference) in config.merge.iter().enumerate() {
+        let child = load(reference, &format!("ignition.config.merge[{i}]"), status)?;
+        base = config::merge(base, child);
+    }
+    Some(base)
+}
+
+fn problem(path: &str, message: String) -> ReportedProblem {
+    ReportedProblem { severity: "error".into(), path: path.into(), line: 0, column: 0, message }
+}
+
+/// The whole first-boot step under `root` (PID 1: "/"), with the marker at `marker`.
+pub fn run(root: &Path, marker: &Path, forced: bool, url: Option<&str>) -> FirstbootStatus {
+    if !is_first_boot(marker, forced) {
+        return FirstbootStatus::new("skipped", None);
+    }
+    let (bytes, source) = match fetch_config(url) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            let status = FirstbootStatus::new("no-config", None);
+            return match apply::apply(root, &WritePlan::default(), marker) {
+                Ok(_) => status,
+                Err(e) => status.fail("", e.to_string()),
+            };
+        }
+        Err(e) => return FirstbootStatus::new("failed", None).fail("source", e),
+    };
+    let mut status = FirstbootStatus::new("failed", Some(source));
+    let bytes = match gunzip_if_compressed(bytes) {
+        Ok(bytes) => bytes,
+        Err(e) => return status.fail("", e),
+    };
+    let config = match config::parse(&bytes) {
+        Ok((config, warnings)) => {
+            status.add_report(&warnings);
+            config
+        }
+        Err(report) => {
+            status.add_report(&report);
+            return status;
+        }
+    };
+    let config = match resolve_references(config, &mut status) {
+        Some(config) if status.problems.iter().all(|p| p.severity != "error") => config,
+        _ => return status,
+    };
+    let plan = match plan(&config) {
+        Ok(plan) => plan,
+        Err(problems) => {
+            status.problems.extend(problems.into_iter().map(|(path, message)| problem(&path, message)));
+            return status;
+        }
+    };
+    match apply::apply(root, &plan, marker) {
+        Ok(report) => {
+            status.state = "applied".into();
+            status.written = Some([report.files, report.directories, report.links, report.users]);
+            status
+        }
+        Err(e) => status.fail("", e.to_string()),
+    }
+}
+
+/// The console text of a failed first boot: a box listing every problem.
+pub fn failure_box(status: &FirstbootStatus) -> Vec<String> {
+    let mut lines = vec![
+        "keel: ╔══ first-boot config FAILED: nothing was written, no container starts ══".to_string(),
+        format!("keel: ║ source: {}", status.source.as_deref().unwrap_or("(none)")),
+    ];
+    for p in &status.problems {
+        let place = if p.line > 0 { format!(" (line {}, column {})", p.line, p.column) } else { String::new() };
+        lines.push(format!("keel: ║ {} {}{place}: {}", p.severity.to_uppercase(), p.path, p.message));
+    }
+    lines.push("keel: ╚══ fix the config and boot again; `keelctl firstboot` shows this report".into());
+    lines
+}
+
+/// Write the report JSON for tools.
+pub fn write_report(status: &FirstbootStatus) {
+    let _ = std::fs::create_dir_all("/run/keel");
+    if let Ok(text) = serde_json::to_string_pretty(status) {
+        let _ = std::fs::write(REPORT_PATH, text);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data_url(text: &str) -> String {
+        let encoded: String = text
+            .bytes()
+            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect();
+        format!("data:,{encoded}")
+    }
+
+    struct Root(std::path::PathBuf);
+
+    impl Root {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("keel-firstboot-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(dir.join("etc")).unwrap();
+            std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+            std::fs::write(dir.join("etc/group"), "root:x:0:\n").unwrap();
+            Root(dir)
+        }
+        fn marker(&self) -> std::path::PathBuf {
+            self.0.join("firstboot.done")
+        }
+    }
+
+    impl Drop for Root {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    const GOOD: &str = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/motd","mode":420,"contents":{"source":"data:,hello%0A"}}]}}"#;
+
+    #[test]
+    fn a_valid_config_is_applied_once_then_skipped() {
+        let root = Root::new("good");
+        let status = run(&root.0, &root.marker(), false, Some(&data_url(GOOD)));
+        assert_eq!(status.state, "applied", "{status:?}");
+        assert_eq!(std::fs::read_to_string(root.0.join("etc/motd")).unwrap(), "hello\n");
+        assert!(root.marker().exists());
+        let again = run(&root.0, &root.marker(), false, Some(&data_url(GOOD)));
+        assert_eq!(again.state, "skipped");
+        let forced = run(&root.0, &root.marker(), true, Some(&data_url(GOOD)));
+        assert_eq!(forced.state, "applied", "keel.firstboot runs it again: {forced:?}");
+    }
+
+    #[test]
+    fn an_invalid_config_writes_nothing_and_names_every_problem() {
+        let root = Root::new("bad");
+        let bad = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/a","moed":420},{"path":"/usr/bin/x"}]},"systemd":{"units":[{"name":"x.service"}]}}"#;
+        let status = run(&root.0, &root.marker(), false, Some(&data_url(bad)));
+        assert!(status.failed());
+        let paths: Vec<&str> = status.problems.iter().map(|p| p.path.as_str()).collect();
+        assert!(paths.contains(&"storage.files[0].moed"), "{paths:?}");
+        assert!(paths.iter().any(|p| p.starts_with("storage.files[1]")), "{paths:?}");
+        assert!(paths.iter().any(|p| p.starts_with("systemd")), "{paths:?}");
+        assert!(!root.marker().exists() && !root.0.join("etc/a").exists());
+        assert!(failure_box(&status).len() >= 5);
+    }
+
+    #[test]
+    fn a_wrong_hash_is_refused_before_anything_is_written() {
+        let root = Root::new("hash");
+        let config = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/ok","contents":{"source":"data:,fine"}},{"path":"/etc/x","contents":{"source":"data:,hello","verification":{"hash":"sha256-0000000000000000000000000000000000000000000000000000000000000000"}}}]}}"#;
+        let status = run(&root.0, &root.marker(), false, Some(&data_url(config)));
+        assert!(status.failed(), "{status:?}");
+        assert!(status.problems[0].message.contains("sha256 mismatch"), "{status:?}");
+        assert!(!root.0.join("etc/ok").exists(), "a file was written although another one failed");
+    }
+
+    #[test]
+    fn no_config_is_an_empty_config() {
+        let root = Root::new("none");
+        let status = run(&root.0, &root.marker(), false, None);
+        assert_eq!(status.state, "no-config");
+        assert!(root.marker().exists());
+    }
+
+    #[test]
+    fn http_sources_are_refused_clearly() {
+        let err = fetch_url("http://10.0.2.2:8000/config.ign").unwrap_err();
+        assert!(err.contains("not supported"), "{err}");
+    }
+}
