@@ -14,11 +14,15 @@ deps:
 build: deps
 	$(CARGO) build --release --workspace --bins
 
-# Build examples/demo/host.toml and boot it in QEMU (Ctrl-C powers it off cleanly).
-# From another terminal: target/x86_64-unknown-linux-gnu/release/keel ctl --socket target/demo/control.sock status
+# Build examples/demo/host.toml and boot it in QEMU (Ctrl-C powers it off cleanly), with
+# a persistent /var on target/demo/var.img (made on the first run) and the demo's
+# first-boot config. From another terminal:
+#   target/x86_64-unknown-linux-gnu/release/keel ctl --socket target/demo/control.sock ps
+#   curl http://localhost:8080/
 demo: build
 	$(BIN)/keel-build run examples/demo/host.toml --out $(DEMO_DIR) \
-		--control-socket $(DEMO_DIR)/control.sock --hostfwd tcp:8080-:80
+		--control-socket $(DEMO_DIR)/control.sock --hostfwd tcp:8080-:80 \
+		--disk $(DEMO_DIR)/var.img --config examples/demo/config.ign
 
 bench-boot: build
 	$(CARGO) run --release -p keel-qemu-tests --bin keel-boot-bench -- examples/demo/host.toml 5

@@ -158,3 +158,57 @@ fn dhcp_uplink_masquerade_published_ports_isolation_and_input_policy() {
     guest.call(Command::Poweroff, Duration::from_secs(20)).unwrap();
     guest.wait_exit(Duration::from_secs(60));
 }
+
+/// Test 5: a reboot keeps every container's address. The second boot declares a new
+/// container that sorts (and so starts) first: without the allocations kept on /var,
+/// it would take the address the first container had.
+#[test]
+fn reboot_keeps_every_container_address() {
+    let name = "network-persist";
+    let dir = target_dir().join("qemu-tests").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("zeta.toml"), "image = \"/usr/share/keel/images/busybox\"\ncommand = [\"/bin/sleep\", \"3600\"]\nstop_timeout = \"1s\"\n").unwrap();
+    let host = "hostname = \"keel-ipam\"\nbusybox = \"/bin/busybox\"\n\n[kernel]\nmodules = [\"virtio_pci\", \"virtio_console\", \"virtio_net\", \"virtio_blk\", \"button\", \"evdev\"]\n\n[control]\nvirtio_serial = true\nshutdown_grace_secs = 2\n\n[[images]]\nname = \"busybox\"\nbusybox = \"/bin/busybox\"\n\n[[files]]\nsource = \"zeta.toml\"\npath = \"/etc/keel/containers/zeta.toml\"\n";
+    let image = build_image(name, host, env!("CARGO_BIN_EXE_keel-probe").as_ref());
+    let disk = dir.join(format!("var-{}.img", std::process::id()));
+    let _ = std::fs::remove_file(&disk);
+    keel_build::disk::VarDisk::default().create(&disk).expect("make the data disk");
+    let attached = |guest: &Guest| -> Vec<(String, String)> {
+        let detail = guest.call(Command::NetworkInspect { name: "keel0".into() }, Duration::from_secs(30)).unwrap();
+        let mut list: Vec<(String, String)> = detail["attached"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["container"].as_str().unwrap().to_string(), a["address"].as_str().unwrap().to_string()))
+            .collect();
+        list.sort();
+        list
+    };
+
+    let options = || BootOptions { disk: Some(disk.clone()), ..Default::default() };
+    let mut guest = Guest::boot(&image, "persist-1", options());
+    guest.wait_ready();
+    guest.wait_container("zeta", Duration::from_secs(60), |c| c.state == "running");
+    let first = attached(&guest);
+    assert_eq!(first, [("zeta".to_string(), "10.88.0.2".to_string())]);
+    // /etc is kept on the data disk: declare a container that sorts before zeta.
+    let declared = guest.exec(&["cp", "/etc/keel/containers/zeta.toml", "/etc/keel/containers/alpha.toml"]);
+    assert_eq!(declared.exit_code, 0, "{declared:?}");
+    guest.call(Command::Poweroff, Duration::from_secs(20)).unwrap();
+    guest.wait_exit(Duration::from_secs(60));
+
+    let mut guest = Guest::boot(&image, "persist-2", options());
+    guest.wait_ready();
+    for container in ["alpha", "zeta"] {
+        guest.wait_container(container, Duration::from_secs(60), |c| c.state == "running");
+    }
+    let second = attached(&guest);
+    assert_eq!(
+        second,
+        [("alpha".to_string(), "10.88.0.3".to_string()), ("zeta".to_string(), "10.88.0.2".to_string())],
+        "zeta's address moved across the reboot"
+    );
+    guest.call(Command::Poweroff, Duration::from_secs(20)).unwrap();
+    guest.wait_exit(Duration::from_secs(60));
+    let _ = std::fs::remove_file(&disk);
+}
