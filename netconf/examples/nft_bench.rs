@@ -16,6 +16,7 @@ fn state() -> FirewallState {
     FirewallState {
         uplink: Some("eth0".into()),
         container_subnets: vec![(Ipv4Addr::new(10, 88, 0, 0), 16)],
+        container_subnets6: Vec::new(),
         bridges: vec![BridgeRule {
             name: "keel0".into(),
             subnet: (Ipv4Addr::new(10, 88, 0, 0), 16),

@@ -3,9 +3,9 @@
 use crate::link::request_on_link;
 use crate::socket::{NetlinkError, RouteSocket};
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL};
-use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 /// One address of a link, as listed by [`list_addresses`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +51,15 @@ fn address_message(index: u32, address: IpAddr, prefix: u8) -> AddressMessage {
 /// sends it (IFA_LOCAL and IFA_ADDRESS both set; send it with NLM_F_CREATE | NLM_F_EXCL).
 pub fn add_address_message(index: u32, address: IpAddr, prefix: u8) -> RouteNetlinkMessage {
     RouteNetlinkMessage::NewAddress(address_message(index, address, prefix))
+}
+
+/// RTM_NEWADDR putting the IPv6 `address/prefix` on link `index` without duplicate
+/// address detection (IFA_F_NODAD in the header), so it is usable at once: exactly as
+/// `ip addr add ADDR/PREFIX dev X nodad` sends it (send it with NLM_F_CREATE | NLM_F_EXCL).
+pub fn add_address6_nodad_message(index: u32, address: Ipv6Addr, prefix: u8) -> RouteNetlinkMessage {
+    let mut message = address_message(index, address.into(), prefix);
+    message.header.flags = AddressHeaderFlags::Nodad;
+    RouteNetlinkMessage::NewAddress(message)
 }
 
 /// RTM_DELADDR removing `address/prefix` from link `index`, as `ip addr del` sends it.
@@ -127,6 +136,17 @@ mod tests {
              00 00 00 00 00 00 00 00 00 00 00 01 14 00 01 00 fd 00 00 00 00 00 00 00 00 00 00 00 00 00 00 01",
         );
         let message = add_address_message(2, Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 0, 1).into(), 64);
+        assert_eq!(encode_message(message, NLM_F_REQUEST | NLM_F_ACK | ADD_ADDRESS_FLAGS, 1), ip);
+    }
+
+    #[test]
+    fn add_v6_nodad_bytes_are_ips() {
+        // ip addr add fd00:88::1/64 dev v0 nodad (v0 = index 3), iproute2 6.1
+        let ip = ip_bytes(
+            "40 00 00 00 14 00 05 06 c9 bb 0c 6b 00 00 00 00 0a 40 02 00 03 00 00 00 14 00 02 00 fd 00 00 88
+             00 00 00 00 00 00 00 00 00 00 00 01 14 00 01 00 fd 00 00 88 00 00 00 00 00 00 00 00 00 00 00 01",
+        );
+        let message = add_address6_nodad_message(3, Ipv6Addr::new(0xfd00, 0x88, 0, 0, 0, 0, 0, 1), 64);
         assert_eq!(encode_message(message, NLM_F_REQUEST | NLM_F_ACK | ADD_ADDRESS_FLAGS, 1), ip);
     }
 

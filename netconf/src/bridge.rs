@@ -1,12 +1,12 @@
 //! Container bridges: created once, with the network's gateway address, and up.
 
-use crate::addr::{add_address_message, ADD_ADDRESS_FLAGS};
+use crate::addr::{add_address6_nodad_message, add_address_message, ADD_ADDRESS_FLAGS};
 use crate::link::{link_by_name, set_up_message};
 use crate::socket::{NetlinkError, Request, RouteSocket, EEXIST};
 use netlink_packet_core::{DefaultNla, NLM_F_CREATE, NLM_F_EXCL};
 use netlink_packet_route::link::{LinkAttribute, LinkInfo as InfoNla, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Header flags for creating a link: create it, fail with EEXIST when the name is taken.
 pub const CREATE_LINK_FLAGS: u16 = NLM_F_CREATE | NLM_F_EXCL;
@@ -31,6 +31,18 @@ pub fn create_bridge_message(name: &str) -> RouteNetlinkMessage {
 /// index. Idempotent: an existing bridge and an existing address are reused. A link
 /// called `name` that is not a bridge is an error (EEXIST naming its kind).
 pub fn ensure_bridge(name: &str, address: Ipv4Addr, prefix: u8) -> Result<u32, NetlinkError> {
+    ensure_bridge_dual(name, address, prefix, None)
+}
+
+/// [`ensure_bridge`], plus the IPv6 `address6` (address, prefix) when given, added without
+/// duplicate address detection (IFA_F_NODAD) so containers can use it as their gateway at
+/// once. An existing IPv6 address is reused too.
+pub fn ensure_bridge_dual(
+    name: &str,
+    address: Ipv4Addr,
+    prefix: u8,
+    address6: Option<(Ipv6Addr, u8)>,
+) -> Result<u32, NetlinkError> {
     let create = format!("create bridge {name}");
     let mut socket = RouteSocket::open(&create)?;
     match socket.request_flags(create_bridge_message(name), CREATE_LINK_FLAGS, &create) {
@@ -47,14 +59,19 @@ pub fn ensure_bridge(name: &str, address: Ipv4Addr, prefix: u8) -> Result<u32, N
             source: std::io::Error::from_raw_os_error(EEXIST),
         });
     }
-    let requests = vec![
-        Request::new(
-            add_address_message(link.index, address.into(), prefix),
+    let mut requests = vec![Request::new(
+        add_address_message(link.index, address.into(), prefix),
+        ADD_ADDRESS_FLAGS,
+        format!("add address {address}/{prefix} to {name}"),
+    )];
+    if let Some((address6, prefix6)) = address6 {
+        requests.push(Request::new(
+            add_address6_nodad_message(link.index, address6, prefix6),
             ADD_ADDRESS_FLAGS,
-            format!("add address {address}/{prefix} to {name}"),
-        ),
-        Request::new(set_up_message(link.index), 0, format!("set link {name} up")),
-    ];
+            format!("add address {address6}/{prefix6} to {name}"),
+        ));
+    }
+    requests.push(Request::new(set_up_message(link.index), 0, format!("set link {name} up")));
     for verdict in socket.batch(requests)? {
         match verdict {
             Err(e) if e.is_exists() => {}

@@ -1,5 +1,5 @@
-//! Routes: the default route (replace semantics), listing the main table, and IPv4
-//! forwarding.
+//! Routes: the IPv4 and IPv6 default routes (replace semantics), listing the main
+//! table, and IPv4/IPv6 forwarding.
 
 use crate::socket::{NetlinkError, RouteSocket};
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE};
@@ -7,7 +7,7 @@ use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 /// One route of the main table, as listed by [`list_routes`].
@@ -82,6 +82,24 @@ pub fn default_route_message(gateway: Ipv4Addr, oif: Option<u32>) -> RouteNetlin
     RouteNetlinkMessage::NewRoute(message)
 }
 
+/// RTM_NEWROUTE for the IPv6 `default via gateway [dev oif]` in the main table, exactly
+/// as `ip -6 route replace default via GW [dev X]` sends it: like the IPv4 one, plus the
+/// explicit RTA_DST `::` that ip adds for IPv6 (send it with NLM_F_CREATE | NLM_F_REPLACE).
+pub fn default_route6_message(gateway: Ipv6Addr, oif: Option<u32>) -> RouteNetlinkMessage {
+    let mut message = RouteMessage::default();
+    message.header.address_family = AddressFamily::Inet6;
+    message.header.table = RouteHeader::RT_TABLE_MAIN;
+    message.header.protocol = RouteProtocol::Boot;
+    message.header.scope = RouteScope::Universe;
+    message.header.kind = RouteType::Unicast;
+    message.attributes.push(RouteAttribute::Destination(RouteAddress::Inet6(Ipv6Addr::UNSPECIFIED)));
+    message.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet6(gateway)));
+    if let Some(index) = oif {
+        message.attributes.push(RouteAttribute::Oif(index));
+    }
+    RouteNetlinkMessage::NewRoute(message)
+}
+
 /// RTM_DELROUTE for the IPv4 default route of the main table, as `ip route del default`
 /// sends it (scope nowhere and type unspec match any default route).
 pub fn del_default_route_message() -> RouteNetlinkMessage {
@@ -114,6 +132,26 @@ pub fn add_default_route(gateway: Ipv4Addr, oif: Option<u32>) -> Result<(), Netl
             |link| format!("set default route via {gateway} on {link}"),
         ),
         None => socket.request_flags(default_route_message(gateway, None), DEFAULT_ROUTE_FLAGS, &what),
+    }
+}
+
+/// Set the IPv6 default route to `gateway` (through link `oif` when given), replacing
+/// any IPv6 default route already there.
+pub fn add_default_route6(gateway: Ipv6Addr, oif: Option<u32>) -> Result<(), NetlinkError> {
+    let what = match oif {
+        Some(index) => format!("set IPv6 default route via {gateway} on ifindex {index}"),
+        None => format!("set IPv6 default route via {gateway}"),
+    };
+    let mut socket = RouteSocket::open(&what)?;
+    match oif {
+        Some(index) => crate::link::request_on_link(
+            &mut socket,
+            default_route6_message(gateway, oif),
+            DEFAULT_ROUTE_FLAGS,
+            index,
+            |link| format!("set IPv6 default route via {gateway} on {link}"),
+        ),
+        None => socket.request_flags(default_route6_message(gateway, None), DEFAULT_ROUTE_FLAGS, &what),
     }
 }
 
@@ -159,6 +197,15 @@ pub fn set_ipv4_forwarding(on: bool) -> std::io::Result<()> {
     write_switch(Path::new(IP_FORWARD), on)
 }
 
+/// Where the kernel's IPv6 forwarding switch (for every interface) is.
+pub const IPV6_FORWARD: &str = "/proc/sys/net/ipv6/conf/all/forwarding";
+
+/// Turn IPv6 forwarding on or off in the caller's network namespace (a write to
+/// /proc/sys/net/ipv6/conf/all/forwarding); the error names the file.
+pub fn set_ipv6_forwarding(on: bool) -> std::io::Result<()> {
+    write_switch(Path::new(IPV6_FORWARD), on)
+}
+
 fn write_switch(path: &Path, on: bool) -> std::io::Result<()> {
     std::fs::write(path, if on { "1\n" } else { "0\n" })
         .map_err(|e| std::io::Error::new(e.kind(), format!("write {}: {e}", path.display())))
@@ -192,6 +239,23 @@ mod tests {
         );
         let message = default_route_message(Ipv4Addr::new(10, 88, 0, 1), None);
         assert_eq!(encode_message(message, NLM_F_REQUEST | NLM_F_ACK | DEFAULT_ROUTE_FLAGS, 1), ip);
+    }
+
+    #[test]
+    fn replace_default_route6_with_dev_bytes_are_ips() {
+        // ip -6 route replace default via fd00:88::2 dev v0 (v0 = index 3), iproute2 6.1
+        let ip = ip_bytes(
+            "4c 00 00 00 18 00 05 05 c9 bb 0c 6b 00 00 00 00 0a 00 00 00 fe 03 00 01 00 00 00 00 14 00 01 00
+             00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 14 00 05 00 fd 00 00 88 00 00 00 00 00 00 00 00
+             00 00 00 02 08 00 04 00 03 00 00 00",
+        );
+        let gateway = Ipv6Addr::new(0xfd00, 0x88, 0, 0, 0, 0, 0, 2);
+        let message = default_route6_message(gateway, Some(3));
+        assert_eq!(encode_message(message, NLM_F_REQUEST | NLM_F_ACK | DEFAULT_ROUTE_FLAGS, 1), ip);
+        let RouteNetlinkMessage::NewRoute(message) = default_route6_message(gateway, Some(3)) else { unreachable!() };
+        let info = RouteInfo::from_message(&message);
+        assert!(info.is_default());
+        assert_eq!(info.gateway, Some(IpAddr::V6(gateway)));
     }
 
     #[test]

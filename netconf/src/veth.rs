@@ -1,16 +1,16 @@
 //! Per-container veth pairs: the host side created on a bridge with its peer born inside
 //! the container's network namespace (one RTM_NEWLINK), and the container side
-//! configured from inside that namespace (lo, link, address, default route).
+//! configured from inside that namespace (lo, link, addresses, default routes).
 
-use crate::addr::{add_address_message, ADD_ADDRESS_FLAGS};
+use crate::addr::{add_address6_nodad_message, add_address_message, ADD_ADDRESS_FLAGS};
 use crate::bridge::{kind_nla, CREATE_LINK_FLAGS};
 use crate::link::{link_by_name, link_up_message, request_on_link};
-use crate::route::{default_route_message, DEFAULT_ROUTE_FLAGS};
+use crate::route::{default_route6_message, default_route_message, DEFAULT_ROUTE_FLAGS};
 use crate::socket::{NetlinkError, Request, RouteSocket, ENODEV};
 use netlink_packet_route::link::{InfoData, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as InfoNla, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// The network namespace a veth peer is created in.
@@ -101,6 +101,21 @@ pub fn configure_container_interface(
     gateway: Ipv4Addr,
     mtu: Option<u32>,
 ) -> Result<(), NetlinkError> {
+    configure_container_interface_dual(ifname, address, prefix, gateway, None, mtu)
+}
+
+/// [`configure_container_interface`], plus IPv6 when `ipv6` is `(address, prefix,
+/// gateway)`: the address without duplicate address detection (IFA_F_NODAD, usable at
+/// once) and the IPv6 default route via `gateway` on `ifname` (replacing any), in the
+/// same datagram after the IPv4 requests.
+pub fn configure_container_interface_dual(
+    ifname: &str,
+    address: Ipv4Addr,
+    prefix: u8,
+    gateway: Ipv4Addr,
+    ipv6: Option<(Ipv6Addr, u8, Ipv6Addr)>,
+    mtu: Option<u32>,
+) -> Result<(), NetlinkError> {
     let mut socket = RouteSocket::open(&format!("configure {ifname}"))?;
     let link = link_by_name(&mut socket, ifname)?.ok_or_else(|| NetlinkError::Kernel {
         what: format!("configure {ifname}: no link {ifname} in this network namespace"),
@@ -110,7 +125,7 @@ pub fn configure_container_interface(
         Some(mtu) => format!("set link {ifname} up with mtu {mtu}"),
         None => format!("set link {ifname} up"),
     };
-    let requests = vec![
+    let mut requests = vec![
         Request::new(link_up_message("lo"), 0, "set link lo up"),
         Request::new(up_with_mtu_message(link.index, mtu), 0, up),
         Request::new(
@@ -124,6 +139,18 @@ pub fn configure_container_interface(
             format!("set default route via {gateway} on {ifname}"),
         ),
     ];
+    if let Some((address6, prefix6, gateway6)) = ipv6 {
+        requests.push(Request::new(
+            add_address6_nodad_message(link.index, address6, prefix6),
+            ADD_ADDRESS_FLAGS,
+            format!("add address {address6}/{prefix6} to {ifname}"),
+        ));
+        requests.push(Request::new(
+            default_route6_message(gateway6, Some(link.index)),
+            DEFAULT_ROUTE_FLAGS,
+            format!("set IPv6 default route via {gateway6} on {ifname}"),
+        ));
+    }
     for verdict in socket.batch(requests)? {
         match verdict {
             Err(e) if e.is_exists() => {}

@@ -3,8 +3,8 @@
 //! `ip -j`, an independent tool, and with real traffic across the veth.
 
 use keel_netconf::{
-    add_address, add_default_route, configure_container_interface, create_veth_into_netns, del_address,
-    del_default_route, delete_link, ensure_bridge, first_ethernet, link_index, list_addresses, list_links,
+    add_address, add_default_route, configure_container_interface, configure_container_interface_dual,
+    create_veth_into_netns, del_address, del_default_route, delete_link, ensure_bridge, ensure_bridge_dual, first_ethernet, link_index, list_addresses, list_links,
     list_routes, set_mtu, NetnsRef,
 };
 use serde_json::Value;
@@ -134,6 +134,59 @@ fn veth_peer_is_born_in_the_container_netns_and_traffic_flows() {
     assert_eq!(routes.as_array().unwrap().len(), 1, "{routes}");
     assert_eq!((routes[0]["gateway"].as_str(), routes[0]["dev"].as_str()), (Some("10.88.0.1"), Some("eth0")));
     assert_eq!(answer.expect("answer from the bridge side"), b"pong");
+}
+
+#[test]
+fn dual_stack_bridge_and_container_reach_each_other_over_ipv6_at_once() {
+    let gateway6: Ipv6Addr = "fd00:88::1".parse().unwrap();
+    let address6: Ipv6Addr = "fd00:88::2".parse().unwrap();
+    let (netns_tx, netns_rx) = mpsc::channel::<std::fs::File>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let container = std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare");
+        netns_tx.send(std::fs::File::open("/proc/thread-self/ns/net").unwrap()).unwrap();
+        go_rx.recv().unwrap();
+        let ipv6 = Some((address6, 64, gateway6));
+        configure_container_interface_dual("eth0", v4(10, 88, 0, 2), 16, v4(10, 88, 0, 1), ipv6, None).expect("configure");
+        configure_container_interface_dual("eth0", v4(10, 88, 0, 2), 16, v4(10, 88, 0, 1), ipv6, None).expect("again");
+        let addrs = ip_json(&["-6", "addr", "show", "eth0"]);
+        let routes = ip_json(&["-6", "route", "show", "default"]);
+        // No DAD wait: the address is usable right away.
+        let socket = UdpSocket::bind((address6, 0)).expect("bind the new address at once");
+        socket.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        socket.send_to(b"ping6", (gateway6, 7777)).unwrap();
+        let mut buffer = [0u8; 16];
+        let answer = socket.recv(&mut buffer).map(|n| buffer[..n].to_vec());
+        (addrs, routes, answer)
+    });
+
+    in_new_netns(move || {
+        let bridge = ensure_bridge_dual("keel0", v4(10, 88, 0, 1), 16, Some((gateway6, 64))).unwrap();
+        assert_eq!(ensure_bridge_dual("keel0", v4(10, 88, 0, 1), 16, Some((gateway6, 64))).unwrap(), bridge);
+        let addrs = ip_json(&["-6", "addr", "show", "keel0"]);
+        let global: Vec<&Value> =
+            addrs[0]["addr_info"].as_array().unwrap().iter().filter(|a| a["scope"] == "global").collect();
+        assert_eq!(global.len(), 1, "{addrs}");
+        assert_eq!((global[0]["local"].as_str(), global[0]["prefixlen"].as_u64()), (Some("fd00:88::1"), Some(64)));
+        let netns = netns_rx.recv().unwrap();
+        create_veth_into_netns("vk6", bridge, "eth0", NetnsRef::Fd(netns.as_fd())).expect("create veth");
+        let server = UdpSocket::bind((gateway6, 7777)).expect("bind the bridge's address at once");
+        server.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        go_tx.send(()).unwrap();
+        let mut buffer = [0u8; 16];
+        let (n, from) = server.recv_from(&mut buffer).expect("datagram from the container");
+        assert_eq!(&buffer[..n], b"ping6");
+        assert_eq!(from.ip(), IpAddr::V6(address6));
+        server.send_to(b"pong6", from).unwrap();
+    });
+
+    let (addrs, routes, answer) = container.join().unwrap();
+    let global: Vec<&Value> = addrs[0]["addr_info"].as_array().unwrap().iter().filter(|a| a["scope"] == "global").collect();
+    assert_eq!(global.len(), 1, "{addrs}");
+    assert_eq!((global[0]["local"].as_str(), global[0]["prefixlen"].as_u64()), (Some("fd00:88::2"), Some(64)));
+    assert_eq!(routes.as_array().unwrap().len(), 1, "{routes}");
+    assert_eq!((routes[0]["gateway"].as_str(), routes[0]["dev"].as_str()), (Some("fd00:88::1"), Some("eth0")));
+    assert_eq!(answer.expect("answer from the bridge side"), b"pong6");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use keel_netconf::nft::{apply, remove, BridgeRule, FirewallState, Proto, Published};
 use serde_json::Value;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 
 /// Run `body` on a thread that first moves into a new network namespace.
@@ -64,6 +64,7 @@ fn sample() -> FirewallState {
             (Ipv4Addr::new(10, 88, 0, 0), 16),
             (Ipv4Addr::new(10, 89, 0, 0), 16),
         ],
+        container_subnets6: Vec::new(),
         bridges: vec![
             BridgeRule {
                 name: "keel0".into(),
@@ -184,6 +185,32 @@ fn applies_table_chains_maps_and_rules() {
         "{text}"
     );
     assert!(text.contains("tcp . 22"), "{text}");
+}
+
+#[test]
+fn ipv6_container_subnets_are_masqueraded_out_of_the_uplink() {
+    let mut state = sample();
+    state.container_subnets6 = vec![(Ipv6Addr::new(0xfd00, 0x88, 0, 0, 0, 0, 0, 0), 64)];
+    let (rules, text) = in_netns(move || {
+        apply(&state).expect("apply");
+        (ruleset(), nft(&["list", "table", "inet", "keel"]))
+    });
+    assert!(
+        text.contains("ip6 saddr fd00:88::/64 oifname \"eth0\" masquerade"),
+        "{text}"
+    );
+    // nft -j shows the rule as a match on ip6 saddr with a masquerade.
+    let ip6 = objects(&rules, "rule")
+        .into_iter()
+        .filter(|r| r["chain"] == "postrouting")
+        .find(|r| r.to_string().contains("\"ip6\"") && r.to_string().contains("fd00:88::"))
+        .unwrap_or_else(|| panic!("no ip6 masquerade rule in {rules:?}"));
+    let json = ip6.to_string();
+    assert!(json.contains("\"masquerade\""), "{json}");
+    assert!(json.contains("\"saddr\""), "{json}");
+    assert!(json.contains("\"len\":64"), "{json}");
+    // The IPv4 rules are still there.
+    assert!(text.contains("ip saddr 10.88.0.0/16 oifname \"eth0\" masquerade"), "{text}");
 }
 
 #[test]

@@ -212,3 +212,76 @@ fn reboot_keeps_every_container_address() {
     guest.wait_exit(Duration::from_secs(60));
     let _ = std::fs::remove_file(&disk);
 }
+
+/// IPv6 on a container network: `subnet6` gives the bridge fd00:88::1 and each container
+/// the IPv6 counterpart of its IPv4 address (same host number), a default IPv6 route and
+/// an /etc/hosts line; one container fetches a page from the other over IPv6.
+#[test]
+fn ipv6_subnet_containers_reach_each_other_over_ipv6() {
+    let name = "network-ipv6";
+    let dir = target_dir().join("qemu-tests").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("network.toml"),
+        "[[network]]\nname = \"keel0\"\nsubnet = \"10.88.0.0/16\"\nsubnet6 = \"fd00:88::/64\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("index.html"), "from-the-container-over-ipv6\n").unwrap();
+    let busybox = "image = \"/usr/share/keel/images/busybox\"\nstop_timeout = \"1s\"\n";
+    let declarations = [
+        ("web6", format!("{busybox}command = [\"/bin/httpd\", \"-f\", \"-p\", \"[::]:80\", \"-h\", \"/www\"]\n")),
+        ("client6", format!("{busybox}command = [\"/bin/sleep\", \"3600\"]\n")),
+    ];
+    let mut host = String::from(
+        "hostname = \"keel-net6\"\nbusybox = \"/bin/busybox\"\n\n[kernel]\nmodules = [\"virtio_pci\", \"virtio_console\", \"virtio_net\", \"button\", \"evdev\"]\n\n[control]\nvirtio_serial = true\nshutdown_grace_secs = 2\n\n[[images]]\nname = \"busybox\"\nbusybox = \"/bin/busybox\"\n\n[[files]]\nsource = \"network.toml\"\npath = \"/etc/keel/network.toml\"\n\n[[files]]\nsource = \"@PROBE@\"\npath = \"/usr/share/keel/images/busybox/usr/bin/keel-probe\"\nmode = 0o755\n\n[[files]]\nsource = \"index.html\"\npath = \"/usr/share/keel/images/busybox/www/index.html\"\n",
+    );
+    for (container, text) in &declarations {
+        std::fs::write(dir.join(format!("{container}.toml")), text).unwrap();
+        host.push_str(&format!("\n[[files]]\nsource = \"{container}.toml\"\npath = \"/etc/keel/containers/{container}.toml\"\n"));
+    }
+    let image = build_image(name, &host, env!("CARGO_BIN_EXE_keel-probe").as_ref());
+    let mut guest = Guest::boot(&image, name, BootOptions::default());
+    guest.wait_ready();
+    for container in ["web6", "client6"] {
+        guest.wait_container(container, Duration::from_secs(60), |c| c.state == "running");
+    }
+
+    // The network shows its IPv6 prefix and gateway, each container both addresses,
+    // the IPv6 one carrying the IPv4 host number.
+    let detail = guest.call(Command::NetworkInspect { name: "keel0".into() }, Duration::from_secs(30)).unwrap();
+    assert_eq!((detail["subnet6"].as_str(), detail["gateway6"].as_str()), (Some("fd00:88::/64"), Some("fd00:88::1")), "{detail}");
+    assert!(detail["bridge_addresses"].to_string().contains("fd00:88::1/64"), "{detail}");
+    let addresses = |container: &str| -> (String, String) {
+        let found = detail["attached"].as_array().and_then(|list| list.iter().find(|a| a["container"] == container));
+        let found = found.unwrap_or_else(|| guest.fail(&format!("{container} is not attached: {detail}")));
+        match (found["address"].as_str(), found["address6"].as_str()) {
+            (Some(v4), Some(v6)) => (v4.to_string(), v6.to_string()),
+            _ => guest.fail(&format!("{container} lacks an address: {detail}")),
+        }
+    };
+    let (web_v4, web_v6) = addresses("web6");
+    let host_number = web_v4.rsplit('.').next().unwrap();
+    assert_eq!(web_v6, format!("fd00:88::{:x}", host_number.parse::<u8>().unwrap()), "{detail}");
+
+    // Inside the container: the address, the default route via the bridge, /etc/hosts.
+    let ip6 = guest.exec_in(Some("client6"), &["cat", "/proc/net/if_inet6", "/proc/net/ipv6_route"]);
+    assert!(ip6.stdout.contains("fd000088000000000000000000000001"), "no IPv6 default route via fd00:88::1: {ip6:?}");
+    let (_, client_v6) = addresses("client6");
+    let hosts = guest.exec_in(Some("client6"), &["cat", "/etc/hosts"]);
+    assert!(hosts.stdout.contains(&format!("{client_v6}\t")), "{hosts:?}");
+
+    // client6 fetches web6's page over IPv6.
+    let target = format!("[{web_v6}]:80");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let out = guest.exec_in(Some("client6"), &["keel-probe", "fetch", &target, "5"]);
+        if out.exit_code == 0 || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(out.stdout, "from-the-container-over-ipv6\n", "client6 cannot reach web6 at {target}: {out:?}");
+
+    guest.call(Command::Poweroff, Duration::from_secs(20)).unwrap();
+    guest.wait_exit(Duration::from_secs(60));
+}

@@ -1,4 +1,7 @@
 //! Containers on keel networks: an address from IPAM, /etc/resolv.conf and /etc/hosts,
+//! on networks with `subnet6` also an IPv6 address derived from the IPv4 one (the same
+//! host number in `subnet6`: 10.88.0.5 → fd00:88::5, see `Network::address6_for`; no
+//! second allocation is kept) with an IPv6 default route via the bridge,
 //! published ports in the firewall, and a veth pair whose peer is born as `eth0` in
 //! the container's network namespace, configured from inside before the container's
 //! program runs. Teardown is the namespace dying with the container.
@@ -13,7 +16,7 @@ use keel_supervisor::runtime::{LaunchPlan, NoHooks, StartHooks};
 use keel_supervisor::spec::{ContainerName, ContainerSpec, NetworkMode};
 use log::warn;
 use nix::unistd::Pid;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// [`NetworkAttacher`] over the host's networks.
 pub struct ContainerNetworks {
@@ -33,6 +36,8 @@ struct Veth {
     address: Ipv4Addr,
     prefix: u8,
     gateway: Ipv4Addr,
+    /// IPv6 address, prefix and gateway, on networks with `subnet6`.
+    ipv6: Option<(Ipv6Addr, u8, Ipv6Addr)>,
 }
 
 impl StartHooks for Veth {
@@ -47,7 +52,7 @@ impl StartHooks for Veth {
     }
 
     fn in_child(&self) -> Result<(), String> {
-        keel_netconf::configure_container_interface("eth0", self.address, self.prefix, self.gateway, None)
+        keel_netconf::configure_container_interface_dual("eth0", self.address, self.prefix, self.gateway, self.ipv6, None)
             .map_err(|e| e.to_string())
     }
 }
@@ -65,8 +70,12 @@ impl StartHooks for LoopbackOnly {
 }
 
 /// The /etc/hosts of a container.
-fn hosts_file(name: &str, hostname: &str, address: Ipv4Addr) -> String {
-    format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{address}\t{hostname} {name}\n")
+fn hosts_file(name: &str, hostname: &str, address: Ipv4Addr, address6: Option<Ipv6Addr>) -> String {
+    let mut text = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{address}\t{hostname} {name}\n");
+    if let Some(address6) = address6 {
+        text.push_str(&format!("{address6}\t{hostname} {name}\n"));
+    }
+    text
 }
 
 impl NetworkAttacher for ContainerNetworks {
@@ -86,6 +95,15 @@ impl NetworkAttacher for ContainerNetworks {
         let container = spec.name.as_str();
         let ipam = host.ipam.as_mut().ok_or("network: IPAM is not available (see the boot log)")?;
         let address = ipam.allocate(&network, container).map_err(|e| format!("network {name}: {e}"))?;
+        let ipv6 = match (network.subnet6, network.gateway6()) {
+            (Some(subnet6), Some(gateway6)) => {
+                let address6 = network
+                    .address6_for(address)
+                    .ok_or_else(|| format!("network {name}: {address} has no IPv6 counterpart in {subnet6}"))?;
+                Some((address6, subnet6.prefix, gateway6))
+            }
+            _ => None,
+        };
         let published: Vec<Published> = ports
             .iter()
             .map(|p| Published {
@@ -110,7 +128,7 @@ impl NetworkAttacher for ContainerNetworks {
         let resolv = state.join("resolv.conf");
         let hosts = state.join("hosts");
         write_atomically(&resolv, host.resolv_conf.as_bytes()).map_err(|e| format!("{}: {e}", resolv.display()))?;
-        write_atomically(&hosts, hosts_file(container, &spec.hostname, address).as_bytes()).map_err(|e| format!("{}: {e}", hosts.display()))?;
+        write_atomically(&hosts, hosts_file(container, &spec.hostname, address, ipv6.map(|(a, _, _)| a)).as_bytes()).map_err(|e| format!("{}: {e}", hosts.display()))?;
         host.resolv_files.insert(container.to_string(), resolv.clone());
         plan.mounts.push(MountOp::Bind { source: resolv, target: "/etc/resolv.conf".into(), read_only: true });
         plan.mounts.push(MountOp::Bind { source: hosts, target: "/etc/hosts".into(), read_only: true });
@@ -122,7 +140,7 @@ impl NetworkAttacher for ContainerNetworks {
                 return Err(e);
             }
         }
-        Ok(Box::new(Veth { bridge: network.bridge.clone(), address, prefix: network.subnet.prefix, gateway: network.gateway }))
+        Ok(Box::new(Veth { bridge: network.bridge.clone(), address, prefix: network.subnet.prefix, gateway: network.gateway, ipv6 }))
     }
 
     fn detach(&mut self, name: &ContainerName) {

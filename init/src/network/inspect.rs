@@ -15,6 +15,12 @@ pub struct NetworkSummary {
     pub subnet: String,
     /// The bridge's address, the containers' gateway.
     pub gateway: String,
+    /// IPv6 subnet, when the network has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet6: Option<String>,
+    /// The bridge's IPv6 address (the first host of `subnet6`), the containers' IPv6 gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<String>,
     /// No route to other networks.
     pub isolated: bool,
     /// Containers attached now.
@@ -28,6 +34,9 @@ pub struct Attachment {
     pub container: String,
     /// Its address.
     pub address: String,
+    /// Its IPv6 address (derived from `address`), on networks with `subnet6`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address6: Option<String>,
     /// Ports it publishes, `[HOST_IP:]HOST_PORT -> ADDRESS:PORT/PROTO`.
     pub published: Vec<String>,
 }
@@ -60,6 +69,8 @@ pub fn list(host: &HostNetwork) -> Vec<NetworkSummary> {
             bridge: n.bridge.clone(),
             subnet: n.subnet.to_string(),
             gateway: n.gateway.to_string(),
+            subnet6: n.subnet6.map(|s| s.to_string()),
+            gateway6: n.gateway6().map(|g| g.to_string()),
             isolated: n.isolated,
             containers: host.attached.values().filter(|(net, _)| *net == n.name).count(),
         })
@@ -75,6 +86,7 @@ pub fn inspect(host: &HostNetwork, name: &str) -> Result<NetworkDetail, String> 
         .and_then(|l| keel_netconf::list_addresses(Some(l.index)).ok())
         .map(|list| list.iter().map(|a| format!("{}/{}", a.address, a.prefix)).collect())
         .unwrap_or_default();
+    let network = host.config.network(name);
     let attached = host
         .attached
         .iter()
@@ -82,6 +94,7 @@ pub fn inspect(host: &HostNetwork, name: &str) -> Result<NetworkDetail, String> 
         .map(|(container, (_, address))| Attachment {
             container: container.clone(),
             address: address.to_string(),
+            address6: network.and_then(|n| n.address6_for(*address)).map(|a| a.to_string()),
             published: host
                 .published
                 .get(container)

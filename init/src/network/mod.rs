@@ -86,6 +86,7 @@ impl HostNetwork {
         FirewallState {
             uplink: self.uplink.as_ref().map(|u| u.interface.clone()),
             container_subnets: self.config.networks.iter().map(|n| (n.subnet.addr, n.subnet.prefix)).collect(),
+            container_subnets6: self.config.networks.iter().filter_map(|n| n.subnet6).map(|s| (s.network(), s.prefix)).collect(),
             bridges: self
                 .config
                 .networks
@@ -162,7 +163,8 @@ pub fn load_config(path: &Path) -> (NetworkConfig, Option<String>) {
     }
 }
 
-/// Boot: forwarding on, every bridge up with its gateway address, then the firewall.
+/// Boot: forwarding on (IPv6 too when a network has `subnet6`), every bridge up with its
+/// gateway address (and IPv6 gateway: the first host of `subnet6`), then the firewall.
 /// Returns the problems (each step that failed), having done every step it could.
 pub fn bring_up_bridges(network: &HostNetwork) -> Vec<String> {
     let mut problems = Vec::new();
@@ -174,9 +176,21 @@ pub fn bring_up_bridges(network: &HostNetwork) -> Vec<String> {
     if let Err(e) = std::fs::write("/proc/sys/net/ipv4/conf/all/route_localnet", "1") {
         problems.push(format!("enable route_localnet: {e}"));
     }
+    if network.config.networks.iter().any(|n| n.subnet6.is_some()) {
+        if let Err(e) = keel_netconf::set_ipv6_forwarding(true) {
+            problems.push(format!("enable IPv6 forwarding: {e}"));
+        }
+    }
     for net in &network.config.networks {
-        match keel_netconf::ensure_bridge(&net.bridge, net.gateway, net.subnet.prefix) {
-            Ok(_) => info!("network {}: bridge {} at {}/{}", net.name, net.bridge, net.gateway, net.subnet.prefix),
+        let address6 = net.subnet6.and_then(|s| Some((net.gateway6()?, s.prefix)));
+        match keel_netconf::ensure_bridge_dual(&net.bridge, net.gateway, net.subnet.prefix, address6) {
+            Ok(_) => match address6 {
+                Some((gateway6, prefix6)) => info!(
+                    "network {}: bridge {} at {}/{} and {gateway6}/{prefix6}",
+                    net.name, net.bridge, net.gateway, net.subnet.prefix
+                ),
+                None => info!("network {}: bridge {} at {}/{}", net.name, net.bridge, net.gateway, net.subnet.prefix),
+            },
             Err(e) => problems.push(format!("network {}: {e}", net.name)),
         }
     }

@@ -23,7 +23,7 @@ mod validate;
 mod tests;
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 pub use cidr::{Ipv4Net, Ipv6Net};
 pub use ports::{check_ports, parse_port, PortMapping};
@@ -120,6 +120,24 @@ impl Network {
             gateway: Ipv4Addr::new(10, 88, 0, 1),
             isolated: false,
         }
+    }
+
+    /// The bridge's IPv6 address and the containers' IPv6 default route: the first host of
+    /// `subnet6` (`None` without `subnet6`).
+    pub fn gateway6(&self) -> Option<Ipv6Addr> {
+        self.subnet6?.nth_host(1)
+    }
+
+    /// A container's IPv6 address, derived from its IPv4 one so no second allocation is
+    /// kept: the host number of `v4` in `subnet` (10.88.0.5 in 10.88.0.0/16 is 5, 10.88.1.5
+    /// is 261) added to `subnet6` (fd00:88::/64 gives fd00:88::5 and fd00:88::105). `None`
+    /// without `subnet6`, or when `v4` is outside `subnet` or the number does not fit.
+    pub fn address6_for(&self, v4: Ipv4Addr) -> Option<Ipv6Addr> {
+        if !self.subnet.contains(v4) {
+            return None;
+        }
+        let host = u32::from(v4) - u32::from(self.subnet.network());
+        self.subnet6?.nth_host(u128::from(host))
     }
 }
 

@@ -299,3 +299,17 @@ fn check_ports_finds_unknown_networks_and_conflicts() {
     let errors = check_ports(&[entry("web", "keel0", &["80", "0.0.0.0:80:8080"])], &config);
     assert_eq!(errors, ["container web: host port 80/tcp on every address is published twice (80:80/tcp and 80:8080/tcp)"]);
 }
+
+#[test]
+fn ipv6_gateway_and_container_addresses_follow_the_ipv4_host_number() {
+    let mut network = Network::default_keel0();
+    assert_eq!((network.gateway6(), network.address6_for(Ipv4Addr::new(10, 88, 0, 5))), (None, None));
+    network.subnet6 = Some(Ipv6Net::parse("fd00:88::/64").unwrap());
+    assert_eq!(network.gateway6(), Some("fd00:88::1".parse().unwrap()));
+    assert_eq!(network.address6_for(Ipv4Addr::new(10, 88, 0, 5)), Some("fd00:88::5".parse().unwrap()));
+    assert_eq!(network.address6_for(Ipv4Addr::new(10, 88, 1, 5)), Some("fd00:88::105".parse().unwrap()));
+    assert_eq!(network.address6_for(Ipv4Addr::new(10, 89, 0, 5)), None);
+    network.subnet6 = Some(Ipv6Net::parse("fd00:88::/120").unwrap());
+    assert_eq!(network.address6_for(Ipv4Addr::new(10, 88, 0, 200)), Some("fd00:88::c8".parse().unwrap()));
+    assert_eq!(network.address6_for(Ipv4Addr::new(10, 88, 1, 5)), None);
+}

@@ -11,7 +11,8 @@
 //! - chain `prerouting` (nat, dstnat) and `output` (nat, -100): `fib daddr type local` then
 //!   DNAT through `published_host`, then through `published` — one rule each, not one per port.
 //! - chain `postrouting` (nat, srcnat): per container subnet `ip saddr S oifname UPLINK
-//!   masquerade` (or `oifname != @bridges` without an uplink); per bridge a hairpin rule
+//!   masquerade` (or `oifname != @bridges` without an uplink), and the same per container
+//!   IPv6 subnet (`ip6 saddr S oifname UPLINK masquerade`); per bridge a hairpin rule
 //!   (`oifname B ip saddr S ct status dnat masquerade`); `ip saddr 127.0.0.0/8 ct status dnat
 //!   masquerade` for the host reaching `127.0.0.1`-published ports (the caller must also set
 //!   `net.ipv4.conf.all.route_localnet = 1` for those).
@@ -30,7 +31,7 @@ mod ruleset;
 mod wire;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// The only table keel owns (family `inet`).
 pub const TABLE: &str = "keel";
@@ -73,6 +74,9 @@ pub struct FirewallState {
     pub uplink: Option<String>,
     /// Subnets masqueraded when leaving through the uplink (not towards each other).
     pub container_subnets: Vec<(Ipv4Addr, u8)>,
+    /// IPv6 subnets masqueraded when leaving through the uplink, like `container_subnets`
+    /// (`ip6 saddr S oifname UPLINK masquerade`); empty: no IPv6 rules at all.
+    pub container_subnets6: Vec<(Ipv6Addr, u8)>,
     /// The container bridges.
     pub bridges: Vec<BridgeRule>,
     /// Published ports.
@@ -136,17 +140,21 @@ pub fn validate(state: &FirewallState) -> Result<(), NftError> {
         }
         Ok(())
     };
-    let check_prefix = |field: String, prefix: u8| {
-        if prefix > 32 {
-            return invalid(field, format!("prefix length {prefix} is more than 32"));
+    let check_prefix_of = |field: String, prefix: u8, max: u8| {
+        if prefix > max {
+            return invalid(field, format!("prefix length {prefix} is more than {max}"));
         }
         Ok(())
     };
+    let check_prefix = |field: String, prefix: u8| check_prefix_of(field, prefix, 32);
     if let Some(uplink) = &state.uplink {
         check_name("uplink".into(), uplink)?;
     }
     for (i, (_, prefix)) in state.container_subnets.iter().enumerate() {
         check_prefix(format!("container_subnets[{i}]"), *prefix)?;
+    }
+    for (i, (_, prefix)) in state.container_subnets6.iter().enumerate() {
+        check_prefix_of(format!("container_subnets6[{i}]"), *prefix, 128)?;
     }
     for (i, bridge) in state.bridges.iter().enumerate() {
         check_name(format!("bridges[{i}].name"), &bridge.name)?;

@@ -6,7 +6,7 @@
 
 use super::wire::{self, base, ct, meta, Expr, Writer};
 use super::{FirewallState, Proto, TABLE};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Set ids: referenced by `NFTA_SET_ID` in the same batch (the names also work).
 const ID_PUBLISHED: u32 = 1;
@@ -281,13 +281,38 @@ fn nfproto_ipv4() -> [Expr; 2] {
 /// other prefixes load 4 bytes and mask them.
 fn ip_saddr(addr: Ipv4Addr, prefix: u8) -> Vec<Expr> {
     let mut exprs = nfproto_ipv4().to_vec();
-    let octets = addr.octets();
+    exprs.extend(prefix_match(12, &addr.octets(), prefix));
+    exprs
+}
+
+/// `ip6 saddr ADDR/PREFIX`, encoded like [`ip_saddr`] (source address at offset 8 of
+/// the IPv6 header; other prefixes load all 16 bytes and mask them).
+fn ip6_saddr(addr: Ipv6Addr, prefix: u8) -> Vec<Expr> {
+    let mut exprs = vec![
+        Expr::Meta {
+            key: meta::NFPROTO,
+            dreg: wire::REG_1,
+        },
+        Expr::Cmp {
+            sreg: wire::REG_1,
+            neq: false,
+            data: vec![wire::NFPROTO_IPV6],
+        },
+    ];
+    exprs.extend(prefix_match(8, &addr.octets(), prefix));
+    exprs
+}
+
+/// The network-header field at `offset` (an address of `octets.len()` bytes) matches
+/// `octets/prefix`: whole bytes compared directly, other prefixes loaded whole and masked.
+fn prefix_match(offset: u32, octets: &[u8], prefix: u8) -> Vec<Expr> {
+    let mut exprs = Vec::new();
     if prefix > 0 && prefix.is_multiple_of(8) {
-        let len = usize::from(prefix / 8);
+        let len = usize::from(prefix / 8).min(octets.len());
         exprs.push(Expr::Payload {
             dreg: wire::REG_1,
             base: base::NETWORK,
-            offset: 12,
+            offset,
             len: len as u32,
         });
         exprs.push(Expr::Cmp {
@@ -296,20 +321,22 @@ fn ip_saddr(addr: Ipv4Addr, prefix: u8) -> Vec<Expr> {
             data: octets[..len].to_vec(),
         });
     } else {
-        let mask = u32::MAX
-            .checked_shl(32 - u32::from(prefix))
-            .unwrap_or(0)
-            .to_be_bytes();
-        let network: Vec<u8> = octets.iter().zip(mask).map(|(a, m)| a & m).collect();
+        let mask: Vec<u8> = (0..octets.len())
+            .map(|i| {
+                let bits = u32::from(prefix).saturating_sub(8 * i as u32).min(8);
+                0xffu8.checked_shl(8 - bits).unwrap_or(0)
+            })
+            .collect();
+        let network: Vec<u8> = octets.iter().zip(&mask).map(|(a, m)| a & m).collect();
         exprs.push(Expr::Payload {
             dreg: wire::REG_1,
             base: base::NETWORK,
-            offset: 12,
-            len: 4,
+            offset,
+            len: octets.len() as u32,
         });
         exprs.push(Expr::Bitwise {
             reg: wire::REG_1,
-            mask: mask.to_vec(),
+            mask,
         });
         exprs.push(Expr::Cmp {
             sreg: wire::REG_1,
@@ -462,6 +489,35 @@ pub fn rules(state: &FirewallState) -> Vec<Rule> {
                     inverted: true,
                 });
                 format!("ip saddr {addr}/{prefix} oifname != @bridges masquerade")
+            }
+        };
+        exprs.push(Expr::Masq);
+        rules.push(Rule {
+            chain: "postrouting",
+            text,
+            exprs,
+        });
+    }
+    for (addr, prefix) in &state.container_subnets6 {
+        let mut exprs = ip6_saddr(*addr, *prefix);
+        let text = match &state.uplink {
+            Some(uplink) => {
+                exprs.extend(ifname_is(meta::OIFNAME, uplink));
+                format!("ip6 saddr {addr}/{prefix} oifname \"{uplink}\" masquerade")
+            }
+            None => {
+                exprs.push(Expr::Meta {
+                    key: meta::OIFNAME,
+                    dreg: wire::REG_1,
+                });
+                exprs.push(Expr::Lookup {
+                    sreg: wire::REG_1,
+                    dreg: None,
+                    set: "bridges".into(),
+                    set_id: ID_BRIDGES,
+                    inverted: true,
+                });
+                format!("ip6 saddr {addr}/{prefix} oifname != @bridges masquerade")
             }
         };
         exprs.push(Expr::Masq);

@@ -10,6 +10,7 @@ fn state_a() -> FirewallState {
             (Ipv4Addr::new(10, 88, 0, 0), 16),
             (Ipv4Addr::new(10, 89, 0, 0), 16),
         ],
+        container_subnets6: Vec::new(),
         bridges: vec![
             BridgeRule {
                 name: "keel0".into(),
@@ -54,6 +55,7 @@ fn state_b() -> FirewallState {
     FirewallState {
         uplink: Some("eth0".into()),
         container_subnets: vec![(Ipv4Addr::new(172, 20, 16, 0), 20)],
+        container_subnets6: Vec::new(),
         bridges: vec![BridgeRule {
             name: "br-a".into(),
             subnet: (Ipv4Addr::new(172, 20, 16, 0), 20),
@@ -260,4 +262,26 @@ fn verdict_reports_the_first_failing_message_by_name() {
     );
     let all_ok: Vec<(u32, i32)> = batch.messages.iter().map(|(s, _)| (*s, 0)).collect();
     assert!(verdict(&batch, &all_ok).is_ok());
+}
+
+#[test]
+fn ipv6_subnets_get_a_masquerade_rule_each() {
+    let mut state = state_b();
+    state.container_subnets6 = vec![
+        (Ipv6Addr::new(0xfd00, 0x88, 0, 0, 0, 0, 0, 0), 64),
+        (Ipv6Addr::new(0xfd00, 0x89, 0, 0, 0, 0, 0, 0), 60),
+    ];
+    let batch = build(&state, 1);
+    let rules: Vec<&str> = batch.messages.iter().map(|(_, w)| w.as_str()).filter(|w| w.contains("ip6 saddr")).collect();
+    assert_eq!(rules.len(), 2, "{:?}", batch.messages);
+    assert!(rules[0].ends_with("(ip6 saddr fd00:88::/64 oifname \"eth0\" masquerade)"), "{rules:?}");
+    assert!(rules[1].ends_with("(ip6 saddr fd00:89::/60 oifname \"eth0\" masquerade)"), "{rules:?}");
+    // The /64 compares the first 8 bytes of the source address directly.
+    assert!(batch.bytes.windows(8).any(|w| w == [0xfd, 0, 0, 0x88, 0, 0, 0, 0]));
+    // Without IPv6 subnets nothing changes (the captured batches stay byte-exact).
+    state.container_subnets6.clear();
+    assert_eq!(build(&state, 1).bytes, build(&state_b(), 1).bytes);
+    state.container_subnets6 = vec![(Ipv6Addr::UNSPECIFIED, 129)];
+    let message = validate(&state).unwrap_err().to_string();
+    assert!(message.contains("container_subnets6[0]: prefix length 129 is more than 128"), "{message}");
 }

@@ -39,6 +39,8 @@ const F_NESTED: u16 = 0x8000;
 pub const NFPROTO_INET: u8 = 1;
 /// `NFPROTO_IPV4`.
 pub const NFPROTO_IPV4: u8 = 2;
+/// `NFPROTO_IPV6`.
+pub const NFPROTO_IPV6: u8 = 10;
 
 /// Registers: `NFT_REG_VERDICT`, `NFT_REG_1` (16 bytes) and the 32-bit registers 8.. .
 pub const REG_VERDICT: u32 = 0;
