@@ -123,10 +123,19 @@ fn run_steps(boot: &mut Boot) {
     });
     boot.step("modules", false, load_modules);
     boot.step("storage", false, mount_var);
-    boot.step("firstboot", false, run_firstboot);
-    boot.step("hostname", false, set_hostname);
+    // An http or metadata source needs the uplink: first boot then runs after the
+    // network step (and a network.toml it writes applies from the next boot on).
+    let late_firstboot = boot.options.firstboot_needs_network();
+    if !late_firstboot {
+        boot.step("firstboot", false, run_firstboot);
+        boot.step("hostname", false, set_hostname);
+    }
     boot.step("loopback", false, |_| keel_netconf::set_link_up("lo").map_err(|e| e.to_string()));
     boot.step("network", false, bring_up_network);
+    if late_firstboot {
+        boot.step("firstboot", false, run_firstboot);
+        boot.step("hostname", false, set_hostname);
+    }
     boot.step("control", true, open_control_socket);
     if let Some(port) = boot.settings.control_port.clone() {
         boot.step("control-port", false, |b| open_control_port(b, &port));
@@ -139,13 +148,21 @@ fn run_steps(boot: &mut Boot) {
     }
 }
 
-/// First boot: fetch, validate and apply the Ignition-style config, once.
+/// First boot: fetch, validate and apply the Ignition-style config, once. Between the
+/// attempts of an http fetch the uplink's DHCP client is driven here (the event loop
+/// does not run yet), so the fetch succeeds as soon as the lease is bound.
 fn run_firstboot(boot: &mut Boot) -> Result<(), String> {
     use crate::firstboot::run;
     if !crate::storage::var_is_persistent() {
         info!("/var is not persistent: every boot is a first boot");
     }
-    let status = run::run(Path::new("/"), Path::new(run::MARKER), boot.options.force_firstboot, boot.options.config_url.as_deref());
+    let options = &boot.options;
+    let sources = run::Sources { url: options.config_url.as_deref(), platform: options.platform, metadata_url: options.metadata_url.as_deref() };
+    let timeout = Duration::from_secs(options.config_timeout_secs.unwrap_or(cmdline::DEFAULT_CONFIG_TIMEOUT_SECS));
+    let event_loop = &mut boot.event_loop;
+    let mut fetcher = run::Fetcher::new(timeout, |wait| event_loop.pump_uplink(wait));
+    let status = run::run(Path::new("/"), Path::new(run::MARKER), options.force_firstboot, &sources, &mut fetcher);
+    drop(fetcher);
     run::write_report(&status);
     let result = match status.state.as_str() {
         "skipped" => {
@@ -153,7 +170,7 @@ fn run_firstboot(boot: &mut Boot) -> Result<(), String> {
             Ok(())
         }
         "no-config" => {
-            info!("firstboot: no config found (fw_cfg, keel.config.url): nothing to apply");
+            info!("firstboot: no config found (fw_cfg, keel.config.url, keel.platform): nothing to apply");
             Ok(())
         }
         "applied" => {

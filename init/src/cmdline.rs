@@ -19,8 +19,39 @@ pub struct BootOptions {
     pub panic_in_step: Option<String>,
     /// `keel.firstboot`: run the first-boot config even though /var has its marker.
     pub force_firstboot: bool,
-    /// `keel.config.url=URL`: where the first-boot config is (data: URLs for now).
+    /// `keel.config.url=URL`: where the first-boot config is (`data:` or `http://`).
     pub config_url: Option<String>,
+    /// `keel.config.timeout=SECS`: how long first boot retries an http source while the
+    /// network comes up (default [`DEFAULT_CONFIG_TIMEOUT_SECS`]).
+    pub config_timeout_secs: Option<u64>,
+    /// `keel.platform=aws|gcp|openstack`: read the first-boot config from that cloud's
+    /// metadata service (user data) when fw_cfg and `keel.config.url` give none.
+    pub platform: Option<Platform>,
+    /// `keel.metadata.url=http://IP:PORT`: a test and operations knob replacing the
+    /// metadata service's base address (`http://169.254.169.254`, or
+    /// `http://metadata.google.internal` on GCP).
+    pub metadata_url: Option<String>,
+}
+
+/// The default of `keel.config.timeout`.
+pub const DEFAULT_CONFIG_TIMEOUT_SECS: u64 = 60;
+
+/// A cloud whose metadata service can hold the first-boot config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    /// Amazon EC2 (IMDSv2).
+    Aws,
+    /// Google Compute Engine.
+    Gcp,
+    /// OpenStack (the metadata service, not the config drive).
+    Openstack,
+}
+
+impl BootOptions {
+    /// Whether the first-boot config may need the network: an http URL or a platform.
+    pub fn firstboot_needs_network(&self) -> bool {
+        self.platform.is_some() || self.config_url.as_deref().is_some_and(|u| u.starts_with("http://") || u.starts_with("https://"))
+    }
 }
 
 /// A `keel.*` option that could not be used, with the reason.
@@ -46,7 +77,7 @@ pub enum OptionError {
     },
 }
 
-const KNOWN: &str = "keel.debug, keel.modules, keel.shutdown_grace, keel.firstboot, keel.config.url, keel.test.panic";
+const KNOWN: &str = "keel.debug, keel.modules, keel.shutdown_grace, keel.firstboot, keel.config.url, keel.config.timeout, keel.platform, keel.metadata.url, keel.test.panic";
 
 /// Split a command line into words; double quotes group words as the kernel does.
 pub fn split_words(cmdline: &str) -> Vec<String> {
@@ -109,7 +140,23 @@ fn apply(options: &mut BootOptions, name: &str, value: Option<String>) -> Result
         ("keel.firstboot", None) => options.force_firstboot = true,
         ("keel.firstboot", Some(v)) => options.force_firstboot = parse_bool(&v).ok_or_else(|| bad(&v, "expected 0, 1, yes, no, true or false"))?,
         ("keel.config.url", Some(v)) if !v.is_empty() => options.config_url = Some(v),
-        ("keel.modules" | "keel.shutdown_grace" | "keel.test.panic" | "keel.config.url", _) => return Err(bad("", "needs a value")),
+        ("keel.config.timeout", Some(v)) => {
+            let secs = v.parse::<u64>().ok().filter(|s| (1..=3600).contains(s));
+            options.config_timeout_secs = Some(secs.ok_or_else(|| bad(&v, "expected whole seconds, 1 to 3600"))?);
+        }
+        ("keel.platform", Some(v)) => {
+            options.platform = Some(match v.as_str() {
+                "aws" => Platform::Aws,
+                "gcp" => Platform::Gcp,
+                "openstack" => Platform::Openstack,
+                _ => return Err(bad(&v, "expected aws, gcp or openstack")),
+            })
+        }
+        ("keel.metadata.url", Some(v)) if v.starts_with("http://") => options.metadata_url = Some(v.trim_end_matches('/').to_string()),
+        ("keel.metadata.url", Some(v)) => return Err(bad(&v, "expected http://IP:PORT")),
+        ("keel.modules" | "keel.shutdown_grace" | "keel.test.panic" | "keel.config.url" | "keel.config.timeout" | "keel.platform", _) => {
+            return Err(bad("", "needs a value"))
+        }
         _ => return Err(OptionError::Unknown { name: name.into(), known: KNOWN }),
     }
     Ok(())
@@ -161,6 +208,20 @@ mod tests {
             })
             .collect();
         assert_eq!(names, ["keel.shutdown_grace", "keel.modules", "keel.test.panic"]);
+    }
+
+    #[test]
+    fn firstboot_sources_are_read() {
+        let (options, problems) =
+            parse("keel.config.url=http://10.0.2.2:8000/c.ign keel.config.timeout=30 keel.platform=aws keel.metadata.url=http://10.0.2.2:9000/");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(options.config_timeout_secs, Some(30));
+        assert_eq!(options.platform, Some(Platform::Aws));
+        assert_eq!(options.metadata_url.as_deref(), Some("http://10.0.2.2:9000"));
+        assert!(options.firstboot_needs_network());
+        let (options, problems) = parse("keel.config.url=data:,x keel.config.timeout=0 keel.platform=azure keel.metadata.url=ftp://x");
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert!(!options.firstboot_needs_network());
     }
 
     #[test]

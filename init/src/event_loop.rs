@@ -139,6 +139,33 @@ impl EventLoop {
         self.uplink = Some(uplink);
     }
 
+    /// During boot, before the loop runs: drive only the uplink's DHCP client for
+    /// `duration` (sleep when there is none). First boot waits this way between the
+    /// attempts of an http fetch, so the lease can arrive while it waits.
+    pub fn pump_uplink(&mut self, duration: Duration) {
+        let end = Instant::now() + duration;
+        loop {
+            let now = Instant::now();
+            if now >= end {
+                return;
+            }
+            let Some(uplink) = self.uplink.as_mut() else {
+                std::thread::sleep(end - now);
+                return;
+            };
+            let until = uplink.next_deadline().map_or(end, |at| at.min(end));
+            let timeout = PollTimeout::try_from(until.saturating_duration_since(now) + Duration::from_millis(1)).unwrap_or(PollTimeout::MAX);
+            let readable = {
+                let mut fds = [PollFd::new(uplink.fd(), PollFlags::POLLIN)];
+                poll(&mut fds, timeout).is_ok_and(|n| n > 0)
+            };
+            if readable {
+                uplink.on_readable(Instant::now());
+            }
+            uplink.on_timer(Instant::now());
+        }
+    }
+
     /// Answer network commands about these networks.
     pub fn set_network(&mut self, network: crate::network::Shared) {
         self.network = Some(network);

@@ -1,9 +1,14 @@
 //! First-boot tests: an Ignition config passed by QEMU fw_cfg, applied once on a host
-//! with a persistent /var; and an invalid config refused whole.
+//! with a persistent /var; an invalid config refused whole; configs and files served
+//! over http by the test (QEMU user networking maps 10.0.2.2 to the host's 127.0.0.1);
+//! and an AWS-style metadata service with an IMDSv2 token.
 
 use keel_qemu_tests::{build_image, target_dir, BootOptions, Guest, TestImage};
 use keel_supervisor::control::Command;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const HOST: &str = r#"
@@ -11,7 +16,7 @@ hostname = "keel-fb"
 busybox = "/bin/busybox"
 
 [kernel]
-modules = ["virtio_pci", "virtio_console", "virtio_blk", "qemu_fw_cfg", "button", "evdev"]
+modules = ["virtio_pci", "virtio_console", "virtio_blk", "virtio_net", "qemu_fw_cfg", "button", "evdev"]
 
 [control]
 virtio_serial = true
@@ -154,5 +159,103 @@ fn invalid_config_is_refused_whole() {
     assert!(report.stdout.contains("\"failed\""), "{report:?}");
     let ps = guest.call(Command::Ps, Duration::from_secs(10));
     assert!(ps.is_err() || ps.as_ref().is_ok_and(|v| v.as_array().is_some_and(|a| a.is_empty())), "containers: {ps:?}");
+    power_off(guest);
+}
+
+/// One request as the test server saw it: method, path and the header lines.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    headers: Vec<String>,
+}
+
+/// An http server on 127.0.0.1 (10.0.2.2 in the guest), answering every connection
+/// with `answer(port, request) -> (status, body)`; returns the port and the requests seen.
+fn serve(answer: impl Fn(u16, &Seen) -> (u16, String) + Send + 'static) -> (u16, Arc<Mutex<Vec<Seen>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the test http server");
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut first = String::new();
+            if reader.read_line(&mut first).is_err() {
+                continue;
+            }
+            let mut headers = Vec::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                headers.push(line.trim_end().to_string());
+            }
+            let mut words = first.split_whitespace();
+            let request = Seen {
+                method: words.next().unwrap_or("").to_string(),
+                path: words.next().unwrap_or("").to_string(),
+                headers,
+            };
+            let (status, body) = answer(port, &request);
+            log.lock().unwrap().push(request);
+            let _ = write!(stream, "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    (port, seen)
+}
+
+fn boot_with(name: &str, cmdline: String) -> Guest {
+    let mut guest = Guest::boot(image(), name, BootOptions { extra_cmdline: cmdline, ..Default::default() });
+    guest.wait_ready();
+    guest
+}
+
+/// Test 4: `keel.config.url=http://…` with a file whose source is http too: applied;
+/// and a file source with a wrong sha512: refused with "mismatch", nothing written.
+#[test]
+fn http_config_and_http_files() {
+    let (port, seen) = serve(|port, request| match request.path.as_str() {
+        "/config.ign" => (200, format!(r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"files":[{{"path":"/etc/from-http","contents":{{"source":"http://10.0.2.2:{port}/blob"}}}}]}}}}"#)),
+        "/bad.ign" => (200, format!(r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"files":[{{"path":"/etc/ok","contents":{{"source":"data:,fine"}}}},{{"path":"/etc/bad","contents":{{"source":"http://10.0.2.2:{port}/blob","verification":{{"hash":"sha512-{}"}}}}}}]}}}}"#, "0".repeat(128))),
+        "/blob" => (200, "from the host\n".to_string()),
+        _ => (404, String::new()),
+    });
+    let guest = boot_with("http", format!("keel.config.url=http://10.0.2.2:{port}/config.ign keel.config.timeout=60"));
+    let status = firstboot(&guest);
+    assert_eq!(status["state"], "applied", "{status}; requests: {:?}", seen.lock().unwrap());
+    let file = guest.exec(&["cat", "/etc/from-http"]);
+    assert_eq!(file.stdout, "from the host\n", "{file:?}");
+    power_off(guest);
+
+    let guest = boot_with("http-bad-hash", format!("keel.config.url=http://10.0.2.2:{port}/bad.ign"));
+    let status = firstboot(&guest);
+    assert_eq!(status["state"], "failed", "{status}");
+    assert!(status["problems"].to_string().contains("mismatch"), "{status}");
+    let written = guest.exec(&["sh", "-c", "ls /etc/ok /etc/bad /var/lib/keel/firstboot.done 2>&1 | grep -c 'No such file'"]);
+    assert_eq!(written.stdout.trim(), "3", "something was written: {written:?}");
+    power_off(guest);
+}
+
+/// Test 6: `keel.platform=aws` reads the user data with an IMDSv2 token.
+#[test]
+fn aws_metadata_config_is_applied() {
+    let (port, seen) = serve(|_, request| match (request.method.as_str(), request.path.as_str()) {
+        ("PUT", "/latest/api/token") if request.headers.iter().any(|h| h == "X-aws-ec2-metadata-token-ttl-seconds: 21600") => {
+            (200, "test-token".to_string())
+        }
+        ("GET", "/latest/user-data") if request.headers.iter().any(|h| h == "X-aws-ec2-metadata-token: test-token") => {
+            (200, r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/from-aws","contents":{"source":"data:,aws"}}]}}"#.to_string())
+        }
+        ("GET", "/latest/user-data") => (401, String::new()),
+        _ => (404, String::new()),
+    });
+    let guest = boot_with("aws", format!("keel.platform=aws keel.metadata.url=http://10.0.2.2:{port}"));
+    let status = firstboot(&guest);
+    assert_eq!(status["state"], "applied", "{status}; requests: {:?}", seen.lock().unwrap());
+    let file = guest.exec(&["cat", "/etc/from-aws"]);
+    assert_eq!(file.stdout, "aws", "{file:?}");
     power_off(guest);
 }

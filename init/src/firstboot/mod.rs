@@ -7,4 +7,5 @@
 
 pub mod apply;
 pub mod config;
+pub mod fetch;
 pub mod run;

@@ -1,13 +1,18 @@
 //! The first-boot step as PID 1 runs it: decide whether this is a first boot, fetch
-//! the config (QEMU fw_cfg, then `keel.config.url=`), validate all of it, fetch and
+//! the config (QEMU fw_cfg, then `keel.config.url=`, then the cloud metadata service
+//! of `keel.platform=`), validate all of it, fetch and
 //! check every resource, and only then apply the plan (which writes the marker last).
 //! Every outcome is reported on the console, in /run/keel/firstboot.json and over
 //! `keelctl firstboot`.
 
 use super::apply::{self, HashAlg, PlannedDir, PlannedFile, PlannedGroup, PlannedLink, PlannedUser, WritePlan};
 use super::config::{self, Compression, Config, HashAlgorithm, Problem, Report, Resource, Severity};
+use super::fetch;
+use crate::cmdline::Platform;
 use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
 use std::path::Path;
+use std::time::Duration;
 
 /// Written last by a successful first boot, on the persistent /var.
 pub const MARKER: &str = "/var/lib/keel/firstboot.done";
@@ -82,15 +87,120 @@ pub fn is_first_boot(marker: &Path, forced: bool) -> bool {
     forced || !marker.exists()
 }
 
-/// Where the config is, in the order keel looks: fw_cfg, then `keel.config.url=`.
-/// `Ok(None)`: no config anywhere, which is an empty config.
-pub fn fetch_config(url: Option<&str>) -> Result<Option<(Vec<u8>, String)>, String> {
+/// Where first boot looks for its config, besides QEMU fw_cfg (from the command line).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sources<'a> {
+    /// `keel.config.url=`: a `data:` or `http://` URL.
+    pub url: Option<&'a str>,
+    /// `keel.platform=`: the cloud whose metadata service holds the user data.
+    pub platform: Option<Platform>,
+    /// `keel.metadata.url=`: the metadata service's base address, for tests and operations.
+    pub metadata_url: Option<&'a str>,
+}
+
+/// Fetches source URLs: `data:` at once, `http://` retried for up to `timeout` while
+/// the network comes up, calling `wait` between attempts (PID 1 drives the uplink's
+/// DHCP client there; tests and tools just sleep).
+pub struct Fetcher<'a> {
+    timeout: Duration,
+    wait: Box<dyn FnMut(Duration) + 'a>,
+}
+
+impl Default for Fetcher<'_> {
+    fn default() -> Self {
+        Fetcher::new(Duration::from_secs(crate::cmdline::DEFAULT_CONFIG_TIMEOUT_SECS), std::thread::sleep)
+    }
+}
+
+impl<'a> Fetcher<'a> {
+    /// A fetcher retrying each http source for up to `timeout`, calling `wait` between tries.
+    pub fn new(timeout: Duration, wait: impl FnMut(Duration) + 'a) -> Self {
+        Fetcher { timeout, wait: Box::new(wait) }
+    }
+
+    /// The bytes behind a source URL: `data:` or `http://` (a 404 is an error here).
+    /// `https://` is refused: keel has no TLS (see [`fetch::https_refused`]).
+    pub fn fetch_url(&mut self, url: &str) -> Result<Vec<u8>, String> {
+        if url.starts_with("data:") {
+            config::decode_data_url(url)
+        } else if url.starts_with("https://") {
+            Err(fetch::https_refused(&abbreviate(url)))
+        } else if url.starts_with("http://") {
+            match self.http("GET", url, &[], None)? {
+                fetch::Fetched::Found(response) => Ok(response.body),
+                fetch::Fetched::NotFound => Err(format!("{}: HTTP 404 Not Found", abbreviate(url))),
+            }
+        } else {
+            Err(format!("{}: unsupported URL scheme", abbreviate(url)))
+        }
+    }
+
+    /// One http request with retries; `fallback` is used when the host name does not resolve.
+    fn http(&mut self, method: &str, url: &str, headers: &[(&str, &str)], fallback: Option<IpAddr>) -> Result<fetch::Fetched, String> {
+        let mut parsed = fetch::parse_url(url)?;
+        parsed.fallback = fallback;
+        fetch::fetch(method, &parsed, &abbreviate(url), headers, self.timeout, &mut *self.wait)
+    }
+
+    /// The user data of `platform`'s metadata service under `base` (None: its default
+    /// address). `Ok(None)`: the service has no user data (404), which is no config.
+    pub fn metadata(&mut self, platform: Platform, base: Option<&str>) -> Result<Option<(Vec<u8>, String)>, String> {
+        const LINK_LOCAL: &str = "http://169.254.169.254";
+        let found = |fetched: fetch::Fetched, url: String| match fetched {
+            fetch::Fetched::Found(response) => Some((response.body, url)),
+            fetch::Fetched::NotFound => None,
+        };
+        match platform {
+            Platform::Aws => {
+                let base = base.unwrap_or(LINK_LOCAL);
+                let token_url = format!("{base}/latest/api/token");
+                let token = match self.http("PUT", &token_url, &[("X-aws-ec2-metadata-token-ttl-seconds", "21600")], None)? {
+                    fetch::Fetched::Found(response) => String::from_utf8(response.body).map_err(|_| format!("{token_url}: the token is not text"))?,
+                    fetch::Fetched::NotFound => return Err(format!("{token_url}: HTTP 404 Not Found (no IMDSv2 token service)")),
+                };
+                let url = format!("{base}/latest/user-data");
+                let fetched = self.http("GET", &url, &[("X-aws-ec2-metadata-token", token.trim())], None)?;
+                Ok(found(fetched, url))
+            }
+            Platform::Gcp => {
+                let fallback = base.is_none().then_some(IpAddr::from([169, 254, 169, 254]));
+                let url = format!("{}/computeMetadata/v1/instance/attributes/user-data", base.unwrap_or("http://metadata.google.internal"));
+                let fetched = self.http("GET", &url, &[("Metadata-Flavor", "Google")], fallback)?;
+                Ok(found(fetched, url))
+            }
+            Platform::Openstack => {
+                let url = format!("{}/openstack/latest/user_data", base.unwrap_or(LINK_LOCAL));
+                let fetched = self.http("GET", &url, &[], None)?;
+                Ok(found(fetched, url))
+            }
+        }
+    }
+}
+
+/// Where the config is, in the order keel looks: fw_cfg, then `keel.config.url=`, then
+/// the metadata service of `keel.platform=`. `Ok(None)`: no config anywhere (including
+/// a metadata service without user data), which is an empty config.
+pub fn fetch_config(sources: &Sources, fetcher: &mut Fetcher) -> Result<Option<(Vec<u8>, String)>, String> {
     if let Some(bytes) = crate::fwcfg::read_config()? {
         return Ok(Some((bytes, "QEMU fw_cfg opt/com.coreos/config".into())));
     }
-    match url {
-        Some(url) => fetch_url(url).map(|bytes| Some((bytes, format!("keel.config.url={}", abbreviate(url))))),
+    if let Some(url) = sources.url {
+        return fetcher.fetch_url(url).map(|bytes| Some((bytes, format!("keel.config.url={}", abbreviate(url)))));
+    }
+    match sources.platform {
+        Some(platform) => {
+            let found = fetcher.metadata(platform, sources.metadata_url)?;
+            Ok(found.map(|(bytes, url)| (bytes, format!("{} metadata {}", platform_name(platform), abbreviate(&url)))))
+        }
         None => Ok(None),
+    }
+}
+
+fn platform_name(platform: Platform) -> &'static str {
+    match platform {
+        Platform::Aws => "aws",
+        Platform::Gcp => "gcp",
+        Platform::Openstack => "openstack",
     }
 }
 
@@ -98,16 +208,9 @@ fn abbreviate(url: &str) -> String {
     if url.len() > 60 { format!("{}…", &url[..url.char_indices().nth(60).map_or(url.len(), |(i, _)| i)]) } else { url.to_string() }
 }
 
-/// The bytes behind a source URL. keel fetches `data:` URLs itself; http(s) sources
-/// are refused with a clear message until keel has its HTTP client.
+/// The bytes behind a source URL (`data:` or `http://`, with the default timeout).
 pub fn fetch_url(url: &str) -> Result<Vec<u8>, String> {
-    if url.starts_with("data:") {
-        config::decode_data_url(url)
-    } else if url.starts_with("http://") || url.starts_with("https://") {
-        Err(format!("{}: http(s) sources are not supported by this keel yet; pass the config by QEMU fw_cfg or inline it as a data: URL", abbreviate(url)))
-    } else {
-        Err(format!("{}: unsupported URL scheme", abbreviate(url)))
-    }
+    Fetcher::default().fetch_url(url)
 }
 
 /// User data is often gzipped by cloud tooling: detected by its magic bytes.
@@ -121,11 +224,11 @@ fn gunzip_if_compressed(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
 
 /// The plan for `config`: every resource fetched, decompressed and hash-checked first.
 /// Problems are collected for all resources, not just the first.
-pub fn plan(config: &Config) -> Result<WritePlan, Vec<(String, String)>> {
+pub fn plan(config: &Config, fetcher: &mut Fetcher) -> Result<WritePlan, Vec<(String, String)>> {
     let mut problems = Vec::new();
     let mut resolve = |path: String, resource: &Resource| -> Option<Vec<u8>> {
         let source = resource.source.as_deref()?;
-        let result = fetch_url(source).and_then(|bytes| {
+        let result = fetcher.fetch_url(source).and_then(|bytes| {
             let hash = resource.verification.as_ref().map(|h| {
                 let alg = match h.algorithm {
                     HashAlgorithm::Sha256 => HashAlg::Sha256,
@@ -204,11 +307,11 @@ pub fn plan(config: &Config) -> Result<WritePlan, Vec<(String, String)>> {
     })
 }
 
-/// `ignition.config.replace` and `.merge`: the referenced configs (data: URLs), merged
-/// in order, the child winning (Ignition's semantics).
-fn resolve_references(config: Config, status: &mut FirstbootStatus) -> Option<Config> {
-    let load = |reference: &config::ConfigRef, path: &str, status: &mut FirstbootStatus| -> Option<Config> {
-        let bytes = fetch_url(&reference.source).map_err(|e| status.problems.push(problem(path, e))).ok()?;
+/// `ignition.config.replace` and `.merge`: the referenced configs (data: or http://
+/// URLs), merged in order, the child winning (Ignition's semantics).
+fn resolve_references(config: Config, status: &mut FirstbootStatus, fetcher: &mut Fetcher) -> Option<Config> {
+    let mut load = |reference: &config::ConfigRef, path: &str, status: &mut FirstbootStatus| -> Option<Config> {
+        let bytes = fetcher.fetch_url(&reference.source).map_err(|e| status.problems.push(problem(path, e))).ok()?;
         match config::parse(&bytes) {
             Ok((child, warnings)) => {
                 status.add_report(&warnings);
@@ -239,12 +342,13 @@ fn problem(path: &str, message: String) -> ReportedProblem {
     ReportedProblem { severity: "error".into(), path: path.into(), line: 0, column: 0, message }
 }
 
-/// The whole first-boot step under `root` (PID 1: "/"), with the marker at `marker`.
-pub fn run(root: &Path, marker: &Path, forced: bool, url: Option<&str>) -> FirstbootStatus {
+/// The whole first-boot step under `root` (PID 1: "/"), with the marker at `marker`,
+/// the config from fw_cfg or `sources`, fetched with `fetcher`.
+pub fn run(root: &Path, marker: &Path, forced: bool, sources: &Sources, fetcher: &mut Fetcher) -> FirstbootStatus {
     if !is_first_boot(marker, forced) {
         return FirstbootStatus::new("skipped", None);
     }
-    let (bytes, source) = match fetch_config(url) {
+    let (bytes, source) = match fetch_config(sources, fetcher) {
         Ok(Some(found)) => found,
         Ok(None) => {
             let status = FirstbootStatus::new("no-config", None);
@@ -270,11 +374,11 @@ pub fn run(root: &Path, marker: &Path, forced: bool, url: Option<&str>) -> First
             return status;
         }
     };
-    let config = match resolve_references(config, &mut status) {
+    let config = match resolve_references(config, &mut status, fetcher) {
         Some(config) if status.problems.iter().all(|p| p.severity != "error") => config,
         _ => return status,
     };
-    let plan = match plan(&config) {
+    let plan = match plan(&config, fetcher) {
         Ok(plan) => plan,
         Err(problems) => {
             status.problems.extend(problems.into_iter().map(|(path, message)| problem(&path, message)));
@@ -347,18 +451,22 @@ mod tests {
         }
     }
 
+    fn run_url(root: &Root, forced: bool, url: Option<&str>) -> FirstbootStatus {
+        run(&root.0, &root.marker(), forced, &Sources { url, ..Default::default() }, &mut Fetcher::default())
+    }
+
     const GOOD: &str = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/motd","mode":420,"contents":{"source":"data:,hello%0A"}}]}}"#;
 
     #[test]
     fn a_valid_config_is_applied_once_then_skipped() {
         let root = Root::new("good");
-        let status = run(&root.0, &root.marker(), false, Some(&data_url(GOOD)));
+        let status = run_url(&root, false, Some(&data_url(GOOD)));
         assert_eq!(status.state, "applied", "{status:?}");
         assert_eq!(std::fs::read_to_string(root.0.join("etc/motd")).unwrap(), "hello\n");
         assert!(root.marker().exists());
-        let again = run(&root.0, &root.marker(), false, Some(&data_url(GOOD)));
+        let again = run_url(&root, false, Some(&data_url(GOOD)));
         assert_eq!(again.state, "skipped");
-        let forced = run(&root.0, &root.marker(), true, Some(&data_url(GOOD)));
+        let forced = run_url(&root, true, Some(&data_url(GOOD)));
         assert_eq!(forced.state, "applied", "keel.firstboot runs it again: {forced:?}");
     }
 
@@ -366,7 +474,7 @@ mod tests {
     fn an_invalid_config_writes_nothing_and_names_every_problem() {
         let root = Root::new("bad");
         let bad = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/a","moed":420},{"path":"/usr/bin/x"}]},"systemd":{"units":[{"name":"x.service"}]}}"#;
-        let status = run(&root.0, &root.marker(), false, Some(&data_url(bad)));
+        let status = run_url(&root, false, Some(&data_url(bad)));
         assert!(status.failed());
         let paths: Vec<&str> = status.problems.iter().map(|p| p.path.as_str()).collect();
         assert!(paths.contains(&"storage.files[0].moed"), "{paths:?}");
@@ -380,7 +488,7 @@ mod tests {
     fn a_wrong_hash_is_refused_before_anything_is_written() {
         let root = Root::new("hash");
         let config = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/ok","contents":{"source":"data:,fine"}},{"path":"/etc/x","contents":{"source":"data:,hello","verification":{"hash":"sha256-0000000000000000000000000000000000000000000000000000000000000000"}}}]}}"#;
-        let status = run(&root.0, &root.marker(), false, Some(&data_url(config)));
+        let status = run_url(&root, false, Some(&data_url(config)));
         assert!(status.failed(), "{status:?}");
         assert!(status.problems[0].message.contains("sha256 mismatch"), "{status:?}");
         assert!(!root.0.join("etc/ok").exists(), "a file was written although another one failed");
@@ -389,14 +497,70 @@ mod tests {
     #[test]
     fn no_config_is_an_empty_config() {
         let root = Root::new("none");
-        let status = run(&root.0, &root.marker(), false, None);
+        let status = run_url(&root, false, None);
         assert_eq!(status.state, "no-config");
         assert!(root.marker().exists());
     }
 
     #[test]
-    fn http_sources_are_refused_clearly() {
-        let err = fetch_url("http://10.0.2.2:8000/config.ign").unwrap_err();
-        assert!(err.contains("not supported"), "{err}");
+    fn https_sources_are_refused_clearly() {
+        let err = fetch_url("https://example.com/config.ign").unwrap_err();
+        assert!(err.contains("https://example.com/config.ign") && err.contains("not supported") && err.contains("data:"), "{err}");
     }
+
+    /// Serve each `(expected request line, required header, answer)` on one connection.
+    fn serve(exchanges: Vec<(&'static str, &'static str, String)>) -> (String, std::thread::JoinHandle<()>) {
+        use std::io::{BufRead, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        let handle = std::thread::spawn(move || {
+            for (line, header, answer) in exchanges {
+                let (mut stream, _) = listener.accept().unwrap();
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut request = String::new();
+                while !request.ends_with("\r\n\r\n") {
+                    if reader.read_line(&mut request).unwrap() == 0 {
+                        break;
+                    }
+                }
+                assert!(request.starts_with(line) && request.contains(header), "{request}");
+                stream.write_all(answer.as_bytes()).unwrap();
+            }
+        });
+        (base, handle)
+    }
+
+    fn ok(body: &str) -> String {
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+    }
+
+    #[test]
+    fn an_http_config_and_its_http_files_are_applied() {
+        let root = Root::new("http");
+        let config = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/blob","contents":{"source":"@BASE@/blob"}}]}}"#;
+        let (blob_base, blob_server) = serve(vec![("GET /blob ", "", ok("blob\n"))]);
+        let config = config.replace("@BASE@", &blob_base);
+        let (cfg_base, cfg_server) = serve(vec![("GET /config.ign ", "Connection: close", ok(&config))]);
+        let status = run_url(&root, false, Some(&format!("{cfg_base}/config.ign")));
+        assert_eq!(status.state, "applied", "{status:?}");
+        assert_eq!(std::fs::read_to_string(root.0.join("etc/blob")).unwrap(), "blob\n");
+        cfg_server.join().unwrap();
+        blob_server.join().unwrap();
+    }
+
+    #[test]
+    fn aws_metadata_uses_a_token_and_404_is_no_config() {
+        let config = r#"{"ignition":{"version":"3.4.0"}}"#;
+        let (base, server) = serve(vec![
+            ("PUT /latest/api/token ", "X-aws-ec2-metadata-token-ttl-seconds: 21600", ok("TOKEN")),
+            ("GET /latest/user-data ", "X-aws-ec2-metadata-token: TOKEN", ok(config)),
+            ("GET /openstack/latest/user_data ", "", "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".into()),
+        ]);
+        let mut fetcher = Fetcher::default();
+        let (bytes, url) = fetcher.metadata(Platform::Aws, Some(&base)).unwrap().unwrap();
+        assert_eq!((bytes.as_slice(), url), (config.as_bytes(), format!("{base}/latest/user-data")));
+        assert_eq!(fetcher.metadata(Platform::Openstack, Some(&base)).unwrap(), None);
+        server.join().unwrap();
+    }
+
 }
