@@ -9,6 +9,8 @@ packages=(
   busybox-static    # the shell tools in test and demo images
   cpio              # tests list initramfs contents with an independent tool
   e2fsprogs         # keel-build formats the ext4 data disk for /var (mkfs.ext4)
+  dosfstools        # tests make vfat config drives (mkfs.vfat -n CIDATA)
+  mtools            # tests copy user-data onto those drives (mcopy)
   file              # tests check that binaries are static
   iproute2          # host tests check links with `ip -j`
   dnsmasq-base      # host tests run a DHCP server in a netns

@@ -199,8 +199,10 @@ pub fn keel_config(spec: &HostSpec) -> String {
 
 /// Modules every keel image loads, for what keel itself does: overlay roots for
 /// containers, bridges and veth pairs for their networks, and the nf_tables pieces of
-/// keel's firewall table (NAT chains, masquerade, DNAT, conntrack state, fib), and ext4
-/// for the data disk mounted on /var.
+/// keel's firewall table (NAT chains, masquerade, DNAT, conntrack state, fib), ext4
+/// for the data disk mounted on /var, and vfat (with the nls tables of the kernel's
+/// default codepage 437 and iocharset ascii) and isofs for a first-boot config drive
+/// (a few small modules: they do not slow the boot noticeably).
 /// `crc32c_generic` comes first: nf_tables needs libcrc32c, and ext4 and jbd2 need the
 /// crc32c algorithm for metadata checksums, but only as a soft dependency
 /// (modules.softdep), which modules.dep does not order.
@@ -210,6 +212,11 @@ pub const BASE_MODULES: &[&str] = &[
     "veth",
     "crc32c_generic",
     "ext4",
+    "fat",
+    "vfat",
+    "nls_cp437",
+    "nls_ascii",
+    "isofs",
     "nf_tables",
     "nft_chain_nat",
     "nft_nat",

@@ -134,6 +134,9 @@ pub struct QemuConfig {
     /// A raw disk image attached as a virtio-blk disk (`/dev/vda` in the guest): the
     /// data disk that makes /var persistent.
     pub disk: Option<PathBuf>,
+    /// More raw disk images, attached read-only as virtio-blk disks after [`Self::disk`]
+    /// (`/dev/vdb`, … in the guest when there is a data disk), e.g. a config drive.
+    pub extra_disks: Vec<PathBuf>,
     /// A first-boot config passed by fw_cfg under [`FW_CFG_CONFIG_KEY`].
     pub fw_cfg_config: Option<PathBuf>,
     /// Arguments appended verbatim at the end.
@@ -145,7 +148,7 @@ pub struct QemuConfig {
 }
 
 impl QemuConfig {
-    /// A configuration with defaults: 512 MiB, TCG, no sockets, no forwards, no disk,
+    /// A configuration with defaults: 512 MiB, TCG, no sockets, no forwards, no disks,
     /// no fw_cfg config.
     pub fn new(kernel: PathBuf, initrd: PathBuf, append: String) -> QemuConfig {
         QemuConfig {
@@ -157,6 +160,7 @@ impl QemuConfig {
             qmp_socket: None,
             hostfwd: Vec::new(),
             disk: None,
+            extra_disks: Vec::new(),
             fw_cfg_config: None,
             extra_args: Vec::new(),
             no_reboot: false,
@@ -218,6 +222,10 @@ impl QemuConfig {
         }
         if let Some(path) = &self.disk {
             let drive = format!("file={},format=raw,if=virtio", opt_value(path));
+            push(&["-drive", &drive]);
+        }
+        for path in &self.extra_disks {
+            let drive = format!("file={},format=raw,if=virtio,readonly=on", opt_value(path));
             push(&["-drive", &drive]);
         }
         if let Some(path) = &self.fw_cfg_config {
@@ -328,6 +336,31 @@ mod tests {
                 "-s",
             ]
         );
+    }
+
+    #[test]
+    fn extra_disks_follow_the_data_disk_read_only() {
+        let mut config = config();
+        config.disk = Some("/o/var.img".into());
+        config.extra_disks = vec!["/o/cidata.img".into(), "/o/x,y.iso".into()];
+        let args = config.args();
+        let drives: Vec<&str> = args
+            .windows(2)
+            .filter(|pair| pair[0] == "-drive")
+            .map(|pair| pair[1].as_str())
+            .collect();
+        assert_eq!(
+            drives,
+            [
+                "file=/o/var.img,format=raw,if=virtio",
+                "file=/o/cidata.img,format=raw,if=virtio,readonly=on",
+                "file=/o/x,,y.iso,format=raw,if=virtio,readonly=on",
+            ]
+        );
+        config.disk = None;
+        let args = config.args();
+        let first = args.iter().position(|a| a == "-drive").unwrap();
+        assert_eq!(args[first + 1], "file=/o/cidata.img,format=raw,if=virtio,readonly=on");
     }
 
     #[test]

@@ -157,7 +157,7 @@ fn run_firstboot(boot: &mut Boot) -> Result<(), String> {
         info!("/var is not persistent: every boot is a first boot");
     }
     let options = &boot.options;
-    let sources = run::Sources { url: options.config_url.as_deref(), platform: options.platform, metadata_url: options.metadata_url.as_deref() };
+    let sources = run::Sources { url: options.config_url.as_deref(), platform: options.platform, metadata_url: options.metadata_url.as_deref(), config_drive: true };
     let timeout = Duration::from_secs(options.config_timeout_secs.unwrap_or(cmdline::DEFAULT_CONFIG_TIMEOUT_SECS));
     let event_loop = &mut boot.event_loop;
     let mut fetcher = run::Fetcher::new(timeout, |wait| event_loop.pump_uplink(wait));
@@ -170,7 +170,7 @@ fn run_firstboot(boot: &mut Boot) -> Result<(), String> {
             Ok(())
         }
         "no-config" => {
-            info!("firstboot: no config found (fw_cfg, keel.config.url, keel.platform): nothing to apply");
+            info!("firstboot: no config found (fw_cfg, keel.config.url, config drive, keel.platform): nothing to apply");
             Ok(())
         }
         "applied" => {

@@ -24,6 +24,9 @@ pub struct BootOptions {
     /// A raw disk image attached as virtio-blk (`/dev/vda`), e.g. a data disk made with
     /// `keel_build::disk::VarDisk`; it must exist.
     pub disk: Option<PathBuf>,
+    /// More raw disk images, attached read-only as virtio-blk after `disk` (`/dev/vdb`,
+    /// … when there is a data disk, else from `/dev/vda`), e.g. a config drive.
+    pub extra_disks: Vec<PathBuf>,
     /// A file passed by fw_cfg as `opt/com.coreos/config` (the first-boot config).
     pub config: Option<PathBuf>,
 }
@@ -63,6 +66,7 @@ impl Guest {
         config.no_reboot = !options.allow_reboot;
         config.hostfwd = options.hostfwd.clone();
         config.disk = options.disk.clone();
+        config.extra_disks = options.extra_disks.clone();
         config.fw_cfg_config = options.config.clone();
         let mut command = config.command();
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
@@ -128,8 +132,18 @@ impl Guest {
     }
 
     /// Send one control request over the virtio-serial channel.
+    /// Queries that change nothing are asked once more on a new connection when the
+    /// first answer does not come in time: a TCG guest on a loaded machine can stall
+    /// for a while, and asking again is harmless for them.
     pub fn call(&self, command: Command, timeout: Duration) -> Result<serde_json::Value, ClientError> {
-        Client::connect(&self.control)?.call(command, timeout)
+        let query = matches!(
+            command,
+            Command::Status | Command::Ps | Command::Inspect { .. } | Command::Logs { .. } | Command::NetworkLs | Command::NetworkInspect { .. } | Command::Firstboot
+        );
+        match Client::connect(&self.control)?.call(command.clone(), timeout) {
+            Err(ClientError::Io { .. }) if query => Client::connect(&self.control)?.call(command, timeout),
+            other => other,
+        }
     }
 
     /// Run a command on the guest host and return what it did.

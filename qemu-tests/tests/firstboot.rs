@@ -1,7 +1,7 @@
 //! First-boot tests: an Ignition config passed by QEMU fw_cfg, applied once on a host
 //! with a persistent /var; an invalid config refused whole; configs and files served
 //! over http by the test (QEMU user networking maps 10.0.2.2 to the host's 127.0.0.1);
-//! and an AWS-style metadata service with an IMDSv2 token.
+//! an AWS-style metadata service with an IMDSv2 token; and a CIDATA config drive.
 
 use keel_qemu_tests::{build_image, target_dir, BootOptions, Guest, TestImage};
 use keel_supervisor::control::Command;
@@ -258,4 +258,51 @@ fn aws_metadata_config_is_applied() {
     let file = guest.exec(&["cat", "/etc/from-aws"]);
     assert_eq!(file.stdout, "aws", "{file:?}");
     power_off(guest);
+}
+
+/// A config drive: a vfat image labelled CIDATA holding `user-data`, made with
+/// `mkfs.vfat` (dosfstools) and `mcopy` (mtools), both build-time tools.
+fn cidata_drive(dir: &Path, user_data: &str) -> PathBuf {
+    let image = dir.join(format!("cidata-{}.img", std::process::id()));
+    let _ = std::fs::remove_file(&image);
+    let user_data = write(dir, "user-data", user_data);
+    let run = |program: &str, args: &[&std::ffi::OsStr]| {
+        let output = std::process::Command::new(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program}: {e} (scripts/install-deps.sh installs it)"));
+        assert!(output.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    };
+    let mkfs = if Path::new("/usr/sbin/mkfs.vfat").exists() { "/usr/sbin/mkfs.vfat" } else { "mkfs.vfat" };
+    run(mkfs, &["-n".as_ref(), "CIDATA".as_ref(), "-C".as_ref(), image.as_os_str(), "2048".as_ref()]);
+    run("mcopy", &["-i".as_ref(), image.as_os_str(), user_data.as_os_str(), "::user-data".as_ref()]);
+    image
+}
+
+/// Test 7: no fw_cfg config, no keel.config.url: the config on a CIDATA config drive
+/// (the second virtio disk, after the data disk) is applied, and the drive is unmounted.
+#[test]
+fn config_drive_config_is_applied() {
+    let image = image();
+    let dir = target_dir().join("qemu-tests").join("firstboot");
+    let disk = dir.join(format!("var-cidata-{}.img", std::process::id()));
+    let _ = std::fs::remove_file(&disk);
+    keel_build::disk::VarDisk::default().create(&disk).expect("make the data disk");
+    let drive = cidata_drive(
+        &dir,
+        r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/from-cidata","contents":{"source":"data:,cidata"}}]}}"#,
+    );
+    let options = BootOptions { disk: Some(disk.clone()), extra_disks: vec![drive.clone()], ..Default::default() };
+    let mut guest = Guest::boot(image, "config-drive", options);
+    guest.wait_ready();
+    let status = firstboot(&guest);
+    assert_eq!(status["state"], "applied", "{status}");
+    assert_eq!(status["source"], "config drive /dev/vdb (CIDATA)", "{status}");
+    let file = guest.exec(&["cat", "/etc/from-cidata"]);
+    assert_eq!(file.stdout, "cidata", "{file:?}");
+    let mounts = guest.exec(&["sh", "-c", "grep -c /dev/vdb /proc/mounts"]);
+    assert_eq!(mounts.stdout.trim(), "0", "the config drive is still mounted: {mounts:?}");
+    power_off(guest);
+    let _ = std::fs::remove_file(&disk);
+    let _ = std::fs::remove_file(&drive);
 }

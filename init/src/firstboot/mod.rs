@@ -7,5 +7,6 @@
 
 pub mod apply;
 pub mod config;
+pub mod configdrive;
 pub mod fetch;
 pub mod run;

@@ -1,6 +1,6 @@
 //! The first-boot step as PID 1 runs it: decide whether this is a first boot, fetch
-//! the config (QEMU fw_cfg, then `keel.config.url=`, then the cloud metadata service
-//! of `keel.platform=`), validate all of it, fetch and
+//! the config (QEMU fw_cfg, then `keel.config.url=`, then a config drive, then the
+//! cloud metadata service of `keel.platform=`), validate all of it, fetch and
 //! check every resource, and only then apply the plan (which writes the marker last).
 //! Every outcome is reported on the console, in /run/keel/firstboot.json and over
 //! `keelctl firstboot`.
@@ -96,6 +96,10 @@ pub struct Sources<'a> {
     pub platform: Option<Platform>,
     /// `keel.metadata.url=`: the metadata service's base address, for tests and operations.
     pub metadata_url: Option<&'a str>,
+    /// Whether to look for a config drive (label `config-2` or `CIDATA`, see
+    /// [`super::configdrive`]) among the machine's block devices: PID 1 does; unit
+    /// tests leave it off so they do not depend on the disks of the machine they run on.
+    pub config_drive: bool,
 }
 
 /// Fetches source URLs: `data:` at once, `http://` retried for up to `timeout` while
@@ -177,15 +181,21 @@ impl<'a> Fetcher<'a> {
     }
 }
 
-/// Where the config is, in the order keel looks: fw_cfg, then `keel.config.url=`, then
-/// the metadata service of `keel.platform=`. `Ok(None)`: no config anywhere (including
-/// a metadata service without user data), which is an empty config.
+/// Where the config is, in the order keel looks: fw_cfg, then `keel.config.url=`, then a
+/// config drive (when `sources.config_drive`), then the metadata service of
+/// `keel.platform=`. `Ok(None)`: no config anywhere (including a config drive or a
+/// metadata service without user data), which is an empty config.
 pub fn fetch_config(sources: &Sources, fetcher: &mut Fetcher) -> Result<Option<(Vec<u8>, String)>, String> {
     if let Some(bytes) = crate::fwcfg::read_config()? {
         return Ok(Some((bytes, "QEMU fw_cfg opt/com.coreos/config".into())));
     }
     if let Some(url) = sources.url {
         return fetcher.fetch_url(url).map(|bytes| Some((bytes, format!("keel.config.url={}", abbreviate(url)))));
+    }
+    if sources.config_drive {
+        if let Some(found) = super::configdrive::read_config()? {
+            return Ok(Some(found));
+        }
     }
     match sources.platform {
         Some(platform) => {
@@ -346,6 +356,11 @@ fn problem(path: &str, message: String) -> ReportedProblem {
 /// the config from fw_cfg or `sources`, fetched with `fetcher`.
 pub fn run(root: &Path, marker: &Path, forced: bool, sources: &Sources, fetcher: &mut Fetcher) -> FirstbootStatus {
     if !is_first_boot(marker, forced) {
+        // A power cut right after the marker can leave the commit journal behind; with
+        // the marker written it is never read again, so it goes.
+        let mut journal = marker.as_os_str().to_owned();
+        journal.push(".journal");
+        let _ = std::fs::remove_file(journal);
         return FirstbootStatus::new("skipped", None);
     }
     let (bytes, source) = match fetch_config(sources, fetcher) {
@@ -385,6 +400,7 @@ pub fn run(root: &Path, marker: &Path, forced: bool, sources: &Sources, fetcher:
             return status;
         }
     };
+    log::info!("firstboot: applying {} file(s)…", plan.files.len());
     match apply::apply(root, &plan, marker) {
         Ok(report) => {
             status.state = "applied".into();
