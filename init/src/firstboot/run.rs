@@ -239,13 +239,7 @@ pub fn plan(config: &Config, fetcher: &mut Fetcher) -> Result<WritePlan, Vec<(St
     let mut resolve = |path: String, resource: &Resource| -> Option<Vec<u8>> {
         let source = resource.source.as_deref()?;
         let result = fetcher.fetch_url(source).and_then(|bytes| {
-            let hash = resource.verification.as_ref().map(|h| {
-                let alg = match h.algorithm {
-                    HashAlgorithm::Sha256 => HashAlg::Sha256,
-                    HashAlgorithm::Sha512 => HashAlg::Sha512,
-                };
-                (alg, h.hex.clone())
-            });
+            let hash = resource.verification.as_ref().map(|h| (hash_alg(h.algorithm), h.hex.clone()));
             apply::resolve_resource(bytes, resource.compression == Some(Compression::Gzip), hash)
         });
         result.map_err(|e| problems.push((path, e))).ok()
@@ -317,11 +311,26 @@ pub fn plan(config: &Config, fetcher: &mut Fetcher) -> Result<WritePlan, Vec<(St
     })
 }
 
+/// The applier's name for a config's hash algorithm.
+fn hash_alg(algorithm: HashAlgorithm) -> HashAlg {
+    match algorithm {
+        HashAlgorithm::Sha256 => HashAlg::Sha256,
+        HashAlgorithm::Sha512 => HashAlg::Sha512,
+    }
+}
+
 /// `ignition.config.replace` and `.merge`: the referenced configs (data: or http://
 /// URLs), merged in order, the child winning (Ignition's semantics).
 fn resolve_references(config: Config, status: &mut FirstbootStatus, fetcher: &mut Fetcher) -> Option<Config> {
     let mut load = |reference: &config::ConfigRef, path: &str, status: &mut FirstbootStatus| -> Option<Config> {
-        let bytes = fetcher.fetch_url(&reference.source).map_err(|e| status.problems.push(problem(path, e))).ok()?;
+        let bytes = fetcher
+            .fetch_url(&reference.source)
+            .and_then(|bytes| {
+                let hash = reference.verification.as_ref().map(|h| (hash_alg(h.algorithm), h.hex.clone()));
+                apply::resolve_resource(bytes, reference.compression == Some(Compression::Gzip), hash)
+            })
+            .map_err(|e| status.problems.push(problem(path, e)))
+            .ok()?;
         match config::parse(&bytes) {
             Ok((child, warnings)) => {
                 status.add_report(&warnings);
@@ -508,6 +517,32 @@ mod tests {
         assert!(status.failed(), "{status:?}");
         assert!(status.problems[0].message.contains("sha256 mismatch"), "{status:?}");
         assert!(!root.0.join("etc/ok").exists(), "a file was written although another one failed");
+    }
+
+    #[test]
+    fn merged_configs_are_hash_checked_and_merged() {
+        let child = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/child","contents":{"source":"data:,from-child"}}]}}"#;
+        let sha512 = {
+            use sha2::Digest;
+            sha2::Sha512::digest(child.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>()
+        };
+        let parent = |hash: &str| {
+            format!(
+                r#"{{"ignition":{{"version":"3.4.0","config":{{"merge":[{{"source":"{}","verification":{{"hash":"sha512-{hash}"}}}}]}}}},"storage":{{"files":[{{"path":"/etc/parent","contents":{{"source":"data:,p"}}}}]}}}}"#,
+                data_url(child)
+            )
+        };
+        let root = Root::new("merge-ok");
+        let status = run_url(&root, false, Some(&data_url(&parent(&sha512))));
+        assert_eq!(status.state, "applied", "{status:?}");
+        assert_eq!(std::fs::read_to_string(root.0.join("etc/child")).unwrap(), "from-child");
+        assert!(root.0.join("etc/parent").exists());
+
+        let root = Root::new("merge-bad");
+        let status = run_url(&root, false, Some(&data_url(&parent(&"0".repeat(128)))));
+        assert!(status.failed(), "{status:?}");
+        assert!(status.problems.iter().any(|p| p.path == "ignition.config.merge[0]" && p.message.contains("sha512 mismatch")), "{status:?}");
+        assert!(!root.0.join("etc/parent").exists() && !root.marker().exists());
     }
 
     #[test]
