@@ -28,6 +28,7 @@ pub mod mounts;
 pub mod power_button;
 pub mod reaper;
 pub mod run_cmd;
+mod scratch;
 pub mod settings;
 pub mod shutdown;
 pub mod storage;

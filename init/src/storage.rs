@@ -288,25 +288,7 @@ mod tests {
         assert_eq!(label_of_head(&read_head(&image).unwrap()).as_deref(), Some(VAR_LABEL));
     }
 
-    /// A directory removed on drop (no tempfile crate in keel-init).
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let dir = std::env::temp_dir().join(format!("keel-storage-{name}-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::scratch::TempDir;
 
     #[test]
     fn the_labelled_device_is_found_among_others() {

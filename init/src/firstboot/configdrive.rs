@@ -352,23 +352,7 @@ mod tests {
         assert!(mount_flags().contains(MsFlags::MS_RDONLY));
     }
 
-    /// A directory removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let dir = std::env::temp_dir().join(format!("keel-configdrive-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::scratch::TempDir;
 
     #[test]
     fn drives_are_found_among_other_devices() {

@@ -5,7 +5,7 @@
 //! Every outcome is reported on the console, in /run/keel/firstboot.json and over
 //! `keelctl firstboot`.
 
-use super::apply::{self, HashAlg, PlannedDir, PlannedFile, PlannedGroup, PlannedLink, PlannedUser, WritePlan};
+use super::apply::{self, HashAlg, PlannedDir, PlannedFile, PlannedLink, WritePlan};
 use super::config::{self, Compression, Config, HashAlgorithm, Problem, Report, Resource, Severity};
 use super::fetch;
 use crate::cmdline::Platform;
@@ -290,24 +290,8 @@ pub fn plan(config: &Config, fetcher: &mut Fetcher) -> Result<WritePlan, Vec<(St
                 overwrite: l.overwrite,
             })
             .collect(),
-        users: config
-            .users
-            .iter()
-            .map(|u| PlannedUser {
-                name: u.name.clone(),
-                uid: u.uid,
-                groups: u.groups.clone(),
-                shell: u.shell.clone(),
-                password_hash: u.password_hash.clone(),
-                ssh_authorized_keys: u.ssh_authorized_keys.clone(),
-                home_dir: u.home_dir.clone(),
-            })
-            .collect(),
-        groups: config
-            .groups
-            .iter()
-            .map(|g| PlannedGroup { name: g.name.clone(), gid: g.gid, password_hash: g.password_hash.clone() })
-            .collect(),
+        users: config.users.clone(),
+        groups: config.groups.clone(),
     })
 }
 

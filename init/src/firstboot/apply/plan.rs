@@ -73,32 +73,10 @@ pub struct PlannedLink {
     pub overwrite: bool,
 }
 
-/// One user account.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PlannedUser {
-    /// Login name.
-    pub name: String,
-    /// Numeric uid (allocated from 1000 up when absent and the user is new).
-    pub uid: Option<u32>,
-    /// Supplementary groups (must exist or be planned).
-    pub groups: Vec<String>,
-    /// Login shell (default `/bin/sh` for a new user).
-    pub shell: Option<String>,
-    /// Password hash for /etc/shadow (`!`, locked, for a new user without one).
-    pub password_hash: Option<String>,
-    /// Lines written to `HOME/.ssh/authorized_keys`.
-    pub ssh_authorized_keys: Vec<String>,
-    /// Home directory (default `/home/NAME` for a new user).
-    pub home_dir: Option<String>,
-}
+/// One user account (created or updated): the config's own type. Defaults for a new
+/// user: uid from 1000 up, shell `/bin/sh`, home `/home/NAME`, password locked (`!`).
+pub use crate::firstboot::config::User as PlannedUser;
 
-/// One group.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PlannedGroup {
-    /// Group name.
-    pub name: String,
-    /// Numeric gid (allocated from 1000 up when absent and the group is new).
-    pub gid: Option<u32>,
-    /// Group password hash (written into /etc/group).
-    pub password_hash: Option<String>,
-}
+/// One group (gid from 1000 up when absent; a password hash goes into /etc/group):
+/// the config's own type.
+pub use crate::firstboot::config::Group as PlannedGroup;
