@@ -382,6 +382,10 @@ pub fn run(root: &Path, marker: &Path, forced: bool, sources: &Sources, fetcher:
             return status;
         }
     };
+    // `ignition.timeouts.httpTotal` bounds each fetch the config asks for (0: no limit).
+    if let Some(total) = config.timeouts.http_total {
+        fetcher.timeout = Duration::from_secs(if total == 0 { 24 * 3600 } else { u64::from(total) });
+    }
     let config = match resolve_references(config, &mut status, fetcher) {
         Some(config) if status.problems.iter().all(|p| p.severity != "error") => config,
         _ => return status,
