@@ -65,39 +65,47 @@ pub fn label_of_head(head: &[u8]) -> Option<String> {
 /// directory of fixtures). Devices of size 0 and devices that cannot be read are
 /// skipped.
 pub fn find_by_label(sys_class_block: &Path, dev: &Path, label: &str) -> Vec<PathBuf> {
+    device_heads(sys_class_block, dev, HEAD_LEN)
+        .into_iter()
+        .filter(|(_, head)| label_of_head(head).as_deref() == Some(label))
+        .map(|(node, _)| node)
+        .collect()
+}
+
+/// The first `len` bytes of every block device listed in `sys_class_block` (node
+/// under `dev`), in name order: what finding a filesystem by its label needs. Devices
+/// of size 0 (empty drives) and devices that cannot be read are skipped.
+pub fn device_heads(sys_class_block: &Path, dev: &Path, len: usize) -> Vec<(PathBuf, Vec<u8>)> {
     let mut names: Vec<String> = match std::fs::read_dir(sys_class_block) {
         Ok(entries) => entries
             .filter_map(|e| e.ok())
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect(),
         Err(e) => {
-            debug!("storage: cannot list {}: {e}", sys_class_block.display());
+            debug!("cannot list {}: {e}", sys_class_block.display());
             return Vec::new();
         }
     };
     names.sort();
-    let mut found = Vec::new();
+    let mut heads = Vec::new();
     for name in names {
         let size = std::fs::read_to_string(sys_class_block.join(&name).join("size"));
         if size.is_ok_and(|size| size.trim() == "0") {
             continue;
         }
         let node = dev.join(&name);
-        match read_head(&node) {
-            Ok(head) if label_of_head(&head).as_deref() == Some(label) => found.push(node),
-            Ok(_) => {}
-            Err(e) => debug!("storage: cannot read {}: {e}", node.display()),
+        match read_head(&node, len) {
+            Ok(head) => heads.push((node, head)),
+            Err(e) => debug!("cannot read {}: {e}", node.display()),
         }
     }
-    found
+    heads
 }
 
-/// Up to [`HEAD_LEN`] bytes from the start of `path`.
-fn read_head(path: &Path) -> io::Result<Vec<u8>> {
-    let mut head = Vec::with_capacity(HEAD_LEN);
-    File::open(path)?
-        .take(HEAD_LEN as u64)
-        .read_to_end(&mut head)?;
+/// Up to `len` bytes from the start of `path`.
+pub fn read_head(path: &Path, len: usize) -> io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(len);
+    File::open(path)?.take(len as u64).read_to_end(&mut head)?;
     Ok(head)
 }
 
@@ -285,7 +293,7 @@ mod tests {
                 return;
             }
         }
-        assert_eq!(label_of_head(&read_head(&image).unwrap()).as_deref(), Some(VAR_LABEL));
+        assert_eq!(label_of_head(&read_head(&image, HEAD_LEN).unwrap()).as_deref(), Some(VAR_LABEL));
     }
 
     use crate::scratch::TempDir;

@@ -15,10 +15,10 @@
 //! image to list the CD-ROM driver modules (e.g. `sr_mod`).
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
-use log::{debug, info, warn};
+use log::{info, warn};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 /// The label of an OpenStack config drive.
@@ -155,42 +155,14 @@ pub fn identify(head: &[u8]) -> Option<(FsType, String)> {
 /// Every config drive among the devices of `sys_class_block` (nodes under `dev`), in
 /// name order. Devices of size 0 and devices that cannot be read are skipped.
 pub fn find(sys_class_block: &Path, dev: &Path) -> Vec<ConfigDrive> {
-    let mut names: Vec<String> = match std::fs::read_dir(sys_class_block) {
-        Ok(entries) => entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
-        Err(e) => {
-            debug!("configdrive: cannot list {}: {e}", sys_class_block.display());
-            return Vec::new();
-        }
-    };
-    names.sort();
-    let mut found = Vec::new();
-    for name in names {
-        let size = std::fs::read_to_string(sys_class_block.join(&name).join("size"));
-        if size.is_ok_and(|size| size.trim() == "0") {
-            continue;
-        }
-        let device = dev.join(&name);
-        let head = match read_head(&device) {
-            Ok(head) => head,
-            Err(e) => {
-                debug!("configdrive: cannot read {}: {e}", device.display());
-                continue;
-            }
-        };
-        if let Some((fstype, label)) = identify(&head) {
-            if let Some(kind) = Kind::of_label(&label) {
-                found.push(ConfigDrive { device, fstype, label, kind });
-            }
-        }
-    }
-    found
-}
-
-/// Up to [`HEAD_LEN`] bytes from the start of `path`.
-fn read_head(path: &Path) -> io::Result<Vec<u8>> {
-    let mut head = Vec::with_capacity(HEAD_LEN);
-    File::open(path)?.take(HEAD_LEN as u64).read_to_end(&mut head)?;
-    Ok(head)
+    crate::storage::device_heads(sys_class_block, dev, HEAD_LEN)
+        .into_iter()
+        .filter_map(|(device, head)| {
+            let (fstype, label) = identify(&head)?;
+            let kind = Kind::of_label(&label)?;
+            Some(ConfigDrive { device, fstype, label, kind })
+        })
+        .collect()
 }
 
 /// The mount flags of a config drive: read-only, no devices, no setuid, no exec.
@@ -398,7 +370,7 @@ mod tests {
             eprintln!("SKIP: mkfs.vfat not available");
             return;
         }
-        let head = read_head(&image).unwrap();
+        let head = crate::storage::read_head(&image, HEAD_LEN).unwrap();
         assert_eq!(identify(&head), Some((FsType::Vfat, "CIDATA".into())));
     }
 }
