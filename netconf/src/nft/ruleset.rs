@@ -463,6 +463,37 @@ fn accept(mut exprs: Vec<Expr>) -> Vec<Expr> {
     exprs
 }
 
+/// Masquerade what `source` matches (a container subnet, IPv4 or IPv6) when it leaves
+/// through `uplink`, or through any interface that is not a bridge when there is none.
+fn masquerade(mut exprs: Vec<Expr>, source: &str, uplink: Option<&str>) -> Rule {
+    let text = match uplink {
+        Some(uplink) => {
+            exprs.extend(ifname_is(meta::OIFNAME, uplink));
+            format!("{source} oifname \"{uplink}\" masquerade")
+        }
+        None => {
+            exprs.push(Expr::Meta {
+                key: meta::OIFNAME,
+                dreg: wire::REG_1,
+            });
+            exprs.push(Expr::Lookup {
+                sreg: wire::REG_1,
+                dreg: None,
+                set: "bridges".into(),
+                set_id: ID_BRIDGES,
+                inverted: true,
+            });
+            format!("{source} oifname != @bridges masquerade")
+        }
+    };
+    exprs.push(Expr::Masq);
+    Rule {
+        chain: "postrouting",
+        text,
+        exprs,
+    }
+}
+
 /// Every rule of the ruleset, in chain order and then in the order they are matched.
 pub fn rules(state: &FirewallState) -> Vec<Rule> {
     let mut rules = Vec::new();
@@ -470,62 +501,10 @@ pub fn rules(state: &FirewallState) -> Vec<Rule> {
     rules.extend(dnat_rules("output"));
 
     for (addr, prefix) in &state.container_subnets {
-        let mut exprs = ip_saddr(*addr, *prefix);
-        let text = match &state.uplink {
-            Some(uplink) => {
-                exprs.extend(ifname_is(meta::OIFNAME, uplink));
-                format!("ip saddr {addr}/{prefix} oifname \"{uplink}\" masquerade")
-            }
-            None => {
-                exprs.push(Expr::Meta {
-                    key: meta::OIFNAME,
-                    dreg: wire::REG_1,
-                });
-                exprs.push(Expr::Lookup {
-                    sreg: wire::REG_1,
-                    dreg: None,
-                    set: "bridges".into(),
-                    set_id: ID_BRIDGES,
-                    inverted: true,
-                });
-                format!("ip saddr {addr}/{prefix} oifname != @bridges masquerade")
-            }
-        };
-        exprs.push(Expr::Masq);
-        rules.push(Rule {
-            chain: "postrouting",
-            text,
-            exprs,
-        });
+        rules.push(masquerade(ip_saddr(*addr, *prefix), &format!("ip saddr {addr}/{prefix}"), state.uplink.as_deref()));
     }
     for (addr, prefix) in &state.container_subnets6 {
-        let mut exprs = ip6_saddr(*addr, *prefix);
-        let text = match &state.uplink {
-            Some(uplink) => {
-                exprs.extend(ifname_is(meta::OIFNAME, uplink));
-                format!("ip6 saddr {addr}/{prefix} oifname \"{uplink}\" masquerade")
-            }
-            None => {
-                exprs.push(Expr::Meta {
-                    key: meta::OIFNAME,
-                    dreg: wire::REG_1,
-                });
-                exprs.push(Expr::Lookup {
-                    sreg: wire::REG_1,
-                    dreg: None,
-                    set: "bridges".into(),
-                    set_id: ID_BRIDGES,
-                    inverted: true,
-                });
-                format!("ip6 saddr {addr}/{prefix} oifname != @bridges masquerade")
-            }
-        };
-        exprs.push(Expr::Masq);
-        rules.push(Rule {
-            chain: "postrouting",
-            text,
-            exprs,
-        });
+        rules.push(masquerade(ip6_saddr(*addr, *prefix), &format!("ip6 saddr {addr}/{prefix}"), state.uplink.as_deref()));
     }
     for bridge in &state.bridges {
         // Hairpin: a container reaching a port published by a container on its own bridge.
