@@ -16,6 +16,7 @@ packages=(
   dnsmasq-base      # host tests run a DHCP server in a netns
   nftables          # host tests check keel's ruleset with nft -j
   curl              # the demo and tests fetch from the guest
+  ca-certificates   # keel-build puts the CA bundle into images (https sources)
   tini              # `make bench-init` compares keel init with it
   crun              # `make bench-run` compares keel run with it
 )

@@ -94,11 +94,27 @@ pub struct BuildOptions {
     pub keel_binary: PathBuf,
     /// Modification time of every archive member (`SOURCE_DATE_EPOCH`).
     pub source_date_epoch: u64,
+    /// The PEM CA bundle installed as /etc/ssl/certs/ca-certificates.crt, which keel
+    /// trusts for https (first-boot sources, registries); `None`: no bundle.
+    pub ca_bundle: Option<PathBuf>,
+}
+
+/// The build host's CA bundle (Debian's ca-certificates), when it has one.
+pub const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// `KEEL_CA_BUNDLE` when set (empty: none), else the build host's bundle if present.
+pub fn default_ca_bundle() -> Option<PathBuf> {
+    match std::env::var_os("KEEL_CA_BUNDLE") {
+        Some(path) if path.is_empty() => None,
+        Some(path) => Some(PathBuf::from(path)),
+        None => Some(PathBuf::from(HOST_CA_BUNDLE)).filter(|p| p.is_file()),
+    }
 }
 
 impl BuildOptions {
     /// Options from the environment: `KEEL_BINARY`, else a `keel` next to this executable
-    /// or in its parent directory; `SOURCE_DATE_EPOCH`, else 0.
+    /// or in its parent directory; `SOURCE_DATE_EPOCH`, else 0; the CA bundle of
+    /// [`default_ca_bundle`].
     pub fn from_env() -> Result<BuildOptions, BuildError> {
         let keel_binary = match std::env::var_os("KEEL_BINARY").filter(|v| !v.is_empty()) {
             Some(path) => PathBuf::from(path),
@@ -108,6 +124,7 @@ impl BuildOptions {
         Ok(BuildOptions {
             keel_binary,
             source_date_epoch,
+            ca_bundle: default_ca_bundle(),
         })
     }
 }

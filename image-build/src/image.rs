@@ -181,6 +181,12 @@ fn add_keel(tree: &mut Tree, options: &BuildOptions) -> Result<(), TreeError> {
     tree.insert(fixed("/init"), symlink(KEEL_PATH))?;
     tree.insert(fixed("/sbin/init"), symlink(KEEL_PATH))?;
     tree.insert(fixed("/usr/bin/keelctl"), symlink("keel"))?;
+    if let Some(bundle) = &options.ca_bundle {
+        tree.insert(fixed("/etc/ssl"), Node::Dir { mode: 0o755 })?;
+        tree.insert(fixed("/etc/ssl/certs"), Node::Dir { mode: 0o755 })?;
+        let file = Node::File { mode: Some(0o644), source: Source::Host(bundle.clone()) };
+        tree.insert(fixed("/etc/ssl/certs/ca-certificates.crt"), file)?;
+    }
     Ok(())
 }
 

@@ -29,6 +29,7 @@ fn options() -> BuildOptions {
     BuildOptions {
         keel_binary: PathBuf::from("/build/keel"),
         source_date_epoch: 0,
+        ca_bundle: None,
     }
 }
 

@@ -123,17 +123,21 @@ fn run_steps(boot: &mut Boot) {
     });
     boot.step("modules", false, load_modules);
     boot.step("storage", false, mount_var);
-    // An http or metadata source needs the uplink: first boot then runs after the
-    // network step (and a network.toml it writes applies from the next boot on).
-    let late_firstboot = boot.options.firstboot_needs_network();
+    // An http or metadata source, or a config that fetches over http(s), needs the
+    // uplink: first boot then runs after the network step (and a network.toml it
+    // writes applies from the next boot on). A local config runs before it.
+    let mut late_firstboot = boot.options.firstboot_needs_network();
     if !late_firstboot {
-        boot.step("firstboot", false, run_firstboot);
-        boot.step("hostname", false, set_hostname);
+        boot.step("firstboot", false, |b| run_firstboot(b, false));
+        late_firstboot = boot.state.firstboot.as_ref().is_some_and(|f| f.state == "deferred");
+        if !late_firstboot {
+            boot.step("hostname", false, set_hostname);
+        }
     }
     boot.step("loopback", false, |_| keel_netconf::set_link_up("lo").map_err(|e| e.to_string()));
     boot.step("network", false, bring_up_network);
     if late_firstboot {
-        boot.step("firstboot", false, run_firstboot);
+        boot.step("firstboot", false, |b| run_firstboot(b, true));
         boot.step("hostname", false, set_hostname);
     }
     boot.step("control", true, open_control_socket);
@@ -150,14 +154,15 @@ fn run_steps(boot: &mut Boot) {
 
 /// First boot: fetch, validate and apply the Ignition-style config, once. Between the
 /// attempts of an http fetch the uplink's DHCP client is driven here (the event loop
-/// does not run yet), so the fetch succeeds as soon as the lease is bound.
-fn run_firstboot(boot: &mut Boot) -> Result<(), String> {
+/// does not run yet), so the fetch succeeds as soon as the lease is bound. Before the
+/// network step (`network` false) a config that fetches over http(s) is deferred.
+fn run_firstboot(boot: &mut Boot, network: bool) -> Result<(), String> {
     use crate::firstboot::run;
     if !crate::storage::var_is_persistent() {
         info!("/var is not persistent: every boot is a first boot");
     }
     let options = &boot.options;
-    let sources = run::Sources { url: options.config_url.as_deref(), platform: options.platform, metadata_url: options.metadata_url.as_deref(), config_drive: true };
+    let sources = run::Sources { url: options.config_url.as_deref(), platform: options.platform, metadata_url: options.metadata_url.as_deref(), config_drive: true, network };
     let timeout = Duration::from_secs(options.config_timeout_secs.unwrap_or(cmdline::DEFAULT_CONFIG_TIMEOUT_SECS));
     let event_loop = &mut boot.event_loop;
     let mut fetcher = run::Fetcher::new(timeout, |wait| event_loop.pump_uplink(wait));
@@ -167,6 +172,10 @@ fn run_firstboot(boot: &mut Boot) -> Result<(), String> {
     let result = match status.state.as_str() {
         "skipped" => {
             info!("firstboot: not a first boot ({} exists)", run::MARKER);
+            Ok(())
+        }
+        "deferred" => {
+            info!("firstboot: the config fetches over http(s); it is applied once the network is up");
             Ok(())
         }
         "no-config" => {

@@ -6,8 +6,9 @@
 //!
 //! Parts: `config` (/etc/keel/network.toml, ports), `ipam` (container addresses kept
 //! in /var/lib/keel/ipam), links, addresses, routes, bridges and veth pairs over
-//! rtnetlink, `dhcp` (DHCPv4 client: packets, state machine, socket) and `nft` (keel's
-//! `inet keel` table as one nf_tables batch).
+//! rtnetlink, `dhcp` (DHCPv4 client: packets, state machine, socket), `nft` (keel's
+//! `inet keel` table as one nf_tables batch), and `http` (the HTTP(S) client for
+//! first-boot sources and registry pulls).
 //!
 //! Limitations: IPv4 only for container networks and the uplink (`subnet6` is parsed,
 //! not configured); no DHCPv6 or SLAAC handling of its own.
@@ -15,6 +16,7 @@
 
 pub mod config;
 pub mod dhcp;
+pub mod http;
 pub mod ipam;
 pub mod addr;
 pub mod bridge;

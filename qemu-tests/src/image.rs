@@ -49,7 +49,7 @@ pub fn build_image(name: &str, host_toml: &str, probe: &Path) -> TestImage {
     let text = host_toml.replace("@PROBE@", &probe.display().to_string());
     std::fs::write(&toml_path, text).expect("write host.toml");
     let spec = HostSpec::load(&toml_path).unwrap_or_else(|e| panic!("{e}"));
-    let options = BuildOptions { keel_binary: keel_binary(), source_date_epoch: 0 };
+    let options = BuildOptions { keel_binary: keel_binary(), source_date_epoch: 0, ca_bundle: keel_build::build::default_ca_bundle() };
     let out = build(&spec, &options, &dir).unwrap_or_else(|e| panic!("build {name}: {e}"));
     TestImage { dir, vmlinuz: out.vmlinuz, initramfs: out.initramfs, cmdline: out.cmdline }
 }

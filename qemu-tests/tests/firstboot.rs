@@ -1,14 +1,12 @@
 //! First-boot tests: an Ignition config passed by QEMU fw_cfg, applied once on a host
 //! with a persistent /var; an invalid config refused whole; configs and files served
-//! over http by the test (QEMU user networking maps 10.0.2.2 to the host's 127.0.0.1);
+//! over http and https by the test (QEMU user networking maps 10.0.2.2 to the host's 127.0.0.1);
 //! an AWS-style metadata service with an IMDSv2 token; and a CIDATA config drive.
 
 use keel_qemu_tests::{build_image, target_dir, BootOptions, Guest, TestImage};
 use keel_supervisor::control::Command;
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
+use keel_netconf::http::testing::{self, SeenRequest, TestCa, TestServer};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const HOST: &str = r#"
@@ -162,49 +160,23 @@ fn invalid_config_is_refused_whole() {
     power_off(guest);
 }
 
-/// One request as the test server saw it: method, path and the header lines.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    path: String,
-    headers: Vec<String>,
+/// An http(s) server on 127.0.0.1 (10.0.2.2 in the guest), answering every request
+/// with `answer(port, request) -> (status, body)`.
+fn serve_on(tls: Option<&TestCa>, answer: impl Fn(u16, &SeenRequest) -> (u16, String) + Send + 'static) -> TestServer {
+    let tls = tls.map(|ca| ca.server_config(&["10.0.2.2"]));
+    TestServer::start(
+        "127.0.0.1:0",
+        tls,
+        Box::new(move |request: &SeenRequest| {
+            let port = request.header("host").and_then(|h| h.rsplit(':').next()?.parse().ok()).unwrap_or(0);
+            let (status, body) = answer(port, request);
+            testing::answer(&format!("{status} X"), body.as_bytes())
+        }),
+    )
 }
 
-/// An http server on 127.0.0.1 (10.0.2.2 in the guest), answering every connection
-/// with `answer(port, request) -> (status, body)`; returns the port and the requests seen.
-fn serve(answer: impl Fn(u16, &Seen) -> (u16, String) + Send + 'static) -> (u16, Arc<Mutex<Vec<Seen>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind the test http server");
-    let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&seen);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut first = String::new();
-            if reader.read_line(&mut first).is_err() {
-                continue;
-            }
-            let mut headers = Vec::new();
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                    break;
-                }
-                headers.push(line.trim_end().to_string());
-            }
-            let mut words = first.split_whitespace();
-            let request = Seen {
-                method: words.next().unwrap_or("").to_string(),
-                path: words.next().unwrap_or("").to_string(),
-                headers,
-            };
-            let (status, body) = answer(port, &request);
-            log.lock().unwrap().push(request);
-            let _ = write!(stream, "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-        }
-    });
-    (port, seen)
+fn serve(answer: impl Fn(u16, &SeenRequest) -> (u16, String) + Send + 'static) -> TestServer {
+    serve_on(None, answer)
 }
 
 fn boot_with(name: &str, cmdline: String) -> Guest {
@@ -217,15 +189,16 @@ fn boot_with(name: &str, cmdline: String) -> Guest {
 /// and a file source with a wrong sha512: refused with "mismatch", nothing written.
 #[test]
 fn http_config_and_http_files() {
-    let (port, seen) = serve(|port, request| match request.path.as_str() {
+    let server = serve(|port, request| match request.path() {
         "/config.ign" => (200, format!(r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"files":[{{"path":"/etc/from-http","contents":{{"source":"http://10.0.2.2:{port}/blob"}}}}]}}}}"#)),
         "/bad.ign" => (200, format!(r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"files":[{{"path":"/etc/ok","contents":{{"source":"data:,fine"}}}},{{"path":"/etc/bad","contents":{{"source":"http://10.0.2.2:{port}/blob","verification":{{"hash":"sha512-{}"}}}}}}]}}}}"#, "0".repeat(128))),
         "/blob" => (200, "from the host\n".to_string()),
         _ => (404, String::new()),
     });
+    let port = server.port;
     let guest = boot_with("http", format!("keel.config.url=http://10.0.2.2:{port}/config.ign keel.config.timeout=60"));
     let status = firstboot(&guest);
-    assert_eq!(status["state"], "applied", "{status}; requests: {:?}", seen.lock().unwrap());
+    assert_eq!(status["state"], "applied", "{status}; requests: {:?}", server.requests());
     let file = guest.exec(&["cat", "/etc/from-http"]);
     assert_eq!(file.stdout, "from the host\n", "{file:?}");
     power_off(guest);
@@ -239,22 +212,51 @@ fn http_config_and_http_files() {
     power_off(guest);
 }
 
+/// https sources: the config (by fw_cfg) trusts a CA of its own
+/// (`ignition.security.tls.certificateAuthorities`), merges a config served over https
+/// and writes a file fetched over https with an `Authorization` header.
+#[test]
+fn https_sources_with_the_configs_ca_and_headers() {
+    let ca = TestCa::new("keel QEMU test CA");
+    let server = serve_on(Some(&ca), |port, request| match (request.path(), request.header("authorization")) {
+        ("/child.ign", _) => (200, format!(r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"files":[{{"path":"/etc/from-child","contents":{{"source":"https://10.0.2.2:{port}/blob"}}}}]}}}}"#)),
+        ("/blob", _) => (200, "over tls\n".to_string()),
+        ("/secret", Some("Bearer keel-test")) => (200, "s3cret".to_string()),
+        ("/secret", _) => (401, String::new()),
+        _ => (404, String::new()),
+    });
+    let base = format!("https://10.0.2.2:{}", server.port);
+    let config = format!(
+        r#"{{"ignition":{{"version":"3.4.0","security":{{"tls":{{"certificateAuthorities":[{{"source":"{ca}"}}]}}}},"config":{{"merge":[{{"source":"{base}/child.ign"}}]}}}},
+  "storage":{{"files":[{{"path":"/etc/secret","mode":384,"contents":{{"source":"{base}/secret","httpHeaders":[{{"name":"Authorization","value":"Bearer keel-test"}}]}}}}]}}}}"#,
+        ca = data_url(&ca.pem)
+    );
+    let dir = target_dir().join("qemu-tests").join("firstboot-https");
+    std::fs::create_dir_all(&dir).unwrap();
+    let guest = boot(image(), "https", None, write(&dir, "config.ign", &config));
+    let status = firstboot(&guest);
+    assert_eq!(status["state"], "applied", "{status}; requests: {:?}", server.requests());
+    let files = guest.exec(&["cat", "/etc/from-child", "/etc/secret", "/etc/ssl/certs/ca-certificates.crt"]);
+    assert!(files.stdout.starts_with("over tls\ns3cret-----BEGIN CERTIFICATE-----"), "{:?}", &files.stdout[..files.stdout.len().min(200)]);
+    power_off(guest);
+}
+
 /// Test 6: `keel.platform=aws` reads the user data with an IMDSv2 token.
 #[test]
 fn aws_metadata_config_is_applied() {
-    let (port, seen) = serve(|_, request| match (request.method.as_str(), request.path.as_str()) {
-        ("PUT", "/latest/api/token") if request.headers.iter().any(|h| h == "X-aws-ec2-metadata-token-ttl-seconds: 21600") => {
+    let server = serve(|_, request| match (request.line.split(' ').next().unwrap_or(""), request.path()) {
+        ("PUT", "/latest/api/token") if request.header("X-aws-ec2-metadata-token-ttl-seconds") == Some("21600") => {
             (200, "test-token".to_string())
         }
-        ("GET", "/latest/user-data") if request.headers.iter().any(|h| h == "X-aws-ec2-metadata-token: test-token") => {
+        ("GET", "/latest/user-data") if request.header("X-aws-ec2-metadata-token") == Some("test-token") => {
             (200, r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/from-aws","contents":{"source":"data:,aws"}}]}}"#.to_string())
         }
         ("GET", "/latest/user-data") => (401, String::new()),
         _ => (404, String::new()),
     });
-    let guest = boot_with("aws", format!("keel.platform=aws keel.metadata.url=http://10.0.2.2:{port}"));
+    let guest = boot_with("aws", format!("keel.platform=aws keel.metadata.url=http://10.0.2.2:{}", server.port));
     let status = firstboot(&guest);
-    assert_eq!(status["state"], "applied", "{status}; requests: {:?}", seen.lock().unwrap());
+    assert_eq!(status["state"], "applied", "{status}; requests: {:?}", server.requests());
     let file = guest.exec(&["cat", "/etc/from-aws"]);
     assert_eq!(file.stdout, "aws", "{file:?}");
     power_off(guest);

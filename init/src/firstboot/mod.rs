@@ -8,5 +8,4 @@
 pub mod apply;
 pub mod config;
 pub mod configdrive;
-pub mod fetch;
 pub mod run;

@@ -6,8 +6,8 @@
 //! `keelctl firstboot`.
 
 use super::apply::{self, HashAlg, PlannedDir, PlannedFile, PlannedLink, WritePlan};
-use super::config::{self, Compression, Config, HashAlgorithm, Problem, Report, Resource, Severity};
-use super::fetch;
+use super::config::{self, Compression, Config, HashAlgorithm, HttpHeader, Problem, Report, Resource, Severity};
+use keel_netconf::http::{self, Client, Fetched};
 use crate::cmdline::Platform;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -37,7 +37,8 @@ pub struct ReportedProblem {
 /// What the first-boot step did: `keelctl firstboot` and /run/keel/firstboot.json.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FirstbootStatus {
-    /// `skipped` (not a first boot), `no-config`, `applied` or `failed`.
+    /// `skipped` (not a first boot), `no-config`, `deferred` (needs the network, which
+    /// is not up yet), `applied` or `failed`.
     pub state: String,
     /// Where the config came from.
     pub source: Option<String>,
@@ -100,14 +101,23 @@ pub struct Sources<'a> {
     /// [`super::configdrive`]) among the machine's block devices: PID 1 does; unit
     /// tests leave it off so they do not depend on the disks of the machine they run on.
     pub config_drive: bool,
+    /// Whether the uplink is being brought up. When not, a config that fetches over
+    /// http(s) is not applied but reported `deferred`: PID 1 runs first boot again
+    /// after the network step.
+    pub network: bool,
 }
 
-/// Fetches source URLs: `data:` at once, `http://` retried for up to `timeout` while
-/// the network comes up, calling `wait` between attempts (PID 1 drives the uplink's
-/// DHCP client there; tests and tools just sleep).
+/// Fetches source URLs: `data:` at once, `http://` and `https://` retried for up to
+/// `timeout` while the network comes up, calling `wait` between attempts (PID 1 drives
+/// the uplink's DHCP client there; tests and tools just sleep). Its [`Client`] trusts
+/// the image's CA bundle plus the config's `ignition.security.tls` CAs, and goes
+/// through the config's `ignition.proxy`.
 pub struct Fetcher<'a> {
     timeout: Duration,
     wait: Box<dyn FnMut(Duration) + 'a>,
+    client: Client,
+    /// The CA sources already trusted (a merged config repeats its parent's).
+    trusted: Vec<String>,
 }
 
 impl Default for Fetcher<'_> {
@@ -117,50 +127,87 @@ impl Default for Fetcher<'_> {
 }
 
 impl<'a> Fetcher<'a> {
-    /// A fetcher retrying each http source for up to `timeout`, calling `wait` between tries.
+    /// A fetcher retrying each http(s) source for up to `timeout`, calling `wait` between tries.
     pub fn new(timeout: Duration, wait: impl FnMut(Duration) + 'a) -> Self {
-        Fetcher { timeout, wait: Box::new(wait) }
+        Fetcher { timeout, wait: Box::new(wait), client: Client::new(), trusted: Vec::new() }
     }
 
-    /// The bytes behind a source URL: `data:` or `http://` (a 404 is an error here).
-    /// `https://` is refused: keel has no TLS (see [`fetch::https_refused`]).
-    pub fn fetch_url(&mut self, url: &str) -> Result<Vec<u8>, String> {
+    /// A fetcher with its own https client (e.g. one trusting a test CA).
+    pub fn with_client(timeout: Duration, wait: impl FnMut(Duration) + 'a, client: Client) -> Self {
+        Fetcher { timeout, wait: Box::new(wait), client, trusted: Vec::new() }
+    }
+
+    /// The bytes behind a source URL: `data:`, `http://` or `https://` (a 404 is an
+    /// error here), fetched with `headers`.
+    pub fn fetch_url(&mut self, url: &str, headers: &[HttpHeader]) -> Result<Vec<u8>, String> {
         if url.starts_with("data:") {
             config::decode_data_url(url)
-        } else if url.starts_with("https://") {
-            Err(fetch::https_refused(&abbreviate(url)))
-        } else if url.starts_with("http://") {
-            match self.http("GET", url, &[], None)? {
-                fetch::Fetched::Found(response) => Ok(response.body),
-                fetch::Fetched::NotFound => Err(format!("{}: HTTP 404 Not Found", abbreviate(url))),
+        } else if url.starts_with("http://") || url.starts_with("https://") {
+            let headers: Vec<(&str, &str)> = headers.iter().map(|h| (h.name.as_str(), h.value.as_str())).collect();
+            match self.http("GET", url, &headers, None)? {
+                Fetched::Found(response) => Ok(response.body),
+                Fetched::NotFound => Err(format!("{}: HTTP 404 Not Found", abbreviate(url))),
             }
         } else {
             Err(format!("{}: unsupported URL scheme", abbreviate(url)))
         }
     }
 
-    /// One http request with retries; `fallback` is used when the host name does not resolve.
-    fn http(&mut self, method: &str, url: &str, headers: &[(&str, &str)], fallback: Option<IpAddr>) -> Result<fetch::Fetched, String> {
-        let mut parsed = fetch::parse_url(url)?;
+    /// One http(s) request with retries; `fallback` is used when the host name does not resolve.
+    fn http(&mut self, method: &str, url: &str, headers: &[(&str, &str)], fallback: Option<IpAddr>) -> Result<Fetched, String> {
+        let mut parsed = http::parse_url(url)?;
         parsed.fallback = fallback;
-        fetch::fetch(method, &parsed, &abbreviate(url), headers, self.timeout, &mut *self.wait)
+        self.client.fetch(method, &parsed, &abbreviate(url), headers, self.timeout, &mut *self.wait)
+    }
+
+    /// Use `config`'s proxy, read timeout and CAs from now on (each CA fetched, checked
+    /// and added to the trusted ones). Problems are named by their JSON path.
+    fn configure(&mut self, config: &Config) -> Vec<ReportedProblem> {
+        let mut problems = Vec::new();
+        let proxy = &config.proxy;
+        match http::Proxy::new(proxy.http_proxy.as_deref(), proxy.https_proxy.as_deref(), proxy.no_proxy.clone()) {
+            Ok(p) => self.client.set_proxy(p),
+            Err(e) => problems.push(problem("ignition.proxy", e)),
+        }
+        if let Some(secs) = config.timeouts.http_response_headers.filter(|s| *s > 0) {
+            self.client.set_read_timeout(Duration::from_secs(u64::from(secs)));
+        }
+        for (i, ca) in config.certificate_authorities.iter().enumerate() {
+            if self.trusted.contains(&ca.source) {
+                continue;
+            }
+            self.trusted.push(ca.source.clone());
+            let path = format!("ignition.security.tls.certificateAuthorities[{i}]");
+            let pem = self.fetch_reference(ca);
+            if let Err(e) = pem.and_then(|pem| self.client.add_ca_pem(&pem)) {
+                problems.push(problem(&path, e));
+            }
+        }
+        problems
+    }
+
+    /// The bytes of a reference (config or CA): fetched, decompressed, hash-checked.
+    fn fetch_reference(&mut self, reference: &config::ConfigRef) -> Result<Vec<u8>, String> {
+        let bytes = self.fetch_url(&reference.source, &reference.http_headers)?;
+        let hash = reference.verification.as_ref().map(|h| (hash_alg(h.algorithm), h.hex.clone()));
+        apply::resolve_resource(bytes, reference.compression == Some(Compression::Gzip), hash)
     }
 
     /// The user data of `platform`'s metadata service under `base` (None: its default
     /// address). `Ok(None)`: the service has no user data (404), which is no config.
     pub fn metadata(&mut self, platform: Platform, base: Option<&str>) -> Result<Option<(Vec<u8>, String)>, String> {
         const LINK_LOCAL: &str = "http://169.254.169.254";
-        let found = |fetched: fetch::Fetched, url: String| match fetched {
-            fetch::Fetched::Found(response) => Some((response.body, url)),
-            fetch::Fetched::NotFound => None,
+        let found = |fetched: Fetched, url: String| match fetched {
+            Fetched::Found(response) => Some((response.body, url)),
+            Fetched::NotFound => None,
         };
         match platform {
             Platform::Aws => {
                 let base = base.unwrap_or(LINK_LOCAL);
                 let token_url = format!("{base}/latest/api/token");
                 let token = match self.http("PUT", &token_url, &[("X-aws-ec2-metadata-token-ttl-seconds", "21600")], None)? {
-                    fetch::Fetched::Found(response) => String::from_utf8(response.body).map_err(|_| format!("{token_url}: the token is not text"))?,
-                    fetch::Fetched::NotFound => return Err(format!("{token_url}: HTTP 404 Not Found (no IMDSv2 token service)")),
+                    Fetched::Found(response) => String::from_utf8(response.body).map_err(|_| format!("{token_url}: the token is not text"))?,
+                    Fetched::NotFound => return Err(format!("{token_url}: HTTP 404 Not Found (no IMDSv2 token service)")),
                 };
                 let url = format!("{base}/latest/user-data");
                 let fetched = self.http("GET", &url, &[("X-aws-ec2-metadata-token", token.trim())], None)?;
@@ -190,7 +237,7 @@ pub fn fetch_config(sources: &Sources, fetcher: &mut Fetcher) -> Result<Option<(
         return Ok(Some((bytes, "QEMU fw_cfg opt/com.coreos/config".into())));
     }
     if let Some(url) = sources.url {
-        return fetcher.fetch_url(url).map(|bytes| Some((bytes, format!("keel.config.url={}", abbreviate(url)))));
+        return fetcher.fetch_url(url, &[]).map(|bytes| Some((bytes, format!("keel.config.url={}", abbreviate(url)))));
     }
     if sources.config_drive {
         if let Some(found) = super::configdrive::read_config()? {
@@ -218,9 +265,9 @@ fn abbreviate(url: &str) -> String {
     if url.len() > 60 { format!("{}…", &url[..url.char_indices().nth(60).map_or(url.len(), |(i, _)| i)]) } else { url.to_string() }
 }
 
-/// The bytes behind a source URL (`data:` or `http://`, with the default timeout).
+/// The bytes behind a source URL (`data:`, `http://` or `https://`, with the default timeout).
 pub fn fetch_url(url: &str) -> Result<Vec<u8>, String> {
-    Fetcher::default().fetch_url(url)
+    Fetcher::default().fetch_url(url, &[])
 }
 
 /// User data is often gzipped by cloud tooling: detected by its magic bytes.
@@ -238,7 +285,7 @@ pub fn plan(config: &Config, fetcher: &mut Fetcher) -> Result<WritePlan, Vec<(St
     let mut problems = Vec::new();
     let mut resolve = |path: String, resource: &Resource| -> Option<Vec<u8>> {
         let source = resource.source.as_deref()?;
-        let result = fetcher.fetch_url(source).and_then(|bytes| {
+        let result = fetcher.fetch_url(source, &resource.http_headers).and_then(|bytes| {
             let hash = resource.verification.as_ref().map(|h| (hash_alg(h.algorithm), h.hex.clone()));
             apply::resolve_resource(bytes, resource.compression == Some(Compression::Gzip), hash)
         });
@@ -303,18 +350,12 @@ fn hash_alg(algorithm: HashAlgorithm) -> HashAlg {
     }
 }
 
-/// `ignition.config.replace` and `.merge`: the referenced configs (data: or http://
-/// URLs), merged in order, the child winning (Ignition's semantics).
+/// `ignition.config.replace` and `.merge`: the referenced configs (data:, http:// or
+/// https:// URLs), merged in order, the child winning (Ignition's semantics). They are
+/// fetched with the CAs and proxy of the config that references them.
 fn resolve_references(config: Config, status: &mut FirstbootStatus, fetcher: &mut Fetcher) -> Option<Config> {
     let mut load = |reference: &config::ConfigRef, path: &str, status: &mut FirstbootStatus| -> Option<Config> {
-        let bytes = fetcher
-            .fetch_url(&reference.source)
-            .and_then(|bytes| {
-                let hash = reference.verification.as_ref().map(|h| (hash_alg(h.algorithm), h.hex.clone()));
-                apply::resolve_resource(bytes, reference.compression == Some(Compression::Gzip), hash)
-            })
-            .map_err(|e| status.problems.push(problem(path, e)))
-            .ok()?;
+        let bytes = fetcher.fetch_reference(reference).map_err(|e| status.problems.push(problem(path, e))).ok()?;
         match config::parse(&bytes) {
             Ok((child, warnings)) => {
                 status.add_report(&warnings);
@@ -382,14 +423,28 @@ pub fn run(root: &Path, marker: &Path, forced: bool, sources: &Sources, fetcher:
             return status;
         }
     };
+    if !sources.network && config.needs_network() {
+        status.state = "deferred".into();
+        return status;
+    }
     // `ignition.timeouts.httpTotal` bounds each fetch the config asks for (0: no limit).
     if let Some(total) = config.timeouts.http_total {
         fetcher.timeout = Duration::from_secs(if total == 0 { 24 * 3600 } else { u64::from(total) });
     }
+    let failed = |status: &FirstbootStatus| status.problems.iter().any(|p| p.severity == "error");
+    status.problems.extend(fetcher.configure(&config));
+    if failed(&status) {
+        return status;
+    }
     let config = match resolve_references(config, &mut status, fetcher) {
-        Some(config) if status.problems.iter().all(|p| p.severity != "error") => config,
+        Some(config) if !failed(&status) => config,
         _ => return status,
     };
+    // The merged config's own CAs and proxy are used for the files it names.
+    status.problems.extend(fetcher.configure(&config));
+    if failed(&status) {
+        return status;
+    }
     let plan = match plan(&config, fetcher) {
         Ok(plan) => plan,
         Err(problems) => {
@@ -465,7 +520,7 @@ mod tests {
     }
 
     fn run_url(root: &Root, forced: bool, url: Option<&str>) -> FirstbootStatus {
-        run(&root.0, &root.marker(), forced, &Sources { url, ..Default::default() }, &mut Fetcher::default())
+        run(&root.0, &root.marker(), forced, &Sources { url, network: true, ..Default::default() }, &mut Fetcher::default())
     }
 
     const GOOD: &str = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/motd","mode":420,"contents":{"source":"data:,hello%0A"}}]}}"#;
@@ -534,6 +589,18 @@ mod tests {
     }
 
     #[test]
+    fn a_config_that_fetches_waits_for_the_network() {
+        let root = Root::new("deferred");
+        let remote = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/a","contents":{"source":"data:,a"}},{"path":"/etc/b","append":[{"source":"https://h/b"}]}]}}"#;
+        let sources = Sources { url: Some(&data_url(remote)), ..Default::default() };
+        let status = run(&root.0, &root.marker(), false, &sources, &mut Fetcher::default());
+        assert_eq!(status.state, "deferred", "{status:?}");
+        assert!(!root.0.join("etc/a").exists() && !root.marker().exists());
+        let sources = Sources { url: Some(&data_url(GOOD)), ..Default::default() };
+        assert_eq!(run(&root.0, &root.marker(), false, &sources, &mut Fetcher::default()).state, "applied");
+    }
+
+    #[test]
     fn no_config_is_an_empty_config() {
         let root = Root::new("none");
         let status = run_url(&root, false, None);
@@ -541,65 +608,106 @@ mod tests {
         assert!(root.marker().exists());
     }
 
-    #[test]
-    fn https_sources_are_refused_clearly() {
-        let err = fetch_url("https://example.com/config.ign").unwrap_err();
-        assert!(err.contains("https://example.com/config.ign") && err.contains("not supported") && err.contains("data:"), "{err}");
+    use keel_netconf::http::testing::{answer, SeenRequest, TestCa, TestServer};
+
+    /// A server answering each path from `routes` (404 otherwise).
+    fn serve(tls: Option<&TestCa>, routes: Vec<(&'static str, Vec<u8>)>) -> TestServer {
+        let tls = tls.map(|ca| ca.server_config(&["127.0.0.1"]));
+        TestServer::start(
+            "127.0.0.1:0",
+            tls,
+            Box::new(move |r: &SeenRequest| {
+                let found = routes.iter().find(|(path, _)| *path == r.path());
+                found.map_or_else(|| answer("404 Not Found", b""), |(_, body)| answer("200 OK", body))
+            }),
+        )
     }
 
-    /// Serve each `(expected request line, required header, answer)` on one connection.
-    fn serve(exchanges: Vec<(&'static str, &'static str, String)>) -> (String, std::thread::JoinHandle<()>) {
-        use std::io::{BufRead, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-        let handle = std::thread::spawn(move || {
-            for (line, header, answer) in exchanges {
-                let (mut stream, _) = listener.accept().unwrap();
-                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
-                let mut request = String::new();
-                while !request.ends_with("\r\n\r\n") {
-                    if reader.read_line(&mut request).unwrap() == 0 {
-                        break;
-                    }
-                }
-                assert!(request.starts_with(line) && request.contains(header), "{request}");
-                stream.write_all(answer.as_bytes()).unwrap();
-            }
-        });
-        (base, handle)
-    }
-
-    fn ok(body: &str) -> String {
-        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+    fn data_pem(ca: &TestCa) -> String {
+        data_url(&ca.pem)
     }
 
     #[test]
     fn an_http_config_and_its_http_files_are_applied() {
         let root = Root::new("http");
-        let config = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/blob","contents":{"source":"@BASE@/blob"}}]}}"#;
-        let (blob_base, blob_server) = serve(vec![("GET /blob ", "", ok("blob\n"))]);
-        let config = config.replace("@BASE@", &blob_base);
-        let (cfg_base, cfg_server) = serve(vec![("GET /config.ign ", "Connection: close", ok(&config))]);
-        let status = run_url(&root, false, Some(&format!("{cfg_base}/config.ign")));
+        let blobs = serve(None, vec![("/blob", b"blob\n".to_vec())]);
+        let config = format!(
+            r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"files":[{{"path":"/etc/blob","contents":{{"source":"http://127.0.0.1:{}/blob"}}}}]}}}}"#,
+            blobs.port
+        );
+        let configs = serve(None, vec![("/config.ign", config.into_bytes())]);
+        let status = run_url(&root, false, Some(&format!("http://127.0.0.1:{}/config.ign", configs.port)));
         assert_eq!(status.state, "applied", "{status:?}");
         assert_eq!(std::fs::read_to_string(root.0.join("etc/blob")).unwrap(), "blob\n");
-        cfg_server.join().unwrap();
-        blob_server.join().unwrap();
+        assert_eq!(configs.requests()[0].header("connection"), Some("close"));
+    }
+
+    #[test]
+    fn https_sources_use_the_configs_cas_and_headers() {
+        let ca = TestCa::new("keel first-boot test CA");
+        let server = serve(Some(&ca), vec![("/child.ign", br#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/from-child","contents":{"source":"data:,child"}}]}}"#.to_vec()), ("/secret", b"s3cret".to_vec())]);
+        let base = format!("https://127.0.0.1:{}", server.port);
+        let config = format!(
+            r#"{{"ignition":{{"version":"3.4.0","security":{{"tls":{{"certificateAuthorities":[{{"source":"{ca}"}}]}}}},"config":{{"merge":[{{"source":"{base}/child.ign"}}]}}}},"storage":{{"files":[{{"path":"/etc/secret","contents":{{"source":"{base}/secret","httpHeaders":[{{"name":"Authorization","value":"Bearer abc"}}]}}}}]}}}}"#,
+            ca = data_pem(&ca)
+        );
+        let root = Root::new("https");
+        let status = run_url(&root, false, Some(&data_url(&config)));
+        assert_eq!(status.state, "applied", "{status:?}");
+        assert_eq!(std::fs::read_to_string(root.0.join("etc/secret")).unwrap(), "s3cret");
+        assert_eq!(std::fs::read_to_string(root.0.join("etc/from-child")).unwrap(), "child");
+        let seen = server.requests();
+        let secret = seen.iter().find(|r| r.path() == "/secret").unwrap();
+        assert_eq!(secret.header("authorization"), Some("Bearer abc"));
+    }
+
+    #[test]
+    fn https_without_the_ca_fails_naming_the_source_and_writes_nothing() {
+        let ca = TestCa::new("untrusted CA");
+        let server = serve(Some(&ca), vec![("/secret", b"x".to_vec())]);
+        let config = format!(
+            r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"files":[{{"path":"/etc/secret","contents":{{"source":"https://127.0.0.1:{}/secret"}}}},{{"path":"/etc/other","contents":{{"source":"data:,y"}}}}]}}}}"#,
+            server.port
+        );
+        let root = Root::new("https-untrusted");
+        let status = run_url(&root, false, Some(&data_url(&config)));
+        assert!(status.failed(), "{status:?}");
+        let p = status.problems.iter().find(|p| p.path == "storage.files[0].contents").expect("a problem at the file");
+        assert!(p.message.contains("not signed by a trusted CA"), "{p:?}");
+        assert!(!root.0.join("etc/other").exists() && !root.marker().exists());
+    }
+
+    #[test]
+    fn a_ca_that_fails_its_hash_stops_first_boot() {
+        let ca = TestCa::new("keel test CA");
+        let config = format!(
+            r#"{{"ignition":{{"version":"3.4.0","security":{{"tls":{{"certificateAuthorities":[{{"source":"{}","verification":{{"hash":"sha256-{}"}}}}]}}}}}}}}"#,
+            data_pem(&ca),
+            "0".repeat(64)
+        );
+        let root = Root::new("ca-hash");
+        let status = run_url(&root, false, Some(&data_url(&config)));
+        assert!(status.failed(), "{status:?}");
+        assert!(status.problems.iter().any(|p| p.path == "ignition.security.tls.certificateAuthorities[0]" && p.message.contains("mismatch")), "{status:?}");
+        assert!(!root.marker().exists());
     }
 
     #[test]
     fn aws_metadata_uses_a_token_and_404_is_no_config() {
         let config = r#"{"ignition":{"version":"3.4.0"}}"#;
-        let (base, server) = serve(vec![
-            ("PUT /latest/api/token ", "X-aws-ec2-metadata-token-ttl-seconds: 21600", ok("TOKEN")),
-            ("GET /latest/user-data ", "X-aws-ec2-metadata-token: TOKEN", ok(config)),
-            ("GET /openstack/latest/user_data ", "", "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".into()),
-        ]);
+        let server = TestServer::start(
+            "127.0.0.1:0",
+            None,
+            Box::new(move |r: &SeenRequest| match (r.line.as_str(), r.header("x-aws-ec2-metadata-token")) {
+                ("PUT /latest/api/token HTTP/1.1", _) if r.header("x-aws-ec2-metadata-token-ttl-seconds") == Some("21600") => answer("200 OK", b"TOKEN"),
+                ("GET /latest/user-data HTTP/1.1", Some("TOKEN")) => answer("200 OK", config.as_bytes()),
+                _ => answer("404 Not Found", b""),
+            }),
+        );
+        let base = format!("http://127.0.0.1:{}", server.port);
         let mut fetcher = Fetcher::default();
         let (bytes, url) = fetcher.metadata(Platform::Aws, Some(&base)).unwrap().unwrap();
         assert_eq!((bytes.as_slice(), url), (config.as_bytes(), format!("{base}/latest/user-data")));
         assert_eq!(fetcher.metadata(Platform::Openstack, Some(&base)).unwrap(), None);
-        server.join().unwrap();
     }
-
 }

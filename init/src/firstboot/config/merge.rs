@@ -10,7 +10,7 @@
 //! always wins, even when the child did not write it.
 
 use super::types::{
-    Config, ConfigRef, DirEntry, FileEntry, Group, LinkEntry, Owner, Resource, Timeouts, User,
+    Config, ConfigRef, DirEntry, FileEntry, Group, LinkEntry, Owner, ProxySettings, Resource, Timeouts, User,
 };
 use std::collections::HashSet;
 
@@ -62,6 +62,17 @@ pub fn merge(parent: Config, child: Config) -> Config {
                 .http_response_headers
                 .or(parent.timeouts.http_response_headers),
             http_total: child.timeouts.http_total.or(parent.timeouts.http_total),
+        },
+        certificate_authorities: merge_keyed(
+            parent.certificate_authorities,
+            child.certificate_authorities,
+            |r| r.source.clone(),
+            |_, c: ConfigRef| c,
+        ),
+        proxy: ProxySettings {
+            http_proxy: child.proxy.http_proxy.or(parent.proxy.http_proxy),
+            https_proxy: child.proxy.https_proxy.or(parent.proxy.https_proxy),
+            no_proxy: merge_keyed(parent.proxy.no_proxy, child.proxy.no_proxy, |s| s.clone(), |_, c| c),
         },
     }
 }

@@ -8,9 +8,9 @@
 //!
 //! Strictness, unlike Ignition: unknown keys are errors (with a "did you mean"
 //! suggestion); features keel does not implement (`systemd.units`, `storage.disks`,
-//! `raid`, `filesystems`, `luks`, `kernelArguments`, custom TLS CAs, proxies, HTTP
-//! headers, most user options) are errors that say what to do instead, unless their
-//! value is empty; duplicate JSON keys are errors.
+//! `raid`, `filesystems`, `luks`, `kernelArguments`, most user options) are errors that
+//! say what to do instead, unless their value is empty; duplicate JSON keys are errors.
+//! TLS CAs, proxies and HTTP headers are parsed and checked here and used by the fetcher.
 //!
 //! Limitations: `ignition.config.merge`/`replace` are parsed, not fetched (see the
 //! fetcher); hashes are checked for format here, against the data by the applier;
@@ -37,7 +37,7 @@ pub use merge::merge;
 pub use report::{report_json, JsonPath, Problem, Report, Severity};
 pub use types::{
     Compression, Config, ConfigRef, DirEntry, FileEntry, Group, Hash, HashAlgorithm, IdOrName,
-    LinkEntry, Owner, Resource, Timeouts, User,
+    HttpHeader, LinkEntry, Owner, ProxySettings, Resource, Timeouts, User,
 };
 pub use validate::WRITABLE_TREES;
 

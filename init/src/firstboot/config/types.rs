@@ -22,6 +22,42 @@ pub struct Config {
     pub replace: Option<ConfigRef>,
     /// `ignition.timeouts`
     pub timeouts: Timeouts,
+    /// `ignition.security.tls.certificateAuthorities`: CAs trusted for https fetches,
+    /// besides the image's bundle.
+    pub certificate_authorities: Vec<ConfigRef>,
+    /// `ignition.proxy`
+    pub proxy: ProxySettings,
+}
+
+impl Config {
+    /// Whether applying this config fetches anything over the network: an http(s)
+    /// source of a file, an appended fragment, a referenced config or a CA.
+    pub fn needs_network(&self) -> bool {
+        let remote = |source: &str| source.starts_with("http://") || source.starts_with("https://");
+        let resources = self.files.iter().flat_map(|f| f.contents.iter().chain(&f.append));
+        let references = self.merge.iter().chain(&self.replace).chain(&self.certificate_authorities);
+        resources.filter_map(|r| r.source.as_deref()).any(remote) || references.map(|r| r.source.as_str()).any(remote)
+    }
+}
+
+/// `ignition.proxy`: where http and https fetches go, and which hosts they bypass it for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxySettings {
+    /// `httpProxy`: an `http://HOST:PORT` proxy for http sources.
+    pub http_proxy: Option<String>,
+    /// `httpsProxy`: an `http://HOST:PORT` proxy that tunnels https sources.
+    pub https_proxy: Option<String>,
+    /// `noProxy`: hosts, domains, addresses or CIDR networks reached directly.
+    pub no_proxy: Vec<String>,
+}
+
+/// One `httpHeaders[]` entry, sent with an http(s) fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpHeader {
+    /// The header name (non-empty).
+    pub name: String,
+    /// The value.
+    pub value: String,
 }
 
 /// `ignition.timeouts`, in seconds; `None` means keel's default.
@@ -33,15 +69,19 @@ pub struct Timeouts {
     pub http_total: Option<u32>,
 }
 
-/// A referenced config (`ignition.config.merge[]` / `replace`); the source is required.
+/// A resource whose source is required: a referenced config
+/// (`ignition.config.merge[]` / `replace`) or a CA certificate
+/// (`ignition.security.tls.certificateAuthorities[]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigRef {
     /// The URL as written (data:, http: or https:).
     pub source: String,
     /// Compression of the fetched bytes.
     pub compression: Option<Compression>,
-    /// Hash of the (decompressed) config.
+    /// Hash of the (decompressed) data.
     pub verification: Option<Hash>,
+    /// Headers sent when fetching it over http(s).
+    pub http_headers: Vec<HttpHeader>,
 }
 
 /// `storage.files[]`
@@ -70,6 +110,8 @@ pub struct Resource {
     pub compression: Option<Compression>,
     /// Hash of the decompressed data.
     pub verification: Option<Hash>,
+    /// Headers sent when fetching it over http(s).
+    pub http_headers: Vec<HttpHeader>,
 }
 
 /// Supported compressions of a resource.

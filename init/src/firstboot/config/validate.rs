@@ -11,7 +11,7 @@
 
 use super::data_url::decode_data_url;
 use super::report::{JsonPath, Problem, Severity};
-use super::types::{Compression, Config, IdOrName, Owner, Resource};
+use super::types::{Compression, Config, ConfigRef, IdOrName, Owner, ProxySettings, Resource};
 use super::walk::Origins;
 use std::collections::HashMap;
 
@@ -72,6 +72,7 @@ impl<'a> Checker<'a> {
             Some(&"links") => &self.origins.links,
             Some(&"users") => &self.origins.users,
             Some(&"groups") => &self.origins.groups,
+            Some(&"certificateAuthorities") => &self.origins.certificate_authorities,
             _ => &self.origins.merge,
         };
         JsonPath::of(list).index(origins.get(i).copied().unwrap_or(i))
@@ -222,22 +223,21 @@ pub fn check_config(c: &mut Checker<'_>, config: &Config) {
     }
     check_links(c, config);
     for (i, r) in config.merge.iter().enumerate() {
-        let p = c.entry(&["ignition", "config", "merge"], i);
-        let res = Resource {
-            source: Some(r.source.clone()),
-            compression: r.compression,
-            verification: None,
-        };
-        check_resource(c, &res, &p);
+        check_reference(c, r, &c.entry(&["ignition", "config", "merge"], i));
     }
     if let Some(r) = &config.replace {
-        let res = Resource {
-            source: Some(r.source.clone()),
-            compression: r.compression,
-            verification: None,
-        };
-        check_resource(c, &res, &JsonPath::of(&["ignition", "config", "replace"]));
+        check_reference(c, r, &JsonPath::of(&["ignition", "config", "replace"]));
     }
+    for (i, r) in config.certificate_authorities.iter().enumerate() {
+        let p = c.entry(&["ignition", "security", "tls", "certificateAuthorities"], i);
+        check_reference(c, r, &p);
+        if r.source.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("data:")) && r.compression.is_none() {
+            if let Err(e) = decode_data_url(&r.source).and_then(|pem| keel_netconf::http::tls::parse_pem_certificates(&pem)) {
+                c.error(&p.key("source"), format!("not a usable CA certificate: {e}"));
+            }
+        }
+    }
+    check_proxy(c, &config.proxy);
     super::validate_passwd::check_passwd(c, config);
 }
 
@@ -253,7 +253,51 @@ fn check_mode_at(c: &mut Checker<'_>, mode: Option<u32>, is_dir: bool, entry: &J
     }
 }
 
+fn check_reference(c: &mut Checker<'_>, r: &ConfigRef, path: &JsonPath) {
+    let res = Resource { source: Some(r.source.clone()), compression: r.compression, verification: None, http_headers: r.http_headers.clone() };
+    check_resource(c, &res, path);
+}
+
+fn check_proxy(c: &mut Checker<'_>, proxy: &ProxySettings) {
+    for (key, url) in [("httpProxy", &proxy.http_proxy), ("httpsProxy", &proxy.https_proxy)] {
+        let Some(url) = url else { continue };
+        let result = match key {
+            "httpProxy" => keel_netconf::http::Proxy::new(Some(url), None, Vec::new()),
+            _ => keel_netconf::http::Proxy::new(None, Some(url), Vec::new()),
+        };
+        if let Err(e) = result {
+            c.error(&JsonPath::of(&["ignition", "proxy", key]), e);
+        }
+    }
+}
+
+/// Ignition's header rules: a name, no name twice, only for http(s) sources; keel also
+/// refuses line breaks, which would split the request.
+fn check_headers(c: &mut Checker<'_>, r: &Resource, path: &JsonPath) {
+    if r.http_headers.is_empty() {
+        return;
+    }
+    let p = path.key("httpHeaders");
+    let source = r.source.as_deref().unwrap_or("");
+    if !(source.starts_with("http://") || source.starts_with("https://")) {
+        c.error(&p, "httpHeaders are only sent with http:// and https:// sources".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, h) in r.http_headers.iter().enumerate() {
+        let hp = p.index(i);
+        if h.name.is_empty() || !h.name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+            c.error(&hp.key("name"), format!("header name {:?} is empty or not a valid HTTP token", h.name));
+        } else if !seen.insert(h.name.to_ascii_lowercase()) {
+            c.error(&hp.key("name"), format!("header {:?} is given twice", h.name));
+        }
+        if h.value.contains(['\r', '\n']) {
+            c.error(&hp.key("value"), "header value contains a line break".into());
+        }
+    }
+}
+
 fn check_resource(c: &mut Checker<'_>, r: &Resource, path: &JsonPath) {
+    check_headers(c, r, path);
     let Some(source) = &r.source else { return };
     let p = path.key("source");
     if let Err(e) = check_source(source) {

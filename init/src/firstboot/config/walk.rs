@@ -10,7 +10,7 @@
 use super::json::{Kind, LineIndex, Member, Node};
 use super::report::{JsonPath, Problem, Severity};
 use super::suggest::suggest;
-use super::types::{Config, Timeouts};
+use super::types::{Config, ProxySettings, Timeouts};
 
 /// Lowest and highest accepted minor version of spec 3.
 pub const MIN_MINOR: u32 = 0;
@@ -52,6 +52,8 @@ pub struct Origins {
     pub groups: Vec<usize>,
     /// JSON index of each `Config::merge` entry.
     pub merge: Vec<usize>,
+    /// JSON index of each `Config::certificate_authorities` entry.
+    pub certificate_authorities: Vec<usize>,
 }
 
 /// Walk state: the declared version and the problems found so far.
@@ -389,23 +391,8 @@ fn walk_ignition(
         match m.key.as_str() {
             "config" => super::walk_storage::walk_config_refs(w, &m.value, &p, config, origins),
             "timeouts" => config.timeouts = walk_timeouts(w, &m.value, &p),
-            "security" => walk_security(w, &m.value, &p),
-            "proxy" => {
-                let Some(proxy) = w.object(&m.value, &p) else {
-                    continue;
-                };
-                for pm in w.known(
-                    proxy,
-                    &p,
-                    &[key("httpProxy"), key("httpsProxy"), key("noProxy")],
-                ) {
-                    w.unsupported(
-                        pm,
-                        &p,
-                        "keel fetches configs directly; remove the proxy settings",
-                    );
-                }
-            }
+            "security" => walk_security(w, &m.value, &p, config, origins),
+            "proxy" => config.proxy = walk_proxy(w, &m.value, &p),
             _ => {} // "version" was read first
         }
     }
@@ -430,7 +417,7 @@ fn walk_timeouts(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Timeouts {
     t
 }
 
-fn walk_security(w: &mut Walker<'_>, node: &Node, path: &JsonPath) {
+fn walk_security(w: &mut Walker<'_>, node: &Node, path: &JsonPath, config: &mut Config, origins: &mut Origins) {
     let Some(members) = w.object(node, path) else {
         return;
     };
@@ -440,9 +427,27 @@ fn walk_security(w: &mut Walker<'_>, node: &Node, path: &JsonPath) {
             continue;
         };
         for t in w.known(tls, &p, &[key("certificateAuthorities")]) {
-            w.unsupported(t, &p, "keel trusts only its built-in CA roots; use an https source with a public certificate or a data: URL");
+            let p = p.key(&t.key);
+            let (cas, origins) = (&mut config.certificate_authorities, &mut origins.certificate_authorities);
+            super::walk_storage::each(w, &t.value, &p, super::walk_storage::config_ref, cas, origins);
         }
     }
+}
+
+fn walk_proxy(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> ProxySettings {
+    let mut proxy = ProxySettings::default();
+    let Some(members) = w.object(node, path) else {
+        return proxy;
+    };
+    for m in w.known(members, path, &[key("httpProxy"), key("httpsProxy"), key("noProxy")]) {
+        let p = path.key(&m.key);
+        match m.key.as_str() {
+            "httpProxy" => proxy.http_proxy = w.string(&m.value, &p).filter(|s| !s.is_empty()),
+            "httpsProxy" => proxy.https_proxy = w.string(&m.value, &p).filter(|s| !s.is_empty()),
+            _ => proxy.no_proxy = w.strings(&m.value, &p),
+        }
+    }
+    proxy
 }
 
 fn walk_systemd(w: &mut Walker<'_>, node: &Node, path: &JsonPath) {

@@ -4,7 +4,7 @@
 use super::json::{Member, Node};
 use super::report::JsonPath;
 use super::types::{
-    Compression, Config, ConfigRef, DirEntry, FileEntry, Hash, HashAlgorithm, IdOrName, LinkEntry,
+    Compression, Config, ConfigRef, DirEntry, FileEntry, Hash, HashAlgorithm, HttpHeader, IdOrName, LinkEntry,
     Owner, Resource,
 };
 use super::walk::{is_empty, key, key_since, KeyRule, Origins, Walker};
@@ -128,7 +128,8 @@ pub fn walk_config_refs(
     }
 }
 
-fn config_ref(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<ConfigRef> {
+/// Walks a resource whose source is required (a config reference, a CA).
+pub fn config_ref(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<ConfigRef> {
     let r = resource(w, node, path)?;
     let Some(source) = r.source else {
         w.missing(path, node, "source");
@@ -138,6 +139,7 @@ fn config_ref(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<Config
         source,
         compression: r.compression,
         verification: r.verification,
+        http_headers: r.http_headers,
     })
 }
 
@@ -151,10 +153,29 @@ pub fn resource(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<Reso
             "source" => r.source = w.string(&m.value, &p),
             "compression" => r.compression = compression(w, &m.value, &p),
             "verification" => r.verification = verification(w, &m.value, &p),
-            _ => w.unsupported(m, path, "keel sends no custom HTTP headers; put credentials in the URL's query or serve the data as a data: URL"),
+            _ => r.http_headers = http_headers(w, &m.value, &p),
         }
     }
     Some(r)
+}
+
+/// Walks `httpHeaders`: `[{"name": …, "value": …}]`.
+fn http_headers(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Vec<HttpHeader> {
+    let mut headers = Vec::new();
+    for (i, item) in w.array(node, path).iter().enumerate() {
+        let p = path.index(i);
+        let Some(members) = w.object(item, &p) else { continue };
+        let (mut name, mut value) = (None, None);
+        for m in w.known(members, &p, &[key("name"), key("value")]) {
+            let text = w.string(&m.value, &p.key(&m.key));
+            if m.key == "name" { name = text } else { value = text }
+        }
+        match name {
+            Some(name) => headers.push(HttpHeader { name, value: value.unwrap_or_default() }),
+            None => w.missing(&p, item, "name"),
+        }
+    }
+    headers
 }
 
 fn compression(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<Compression> {

@@ -169,6 +169,7 @@ fn ignition_section_and_empty_child() {
         source: s.into(),
         compression: None,
         verification: None,
+        http_headers: Vec::new(),
     };
     let parent = Config {
         merge: vec![r("data:,a")],

@@ -1,7 +1,7 @@
 //! Versions, unknown keys, types, required keys and unsupported features.
 
 use super::{bad, cfg, find, ok, only_error, storage};
-use crate::firstboot::config::{IdOrName, Severity};
+use crate::firstboot::config::{parse, IdOrName, Severity};
 
 #[test]
 fn accepts_every_spec_3_version() {
@@ -231,24 +231,64 @@ fn unsupported_features_name_the_field_and_the_alternative() {
         "kernelArguments.shouldExist",
         "host.toml",
     );
+}
+
+#[test]
+fn tls_cas_must_be_pem_certificates() {
     only_error(
         r#"{"ignition":{"version":"3.4.0","security":{"tls":{"certificateAuthorities":[{"source":"data:,x"}]}}}}"#,
-        "ignition.security.tls.certificateAuthorities",
-        "not supported",
+        "ignition.security.tls.certificateAuthorities[0].source",
+        "no PEM certificate",
     );
     only_error(
-        r#"{"ignition":{"version":"3.4.0","proxy":{"httpProxy":"http://p"}}}"#,
+        r#"{"ignition":{"version":"3.4.0","security":{"tls":{"certificateAuthorities":[{"compression":"gzip"}]}}}}"#,
+        "ignition.security.tls.certificateAuthorities[0].source",
+        "missing",
+    );
+    only_error(
+        r#"{"ignition":{"version":"3.4.0","security":{"tls":{"certificateAuthorities":[{"source":"ftp://x/ca.pem"}]}}}}"#,
+        "ignition.security.tls.certificateAuthorities[0].source",
+        "not supported",
+    );
+    let (c, _) = parse(br#"{"ignition":{"version":"3.4.0","security":{"tls":{"certificateAuthorities":[{"source":"https://pki.example/ca.pem","verification":{"hash":"sha256-0000000000000000000000000000000000000000000000000000000000000000"}}]}}}}"#).unwrap();
+    assert_eq!(c.certificate_authorities[0].source, "https://pki.example/ca.pem");
+}
+
+#[test]
+fn proxies_must_be_plain_http_urls() {
+    let (c, _) = parse(br#"{"ignition":{"version":"3.4.0","proxy":{"httpProxy":"http://p:3128","httpsProxy":"http://p:3129","noProxy":["10.0.0.0/8",".internal"]}}}"#).unwrap();
+    assert_eq!(c.proxy.http_proxy.as_deref(), Some("http://p:3128"));
+    assert_eq!(c.proxy.https_proxy.as_deref(), Some("http://p:3129"));
+    assert_eq!(c.proxy.no_proxy, ["10.0.0.0/8", ".internal"]);
+    only_error(
+        r#"{"ignition":{"version":"3.4.0","proxy":{"httpsProxy":"https://p:3128"}}}"#,
+        "ignition.proxy.httpsProxy",
+        "plain http",
+    );
+    only_error(
+        r#"{"ignition":{"version":"3.4.0","proxy":{"httpProxy":"p:3128"}}}"#,
         "ignition.proxy.httpProxy",
-        "not supported",
+        "not an http",
     );
     only_error(
-        &storage(
-            "files",
-            r#"{"path":"/etc/a","contents":{"httpHeaders":[{"name":"A","value":"b"}]}}"#,
-        ),
-        "storage.files[0].contents.httpHeaders",
-        "not supported",
+        r#"{"ignition":{"version":"3.0.0","proxy":{"httpProxy":"http://p"}}}"#,
+        "ignition.proxy",
+        "needs spec 3.1.0",
     );
+}
+
+#[test]
+fn http_headers_follow_ignitions_rules() {
+    let file = |headers: &str, source: &str| storage("files", &format!(r#"{{"path":"/etc/a","contents":{{"source":"{source}","httpHeaders":{headers}}}}}"#));
+    let (c, _) = parse(file(r#"[{"name":"Authorization","value":"Bearer x"},{"name":"X-Empty"}]"#, "https://h/a").as_bytes()).unwrap();
+    let headers = &c.files[0].contents.as_ref().unwrap().http_headers;
+    assert_eq!((headers[0].name.as_str(), headers[0].value.as_str(), headers[1].value.as_str()), ("Authorization", "Bearer x", ""));
+    only_error(&file(r#"[{"name":"A","value":"b"}]"#, "data:,x"), "storage.files[0].contents.httpHeaders", "only sent with http");
+    only_error(&file(r#"[{"name":"A","value":"b"},{"name":"a","value":"c"}]"#, "http://h/a"), "storage.files[0].contents.httpHeaders[1].name", "twice");
+    only_error(&file(r#"[{"name":"","value":"b"}]"#, "http://h/a"), "storage.files[0].contents.httpHeaders[0].name", "not a valid HTTP token");
+    only_error(&file(r#"[{"value":"b"}]"#, "http://h/a"), "storage.files[0].contents.httpHeaders[0].name", "missing");
+    only_error(&file(r#"[{"name":"A","value":"b\r\nX: y"}]"#, "http://h/a"), "storage.files[0].contents.httpHeaders[0].value", "line break");
+    only_error(&file(r#"[{"name":"A","valeu":"b"}]"#, "http://h/a"), "storage.files[0].contents.httpHeaders[0].valeu", "value");
 }
 
 #[test]

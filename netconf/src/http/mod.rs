@@ -1,0 +1,295 @@
+//! A small blocking HTTP/1.1 client with TLS, for first-boot sources and registry pulls.
+//!
+//! One request per connection (`Connection: close`); responses are read by
+//! `Content-Length`, chunked, or to the end of the stream, either into memory (at most
+//! [`MAX_BODY`]) or streamed into a sink. `https://` goes through rustls ([`tls`]) with the
+//! image's CA bundle plus CAs added at run time; a [`Proxy`] (Ignition's
+//! `ignition.proxy`) forwards http requests and tunnels https with `CONNECT`.
+//! Redirects (301, 302, 303, 307, 308) are followed up to [`MAX_REDIRECTS`] times;
+//! `Authorization` is not sent to another host. [`Client::fetch`] retries while the
+//! network comes up: transport errors and 5xx answers are retried with the [`backoff`]
+//! schedule (100 ms doubling to 5 s) until a total timeout.
+
+mod proxy;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod tls;
+mod url;
+pub mod wire;
+
+pub use proxy::Proxy;
+pub use tls::TrustStore;
+pub use url::{parse_url, Scheme, Url};
+pub use wire::Response;
+
+use std::io::{BufReader, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The largest body held in memory (64 MiB).
+pub const MAX_BODY: usize = 64 << 20;
+/// The most redirects followed for one request.
+pub const MAX_REDIRECTS: usize = 10;
+/// One connection attempt waits at most this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// One read waits at most this long, unless the client is told otherwise.
+const READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// The most of an error answer's body kept when the body was meant for a sink.
+const ERROR_BODY: u64 = 64 << 10;
+
+/// The connection a request travels on.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<tls::TlsStream>),
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(s) => s.read(buf),
+            Transport::Tls(s) => tls::read_tolerant(s, buf),
+        }
+    }
+}
+
+impl Transport {
+    fn send(&mut self, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Transport::Plain(s) => s.write_all(data),
+            Transport::Tls(s) => tls::write_all(s, data),
+        }
+    }
+}
+
+/// An HTTP(S) client: trusted CAs, proxy settings, timeouts.
+#[derive(Default)]
+pub struct Client {
+    trust: TrustStore,
+    tls_config: Option<Arc<rustls::ClientConfig>>,
+    proxy: Proxy,
+    read_timeout: Option<Duration>,
+}
+
+/// What a fetch found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fetched {
+    /// A 2xx answer.
+    Found(Response),
+    /// A 404 answer: for a metadata service, no user data.
+    NotFound,
+}
+
+/// The wait before retry number `attempt` (0-based): 100 ms doubling, at most 5 s.
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1u64 << attempt.min(16))).min(Duration::from_secs(5))
+}
+
+fn addresses(url: &Url) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(ip) = url.host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, url.port)]);
+    }
+    let fallback = url.fallback.map(|ip| vec![SocketAddr::new(ip, url.port)]);
+    match (url.host.as_str(), url.port).to_socket_addrs() {
+        Ok(addrs) => {
+            let addrs: Vec<SocketAddr> = addrs.collect();
+            if addrs.is_empty() { fallback.ok_or_else(|| format!("{} resolves to no address", url.host)) } else { Ok(addrs) }
+        }
+        Err(e) => fallback.ok_or_else(|| format!("resolve {}: {e}", url.host)),
+    }
+}
+
+fn connect_tcp(url: &Url, timeout: Duration) -> Result<TcpStream, String> {
+    let mut last = String::from("no address");
+    for addr in addresses(url)? {
+        match TcpStream::connect_timeout(&addr, timeout.clamp(Duration::from_millis(50), CONNECT_TIMEOUT)) {
+            Ok(s) => return Ok(s),
+            Err(e) => last = format!("connect {addr}: {e}"),
+        }
+    }
+    Err(last)
+}
+
+fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
+impl Client {
+    /// A client trusting the image's CA bundle, without proxies.
+    pub fn new() -> Self {
+        Client::default()
+    }
+
+    /// A client trusting exactly `trust`.
+    pub fn with_trust(trust: TrustStore) -> Self {
+        Client { trust, ..Client::default() }
+    }
+
+    /// Trust the PEM certificates in `pem` as well; returns how many were added.
+    pub fn add_ca_pem(&mut self, pem: &[u8]) -> Result<usize, String> {
+        let added = self.trust.add_pem(pem)?;
+        self.tls_config = None;
+        Ok(added)
+    }
+
+    /// Send requests through `proxy` from now on.
+    pub fn set_proxy(&mut self, proxy: Proxy) {
+        self.proxy = proxy;
+    }
+
+    /// Wait at most `timeout` for each read (e.g. Ignition's `httpResponseHeaders`).
+    pub fn set_read_timeout(&mut self, timeout: Duration) {
+        self.read_timeout = Some(timeout);
+    }
+
+    fn tls_config(&mut self) -> Result<Arc<rustls::ClientConfig>, String> {
+        if let Some(config) = &self.tls_config {
+            return Ok(config.clone());
+        }
+        let config = self.trust.client_config()?;
+        self.tls_config = Some(config.clone());
+        Ok(config)
+    }
+
+    /// A connection to `url`'s origin, directly or through the proxy, TLS set up for https.
+    fn connect(&mut self, url: &Url, timeout: Duration) -> Result<(Transport, bool), String> {
+        let proxy = self.proxy.for_url(url).cloned();
+        let tcp = connect_tcp(proxy.as_ref().unwrap_or(url), timeout)?;
+        let read_timeout = Some(self.read_timeout.unwrap_or(READ_TIMEOUT));
+        tcp.set_read_timeout(read_timeout).map_err(|e| e.to_string())?;
+        tcp.set_write_timeout(read_timeout).map_err(|e| e.to_string())?;
+        match (url.scheme, proxy) {
+            (Scheme::Http, proxy) => Ok((Transport::Plain(tcp), proxy.is_some())),
+            (Scheme::Https, proxy) => {
+                let tcp = match proxy {
+                    Some(proxy) => tunnel(tcp, url, &proxy)?,
+                    None => tcp,
+                };
+                let stream = tls::connect(self.tls_config()?, &url.host, tcp)?;
+                Ok((Transport::Tls(Box::new(stream)), false))
+            }
+        }
+    }
+
+    /// One exchange, no redirects: the head, with a 2xx body streamed into `sink` and
+    /// any other body (up to 64 KiB) kept in the response.
+    fn exchange(&mut self, method: &str, url: &Url, headers: &[(&str, &str)], timeout: Duration, sink: &mut dyn Write, limit: u64) -> Result<Response, String> {
+        let (mut transport, absolute) = self.connect(url, timeout)?;
+        let target = if absolute { url.to_string() } else { url.path.clone() };
+        let mut text = format!("{method} {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: keel\r\nConnection: close\r\n", url.host_header());
+        if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("accept")) {
+            text.push_str("Accept: */*\r\n");
+        }
+        for (name, value) in headers {
+            text.push_str(&format!("{name}: {value}\r\n"));
+        }
+        if method == "PUT" || method == "POST" {
+            text.push_str("Content-Length: 0\r\n");
+        }
+        text.push_str("\r\n");
+        transport.send(text.as_bytes()).map_err(|e| format!("send: {e}"))?;
+        let mut reader = BufReader::new(transport);
+        let mut head = wire::read_head(&mut reader)?;
+        if head.is_success() {
+            wire::read_body_into(&mut reader, method, &head, sink, limit)?;
+        } else {
+            let mut body = Vec::new();
+            // An error's body is only informative: a cut-off one is fine.
+            let _ = wire::read_body_into(&mut reader, method, &head, &mut body, ERROR_BODY);
+            head.body = body;
+        }
+        Ok(head)
+    }
+
+    /// `method` on `url`, following redirects, with a 2xx body streamed into `sink` (at
+    /// most `limit` bytes). The answer's body holds the body of a non-2xx answer.
+    pub fn request_into(
+        &mut self,
+        method: &str,
+        url: &Url,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+        sink: &mut dyn Write,
+        limit: u64,
+    ) -> Result<Response, String> {
+        let mut url = url.clone();
+        let mut method = method.to_string();
+        let mut headers: Vec<(&str, &str)> = headers.to_vec();
+        for _ in 0..=MAX_REDIRECTS {
+            let response = self.exchange(&method, &url, &headers, timeout, sink, limit).map_err(|e| format!("{url}: {e}"))?;
+            let location = response.header("location").filter(|_| is_redirect(response.status));
+            let Some(location) = location else { return Ok(response) };
+            let next = url.join(location)?;
+            if next.host != url.host || next.port != url.port {
+                headers.retain(|(n, _)| !n.eq_ignore_ascii_case("authorization"));
+            }
+            if response.status == 303 && method != "HEAD" {
+                method = "GET".into();
+            }
+            url = next;
+        }
+        Err(format!("{url}: more than {MAX_REDIRECTS} redirects"))
+    }
+
+    /// One request (following redirects), the body in memory (at most [`MAX_BODY`]).
+    pub fn request(&mut self, method: &str, url: &Url, headers: &[(&str, &str)], timeout: Duration) -> Result<Response, String> {
+        let mut body = Vec::new();
+        let mut response = self.request_into(method, url, headers, timeout, &mut body, MAX_BODY as u64)?;
+        if response.is_success() {
+            response.body = body;
+        }
+        Ok(response)
+    }
+
+    /// `method` on `url` with `headers`, retried until `total` has passed. `wait` is
+    /// called instead of sleeping between attempts (PID 1 drives the uplink's DHCP client
+    /// in it, so the network comes up while first boot waits). TLS certificate errors are
+    /// not retried. Errors name `shown` (the URL as the user wrote it) and the last cause.
+    pub fn fetch(
+        &mut self,
+        method: &str,
+        url: &Url,
+        shown: &str,
+        headers: &[(&str, &str)],
+        total: Duration,
+        wait: &mut dyn FnMut(Duration),
+    ) -> Result<Fetched, String> {
+        let end = Instant::now() + total;
+        let mut attempt = 0;
+        loop {
+            let remaining = end.saturating_duration_since(Instant::now());
+            let last = match self.request(method, url, headers, remaining) {
+                Ok(r) if r.is_success() => return Ok(Fetched::Found(r)),
+                Ok(r) if r.status == 404 => return Ok(Fetched::NotFound),
+                Ok(r) if r.status < 500 => return Err(format!("{shown}: HTTP {} {}", r.status, r.reason)),
+                Ok(r) => format!("HTTP {} {}", r.status, r.reason),
+                Err(e) if e.contains("TLS handshake") && e.contains("certificate") => return Err(format!("{shown}: {e}")),
+                Err(e) => e,
+            };
+            let remaining = end.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(format!("{shown}: gave up after {} s and {} attempt(s): {last}", total.as_secs(), attempt + 1));
+            }
+            wait(backoff(attempt).min(remaining));
+            attempt += 1;
+        }
+    }
+}
+
+/// Open a `CONNECT` tunnel to `url`'s origin through `proxy` over `tcp`.
+fn tunnel(mut tcp: TcpStream, url: &Url, proxy: &Url) -> Result<TcpStream, String> {
+    let request = format!("CONNECT {0} HTTP/1.1\r\nHost: {0}\r\nUser-Agent: keel\r\n\r\n", url.authority());
+    tcp.write_all(request.as_bytes()).map_err(|e| format!("proxy {}: send: {e}", proxy.authority()))?;
+    let mut reader = BufReader::new(tcp);
+    let head = wire::read_head(&mut reader).map_err(|e| format!("proxy {}: {e}", proxy.authority()))?;
+    if !head.is_success() {
+        return Err(format!("proxy {} refused the tunnel to {}: HTTP {} {}", proxy.authority(), url.authority(), head.status, head.reason));
+    }
+    if !reader.buffer().is_empty() {
+        return Err(format!("proxy {}: sent data before the TLS handshake", proxy.authority()));
+    }
+    Ok(reader.into_inner())
+}
+
+#[cfg(test)]
+mod tests;
