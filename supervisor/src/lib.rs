@@ -3,8 +3,8 @@
 //! It holds the control API (the JSON-lines protocol spoken on `/run/keel/control.sock`
 //! and on the virtio-serial control port, with its client), container declarations
 //! (`spec`), the container runtime (`runtime`: namespaces, rootfs, identity), cgroup v2
-//! (`cgroup`), capabilities and seccomp (`security`), the restart policy (`restart`) and
-//! container logs (`logs`).
+//! (`cgroup`), capabilities and seccomp (`security`), the restart policy (`restart`),
+//! container logs (`logs`) and registry pulls (`registry`).
 #![deny(unsafe_code)]
 
 pub mod cgroup;
@@ -13,6 +13,7 @@ pub mod forked;
 pub mod health;
 pub mod logs;
 pub mod manager;
+pub mod registry;
 pub mod restart;
 pub mod runtime;
 pub mod security;

@@ -62,6 +62,9 @@ impl Transport {
     }
 }
 
+/// Called with the head of a 2xx answer before its body is streamed.
+pub type BeforeBody<'a> = &'a mut dyn FnMut(&Response) -> Result<(), String>;
+
 /// An HTTP(S) client: trusted CAs, proxy settings, timeouts.
 #[derive(Default)]
 pub struct Client {
@@ -171,9 +174,9 @@ impl Client {
         }
     }
 
-    /// One exchange, no redirects: the head, with a 2xx body streamed into `sink` and
-    /// any other body (up to 64 KiB) kept in the response.
-    fn exchange(&mut self, method: &str, url: &Url, headers: &[(&str, &str)], timeout: Duration, sink: &mut dyn Write, limit: u64) -> Result<Response, String> {
+    /// One exchange, no redirects: the head, with a 2xx body streamed into `sink` (after
+    /// `before_body` has seen the head) and any other body (up to 64 KiB) kept in the response.
+    fn exchange(&mut self, method: &str, url: &Url, headers: &[(&str, &str)], timeout: Duration, sink: &mut dyn Write, limit: u64, before_body: BeforeBody<'_>) -> Result<Response, String> {
         let (mut transport, absolute) = self.connect(url, timeout)?;
         let target = if absolute { url.to_string() } else { url.path.clone() };
         let mut text = format!("{method} {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: keel\r\nConnection: close\r\n", url.host_header());
@@ -191,6 +194,7 @@ impl Client {
         let mut reader = BufReader::new(transport);
         let mut head = wire::read_head(&mut reader)?;
         if head.is_success() {
+            before_body(&head)?;
             wire::read_body_into(&mut reader, method, &head, sink, limit)?;
         } else {
             let mut body = Vec::new();
@@ -212,11 +216,28 @@ impl Client {
         sink: &mut dyn Write,
         limit: u64,
     ) -> Result<Response, String> {
+        self.request_streaming(method, url, headers, timeout, sink, limit, &mut |_| Ok(()))
+    }
+
+    /// [`Client::request_into`], with `before_body` called with a 2xx head before its
+    /// body goes into `sink` (e.g. to start a resumed download over on a 200 that
+    /// ignored the `Range` asked for).
+    #[allow(clippy::too_many_arguments)]
+    pub fn request_streaming(
+        &mut self,
+        method: &str,
+        url: &Url,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+        sink: &mut dyn Write,
+        limit: u64,
+        before_body: BeforeBody<'_>,
+    ) -> Result<Response, String> {
         let mut url = url.clone();
         let mut method = method.to_string();
         let mut headers: Vec<(&str, &str)> = headers.to_vec();
         for _ in 0..=MAX_REDIRECTS {
-            let response = self.exchange(&method, &url, &headers, timeout, sink, limit).map_err(|e| format!("{url}: {e}"))?;
+            let response = self.exchange(&method, &url, &headers, timeout, sink, limit, &mut *before_body).map_err(|e| format!("{url}: {e}"))?;
             let location = response.header("location").filter(|_| is_redirect(response.status));
             let Some(location) = location else { return Ok(response) };
             let next = url.join(location)?;

@@ -105,9 +105,7 @@ impl TestServer {
                     Ok((stream, _)) => {
                         let _ = stream.set_nonblocking(false);
                         let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-                        if let Some(request) = serve_one(stream, tls.clone(), &handler) {
-                            seen_in.lock().expect("seen").push(request);
-                        }
+                        serve_one(stream, tls.clone(), &handler, &seen_in);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
@@ -128,21 +126,27 @@ impl Drop for TestServer {
     }
 }
 
-fn serve_one(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, handler: &Handler) -> Option<SeenRequest> {
+type Seen = Arc<Mutex<Vec<SeenRequest>>>;
+
+fn serve_one(stream: TcpStream, tls: Option<Arc<rustls::ServerConfig>>, handler: &Handler, seen: &Seen) {
     match tls {
-        None => exchange(stream, handler),
+        None => {
+            exchange(stream, handler, seen);
+        }
         Some(config) => {
-            let conn = rustls::ServerConnection::new(config).ok()?;
+            let Ok(conn) = rustls::ServerConnection::new(config) else { return };
             let mut tls = rustls::StreamOwned::new(conn, stream);
-            let seen = exchange(&mut tls, handler);
-            tls.conn.send_close_notify();
-            let _ = tls.flush();
-            seen
+            if exchange(&mut tls, handler, seen).is_some() {
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            }
         }
     }
 }
 
-fn exchange(mut stream: impl Read + Write, handler: &Handler) -> Option<SeenRequest> {
+/// Read one request, record it (before answering, so a client that has its answer
+/// finds it recorded), answer it.
+fn exchange(mut stream: impl Read + Write, handler: &Handler, seen: &Seen) -> Option<()> {
     let mut reader = BufReader::new(&mut stream);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
@@ -158,7 +162,8 @@ fn exchange(mut stream: impl Read + Write, handler: &Handler) -> Option<SeenRequ
     }
     let request = SeenRequest { line: line.trim_end().to_string(), headers };
     drop(reader);
-    stream.write_all(&handler(&request)).ok()?;
-    stream.flush().ok()?;
-    Some(request)
+    let answer = handler(&request);
+    seen.lock().expect("seen").push(request);
+    stream.write_all(&answer).ok()?;
+    stream.flush().ok()
 }
