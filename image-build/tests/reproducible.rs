@@ -40,6 +40,7 @@ fn fixture(extra: &str) -> (tempfile::TempDir, PathBuf, BuildOptions) {
     let options = BuildOptions {
         keel_binary: keel,
         source_date_epoch: 1_700_000_000,
+        ca_bundle: keel_build::build::default_ca_bundle(),
     };
     (dir, host, options)
 }

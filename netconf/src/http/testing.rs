@@ -28,12 +28,23 @@ impl TestCa {
         TestCa { pem: cert.pem(), cert, key }
     }
 
+    fn issue(&self, names: &[&str]) -> (rcgen::Certificate, rcgen::KeyPair) {
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("server params");
+        (params.signed_by(&key, &self.cert, &self.key).expect("server certificate"), key)
+    }
+
+    /// A server certificate for `names` and its private key, both PEM, for servers
+    /// outside the test process (e.g. a registry).
+    pub fn issue_pem(&self, names: &[&str]) -> (String, String) {
+        let (cert, key) = self.issue(names);
+        (cert.pem(), key.serialize_pem())
+    }
+
     /// A server configuration with a certificate for `names` (host names or IP
     /// addresses) signed by this CA.
     pub fn server_config(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
-        let key = rcgen::KeyPair::generate().expect("server key");
-        let params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).expect("server params");
-        let cert = params.signed_by(&key, &self.cert, &self.key).expect("server certificate");
+        let (cert, key) = self.issue(names);
         let chain = vec![CertificateDer::from(cert.der().to_vec())];
         let key = PrivateKeyDer::try_from(key.serialize_der()).expect("server key DER");
         let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod pull;
 pub mod session;
+pub mod settings;
 
 pub use pull::{pull_to_layout, PullSpec, Pulled};
 
