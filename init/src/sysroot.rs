@@ -84,12 +84,17 @@ pub fn requested_root() -> Option<String> {
 }
 
 /// Mount the partition named `name` as the root and exec keel there. Returns only on
-/// failure, with /proc, /sys and /dev still mounted on the initramfs.
+/// failure, with the initramfs as it was (the kernel filesystems it mounted detached
+/// again, so the initramfs can still be copied into a tmpfs).
 pub fn switch_to_disk_root(name: &str) -> SysrootError {
-    match prepare(name) {
+    let error = match prepare(name) {
         Ok(()) => exec_keel(),
         Err(e) => e,
+    };
+    for target in [SYSROOT, "/dev", "/sys", "/proc"] {
+        let _ = umount2(target, MntFlags::MNT_DETACH);
     }
+    error
 }
 
 fn prepare(name: &str) -> Result<(), SysrootError> {

@@ -66,10 +66,12 @@ pub fn mkfs_erofs(image: &Path, dir: &Path, epoch: u64, uuid: &str) -> Tool {
     Tool { program: "mkfs.erofs", args, env: Vec::new(), package: "erofs-utils" }
 }
 
-/// mkfs.fat: a FAT32 filesystem of `size` bytes at byte `offset` of `image`.
+/// mkfs.fat: a FAT32 filesystem of `size` bytes at byte `offset` of `image`. The
+/// cluster size is fixed (one sector): mkfs.fat would otherwise choose it from the size
+/// of the whole image file and leave too few clusters for FAT32.
 pub fn mkfs_fat(image: &Path, offset: u64, size: u64, volume_id: u32) -> Tool {
     let args = vec![
-        "-F".into(), "32".into(), "-n".into(), "ESP".into(), "-i".into(), format!("{volume_id:08X}"), "--invariant".into(),
+        "-F".into(), "32".into(), "-s".into(), "1".into(), "-n".into(), "ESP".into(), "-i".into(), format!("{volume_id:08X}"), "--invariant".into(),
         format!("--offset={}", offset / 512), s(image), (size / 1024).to_string(),
     ];
     Tool { program: "mkfs.fat", args, env: Vec::new(), package: "dosfstools" }
@@ -142,7 +144,7 @@ mod tests {
     fn tools_get_fixed_identities_and_clocks() {
         let img = Path::new("/o/d.raw");
         let fat = mkfs_fat(img, 1 << 20, 64 << 20, 0xabcd);
-        assert_eq!(fat.args.join(" "), "-F 32 -n ESP -i 0000ABCD --invariant --offset=2048 /o/d.raw 65536");
+        assert_eq!(fat.args.join(" "), "-F 32 -s 1 -n ESP -i 0000ABCD --invariant --offset=2048 /o/d.raw 65536");
         let copy = mcopy(img, 1 << 20, Path::new("/o/uki.efi"), "EFI/BOOT/BOOTX64.EFI", 0);
         assert_eq!(copy.args.join(" "), "-m -i /o/d.raw@@1048576 /o/uki.efi ::EFI/BOOT/BOOTX64.EFI");
         assert_eq!(copy.env, [("SOURCE_DATE_EPOCH", FAT_MIN_EPOCH.to_string())]);
