@@ -75,11 +75,15 @@ pub fn find_partname(sys_class_block: &Path, dev: &Path, name: &str) -> Option<P
 }
 
 /// Whether this PID 1 should first switch to a disk root: it runs on the initramfs and
-/// the command line names a root partition. Mounts /proc to read the command line.
+/// the command line names a root partition. /proc is mounted to read the command line
+/// and detached again (the initramfs is copied into a tmpfs when no root is named).
 pub fn requested_root() -> Option<String> {
     let _ = std::fs::create_dir_all("/proc");
-    let _ = mount(Some("proc"), "/proc", Some("proc"), MsFlags::empty(), None::<&str>);
+    let mounted = mount(Some("proc"), "/proc", Some("proc"), MsFlags::empty(), None::<&str>).is_ok();
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    if mounted {
+        let _ = umount2("/proc", MntFlags::MNT_DETACH);
+    }
     root_option(&cmdline)
 }
 
@@ -98,7 +102,7 @@ pub fn switch_to_disk_root(name: &str) -> SysrootError {
 }
 
 fn prepare(name: &str) -> Result<(), SysrootError> {
-    for (fstype, target) in [("sysfs", "/sys"), ("devtmpfs", "/dev")] {
+    for (fstype, target) in [("proc", "/proc"), ("sysfs", "/sys"), ("devtmpfs", "/dev")] {
         let _ = std::fs::create_dir_all(target);
         match mount(Some(fstype), target, Some(fstype), MsFlags::MS_NOSUID, None::<&str>) {
             Ok(()) | Err(nix::Error::EBUSY) => {}
