@@ -14,8 +14,9 @@ use crate::tree::{Entry, Node, Source, Tree};
 /// Drivers for the disks a cloud VM boots from (virtio-blk, virtio-scsi, NVMe) and the
 /// root's filesystem; those the kernel has built in are skipped. `crc32c_generic` comes
 /// before erofs: erofs needs libcrc32c, whose init fails (ENOENT) without a crc32c
-/// algorithm, a soft dependency modules.dep does not order.
-pub const BOOT_MODULES: &[&str] = &["virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod", "nvme", "crc32c_generic", "erofs"];
+/// algorithm, a soft dependency modules.dep does not order. virtio_console lets a host
+/// whose root cannot be mounted still answer on its control port.
+pub const BOOT_MODULES: &[&str] = &["virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod", "nvme", "crc32c_generic", "erofs", "virtio_console"];
 
 /// Directories of the boot initramfs.
 const DIRS: &[&str] = &["/dev", "/etc", "/etc/keel", "/lib", "/lib/modules", "/proc", "/run", "/sys", "/sysroot", "/usr", "/usr/bin"];

@@ -88,6 +88,8 @@ pub fn pid1_main() -> ! {
             info!("root: looking for the partition named {name}");
             let failure = sysroot::switch_to_disk_root(&name);
             logger::marker(&format!("keel: error: root: {failure}; staying on the initramfs"));
+            // Survives the re-exec below, so the booted PID 1 can report it.
+            std::env::set_var(sysroot::ROOT_ERROR_ENV, failure.to_string());
         }
         info!("moving the root from the initramfs into a tmpfs");
         let failure = switch_root::switch_to_tmpfs();
@@ -101,6 +103,11 @@ pub fn pid1_main() -> ! {
         event_loop: EventLoop::new(signals.ok()),
         network: None,
     };
+    if let Some(failure) = std::env::var_os(sysroot::ROOT_ERROR_ENV) {
+        std::env::remove_var(sysroot::ROOT_ERROR_ENV);
+        boot.state.phase = Phase::Emergency;
+        boot.state.boot_errors.push(format!("root: {}; running on the initramfs", failure.to_string_lossy()));
+    }
     if boot.event_loop.signals_missing() {
         boot.state.phase = Phase::Emergency;
         boot.state.boot_errors.push("signalfd: cannot watch signals; reaping and shutdown are degraded".into());

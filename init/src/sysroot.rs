@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 pub const ROOT_OPTION: &str = "keel.root";
 /// Where the root is mounted before it becomes `/`.
 pub const SYSROOT: &str = "/sysroot";
+/// Carries a failed switch's cause across the re-exec into the tmpfs root, so that the
+/// booted PID 1 reports it (emergency state, `keelctl status`).
+pub const ROOT_ERROR_ENV: &str = "KEEL_ROOT_ERROR";
 /// How long the root partition is waited for after the drivers are loaded.
 pub const ROOT_WAIT: Duration = Duration::from_secs(20);
 

@@ -3,12 +3,14 @@
 //! the read-only erofs (EROFS from the host and from a read-only container), /etc and
 //! /var are writable, /var grew to fill the disk on the first boot and keeps what was
 //! written across a reboot; the fw_cfg first-boot config is applied once. A disk whose
-//! root slot is corrupt gives a console error and a machine that stays up. Two builds
+//! root slot is corrupt gives a console error, the emergency state and a machine that
+//! stays up and answers its control channel. Two builds
 //! of the same input have the same sha256.
 
 use keel_build::build::sha256_file;
 use keel_build::diskimage::{build_disk, layout, DiskFormat};
 use keel_build::{BuildOptions, HostSpec};
+use keel_supervisor::control::Command;
 use keel_qemu_tests::{keel_binary, target_dir, BootOptions, Guest, TestImage};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -161,8 +163,13 @@ fn a_corrupt_root_slot_is_a_console_error_and_the_machine_stays_up() {
     let options = BootOptions { uefi_disk: Some(raw.clone()), ..Default::default() };
     let mut guest = Guest::boot(&test_image(), "uefi-corrupt-root", options);
     guest.wait_for("keel: error: root: mount /dev/vda2 (partition keel-root-a) on /sysroot as erofs, read-only: ", Duration::from_secs(240));
-    guest.wait_for("keel: ready", Duration::from_secs(60));
-    assert!(guest.wait_exit(Duration::from_secs(3)).is_none(), "PID 1 kept the machine up");
+    guest.wait_for("keel: emergency: root: mount /dev/vda2", Duration::from_secs(60));
+    // PID 1 is alive on the initramfs and reports the cause on the control channel.
+    let status = guest.call(Command::Status, Duration::from_secs(30)).unwrap_or_else(|e| guest.fail(&format!("status: {e}")));
+    assert_eq!(status["state"], "emergency", "{status}");
+    let errors = status["boot_errors"].to_string();
+    assert!(errors.contains("root: mount /dev/vda2 (partition keel-root-a) on /sysroot as erofs"), "{status}");
+    assert!(guest.wait_exit(Duration::from_secs(1)).is_none(), "PID 1 kept the machine up");
     let _ = std::fs::remove_file(&raw);
 }
 
