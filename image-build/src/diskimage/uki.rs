@@ -65,6 +65,6 @@ mod tests {
         let inputs = UkiInputs { vmlinuz: Path::new("/k"), initrd: Path::new("/i"), cmdline: "", os_release: "" };
         let found = sections(&inputs, Path::new("/c"), Path::new("/o"), 8_247_232);
         let names: Vec<_> = found.iter().map(|(n, _, vma)| (*n, *vma)).collect();
-        assert_eq!(names, [(".osrel", 0x20000), (".cmdline", 0x30000), (".linux", 0x200_0000), (".initrd", 0x290_0000)]);
+        assert_eq!(names, [(".osrel", 0x20000), (".cmdline", 0x30000), (".linux", 0x200_0000), (".initrd", 0x280_0000)]);
     }
 }
