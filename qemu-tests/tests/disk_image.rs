@@ -13,7 +13,7 @@ use keel_build::{BuildOptions, HostSpec};
 use keel_supervisor::control::Command;
 use keel_qemu_tests::{keel_binary, target_dir, BootOptions, Guest, TestImage};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The example host, plus a container whose root is the image itself, read-only.
@@ -37,8 +37,11 @@ fn dir() -> PathBuf {
     dir
 }
 
-/// Build the disk image of the test host into `out`.
+/// Build the disk image of the test host into `out`. Builds take turns: they share
+/// the host.toml and ro.toml they write.
 fn build(out: &Path, format: DiskFormat, size: u64, epoch: u64) -> PathBuf {
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _turn = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let toml = dir().join("host.toml");
     std::fs::write(&toml, host_toml()).expect("write host.toml");
     let spec = HostSpec::load(&toml).unwrap_or_else(|e| panic!("{e}"));
