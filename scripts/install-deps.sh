@@ -9,8 +9,13 @@ packages=(
   busybox-static    # the shell tools in test and demo images
   cpio              # tests list initramfs contents with an independent tool
   e2fsprogs         # keel-build formats the ext4 data disk for /var (mkfs.ext4)
-  dosfstools        # tests make vfat config drives (mkfs.vfat -n CIDATA)
-  mtools            # tests copy user-data onto those drives (mcopy)
+  dosfstools        # tests make vfat config drives; keel-build disk formats the ESP (mkfs.fat)
+  mtools            # tests copy user-data onto those drives; keel-build disk fills the ESP (mcopy)
+  erofs-utils       # keel-build disk makes the read-only root (mkfs.erofs)
+  systemd-boot-efi  # keel-build disk: the EFI stub of the unified kernel image
+  binutils          # keel-build disk assembles the unified kernel image (objcopy)
+  ovmf              # UEFI firmware for booting disk images in QEMU
+  qemu-utils        # keel-build disk converts to qcow2/vhd; tests resize disks (qemu-img)
   file              # tests check that binaries are static
   iproute2          # host tests check links with `ip -j`
   dnsmasq-base      # host tests run a DHCP server in a netns

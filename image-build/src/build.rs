@@ -205,17 +205,7 @@ pub fn build(
         value: options.source_date_epoch.to_string(),
         reason: "after 2106, beyond the 32-bit cpio mtime",
     })?;
-    let kernel = kernel::locate(&spec.kernel, Path::new(BOOT_DIR))?;
-    let applets = match &spec.busybox {
-        Some(path) => busybox::list_applets(path)?,
-        None => Vec::new(),
-    };
-    let image_applets = spec
-        .images
-        .iter()
-        .map(|image| busybox::list_applets(&image.busybox))
-        .collect::<Result<Vec<_>, _>>()?;
-    let entries = image::plan(spec, &kernel, &applets, &image_applets, options)?;
+    let (kernel, entries) = plan_image(spec, options)?;
     std::fs::create_dir_all(out).map_err(|source| BuildError::Write {
         path: out.to_path_buf(),
         source,
@@ -240,7 +230,25 @@ pub fn build(
     })
 }
 
-fn write_initramfs(
+/// Gather the facts of the build host (kernel, busybox applets) and plan the image's
+/// whole tree: what `build` packs into the initramfs and `disk` into the erofs root.
+pub fn plan_image(spec: &HostSpec, options: &BuildOptions) -> Result<(kernel::KernelInfo, Vec<crate::tree::Entry>), BuildError> {
+    let kernel = kernel::locate(&spec.kernel, Path::new(BOOT_DIR))?;
+    let applets = match &spec.busybox {
+        Some(path) => busybox::list_applets(path)?,
+        None => Vec::new(),
+    };
+    let image_applets = spec
+        .images
+        .iter()
+        .map(|image| busybox::list_applets(&image.busybox))
+        .collect::<Result<Vec<_>, _>>()?;
+    let entries = image::plan(spec, &kernel, &applets, &image_applets, options)?;
+    Ok((kernel, entries))
+}
+
+/// Write `entries` as a gzip'd cpio archive at `path`, atomically.
+pub(crate) fn write_initramfs(
     entries: &[crate::tree::Entry],
     mtime: u32,
     path: &Path,

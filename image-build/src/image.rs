@@ -118,11 +118,11 @@ pub fn plan(
 }
 
 /// A path known to be valid: the constants of this module.
-fn fixed(path: &str) -> ImagePath {
+pub(crate) fn fixed(path: &str) -> ImagePath {
     ImagePath::try_from(path).unwrap_or_else(|err| panic!("built-in image path: {err}"))
 }
 
-fn inline(mode: u32, text: String) -> Node {
+pub(crate) fn inline(mode: u32, text: String) -> Node {
     Node::File {
         mode: Some(mode),
         source: Source::Inline(text.into_bytes()),
@@ -172,7 +172,7 @@ fn add_base_layout(tree: &mut Tree, spec: &HostSpec, kernel: &KernelInfo) -> Res
     Ok(())
 }
 
-fn add_keel(tree: &mut Tree, options: &BuildOptions) -> Result<(), TreeError> {
+pub(crate) fn add_keel(tree: &mut Tree, options: &BuildOptions) -> Result<(), TreeError> {
     let keel = Node::File {
         mode: Some(0o755),
         source: Source::Host(options.keel_binary.clone()),
@@ -286,7 +286,7 @@ fn add_modules(tree: &mut Tree, spec: &HostSpec, kernel: &KernelInfo) -> Result<
 }
 
 /// `/lib/modules/<release>/<file>` in the image.
-fn module_path(root: &ImagePath, release: &str, file: &str) -> Result<ImagePath, PlanError> {
+pub(crate) fn module_path(root: &ImagePath, release: &str, file: &str) -> Result<ImagePath, PlanError> {
     root.join(&format!("{release}/{file}"))
         .map_err(|source| PlanError::ModulePath {
             release: release.to_string(),

@@ -7,8 +7,11 @@
 //! boots them in QEMU and powers the guest down cleanly on Ctrl-C.
 //!
 //! Current limitations:
-//! - Only initramfs images; no erofs root disk yet. The data disk for a persistent
-//!   /var ([`disk`]) is an empty ext4 filesystem, made with e2fsprogs' mkfs.ext4.
+//! - Two kinds of image: kernel + initramfs (`build`), and a UEFI/GPT disk image
+//!   ([`diskimage`]) with a unified kernel image, a read-only erofs root and an ext4
+//!   /var. The data disk for an initramfs image's persistent /var ([`disk`]) is an
+//!   empty ext4 filesystem, made with e2fsprogs' mkfs.ext4.
+//! - Disk images carry the image's module list, not every module of the kernel.
 //! - The kernel release is taken from the kernel's file name (`vmlinuz-RELEASE`) or
 //!   the modules directory name, not read from the kernel image.
 //! - Module files are shipped as they are on the build host (compressed or not); the
@@ -19,10 +22,12 @@
 #![warn(missing_docs)]
 
 pub mod atomic;
+pub mod boot_initramfs;
 pub mod build;
 pub mod busybox;
 pub mod cpio;
 pub mod disk;
+pub mod diskimage;
 pub mod host;
 pub mod image;
 pub mod initramfs;

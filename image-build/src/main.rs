@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use keel_build::build::{sha256_file, BuildOutput};
 use keel_build::disk::{parse_size, DiskError, VarDisk, VAR_LABEL};
-use keel_build::qemu::{Accel, HostFwd, QemuConfig, DEFAULT_MEMORY_MB};
+use keel_build::diskimage::{build_disk, DiskFormat, DiskImageError};
+use keel_build::qemu::{Accel, HostFwd, QemuConfig, UefiBoot, DEFAULT_MEMORY_MB};
 use keel_build::run::{default_out_dir, run_qemu, RunError};
 use keel_build::{build, BuildError, BuildOptions, HostError, HostSpec};
 
@@ -42,6 +43,25 @@ enum Command {
         out: PathBuf,
         /// Its size: bytes or a number with K, M, G or T (binary units).
         #[arg(long, default_value = "512M", value_parser = parse_size)]
+        size: u64,
+    },
+    /// Build one UEFI disk image: GPT with an EFI system partition (unified kernel image
+    /// at \\EFI\\BOOT\\BOOTX64.EFI), the OS as a read-only erofs in keel-root-a, an empty
+    /// keel-root-b and an ext4 keel-var for /var. Rootless and reproducible (needs
+    /// erofs-utils, dosfstools, mtools, e2fsprogs, binutils, systemd-boot-efi, and
+    /// qemu-utils for qcow2/vhd).
+    Disk {
+        /// The host spec.
+        host: PathBuf,
+        /// The output directory; the image is DIR/disk.FORMAT.
+        #[arg(long)]
+        out: PathBuf,
+        /// raw, qcow2 or vhd (fixed).
+        #[arg(long, default_value = "raw")]
+        format: DiskFormat,
+        /// The disk's size: bytes or a number with K, M, G or T; /var takes what the
+        /// other partitions leave, and grows at boot when the disk is larger.
+        #[arg(long, default_value = "4G", value_parser = parse_size)]
         size: u64,
     },
     /// Check a first-boot config (Ignition spec 3.x JSON) offline, with the parser and
@@ -79,6 +99,10 @@ struct RunArgs {
     /// Pass an Ignition config to the guest by QEMU fw_cfg (opt/com.coreos/config).
     #[arg(long, value_name = "CONFIG.ign")]
     config: Option<PathBuf>,
+    /// Boot this disk image (from `keel-build disk`; raw, qcow2 or vhd) under UEFI
+    /// (Debian's OVMF) instead of building and booting the kernel and initramfs.
+    #[arg(long, value_name = "FILE", conflicts_with = "disk")]
+    disk_image: Option<PathBuf>,
 }
 
 /// Everything that can make keel-build fail.
@@ -92,6 +116,14 @@ enum CliError {
     Run(#[from] RunError),
     #[error(transparent)]
     Disk(#[from] DiskError),
+    #[error(transparent)]
+    DiskImage(#[from] DiskImageError),
+    #[error("disk image {}: {source}", path.display())]
+    DiskImageFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("config {}: {source}", path.display())]
     Config {
         path: PathBuf,
@@ -129,6 +161,18 @@ fn dispatch(command: Command) -> Result<ExitCode, CliError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Validate { config } => Ok(validate(&config)),
+        Command::Disk { host, out, format, size } => {
+            let spec = HostSpec::load(&host)?;
+            let options = BuildOptions::from_env()?;
+            let output = build_disk(&spec, &options, format, size, &out)?;
+            let sha = sha256_file(&output.image).map_err(CliError::Build)?;
+            let stored = std::fs::metadata(&output.image).map(|m| m.len()).unwrap_or(0);
+            println!("disk image {} ({}, {} MiB virtual, {} MiB file)", output.image.display(), format.name(), output.size >> 20, stored >> 20);
+            println!("erofs root {} KiB, unified kernel image {} KiB", output.root_size >> 10, output.uki_size >> 10);
+            println!("cmdline    {}", output.cmdline);
+            println!("sha256     {sha}  {}", output.image.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -192,13 +236,16 @@ fn run(args: RunArgs) -> Result<ExitCode, CliError> {
         })?;
     }
     let spec = HostSpec::load(&args.host)?;
-    let out = match args.out {
+    let out = match args.out.clone() {
         Some(out) => out,
         None => {
             let exe = std::env::current_exe().unwrap_or_default();
             default_out_dir(spec.hostname.as_str(), &exe, &std::env::temp_dir())
         }
     };
+    if let Some(image) = &args.disk_image {
+        return run_disk_image(&args, image, &out);
+    }
     let options = BuildOptions::from_env()?;
     let output = build(&spec, &options, &out)?;
     // stdout carries the guest's console; our own messages go to stderr.
@@ -217,6 +264,27 @@ fn run(args: RunArgs) -> Result<ExitCode, CliError> {
     config.no_reboot = args.no_reboot;
     config.disk = args.disk;
     config.fw_cfg_config = args.config;
+    config.accel = Accel::from_env();
+    let code = run_qemu(&config)?;
+    Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
+}
+
+/// `keel-build run --disk-image FILE`: boot the image under OVMF (no build); the
+/// firmware's variable store is kept in the output directory.
+fn run_disk_image(args: &RunArgs, image: &Path, out: &Path) -> Result<ExitCode, CliError> {
+    std::fs::File::open(image).map_err(|source| CliError::DiskImageFile { path: image.to_path_buf(), source })?;
+    std::fs::create_dir_all(out).map_err(|source| CliError::DiskImageFile { path: out.to_path_buf(), source })?;
+    let format = DiskFormat::detect(image);
+    let uefi = UefiBoot::ovmf(image.to_path_buf(), format.qemu_name(), out.join("OVMF_VARS.fd"))
+        .map_err(|source| CliError::DiskImageFile { path: image.to_path_buf(), source })?;
+    eprintln!("booting {} ({}) under UEFI", image.display(), format.name());
+    let mut config = QemuConfig::uefi(uefi);
+    config.memory_mb = args.memory;
+    config.control_socket = args.control_socket.clone();
+    config.qmp_socket = Some(out.join("qmp.sock"));
+    config.hostfwd = args.hostfwd.clone();
+    config.no_reboot = args.no_reboot;
+    config.fw_cfg_config = args.config.clone();
     config.accel = Accel::from_env();
     let code = run_qemu(&config)?;
     Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)))
@@ -281,6 +349,21 @@ mod tests {
         };
         assert_eq!(args.disk.as_deref(), Some(Path::new("var.img")));
         assert_eq!(args.config.as_deref(), Some(Path::new("c.ign")));
+    }
+
+    #[test]
+    fn disk_image_arguments_parse() {
+        let cli = Cli::try_parse_from(["keel-build", "disk", "h.toml", "--out", "o", "--format", "qcow2", "--size", "8G"]).unwrap();
+        let Command::Disk { format, size, .. } = cli.command else { panic!("not disk") };
+        assert_eq!((format, size), (DiskFormat::Qcow2, 8 << 30));
+        let cli = Cli::try_parse_from(["keel-build", "disk", "h.toml", "--out", "o"]).unwrap();
+        assert!(matches!(cli.command, Command::Disk { format: DiskFormat::Raw, size, .. } if size == 4 << 30));
+        let err = Cli::try_parse_from(["keel-build", "disk", "h.toml", "--out", "o", "--format", "vmdk"]).unwrap_err();
+        assert!(err.to_string().contains("expected raw, qcow2 or vhd"), "{err}");
+        let cli = Cli::try_parse_from(["keel-build", "run", "h.toml", "--disk-image", "d.qcow2", "--config", "c.ign"]).unwrap();
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        assert_eq!(args.disk_image.as_deref(), Some(Path::new("d.qcow2")));
+        assert!(Cli::try_parse_from(["keel-build", "run", "h.toml", "--disk-image", "d", "--disk", "v"]).is_err());
     }
 
     #[test]

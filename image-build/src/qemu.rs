@@ -114,6 +114,35 @@ impl fmt::Display for HostFwd {
     }
 }
 
+/// Debian's OVMF (package ovmf): the UEFI firmware, read-only.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+/// The matching template of the firmware's variable store (copied per machine).
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/// Booting a disk image under UEFI instead of a kernel and initramfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UefiBoot {
+    /// The firmware code (e.g. [`OVMF_CODE`]).
+    pub code: PathBuf,
+    /// A writable copy of the variable store.
+    pub vars: PathBuf,
+    /// The disk image, attached as the first virtio-blk disk with boot index 0.
+    pub disk: PathBuf,
+    /// Its format as QEMU names it (`raw`, `qcow2`, `vpc`).
+    pub format: &'static str,
+}
+
+impl UefiBoot {
+    /// Debian's OVMF booting `disk`; the variable store template is copied to `vars`
+    /// unless a store is there already (it is the machine's NVRAM).
+    pub fn ovmf(disk: PathBuf, format: &'static str, vars: PathBuf) -> std::io::Result<UefiBoot> {
+        if !vars.exists() {
+            std::fs::copy(OVMF_VARS, &vars).map_err(|e| std::io::Error::new(e.kind(), format!("copy {OVMF_VARS} to {}: {e} (install ovmf)", vars.display())))?;
+        }
+        Ok(UefiBoot { code: PathBuf::from(OVMF_CODE), vars, disk, format })
+    }
+}
+
 /// Everything that decides the QEMU command line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QemuConfig {
@@ -145,6 +174,8 @@ pub struct QemuConfig {
     pub no_reboot: bool,
     /// The accelerator.
     pub accel: Accel,
+    /// Boot a disk image under UEFI; `kernel`, `initrd` and `append` are then unused.
+    pub uefi: Option<UefiBoot>,
 }
 
 impl QemuConfig {
@@ -165,6 +196,15 @@ impl QemuConfig {
             extra_args: Vec::new(),
             no_reboot: false,
             accel: Accel::Tcg,
+            uefi: None,
+        }
+    }
+
+    /// A configuration that boots `boot` under UEFI, with the defaults of [`Self::new`].
+    pub fn uefi(boot: UefiBoot) -> QemuConfig {
+        QemuConfig {
+            uefi: Some(boot),
+            ..QemuConfig::new(PathBuf::new(), PathBuf::new(), String::new())
         }
     }
 
@@ -188,13 +228,24 @@ impl QemuConfig {
             "-serial",
             "stdio",
         ]);
-        push(&[
-            "-kernel",
-            &self.kernel.to_string_lossy(),
-            "-initrd",
-            &self.initrd.to_string_lossy(),
-        ]);
-        push(&["-append", &self.append]);
+        match &self.uefi {
+            None => {
+                push(&[
+                    "-kernel",
+                    &self.kernel.to_string_lossy(),
+                    "-initrd",
+                    &self.initrd.to_string_lossy(),
+                ]);
+                push(&["-append", &self.append]);
+            }
+            Some(uefi) => {
+                let code = format!("if=pflash,format=raw,unit=0,readonly=on,file={}", opt_value(&uefi.code));
+                let vars = format!("if=pflash,format=raw,unit=1,file={}", opt_value(&uefi.vars));
+                let disk = format!("file={},format={},if=none,id=boot0", opt_value(&uefi.disk), uefi.format);
+                push(&["-drive", &code, "-drive", &vars, "-drive", &disk]);
+                push(&["-device", "virtio-blk-pci,drive=boot0,bootindex=0"]);
+            }
+        }
         match self.accel {
             Accel::Tcg => push(&["-accel", "tcg"]),
             Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
@@ -236,7 +287,9 @@ impl QemuConfig {
         for fwd in &self.hostfwd {
             netdev.push_str(&format!(",hostfwd={}", fwd.to_qemu()));
         }
-        push(&["-netdev", &netdev, "-device", "virtio-net-pci,netdev=net0"]);
+        // Under UEFI, no network boot ROM: the firmware would try PXE before the disk.
+        let nic = if self.uefi.is_some() { "virtio-net-pci,netdev=net0,romfile=" } else { "virtio-net-pci,netdev=net0" };
+        push(&["-netdev", &netdev, "-device", nic]);
         if self.no_reboot {
             push(&["-no-reboot"]);
         }
@@ -289,6 +342,21 @@ mod tests {
             }
         });
         assert_eq!(joined.collect::<Vec<_>>().join(" "), expected);
+    }
+
+    #[test]
+    fn a_disk_image_boots_under_uefi_from_the_first_disk() {
+        let config = QemuConfig::uefi(UefiBoot {
+            code: OVMF_CODE.into(),
+            vars: "/o/vars.fd".into(),
+            disk: "/o/disk.qcow2".into(),
+            format: "qcow2",
+        });
+        let args = config.args().join(" ");
+        assert!(!args.contains("-kernel") && !args.contains("-append"), "{args}");
+        assert!(args.contains(&format!("-drive if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE} -drive if=pflash,format=raw,unit=1,file=/o/vars.fd")), "{args}");
+        assert!(args.contains("-drive file=/o/disk.qcow2,format=qcow2,if=none,id=boot0 -device virtio-blk-pci,drive=boot0,bootindex=0"), "{args}");
+        assert!(args.ends_with("-device virtio-net-pci,netdev=net0,romfile="), "{args}");
     }
 
     #[test]

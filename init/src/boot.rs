@@ -9,7 +9,7 @@ use crate::event_loop::{EventLoop, HostState, Phase};
 use crate::kmod::ModuleName;
 use crate::modload::{self, ModuleLoader};
 use crate::settings::{self, Settings};
-use crate::{logger, mounts, power_button, switch_root};
+use crate::{logger, mounts, power_button, switch_root, sysroot};
 use keel_supervisor::control::DEFAULT_SOCKET;
 use log::{error, info};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -84,6 +84,13 @@ pub fn pid1_main() -> ! {
     std::panic::set_hook(Box::new(|info| log::error!("panic: {info}")));
     std::env::set_var("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
     if switch_root::on_initramfs() {
+        if let Some(name) = sysroot::requested_root() {
+            info!("root: looking for the partition named {name}");
+            let failure = sysroot::switch_to_disk_root(&name);
+            logger::marker(&format!("keel: error: root: {failure}; staying on the initramfs"));
+            // Survives the re-exec below, so the booted PID 1 can report it.
+            std::env::set_var(sysroot::ROOT_ERROR_ENV, failure.to_string());
+        }
         info!("moving the root from the initramfs into a tmpfs");
         let failure = switch_root::switch_to_tmpfs();
         error!("{failure}; continuing on the initramfs root (containers cannot pivot_root)");
@@ -96,6 +103,11 @@ pub fn pid1_main() -> ! {
         event_loop: EventLoop::new(signals.ok()),
         network: None,
     };
+    if let Some(failure) = std::env::var_os(sysroot::ROOT_ERROR_ENV) {
+        std::env::remove_var(sysroot::ROOT_ERROR_ENV);
+        boot.state.phase = Phase::Emergency;
+        boot.state.boot_errors.push(format!("root: {}; running on the initramfs", failure.to_string_lossy()));
+    }
     if boot.event_loop.signals_missing() {
         boot.state.phase = Phase::Emergency;
         boot.state.boot_errors.push("signalfd: cannot watch signals; reaping and shutdown are degraded".into());

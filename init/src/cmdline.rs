@@ -31,6 +31,9 @@ pub struct BootOptions {
     /// metadata service's base address (`http://169.254.169.254`, or
     /// `http://metadata.google.internal` on GCP).
     pub metadata_url: Option<String>,
+    /// `keel.root=NAME`: the GPT partition name of the read-only root (disk images);
+    /// the initramfs stage switches to it (`sysroot`), the rest of the boot only notes it.
+    pub root: Option<String>,
 }
 
 /// The default of `keel.config.timeout`.
@@ -77,7 +80,7 @@ pub enum OptionError {
     },
 }
 
-const KNOWN: &str = "keel.debug, keel.modules, keel.shutdown_grace, keel.firstboot, keel.config.url, keel.config.timeout, keel.platform, keel.metadata.url, keel.test.panic";
+const KNOWN: &str = "keel.debug, keel.modules, keel.shutdown_grace, keel.firstboot, keel.config.url, keel.config.timeout, keel.platform, keel.metadata.url, keel.root, keel.test.panic";
 
 /// Split a command line into words; double quotes group words as the kernel does.
 pub fn split_words(cmdline: &str) -> Vec<String> {
@@ -154,7 +157,8 @@ fn apply(options: &mut BootOptions, name: &str, value: Option<String>) -> Result
         }
         ("keel.metadata.url", Some(v)) if v.starts_with("http://") => options.metadata_url = Some(v.trim_end_matches('/').to_string()),
         ("keel.metadata.url", Some(v)) => return Err(bad(&v, "expected http://IP:PORT")),
-        ("keel.modules" | "keel.shutdown_grace" | "keel.test.panic" | "keel.config.url" | "keel.config.timeout" | "keel.platform", _) => {
+        ("keel.root", Some(v)) if !v.is_empty() => options.root = Some(v),
+        ("keel.modules" | "keel.shutdown_grace" | "keel.test.panic" | "keel.config.url" | "keel.config.timeout" | "keel.platform" | "keel.root", _) => {
             return Err(bad("", "needs a value"))
         }
         _ => return Err(OptionError::Unknown { name: name.into(), known: KNOWN }),

@@ -155,6 +155,15 @@ pub enum StorageError {
         #[source]
         source: nix::Error,
     },
+    /// A tmpfs needed on a read-only root could not be mounted.
+    #[error("mount a tmpfs on {target} (the root is read-only): {source}")]
+    Tmpfs {
+        /// The mount point.
+        target: String,
+        /// The errno.
+        #[source]
+        source: nix::Error,
+    },
     /// A directory keel needs on /var could not be created.
     #[error("create {}: {source}", path.display())]
     CreateDir {
@@ -174,10 +183,23 @@ pub fn var_mount_flags() -> MsFlags {
 /// Find the data disk and mount it on /var, then create [`VAR_SUBDIRS`] on it. Without
 /// a disk, print [`NOT_PERSISTENT_MESSAGE`] and return [`VarStorage::Volatile`]. With
 /// several, the first in name order is used and the others are named in a warning.
+///
+/// On a read-only root (a disk image's erofs), /tmp gets a tmpfs; a `keel-var` GPT
+/// partition is first grown to the end of its disk (`grow`), and without a data disk
+/// /var becomes a tmpfs so that it and the overlays on /etc, … are still writable.
 pub fn mount_var() -> Result<VarStorage, StorageError> {
+    let read_only_root = root_is_read_only();
+    if read_only_root {
+        mount_tmpfs("/tmp", "mode=1777")?;
+    }
     let found = find_by_label(Path::new(SYS_CLASS_BLOCK), Path::new(DEV_DIR), VAR_LABEL);
     let Some(device) = found.first().cloned() else {
         crate::logger::marker(NOT_PERSISTENT_MESSAGE);
+        if read_only_root {
+            mount_tmpfs(VAR_DIR, "mode=0755")?;
+            create_subdirs(Path::new(VAR_DIR))?;
+            persist_writable_trees(Path::new(VAR_DIR));
+        }
         return Ok(VarStorage::Volatile);
     };
     if found.len() > 1 {
@@ -188,13 +210,63 @@ pub fn mount_var() -> Result<VarStorage, StorageError> {
             others.join(", ")
         );
     }
+    let name = device.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let partition = crate::grow::partition_of(Path::new(SYS_CLASS_BLOCK), Path::new(DEV_DIR), &name);
+    if let Some(partition) = &partition {
+        grow_partition(partition);
+    }
     let _ = std::fs::create_dir_all(VAR_DIR);
     mount(Some(&device), VAR_DIR, Some("ext4"), var_mount_flags(), None::<&str>)
         .map_err(|source| StorageError::Mount { device: device.clone(), source })?;
     info!("mounted {} (ext4, label {VAR_LABEL}) on {VAR_DIR}: /var is persistent", device.display());
+    if partition.is_some() {
+        grow_filesystem(&device);
+    }
     create_subdirs(Path::new(VAR_DIR))?;
     persist_writable_trees(Path::new(VAR_DIR));
     Ok(VarStorage::Persistent { device })
+}
+
+/// Grow the `keel-var` partition to the end of its disk when the disk grew; a failure
+/// is logged and /var keeps its size.
+fn grow_partition(partition: &crate::grow::PartitionOf) {
+    match crate::grow::grow_partition(Path::new(SYS_CLASS_BLOCK), partition, VAR_LABEL) {
+        Ok(Some(g)) => crate::logger::marker(&format!(
+            "keel: grew partition {} ({VAR_LABEL}) of {} from {} to {} MiB",
+            partition.number,
+            partition.disk.display(),
+            (g.old_last + 1 - g.first_lba) / 2048,
+            (g.new_last + 1 - g.first_lba) / 2048
+        )),
+        Ok(None) => debug!("{VAR_LABEL}: the partition already fills {}", partition.disk.display()),
+        Err(e) => log::error!("growing {VAR_LABEL}: {e}; /var keeps its size"),
+    }
+}
+
+/// Grow the mounted ext4 on `device` to fill its partition (online).
+fn grow_filesystem(device: &Path) {
+    match crate::grow::grow_ext4(Path::new(SYS_CLASS_BLOCK), device, Path::new(VAR_DIR)) {
+        Ok(Some((old, new))) => crate::logger::marker(&format!(
+            "keel: grew the ext4 filesystem on {VAR_DIR} from {} to {} MiB",
+            old >> 20,
+            new >> 20
+        )),
+        Ok(None) => debug!("the filesystem on {VAR_DIR} already fills {}", device.display()),
+        Err(e) => log::error!("growing the filesystem on {VAR_DIR}: {e}; it keeps its size"),
+    }
+}
+
+/// Whether `/` is mounted read-only (a disk image's erofs root).
+pub fn root_is_read_only() -> bool {
+    nix::sys::statvfs::statvfs("/").is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY))
+}
+
+/// A tmpfs on `target` (nosuid, nodev).
+fn mount_tmpfs(target: &str, data: &str) -> Result<(), StorageError> {
+    mount(Some("tmpfs"), target, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(data))
+        .map_err(|source| StorageError::Tmpfs { target: target.to_string(), source })?;
+    info!("mounted a tmpfs on {target} (the root is read-only)");
+    Ok(())
 }
 
 /// Trees besides /var that the operator (and the first-boot config) may change, kept

@@ -113,7 +113,8 @@ fn remove_tree(path: &Path) {
     let _ = if is_dir { fs::remove_dir_all(path) } else { fs::remove_file(path) };
 }
 
-fn exec_self() -> SwitchError {
+/// Execute /usr/bin/keel of the current root, marked as switched. Returns only on failure.
+pub(crate) fn exec_self() -> SwitchError {
     let program = CString::new("/usr/bin/keel").unwrap_or_default();
     let args: Vec<CString> = std::env::args_os()
         .filter_map(|a| CString::new(a.into_encoded_bytes()).ok())

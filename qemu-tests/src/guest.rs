@@ -1,7 +1,7 @@
 //! One booted QEMU guest: its console, its control channel and its QMP socket.
 
 use crate::image::TestImage;
-use keel_build::qemu::QemuConfig;
+use keel_build::qemu::{QemuConfig, UefiBoot};
 use keel_build::qmp::Qmp;
 use keel_supervisor::control::{Client, ClientError, Command, ExecResult, LogsResult};
 use keel_supervisor::manager::{ContainerDetail, ContainerInfo};
@@ -29,6 +29,9 @@ pub struct BootOptions {
     pub extra_disks: Vec<PathBuf>,
     /// A file passed by fw_cfg as `opt/com.coreos/config` (the first-boot config).
     pub config: Option<PathBuf>,
+    /// Boot this disk image (raw, qcow2 or vhd; from `keel-build disk`) under UEFI
+    /// (OVMF) instead of the image's kernel and initramfs; it is the first disk.
+    pub uefi_disk: Option<PathBuf>,
 }
 
 /// The console seen so far, shared with the thread that reads it.
@@ -60,7 +63,14 @@ impl Guest {
         let control = run_dir.join("control.sock");
         let qmp = run_dir.join("qmp.sock");
         let append = format!("{} {}", image.cmdline, options.extra_cmdline).trim().to_string();
-        let mut config = QemuConfig::new(image.vmlinuz.clone(), image.initramfs.clone(), append);
+        let mut config = match &options.uefi_disk {
+            None => QemuConfig::new(image.vmlinuz.clone(), image.initramfs.clone(), append),
+            Some(disk) => {
+                let format = keel_build::diskimage::DiskFormat::detect(disk).qemu_name();
+                let uefi = UefiBoot::ovmf(disk.clone(), format, run_dir.join("OVMF_VARS.fd")).expect("OVMF (install ovmf)");
+                QemuConfig::uefi(uefi)
+            }
+        };
         config.control_socket = Some(control.clone());
         config.qmp_socket = Some(qmp.clone());
         config.no_reboot = !options.allow_reboot;

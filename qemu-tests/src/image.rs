@@ -28,8 +28,8 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(std::env::temp_dir)
 }
 
-/// The `keel` binary built beside this executable (`…/<profile>/keel`, also from `deps/`).
-fn keel_binary() -> PathBuf {
+/// The `keel` binary the images carry (`KEEL_BINARY`, else the one built beside the tests).
+pub fn keel_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("KEEL_BINARY") {
         return PathBuf::from(path);
     }

@@ -13,4 +13,4 @@ pub mod guest;
 pub mod image;
 
 pub use guest::{BootOptions, Guest};
-pub use image::{build_image, target_dir, TestImage};
+pub use image::{build_image, keel_binary, target_dir, TestImage};
