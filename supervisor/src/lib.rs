@@ -11,6 +11,7 @@ pub mod cgroup;
 pub mod control;
 pub mod forked;
 pub mod health;
+pub mod image;
 pub mod logs;
 pub mod manager;
 pub mod restart;

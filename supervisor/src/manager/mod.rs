@@ -558,9 +558,7 @@ impl Manager {
         Ok(ContainerDetail {
             info: self.info(&name, entry, now),
             file: entry.file.clone(),
-            image: spec.map(|s| match &s.image {
-                crate::spec::ImageRef::Rootfs(path) => path.display().to_string(),
-            }),
+            image: spec.map(|s| s.image.to_string()),
             command: spec.map(|s| s.argv.clone()).unwrap_or_default(),
             restart: spec.map(|s| {
                 let mode = match s.restart.mode {

@@ -1,0 +1,235 @@
+//! Getting an image from a file source into the [`Store`]: an OCI layout directory, an
+//! OCI archive or a docker archive. Every blob goes through [`Store::put_blob`], so it is
+//! verified against the digest that names it; layers are then checked against their
+//! diff_ids while being unpacked. (A registry client does the same with fetched blobs.)
+
+use super::digest::Digest;
+use super::error::ImageError;
+use super::oci::{is_index, media, pick_manifest, Descriptor, ImageConfig, Index, Manifest, REF_NAME};
+use super::reference::ImageSource;
+use super::store::{Resolved, Store};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// What an import found: the manifest and the names it carries (tags from the source).
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The manifest to use (linux/amd64).
+    pub manifest: Digest,
+    /// Tags the source gives it (OCI `ref.name` annotations, docker `RepoTags`).
+    pub tags: Vec<String>,
+}
+
+/// Import `source` into `store`, name it with the reference text (and its tags), and
+/// unpack its layers.
+pub fn import(store: &Store, source: &ImageSource) -> Result<Resolved, ImageError> {
+    let fetched = fetch(store, source)?;
+    let mut names = vec![source.to_string()];
+    names.extend(fetched.tags.iter().cloned());
+    store.import_manifest(&fetched.manifest, &names, stamp(source))
+}
+
+/// Copy and verify the blobs of `source` into `store` (no unpacking, no names).
+pub fn fetch(store: &Store, source: &ImageSource) -> Result<Fetched, ImageError> {
+    match source {
+        ImageSource::OciLayout { path, tag } => fetch_layout(store, path, tag.as_deref()),
+        ImageSource::OciArchive(file) => fetch_oci_archive(store, file),
+        ImageSource::DockerArchive(file) => fetch_docker_archive(store, file),
+        ImageSource::Registry(r) => Err(ImageError::invalid(r, "not in the image store, and registry pull is not available yet (keelctl image pull)")),
+    }
+}
+
+/// Size and mtime of a file source, so a changed archive is imported again.
+pub fn stamp(source: &ImageSource) -> Option<String> {
+    let path = match source {
+        ImageSource::OciArchive(p) | ImageSource::DockerArchive(p) => p.clone(),
+        ImageSource::OciLayout { path, .. } => path.join("index.json"),
+        ImageSource::Registry(_) => return None,
+    };
+    let meta = fs::metadata(path).ok()?;
+    use std::os::unix::fs::MetadataExt;
+    Some(format!("{}:{}.{}", meta.len(), meta.mtime(), meta.mtime_nsec()))
+}
+
+/// The image named by `source`, from the store when it is there and current, else imported.
+pub fn ensure(store: &Store, source: &ImageSource) -> Result<Resolved, ImageError> {
+    let name = source.to_string();
+    if let Some(entry) = store.lookup(&name)? {
+        let current = matches!(source, ImageSource::Registry(_)) || entry.stamp == stamp(source);
+        if current {
+            return store.unpack(&entry.manifest);
+        }
+    }
+    import(store, source)
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &'static str, origin: &Path) -> Result<T, ImageError> {
+    serde_json::from_slice(bytes).map_err(|e| ImageError::Json { what, origin: origin.display().to_string(), message: e.to_string() })
+}
+
+fn fetch_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Fetched, ImageError> {
+    let index_path = dir.join("index.json");
+    let bytes = fs::read(&index_path).map_err(ImageError::io("read", &index_path))?;
+    let index: Index = parse_json(&bytes, "image index", &index_path)?;
+    let put = |desc: &Descriptor| -> Result<(), ImageError> {
+        if store.has_blob(&desc.digest) {
+            return Ok(());
+        }
+        let path = dir.join("blobs/sha256").join(desc.digest.hex());
+        let file = fs::File::open(&path).map_err(|_| ImageError::MissingBlob { digest: desc.digest.clone(), origin: dir.display().to_string() })?;
+        store.put_blob(&desc.digest, Some(desc.size), file, &path.display().to_string()).map(|_| ())
+    };
+    let chosen = pick_manifest(&index, tag).map_err(|e| ImageError::invalid(dir.display(), e))?;
+    let tags = chosen.annotations.get(REF_NAME).cloned().into_iter().collect();
+    let manifest = resolve_nested(store, chosen, &put, &dir.display().to_string())?;
+    fetch_manifest_blobs(store, &manifest, &put)?;
+    Ok(Fetched { manifest, tags })
+}
+
+/// Follow nested indexes down to a manifest, storing each document.
+fn resolve_nested(store: &Store, desc: &Descriptor, put: &dyn Fn(&Descriptor) -> Result<(), ImageError>, origin: &str) -> Result<Digest, ImageError> {
+    let mut desc = desc.clone();
+    for _ in 0..4 {
+        put(&desc)?;
+        if !is_index(&desc.media_type) {
+            return Ok(desc.digest);
+        }
+        let nested: Index = store.read_json(&desc.digest, "image index")?;
+        desc = pick_manifest(&nested, None).map_err(|e| ImageError::invalid(origin, e))?.clone();
+    }
+    Err(ImageError::invalid(origin, "image indexes nested too deep"))
+}
+
+fn fetch_manifest_blobs(store: &Store, manifest: &Digest, put: &dyn Fn(&Descriptor) -> Result<(), ImageError>) -> Result<(), ImageError> {
+    let m: Manifest = store.read_json(manifest, "manifest")?;
+    put(&m.config)?;
+    for layer in &m.layers {
+        put(layer)?;
+    }
+    Ok(())
+}
+
+/// Stream an OCI archive once: blobs go straight into the store (verified by the
+/// digest in their name), index.json is kept; then the manifest is checked complete.
+fn fetch_oci_archive(store: &Store, file: &Path) -> Result<Fetched, ImageError> {
+    let origin = file.display().to_string();
+    let mut index_bytes = None;
+    let mut sizes: BTreeMap<Digest, u64> = BTreeMap::new();
+    walk_tar(file, |name, entry| {
+        if name == "index.json" {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).map_err(ImageError::io("read", file))?;
+            index_bytes = Some(bytes);
+        } else if let Some(hex) = name.strip_prefix("blobs/sha256/") {
+            let digest = Digest::from_hex(hex).map_err(|e| ImageError::invalid(&origin, format!("{name}: {e}")))?;
+            sizes.insert(digest.clone(), entry.header().size().unwrap_or(0));
+            if !store.has_blob(&digest) {
+                store.put_blob(&digest, None, entry, &format!("{origin} ({name})"))?;
+            }
+        }
+        Ok(())
+    })?;
+    let bytes = index_bytes.ok_or_else(|| ImageError::invalid(&origin, "no index.json: not an OCI archive"))?;
+    let index: Index = parse_json(&bytes, "image index", file)?;
+    let check = |desc: &Descriptor| -> Result<(), ImageError> {
+        match sizes.get(&desc.digest) {
+            None if !store.has_blob(&desc.digest) => Err(ImageError::MissingBlob { digest: desc.digest.clone(), origin: origin.clone() }),
+            Some(&actual) if actual != desc.size => Err(ImageError::SizeMismatch { digest: desc.digest.clone(), expected: desc.size, actual, origin: origin.clone() }),
+            _ => Ok(()),
+        }
+    };
+    let chosen = pick_manifest(&index, None).map_err(|e| ImageError::invalid(&origin, e))?;
+    let tags = chosen.annotations.get(REF_NAME).cloned().into_iter().collect();
+    let manifest = resolve_nested(store, chosen, &check, &origin)?;
+    fetch_manifest_blobs(store, &manifest, &check)?;
+    Ok(Fetched { manifest, tags })
+}
+
+/// One entry of a docker archive's manifest.json.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DockerEntry {
+    config: String,
+    #[serde(default)]
+    repo_tags: Option<Vec<String>>,
+    layers: Vec<String>,
+}
+
+/// A docker archive names files by path; keel stores each by its computed digest, checks
+/// the config against the digest in its file name and the layers against the config's
+/// diff_ids (at unpack), and writes an OCI manifest for them.
+fn fetch_docker_archive(store: &Store, file: &Path) -> Result<Fetched, ImageError> {
+    let origin = file.display().to_string();
+    let mut json: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut blobs: BTreeMap<String, (Digest, u64)> = BTreeMap::new();
+    let tmp = store.root().join("tmp").join(format!("docker-{}", std::process::id()));
+    walk_tar(file, |name, entry| {
+        if name.ends_with(".json") && entry.header().size().unwrap_or(0) < (4 << 20) {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).map_err(ImageError::io("read", file))?;
+            json.insert(name.to_string(), bytes);
+        } else if entry.header().entry_type().is_file() {
+            let (digest, size) = store_unnamed(store, &tmp, entry)?;
+            blobs.insert(name.to_string(), (digest, size));
+        }
+        Ok(())
+    })?;
+    let manifest_bytes = json.get("manifest.json").ok_or_else(|| ImageError::invalid(&origin, "no manifest.json: not a docker archive"))?;
+    let entries: Vec<DockerEntry> = parse_json(manifest_bytes, "docker manifest", file)?;
+    let [entry] = entries.as_slice() else { return Err(ImageError::invalid(&origin, format!("{} images in the archive; keel loads one", entries.len()))) };
+    let config_bytes = match (json.get(&entry.config), blobs.get(&entry.config)) {
+        (Some(bytes), _) => bytes.clone(),
+        (None, Some((digest, _))) => fs::read(store.blob_path(digest)).map_err(ImageError::io("read", store.blob_path(digest)))?,
+        (None, None) => return Err(ImageError::invalid(&origin, format!("config {} is not in the archive", entry.config))),
+    };
+    let config_digest = Digest::of(&config_bytes);
+    let named = docker_name_digest(&entry.config);
+    if let Some(named) = named.filter(|n| n != &config_digest) {
+        return Err(ImageError::DigestMismatch { expected: named, actual: config_digest, origin: format!("{origin} ({})", entry.config) });
+    }
+    let _: ImageConfig = parse_json(&config_bytes, "image config", file)?;
+    store.put_bytes(&config_bytes)?;
+    let mut layers = Vec::new();
+    for path in &entry.layers {
+        let (digest, size) = blobs.get(path).cloned().ok_or_else(|| ImageError::invalid(&origin, format!("layer {path} is not in the archive")))?;
+        layers.push(Descriptor { media_type: "application/vnd.oci.image.layer.v1.tar".into(), digest, size, platform: None, annotations: Default::default() });
+    }
+    let config = Descriptor { media_type: "application/vnd.oci.image.config.v1+json".into(), digest: config_digest, size: config_bytes.len() as u64, platform: None, annotations: Default::default() };
+    let manifest = Manifest { schema_version: 2, config, layers };
+    let mut doc = serde_json::to_value(&manifest).unwrap_or_default();
+    doc["mediaType"] = media::MANIFEST.into();
+    let digest = store.put_bytes(&serde_json::to_vec(&doc).unwrap_or_default())?;
+    Ok(Fetched { manifest: digest, tags: entry.repo_tags.clone().unwrap_or_default() })
+}
+
+/// `HEX.json` or `blobs/sha256/HEX`: the digest a docker archive's config file is named by.
+fn docker_name_digest(name: &str) -> Option<Digest> {
+    let base = name.rsplit('/').next()?;
+    Digest::from_hex(base.strip_suffix(".json").unwrap_or(base)).ok()
+}
+
+/// Store a blob whose digest is not known in advance (a docker archive's layer.tar).
+fn store_unnamed(store: &Store, tmp: &Path, reader: impl Read) -> Result<(Digest, u64), ImageError> {
+    let mut hashing = super::digest::HashingReader::new(reader);
+    let mut out = fs::File::create(tmp).map_err(ImageError::io("create", tmp))?;
+    std::io::copy(&mut hashing, &mut out).map_err(ImageError::io("write", tmp))?;
+    let (digest, size) = hashing.finish().map_err(ImageError::io("read", tmp))?;
+    let path = store.blob_path(&digest);
+    fs::rename(tmp, &path).map_err(ImageError::io("rename into", path))?;
+    Ok((digest, size))
+}
+
+/// Call `each` with every entry of the tar `file` and its normalised name.
+fn walk_tar(file: &Path, mut each: impl FnMut(&str, &mut tar::Entry<'_, fs::File>) -> Result<(), ImageError>) -> Result<(), ImageError> {
+    let reader = fs::File::open(file).map_err(ImageError::io("open", file))?;
+    let mut archive = tar::Archive::new(reader);
+    let tar_err = |e| ImageError::Io { what: "read the archive", path: PathBuf::from(file), source: e };
+    for entry in archive.entries().map_err(tar_err)? {
+        let mut entry = entry.map_err(tar_err)?;
+        let name = entry.path().map_err(tar_err)?.to_string_lossy().trim_start_matches("./").to_string();
+        each(&name, &mut entry)?;
+    }
+    Ok(())
+}
