@@ -18,6 +18,9 @@ packages=(
   curl              # the demo and tests fetch from the guest
   tini              # `make bench-init` compares keel init with it
   crun              # `make bench-run` compares keel run with it
+  umoci             # image tests and `make bench-image`: independent OCI layer maker/unpacker
+  skopeo            # image tests: OCI and docker archives from an OCI layout
+  python3           # image tests: hand-made layers (opaque dirs, cross-layer hard links)
 )
 
 missing=()

@@ -18,6 +18,7 @@ pub mod ctl;
 pub mod event_loop;
 pub mod exec_helper;
 pub mod fwcfg;
+pub mod images;
 pub mod firstboot;
 pub mod init_cmd;
 pub mod kmod;

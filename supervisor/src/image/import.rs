@@ -122,7 +122,7 @@ fn fetch_oci_archive(store: &Store, file: &Path) -> Result<Fetched, ImageError> 
             let mut bytes = Vec::new();
             entry.read_to_end(&mut bytes).map_err(ImageError::io("read", file))?;
             index_bytes = Some(bytes);
-        } else if let Some(hex) = name.strip_prefix("blobs/sha256/") {
+        } else if let Some(hex) = name.strip_prefix("blobs/sha256/").filter(|_| entry.header().entry_type().is_file()) {
             let digest = Digest::from_hex(hex).map_err(|e| ImageError::invalid(&origin, format!("{name}: {e}")))?;
             sizes.insert(digest.clone(), entry.header().size().unwrap_or(0));
             if !store.has_blob(&digest) {
@@ -232,4 +232,28 @@ fn walk_tar(file: &Path, mut each: impl FnMut(&str, &mut tar::Entry<'_, fs::File
         each(&name, &mut entry)?;
     }
     Ok(())
+}
+
+/// The kind of an archive given without a prefix (`keelctl image load FILE`): an OCI
+/// archive has index.json, a docker archive manifest.json.
+pub fn detect_archive(file: &Path) -> Result<ImageSource, ImageError> {
+    let reader = fs::File::open(file).map_err(ImageError::io("open", file))?;
+    let mut archive = tar::Archive::new(reader);
+    let tar_err = |e| ImageError::Io { what: "read the archive", path: PathBuf::from(file), source: e };
+    let mut docker = false;
+    for entry in archive.entries_with_seek().map_err(tar_err)? {
+        let entry = entry.map_err(tar_err)?;
+        let path = entry.path().map_err(tar_err)?;
+        let name = path.to_string_lossy();
+        match name.trim_start_matches("./") {
+            "index.json" | "oci-layout" => return Ok(ImageSource::OciArchive(file.to_path_buf())),
+            "manifest.json" => docker = true,
+            _ => {}
+        }
+    }
+    if docker {
+        Ok(ImageSource::DockerArchive(file.to_path_buf()))
+    } else {
+        Err(ImageError::invalid(file.display(), "neither an OCI archive (index.json) nor a docker archive (manifest.json)"))
+    }
 }

@@ -287,6 +287,9 @@ fn copy_up(lowers: &[PathBuf], target: &Path, tdir: &OwnedFd, tname: &OsStr) -> 
         io::copy(&mut src, &mut std::fs::File::from(dst)).map_err(io)?;
         let _ = rfs::chownat(tdir, tname, Some(rfs::Uid::from_raw(meta.uid())), Some(rfs::Gid::from_raw(meta.gid())), AtFlags::SYMLINK_NOFOLLOW);
         rfs::chmodat(tdir, tname, Mode::from_raw_mode(meta.mode() & 0o7777), AtFlags::empty()).map_err(io)?;
+        let mtime = Timespec { tv_sec: meta.mtime(), tv_nsec: meta.mtime_nsec() };
+        let times = Timestamps { last_access: mtime, last_modification: mtime };
+        rfs::utimensat(tdir, tname, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(io)?;
         return Ok(());
     }
     Err(format!("hard link to {}, which no layer so far has", target.display()))
