@@ -74,12 +74,9 @@ fn fetch_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Fetched,
     let bytes = fs::read(&index_path).map_err(ImageError::io("read", &index_path))?;
     let index: Index = parse_json(&bytes, "image index", &index_path)?;
     let put = |desc: &Descriptor| -> Result<(), ImageError> {
-        if store.has_blob(&desc.digest) {
-            return Ok(());
-        }
         let path = dir.join("blobs/sha256").join(desc.digest.hex());
         let file = fs::File::open(&path).map_err(|_| ImageError::MissingBlob { digest: desc.digest.clone(), origin: dir.display().to_string() })?;
-        store.put_blob(&desc.digest, Some(desc.size), file, &path.display().to_string()).map(|_| ())
+        store.put_or_verify(&desc.digest, Some(desc.size), file, &path.display().to_string()).map(|_| ())
     };
     let chosen = pick_manifest(&index, tag).map_err(|e| ImageError::invalid(dir.display(), e))?;
     let tags = chosen.annotations.get(REF_NAME).cloned().into_iter().collect();
@@ -125,9 +122,7 @@ fn fetch_oci_archive(store: &Store, file: &Path) -> Result<Fetched, ImageError> 
         } else if let Some(hex) = name.strip_prefix("blobs/sha256/").filter(|_| entry.header().entry_type().is_file()) {
             let digest = Digest::from_hex(hex).map_err(|e| ImageError::invalid(&origin, format!("{name}: {e}")))?;
             sizes.insert(digest.clone(), entry.header().size().unwrap_or(0));
-            if !store.has_blob(&digest) {
-                store.put_blob(&digest, None, entry, &format!("{origin} ({name})"))?;
-            }
+            store.put_or_verify(&digest, None, entry, &format!("{origin} ({name})"))?;
         }
         Ok(())
     })?;
@@ -189,11 +184,23 @@ fn fetch_docker_archive(store: &Store, file: &Path) -> Result<Fetched, ImageErro
     if let Some(named) = named.filter(|n| n != &config_digest) {
         return Err(ImageError::DigestMismatch { expected: named, actual: config_digest, origin: format!("{origin} ({})", entry.config) });
     }
-    let _: ImageConfig = parse_json(&config_bytes, "image config", file)?;
+    let image_config: ImageConfig = parse_json(&config_bytes, "image config", file)?;
     store.put_bytes(&config_bytes)?;
     let mut layers = Vec::new();
-    for path in &entry.layers {
+    for (i, path) in entry.layers.iter().enumerate() {
         let (digest, size) = blobs.get(path).cloned().ok_or_else(|| ImageError::invalid(&origin, format!("layer {path} is not in the archive")))?;
+        // An uncompressed layer's digest is its diff_id: check it now, so a corrupt
+        // layer is reported even when that diff_id is already unpacked in the store.
+        let diff_id = image_config.rootfs.diff_ids.get(i);
+        let gzip = fs::File::open(store.blob_path(&digest)).and_then(|mut f| {
+            let mut magic = [0u8; 2];
+            f.read_exact(&mut magic).map(|_| magic == [0x1f, 0x8b])
+        });
+        if let (Some(diff_id), Ok(false)) = (diff_id, gzip) {
+            if diff_id != &digest {
+                return Err(ImageError::DigestMismatch { expected: diff_id.clone(), actual: digest, origin: format!("{origin} ({path})") });
+            }
+        }
         layers.push(Descriptor { media_type: "application/vnd.oci.image.layer.v1.tar".into(), digest, size, platform: None, annotations: Default::default() });
     }
     let config = Descriptor { media_type: "application/vnd.oci.image.config.v1+json".into(), digest: config_digest, size: config_bytes.len() as u64, platform: None, annotations: Default::default() };

@@ -111,6 +111,23 @@ impl Store {
         Ok(count)
     }
 
+    /// Like [`Store::put_blob`], but a blob already in the store is only checked (its
+    /// bytes are hashed, not written): a corrupt source is reported even when the store
+    /// already holds a good copy.
+    pub fn put_or_verify(&self, expected: &Digest, size: Option<u64>, reader: impl Read, origin: &str) -> Result<u64, ImageError> {
+        if !self.has_blob(expected) {
+            return self.put_blob(expected, size, reader, origin);
+        }
+        let (actual, count) = HashingReader::new(reader).finish().map_err(|source| ImageError::Io { what: "read blob", path: PathBuf::from(origin), source })?;
+        if &actual != expected {
+            return Err(ImageError::DigestMismatch { expected: expected.clone(), actual, origin: origin.into() });
+        }
+        if let Some(size) = size.filter(|s| *s != count) {
+            return Err(ImageError::SizeMismatch { digest: expected.clone(), expected: size, actual: count, origin: origin.into() });
+        }
+        Ok(count)
+    }
+
     /// Store bytes whose digest is computed here (documents keel writes itself, such as
     /// the manifest it builds for a docker archive).
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest, ImageError> {
@@ -188,6 +205,20 @@ impl Store {
         let options = Options { allow_devices: false, same_owner: nix::unistd::geteuid().is_root() };
         for (desc, diff_id) in m.layers.iter().zip(&config.rootfs.diff_ids) {
             apply_blob(self, &desc.digest, diff_id, dir, Target::Flat, options)?;
+        }
+        Ok(())
+    }
+
+    /// Check every layer of `manifest` against its diff_id without unpacking it (what
+    /// keel-build does with an archive it puts into a host image).
+    pub fn verify_layers(&self, manifest: &Digest) -> Result<(), ImageError> {
+        let (m, config) = self.manifest_and_config(manifest)?;
+        for (desc, diff_id) in m.layers.iter().zip(&config.rootfs.diff_ids) {
+            let hashing = HashingReader::new(open_layer(self, &desc.digest)?);
+            let (actual, _) = hashing.finish().map_err(ImageError::io("read layer", self.blob_path(&desc.digest)))?;
+            if &actual != diff_id {
+                return Err(ImageError::DiffIdMismatch { blob: desc.digest.clone(), expected: diff_id.clone(), actual });
+            }
         }
         Ok(())
     }

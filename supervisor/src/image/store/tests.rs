@@ -129,3 +129,21 @@ fn remove_and_prune_drop_what_no_name_uses() {
     let (blobs, layers, _) = store.prune(&[]).unwrap();
     assert_eq!((blobs, layers), (3, 1), "manifest, config and top layer of a; the base layer stays for b");
 }
+
+#[test]
+fn a_tampered_copy_of_a_blob_the_store_already_has_is_still_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let layout = tmp.path().join("img");
+    write_layout(&layout, &[base()], false, "t");
+    import::import(&store, &ImageSource::OciLayout { path: layout.clone(), tag: None }).unwrap();
+    let biggest = fs::read_dir(layout.join("blobs/sha256")).unwrap().map(|e| e.unwrap().path()).max_by_key(|p| fs::metadata(p).unwrap().len()).unwrap();
+    let mut bytes = fs::read(&biggest).unwrap();
+    bytes[600] ^= 1;
+    fs::write(&biggest, bytes).unwrap();
+    let err = import::import(&store, &ImageSource::OciLayout { path: layout, tag: None }).unwrap_err();
+    assert!(matches!(err, ImageError::DigestMismatch { .. }), "{err}");
+    // The good copy in the store is untouched.
+    let hex = biggest.file_name().unwrap().to_str().unwrap();
+    assert_eq!(Digest::of(&fs::read(store.blob_path(&Digest::from_hex(hex).unwrap())).unwrap()).hex(), hex);
+}
