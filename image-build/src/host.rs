@@ -333,4 +333,21 @@ target = "bar"
             .to_string()
             .starts_with("/nonexistent/host.toml: cannot read"));
     }
+
+    #[test]
+    fn an_image_is_either_busybox_or_an_oci_archive() {
+        let base = "hostname = \"h\"\n[[images]]\nname = \"app\"\n";
+        let archive = HostSpec::parse(&format!("{base}oci-archive = \"app.tar\"\n"), Path::new("/cfg/host.toml")).unwrap();
+        assert_eq!(archive.images[0].oci_archive.as_deref(), Some(Path::new("/cfg/app.tar")));
+        for extra in ["", "busybox = \"/bin/busybox\"\noci-archive = \"app.tar\"\n"] {
+            match HostSpec::parse(&format!("{base}{extra}"), Path::new("/cfg/host.toml")) {
+                Err(HostError::Invalid { key, message, .. }) => {
+                    assert_eq!(key, "images[0]");
+                    assert!(message.contains("exactly one of busybox or oci-archive"), "{message}");
+                }
+                other => panic!("expected an Invalid error, got {other:?}"),
+            }
+        }
+    }
+
 }

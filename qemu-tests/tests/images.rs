@@ -116,7 +116,7 @@ fn multi_layer_oci_archive_runs_with_its_config_and_a_tampered_one_is_refused() 
     let app = images.iter().find(|i| i.names.iter().any(|n| n == "oci-archive:/usr/share/keel/images/app.tar")).unwrap_or_else(|| panic!("{images:?}"));
     assert_eq!(app.layers, 3);
     assert!(!images.iter().any(|i| i.names.iter().any(|n| n.contains("bad.tar"))), "{images:?}");
-    let detail: ImageDetail = serde_json::from_value(call(&guest, Command::ImageInspect { reference: "test".into() }).unwrap()).unwrap();
+    let detail: ImageDetail = serde_json::from_value(call(&guest, Command::ImageInspect { reference: app.manifest.short().into() }).unwrap()).unwrap();
     assert!(detail.layers[1].removed.iter().any(|p| p == "etc/deleted") && detail.layers[1].changed.iter().any(|p| p == "etc/motd"), "{:?}", detail.layers[1]);
     assert!(detail.layers[2].removed.iter().any(|p| p == "var/cache/c1"), "{:?}", detail.layers[2]);
 
@@ -132,7 +132,7 @@ fn multi_layer_oci_archive_runs_with_its_config_and_a_tampered_one_is_refused() 
     // rm refuses an image a declaration uses; rm + prune drop the rest.
     let err = call(&guest, Command::ImageRm { reference: "oci-archive:/usr/share/keel/images/app.tar".into() }).unwrap_err();
     assert!(err.contains("used by a declared container"), "{err}");
-    call(&guest, Command::ImageRm { reference: "keel/test:latest".into() }).unwrap();
+    call(&guest, Command::ImageRm { reference: "docker.io/keel/test:latest".into() }).unwrap();
     call(&guest, Command::ImageRm { reference: "docker-archive:/usr/share/keel/images/app.docker.tar".into() }).unwrap();
     let pruned = call(&guest, Command::ImagePrune).unwrap();
     assert!(pruned.as_str().unwrap_or_default().contains("and 0 layers"), "{pruned}");

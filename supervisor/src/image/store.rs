@@ -195,7 +195,14 @@ impl Store {
             return Err(e);
         }
         let dir = self.layer_path(diff_id);
-        fs::rename(&tmp, &dir).map_err(ImageError::io("rename into", dir))
+        match fs::rename(&tmp, &dir) {
+            // Another process (a concurrent `keel run`) unpacked the same layer first.
+            Err(_) if dir.is_dir() => {
+                let _ = fs::remove_dir_all(&tmp);
+                Ok(())
+            }
+            result => result.map_err(ImageError::io("rename into", dir)),
+        }
     }
 
     /// Write the image's root filesystem into `dir` (flattened: whiteouts applied).

@@ -176,3 +176,24 @@ pub fn pivot_into(root: &Path) -> StepResult {
     umount2(".", MntFlags::MNT_DETACH).map_err(nix_err("detach the old root"))?;
     std::env::set_current_dir("/").map_err(io_err("chdir /"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowerdir_uses_full_paths_when_they_fit_and_names_relative_to_the_store_when_not() {
+        let dir = |i: usize| PathBuf::from(format!("/var/lib/keel/images/layers/{i:064x}"));
+        let few: Vec<PathBuf> = (0..3).map(dir).collect();
+        let (option, chdir) = lowerdir_option(&few, 100).unwrap();
+        assert_eq!(option.split(':').count(), 3);
+        assert!(option.starts_with("/var/lib/keel/images/layers/") && chdir.is_none());
+        // 50 layers: about 5 KiB of full paths, 3.2 KiB of names.
+        let many: Vec<PathBuf> = (0..50).map(dir).collect();
+        let (option, chdir) = lowerdir_option(&many, 200).unwrap();
+        assert_eq!(chdir.as_deref(), Some(Path::new("/var/lib/keel/images/layers")));
+        assert!(option.len() + 200 < MOUNT_DATA_MAX && option.split(':').all(|n| n.len() == 64));
+        let too_many: Vec<PathBuf> = (0..70).map(dir).collect();
+        assert!(lowerdir_option(&too_many, 200).unwrap_err().contains("70 layers"));
+    }
+}
