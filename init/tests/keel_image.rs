@@ -17,7 +17,8 @@ const KEEL: &str = env!("CARGO_BIN_EXE_keel");
 fn image() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("keel-image-test-{}", std::process::id()));
+        // Under cargo's scratch directory for tests: the next run starts it afresh.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("keel-image-test");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-test-image.sh");
         let out = Command::new(script).arg(&dir).output().expect("run make-test-image.sh");
         assert!(out.status.success(), "make-test-image.sh (needs umoci, skopeo, python3): {}", String::from_utf8_lossy(&out.stderr));
@@ -188,4 +189,32 @@ with tarfile.open(src) as t, tarfile.open(dst, "w") as o:
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("blob sha256:{blob}")), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!store.join("blobs/sha256").join(&blob).exists());
     assert!(!store.join("refs.json").exists());
+}
+
+#[test]
+fn a_tampered_docker_archive_layer_is_refused_naming_the_file() {
+    let dir = image();
+    let tampered = dir.join("tampered.docker.tar");
+    let script = r#"
+import sys, tarfile, io
+with tarfile.open(sys.argv[1]) as t, tarfile.open(sys.argv[2], "w") as o:
+    members = t.getmembers()
+    big = max((m for m in members if m.isfile()), key=lambda m: m.size)
+    for m in members:
+        data = t.extractfile(m).read() if m.isfile() else None
+        if m is big:
+            data = bytearray(data); data[len(data) // 2] ^= 0xff; data = bytes(data)
+            print(m.name)
+        o.addfile(m, io.BytesIO(data) if data is not None else None)
+"#;
+    let out = Command::new("python3").args(["-c", script]).arg(dir.join("image.docker.tar")).arg(&tampered).output().unwrap();
+    let member = ok(&out).trim().to_string();
+    // Even with every layer of the image already in the store.
+    let store = dir.join("store-docker");
+    let good = format!("docker-archive:{}", dir.join("image.docker.tar").display());
+    ok(&keel(&["image", "unpack", &good, dir.join("d-good").to_str().unwrap()], Some(&store)));
+    let out = keel(&["image", "unpack", &format!("docker-archive:{}", tampered.display()), dir.join("d-out").to_str().unwrap()], Some(&store));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&member) && err.contains("tampered or corrupt"), "{err}");
 }
