@@ -147,3 +147,23 @@ fn a_tampered_copy_of_a_blob_the_store_already_has_is_still_refused() {
     let hex = biggest.file_name().unwrap().to_str().unwrap();
     assert_eq!(Digest::of(&fs::read(store.blob_path(&Digest::from_hex(hex).unwrap())).unwrap()).hex(), hex);
 }
+
+#[test]
+fn a_nested_multi_platform_index_gives_the_linux_amd64_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    let layout = tmp.path().join("img");
+    let amd64 = write_layout(&layout, &[base()], true, "t");
+    let size = fs::metadata(layout.join("blobs/sha256").join(amd64.hex())).unwrap().len();
+    let nested = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": Digest::of(b"arm").to_string(), "size": 3, "platform": {"os": "linux", "architecture": "arm64"}},
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": amd64.to_string(), "size": size, "platform": {"os": "linux", "architecture": "amd64"}},
+    ]})).unwrap();
+    let nested_d = Digest::of(&nested);
+    fs::write(layout.join("blobs/sha256").join(nested_d.hex()), &nested).unwrap();
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.index.v1+json", "digest": nested_d.to_string(), "size": nested.len()}]});
+    fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    let resolved = import::import(&store, &ImageSource::OciLayout { path: layout, tag: None }).unwrap();
+    assert_eq!(resolved.manifest, amd64);
+    assert!(!store.has_blob(&Digest::of(b"arm")));
+}
