@@ -306,6 +306,19 @@ pub fn sha256_file(path: &Path) -> Result<String, BuildError> {
         .collect())
 }
 
+/// Check an OCI archive the way a keel host will import it: every blob against its digest,
+/// the manifest and config, every layer against its diff_id (in a scratch store).
+fn verify_archive(archive: &Path) -> Result<(), String> {
+    use keel_supervisor::image::{import, ImageSource, Store};
+    let scratch = std::env::temp_dir().join(format!("keel-build-verify-{}", std::process::id()));
+    let result = Store::open(&scratch).and_then(|store| {
+        let fetched = import::fetch(&store, &ImageSource::OciArchive(archive.to_path_buf()))?;
+        store.verify_layers(&fetched.manifest)
+    });
+    let _ = std::fs::remove_dir_all(&scratch);
+    result.map_err(|e| format!("{}: {e}", archive.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,15 +378,3 @@ mod tests {
     }
 }
 
-/// Check an OCI archive the way a keel host will import it: every blob against its digest,
-/// the manifest and config, every layer against its diff_id (in a scratch store).
-fn verify_archive(archive: &Path) -> Result<(), String> {
-    use keel_supervisor::image::{import, ImageSource, Store};
-    let scratch = std::env::temp_dir().join(format!("keel-build-verify-{}", std::process::id()));
-    let result = Store::open(&scratch).and_then(|store| {
-        let fetched = import::fetch(&store, &ImageSource::OciArchive(archive.to_path_buf()))?;
-        store.verify_layers(&fetched.manifest)
-    });
-    let _ = std::fs::remove_dir_all(&scratch);
-    result.map_err(|e| format!("{}: {e}", archive.display()))
-}

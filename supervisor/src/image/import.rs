@@ -1,11 +1,12 @@
 //! Getting an image from a file source into the [`Store`]: an OCI layout directory, an
 //! OCI archive or a docker archive. Every blob goes through [`Store::put_blob`], so it is
 //! verified against the digest that names it; layers are then checked against their
-//! diff_ids while being unpacked. (A registry client does the same with fetched blobs.)
+//! diff_ids while being unpacked (docker archives: see [`super::docker`]). A registry
+//! client does the same with the blobs it fetches.
 
 use super::digest::Digest;
 use super::error::ImageError;
-use super::oci::{is_index, media, pick_manifest, Descriptor, ImageConfig, Index, Manifest, REF_NAME};
+use super::oci::{is_index, pick_manifest, Descriptor, Index, Manifest, REF_NAME};
 use super::reference::ImageSource;
 use super::store::{Resolved, Store};
 use std::collections::BTreeMap;
@@ -36,7 +37,7 @@ pub fn fetch(store: &Store, source: &ImageSource) -> Result<Fetched, ImageError>
     match source {
         ImageSource::OciLayout { path, tag } => fetch_layout(store, path, tag.as_deref()),
         ImageSource::OciArchive(file) => fetch_oci_archive(store, file),
-        ImageSource::DockerArchive(file) => fetch_docker_archive(store, file),
+        ImageSource::DockerArchive(file) => super::docker::fetch(store, file),
         ImageSource::Registry(r) => Err(ImageError::invalid(r, "not in the image store, and registry pull is not available yet (keelctl image pull)")),
     }
 }
@@ -65,7 +66,7 @@ pub fn ensure(store: &Store, source: &ImageSource) -> Result<Resolved, ImageErro
     import(store, source)
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &'static str, origin: &Path) -> Result<T, ImageError> {
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &'static str, origin: &Path) -> Result<T, ImageError> {
     serde_json::from_slice(bytes).map_err(|e| ImageError::Json { what, origin: origin.display().to_string(), message: e.to_string() })
 }
 
@@ -142,94 +143,8 @@ fn fetch_oci_archive(store: &Store, file: &Path) -> Result<Fetched, ImageError> 
     Ok(Fetched { manifest, tags })
 }
 
-/// One entry of a docker archive's manifest.json.
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct DockerEntry {
-    config: String,
-    #[serde(default)]
-    repo_tags: Option<Vec<String>>,
-    layers: Vec<String>,
-}
-
-/// A docker archive names files by path; keel stores each by its computed digest, checks
-/// the config against the digest in its file name and the layers against the config's
-/// diff_ids (at unpack), and writes an OCI manifest for them.
-fn fetch_docker_archive(store: &Store, file: &Path) -> Result<Fetched, ImageError> {
-    let origin = file.display().to_string();
-    let mut json: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut blobs: BTreeMap<String, (Digest, u64)> = BTreeMap::new();
-    let tmp = store.root().join("tmp").join(format!("docker-{}", std::process::id()));
-    walk_tar(file, |name, entry| {
-        if name.ends_with(".json") && entry.header().size().unwrap_or(0) < (4 << 20) {
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).map_err(ImageError::io("read", file))?;
-            json.insert(name.to_string(), bytes);
-        } else if entry.header().entry_type().is_file() {
-            let (digest, size) = store_unnamed(store, &tmp, entry)?;
-            blobs.insert(name.to_string(), (digest, size));
-        }
-        Ok(())
-    })?;
-    let manifest_bytes = json.get("manifest.json").ok_or_else(|| ImageError::invalid(&origin, "no manifest.json: not a docker archive"))?;
-    let entries: Vec<DockerEntry> = parse_json(manifest_bytes, "docker manifest", file)?;
-    let [entry] = entries.as_slice() else { return Err(ImageError::invalid(&origin, format!("{} images in the archive; keel loads one", entries.len()))) };
-    let config_bytes = match (json.get(&entry.config), blobs.get(&entry.config)) {
-        (Some(bytes), _) => bytes.clone(),
-        (None, Some((digest, _))) => fs::read(store.blob_path(digest)).map_err(ImageError::io("read", store.blob_path(digest)))?,
-        (None, None) => return Err(ImageError::invalid(&origin, format!("config {} is not in the archive", entry.config))),
-    };
-    let config_digest = Digest::of(&config_bytes);
-    let named = docker_name_digest(&entry.config);
-    if let Some(named) = named.filter(|n| n != &config_digest) {
-        return Err(ImageError::DigestMismatch { expected: named, actual: config_digest, origin: format!("{origin} ({})", entry.config) });
-    }
-    let image_config: ImageConfig = parse_json(&config_bytes, "image config", file)?;
-    store.put_bytes(&config_bytes)?;
-    let mut layers = Vec::new();
-    for (i, path) in entry.layers.iter().enumerate() {
-        let (digest, size) = blobs.get(path).cloned().ok_or_else(|| ImageError::invalid(&origin, format!("layer {path} is not in the archive")))?;
-        // An uncompressed layer's digest is its diff_id: check it now, so a corrupt
-        // layer is reported even when that diff_id is already unpacked in the store.
-        let diff_id = image_config.rootfs.diff_ids.get(i);
-        let gzip = fs::File::open(store.blob_path(&digest)).and_then(|mut f| {
-            let mut magic = [0u8; 2];
-            f.read_exact(&mut magic).map(|_| magic == [0x1f, 0x8b])
-        });
-        if let (Some(diff_id), Ok(false)) = (diff_id, gzip) {
-            if diff_id != &digest {
-                return Err(ImageError::DigestMismatch { expected: diff_id.clone(), actual: digest, origin: format!("{origin} ({path})") });
-            }
-        }
-        layers.push(Descriptor { media_type: "application/vnd.oci.image.layer.v1.tar".into(), digest, size, platform: None, annotations: Default::default() });
-    }
-    let config = Descriptor { media_type: "application/vnd.oci.image.config.v1+json".into(), digest: config_digest, size: config_bytes.len() as u64, platform: None, annotations: Default::default() };
-    let manifest = Manifest { schema_version: 2, config, layers };
-    let mut doc = serde_json::to_value(&manifest).unwrap_or_default();
-    doc["mediaType"] = media::MANIFEST.into();
-    let digest = store.put_bytes(&serde_json::to_vec(&doc).unwrap_or_default())?;
-    Ok(Fetched { manifest: digest, tags: entry.repo_tags.clone().unwrap_or_default() })
-}
-
-/// `HEX.json` or `blobs/sha256/HEX`: the digest a docker archive's config file is named by.
-fn docker_name_digest(name: &str) -> Option<Digest> {
-    let base = name.rsplit('/').next()?;
-    Digest::from_hex(base.strip_suffix(".json").unwrap_or(base)).ok()
-}
-
-/// Store a blob whose digest is not known in advance (a docker archive's layer.tar).
-fn store_unnamed(store: &Store, tmp: &Path, reader: impl Read) -> Result<(Digest, u64), ImageError> {
-    let mut hashing = super::digest::HashingReader::new(reader);
-    let mut out = fs::File::create(tmp).map_err(ImageError::io("create", tmp))?;
-    std::io::copy(&mut hashing, &mut out).map_err(ImageError::io("write", tmp))?;
-    let (digest, size) = hashing.finish().map_err(ImageError::io("read", tmp))?;
-    let path = store.blob_path(&digest);
-    fs::rename(tmp, &path).map_err(ImageError::io("rename into", path))?;
-    Ok((digest, size))
-}
-
 /// Call `each` with every entry of the tar `file` and its normalised name.
-fn walk_tar(file: &Path, mut each: impl FnMut(&str, &mut tar::Entry<'_, fs::File>) -> Result<(), ImageError>) -> Result<(), ImageError> {
+pub(super) fn walk_tar(file: &Path, mut each: impl FnMut(&str, &mut tar::Entry<'_, fs::File>) -> Result<(), ImageError>) -> Result<(), ImageError> {
     let reader = fs::File::open(file).map_err(ImageError::io("open", file))?;
     let mut archive = tar::Archive::new(reader);
     let tar_err = |e| ImageError::Io { what: "read the archive", path: PathBuf::from(file), source: e };

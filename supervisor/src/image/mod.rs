@@ -15,6 +15,7 @@
 
 pub mod defaults;
 pub mod digest;
+pub mod docker;
 pub mod entry;
 pub mod error;
 pub mod fsat;
