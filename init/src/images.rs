@@ -58,24 +58,36 @@ fn load_source(text: &str) -> Result<ImageSource, String> {
 
 /// `keelctl image ls` table.
 pub fn print_ls(images: &[ImageSummary]) {
-    println!("{:<14} {:>6} {:>10}  NAMES", "IMAGE", "LAYERS", "SIZE");
+    print!("{}", format_ls(images));
+}
+
+fn format_ls(images: &[ImageSummary]) -> String {
+    let mut out = format!("{:<14} {:>6} {:>10}  NAMES\n", "IMAGE", "LAYERS", "SIZE");
     for image in images {
-        println!("{:<14} {:>6} {:>10}  {}", image.manifest.short(), image.layers, human(image.size), image.names.join(", "));
+        out.push_str(&format!("{:<14} {:>6} {:>10}  {}\n", image.manifest.short(), image.layers, human(image.size), image.names.join(", ")));
     }
+    out
 }
 
 /// `keelctl image inspect`: the defaults, then each layer and its changes.
 pub fn print_inspect(detail: &ImageDetail) {
+    print!("{}", format_inspect(detail));
+}
+
+fn format_inspect(detail: &ImageDetail) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     let s = &detail.summary;
-    println!("image:       {}\nnames:       {}\nsize:        {} ({} layers)", s.manifest, s.names.join(", "), human(s.size), s.layers);
+    let _ = writeln!(out, "image:       {}\nnames:       {}\nsize:        {} ({} layers)", s.manifest, s.names.join(", "), human(s.size), s.layers);
     let c = &detail.config;
     let list = |v: &Option<Vec<String>>| v.as_ref().map(|v| format!("{v:?}")).unwrap_or_else(|| "-".into());
-    println!("entrypoint:  {}\ncmd:         {}\nenv:         {}", list(&c.entrypoint), list(&c.cmd), list(&c.env));
-    println!("workdir:     {}\nuser:        {}", c.working_dir.as_deref().unwrap_or("-"), c.user.as_deref().unwrap_or("-"));
+    let _ = writeln!(out, "entrypoint:  {}\ncmd:         {}\nenv:         {}", list(&c.entrypoint), list(&c.cmd), list(&c.env));
+    let _ = writeln!(out, "workdir:     {}\nuser:        {}", c.working_dir.as_deref().unwrap_or("-"), c.user.as_deref().unwrap_or("-"));
     let ports: Vec<&String> = c.exposed_ports.iter().flatten().map(|(p, _)| p).collect();
-    println!("ports:       {}", if ports.is_empty() { "-".to_string() } else { format!("{ports:?}") });
+    let _ = writeln!(out, "ports:       {}", if ports.is_empty() { "-".to_string() } else { format!("{ports:?}") });
     for (i, layer) in detail.layers.iter().enumerate() {
-        println!(
+        let _ = writeln!(
+            out,
             "\nlayer {i}: {}  {} compressed, {} of content: {} added, {} changed, {} removed",
             &layer.digest[..19.min(layer.digest.len())],
             human(layer.size),
@@ -86,10 +98,11 @@ pub fn print_inspect(detail: &ImageDetail) {
         );
         for (mark, paths) in [("+", &layer.added), ("~", &layer.changed), ("-", &layer.removed)] {
             for path in paths {
-                println!("  {mark} /{path}");
+                let _ = writeln!(out, "  {mark} /{path}");
             }
         }
     }
+    out
 }
 
 fn human(bytes: u64) -> String {
@@ -132,4 +145,32 @@ fn unpack(text: &str, dir: &Path) -> Result<(), String> {
         let _ = std::fs::remove_dir_all(&root);
     }
     result.map_err(|e| format!("{source}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_supervisor::image::inspect::LayerDetail;
+    use keel_supervisor::image::oci::ProcessConfig;
+    use keel_supervisor::image::Digest;
+
+    #[test]
+    fn inspect_shows_the_defaults_and_each_layers_changes() {
+        let summary = ImageSummary { manifest: Digest::of(b"m"), names: vec!["oci-archive:/i.tar".into()], layers: 2, size: 3 << 20 };
+        let config = ProcessConfig { entrypoint: Some(vec!["/bin/sh".into()]), exposed_ports: Some([("80/tcp".to_string(), serde_json::json!({}))].into()), ..Default::default() };
+        let layer = |added: &[&str], changed: &[&str], removed: &[&str]| LayerDetail {
+            digest: Digest::of(b"l").to_string(),
+            added: added.iter().map(|s| s.to_string()).collect(),
+            changed: changed.iter().map(|s| s.to_string()).collect(),
+            removed: removed.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let detail = ImageDetail { summary: summary.clone(), config, layers: vec![layer(&["etc", "etc/motd"], &[], &[]), layer(&[], &["etc/motd"], &["etc/old"])] };
+        let text = format_inspect(&detail);
+        assert!(text.contains("size:        3.0M (2 layers)"), "{text}");
+        assert!(text.contains("entrypoint:  [\"/bin/sh\"]") && text.contains("ports:       [\"80/tcp\"]"), "{text}");
+        assert!(text.contains("layer 1: sha256:") && text.contains("0 added, 1 changed, 1 removed\n  ~ /etc/motd\n  - /etc/old\n"), "{text}");
+        let ls = format_ls(&[summary]);
+        assert!(ls.lines().nth(1).unwrap().starts_with(Digest::of(b"m").short()) && ls.contains("oci-archive:/i.tar"), "{ls}");
+    }
 }
