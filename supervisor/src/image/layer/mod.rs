@@ -108,9 +108,10 @@ impl Unpacker<'_> {
 
     fn whiteout(&mut self, path: &Path) -> Result<(), String> {
         match self.target {
-            Target::Flat => match self.parent(path) {
-                Ok((dir, name)) => fsat::remove_all(&dir, name).map_err(io),
-                Err(e) if e.contains(ESCAPE) => Err(e),
+            // Nothing to delete when the parent is not there (and nothing is created).
+            Target::Flat => match fsat::open_dir(&self.root, path.parent().unwrap_or(Path::new(""))) {
+                Ok(dir) => fsat::remove_all(&dir, path.file_name().unwrap_or_default()).map_err(io),
+                Err(e) if e.to_string().contains(ESCAPE) => Err(e.to_string()),
                 Err(_) => Ok(()),
             },
             Target::Overlay { .. } => {
@@ -253,11 +254,8 @@ fn apply_xattrs<R: Read>(dir: &OwnedFd, name: &OsStr, entry: &mut tar::Entry<R>)
 fn make_missing_dir(root: &OwnedFd, rel: &Path, lowers: &[PathBuf]) -> io::Result<()> {
     let (mode, owner) = lowers
         .iter()
-        .find_map(|lower| std::fs::symlink_metadata(lower.join(rel)).ok().filter(|m| m.is_dir()))
-        .map(|m| {
-            use std::os::unix::fs::MetadataExt;
-            (m.mode() & 0o7777, Some((m.uid(), m.gid())))
-        })
+        .find_map(|lower| lower_dir_stat(lower, rel))
+        .map(|st| (st.st_mode & 0o7777, Some((st.st_uid, st.st_gid))))
         .unwrap_or((0o755, None));
     let parent = fsat::open_dir(root, rel.parent().unwrap_or(Path::new("")))?;
     let name = rel.file_name().unwrap_or_default();
@@ -267,6 +265,13 @@ fn make_missing_dir(root: &OwnedFd, rel: &Path, lowers: &[PathBuf]) -> io::Resul
         let _ = rfs::chownat(&parent, name, Some(rfs::Uid::from_raw(uid)), Some(rfs::Gid::from_raw(gid)), AtFlags::SYMLINK_NOFOLLOW);
     }
     Ok(())
+}
+
+/// The stat of directory `rel` in the unpacked layer `lower`, resolved inside it.
+fn lower_dir_stat(lower: &Path, rel: &Path) -> Option<rfs::Stat> {
+    let root = rfs::open(lower, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).ok()?;
+    let parent = fsat::open_dir(&root, rel.parent().unwrap_or(Path::new(""))).ok()?;
+    fsat::lstat(&parent, rel.file_name()?).ok()?.filter(fsat::is_dir)
 }
 
 /// A hard link in an upper layer to a file of a lower one: copy the file into this

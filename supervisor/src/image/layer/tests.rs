@@ -77,6 +77,9 @@ fn whiteout_deletes_a_lower_file_and_a_lower_tree() {
     assert_eq!(read(dir.path().join("a/y")), "2");
     assert!(!dir.path().join("opt").exists());
     assert!(!dir.path().join("a/.wh.x").exists());
+    // A whiteout below a directory no layer has creates nothing.
+    flat(dir.path(), &[tar_of(&[E::File("nowhere/deep/.wh.x", "")])]).unwrap();
+    assert!(!dir.path().join("nowhere").exists());
 }
 
 #[test]
