@@ -24,6 +24,9 @@ packages=(
   ca-certificates   # keel-build puts the CA bundle into images (https sources)
   tini              # `make bench-init` compares keel init with it
   crun              # `make bench-run` compares keel run with it
+  umoci             # image tests and `make bench-image`: independent OCI layer maker/unpacker
+  skopeo            # image tests: OCI and docker archives from an OCI layout
+  python3           # image tests: hand-made layers (opaque dirs, cross-layer hard links)
 )
 
 missing=()

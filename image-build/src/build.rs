@@ -30,6 +30,14 @@ pub const CMDLINE: &str = "cmdline";
 /// Why an image could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
+    /// An `[[images]]` archive is not a valid, intact OCI image.
+    #[error("image {name}: {message}")]
+    Image {
+        /// The `[[images]]` name.
+        name: String,
+        /// What is wrong (names the blob and the file).
+        message: String,
+    },
     /// No keel binary was found where one was looked for.
     #[error(
         "no keel binary found (looked at {}); build it with `cargo build -p keel-init` or set KEEL_BINARY",
@@ -241,8 +249,13 @@ pub fn plan_image(spec: &HostSpec, options: &BuildOptions) -> Result<(kernel::Ke
     let image_applets = spec
         .images
         .iter()
-        .map(|image| busybox::list_applets(&image.busybox))
+        .map(|image| image.busybox.as_deref().map(busybox::list_applets).unwrap_or(Ok(Vec::new())))
         .collect::<Result<Vec<_>, _>>()?;
+    for image in &spec.images {
+        if let Some(archive) = &image.oci_archive {
+            verify_archive(archive).map_err(|message| BuildError::Image { name: image.name.to_string(), message })?;
+        }
+    }
     let entries = image::plan(spec, &kernel, &applets, &image_applets, options)?;
     Ok((kernel, entries))
 }
@@ -318,6 +331,19 @@ pub fn sha256_file(path: &Path) -> Result<String, BuildError> {
         .collect())
 }
 
+/// Check an OCI archive the way a keel host will import it: every blob against its digest,
+/// the manifest and config, every layer against its diff_id (in a scratch store).
+fn verify_archive(archive: &Path) -> Result<(), String> {
+    use keel_supervisor::image::{import, ImageSource, Store};
+    let scratch = std::env::temp_dir().join(format!("keel-build-verify-{}", std::process::id()));
+    let result = Store::open(&scratch).and_then(|store| {
+        let fetched = import::fetch(&store, &ImageSource::OciArchive(archive.to_path_buf()))?;
+        store.verify_layers(&fetched.manifest)
+    });
+    let _ = std::fs::remove_dir_all(&scratch);
+    result.map_err(|e| format!("{}: {e}", archive.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,3 +402,4 @@ mod tests {
         );
     }
 }
+

@@ -36,6 +36,16 @@ pub enum HostError {
         #[source]
         source: toml::de::Error,
     },
+    /// A value that parses but makes no sense.
+    #[error("{}: {key}: {message}", path.display())]
+    Invalid {
+        /// The host.toml path.
+        path: PathBuf,
+        /// The key, dotted.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// A parsed and validated host.toml.
@@ -67,16 +77,23 @@ pub struct HostSpec {
     pub images: Vec<ImageSpec>,
 }
 
-/// One `[[images]]` entry: a minimal container root filesystem built from a static
-/// busybox (the binary, one symlink per applet, /etc/passwd and /etc/group, the
-/// mount points a container needs). `[[files]]` can add more under its directory.
+/// One `[[images]]` entry, either `busybox = PATH`: a minimal container root filesystem
+/// built from a static busybox (the binary, one symlink per applet, /etc/passwd and
+/// /etc/group, the mount points a container needs; `[[files]]` can add more under its
+/// directory), or `oci-archive = FILE`: an OCI image archive, verified at build (every
+/// blob digest and layer diff_id) and installed as /usr/share/keel/images/NAME.tar, for
+/// declarations saying `image = "oci-archive:/usr/share/keel/images/NAME.tar"`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImageSpec {
-    /// Directory name under /usr/share/keel/images; declarations use that path as `image`.
+    /// Directory (or NAME.tar) under /usr/share/keel/images.
     pub name: crate::names::ImageName,
     /// The static busybox the root filesystem is made of.
-    pub busybox: PathBuf,
+    #[serde(default)]
+    pub busybox: Option<PathBuf>,
+    /// An OCI archive to ship instead.
+    #[serde(default, rename = "oci-archive")]
+    pub oci_archive: Option<PathBuf>,
 }
 
 /// The `[kernel]` table.
@@ -158,6 +175,15 @@ impl HostSpec {
             path: file.to_path_buf(),
             source,
         })?;
+        for (i, image) in spec.images.iter().enumerate() {
+            if image.busybox.is_some() == image.oci_archive.is_some() {
+                return Err(HostError::Invalid {
+                    path: file.to_path_buf(),
+                    key: format!("images[{i}]"),
+                    message: format!("image {:?}: give exactly one of busybox or oci-archive", image.name.as_str()),
+                });
+            }
+        }
         let base = file.parent().unwrap_or(Path::new(""));
         spec.resolve_sources(base);
         Ok(spec)
@@ -182,7 +208,12 @@ impl HostSpec {
             resolve(&mut file.source);
         }
         for image in &mut self.images {
-            resolve(&mut image.busybox);
+            if let Some(path) = image.busybox.as_mut() {
+                resolve(path);
+            }
+            if let Some(path) = image.oci_archive.as_mut() {
+                resolve(path);
+            }
         }
     }
 }
@@ -302,4 +333,21 @@ target = "bar"
             .to_string()
             .starts_with("/nonexistent/host.toml: cannot read"));
     }
+
+    #[test]
+    fn an_image_is_either_busybox_or_an_oci_archive() {
+        let base = "hostname = \"h\"\n[[images]]\nname = \"app\"\n";
+        let archive = HostSpec::parse(&format!("{base}oci-archive = \"app.tar\"\n"), Path::new("/cfg/host.toml")).unwrap();
+        assert_eq!(archive.images[0].oci_archive.as_deref(), Some(Path::new("/cfg/app.tar")));
+        for extra in ["", "busybox = \"/bin/busybox\"\noci-archive = \"app.tar\"\n"] {
+            match HostSpec::parse(&format!("{base}{extra}"), Path::new("/cfg/host.toml")) {
+                Err(HostError::Invalid { key, message, .. }) => {
+                    assert_eq!(key, "images[0]");
+                    assert!(message.contains("exactly one of busybox or oci-archive"), "{message}");
+                }
+                other => panic!("expected an Invalid error, got {other:?}"),
+            }
+        }
+    }
+
 }

@@ -329,6 +329,16 @@ const IMAGE_DIRS: &[(&str, u32)] = &[
 
 /// A container root filesystem at IMAGES_DIR/NAME, made of a static busybox.
 fn add_image(tree: &mut Tree, image: &ImageSpec, applets: &[String]) -> Result<(), PlanError> {
+    let (busybox, archive) = (&image.busybox, &image.oci_archive);
+    if let (None, Some(archive)) = (busybox, archive) {
+        let path = fixed(IMAGES_DIR).join(&format!("{}.tar", image.name.as_str())).map_err(|source| PlanError::Applet {
+            name: image.name.to_string(),
+            source,
+        })?;
+        tree.insert(path, Node::File { mode: Some(0o644), source: Source::Host(archive.clone()) })?;
+        return Ok(());
+    }
+    let Some(busybox) = busybox else { return Ok(()) };
     let root = fixed(IMAGES_DIR).join(image.name.as_str()).map_err(|source| PlanError::Applet {
         name: image.name.to_string(),
         source,
@@ -345,7 +355,7 @@ fn add_image(tree: &mut Tree, image: &ImageSpec, applets: &[String]) -> Result<(
         inline(0o644, "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".into()),
     )?;
     tree.insert(at("etc/group")?, inline(0o644, "root:x:0:\nnogroup:x:65534:\n".into()))?;
-    install_busybox(tree, root.as_str(), &image.busybox, applets)
+    install_busybox(tree, root.as_str(), busybox, applets)
 }
 
 /// busybox at /bin/busybox and a symlink per applet, where nothing else is already.

@@ -91,6 +91,37 @@ enum CtlCommand {
     Network(NetworkCommand),
     /// What the first-boot config did (exits 1 when it failed).
     Firstboot,
+    /// Container images in the host's store.
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ImageCommand {
+    /// List the images: manifest, layers, size, names.
+    Ls,
+    /// Show an image's defaults and each layer with what it adds, changes and removes.
+    Inspect {
+        /// A name (e.g. the reference a container uses) or a manifest digest.
+        reference: String,
+    },
+    /// Import an archive or OCI layout that is on the host (oci-archive:F, docker-archive:F, oci:DIR[:TAG], or F).
+    Load {
+        /// The file (a path on the keel host).
+        file: String,
+    },
+    /// Pull from a registry (not available yet).
+    Pull {
+        /// REGISTRY/REPO:TAG or REPO@sha256:…
+        reference: String,
+    },
+    /// Remove an image name.
+    Rm {
+        /// A name or manifest digest.
+        reference: String,
+    },
+    /// Delete blobs and layers that no name and no declared container uses.
+    Prune,
 }
 
 #[derive(Debug, Subcommand)]
@@ -147,6 +178,14 @@ fn run(cli: Cli) -> Result<i32, String> {
         CtlCommand::Network(NetworkCommand::Ls) => call(Command::NetworkLs, timeout)?,
         CtlCommand::Firstboot => call(Command::Firstboot, timeout)?,
         CtlCommand::Network(NetworkCommand::Inspect { name }) => call(Command::NetworkInspect { name: named(name) }, timeout)?,
+        CtlCommand::Image(ImageCommand::Ls) => call(Command::ImageLs, timeout)?,
+        CtlCommand::Image(ImageCommand::Inspect { reference }) => call(Command::ImageInspect { reference: reference.clone() }, timeout)?,
+        CtlCommand::Image(ImageCommand::Load { file }) => call(Command::ImageLoad { source: file.clone() }, timeout.max(Duration::from_secs(300)))?,
+        CtlCommand::Image(ImageCommand::Rm { reference }) => call(Command::ImageRm { reference: reference.clone() }, timeout)?,
+        CtlCommand::Image(ImageCommand::Prune) => call(Command::ImagePrune, timeout)?,
+        CtlCommand::Image(ImageCommand::Pull { reference }) => {
+            return Err(format!("image pull {reference}: registry pull is not available yet"));
+        }
         CtlCommand::Logs { name, follow, tail } => {
             let mut result = call(Command::Logs { name: name.clone(), tail: *tail, offset: None }, timeout)?;
             loop {
@@ -189,6 +228,8 @@ fn run(cli: Cli) -> Result<i32, String> {
         CtlCommand::Network(NetworkCommand::Ls) => print_networks(&decode::<Vec<NetworkSummary>>(result)?),
         CtlCommand::Network(NetworkCommand::Inspect { .. }) => print_fields(&result),
         CtlCommand::Firstboot => return Ok(print_firstboot(&decode(result)?)),
+        CtlCommand::Image(ImageCommand::Ls) => crate::images::print_ls(&decode::<Vec<keel_supervisor::image::inspect::ImageSummary>>(result)?),
+        CtlCommand::Image(ImageCommand::Inspect { .. }) => crate::images::print_inspect(&decode(result)?),
         _ => println!("{}", result.as_str().unwrap_or("ok")),
     }
     Ok(0)

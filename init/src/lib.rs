@@ -20,6 +20,7 @@ pub mod exec_helper;
 pub mod fwcfg;
 pub mod gpt;
 pub mod grow;
+pub mod images;
 pub mod firstboot;
 pub mod init_cmd;
 pub mod kmod;

@@ -17,10 +17,11 @@ fn main() {
     match args.get(1).map(String::as_str) {
         Some("ctl") => std::process::exit(keel_init::ctl::main(args[1..].to_vec())),
         Some("run") => std::process::exit(keel_init::run_cmd::main(&args[2..])),
+        Some("image") => std::process::exit(keel_init::images::unpack_main(&args[2..])),
         Some("--version") => println!("keel {}", env!("CARGO_PKG_VERSION")),
         _ => {
             eprintln!(
-                "keel {}: the keel host's PID 1.\n\nusage:\n  keel ctl [--socket PATH] status|poweroff|reboot|exec -- CMD...\n  keel run FILE.toml   run one container in the foreground\n  keel init [--] CMD [ARGS...]   a tiny init for containers: forward signals, reap orphans\n  (as PID 1, started by the kernel, it boots the host)",
+                "keel {}: the keel host's PID 1.\n\nusage:\n  keel ctl [--socket PATH] status|poweroff|reboot|exec -- CMD...\n  keel run FILE.toml   run one container in the foreground\n  keel image unpack REF DIR   write an image's root filesystem into DIR\n  keel init [--] CMD [ARGS...]   a tiny init for containers: forward signals, reap orphans\n  (as PID 1, started by the kernel, it boots the host)",
                 env!("CARGO_PKG_VERSION")
             );
             std::process::exit(2);

@@ -82,6 +82,26 @@ pub enum Command {
         /// Network name.
         name: String,
     },
+    /// The images in the store.
+    ImageLs,
+    /// One image: config defaults and every layer with what it adds, changes, removes.
+    ImageInspect {
+        /// A name in the store or a manifest digest (or its first 12 hex digits).
+        reference: String,
+    },
+    /// Import an OCI archive, docker archive or OCI layout on the host into the store.
+    ImageLoad {
+        /// `oci-archive:FILE`, `docker-archive:FILE`, `oci:DIR[:TAG]`, or a plain FILE
+        /// (an archive; its kind is found from its contents).
+        source: String,
+    },
+    /// Remove an image name (blobs stay until `image_prune`).
+    ImageRm {
+        /// A name or manifest digest.
+        reference: String,
+    },
+    /// Delete blobs and layers no name and no declared container uses.
+    ImagePrune,
     /// A container's log lines: the last `tail` lines, or what follows byte `offset`
     /// of the current log file (for `logs -f`, which asks again with the returned offset).
     Logs {

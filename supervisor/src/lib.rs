@@ -2,15 +2,18 @@
 //!
 //! It holds the control API (the JSON-lines protocol spoken on `/run/keel/control.sock`
 //! and on the virtio-serial control port, with its client), container declarations
-//! (`spec`), the container runtime (`runtime`: namespaces, rootfs, identity), cgroup v2
-//! (`cgroup`), capabilities and seccomp (`security`), the restart policy (`restart`),
-//! container logs (`logs`) and registry pulls (`registry`).
+//! (`spec`), container images (`image`: references, the OCI format, the verified
+//! content-addressed store, layers as overlay lowers), registry pulls (`registry`), the
+//! container runtime (`runtime`: namespaces, rootfs, identity), cgroup v2 (`cgroup`),
+//! capabilities and seccomp (`security`), the restart policy (`restart`) and container
+//! logs (`logs`).
 #![deny(unsafe_code)]
 
 pub mod cgroup;
 pub mod control;
 pub mod forked;
 pub mod health;
+pub mod image;
 pub mod logs;
 pub mod manager;
 pub mod registry;

@@ -73,6 +73,7 @@ impl NetworkAttacher for NoNetworks {
 /// The real launcher: runtime::spawn with cgroup v2 under `/sys/fs/cgroup/keel`.
 pub struct SystemLauncher {
     state_root: PathBuf,
+    image_root: PathBuf,
     tree: CgroupTree,
     network: Box<dyn NetworkAttacher>,
     running: BTreeMap<ContainerName, (LaunchPlan, Option<ContainerCgroup>)>,
@@ -82,7 +83,7 @@ impl SystemLauncher {
     /// Containers keep their state (overlay upper) under `state_root`; cgroups go under
     /// `tree`; `network` connects them to their networks.
     pub fn new(state_root: PathBuf, tree: CgroupTree, network: Box<dyn NetworkAttacher>) -> Self {
-        SystemLauncher { state_root, tree, network, running: BTreeMap::new() }
+        SystemLauncher { state_root, image_root: crate::image::store::DEFAULT_ROOT.into(), tree, network, running: BTreeMap::new() }
     }
 }
 
@@ -102,7 +103,8 @@ impl Launcher for SystemLauncher {
         if spec.resources.any() && !cgroup2 {
             return Err("resources: limits need cgroup v2, which is not mounted at /sys/fs/cgroup".into());
         }
-        let mut plan = runtime::plan(spec, &self.state_root, cgroup2);
+        let (merged, mut plan) = crate::image::run::plan(&self.image_root, spec, &self.state_root, cgroup2)?;
+        let spec = &merged;
         let mut hooks = self.network.attach(spec, &mut plan)?;
         let cgroup = match cgroup2.then(|| self.tree.prepare(&spec.name, &spec.resources)).transpose() {
             Ok(cgroup) => cgroup,

@@ -524,6 +524,13 @@ impl Manager {
         self.entries.get(name).and_then(|e| e.spec.as_ref().ok()).map_or(Duration::ZERO, |s| s.stop_timeout)
     }
 
+    /// The image references the declared containers use (kept by `keelctl image prune`,
+    /// refused by `keelctl image rm`).
+    pub fn image_references(&self) -> Vec<String> {
+        let specs = self.entries.values().filter_map(|e| e.spec.as_ref().ok());
+        specs.filter(|s| matches!(s.image, crate::spec::ImageRef::Image(_))).map(|s| s.image.to_string()).collect()
+    }
+
     /// `keelctl ps`.
     pub fn ps(&self, now: Instant) -> Vec<ContainerInfo> {
         self.entries.iter().map(|(name, entry)| self.info(name, entry, now)).collect()
@@ -558,9 +565,7 @@ impl Manager {
         Ok(ContainerDetail {
             info: self.info(&name, entry, now),
             file: entry.file.clone(),
-            image: spec.map(|s| match &s.image {
-                crate::spec::ImageRef::Rootfs(path) => path.display().to_string(),
-            }),
+            image: spec.map(|s| s.image.to_string()),
             command: spec.map(|s| s.argv.clone()).unwrap_or_default(),
             restart: spec.map(|s| {
                 let mode = match s.restart.mode {

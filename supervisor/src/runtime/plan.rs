@@ -33,8 +33,9 @@ pub enum MountOp {
 /// Where the container's root comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootPlan {
-    /// The image (lower layer, or the whole root when read-only).
-    pub image: PathBuf,
+    /// The read-only layers, top first: a root filesystem directory, or an image's
+    /// unpacked layers (filled in by [`crate::image::run::prepare`]).
+    pub lowers: Vec<PathBuf>,
     /// Where the root is assembled.
     pub merged: PathBuf,
     /// Overlay upper and work directories; None for a read-only root.
@@ -80,7 +81,10 @@ pub fn state_dir(state_root: &Path, name: &str) -> PathBuf {
 
 /// The plan for `spec`, with its state under `state_root` (/var/lib/keel/containers).
 pub fn plan(spec: &ContainerSpec, state_root: &Path, cgroup2: bool) -> LaunchPlan {
-    let crate::spec::ImageRef::Rootfs(image) = &spec.image;
+    let lowers = match &spec.image {
+        crate::spec::ImageRef::Rootfs(dir) => vec![dir.clone()],
+        crate::spec::ImageRef::Image(_) => Vec::new(),
+    };
     let dir = state_dir(state_root, spec.name.as_str());
     let overlay = (!spec.read_only).then(|| (dir.join("upper"), dir.join("work")));
     let mut flags = CloneFlags::CLONE_NEWPID
@@ -104,7 +108,7 @@ pub fn plan(spec: &ContainerSpec, state_root: &Path, cgroup2: bool) -> LaunchPla
     LaunchPlan {
         name: spec.name.to_string(),
         clone_flags: flags,
-        root: RootPlan { image: image.clone(), merged: dir.join("rootfs"), overlay },
+        root: RootPlan { lowers, merged: dir.join("rootfs"), overlay },
         mounts: container_mounts(spec, cgroup2),
         hostname: spec.hostname.clone(),
         sysctls: spec.sysctls.clone(),

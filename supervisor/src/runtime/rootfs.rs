@@ -26,12 +26,50 @@ pub fn make_mounts_private() -> StepResult {
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(nix_err("make / private"))
 }
 
-/// Mount the root: an overlay (image below, per-container upper) or the image read-only.
+/// The longest mount option string the kernel takes (one page).
+const MOUNT_DATA_MAX: usize = 4095;
+
+/// The overlay `lowerdir=` value for `lowers` (top first). When the full paths do not
+/// fit in a page and the layers share a directory (the image store's), the names are
+/// given relative to it and the caller must chdir there first (returned).
+pub fn lowerdir_option(lowers: &[PathBuf], rest: usize) -> Result<(String, Option<PathBuf>), String> {
+    let full = lowers.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(":");
+    if full.len() + rest + "lowerdir=".len() <= MOUNT_DATA_MAX {
+        return Ok((full, None));
+    }
+    let parent = lowers.first().and_then(|l| l.parent()).map(Path::to_path_buf);
+    let shared = parent.as_ref().filter(|p| lowers.iter().all(|l| l.parent() == Some(p.as_path())));
+    let Some(parent) = shared else { return Err(format!("{} layers: the overlay options do not fit in a page", lowers.len())) };
+    let names: Vec<String> = lowers.iter().filter_map(|l| l.file_name()).map(|n| n.to_string_lossy().into_owned()).collect();
+    let short = names.join(":");
+    if short.len() + rest + "lowerdir=".len() > MOUNT_DATA_MAX {
+        return Err(format!("{} layers: the overlay options do not fit in a page even with relative layer names", lowers.len()));
+    }
+    Ok((short, Some(parent.clone())))
+}
+
+/// Mount the root: an overlay (layers below, per-container upper), the layers alone
+/// read-only, or a root filesystem directory bound read-only.
 pub fn mount_root(plan: &LaunchPlan) -> StepResult {
     let root = &plan.root;
-    match &root.overlay {
-        Some((upper, work)) => {
-            let mut data = format!("lowerdir={},upperdir={},workdir={}", root.image.display(), upper.display(), work.display());
+    match (&root.overlay, root.lowers.as_slice()) {
+        (None, [dir]) => bind(dir, &root.merged, true),
+        (None, _) => {
+            let (lowers, chdir) = lowerdir_option(&root.lowers, 0)?;
+            if let Some(dir) = chdir {
+                std::env::set_current_dir(&dir).map_err(io_err(format!("chdir {}", dir.display())))?;
+            }
+            let data = format!("lowerdir={lowers}");
+            mount(Some("overlay"), &root.merged, Some("overlay"), MsFlags::MS_NODEV | MsFlags::MS_RDONLY, Some(data.as_str()))
+                .map_err(nix_err(format!("mount overlay on {}", root.merged.display())))
+        }
+        (Some((upper, work)), _) => {
+            let rest = format!(",upperdir={},workdir={},userxattr", upper.display(), work.display());
+            let (lowers, chdir) = lowerdir_option(&root.lowers, rest.len())?;
+            if let Some(dir) = chdir {
+                std::env::set_current_dir(&dir).map_err(io_err(format!("chdir {}", dir.display())))?;
+            }
+            let mut data = format!("lowerdir={lowers},upperdir={},workdir={}", upper.display(), work.display());
             if plan.user_namespace.is_some() {
                 // trusted.* xattrs are out of reach in a user namespace (Linux 5.11+).
                 data.push_str(",userxattr");
@@ -40,10 +78,6 @@ pub fn mount_root(plan: &LaunchPlan) -> StepResult {
             // cannot be opened; the devices it may use are bind-mounted into /dev.
             mount(Some("overlay"), &root.merged, Some("overlay"), MsFlags::MS_NODEV, Some(data.as_str()))
                 .map_err(nix_err(format!("mount overlay on {}", root.merged.display())))
-        }
-        None => {
-            bind(&root.image, &root.merged, true)?;
-            Ok(())
         }
     }
 }
@@ -141,4 +175,25 @@ pub fn pivot_into(root: &Path) -> StepResult {
     nix::unistd::pivot_root(".", ".").map_err(nix_err("pivot_root"))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(nix_err("detach the old root"))?;
     std::env::set_current_dir("/").map_err(io_err("chdir /"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowerdir_uses_full_paths_when_they_fit_and_names_relative_to_the_store_when_not() {
+        let dir = |i: usize| PathBuf::from(format!("/var/lib/keel/images/layers/{i:064x}"));
+        let few: Vec<PathBuf> = (0..3).map(dir).collect();
+        let (option, chdir) = lowerdir_option(&few, 100).unwrap();
+        assert_eq!(option.split(':').count(), 3);
+        assert!(option.starts_with("/var/lib/keel/images/layers/") && chdir.is_none());
+        // 50 layers: about 5 KiB of full paths, 3.2 KiB of names.
+        let many: Vec<PathBuf> = (0..50).map(dir).collect();
+        let (option, chdir) = lowerdir_option(&many, 200).unwrap();
+        assert_eq!(chdir.as_deref(), Some(Path::new("/var/lib/keel/images/layers")));
+        assert!(option.len() + 200 < MOUNT_DATA_MAX && option.split(':').all(|n| n.len() == 64));
+        let too_many: Vec<PathBuf> = (0..70).map(dir).collect();
+        assert!(lowerdir_option(&too_many, 200).unwrap_err().contains("70 layers"));
+    }
 }

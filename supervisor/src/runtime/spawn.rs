@@ -132,10 +132,11 @@ fn prepare_dirs(plan: &LaunchPlan) -> Result<(), SpawnError> {
                 .map_err(failed(format!("chown {} to the mapped root", dir.display())))?;
         }
     }
-    if !plan.root.image.is_dir() {
+    let missing = plan.root.lowers.iter().find(|dir| !dir.is_dir());
+    if let Some(dir) = missing.or(plan.root.lowers.is_empty().then_some(&plan.root.merged)) {
         return Err(SpawnError::Prepare {
             name: plan.name.clone(),
-            what: format!("image {}", plan.root.image.display()),
+            what: format!("image {}", dir.display()),
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such root filesystem directory"),
         });
     }

@@ -15,6 +15,11 @@ use std::time::Duration;
 
 pub use validate::parse;
 
+/// Parse a user as `user = …` takes it (`uid[:gid]` or a name); for image configs.
+pub fn validate_user(text: &str) -> Result<UserSpec, String> {
+    validate::user_spec(text)
+}
+
 /// A container's name: the file stem, `[a-z0-9][a-z0-9_.-]*`, at most 63 characters.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ContainerName(String);
@@ -88,6 +93,32 @@ impl std::error::Error for SpecErrors {}
 pub enum ImageRef {
     /// A root filesystem directory in the host image.
     Rootfs(PathBuf),
+    /// A container image (`oci:`, `oci-archive:`, `docker-archive:` or a registry
+    /// reference), imported into the image store and run on an overlay of its layers.
+    Image(crate::image::ImageSource),
+}
+
+impl fmt::Display for ImageRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ImageRef::Rootfs(path) => write!(f, "{}", path.display()),
+            ImageRef::Image(source) => write!(f, "{source}"),
+        }
+    }
+}
+
+/// The process settings exactly as declared (None: not set), kept so that an image's
+/// config can supply the defaults at start, as `docker run` does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeclaredProcess {
+    /// `entrypoint`: replaces the image's Entrypoint (and drops its Cmd).
+    pub entrypoint: Option<Vec<String>>,
+    /// `command` + `args`: replaces the image's Cmd.
+    pub command: Option<Vec<String>>,
+    /// `workdir`.
+    pub workdir: Option<PathBuf>,
+    /// `user`.
+    pub user: Option<UserSpec>,
 }
 
 /// Who the container's process runs as.
@@ -223,8 +254,10 @@ pub struct ContainerSpec {
     pub name: ContainerName,
     /// The root filesystem.
     pub image: ImageRef,
-    /// Program and arguments.
+    /// Program and arguments (for an image: filled in from its config at start).
     pub argv: Vec<String>,
+    /// What the declaration itself set, for merging with an image's config.
+    pub declared: DeclaredProcess,
     /// Environment, sorted by name.
     pub env: Vec<(String, String)>,
     /// Working directory inside the container.

@@ -29,6 +29,7 @@ pub enum RawDependsOn {
 #[serde(deny_unknown_fields)]
 pub struct RawContainer {
     pub image: Option<String>,
+    pub entrypoint: Option<StringOrList>,
     pub command: Option<StringOrList>,
     #[serde(default)]
     pub args: Vec<String>,

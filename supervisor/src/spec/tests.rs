@@ -104,7 +104,7 @@ fn ports_with_network_none_is_a_contradiction() {
 
 #[test]
 fn every_problem_is_reported_not_just_the_first() {
-    let text = "image = \"relative\"\nrestart = \"sometimes\"\n[resources]\ncpus = 1.0\ncpu_max = \"max\"\nio_weight = 0\n";
+    let text = "image = \"Relative/Dir\"\nrestart = \"sometimes\"\n[resources]\ncpus = 1.0\ncpu_max = \"max\"\nio_weight = 0\n";
     let keys: Vec<String> = errors("x", text).into_iter().map(|e| e.key).collect();
     assert_eq!(keys, ["image", "command", "restart", "resources.cpus", "resources.io_weight"]);
 }
@@ -135,4 +135,19 @@ fn bad_names_and_self_dependency() {
 fn display_names_file_line_and_key() {
     let err = &errors("x", "image = \"/img\"\ncommand = \"/a\"\nrestart = \"later\"\n")[0];
     assert_eq!(err.to_string(), "/etc/keel/containers/x.toml:3: restart: \"later\": expected \"no\", \"on-failure\" or \"always\"");
+}
+
+#[test]
+fn image_references_parse_and_let_the_image_supply_the_command() {
+    let spec = parse("app", "image = \"oci-archive:/usr/share/keel/images/app.tar\"\n", "app.toml").unwrap();
+    assert_eq!(spec.image.to_string(), "oci-archive:/usr/share/keel/images/app.tar");
+    assert!(spec.argv.is_empty());
+    assert_eq!(spec.declared, DeclaredProcess::default());
+    let pinned = parse("app", "image = \"quay.io/org/app:1.0\"\nentrypoint = \"/bin/sh\"\nworkdir = \"/srv\"\n", "app.toml").unwrap();
+    assert_eq!(pinned.image.to_string(), "quay.io/org/app:1.0");
+    assert_eq!(pinned.declared.entrypoint.as_deref(), Some(&["/bin/sh".to_string()][..]));
+    assert_eq!(pinned.declared.workdir.as_deref(), Some(std::path::Path::new("/srv")));
+    let (key, _, message) = only("x", "image = \"oci:relative/dir\"\ncommand = \"/a\"\n");
+    assert_eq!(key, "image");
+    assert!(message.contains("absolute"), "{message}");
 }

@@ -56,12 +56,14 @@ fn build(name: &str, raw: RawContainer, r: &mut Report) -> Option<ContainerSpec>
     let name = r.check("", ContainerName::new(name));
     let image = match &raw.image {
         Some(image) => r.check("image", image_ref(image)),
-        None => r.check("image", Err("required: a root filesystem directory".into())),
+        None => r.check("image", Err("required: a root filesystem directory or an image reference".into())),
     };
-    let argv = command_line(&raw, r);
+    let from_image = matches!(image, Some(ImageRef::Image(_)));
+    let declared = declared_process(&raw, r);
+    let argv = command_line(&raw, from_image, r);
     let env = environment(&raw, r);
-    let workdir = r.check("workdir", absolute(raw.workdir.as_deref().unwrap_or("/")));
-    let user = r.check("user", user_spec(raw.user.as_deref().unwrap_or("0")));
+    let workdir = declared.workdir.clone().or_else(|| Some(PathBuf::from("/")));
+    let user = declared.user.clone().or(Some(UserSpec::Id { uid: 0, gid: None }));
     let hostname = match (&raw.hostname, &name) {
         (Some(h), _) => r.check("hostname", hostname(h)),
         (None, Some(n)) => Some(n.as_str().replace(['_', '.'], "-")),
@@ -86,6 +88,7 @@ fn build(name: &str, raw: RawContainer, r: &mut Report) -> Option<ContainerSpec>
         name: name?,
         image: image?,
         argv: argv?,
+        declared,
         env,
         workdir: workdir?,
         user: user?,
@@ -109,10 +112,24 @@ fn build(name: &str, raw: RawContainer, r: &mut Report) -> Option<ContainerSpec>
 }
 
 fn image_ref(text: &str) -> Result<ImageRef, String> {
-    if text.contains(':') && !text.starts_with('/') {
-        return Err(format!("{text:?}: only root filesystem directories (absolute paths) are supported yet"));
+    if crate::image::reference::is_reference(text) {
+        return crate::image::reference::parse(text).map(ImageRef::Image);
     }
     absolute(text).map(ImageRef::Rootfs)
+}
+
+fn declared_process(raw: &RawContainer, r: &mut Report) -> DeclaredProcess {
+    let entrypoint = raw.entrypoint.as_ref().map(words);
+    if entrypoint.as_ref().is_some_and(|e| e.first().is_none_or(|p| p.is_empty())) {
+        r.add("entrypoint", "must name a program");
+    }
+    let mut command = raw.command.as_ref().map(words);
+    if !raw.args.is_empty() {
+        command.get_or_insert_with(Vec::new).extend(raw.args.iter().cloned());
+    }
+    let workdir = raw.workdir.as_deref().and_then(|w| r.check("workdir", absolute(w)));
+    let user = raw.user.as_deref().and_then(|u| r.check("user", user_spec(u)));
+    DeclaredProcess { entrypoint, command, workdir, user }
 }
 
 /// An absolute, clean path (no `..`).
@@ -134,9 +151,15 @@ fn words(value: &StringOrList) -> Vec<String> {
     }
 }
 
-fn command_line(raw: &RawContainer, r: &mut Report) -> Option<Vec<String>> {
-    let mut argv = raw.command.as_ref().map(words).unwrap_or_default();
+/// entrypoint + command + args. An image may supply them at start; a root filesystem
+/// directory has no config, so there the declaration must name the program.
+fn command_line(raw: &RawContainer, from_image: bool, r: &mut Report) -> Option<Vec<String>> {
+    let mut argv = raw.entrypoint.as_ref().map(words).unwrap_or_default();
+    argv.extend(raw.command.as_ref().map(words).unwrap_or_default());
     argv.extend(raw.args.iter().cloned());
+    if from_image {
+        return Some(argv);
+    }
     if argv.first().is_none_or(|p| p.is_empty()) {
         r.add("command", "required: the program to run (and its arguments)");
         return None;
@@ -154,7 +177,8 @@ fn environment(raw: &RawContainer, r: &mut Report) -> Vec<(String, String)> {
     raw.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
-fn user_spec(text: &str) -> Result<UserSpec, String> {
+/// `uid[:gid]` or a user name (also used for an image config's User).
+pub(crate) fn user_spec(text: &str) -> Result<UserSpec, String> {
     let (user, group) = match text.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (text, None),

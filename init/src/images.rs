@@ -1,0 +1,176 @@
+//! Images on the host: the `image_*` control requests PID 1 answers (over the store in
+//! /var/lib/keel/images), `keelctl image …` output, and `keel image unpack REF DIR`.
+
+use keel_supervisor::control::{Command, Response};
+use keel_supervisor::image::inspect::{self, ImageDetail, ImageSummary};
+use keel_supervisor::image::{import, reference, store, ImageSource, Store};
+use std::path::{Path, PathBuf};
+
+/// Answer an image request. `in_use`: the image references of declared containers.
+pub fn request(id: u64, command: Command, in_use: &[String]) -> Response {
+    let result = Store::open(store::DEFAULT_ROOT).map_err(|e| e.to_string()).and_then(|store| answer(&store, command, in_use));
+    match result {
+        Ok(value) => Response::success(id, value),
+        Err(e) => Response::failure(id, e),
+    }
+}
+
+fn answer(store: &Store, command: Command, in_use: &[String]) -> Result<serde_json::Value, String> {
+    let json = |v: Result<serde_json::Value, serde_json::Error>| v.map_err(|e| e.to_string());
+    match command {
+        Command::ImageLs => json(serde_json::to_value(inspect::list(store).map_err(|e| e.to_string())?)),
+        Command::ImageInspect { reference } => json(serde_json::to_value(inspect::inspect(store, &reference).map_err(|e| e.to_string())?)),
+        Command::ImageLoad { source } => {
+            let source = load_source(&source).map_err(|e| e.to_string())?;
+            let resolved = import::import(store, &source).map_err(|e| format!("{source}: {e}"))?;
+            log::info!("image {source} loaded: {} ({} layers)", resolved.manifest, resolved.lowers.len());
+            Ok(format!("loaded {source}: {} ({} layers)", resolved.manifest, resolved.lowers.len()).into())
+        }
+        Command::ImageRm { reference } => {
+            let entry = store.lookup(&reference).map_err(|e| e.to_string())?.ok_or_else(|| format!("{reference}: no such image"))?;
+            for used in in_use {
+                if store.lookup(used).ok().flatten().is_some_and(|e| e.manifest == entry.manifest) {
+                    return Err(format!("{reference}: used by a declared container (image = {used:?})"));
+                }
+            }
+            let removed = store.remove(&reference).map_err(|e| e.to_string())?;
+            Ok(format!("removed {}", removed.join(", ")).into())
+        }
+        Command::ImagePrune => {
+            let keep: Vec<_> = in_use.iter().filter_map(|r| store.lookup(r).ok().flatten()).map(|e| e.manifest).collect();
+            let (blobs, layers, bytes) = store.prune(&keep).map_err(|e| e.to_string())?;
+            Ok(format!("pruned {blobs} blobs ({bytes} bytes) and {layers} layers").into())
+        }
+        other => Err(format!("not an image request: {other:?}")),
+    }
+}
+
+/// `oci-archive:F`, `docker-archive:F`, `oci:DIR[:TAG]`, or a bare archive path.
+fn load_source(text: &str) -> Result<ImageSource, String> {
+    if text.starts_with('/') {
+        return import::detect_archive(Path::new(text)).map_err(|e| e.to_string());
+    }
+    match reference::parse(text)? {
+        ImageSource::Registry(r) => Err(format!("{r}: a registry reference; use `keelctl image pull` (not available yet)")),
+        source => Ok(source),
+    }
+}
+
+/// `keelctl image ls` table.
+pub fn print_ls(images: &[ImageSummary]) {
+    print!("{}", format_ls(images));
+}
+
+fn format_ls(images: &[ImageSummary]) -> String {
+    let mut out = format!("{:<14} {:>6} {:>10}  NAMES\n", "IMAGE", "LAYERS", "SIZE");
+    for image in images {
+        out.push_str(&format!("{:<14} {:>6} {:>10}  {}\n", image.manifest.short(), image.layers, human(image.size), image.names.join(", ")));
+    }
+    out
+}
+
+/// `keelctl image inspect`: the defaults, then each layer and its changes.
+pub fn print_inspect(detail: &ImageDetail) {
+    print!("{}", format_inspect(detail));
+}
+
+fn format_inspect(detail: &ImageDetail) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let s = &detail.summary;
+    let _ = writeln!(out, "image:       {}\nnames:       {}\nsize:        {} ({} layers)", s.manifest, s.names.join(", "), human(s.size), s.layers);
+    let c = &detail.config;
+    let list = |v: &Option<Vec<String>>| v.as_ref().map(|v| format!("{v:?}")).unwrap_or_else(|| "-".into());
+    let _ = writeln!(out, "entrypoint:  {}\ncmd:         {}\nenv:         {}", list(&c.entrypoint), list(&c.cmd), list(&c.env));
+    let _ = writeln!(out, "workdir:     {}\nuser:        {}", c.working_dir.as_deref().unwrap_or("-"), c.user.as_deref().unwrap_or("-"));
+    let ports: Vec<&String> = c.exposed_ports.iter().flatten().map(|(p, _)| p).collect();
+    let _ = writeln!(out, "ports:       {}", if ports.is_empty() { "-".to_string() } else { format!("{ports:?}") });
+    for (i, layer) in detail.layers.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "\nlayer {i}: {}  {} compressed, {} of content: {} added, {} changed, {} removed",
+            &layer.digest[..19.min(layer.digest.len())],
+            human(layer.size),
+            human(layer.content),
+            layer.added.len(),
+            layer.changed.len(),
+            layer.removed.len()
+        );
+        for (mark, paths) in [("+", &layer.added), ("~", &layer.changed), ("-", &layer.removed)] {
+            for path in paths {
+                let _ = writeln!(out, "  {mark} /{path}");
+            }
+        }
+    }
+    out
+}
+
+fn human(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1}M", b as f64 / (1 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1}K", b as f64 / 1024.0),
+        b => format!("{b}B"),
+    }
+}
+
+/// `keel image unpack REF DIR`: the image's root filesystem into DIR, flattened, on
+/// any Linux host. Blobs are verified into a scratch store (KEEL_IMAGE_STORE to keep one).
+pub fn unpack_main(args: &[String]) -> i32 {
+    match args {
+        [cmd, reference, dir] if cmd == "unpack" => match unpack(reference, Path::new(dir)) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("keel image unpack: {e}");
+                1
+            }
+        },
+        _ => {
+            eprintln!("usage: keel image unpack REF DIR   (REF: oci:PATH[:TAG], oci-archive:FILE, docker-archive:FILE)");
+            2
+        }
+    }
+}
+
+fn unpack(text: &str, dir: &Path) -> Result<(), String> {
+    let source = reference::parse(text)?;
+    let (root, scratch) = match std::env::var_os("KEEL_IMAGE_STORE") {
+        Some(root) => (PathBuf::from(root), false),
+        None => (std::env::temp_dir().join(format!("keel-unpack-{}", std::process::id())), true),
+    };
+    let result = Store::open(&root).and_then(|store| {
+        let fetched = import::fetch(&store, &source)?;
+        store.unpack_flat(&fetched.manifest, dir)
+    });
+    if scratch {
+        let _ = std::fs::remove_dir_all(&root);
+    }
+    result.map_err(|e| format!("{source}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_supervisor::image::inspect::LayerDetail;
+    use keel_supervisor::image::oci::ProcessConfig;
+    use keel_supervisor::image::Digest;
+
+    #[test]
+    fn inspect_shows_the_defaults_and_each_layers_changes() {
+        let summary = ImageSummary { manifest: Digest::of(b"m"), names: vec!["oci-archive:/i.tar".into()], layers: 2, size: 3 << 20 };
+        let config = ProcessConfig { entrypoint: Some(vec!["/bin/sh".into()]), exposed_ports: Some([("80/tcp".to_string(), serde_json::json!({}))].into()), ..Default::default() };
+        let layer = |added: &[&str], changed: &[&str], removed: &[&str]| LayerDetail {
+            digest: Digest::of(b"l").to_string(),
+            added: added.iter().map(|s| s.to_string()).collect(),
+            changed: changed.iter().map(|s| s.to_string()).collect(),
+            removed: removed.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let detail = ImageDetail { summary: summary.clone(), config, layers: vec![layer(&["etc", "etc/motd"], &[], &[]), layer(&[], &["etc/motd"], &["etc/old"])] };
+        let text = format_inspect(&detail);
+        assert!(text.contains("size:        3.0M (2 layers)"), "{text}");
+        assert!(text.contains("entrypoint:  [\"/bin/sh\"]") && text.contains("ports:       [\"80/tcp\"]"), "{text}");
+        assert!(text.contains("layer 1: sha256:") && text.contains("0 added, 1 changed, 1 removed\n  ~ /etc/motd\n  - /etc/old\n"), "{text}");
+        let ls = format_ls(&[summary]);
+        assert!(ls.lines().nth(1).unwrap().starts_with(Digest::of(b"m").short()) && ls.contains("oci-archive:/i.tar"), "{ls}");
+    }
+}

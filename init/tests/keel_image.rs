@@ -1,0 +1,220 @@
+//! Host tests of images against independent tools: a multi-layer image made by umoci
+//! (with deletions, an opaque directory, hard links across layers) and archived by
+//! skopeo is unpacked by `keel image unpack` and compared, file by file and with its
+//! metadata, with what `umoci unpack` gives; the store's per-layer overlay is compared
+//! the same way; `keel run` runs the image with its Entrypoint/Env/WorkingDir; a
+//! tampered blob is refused naming its digest. Needs root, umoci, skopeo, python3.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+const KEEL: &str = env!("CARGO_BIN_EXE_keel");
+
+/// The test image, built once for all tests of this file.
+fn image() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        // Under cargo's scratch directory for tests: the next run starts it afresh.
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("keel-image-test");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-test-image.sh");
+        let out = Command::new(script).arg(&dir).output().expect("run make-test-image.sh");
+        assert!(out.status.success(), "make-test-image.sh (needs umoci, skopeo, python3): {}", String::from_utf8_lossy(&out.stderr));
+        let reference = dir.join("umoci");
+        let out = Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:test", dir.join("layout").display())).arg(&reference).output().unwrap();
+        assert!(out.status.success(), "umoci unpack: {}", String::from_utf8_lossy(&out.stderr));
+        dir
+    })
+}
+
+/// What is compared of each path: type, mode, owner, size, content or link target,
+/// mtime (not for directories, whose mtime changes as entries are added), and for
+/// regular files the set of names sharing its inode.
+fn describe(root: &Path, with_links: bool) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut inodes: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    walk(root, root, &mut out, &mut inodes);
+    if with_links {
+        for names in inodes.values().filter(|n| n.len() > 1) {
+            for name in names {
+                out.entry(name.clone()).and_modify(|d| d.push_str(&format!(" links={names:?}")));
+            }
+        }
+    }
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>, inodes: &mut BTreeMap<u64, Vec<String>>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    entries.sort();
+    for path in entries {
+        let rel = path.strip_prefix(root).unwrap().display().to_string();
+        let m = std::fs::symlink_metadata(&path).unwrap();
+        let common = format!("mode={:o} owner={}:{}", m.mode(), m.uid(), m.gid());
+        let text = if m.is_dir() {
+            walk(root, &path, out, inodes);
+            format!("dir {common}")
+        } else if m.file_type().is_symlink() {
+            format!("symlink {common} -> {}", std::fs::read_link(&path).unwrap().display())
+        } else {
+            inodes.entry(m.ino()).or_default().push(rel.clone());
+            let content = std::fs::read(&path).unwrap();
+            let sum: u64 = content.iter().enumerate().map(|(i, b)| (i as u64 + 1) * *b as u64).sum();
+            format!("file {common} size={} sum={sum} mtime={}", m.len(), m.mtime())
+        };
+        out.insert(rel, text);
+    }
+}
+
+fn assert_same_tree(ours: &Path, theirs: &Path, with_links: bool) {
+    let (a, b) = (describe(ours, with_links), describe(theirs, with_links));
+    let mut problems = Vec::new();
+    for key in a.keys().chain(b.keys()).collect::<std::collections::BTreeSet<_>>() {
+        if a.get(key) != b.get(key) {
+            problems.push(format!("{key}:\n  keel:  {:?}\n  umoci: {:?}", a.get(key), b.get(key)));
+        }
+    }
+    assert!(problems.is_empty(), "{} differences between {} and {}:\n{}", problems.len(), ours.display(), theirs.display(), problems.join("\n"));
+    assert!(a.len() > 20, "the tree is suspiciously small: {a:?}");
+}
+
+fn keel(args: &[&str], store: Option<&Path>) -> Output {
+    let mut cmd = Command::new(KEEL);
+    cmd.args(args);
+    if let Some(store) = store {
+        cmd.env("KEEL_IMAGE_STORE", store);
+    }
+    cmd.output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", out.status.code(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn keel_unpack_matches_umoci_for_layout_oci_archive_and_docker_archive() {
+    let dir = image();
+    let reference = dir.join("umoci/rootfs");
+    for (name, source) in [
+        ("layout", format!("oci:{}:test", dir.join("layout").display())),
+        ("oci", format!("oci-archive:{}", dir.join("image.oci.tar").display())),
+        ("docker", format!("docker-archive:{}", dir.join("image.docker.tar").display())),
+    ] {
+        let out_dir = dir.join(format!("unpacked-{name}"));
+        ok(&keel(&["image", "unpack", &source, out_dir.to_str().unwrap()], None));
+        assert_same_tree(&out_dir, &reference, true);
+        // The cases the image was made for are really in it.
+        assert!(!out_dir.join("etc/deleted").exists() && !out_dir.join("srv/old").exists());
+        assert_eq!(std::fs::read_to_string(out_dir.join("etc/motd")).unwrap(), "two\n");
+        assert_eq!(std::fs::read_dir(out_dir.join("var/cache")).unwrap().count(), 1, "opaque /var/cache keeps only c2");
+        assert_eq!(std::fs::metadata(out_dir.join("data/xlink")).unwrap().ino(), std::fs::metadata(out_dir.join("data/orig")).unwrap().ino());
+    }
+}
+
+#[test]
+fn store_layers_mounted_as_an_overlay_match_umoci() {
+    use keel_supervisor::image::{import, ImageSource, Store};
+    let dir = image();
+    let store = Store::open(dir.join("store-overlay")).unwrap();
+    let resolved = import::ensure(&store, &ImageSource::OciArchive(dir.join("image.oci.tar"))).unwrap();
+    assert!(resolved.lowers.len() >= 3, "{:?}", resolved.lowers);
+    let merged = dir.join("merged");
+    std::fs::create_dir_all(&merged).unwrap();
+    let lowers: Vec<String> = resolved.lowers.iter().map(|l| l.display().to_string()).collect();
+    let out = Command::new("mount").args(["-t", "overlay", "overlay", "-o"]).arg(format!("ro,lowerdir={}", lowers.join(":"))).arg(&merged).output().unwrap();
+    assert!(out.status.success(), "mount overlay: {}", String::from_utf8_lossy(&out.stderr));
+    let result = std::panic::catch_unwind(|| {
+        // Hard-link groups differ by design: a link to a lower file is linked to a copy in its own layer.
+        assert_same_tree(&merged, &dir.join("umoci/rootfs"), false);
+    });
+    let _ = Command::new("umount").arg(&merged).status();
+    result.unwrap();
+    // A second import of the same image unpacks nothing again.
+    let again = import::import(&store, &ImageSource::OciLayout { path: dir.join("layout"), tag: Some("test".into()) }).unwrap();
+    assert_eq!(again.lowers, resolved.lowers);
+}
+
+#[test]
+fn keel_run_uses_the_image_config_and_the_declaration_overrides_it() {
+    let dir = image();
+    let store = dir.join("store-run");
+    let archive = dir.join("image.oci.tar");
+    let run = |name: &str, extra: &str| {
+        let file = dir.join(format!("{name}.toml"));
+        std::fs::write(&file, format!("image = \"oci-archive:{}\"\nnetwork = \"none\"\n{extra}", archive.display())).unwrap();
+        let out = Command::new(KEEL).arg("run").arg(&file).env("KEEL_IMAGE_STORE", &store).env("KEEL_STATE_DIR", dir.join("state")).output().unwrap();
+        ok(&out)
+    };
+    assert_eq!(run("defaults", ""), "MARKER=from-image uid=0 pwd=/srv motd=two cache=c2 deleted=absent\n");
+    let text = run("over", "env = { MARKER = \"toml\" }\nworkdir = \"/data\"\nuser = \"1000\"\n");
+    assert_eq!(text, "MARKER=toml uid=1000 pwd=/data motd=two cache=c2 deleted=absent\n");
+    assert_eq!(run("cmd", "command = [\"echo $MARKER; echo x > /etc/motd; cat /etc/motd\"]\n"), "from-image\nx\n");
+    // The write went to that container's upper directory, not to the shared layer.
+    assert_eq!(run("again", "command = [\"cat /etc/motd\"]\n"), "two\n");
+}
+
+#[test]
+fn a_tampered_blob_is_refused_naming_the_blob() {
+    let dir = image();
+    let tampered = dir.join("tampered.oci.tar");
+    // Flip one byte inside the largest blob (the busybox layer), keeping the tar valid.
+    let script = r#"
+import sys, tarfile, io
+src, dst = sys.argv[1], sys.argv[2]
+with tarfile.open(src) as t, tarfile.open(dst, "w") as o:
+    members = t.getmembers()
+    big = max((m for m in members if m.isfile()), key=lambda m: m.size)
+    for m in members:
+        data = t.extractfile(m).read() if m.isfile() else None
+        if m is big:
+            data = bytearray(data); data[len(data) // 2] ^= 0xff; data = bytes(data)
+            print(m.name)
+        o.addfile(m, io.BytesIO(data) if data is not None else None)
+"#;
+    let out = Command::new("python3").args(["-c", script]).arg(dir.join("image.oci.tar")).arg(&tampered).output().unwrap();
+    let blob = ok(&out).trim().rsplit('/').next().unwrap().to_string();
+    let store = dir.join("store-tampered");
+    let out = keel(&["image", "unpack", &format!("oci-archive:{}", tampered.display()), dir.join("t-out").to_str().unwrap()], Some(&store));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("blob sha256:{blob}")) && err.contains("tampered or corrupt"), "{err}");
+    // keel run refuses it too, and the store holds nothing of it.
+    let file = dir.join("tampered.toml");
+    std::fs::write(&file, format!("image = \"oci-archive:{}\"\nnetwork = \"none\"\n", tampered.display())).unwrap();
+    let out = Command::new(KEEL).arg("run").arg(&file).env("KEEL_IMAGE_STORE", &store).env("KEEL_STATE_DIR", dir.join("state")).output().unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("blob sha256:{blob}")), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!store.join("blobs/sha256").join(&blob).exists());
+    assert!(!store.join("refs.json").exists());
+}
+
+#[test]
+fn a_tampered_docker_archive_layer_is_refused_naming_the_file() {
+    let dir = image();
+    let tampered = dir.join("tampered.docker.tar");
+    let script = r#"
+import sys, tarfile, io
+with tarfile.open(sys.argv[1]) as t, tarfile.open(sys.argv[2], "w") as o:
+    members = t.getmembers()
+    big = max((m for m in members if m.isfile()), key=lambda m: m.size)
+    for m in members:
+        data = t.extractfile(m).read() if m.isfile() else None
+        if m is big:
+            data = bytearray(data); data[len(data) // 2] ^= 0xff; data = bytes(data)
+            print(m.name)
+        o.addfile(m, io.BytesIO(data) if data is not None else None)
+"#;
+    let out = Command::new("python3").args(["-c", script]).arg(dir.join("image.docker.tar")).arg(&tampered).output().unwrap();
+    let member = ok(&out).trim().to_string();
+    // Even with every layer of the image already in the store.
+    let store = dir.join("store-docker");
+    let good = format!("docker-archive:{}", dir.join("image.docker.tar").display());
+    ok(&keel(&["image", "unpack", &good, dir.join("d-good").to_str().unwrap()], Some(&store)));
+    let out = keel(&["image", "unpack", &format!("docker-archive:{}", tampered.display()), dir.join("d-out").to_str().unwrap()], Some(&store));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&member) && err.contains("tampered or corrupt"), "{err}");
+}

@@ -1,0 +1,181 @@
+//! Getting an image from a file source into the [`Store`]: an OCI layout directory, an
+//! OCI archive or a docker archive. Every blob goes through [`Store::put_blob`], so it is
+//! verified against the digest that names it; layers are then checked against their
+//! diff_ids while being unpacked (docker archives: see [`super::docker`]). A registry
+//! client does the same with the blobs it fetches.
+
+use super::digest::Digest;
+use super::error::ImageError;
+use super::oci::{is_index, pick_manifest, Descriptor, Index, Manifest, REF_NAME};
+use super::reference::ImageSource;
+use super::store::{Resolved, Store};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// What an import found: the manifest and the names it carries (tags from the source).
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The manifest to use (linux/amd64).
+    pub manifest: Digest,
+    /// Tags the source gives it (OCI `ref.name` annotations, docker `RepoTags`).
+    pub tags: Vec<String>,
+}
+
+/// Import `source` into `store`, name it with the reference text (and its tags), and
+/// unpack its layers.
+pub fn import(store: &Store, source: &ImageSource) -> Result<Resolved, ImageError> {
+    let fetched = fetch(store, source)?;
+    let mut names = vec![source.to_string()];
+    names.extend(fetched.tags.iter().cloned());
+    store.import_manifest(&fetched.manifest, &names, stamp(source))
+}
+
+/// Copy and verify the blobs of `source` into `store` (no unpacking, no names).
+pub fn fetch(store: &Store, source: &ImageSource) -> Result<Fetched, ImageError> {
+    match source {
+        ImageSource::OciLayout { path, tag } => fetch_layout(store, path, tag.as_deref()),
+        ImageSource::OciArchive(file) => fetch_oci_archive(store, file),
+        ImageSource::DockerArchive(file) => super::docker::fetch(store, file),
+        ImageSource::Registry(r) => Err(ImageError::invalid(r, "not in the image store, and registry pull is not available yet (keelctl image pull)")),
+    }
+}
+
+/// Size and mtime of a file source, so a changed archive is imported again.
+pub fn stamp(source: &ImageSource) -> Option<String> {
+    let path = match source {
+        ImageSource::OciArchive(p) | ImageSource::DockerArchive(p) => p.clone(),
+        ImageSource::OciLayout { path, .. } => path.join("index.json"),
+        ImageSource::Registry(_) => return None,
+    };
+    let meta = fs::metadata(path).ok()?;
+    use std::os::unix::fs::MetadataExt;
+    Some(format!("{}:{}.{}", meta.len(), meta.mtime(), meta.mtime_nsec()))
+}
+
+/// The image named by `source`, from the store when it is there and current, else imported.
+pub fn ensure(store: &Store, source: &ImageSource) -> Result<Resolved, ImageError> {
+    let name = source.to_string();
+    if let Some(entry) = store.lookup(&name)? {
+        let current = matches!(source, ImageSource::Registry(_)) || entry.stamp == stamp(source);
+        if current {
+            return store.unpack(&entry.manifest);
+        }
+    }
+    import(store, source)
+}
+
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &'static str, origin: &Path) -> Result<T, ImageError> {
+    serde_json::from_slice(bytes).map_err(|e| ImageError::Json { what, origin: origin.display().to_string(), message: e.to_string() })
+}
+
+fn fetch_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Fetched, ImageError> {
+    let index_path = dir.join("index.json");
+    let bytes = fs::read(&index_path).map_err(ImageError::io("read", &index_path))?;
+    let index: Index = parse_json(&bytes, "image index", &index_path)?;
+    let put = |desc: &Descriptor| -> Result<(), ImageError> {
+        let path = dir.join("blobs/sha256").join(desc.digest.hex());
+        let file = fs::File::open(&path).map_err(|_| ImageError::MissingBlob { digest: desc.digest.clone(), origin: dir.display().to_string() })?;
+        store.put_or_verify(&desc.digest, Some(desc.size), file, &path.display().to_string()).map(|_| ())
+    };
+    let chosen = pick_manifest(&index, tag).map_err(|e| ImageError::invalid(dir.display(), e))?;
+    let tags = chosen.annotations.get(REF_NAME).cloned().into_iter().collect();
+    let manifest = resolve_nested(store, chosen, &put, &dir.display().to_string())?;
+    fetch_manifest_blobs(store, &manifest, &put)?;
+    Ok(Fetched { manifest, tags })
+}
+
+/// Follow nested indexes down to a manifest, storing each document.
+fn resolve_nested(store: &Store, desc: &Descriptor, put: &dyn Fn(&Descriptor) -> Result<(), ImageError>, origin: &str) -> Result<Digest, ImageError> {
+    let mut desc = desc.clone();
+    for _ in 0..4 {
+        put(&desc)?;
+        if !is_index(&desc.media_type) {
+            return Ok(desc.digest);
+        }
+        let nested: Index = store.read_json(&desc.digest, "image index")?;
+        desc = pick_manifest(&nested, None).map_err(|e| ImageError::invalid(origin, e))?.clone();
+    }
+    Err(ImageError::invalid(origin, "image indexes nested too deep"))
+}
+
+fn fetch_manifest_blobs(store: &Store, manifest: &Digest, put: &dyn Fn(&Descriptor) -> Result<(), ImageError>) -> Result<(), ImageError> {
+    let m: Manifest = store.read_json(manifest, "manifest")?;
+    put(&m.config)?;
+    for layer in &m.layers {
+        put(layer)?;
+    }
+    Ok(())
+}
+
+/// Stream an OCI archive once: blobs go straight into the store (verified by the
+/// digest in their name), index.json is kept; then the manifest is checked complete.
+fn fetch_oci_archive(store: &Store, file: &Path) -> Result<Fetched, ImageError> {
+    let origin = file.display().to_string();
+    let mut index_bytes = None;
+    let mut sizes: BTreeMap<Digest, u64> = BTreeMap::new();
+    walk_tar(file, |name, entry| {
+        if name == "index.json" {
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).map_err(ImageError::io("read", file))?;
+            index_bytes = Some(bytes);
+        } else if let Some(hex) = name.strip_prefix("blobs/sha256/").filter(|_| entry.header().entry_type().is_file()) {
+            let digest = Digest::from_hex(hex).map_err(|e| ImageError::invalid(&origin, format!("{name}: {e}")))?;
+            sizes.insert(digest.clone(), entry.header().size().unwrap_or(0));
+            store.put_or_verify(&digest, None, entry, &format!("{origin} ({name})"))?;
+        }
+        Ok(())
+    })?;
+    let bytes = index_bytes.ok_or_else(|| ImageError::invalid(&origin, "no index.json: not an OCI archive"))?;
+    let index: Index = parse_json(&bytes, "image index", file)?;
+    let check = |desc: &Descriptor| -> Result<(), ImageError> {
+        match sizes.get(&desc.digest) {
+            None if !store.has_blob(&desc.digest) => Err(ImageError::MissingBlob { digest: desc.digest.clone(), origin: origin.clone() }),
+            Some(&actual) if actual != desc.size => Err(ImageError::SizeMismatch { digest: desc.digest.clone(), expected: desc.size, actual, origin: origin.clone() }),
+            _ => Ok(()),
+        }
+    };
+    let chosen = pick_manifest(&index, None).map_err(|e| ImageError::invalid(&origin, e))?;
+    let tags = chosen.annotations.get(REF_NAME).cloned().into_iter().collect();
+    let manifest = resolve_nested(store, chosen, &check, &origin)?;
+    fetch_manifest_blobs(store, &manifest, &check)?;
+    Ok(Fetched { manifest, tags })
+}
+
+/// Call `each` with every entry of the tar `file` and its normalised name.
+pub(super) fn walk_tar(file: &Path, mut each: impl FnMut(&str, &mut tar::Entry<'_, fs::File>) -> Result<(), ImageError>) -> Result<(), ImageError> {
+    let reader = fs::File::open(file).map_err(ImageError::io("open", file))?;
+    let mut archive = tar::Archive::new(reader);
+    let tar_err = |e| ImageError::Io { what: "read the archive", path: PathBuf::from(file), source: e };
+    for entry in archive.entries().map_err(tar_err)? {
+        let mut entry = entry.map_err(tar_err)?;
+        let name = entry.path().map_err(tar_err)?.to_string_lossy().trim_start_matches("./").to_string();
+        each(&name, &mut entry)?;
+    }
+    Ok(())
+}
+
+/// The kind of an archive given without a prefix (`keelctl image load FILE`): an OCI
+/// archive has index.json, a docker archive manifest.json.
+pub fn detect_archive(file: &Path) -> Result<ImageSource, ImageError> {
+    let reader = fs::File::open(file).map_err(ImageError::io("open", file))?;
+    let mut archive = tar::Archive::new(reader);
+    let tar_err = |e| ImageError::Io { what: "read the archive", path: PathBuf::from(file), source: e };
+    let mut docker = false;
+    for entry in archive.entries_with_seek().map_err(tar_err)? {
+        let entry = entry.map_err(tar_err)?;
+        let path = entry.path().map_err(tar_err)?;
+        let name = path.to_string_lossy();
+        match name.trim_start_matches("./") {
+            "index.json" | "oci-layout" => return Ok(ImageSource::OciArchive(file.to_path_buf())),
+            "manifest.json" => docker = true,
+            _ => {}
+        }
+    }
+    if docker {
+        Ok(ImageSource::DockerArchive(file.to_path_buf()))
+    } else {
+        Err(ImageError::invalid(file.display(), "neither an OCI archive (index.json) nor a docker archive (manifest.json)"))
+    }
+}
