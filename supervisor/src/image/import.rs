@@ -7,7 +7,7 @@
 use super::digest::Digest;
 use super::error::ImageError;
 use super::oci::{is_index, pick_manifest, Descriptor, Index, Manifest, REF_NAME};
-use super::reference::ImageSource;
+use super::reference::{ImageSource, RegistryRef};
 use super::store::{Resolved, Store};
 use std::collections::BTreeMap;
 use std::fs;
@@ -38,7 +38,7 @@ pub fn fetch(store: &Store, source: &ImageSource) -> Result<Fetched, ImageError>
         ImageSource::OciLayout { path, tag } => fetch_layout(store, path, tag.as_deref()),
         ImageSource::OciArchive(file) => fetch_oci_archive(store, file),
         ImageSource::DockerArchive(file) => super::docker::fetch(store, file),
-        ImageSource::Registry(r) => Err(ImageError::invalid(r, "not in the image store, and registry pull is not available yet (keelctl image pull)")),
+        ImageSource::Registry(r) => fetch_registry(store, r),
     }
 }
 
@@ -64,6 +64,32 @@ pub fn ensure(store: &Store, source: &ImageSource) -> Result<Resolved, ImageErro
         }
     }
     import(store, source)
+}
+
+/// The host that serves a registry's API (Docker Hub's differs from its name).
+fn api_host(registry: &str) -> &str {
+    if registry == "docker.io" { "registry-1.docker.io" } else { registry }
+}
+
+/// Pull a registry image (the digest when pinned, else the tag) into a layout directory
+/// under the store, with the registry's CAs and insecure setting (see
+/// [`crate::registry::settings`]), then import that layout like any other. A failed
+/// pull leaves its partial blobs there, so the next attempt resumes.
+fn fetch_registry(store: &Store, r: &RegistryRef) -> Result<Fetched, ImageError> {
+    use crate::registry::{pull_to_layout, settings, PullSpec};
+    let host = api_host(&r.registry);
+    let settings = settings::RegistrySettings::load(Path::new(settings::REGISTRIES_PATH)).map_err(|e| ImageError::invalid(r, e))?;
+    let mut client = settings::client_for(host, Path::new(settings::CERTS_DIR)).map_err(|e| ImageError::invalid(r, e))?;
+    let reference = r.digest.as_ref().map(|d| d.to_string()).or_else(|| r.tag.clone()).unwrap_or_else(|| "latest".into());
+    let spec = PullSpec { registry: host.to_string(), repository: r.repository.clone(), reference, insecure: settings.is_insecure(&r.registry) };
+    let safe: String = r.to_string().chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+    let dir = store.root().join("pulls").join(safe);
+    log::info!("image {r}: pulling from {}", spec.registry);
+    let pulled = pull_to_layout(&mut client, &spec, &dir, &mut |line| log::info!("pull {line}")).map_err(|e| ImageError::invalid(r, e))?;
+    let fetched = fetch_layout(store, &dir, None)?;
+    let _ = fs::remove_dir_all(&dir);
+    log::info!("image {r}: pulled {} ({} bytes downloaded)", pulled.manifest_digest, pulled.downloaded);
+    Ok(Fetched { manifest: fetched.manifest, tags: Vec::new() })
 }
 
 pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &'static str, origin: &Path) -> Result<T, ImageError> {
