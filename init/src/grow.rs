@@ -7,6 +7,7 @@
 //!    kernel the partition's new size with the BLKPG_RESIZE_PARTITION ioctl;
 //! 2. once it is mounted, [`grow_ext4`] resizes the filesystem online with
 //!    EXT4_IOC_RESIZE_FS to the partition's size.
+//!
 //! Geometry decisions ([`ext4_geometry`], [`resize_target`]) are pure and unit-tested.
 
 use crate::gpt::{Gpt, Growth, GptError, PRIMARY_BYTES, SECTOR};

@@ -55,9 +55,9 @@ fn sys(step: impl Into<String>) -> impl FnOnce(nix::Error) -> SysrootError {
 pub fn root_option(cmdline: &str) -> Option<String> {
     crate::cmdline::split_words(cmdline)
         .into_iter()
+        .rev()
         .filter_map(|w| w.strip_prefix("keel.root=").map(str::to_string))
-        .filter(|v| !v.is_empty())
-        .last()
+        .find(|v| !v.is_empty())
 }
 
 /// `(DEVNAME, PARTNAME)` from a block device's uevent text, when it has a GPT name.
