@@ -25,7 +25,8 @@ packages=(
   tini              # `make bench-init` compares keel init with it
   crun              # `make bench-run` compares keel run with it
   umoci             # image tests and `make bench-image`: independent OCI layer maker/unpacker
-  skopeo            # image tests: OCI and docker archives from an OCI layout
+  skopeo            # image tests: OCI and docker archives from an OCI layout; pushes to the test registry
+  docker-registry   # registry pull test: the registry keel pulls from (run by the test on loopback)
   python3           # image tests: hand-made layers (opaque dirs, cross-layer hard links)
 )
 

@@ -110,7 +110,7 @@ enum ImageCommand {
         /// The file (a path on the keel host).
         file: String,
     },
-    /// Pull from a registry (not available yet).
+    /// Pull an image from a registry into the store (https; see /etc/keel/registries.toml for http).
     Pull {
         /// REGISTRY/REPO:TAG or REPO@sha256:…
         reference: String,
@@ -183,9 +183,7 @@ fn run(cli: Cli) -> Result<i32, String> {
         CtlCommand::Image(ImageCommand::Load { file }) => call(Command::ImageLoad { source: file.clone() }, timeout.max(Duration::from_secs(300)))?,
         CtlCommand::Image(ImageCommand::Rm { reference }) => call(Command::ImageRm { reference: reference.clone() }, timeout)?,
         CtlCommand::Image(ImageCommand::Prune) => call(Command::ImagePrune, timeout)?,
-        CtlCommand::Image(ImageCommand::Pull { reference }) => {
-            return Err(format!("image pull {reference}: registry pull is not available yet"));
-        }
+        CtlCommand::Image(ImageCommand::Pull { reference }) => call(Command::ImagePull { reference: reference.clone() }, timeout.max(Duration::from_secs(600)))?,
         CtlCommand::Logs { name, follow, tail } => {
             let mut result = call(Command::Logs { name: name.clone(), tail: *tail, offset: None }, timeout)?;
             loop {

@@ -425,7 +425,7 @@ impl EventLoop {
                 }
                 After::Continue
             }
-            command @ (Command::ImageLs | Command::ImageInspect { .. } | Command::ImageLoad { .. } | Command::ImageRm { .. } | Command::ImagePrune) => {
+            command @ (Command::ImageLs | Command::ImageInspect { .. } | Command::ImageLoad { .. } | Command::ImagePull { .. } | Command::ImageRm { .. } | Command::ImagePrune) => {
                 let in_use = self.manager.as_ref().map(|m| m.image_references()).unwrap_or_default();
                 reply(channel, &crate::images::request(id, command, &in_use));
                 After::Continue

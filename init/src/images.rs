@@ -26,6 +26,14 @@ fn answer(store: &Store, command: Command, in_use: &[String]) -> Result<serde_js
             log::info!("image {source} loaded: {} ({} layers)", resolved.manifest, resolved.lowers.len());
             Ok(format!("loaded {source}: {} ({} layers)", resolved.manifest, resolved.lowers.len()).into())
         }
+        Command::ImagePull { reference } => {
+            let source = match reference::parse(&reference)? {
+                source @ ImageSource::Registry(_) => source,
+                other => return Err(format!("{other}: not a registry reference; use `keelctl image load` for files")),
+            };
+            let resolved = import::import(store, &source).map_err(|e| format!("{source}: {e}"))?;
+            Ok(format!("pulled {source}: {} ({} layers)", resolved.manifest, resolved.lowers.len()).into())
+        }
         Command::ImageRm { reference } => {
             let entry = store.lookup(&reference).map_err(|e| e.to_string())?.ok_or_else(|| format!("{reference}: no such image"))?;
             for used in in_use {
@@ -51,7 +59,7 @@ fn load_source(text: &str) -> Result<ImageSource, String> {
         return import::detect_archive(Path::new(text)).map_err(|e| e.to_string());
     }
     match reference::parse(text)? {
-        ImageSource::Registry(r) => Err(format!("{r}: a registry reference; use `keelctl image pull` (not available yet)")),
+        ImageSource::Registry(r) => Err(format!("{r}: a registry reference; use `keelctl image pull`")),
         source => Ok(source),
     }
 }
@@ -125,7 +133,7 @@ pub fn unpack_main(args: &[String]) -> i32 {
             }
         },
         _ => {
-            eprintln!("usage: keel image unpack REF DIR   (REF: oci:PATH[:TAG], oci-archive:FILE, docker-archive:FILE)");
+            eprintln!("usage: keel image unpack REF DIR   (REF: oci:PATH[:TAG], oci-archive:FILE, docker-archive:FILE, REGISTRY/REPO:TAG or @sha256:…)");
             2
         }
     }

@@ -95,6 +95,12 @@ pub enum Command {
         /// (an archive; its kind is found from its contents).
         source: String,
     },
+    /// Pull a registry image (`REGISTRY/REPO:TAG` or `…@sha256:…`) into the store; a tag
+    /// is pulled again (blobs already stored are not downloaded again).
+    ImagePull {
+        /// The registry reference.
+        reference: String,
+    },
     /// Remove an image name (blobs stay until `image_prune`).
     ImageRm {
         /// A name or manifest digest.
