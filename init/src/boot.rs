@@ -160,6 +160,7 @@ fn run_steps(boot: &mut Boot) {
     if boot.state.firstboot.as_ref().is_some_and(|f| f.failed()) {
         error!("containers: not started, because the first-boot config failed");
     } else {
+        boot.step("images", false, pull_images);
         boot.step("containers", false, load_containers);
     }
 }
@@ -253,6 +254,46 @@ fn bring_up_network(boot: &mut Boot) -> Result<(), String> {
 }
 
 /// Read the container declarations; the event loop starts them once boot is done.
+/// The registry images of the declared containers that are not in the store yet are
+/// pulled now (progress on the console). Each registry is first probed while the
+/// uplink's DHCP client is driven, for up to a minute, so a first start does not fail
+/// only because the lease was not bound yet. A failed pull is reported here and again
+/// by the container's start.
+fn pull_images(boot: &mut Boot) -> Result<(), String> {
+    use keel_supervisor::image::{import, store, ImageSource, Store};
+    let (declarations, _) = keel_supervisor::manager::load_dir(Path::new(keel_supervisor::manager::CONTAINERS_DIR));
+    let mut wanted: Vec<ImageSource> = Vec::new();
+    for spec in declarations.iter().filter_map(|d| d.spec.as_ref().ok()) {
+        if let keel_supervisor::spec::ImageRef::Image(source @ ImageSource::Registry(_)) = &spec.image {
+            if !wanted.contains(source) {
+                wanted.push(source.clone());
+            }
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let store = Store::open(store::DEFAULT_ROOT).map_err(|e| format!("image store: {e}"))?;
+    let mut problems = Vec::new();
+    for source in wanted {
+        let ImageSource::Registry(r) = &source else { continue };
+        if store.lookup(&source.to_string()).ok().flatten().is_some() {
+            continue;
+        }
+        let probe = import::registry_api_url(r);
+        if let Ok(url) = keel_netconf::http::parse_url(&probe) {
+            let event_loop = &mut boot.event_loop;
+            let mut client = keel_netconf::http::Client::new();
+            // Any answer (even 401 or a certificate error) means the network is up.
+            let _ = client.fetch("GET", &url, &probe, &[], Duration::from_secs(60), &mut |wait| event_loop.pump_uplink(wait));
+        }
+        if let Err(e) = import::import(&store, &source) {
+            problems.push(format!("{source}: {e}"));
+        }
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+}
+
 fn load_containers(boot: &mut Boot) -> Result<(), String> {
     let dir = Path::new(keel_supervisor::manager::CONTAINERS_DIR);
     let (manager, problems) = crate::containers::load(dir, boot.network.clone());

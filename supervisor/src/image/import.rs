@@ -71,6 +71,14 @@ fn api_host(registry: &str) -> &str {
     if registry == "docker.io" { "registry-1.docker.io" } else { registry }
 }
 
+/// The registry's API root (`https://HOST/v2/`, or http for an insecure registry):
+/// what PID 1 probes while waiting for the network before a pull.
+pub fn registry_api_url(r: &RegistryRef) -> String {
+    use crate::registry::settings;
+    let insecure = settings::RegistrySettings::load(Path::new(settings::REGISTRIES_PATH)).is_ok_and(|s| s.is_insecure(&r.registry));
+    format!("{}://{}/v2/", if insecure { "http" } else { "https" }, api_host(&r.registry))
+}
+
 /// Pull a registry image (the digest when pinned, else the tag) into a layout directory
 /// under the store, with the registry's CAs and insecure setting (see
 /// [`crate::registry::settings`]), then import that layout like any other. A failed
