@@ -20,21 +20,10 @@ fn host_image() -> (TestImage, String) {
     let out = Process::new(script).arg(&src).output().expect("run make-test-image.sh");
     assert!(out.status.success(), "make-test-image.sh (needs umoci, skopeo, python3): {}", String::from_utf8_lossy(&out.stderr));
     // The tampered copy: one byte flipped in the middle of the biggest blob.
-    let tamper = r#"
-import sys, tarfile, io
-with tarfile.open(sys.argv[1]) as t, tarfile.open(sys.argv[2], "w") as o:
-    members = t.getmembers()
-    big = max((m for m in members if m.isfile()), key=lambda m: m.size)
-    for m in members:
-        data = t.extractfile(m).read() if m.isfile() else None
-        if m is big:
-            data = bytearray(data); data[len(data) // 2] ^= 0xff; data = bytes(data)
-            print(m.name.rsplit("/", 1)[-1])
-        o.addfile(m, io.BytesIO(data) if data is not None else None)
-"#;
-    let out = Process::new("python3").args(["-c", tamper]).arg(src.join("image.oci.tar")).arg(src.join("tampered.tar")).output().unwrap();
+    let tamper = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/tamper-archive.py");
+    let out = Process::new(tamper).arg(src.join("image.oci.tar")).arg(src.join("tampered.tar")).output().unwrap();
     assert!(out.status.success(), "tamper: {}", String::from_utf8_lossy(&out.stderr));
-    let tampered_blob = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let tampered_blob = String::from_utf8_lossy(&out.stdout).trim().rsplit('/').next().unwrap_or_default().to_string();
     let declarations = [
         // The image's defaults alone: Entrypoint sh -c, Cmd printing what it sees.
         ("app", "image = \"oci-archive:/usr/share/keel/images/app.tar\"\nnetwork = \"none\"\n"),
