@@ -45,7 +45,7 @@ fn build(out: &Path, format: DiskFormat, size: u64, epoch: u64) -> PathBuf {
     let toml = dir().join("host.toml");
     std::fs::write(&toml, host_toml()).expect("write host.toml");
     let spec = HostSpec::load(&toml).unwrap_or_else(|e| panic!("{e}"));
-    let options = BuildOptions { keel_binary: keel_binary(), source_date_epoch: epoch };
+    let options = BuildOptions { keel_binary: keel_binary(), source_date_epoch: epoch, ca_bundle: keel_build::build::default_ca_bundle() };
     build_disk(&spec, &options, format, size, out).unwrap_or_else(|e| panic!("keel-build disk: {e}")).image
 }
 
