@@ -4,9 +4,9 @@
 
 use super::auth;
 use keel_netconf::http::{self, Client, Response, Url};
-use sha2::{Digest, Sha256};
+use crate::image::digest::{Digest, HashingReader};
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -43,31 +43,10 @@ pub struct Session<'c> {
     token: Option<String>,
 }
 
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{:x}", Sha256::digest(bytes))
-}
-
-/// Checks a digest is `sha256:` and 64 lowercase hex digits; returns the hex.
-pub fn sha256_hex(digest: &str) -> Result<&str, String> {
-    let hex = digest.strip_prefix("sha256:").ok_or_else(|| format!("{digest}: only sha256 digests are supported"))?;
-    if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(format!("{digest}: not a sha256 digest (64 lowercase hex digits)"));
-    }
-    Ok(hex)
-}
-
-fn file_digest(path: &Path) -> Result<String, String> {
-    let mut file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| format!("{}: {e}", path.display()))?;
-        if n == 0 {
-            return Ok(format!("sha256:{:x}", hasher.finalize()));
-        }
-        hasher.update(&buf[..n]);
-    }
+/// The digest of the file at `path`, read once.
+fn file_digest(path: &Path) -> Result<Digest, String> {
+    let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    HashingReader::new(file).finish().map(|(digest, _)| digest).map_err(|e| format!("{}: {e}", path.display()))
 }
 
 impl<'c> Session<'c> {
@@ -117,7 +96,7 @@ impl<'c> Session<'c> {
         if !response.is_success() {
             return Err(format!("{url}: HTTP {} {}{}", response.status, response.reason, error_detail(&response.body)));
         }
-        let digest = sha256_digest(&bytes);
+        let digest = Digest::of(&bytes).to_string();
         if reference.starts_with("sha256:") && reference != digest {
             return Err(format!("{url}: the manifest's digest is {digest}, not {reference}"));
         }
@@ -129,12 +108,13 @@ impl<'c> Session<'c> {
     /// request after a transport error (and across calls), checked against the digest,
     /// then renamed. `progress(done, total)` is called after each attempt.
     pub fn blob(&mut self, digest: &str, size: Option<u64>, dest: &Path, progress: &mut dyn FnMut(u64, Option<u64>)) -> Result<(), String> {
-        sha256_hex(digest)?;
+        Digest::parse(digest)?;
         let partial = partial_path(dest);
         let url = self.url(&format!("blobs/{digest}"));
         let mut last = String::new();
+        let on_disk = |partial: &Path| std::fs::metadata(partial).map(|m| m.len()).unwrap_or(0);
         for attempt in 0..BLOB_ATTEMPTS {
-            let have = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+            let have = on_disk(&partial);
             if size.is_some_and(|s| have >= s) {
                 break;
             }
@@ -154,7 +134,7 @@ impl<'c> Session<'c> {
             let result = self.get(&url, &headers, &mut file, limit, &mut before_body);
             match result {
                 Ok(r) if r.is_success() => {
-                    progress(std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0), size);
+                    progress(on_disk(&partial), size);
                     last.clear();
                     break;
                 }
@@ -165,7 +145,7 @@ impl<'c> Session<'c> {
                 }
                 Ok(r) => return Err(format!("{url}: HTTP {} {}{}", r.status, r.reason, error_detail(&r.body))),
                 Err(e) => {
-                    progress(std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0), size);
+                    progress(on_disk(&partial), size);
                     last = e;
                     std::thread::sleep(http::backoff(attempt));
                 }
@@ -175,7 +155,7 @@ impl<'c> Session<'c> {
             return Err(format!("blob {digest}: gave up after {BLOB_ATTEMPTS} attempts: {last}"));
         }
         let got = file_digest(&partial)?;
-        if got != digest {
+        if got.as_str() != digest {
             let _ = std::fs::remove_file(&partial);
             return Err(format!("blob {digest}: digest mismatch, the registry sent data with digest {got}; refused"));
         }

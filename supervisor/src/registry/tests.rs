@@ -2,7 +2,11 @@
 //! platforms, a blob cut off mid-way and resumed, a tampered blob.
 
 use super::pull::{pick_platform, pull_to_layout, PullSpec};
-use super::session::sha256_digest;
+use crate::image::Digest;
+
+fn sha256_digest(bytes: &[u8]) -> String {
+    Digest::of(bytes).to_string()
+}
 use keel_netconf::http::testing::{answer, SeenRequest, TestServer};
 use keel_netconf::http::Client;
 use serde_json::json;
