@@ -14,3 +14,10 @@ pub mod image;
 
 pub use guest::{BootOptions, Guest};
 pub use image::{build_image, keel_binary, target_dir, TestImage};
+
+/// A `data:` URL of `text`, percent-encoded: how the tests inline files in first-boot configs.
+pub fn data_url(text: &str) -> String {
+    let encoded: String =
+        text.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+    format!("data:,{encoded}")
+}

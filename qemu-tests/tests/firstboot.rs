@@ -3,7 +3,7 @@
 //! over http and https by the test (QEMU user networking maps 10.0.2.2 to the host's 127.0.0.1);
 //! an AWS-style metadata service with an IMDSv2 token; and a CIDATA config drive.
 
-use keel_qemu_tests::{build_image, target_dir, BootOptions, Guest, TestImage};
+use keel_qemu_tests::{build_image, data_url, target_dir, BootOptions, Guest, TestImage};
 use keel_supervisor::control::Command;
 use keel_netconf::http::testing::{self, SeenRequest, TestCa, TestServer};
 use std::path::{Path, PathBuf};
@@ -24,13 +24,6 @@ shutdown_grace_secs = 2
 name = "busybox"
 busybox = "/bin/busybox"
 "#;
-
-/// A `data:` URL of `text`, percent-encoded.
-fn data_url(text: &str) -> String {
-    let encoded: String =
-        text.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
-    format!("data:,{encoded}")
-}
 
 const CONTAINER: &str = "image = \"/usr/share/keel/images/busybox\"\ncommand = [\"/bin/sh\", \"-c\", \"echo provisioned; exec sleep 3600\"]\nnetwork = \"none\"\n";
 

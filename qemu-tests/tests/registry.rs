@@ -7,7 +7,7 @@
 //! a tag that does not exist fails with the registry's answer, and nothing else breaks.
 
 use keel_netconf::http::testing::TestCa;
-use keel_qemu_tests::{build_image, target_dir, BootOptions, Guest};
+use keel_qemu_tests::{build_image, data_url, target_dir, BootOptions, Guest};
 use keel_supervisor::control::Command;
 use keel_supervisor::image::inspect::ImageSummary;
 use std::net::{TcpListener, TcpStream};
@@ -35,12 +35,6 @@ impl Drop for Registry {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// A `data:` URL of `text`, percent-encoded.
-fn data_url(text: &str) -> String {
-    let encoded: String = text.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
-    format!("data:,{encoded}")
 }
 
 fn free_port() -> u16 {
