@@ -161,7 +161,7 @@ pub fn read_body_into(reader: &mut impl BufRead, method: &str, head: &Response, 
         }
         out.copy(reader, length, "body")?;
     } else {
-        let copied = std::io::copy(&mut reader.take(limit + 1), out.sink).map_err(|e| format!("read body: {e}"))?;
+        let copied = std::io::copy(&mut reader.take(limit.saturating_add(1)), out.sink).map_err(|e| format!("read body: {e}"))?;
         if copied > limit {
             return Err(format!("body larger than {limit} bytes"));
         }
@@ -230,6 +230,15 @@ mod tests {
         assert_eq!((r.status, r.header("content-length")), (404, Some("0")));
         let r = read_response(&mut &b"HTTP/1.1 200 Connection established\r\n\r\n"[..], "CONNECT", 10).unwrap();
         assert_eq!((r.status, r.body.len()), (200, 0));
+    }
+
+    #[test]
+    fn an_unbounded_limit_reads_to_the_end() {
+        let mut reader = &b"HTTP/1.0 200 OK\r\n\r\nall of it"[..];
+        let head = read_head(&mut reader).unwrap();
+        let mut sink = Vec::new();
+        assert_eq!(read_body_into(&mut reader, "GET", &head, &mut sink, u64::MAX).unwrap(), 9);
+        assert_eq!(sink, b"all of it");
     }
 
     #[test]
