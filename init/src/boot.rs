@@ -83,6 +83,10 @@ pub fn pid1_main() -> ! {
     logger::install();
     std::panic::set_hook(Box::new(|info| log::error!("panic: {info}")));
     std::env::set_var("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
+    // A session and process group of its own (the kernel starts init in session 0), so
+    // no other process group's kill(0, …) or the console's job control ever means PID 1.
+    // EPERM means it already leads one (the re-exec after a root switch).
+    let _ = nix::unistd::setsid();
     if switch_root::on_initramfs() {
         if let Some(name) = sysroot::requested_root() {
             info!("root: looking for the partition named {name}");

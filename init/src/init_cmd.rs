@@ -140,6 +140,14 @@ pub fn main(args: &[String]) -> i32 {
 }
 
 fn run(command: &[String]) -> i32 {
+    // Not dumpable: as a container's PID 1 the reaper runs from keel's binary, and a
+    // dumpable PID 1 would let the container's root reach that binary and its
+    // descriptors through /proc/1/{exe,fd,mem} (CVE-2019-5736 class). The flag is reset
+    // at the command's execve, so the command itself is unaffected.
+    if let Err(error) = nix::sys::prctl::set_dumpable(false) {
+        eprintln!("keel init: PR_SET_DUMPABLE: {error}");
+        return SETUP_FAILED;
+    }
     let signals = match setup() {
         Ok(signals) => signals,
         Err(error) => {

@@ -5,7 +5,9 @@
 //! rather than a bare exit code.
 #![allow(unsafe_code)]
 
+use super::inroot::{self, InRootError, Root};
 use super::plan::LaunchPlan;
+use super::reaper;
 use super::rootfs::{self, StepResult};
 use super::users::{self, Identity};
 use crate::security;
@@ -13,7 +15,8 @@ use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal, SigHandler, sign
 use nix::unistd::{Gid, Uid};
 use std::ffi::CString;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use rustix::fs::OFlags;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 /// Standard streams the container gets (fd 0 is always /dev/null).
@@ -25,14 +28,57 @@ pub struct Stdio {
     pub stderr: RawFd,
 }
 
-/// Run in the cloned child: wait for the parent, build the container, exec. Never returns.
+/// Most bytes of a container's /etc/passwd keel reads.
+pub const PASSWD_LIMIT: u64 = 1 << 20;
+
+/// Run in the cloned child: drop every inherited descriptor, leave the caller's session,
+/// wait for the parent, build the container, exec. Never returns, never unwinds: a
+/// panic here would run the rest of a copy of the caller's stack (PID 1's loop).
 pub fn run(plan: &LaunchPlan, go: OwnedFd, errors: OwnedFd, stdio: Stdio, hooks: &dyn super::spawn::StartHooks) -> ! {
-    let result = wait_for_parent(go).and_then(|()| hooks.in_child()).and_then(|()| setup_and_exec(plan, stdio));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        close_inherited_fds(&[go.as_raw_fd(), errors.as_raw_fd(), stdio.stdout, stdio.stderr])?;
+        leave_session()?;
+        wait_for_parent(go)?;
+        hooks.in_child()?;
+        setup_and_exec(plan, stdio)
+    }))
+    .unwrap_or_else(|_| Err("the container's setup panicked".into()));
     if let Err(message) = result {
         let mut pipe = std::fs::File::from(errors);
         let _ = pipe.write_all(message.as_bytes());
     }
     super::clone::exit_child(127)
+}
+
+/// Close every descriptor above stderr but `keep`, first thing after clone: a cloned
+/// child holds copies of all of its caller's descriptors (PID 1's cgroup directories,
+/// sockets, other containers' pipes), and any directory among them would lead out of
+/// the container through `/proc/self/fd/N` (CVE-2024-21626). CLOEXEC alone is not
+/// enough: the path work before execve would still see them.
+pub(super) fn close_inherited_fds(keep: &[RawFd]) -> StepResult {
+    let mut keep: Vec<libc::c_uint> = keep.iter().filter(|fd| **fd > 2).map(|fd| *fd as libc::c_uint).collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut first: libc::c_uint = 3;
+    for fd in keep.iter().copied().chain(std::iter::once(libc::c_uint::MAX)) {
+        if fd > first {
+            let last = if fd == libc::c_uint::MAX { fd } else { fd - 1 };
+            // SAFETY: close_range only closes descriptors of this process. Those owned by
+            // objects on the copied stack are never dropped: this process ends in `_exit`.
+            if unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) } < 0 {
+                return Err(format!("close inherited descriptors: {}", std::io::Error::last_os_error()));
+            }
+        }
+        first = fd.saturating_add(1);
+    }
+    Ok(())
+}
+
+/// A session of its own: the container gets no controlling terminal of its caller's
+/// (TIOCSTI into the caller's shell, CVE-2017-5226) and is not in PID 1's process group
+/// (`kill(0, SIGTERM)` must not reach the host's init).
+pub(super) fn leave_session() -> StepResult {
+    nix::unistd::setsid().map(drop).map_err(|e| format!("setsid: {e}"))
 }
 
 fn wait_for_parent(go: OwnedFd) -> StepResult {
@@ -44,26 +90,48 @@ fn wait_for_parent(go: OwnedFd) -> StepResult {
 }
 
 fn setup_and_exec(plan: &LaunchPlan, stdio: Stdio) -> StepResult {
-    let root = plan.root.merged.as_path();
+    let merged = plan.root.merged.as_path();
     if plan.user_namespace.is_some() {
         become_namespace_root()?;
     }
     rootfs::make_mounts_private()?;
     rootfs::mount_root(plan)?;
-    rootfs::apply_mounts(root, &plan.mounts)?;
-    rootfs::write_sysctls(root, &plan.sysctls)?;
-    rootfs::mask_and_protect(root)?;
+    let root = Root::open(merged).map_err(|e| format!("open the container's root: {e}"))?;
+    rootfs::apply_mounts(&root, &plan.mounts)?;
+    rootfs::write_sysctls(&root, &plan.sysctls)?;
+    rootfs::mask_and_protect(&root)?;
     nix::unistd::sethostname(&plan.hostname).map_err(|e| format!("sethostname {}: {e}", plan.hostname))?;
-    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
-    let identity = users::resolve(&plan.user, &passwd)?;
-    let program = find_program(root, &plan.argv[0], &plan.env)?;
-    let reaper = plan.init.then(open_own_binary).transpose()?;
-    let null = std::fs::File::open(root.join("dev/null")).map_err(|e| format!("open /dev/null: {e}"))?;
-    rootfs::pivot_into(root)?;
+    let reaper = plan.init.then(reaper::sealed_copy_of_self).transpose().map_err(|e| e.to_string())?;
+    let null = root.open_in(Path::new("/dev/null"), OFlags::RDWR).map_err(|e| format!("open /dev/null: {e}"))?;
+    drop(root);
+    rootfs::pivot_into(merged)?;
+    // From here on "/" is the container's root and no host path is reachable.
+    let root = Root::open(Path::new("/")).map_err(|e| format!("open the container's root: {e}"))?;
+    let identity = resolve_identity(&root, plan)?;
+    let program = find_program(&root, &plan.argv[0], &plan.env)?;
     redirect_stdio(null.as_raw_fd(), stdio)?;
     drop(null);
-    std::env::set_current_dir(&plan.workdir).map_err(|e| format!("workdir {}: {e}", plan.workdir.display()))?;
+    enter_workdir(&root, &plan.workdir)?;
+    drop(root);
     restrict_and_exec(plan, identity, &program, &plan.argv, None, reaper.as_ref())
+}
+
+/// The declared user as ids, from the container's /etc/passwd read in its root: a
+/// regular file of at most [`PASSWD_LIMIT`] bytes, or none at all.
+pub(super) fn resolve_identity(root: &Root, plan: &LaunchPlan) -> Result<Identity, String> {
+    let passwd = root.read_small_file(Path::new("/etc/passwd"), PASSWD_LIMIT).map_err(|e| format!("user {:?}: {e}", plan.user))?;
+    users::resolve(&plan.user, &String::from_utf8_lossy(&passwd.unwrap_or_default()))
+}
+
+/// Enter the working directory, resolved in the root (no symlink or magic link leads
+/// out; made when missing, as Docker does) and checked to be inside it.
+pub(super) fn enter_workdir(root: &Root, workdir: &Path) -> StepResult {
+    let dir = match root.open_in(workdir, OFlags::PATH | OFlags::DIRECTORY) {
+        Ok(dir) => dir,
+        Err(InRootError::Resolve { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => root.mkdir_all(workdir).map_err(|e| format!("workdir {e}"))?,
+        Err(e) => return Err(format!("workdir {e}")),
+    };
+    inroot::enter_dir(dir.as_fd(), workdir).map_err(|e| format!("workdir {e}"))
 }
 
 /// In a new user namespace the process still has the host's ids, which are not mapped
@@ -78,14 +146,7 @@ fn become_namespace_root() -> StepResult {
     nix::unistd::setresuid(root_uid, root_uid, root_uid).map_err(|e| format!("user namespace: setresuid 0: {e}"))
 }
 
-/// keel's own binary, opened before pivot_root (after it, the host's files are out of
-/// reach), to run `keel init` as the container's PID 1 without copying it into the image.
-fn open_own_binary() -> Result<OwnedFd, String> {
-    let file = std::fs::File::open("/proc/self/exe").map_err(|e| format!("init = true: open keel's binary: {e}"))?;
-    Ok(OwnedFd::from(file))
-}
-
-/// Exec `keel init -- PROGRAM ARGS…` from the open binary (execveat with AT_EMPTY_PATH).
+/// Exec `keel init -- PROGRAM ARGS…` from the sealed copy (execveat with AT_EMPTY_PATH).
 fn exec_reaper(keel: &OwnedFd, program: &str, argv: &[String], env: &[String]) -> StepResult {
     let mut full = vec!["keel".to_string(), "init".to_string(), "--".to_string(), program.to_string()];
     full.extend(argv.iter().skip(1).cloned());
@@ -130,16 +191,16 @@ pub(super) fn restrict_and_exec(
     }
 }
 
-/// Look `name` up in the container's PATH (from its environment), relative to `root`.
-/// Returns the path as the container will see it.
-pub(super) fn find_program(root: &Path, name: &str, env: &[String]) -> Result<String, String> {
+/// Look `name` up in the container's PATH (from its environment), in `root`: the
+/// first regular file with an execute bit. Returns the path as the container sees it.
+pub(super) fn find_program(root: &Root, name: &str, env: &[String]) -> Result<String, String> {
     if name.contains('/') {
         return Ok(name.to_string());
     }
     let path = env.iter().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(super::plan::DEFAULT_PATH);
     path.split(':')
         .map(|dir| format!("{}/{name}", dir.trim_end_matches('/')))
-        .find(|candidate| rootfs::under(root, Path::new(candidate)).is_file())
+        .find(|candidate| root.is_executable(Path::new(candidate)))
         .ok_or_else(|| format!("exec {name}: not found in the image's PATH ({path})"))
 }
 

@@ -28,10 +28,10 @@
 
 use super::child::{self, Stdio};
 use super::clone::{clone3, exit_child, Cloned};
+use super::inroot::Root;
 use super::plan::LaunchPlan;
 use super::rootfs::StepResult;
-use super::spawn::SpawnError;
-use super::users;
+use super::spawn::{read_report, Report, SpawnError, START_DEADLINE};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
@@ -39,7 +39,7 @@ use nix::sys::signal::{kill, killpg, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -55,8 +55,7 @@ pub const TIMED_OUT: i32 = 124;
 /// Exit code of the middle process when it lost track of the command (waitpid failed).
 const LOST: i32 = 125;
 
-/// Most bytes read at once from a captured pipe before polling again, and most bytes
-/// of the container's /etc/passwd read.
+/// Most bytes read at once from a captured pipe before polling again.
 const READ_BUDGET: usize = 1 << 20;
 
 /// Namespaces a command can join; the container's plan says which of them it has.
@@ -162,23 +161,34 @@ fn start(target: &EnterTarget<'_>, argv: &[String], stdio: Stdio, deadline: Opti
         Cloned::Parent(middle) => {
             drop(pidfd);
             drop(err_write);
-            let mut message = String::new();
-            let _ = std::fs::File::from(err_read).read_to_string(&mut message);
-            if message.is_empty() {
-                return Ok(middle);
-            }
+            let failed = match read_report(err_read, START_DEADLINE) {
+                Report::Execed => return Ok(middle),
+                Report::Failed(message) => SpawnError::Child { name: name.clone(), message },
+                Report::TimedOut => {
+                    // SIGKILL to the middle reaches the command as its parent-death signal.
+                    let _ = kill(middle, Signal::SIGKILL);
+                    SpawnError::TimedOut { name: name.clone(), after: START_DEADLINE }
+                }
+            };
             let _ = waitpid(middle, None);
-            Err(SpawnError::Child { name: name.clone(), message })
+            Err(failed)
         }
     }
 }
 
 /// The middle process: join the container, fork the command, wait for it. Never returns.
 fn run_middle(plan: &LaunchPlan, pidfd: OwnedFd, argv: &[String], stdio: Stdio, errors: OwnedFd, deadline: Option<Instant>) -> ! {
-    let started = join_container(plan, pidfd).and_then(|(signals, null)| {
+    // First the caller's descriptors go (PID 1's directories among them must never
+    // reach the container's namespaces), and no panic may unwind into the copy of the
+    // caller's stack.
+    let keep = [pidfd.as_raw_fd(), errors.as_raw_fd(), stdio.stdout, stdio.stderr];
+    let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        child::close_inherited_fds(&keep)?;
+        let (signals, null) = join_container(plan, pidfd)?;
         let command = fork_command(plan, argv, stdio, &null, &errors)?;
         Ok((signals, command))
-    });
+    }))
+    .unwrap_or_else(|_| Err("entering the container panicked".to_string()));
     match started {
         Ok((signals, command)) => {
             drop(errors);
@@ -229,30 +239,23 @@ fn fork_command(plan: &LaunchPlan, argv: &[String], stdio: Stdio, null: &std::fs
     }
 }
 
-/// In the command's process, inside the container: everything up to execve.
+/// In the command's process, inside the container: everything up to execve. The
+/// container may have been compromised since it started: its /etc/passwd, PATH and
+/// working directory are resolved in its root, never followed out of it, and a FIFO or
+/// an endless file in their place is an error, not a wait.
 fn prepare_and_exec(plan: &LaunchPlan, argv: &[String], stdio: Stdio, null: &std::fs::File) -> StepResult {
     // Its own session: no controlling terminal of the caller's, and one process group
     // that a timeout kills as a whole.
-    nix::unistd::setsid().map_err(|e| format!("setsid: {e}"))?;
-    // setns moved "/" to the container's root, so these paths are the container's.
-    let identity = users::resolve(&plan.user, &read_passwd())?;
-    let program = child::find_program(Path::new("/"), &argv[0], &plan.env)?;
+    child::leave_session()?;
+    // setns moved "/" to the container's root, so this is the container's.
+    let root = Root::open(Path::new("/")).map_err(|e| format!("open the container's root: {e}"))?;
+    let identity = child::resolve_identity(&root, plan)?;
+    let program = child::find_program(&root, &argv[0], &plan.env)?;
     child::redirect_stdio(null.as_raw_fd(), stdio)?;
-    std::env::set_current_dir(&plan.workdir).map_err(|e| format!("workdir {}: {e}", plan.workdir.display()))?;
+    child::enter_workdir(&root, &plan.workdir)?;
+    drop(root);
     // SIGKILL if the middle process dies: the command must not outlive whoever reaps it.
     child::restrict_and_exec(plan, identity, &program, argv, Some(Signal::SIGKILL), None)
-}
-
-/// The container's /etc/passwd, read warily: the container may have been compromised
-/// since it started, and a FIFO or an endless device put in its place must neither
-/// block the command's start nor exhaust memory.
-fn read_passwd() -> String {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut text = String::new();
-    if let Ok(file) = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open("/etc/passwd") {
-        let _ = file.take(READ_BUDGET as u64).read_to_string(&mut text);
-    }
-    text
 }
 
 /// Close every descriptor the middle inherited from the caller except `keep`: it may

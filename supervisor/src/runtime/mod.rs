@@ -10,7 +10,9 @@
 pub mod child;
 pub mod clone;
 pub mod enter;
+pub mod inroot;
 pub mod plan;
+pub mod reaper;
 pub mod rootfs;
 pub mod spawn;
 pub mod users;

@@ -1,8 +1,11 @@
 //! Building the container's root inside its new mount namespace (runs in the child).
 
+use super::inroot::{fd_path, PointKind, Root};
 use super::plan::{LaunchPlan, MountOp, MASKED_PATHS, READONLY_PATHS};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use std::fs;
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// A failed step, with what was being done.
@@ -14,11 +17,6 @@ fn nix_err(what: impl std::fmt::Display) -> impl FnOnce(nix::Error) -> String {
 
 fn io_err(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> String {
     move |e| format!("{what}: {e}")
-}
-
-/// `inside` (absolute in the container) as a host path under `root`.
-pub fn under(root: &Path, inside: &Path) -> PathBuf {
-    root.join(inside.strip_prefix("/").unwrap_or(inside))
 }
 
 /// Make every mount private, so nothing the container mounts reaches the host.
@@ -82,11 +80,17 @@ pub fn mount_root(plan: &LaunchPlan) -> StepResult {
     }
 }
 
-/// Bind `source` onto `target` (recursively), read-only if asked. Everything but the
-/// device nodes keel binds from the host's /dev is nodev.
+/// Bind `source` onto `target` (recursively), read-only if asked: the container's root
+/// filesystem directory onto the mount point, both host paths keel chose.
 fn bind(source: &Path, target: &Path, read_only: bool) -> StepResult {
     let what = format!("bind {} on {}", source.display(), target.display());
     mount(Some(source), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(nix_err(&what))?;
+    remount_bind(target, bind_flags(source, read_only)).map_err(|e| format!("{what} (remount): {e}"))
+}
+
+/// The remount flags of a bind: everything but the device nodes keel binds from the
+/// host's /dev is nodev; read-only if asked.
+fn bind_flags(source: &Path, read_only: bool) -> MsFlags {
     let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
     if !source.starts_with("/dev") {
         flags |= MsFlags::MS_NODEV;
@@ -94,44 +98,94 @@ fn bind(source: &Path, target: &Path, read_only: bool) -> StepResult {
     if read_only {
         flags |= MsFlags::MS_RDONLY;
     }
-    mount(None::<&str>, target, None::<&str>, flags, None::<&str>).map_err(nix_err(format!("{what} (remount nodev)")))?;
-    Ok(())
+    flags
 }
 
-/// Create the mount point for `source` at `target`: a directory, or an empty file for a file.
-fn mount_point(target: &Path, like_file: bool) -> StepResult {
-    if like_file {
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent).map_err(io_err(format!("create {}", parent.display())))?;
-        }
-        if !target.exists() {
-            fs::File::create(target).map_err(io_err(format!("create {}", target.display())))?;
-        }
-        Ok(())
-    } else {
-        fs::create_dir_all(target).map_err(io_err(format!("create {}", target.display())))
+fn remount_bind(target: &Path, flags: MsFlags) -> nix::Result<()> {
+    mount(None::<&str>, target, None::<&str>, flags, None::<&str>)
+}
+
+/// Bind the host path `source` onto `target` inside the container's root, both through
+/// descriptors: the source opened by [`open_bind_source`], the target resolved in the
+/// root (and resolved again for the remount, which must reach the new mount on top).
+fn bind_in_root(root: &Root, source: &Path, target: &Path, read_only: bool) -> StepResult {
+    let what = format!("bind {} on {}", source.display(), target.display());
+    let source_fd = open_bind_source(source).map_err(|e| format!("{what}: {e}"))?;
+    let is_dir = rustix::fs::fstat(&source_fd).map(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory).unwrap_or(false);
+    let kind = if is_dir { PointKind::Directory } else { PointKind::File };
+    let target_fd = root.mount_point(target, kind).map_err(|e| format!("{what}: mount point: {e}"))?;
+    mount(Some(&fd_path(source_fd.as_fd())), &fd_path(target_fd.as_fd()), None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(nix_err(&what))?;
+    let mounted = root.resolve(target).map_err(|e| format!("{what}: {e}"))?;
+    remount_bind(&fd_path(mounted.as_fd()), bind_flags(source, read_only)).map_err(nix_err(format!("{what} (remount)")))
+}
+
+/// Where containers' state and images live: never a bind source.
+pub const KEEL_STATE: &str = "/var/lib/keel";
+
+/// Why a bind source cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum BindSourceError {
+    /// The source is keel's own state (other containers' roots, the image store).
+    #[error("{0} is under {KEEL_STATE}, keel's own state")]
+    KeelState(PathBuf),
+    /// The source could not be opened as asked.
+    #[error("{path}: {source}")]
+    Open {
+        /// The source.
+        path: PathBuf,
+        /// The errno (ELOOP/EXDEV: a symlink leads out of /var).
+        source: std::io::Error,
+    },
+}
+
+/// Open a bind source as an `O_PATH` descriptor. /var is writable and containers may
+/// have parts of it bound in, so a source under /var is resolved beneath /var
+/// (RESOLVE_BENEATH: no absolute symlink, no `..` out of it) and refused when it is or
+/// leads into keel's own state; other sources are read-only or keel's own (/dev, /run,
+/// the image). Magic links are never followed.
+pub fn open_bind_source(source: &Path) -> Result<OwnedFd, BindSourceError> {
+    let open_err = |source_path: &Path| {
+        let path = source_path.to_path_buf();
+        move |e: rustix::io::Errno| BindSourceError::Open { path, source: e.into() }
+    };
+    if source.starts_with(KEEL_STATE) {
+        return Err(BindSourceError::KeelState(source.to_path_buf()));
     }
+    let flags = OFlags::PATH | OFlags::CLOEXEC;
+    let fd = match source.strip_prefix("/var") {
+        Ok(rel) => {
+            let var = rustix::fs::open("/var", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(open_err(Path::new("/var")))?;
+            let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+            rustix::fs::openat2(&var, rel, flags, Mode::empty(), ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS).map_err(open_err(source))?
+        }
+        Err(_) => rustix::fs::openat2(rustix::fs::CWD, source, flags, Mode::empty(), ResolveFlags::NO_MAGICLINKS).map_err(open_err(source))?,
+    };
+    // The source as the kernel reached it: a symlink inside /var may still lead into
+    // keel's state.
+    let real = std::fs::read_link(fd_path(fd.as_fd())).map_err(|e| BindSourceError::Open { path: source.to_path_buf(), source: e })?;
+    if real.starts_with(KEEL_STATE) {
+        return Err(BindSourceError::KeelState(real));
+    }
+    Ok(fd)
 }
 
-/// Apply the plan's mounts inside the new root.
-pub fn apply_mounts(root: &Path, ops: &[MountOp]) -> StepResult {
+/// Apply the plan's mounts inside the new root, every target resolved in it.
+pub fn apply_mounts(root: &Root, ops: &[MountOp]) -> StepResult {
     for op in ops {
         match op {
             MountOp::Fs { fstype, target, flags, data } => {
-                let target = under(root, target);
-                mount_point(&target, false)?;
-                mount(Some(*fstype), &target, Some(*fstype), *flags, Some(data.as_str()))
-                    .map_err(nix_err(format!("mount {fstype} on {}", target.display())))?;
+                let what = format!("mount {fstype} on {}", target.display());
+                let point = root.mount_point(target, PointKind::Directory).map_err(|e| format!("{what}: {e}"))?;
+                mount(Some(*fstype), &fd_path(point.as_fd()), Some(*fstype), *flags, Some(data.as_str())).map_err(nix_err(what))?;
             }
-            MountOp::Bind { source, target, read_only } => {
-                let target = under(root, target);
-                mount_point(&target, !source.is_dir())?;
-                bind(source, &target, *read_only)?;
-            }
+            MountOp::Bind { source, target, read_only } => bind_in_root(root, source, target, *read_only)?,
             MountOp::Symlink { target, link } => {
-                let link = under(root, link);
-                let _ = fs::remove_file(&link);
-                std::os::unix::fs::symlink(target, &link).map_err(io_err(format!("symlink {}", link.display())))?;
+                let what = format!("symlink {}", link.display());
+                let name = link.file_name().ok_or_else(|| format!("{what}: no file name"))?;
+                let parent = root.mkdir_all(link.parent().unwrap_or(Path::new("/"))).map_err(|e| format!("{what}: {e}"))?;
+                let _ = rustix::fs::unlinkat(&parent, name, rustix::fs::AtFlags::empty());
+                rustix::fs::symlinkat(*target, &parent, name).map_err(|e| format!("{what}: {e}"))?;
             }
         }
     }
@@ -139,32 +193,38 @@ pub fn apply_mounts(root: &Path, ops: &[MountOp]) -> StepResult {
 }
 
 /// Write the declared sysctls through the container's own /proc/sys.
-pub fn write_sysctls(root: &Path, sysctls: &[(String, String)]) -> StepResult {
+pub fn write_sysctls(root: &Root, sysctls: &[(String, String)]) -> StepResult {
     for (name, value) in sysctls {
-        let path = under(root, Path::new("/proc/sys")).join(name.replace('.', "/"));
-        fs::write(&path, value).map_err(io_err(format!("sysctl {name}={value}")))?;
+        let path = Path::new("/proc/sys").join(name.replace('.', "/"));
+        let fd = root.open_in(&path, OFlags::WRONLY | OFlags::NONBLOCK).map_err(|e| format!("sysctl {name}={value}: {e}"))?;
+        std::fs::File::from(fd).write_all(value.as_bytes()).map_err(io_err(format!("sysctl {name}={value}")))?;
     }
     Ok(())
 }
 
 /// Hide the masked paths (tmpfs over directories, /dev/null over files) and make the
-/// read-only paths read-only.
-pub fn mask_and_protect(root: &Path) -> StepResult {
+/// read-only paths read-only, each resolved in the root.
+pub fn mask_and_protect(root: &Root) -> StepResult {
     for path in MASKED_PATHS {
-        let target = under(root, Path::new(path));
-        let Ok(meta) = fs::metadata(&target) else { continue };
-        let result = if meta.is_dir() {
-            mount(Some("tmpfs"), &target, Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))
+        let inside = Path::new(path);
+        let Ok(Some(kind)) = root.file_type(inside) else { continue };
+        let target = root.resolve(inside).map_err(|e| format!("mask {path}: {e}"))?;
+        let result = if kind == FileType::Directory {
+            mount(Some("tmpfs"), &fd_path(target.as_fd()), Some("tmpfs"), MsFlags::MS_RDONLY, Some("size=0"))
         } else {
-            mount(Some("/dev/null"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            mount(Some("/dev/null"), &fd_path(target.as_fd()), None::<&str>, MsFlags::MS_BIND, None::<&str>)
         };
         result.map_err(nix_err(format!("mask {path}")))?;
     }
     for path in READONLY_PATHS {
-        let target = under(root, Path::new(path));
-        if target.exists() {
-            bind(&target, &target, true)?;
-        }
+        let inside = Path::new(path);
+        let Ok(Some(_)) = root.file_type(inside) else { continue };
+        let what = format!("read-only {path}");
+        let target = root.resolve(inside).map_err(|e| format!("{what}: {e}"))?;
+        let target = fd_path(target.as_fd());
+        mount(Some(&target), &target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>).map_err(nix_err(&what))?;
+        let mounted = root.resolve(inside).map_err(|e| format!("{what}: {e}"))?;
+        remount_bind(&fd_path(mounted.as_fd()), bind_flags(inside, true)).map_err(nix_err(format!("{what} (remount)")))?;
     }
     Ok(())
 }

@@ -5,8 +5,9 @@ use super::child::{self, Stdio};
 use super::clone::{clone3, Cloned};
 use super::plan::LaunchPlan;
 use nix::unistd::Pid;
-use std::io::{Read, Write};
-use std::os::fd::BorrowedFd;
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 /// Why a container could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,14 @@ pub enum SpawnError {
         /// The errno.
         source: nix::Error,
     },
+    /// The child neither reached execve nor reported a failure in time; it was killed.
+    #[error("container {name}: its setup did not finish within {after:?} (killed); is something in its root filesystem blocking it, e.g. a FIFO?")]
+    TimedOut {
+        /// Container.
+        name: String,
+        /// The deadline.
+        after: Duration,
+    },
     /// The child reported a failed step before exec.
     #[error("container {name}: {message}")]
     Child {
@@ -37,6 +46,60 @@ pub enum SpawnError {
         /// The child's own account of the failure.
         message: String,
     },
+}
+
+/// How long a container child may take from clone to execve before it is killed. Its
+/// setup reads files of the container's tree, which may be hostile: nothing it does may
+/// hold its caller (PID 1) for longer.
+pub const START_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Most bytes of a child's failure report kept.
+const REPORT_LIMIT: usize = 64 * 1024;
+
+/// What the child's error pipe said.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Report {
+    /// Closed without a word: the child reached execve (the pipe is CLOEXEC).
+    Execed,
+    /// The child's account of the step that failed.
+    Failed(String),
+    /// Still open at the deadline.
+    TimedOut,
+}
+
+/// Read the child's report until the pipe closes or `deadline` passes, never blocking
+/// past it (a child stuck on something its container controls must not stall PID 1).
+pub(super) fn read_report(pipe: OwnedFd, deadline: Duration) -> Report {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    let _ = fcntl(&pipe, FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
+    let end = Instant::now() + deadline;
+    let mut message = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match nix::unistd::read(&pipe, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let room = REPORT_LIMIT.saturating_sub(message.len());
+                message.extend_from_slice(&buf[..n.min(room)]);
+                continue;
+            }
+            Err(nix::Error::EINTR) => continue,
+            Err(nix::Error::EAGAIN) => {}
+            Err(_) => break,
+        }
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Report::TimedOut;
+        }
+        let timeout = PollTimeout::try_from(left + Duration::from_micros(999)).unwrap_or(PollTimeout::MAX);
+        let _ = poll(&mut [PollFd::new(pipe.as_fd(), PollFlags::POLLIN)], timeout);
+    }
+    if message.is_empty() {
+        Report::Execed
+    } else {
+        Report::Failed(String::from_utf8_lossy(&message).into_owned())
+    }
 }
 
 /// Work done around a start by something outside the runtime — the container network:
@@ -100,12 +163,13 @@ pub fn spawn_with_hooks(
                 return Err(SpawnError::Child { name: plan.name.clone(), message });
             }
             let _ = std::fs::File::from(go_write).write_all(&[1]);
-            let mut message = String::new();
-            let _ = std::fs::File::from(err_read).read_to_string(&mut message);
-            if message.is_empty() {
-                Ok(pid)
-            } else {
-                Err(SpawnError::Child { name: plan.name.clone(), message })
+            match read_report(err_read, START_DEADLINE) {
+                Report::Execed => Ok(pid),
+                Report::Failed(message) => Err(SpawnError::Child { name: plan.name.clone(), message }),
+                Report::TimedOut => {
+                    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+                    Err(SpawnError::TimedOut { name: plan.name.clone(), after: START_DEADLINE })
+                }
             }
         }
     }
@@ -150,4 +214,24 @@ fn write_id_maps(plan: &LaunchPlan, pid: Pid) -> std::io::Result<()> {
     std::fs::write(format!("{proc}/setgroups"), "deny")?;
     std::fs::write(format!("{proc}/uid_map"), format!("{} {} {}\n", maps.uid.container, maps.uid.host, maps.uid.size))?;
     std::fs::write(format!("{proc}/gid_map"), format!("{} {} {}\n", maps.gid.container, maps.gid.host, maps.gid.size))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_is_read_to_the_end_and_a_silent_open_pipe_times_out() {
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        std::fs::File::from(write).write_all(b"mount overlay: EINVAL").unwrap();
+        assert_eq!(read_report(read, Duration::from_secs(5)), Report::Failed("mount overlay: EINVAL".into()));
+        let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        drop(write);
+        assert_eq!(read_report(read, Duration::from_secs(5)), Report::Execed);
+        // A child that hangs holds its end open and says nothing.
+        let (read, _write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let started = Instant::now();
+        assert_eq!(read_report(read, Duration::from_millis(200)), Report::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
 }

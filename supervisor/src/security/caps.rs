@@ -156,7 +156,11 @@ pub fn kernel_last_cap() -> u32 {
 }
 
 /// Reduces the calling thread to `keep_mask`: bounding set = keep, ambient = empty,
-/// effective = permitted = inheritable = keep.
+/// effective = permitted = keep, inheritable = empty.
+///
+/// The inheritable set stays empty (as in runc and crun since CVE-2022-24769): a
+/// non-empty one would let a program with inheritable file capabilities gain them at
+/// `execve` even after the container dropped to a non-root user.
 ///
 /// Bits above the kernel's last capability are ignored (they cannot be held anyway).
 /// For a non-root workload, switch uid/gid *before* calling this, after
@@ -170,7 +174,7 @@ pub fn apply_capabilities(keep_mask: u64) -> Result<(), CapsError> {
         drop_bounding(cap)?;
     }
     rthread::clear_ambient_capability_set().map_err(|e| CapsError::ClearAmbient(e.into()))?;
-    set_sets(keep, keep, keep)
+    set_sets(keep, keep, 0)
 }
 
 /// Sets `PR_SET_NO_NEW_PRIVS`: `execve` can no longer grant privileges (setuid bits and
