@@ -1,62 +1,11 @@
 //! Host tests of `keel run`: a busybox root filesystem run with full isolation on this
 //! machine (namespaces work here; cgroup v2 does not, so no resource limits).
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-/// A throwaway busybox rootfs and state directory for one test.
-struct Fixture {
-    dir: PathBuf,
-}
-
-impl Fixture {
-    fn new(name: &str) -> Fixture {
-        let dir = std::env::temp_dir().join(format!("keel-run-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let rootfs = dir.join("rootfs");
-        for sub in ["bin", "proc", "sys", "dev", "etc", "tmp", "mnt"] {
-            std::fs::create_dir_all(rootfs.join(sub)).unwrap();
-        }
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).expect("busybox-static is installed");
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
-        std::fs::write(rootfs.join("etc/passwd"), "root:x:0:0::/:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n").unwrap();
-        Fixture { dir }
-    }
-
-    /// Run `script` under `sh -c` in a container declared with `extra` TOML.
-    fn run(&self, name: &str, script: &str, extra: &str) -> Output {
-        // Host tests keep the host's own network untouched: no bridge unless asked.
-        let network = if extra.contains("network") { "" } else { "network = \"none\"\n" };
-        let toml = format!(
-            "image = \"{}\"\ncommand = [\"/bin/busybox\", \"sh\", \"-c\", {script:?}]\n{network}{extra}",
-            self.dir.join("rootfs").display()
-        );
-        let file = self.dir.join(format!("{name}.toml"));
-        std::fs::write(&file, toml).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_keel"))
-            .arg("run")
-            .arg(&file)
-            .env("KEEL_STATE_DIR", self.dir.join("state"))
-            .output()
-            .expect("run keel")
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn check(output: &Output, code: i32) -> String {
-    let text = stdout(output);
-    assert_eq!(output.status.code(), Some(code), "stdout: {text}\nstderr: {}", String::from_utf8_lossy(&output.stderr));
-    text
-}
+use common::{check, stdout, Fixture};
+use std::path::Path;
+use std::process::Command;
 
 #[test]
 fn container_is_pid_1_with_its_own_hostname_and_exit_code() {

@@ -14,6 +14,9 @@
 //!   keyctl, write /proc/sysrq-trigger, read /proc/kcore, list /sys/firmware, open a
 //!   block device, reach keel's control socket) and print one `what: outcome` line each;
 //!   the outcome is `ok` only when the action succeeded.
+//! - `tiocsti TEXT`: push TEXT into the input of the terminal on fd 0, 1 or 2 (the first
+//!   that is one) with TIOCSTI, as if typed (CVE-2017-5226); prints `tiocsti: ok` or
+//!   `tiocsti: ERROR`, exit 0 only when every byte went in.
 
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
@@ -26,6 +29,7 @@ fn main() {
         ["zombies"] => zombies(),
         ["hold-zombie", secs] => secs.parse().map(hold_zombie).unwrap_or_else(|_| usage()),
         ["deny"] => deny(),
+        ["tiocsti", text] => tiocsti(text),
         ["fetch", address] => fetch(address, 5),
         ["fetch", address, secs] => secs.parse().map(|s| fetch(address, s)).unwrap_or_else(|_| usage()),
         _ => usage(),
@@ -34,7 +38,7 @@ fn main() {
 }
 
 fn usage() -> i32 {
-    eprintln!("usage: keel-probe orphans N | zombies | hold-zombie SECS | deny | fetch IP:PORT [SECS]");
+    eprintln!("usage: keel-probe orphans N | zombies | hold-zombie SECS | deny | fetch IP:PORT [SECS] | tiocsti TEXT");
     2
 }
 
@@ -186,4 +190,21 @@ fn fetch(address: &str, secs: u64) -> i32 {
             1
         }
     }
+}
+
+fn tiocsti(text: &str) -> i32 {
+    // SAFETY: isatty only inspects the descriptor.
+    let Some(fd) = (0..3).find(|fd| unsafe { libc::isatty(*fd) } == 1) else {
+        println!("tiocsti: no terminal on fds 0-2");
+        return 1;
+    };
+    for byte in text.bytes() {
+        // SAFETY: TIOCSTI reads one byte from the pointer, which points at `byte`.
+        if unsafe { libc::ioctl(fd, libc::TIOCSTI, &byte as *const u8) } < 0 {
+            println!("tiocsti: {}", std::io::Error::last_os_error());
+            return 1;
+        }
+    }
+    println!("tiocsti: ok");
+    0
 }

@@ -119,6 +119,19 @@ fn bind_source_must_be_under_var() {
 }
 
 #[test]
+fn bind_source_is_never_keels_own_state() {
+    for source in ["/var/lib/keel", "/var/lib/keel/containers/other/upper", "/var/lib/keel/images"] {
+        let text = format!("image = \"/img\"\ncommand = \"/a\"\n[[mounts]]\ntype = \"bind\"\nsource = \"{source}\"\ntarget = \"/e\"\n");
+        let (key, _, message) = only("x", &text);
+        assert_eq!(key, "mounts[0].source");
+        assert!(message.contains("keel's own state"), "{message}");
+    }
+    // Control: a neighbour of keel's state is a valid source.
+    let text = "image = \"/img\"\ncommand = \"/a\"\n[[mounts]]\ntype = \"bind\"\nsource = \"/var/lib/keeldata\"\ntarget = \"/e\"\n";
+    assert!(errors("x", text).is_empty());
+}
+
+#[test]
 fn non_namespaced_sysctl_is_refused() {
     let (key, _, _) = only("x", "image = \"/img\"\ncommand = \"/a\"\n[sysctls]\n\"kernel.panic\" = \"1\"\n");
     assert_eq!(key, "sysctls.kernel.panic");

@@ -272,6 +272,13 @@ fn mount(index: usize, raw: &RawMount, r: &mut Report) -> Option<MountSpec> {
                 r.add(&format!("{key}.source"), format!("{}: bind sources must be under /var (the only persistent, writable tree)", source.display()));
                 return None;
             }
+            if source.starts_with(crate::runtime::rootfs::KEEL_STATE) {
+                r.add(
+                    &format!("{key}.source"),
+                    format!("{}: {} is keel's own state (images, other containers' roots) and is never bound into a container", source.display(), crate::runtime::rootfs::KEEL_STATE),
+                );
+                return None;
+            }
             if raw.size.is_some() {
                 r.add(&format!("{key}.size"), "size applies to tmpfs mounts only");
             }
