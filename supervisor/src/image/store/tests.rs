@@ -217,7 +217,7 @@ pub fn zero_bomb(size: u64, finish: bool) -> (Vec<u8>, Digest) {
     if finish {
         let tail = rest + (512 - size as usize % 512) % 512 + 1024;
         out.extend_from_slice(&gz(&vec![0; tail]));
-        hasher.update(&vec![0; tail]);
+        hasher.update(vec![0; tail]);
     }
     let hex: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
     (out, Digest::from_hex(&hex).unwrap())
