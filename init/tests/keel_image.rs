@@ -343,3 +343,39 @@ fn a_gzip_bomb_import_fails_fast_with_bounded_memory_and_leaves_the_store_clean(
     assert_eq!(outcome, format!("ok {}", 64u64 << 20));
     assert!(hwm_kb < 64 << 10, "peak RSS {hwm_kb} kB");
 }
+
+#[test]
+fn the_store_and_state_dirs_are_private_and_a_user_namespaced_container_still_mounts_its_layers() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = image();
+    let base = dir.join("userns");
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let (store, state) = (base.join("store"), base.join("state"));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let run = |name: &str, extra: &str| {
+        let file = base.join(format!("{name}.toml"));
+        let toml = format!("image = \"oci-archive:{}\"\nnetwork = \"none\"\ncommand = [\"id -u; cat /etc/motd\"]\n{extra}", dir.join("image.oci.tar").display());
+        std::fs::write(&file, toml).unwrap();
+        Command::new(KEEL).arg("run").arg(&file).env("KEEL_IMAGE_STORE", &store).env("KEEL_STATE_DIR", &state).output().unwrap()
+    };
+    // Without a user namespace everything stays 0700.
+    assert_eq!(ok(&run("plain", "")), "0\ntwo\n");
+    for (path, want) in [(&store, 0o700), (&store.join("layers"), 0o700), (&store.join("blobs"), 0o700), (&state, 0o700), (&store.join("refs.json"), 0o600)] {
+        assert_eq!(mode(path), want, "{}", path.display());
+    }
+    // The namespace's root (host uid 100000) mounts the overlay: the path is opened to search.
+    let userns = "[user_namespace]\nuid_map = \"0:100000:65536\"\ngid_map = \"0:100000:65536\"\n";
+    assert_eq!(ok(&run("userns", userns)), "0\ntwo\n");
+    for (path, want) in [(&store, 0o711), (&store.join("layers"), 0o711), (&store.join("blobs"), 0o700), (&state, 0o711)] {
+        assert_eq!(mode(path), want, "{}", path.display());
+    }
+    // Negative control: a directory above that the mapped root cannot search breaks the
+    // mount, so the 0711 above is what lets it through.
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = run("userns-blocked", userns);
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mount overlay") && err.contains("EACCES"), "{err}");
+}

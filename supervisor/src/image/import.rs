@@ -94,7 +94,9 @@ fn fetch_registry(store: &Store, r: &RegistryRef) -> Result<Fetched, ImageError>
     let reference = r.digest.as_ref().map(|d| d.to_string()).or_else(|| r.tag.clone()).unwrap_or_else(|| "latest".into());
     let spec = PullSpec { registry: host.to_string(), repository: r.repository.clone(), reference, insecure: settings.is_insecure(&r.registry) };
     let safe: String = r.to_string().chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
-    let dir = store.root().join("pulls").join(safe);
+    let pulls = store.root().join("pulls");
+    crate::privdir::ensure(&pulls).map_err(ImageError::io("make private", &pulls))?;
+    let dir = pulls.join(safe);
     log::info!("image {r}: pulling from {}", spec.registry);
     let pulled = pull_to_layout(&mut client, &spec, &dir, &mut |line| log::info!("pull {line}")).map_err(|e| ImageError::invalid(r, e))?;
     let fetched = fetch_layout(store, &dir, None)?;

@@ -18,6 +18,8 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+pub mod xattr;
+
 /// Where the layer goes.
 #[derive(Debug, Clone, Copy)]
 pub enum Target<'a> {
@@ -384,8 +386,6 @@ fn copy_up(lowers: &[PathBuf], target: &Path, tdir: &OwnedFd, tname: &OsStr, cou
     }
     Err(format!("hard link to {}, which no layer so far has", target.display()))
 }
-
-pub mod xattr;
 
 #[cfg(test)]
 pub(crate) mod tests;
