@@ -147,7 +147,11 @@ impl Unpacker<'_> {
             Change::Put(path) if path.as_os_str().is_empty() => Ok(()),
             Change::Put(path) => {
                 self.put(&path, entry)?;
-                self.written.insert(path);
+                // Only a flat unpack needs them (for opaque markers); a store layer keeps
+                // no per-entry memory.
+                if matches!(self.target, Target::Flat) {
+                    self.written.insert(path);
+                }
                 Ok(())
             }
         }

@@ -368,3 +368,21 @@ fn the_store_is_private_and_an_old_wide_one_is_narrowed() {
     Store::open(&root).unwrap();
     assert_eq!(mode(&root), 0o711, "kept: a container may be mounting through it");
 }
+
+#[test]
+fn inspect_reads_layers_within_the_limits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("img");
+    write_layout(&layout, &[base()], true, "t");
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    import::import(&store, &ImageSource::OciLayout { path: layout, tag: None }).unwrap();
+    // Control: under the default limits the layer's four entries are listed.
+    let detail = crate::image::inspect::inspect(&store, "t").unwrap();
+    assert_eq!(detail.layers[0].added.len(), 4);
+    // A store opened with smaller limits (as if the image came from an older keel).
+    let strict = Store::open_with(store.root(), limits_with(|l| l.layer.entries = 3)).unwrap();
+    match crate::image::inspect::inspect(&strict, "t").unwrap_err() {
+        ImageError::LayerLimit { limit, .. } => assert_eq!((limit.resource, limit.limit, limit.value), (Resource::Entries, 3, 4)),
+        other => panic!("expected a layer limit, got {other}"),
+    }
+}
