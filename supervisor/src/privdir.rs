@@ -91,6 +91,33 @@ pub fn container_dir(dir: &Path, mapped_root: Option<(u32, u32)>) -> io::Result<
     Ok(())
 }
 
+/// At boot: narrow `dir` (when it exists) and what is directly in it (directories as
+/// [`ensure`] does, files to 0600), so state an earlier version left readable (an old
+/// container's upper directory, refs.json) is private before anything runs. Keeps
+/// going past a failure and returns the first.
+pub fn narrow_existing(dir: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Err(io::Error::other(format!("{} is not a directory", dir.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let mut first = set_mode(dir, narrowed_dir_mode).err();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let result = match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => set_mode(&path, narrowed_dir_mode),
+            Ok(meta) if meta.is_file() => restrict_file(&path),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
 fn set_mode(dir: &Path, new: impl Fn(u32) -> u32) -> io::Result<()> {
     let meta = fs::symlink_metadata(dir)?;
     if !meta.is_dir() {
@@ -155,6 +182,25 @@ mod tests {
         fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
         restrict_file(&file).unwrap();
         assert_eq!(mode(&file), 0o600);
+    }
+
+    #[test]
+    fn narrow_existing_fixes_what_an_earlier_version_left_wide() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("containers");
+        assert!(narrow_existing(&root).is_ok(), "absent is fine");
+        assert!(!root.exists(), "and not created");
+        for dir in ["", "old", "old/upper", "userns"] {
+            fs::create_dir_all(root.join(dir)).unwrap();
+            fs::set_permissions(root.join(dir), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        fs::set_permissions(root.join("userns"), fs::Permissions::from_mode(0o700)).unwrap();
+        fs::write(root.join("refs.json"), "{}").unwrap();
+        fs::set_permissions(root.join("refs.json"), fs::Permissions::from_mode(0o644)).unwrap();
+        narrow_existing(&root).unwrap();
+        assert_eq!((mode(&root), mode(&root.join("old")), mode(&root.join("userns")), mode(&root.join("refs.json"))), (0o700, 0o700, 0o700, 0o600));
+        // Below the first level the modes are the container's own (its root directory's).
+        assert_eq!(mode(&root.join("old/upper")), 0o755);
     }
 
     #[test]

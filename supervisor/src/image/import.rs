@@ -6,7 +6,7 @@
 
 use super::digest::Digest;
 use super::error::ImageError;
-use super::limits::read_capped;
+use super::limits::{read_capped, LimitExceeded, Resource, Scope};
 use super::oci::{is_index, pick_manifest, Descriptor, Index, Manifest, REF_NAME};
 use super::reference::{ImageSource, RegistryRef};
 use super::store::{Resolved, Store};
@@ -110,6 +110,17 @@ pub(super) fn read_document(reader: impl Read, store: &Store, what: &'static str
     read_capped(reader, store.limits().document).map_err(ImageError::io("read", origin))?.map_err(|limit| ImageError::DocumentTooLarge { what, origin: origin.display().to_string(), limit })
 }
 
+/// Refuse a document whose descriptor already says it is over the limit, before its
+/// bytes are copied into the store.
+fn check_document_size(store: &Store, desc: &Descriptor, what: &'static str, origin: &str) -> Result<(), ImageError> {
+    let limit = store.limits().document;
+    if desc.size > limit {
+        let hit = LimitExceeded { scope: Scope::Image, resource: Resource::Document, limit, value: desc.size };
+        return Err(ImageError::DocumentTooLarge { what, origin: format!("{} in {origin}", desc.digest), limit: hit });
+    }
+    Ok(())
+}
+
 pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &'static str, origin: &Path) -> Result<T, ImageError> {
     serde_json::from_slice(bytes).map_err(|e| ImageError::Json { what, origin: origin.display().to_string(), message: e.to_string() })
 }
@@ -135,6 +146,7 @@ fn fetch_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Fetched,
 fn resolve_nested(store: &Store, desc: &Descriptor, put: &dyn Fn(&Descriptor) -> Result<(), ImageError>, origin: &str) -> Result<Digest, ImageError> {
     let mut desc = desc.clone();
     for _ in 0..4 {
+        check_document_size(store, &desc, if is_index(&desc.media_type) { "image index" } else { "manifest" }, origin)?;
         put(&desc)?;
         if !is_index(&desc.media_type) {
             return Ok(desc.digest);
@@ -147,6 +159,7 @@ fn resolve_nested(store: &Store, desc: &Descriptor, put: &dyn Fn(&Descriptor) ->
 
 fn fetch_manifest_blobs(store: &Store, manifest: &Digest, put: &dyn Fn(&Descriptor) -> Result<(), ImageError>) -> Result<(), ImageError> {
     let m: Manifest = store.read_json(manifest, "manifest")?;
+    check_document_size(store, &m.config, "image config", manifest.as_str())?;
     put(&m.config)?;
     for layer in &m.layers {
         put(layer)?;

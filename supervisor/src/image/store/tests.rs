@@ -334,6 +334,13 @@ fn documents_over_the_limit_are_refused_before_parsing() {
     // Control: at exactly the manifest's size every document passes.
     let store = Store::open_with(tmp.path().join("store-ok"), limits_with(|l| l.document = manifest_len)).unwrap();
     import::import(&store, &source).unwrap();
+    // A document already in the store (no descriptor to check first) is read with the cap.
+    let strict = Store::open_with(store.root(), limits_with(|l| l.document = manifest_len - 1)).unwrap();
+    match strict.read_json::<Manifest>(&manifest, "manifest").unwrap_err() {
+        ImageError::DocumentTooLarge { what, limit, .. } => assert_eq!((what, limit.value), ("manifest", manifest_len)),
+        other => panic!("expected a document limit, got {other}"),
+    }
+    store.read_json::<Manifest>(&manifest, "manifest").unwrap();
 }
 
 #[test]
