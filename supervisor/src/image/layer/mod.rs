@@ -166,7 +166,11 @@ impl Unpacker<'_> {
             Target::Overlay { lowers } => lowers.to_vec(),
             Target::Flat => Vec::new(),
         };
-        let mut make = |root: &OwnedFd, dir: &Path| make_missing_dir(root, dir, &lowers);
+        // Directories a layer does not list are inodes too (a deep path makes many).
+        let mut make = |root: &OwnedFd, dir: &Path| {
+            self.meter.borrow_mut().add(Resource::Inodes, 1).map_err(io::Error::other)?;
+            make_missing_dir(root, dir, &lowers)
+        };
         fsat::parent_of(&self.root, rel, &mut make).map_err(io)
     }
 

@@ -209,6 +209,13 @@ fn entries_inodes_and_bytes_limits_refuse_the_entry_that_goes_over() {
     let dir = tempfile::tempdir().unwrap();
     let (entry, hit) = limit_of(ex_with(&files, dir.path(), Target::Flat, tiny(100, 1, 100)));
     assert_eq!((entry.as_str(), hit.resource, hit.limit, hit.value), ("b", Resource::Inodes, 1, 2));
+    // Directories a deep path implies count too: a/b/c/d is four inodes.
+    let deep = tar_of(&[E::File("a/b/c/d", "x")]);
+    let dir = tempfile::tempdir().unwrap();
+    let (entry, hit) = limit_of(ex_with(&deep, dir.path(), Target::Flat, tiny(100, 3, 100)));
+    assert_eq!((entry.as_str(), hit.resource, hit.limit, hit.value), ("a/b/c/d", Resource::Inodes, 3, 4));
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(ex_with(&deep, dir.path(), Target::Flat, tiny(100, 4, 100)).unwrap().inodes, 4);
 
     // Bytes: refused by the declared size, before the file is created.
     let big = tar_of(&[E::File("small", "12345"), E::File("big", &"x".repeat(100))]);
