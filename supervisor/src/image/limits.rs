@@ -34,7 +34,8 @@ pub const ENTRY_METADATA_MAX: u64 = 1 << 20;
 pub enum Resource {
     /// Tar members (files, directories, links, whiteouts…).
     Entries,
-    /// Files, directories, links and nodes created on disk.
+    /// Files, directories (also those a deep path implies), symlinks and nodes created
+    /// on disk; a hard link creates none.
     Inodes,
     /// Bytes of file content, counted by each file's declared size (a sparse file's
     /// full size), before it is written.
