@@ -393,3 +393,47 @@ fn inspect_reads_layers_within_the_limits() {
         other => panic!("expected a layer limit, got {other}"),
     }
 }
+
+/// A `docker save` archive of one image with the layer `layer` (a plain tar).
+fn docker_archive(path: &Path, layer: &[u8]) {
+    let config = serde_json::to_vec(&serde_json::json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [Digest::of(layer).to_string()]}})).unwrap();
+    let config_name = format!("{}.json", Digest::of(&config).hex());
+    let manifest = serde_json::to_vec(&serde_json::json!([{"Config": config_name, "RepoTags": ["d:1"], "Layers": ["l1/layer.tar"]}])).unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    // The layer first, as `docker save` writes it: it is stored before a document is read.
+    for (name, data) in [("l1/layer.tar", layer), (config_name.as_str(), &config[..]), ("manifest.json", &manifest[..])] {
+        let mut h = tar::Header::new_gnu();
+        h.set_path(name).unwrap();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+    fs::write(path, b.into_inner().unwrap()).unwrap();
+}
+
+#[test]
+fn a_docker_archive_with_a_document_over_the_limit_is_refused_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("d.tar");
+    docker_archive(&archive, &base());
+    let source = ImageSource::DockerArchive(archive);
+    let store = Store::open_with(tmp.path().join("store"), limits_with(|l| l.document = 64)).unwrap();
+    // Negative control: fetching alone (no cleanup around it) leaves the layer's blob,
+    // stored before the config was read.
+    let half = Store::open_with(tmp.path().join("half"), limits_with(|l| l.document = 64)).unwrap();
+    import::fetch(&half, &source).unwrap_err();
+    assert!(half.has_blob(&Digest::of(&base())), "the layer was stored before the refusal");
+    match import::import(&store, &source).unwrap_err() {
+        ImageError::DocumentTooLarge { what, origin, limit } => {
+            assert_eq!(what, "JSON document");
+            assert!(origin.ends_with(".json"), "{origin}");
+            assert_eq!((limit.resource, limit.limit), (Resource::Document, 64));
+        }
+        other => panic!("expected a document limit, got {other}"),
+    }
+    assert_store_empty(&store);
+    // Control: under the default limits the same archive is imported.
+    let store = Store::open(tmp.path().join("store")).unwrap();
+    assert_eq!(import::import(&store, &source).unwrap().lowers.len(), 1);
+}
