@@ -300,6 +300,11 @@ fn per_image_limits_count_all_layers_of_the_import_and_the_first_layer_goes_too(
     assert!(err.to_string().contains("per-image limit exceeded: more than 5 tar entries (6 reached)"), "{err}");
     // The first layer was unpacked and renamed into layers/; it is gone again.
     assert_store_empty(&store);
+    // Negative control: unpacking without the cleanup around it keeps that first layer.
+    let half = Store::open_with(tmp.path().join("half"), limits_with(|l| l.image.entries = 5)).unwrap();
+    let fetched = import::fetch(&half, &source).unwrap();
+    half.unpack(&fetched.manifest).unwrap_err();
+    assert_eq!(fs::read_dir(half.root().join("layers")).unwrap().count(), 1, "the first layer was unpacked");
     // Control: one more entry allowed and the image is taken.
     let store = Store::open_with(tmp.path().join("store"), limits_with(|l| l.image.entries = 6)).unwrap();
     assert_eq!(import::import(&store, &source).unwrap().lowers.len(), 2);
