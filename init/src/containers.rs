@@ -22,6 +22,12 @@ pub const STATE_ROOT: &str = "/var/lib/keel/containers";
 pub fn load(containers_dir: &Path, network: Option<crate::network::Shared>) -> (Manager, Vec<String>) {
     let (declarations, mut problems) = manager::load_dir(containers_dir);
     problems.extend(declarations.iter().filter_map(|d| d.spec.as_ref().err().cloned()));
+    // Container state and images are private (0700); narrow what an earlier version left wider.
+    for dir in [STATE_ROOT, keel_supervisor::image::store::DEFAULT_ROOT] {
+        if let Err(e) = keel_supervisor::privdir::narrow_existing(Path::new(dir)) {
+            warn!("{dir}: making it private: {e}");
+        }
+    }
     let launcher = SystemLauncher::new(
         PathBuf::from(STATE_ROOT),
         CgroupTree::new(keel_supervisor::cgroup::DEFAULT_ROOT),

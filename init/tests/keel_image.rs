@@ -195,3 +195,187 @@ fn a_tampered_docker_archive_layer_is_refused_naming_the_file() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&member) && err.contains("tampered or corrupt"), "{err}");
 }
+
+/// A 512-byte tar header for a regular file `name` of `size` bytes (base-256 size
+/// field when it does not fit in octal, as GNU tar writes large files).
+fn tar_header(name: &str, size: u64) -> [u8; 512] {
+    let mut h = [0u8; 512];
+    h[..name.len()].copy_from_slice(name.as_bytes());
+    h[100..108].copy_from_slice(b"0000644\0");
+    h[108..116].copy_from_slice(b"0000000\0");
+    h[116..124].copy_from_slice(b"0000000\0");
+    if size < 1 << 33 {
+        h[124..136].copy_from_slice(format!("{size:011o}\0").as_bytes());
+    } else {
+        h[124] = 0x80;
+        h[128..136].copy_from_slice(&size.to_be_bytes());
+    }
+    h[136..148].copy_from_slice(b"00000000000\0");
+    h[156] = b'0';
+    h[257..263].copy_from_slice(b"ustar\0");
+    h[263..265].copy_from_slice(b"00");
+    h[148..156].copy_from_slice(b"        ");
+    let sum: u32 = h.iter().map(|b| *b as u32).sum();
+    h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    h
+}
+
+/// A gzip layer of a tar with one file of `size` zero bytes, made of one compressed
+/// MiB repeated (gzip members concatenated): about 1 KB per MiB. Unfinished (a bomb)
+/// it stops after the data; finished it ends properly and its diff_id is the real one.
+fn zero_bomb(size: u64, finish: bool) -> (Vec<u8>, String) {
+    use sha2::Digest as _;
+    use std::io::Write as _;
+    let gz = |bytes: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    };
+    let header = tar_header("bomb", size);
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(header);
+    let mut out = gz(&header);
+    let mib = gz(&vec![0; 1 << 20]);
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..size >> 20 {
+        out.extend_from_slice(&mib);
+        if finish {
+            hasher.update(&zeros);
+        }
+    }
+    if finish {
+        let tail = vec![0u8; (size % (1 << 20)) as usize + (512 - (size % 512) as usize) % 512 + 1024];
+        out.extend_from_slice(&gz(&tail));
+        hasher.update(&tail);
+    }
+    (out, format!("sha256:{:x}", hasher.finalize()))
+}
+
+/// An OCI layout at `dir` with the one layer `blob` (gzip) of `diff_id`.
+fn layout_of(dir: &Path, blob: &[u8], diff_id: &str) -> String {
+    use sha2::Digest as _;
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let hex = format!("{:x}", sha2::Sha256::digest(bytes));
+        std::fs::write(blobs.join(&hex), bytes).unwrap();
+        format!("sha256:{hex}")
+    };
+    let layer = put(blob);
+    let config = serde_json::to_vec(&serde_json::json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff_id]}})).unwrap();
+    let config_d = put(&config);
+    let manifest = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_d, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": blob.len()}]})).unwrap();
+    let manifest_d = put(&manifest);
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_d, "size": manifest.len()}]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    layer
+}
+
+/// The per-layer decompressed limit the bomb test runs under (the default is 16 GiB;
+/// a debug build hashes too slowly to reach it in a test).
+const BOMB_LIMIT: u64 = 256 << 20;
+
+/// In a process of its own (so its peak memory is its own): import the layout `case`
+/// under `dir` and print what happened on one line.
+fn bomb_child(dir: &Path, case: &str) {
+    use keel_supervisor::image::{import, limits::ImageLimits, ImageSource, Store};
+    let mut limits = ImageLimits::default();
+    limits.layer.decompressed = BOMB_LIMIT;
+    let store = Store::open_with(dir.join(format!("store-{case}")), limits).unwrap();
+    let started = std::time::Instant::now();
+    let result = import::import(&store, &ImageSource::OciLayout { path: dir.join(case), tag: None });
+    let elapsed = started.elapsed().as_millis();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let hwm = status.lines().find_map(|l| l.strip_prefix("VmHWM:")).unwrap().trim().trim_end_matches(" kB").to_string();
+    let outcome = match result {
+        Ok(r) => format!("ok {}", std::fs::metadata(r.lowers[0].join("bomb")).unwrap().len()),
+        Err(e) => format!("error {e}"),
+    };
+    println!("KEEL-BOMB elapsed_ms={elapsed} hwm_kb={hwm} {outcome}");
+}
+
+/// Run [`bomb_child`] for `case` in a fresh process of this test binary.
+fn run_bomb_child(dir: &Path, case: &str) -> (u128, u64, String) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "a_gzip_bomb_import_fails_fast_with_bounded_memory_and_leaves_the_store_clean", "--nocapture", "--test-threads=1"])
+        .env("KEEL_BOMB_CHILD", format!("{}:{case}", dir.display()))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().find_map(|l| l.split_once("KEEL-BOMB ").map(|(_, rest)| rest)).unwrap_or_else(|| panic!("child: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let mut words = line.splitn(3, ' ');
+    let elapsed = words.next().unwrap().trim_start_matches("elapsed_ms=").parse().unwrap();
+    let hwm = words.next().unwrap().trim_start_matches("hwm_kb=").parse().unwrap();
+    (elapsed, hwm, words.next().unwrap().to_string())
+}
+
+#[test]
+fn a_gzip_bomb_import_fails_fast_with_bounded_memory_and_leaves_the_store_clean() {
+    if let Ok(arg) = std::env::var("KEEL_BOMB_CHILD") {
+        let (dir, case) = arg.rsplit_once(':').unwrap();
+        return bomb_child(Path::new(dir), case);
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("keel-bomb-test");
+    let _ = std::fs::remove_dir_all(&dir);
+    // 15 GiB of zeros (under the 16 GiB content limit) in about 15 MB of gzip.
+    let (bomb, diff_id) = zero_bomb(15 << 30, false);
+    let layer = layout_of(&dir.join("bomb"), &bomb, &diff_id);
+    let (elapsed, hwm_kb, outcome) = run_bomb_child(&dir, "bomb");
+    eprintln!("bomb: {} bytes of gzip, refused after {elapsed} ms, peak RSS {hwm_kb} kB: {outcome}", bomb.len());
+    assert!(outcome.starts_with("error ") && outcome.contains(&layer), "{outcome}");
+    assert!(outcome.contains(&format!("more than {BOMB_LIMIT} decompressed bytes")), "{outcome}");
+    assert!(elapsed < 60_000, "{elapsed} ms");
+    assert!(hwm_kb < 64 << 10, "peak RSS {hwm_kb} kB");
+    let store = dir.join("store-bomb");
+    for sub in ["blobs/sha256", "layers", "tmp"] {
+        assert_eq!(std::fs::read_dir(store.join(sub)).unwrap().count(), 0, "{sub} is not empty");
+    }
+    assert!(!store.join("refs.json").exists());
+    // Control: a finished 64 MiB layer made the same way is taken under the same limits,
+    // in as little memory: the bomb was refused for its size, not for its form.
+    let (ok, diff_id) = zero_bomb(64 << 20, true);
+    layout_of(&dir.join("control"), &ok, &diff_id);
+    let (elapsed, hwm_kb, outcome) = run_bomb_child(&dir, "control");
+    eprintln!("control: {} bytes of gzip, taken in {elapsed} ms, peak RSS {hwm_kb} kB: {outcome}", ok.len());
+    assert_eq!(outcome, format!("ok {}", 64u64 << 20));
+    assert!(hwm_kb < 64 << 10, "peak RSS {hwm_kb} kB");
+}
+
+#[test]
+fn the_store_and_state_dirs_are_private_and_a_user_namespaced_container_still_mounts_its_layers() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = image();
+    let base = dir.join("userns");
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let (store, state) = (base.join("store"), base.join("state"));
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let run = |name: &str, extra: &str| {
+        let file = base.join(format!("{name}.toml"));
+        let toml = format!("image = \"oci-archive:{}\"\nnetwork = \"none\"\ncommand = [\"id -u; cat /etc/motd\"]\n{extra}", dir.join("image.oci.tar").display());
+        std::fs::write(&file, toml).unwrap();
+        Command::new(KEEL).arg("run").arg(&file).env("KEEL_IMAGE_STORE", &store).env("KEEL_STATE_DIR", &state).output().unwrap()
+    };
+    // Without a user namespace everything stays 0700.
+    assert_eq!(ok(&run("plain", "")), "0\ntwo\n");
+    for (path, want) in [(&store, 0o700), (&store.join("layers"), 0o700), (&store.join("blobs"), 0o700), (&state, 0o700), (&store.join("refs.json"), 0o600)] {
+        assert_eq!(mode(path), want, "{}", path.display());
+    }
+    // The namespace's root (host uid 100000) mounts the overlay: the path is opened to search.
+    let userns = "[user_namespace]\nuid_map = \"0:100000:65536\"\ngid_map = \"0:100000:65536\"\n";
+    assert_eq!(ok(&run("userns", userns)), "0\ntwo\n");
+    for (path, want) in [(&store, 0o711), (&store.join("layers"), 0o711), (&store.join("blobs"), 0o700), (&state, 0o711)] {
+        assert_eq!(mode(path), want, "{}", path.display());
+    }
+    // Negative control: a directory above that the mapped root cannot search breaks the
+    // mount, so the 0711 above is what lets it through.
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = run("userns-blocked", userns);
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("mount overlay") && err.contains("EACCES"), "{err}");
+}

@@ -16,6 +16,7 @@ pub mod health;
 pub mod image;
 pub mod logs;
 pub mod manager;
+pub mod privdir;
 pub mod registry;
 pub mod restart;
 pub mod runtime;

@@ -5,7 +5,7 @@
 
 use super::digest::{Digest, HashingReader};
 use super::error::ImageError;
-use super::import::{parse_json, walk_tar, Fetched};
+use super::import::{parse_json, read_document, walk_tar, Fetched};
 use super::oci::{media, Descriptor, ImageConfig, Manifest};
 use super::store::Store;
 use std::collections::BTreeMap;
@@ -53,16 +53,19 @@ pub fn fetch(store: &Store, file: &Path) -> Result<Fetched, ImageError> {
 fn read(store: &Store, file: &Path) -> Result<Contents, ImageError> {
     let mut contents = Contents { json: BTreeMap::new(), blobs: BTreeMap::new() };
     let tmp = store.root().join("tmp").join(format!("docker-{}", std::process::id()));
-    walk_tar(file, |name, entry| {
-        if name.ends_with(".json") && entry.header().size().unwrap_or(0) < (4 << 20) {
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).map_err(ImageError::io("read", file))?;
+    let walked = walk_tar(file, |name, entry| {
+        if name.ends_with(".json") && entry.header().entry_type().is_file() {
+            let bytes = read_document(entry, store, "JSON document", &file.join(name))?;
             contents.json.insert(name.to_string(), bytes);
         } else if entry.header().entry_type().is_file() {
             contents.blobs.insert(name.to_string(), store_unnamed(store, &tmp, entry)?);
         }
         Ok(())
-    })?;
+    });
+    if walked.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    walked?;
     Ok(contents)
 }
 
@@ -71,7 +74,10 @@ fn config(store: &Store, contents: &Contents, entry: &DockerEntry, file: &Path) 
     let origin = file.display().to_string();
     let bytes = match (contents.json.get(&entry.config), contents.blobs.get(&entry.config)) {
         (Some(bytes), _) => bytes.clone(),
-        (None, Some((digest, _))) => fs::read(store.blob_path(digest)).map_err(ImageError::io("read", store.blob_path(digest)))?,
+        (None, Some((digest, _))) => {
+            let path = store.blob_path(digest);
+            read_document(fs::File::open(&path).map_err(ImageError::io("open", &path))?, store, "image config", &file.join(&entry.config))?
+        }
         (None, None) => return Err(ImageError::invalid(&origin, format!("config {} is not in the archive", entry.config))),
     };
     let digest = Digest::of(&bytes);

@@ -27,6 +27,13 @@ pub enum ImageError {
     /// A layer entry was refused or could not be written.
     #[error("layer {blob}: {source}")]
     Layer { blob: Digest, source: super::layer::LayerError },
+    /// A layer went over a limit of [`super::limits::ImageLimits`] (at `entry`, or
+    /// `(tar)` in the stream); nothing of the import is kept.
+    #[error("layer {blob}: entry {entry}: {limit}; refusing the image")]
+    LayerLimit { blob: Digest, entry: String, limit: super::limits::LimitExceeded },
+    /// A manifest, index or config is larger than the document limit.
+    #[error("{what} {origin}: {limit}; refusing the image")]
+    DocumentTooLarge { what: &'static str, origin: String, limit: super::limits::LimitExceeded },
     /// The image is not usable here, or the reference is unknown.
     #[error("{reference}: {message}")]
     Invalid { reference: String, message: String },

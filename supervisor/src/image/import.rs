@@ -6,6 +6,7 @@
 
 use super::digest::Digest;
 use super::error::ImageError;
+use super::limits::{read_capped, LimitExceeded, Resource, Scope};
 use super::oci::{is_index, pick_manifest, Descriptor, Index, Manifest, REF_NAME};
 use super::reference::{ImageSource, RegistryRef};
 use super::store::{Resolved, Store};
@@ -24,12 +25,14 @@ pub struct Fetched {
 }
 
 /// Import `source` into `store`, name it with the reference text (and its tags), and
-/// unpack its layers.
+/// unpack its layers. A failed import leaves nothing in the store (see [`Store::atomically`]).
 pub fn import(store: &Store, source: &ImageSource) -> Result<Resolved, ImageError> {
-    let fetched = fetch(store, source)?;
-    let mut names = vec![source.to_string()];
-    names.extend(fetched.tags.iter().cloned());
-    store.import_manifest(&fetched.manifest, &names, stamp(source))
+    store.atomically(|| {
+        let fetched = fetch(store, source)?;
+        let mut names = vec![source.to_string()];
+        names.extend(fetched.tags.iter().cloned());
+        store.import_manifest(&fetched.manifest, &names, stamp(source))
+    })
 }
 
 /// Copy and verify the blobs of `source` into `store` (no unpacking, no names).
@@ -60,7 +63,7 @@ pub fn ensure(store: &Store, source: &ImageSource) -> Result<Resolved, ImageErro
     if let Some(entry) = store.lookup(&name)? {
         let current = matches!(source, ImageSource::Registry(_)) || entry.stamp == stamp(source);
         if current {
-            return store.unpack(&entry.manifest);
+            return store.atomically(|| store.unpack(&entry.manifest));
         }
     }
     import(store, source)
@@ -91,7 +94,9 @@ fn fetch_registry(store: &Store, r: &RegistryRef) -> Result<Fetched, ImageError>
     let reference = r.digest.as_ref().map(|d| d.to_string()).or_else(|| r.tag.clone()).unwrap_or_else(|| "latest".into());
     let spec = PullSpec { registry: host.to_string(), repository: r.repository.clone(), reference, insecure: settings.is_insecure(&r.registry) };
     let safe: String = r.to_string().chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
-    let dir = store.root().join("pulls").join(safe);
+    let pulls = store.root().join("pulls");
+    crate::privdir::ensure(&pulls).map_err(ImageError::io("make private", &pulls))?;
+    let dir = pulls.join(safe);
     log::info!("image {r}: pulling from {}", spec.registry);
     let pulled = pull_to_layout(&mut client, &spec, &dir, &mut |line| log::info!("pull {line}")).map_err(|e| ImageError::invalid(r, e))?;
     let fetched = fetch_layout(store, &dir, None)?;
@@ -100,13 +105,30 @@ fn fetch_registry(store: &Store, r: &RegistryRef) -> Result<Fetched, ImageError>
     Ok(Fetched { manifest: fetched.manifest, tags: Vec::new() })
 }
 
+/// Read a JSON document (an index, manifest or config) of at most the store's document limit.
+pub(super) fn read_document(reader: impl Read, store: &Store, what: &'static str, origin: &Path) -> Result<Vec<u8>, ImageError> {
+    read_capped(reader, store.limits().document).map_err(ImageError::io("read", origin))?.map_err(|limit| ImageError::DocumentTooLarge { what, origin: origin.display().to_string(), limit })
+}
+
+/// Refuse a document whose descriptor already says it is over the limit, before its
+/// bytes are copied into the store.
+fn check_document_size(store: &Store, desc: &Descriptor, what: &'static str, origin: &str) -> Result<(), ImageError> {
+    let limit = store.limits().document;
+    if desc.size > limit {
+        let hit = LimitExceeded { scope: Scope::Image, resource: Resource::Document, limit, value: desc.size };
+        return Err(ImageError::DocumentTooLarge { what, origin: format!("{} in {origin}", desc.digest), limit: hit });
+    }
+    Ok(())
+}
+
 pub(super) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &'static str, origin: &Path) -> Result<T, ImageError> {
     serde_json::from_slice(bytes).map_err(|e| ImageError::Json { what, origin: origin.display().to_string(), message: e.to_string() })
 }
 
 fn fetch_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Fetched, ImageError> {
     let index_path = dir.join("index.json");
-    let bytes = fs::read(&index_path).map_err(ImageError::io("read", &index_path))?;
+    let file = fs::File::open(&index_path).map_err(ImageError::io("open", &index_path))?;
+    let bytes = read_document(file, store, "image index", &index_path)?;
     let index: Index = parse_json(&bytes, "image index", &index_path)?;
     let put = |desc: &Descriptor| -> Result<(), ImageError> {
         let path = dir.join("blobs/sha256").join(desc.digest.hex());
@@ -124,6 +146,7 @@ fn fetch_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Fetched,
 fn resolve_nested(store: &Store, desc: &Descriptor, put: &dyn Fn(&Descriptor) -> Result<(), ImageError>, origin: &str) -> Result<Digest, ImageError> {
     let mut desc = desc.clone();
     for _ in 0..4 {
+        check_document_size(store, &desc, if is_index(&desc.media_type) { "image index" } else { "manifest" }, origin)?;
         put(&desc)?;
         if !is_index(&desc.media_type) {
             return Ok(desc.digest);
@@ -136,6 +159,7 @@ fn resolve_nested(store: &Store, desc: &Descriptor, put: &dyn Fn(&Descriptor) ->
 
 fn fetch_manifest_blobs(store: &Store, manifest: &Digest, put: &dyn Fn(&Descriptor) -> Result<(), ImageError>) -> Result<(), ImageError> {
     let m: Manifest = store.read_json(manifest, "manifest")?;
+    check_document_size(store, &m.config, "image config", manifest.as_str())?;
     put(&m.config)?;
     for layer in &m.layers {
         put(layer)?;
@@ -151,9 +175,7 @@ fn fetch_oci_archive(store: &Store, file: &Path) -> Result<Fetched, ImageError> 
     let mut sizes: BTreeMap<Digest, u64> = BTreeMap::new();
     walk_tar(file, |name, entry| {
         if name == "index.json" {
-            let mut bytes = Vec::new();
-            entry.read_to_end(&mut bytes).map_err(ImageError::io("read", file))?;
-            index_bytes = Some(bytes);
+            index_bytes = Some(read_document(entry, store, "image index", file)?);
         } else if let Some(hex) = name.strip_prefix("blobs/sha256/").filter(|_| entry.header().entry_type().is_file()) {
             let digest = Digest::from_hex(hex).map_err(|e| ImageError::invalid(&origin, format!("{name}: {e}")))?;
             sizes.insert(digest.clone(), entry.header().size().unwrap_or(0));

@@ -5,6 +5,7 @@
 use super::digest::Digest;
 use super::entry::{classify, Change};
 use super::error::ImageError;
+use super::limits::{Meter, MeteredReader, Resource};
 use super::oci::ProcessConfig;
 use super::store::{open_layer, Store};
 use serde::{Deserialize, Serialize};
@@ -127,12 +128,19 @@ pub fn inspect(store: &Store, name: &str) -> Result<ImageDetail, ImageError> {
     Ok(ImageDetail { summary, config: config.config.unwrap_or_default(), layers })
 }
 
+/// The entries of one layer, read within the store's per-layer limits (entries and
+/// decompressed bytes): an image imported by an older keel may not have been checked.
 fn layer_entries(store: &Store, blob: &Digest) -> Result<Vec<(Change, u64)>, ImageError> {
-    let tar_err = |e| ImageError::Io { what: "read layer", path: store.blob_path(blob), source: e };
-    let mut archive = tar::Archive::new(open_layer(store, blob)?);
+    let meter = std::rc::Rc::new(std::cell::RefCell::new(Meter::new(*store.limits())));
+    let over = |meter: &std::cell::RefCell<Meter>| meter.borrow().exceeded().map(|limit| ImageError::LayerLimit { blob: blob.clone(), entry: "(tar)".into(), limit });
+    let tar_err = |e| over(&meter).unwrap_or_else(|| ImageError::Io { what: "read layer", path: store.blob_path(blob), source: e });
+    let mut archive = tar::Archive::new(MeteredReader::new(open_layer(store, blob)?, meter.clone()));
     let mut out = Vec::new();
     for entry in archive.entries().map_err(tar_err)? {
         let entry = entry.map_err(tar_err)?;
+        if let Err(limit) = meter.borrow_mut().add(Resource::Entries, 1) {
+            return Err(ImageError::LayerLimit { blob: blob.clone(), entry: "(tar)".into(), limit });
+        }
         let path = entry.path().map_err(tar_err)?.into_owned();
         let size = if entry.header().entry_type().is_file() { entry.size() } else { 0 };
         let change = classify(&path).map_err(|e| ImageError::invalid(blob, e))?;

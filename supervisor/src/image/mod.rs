@@ -11,7 +11,8 @@
 //! Limits: registry pull is not here (a registry client hands verified blobs to
 //! [`store::Store::put_blob`] and calls [`store::Store::import_manifest`]); zstd layers
 //! are refused; device nodes in layers are refused; the overlay's lowerdir option must fit
-//! in a page (about 60 layers, with the layer directories named relative to the store).
+//! in a page (about 60 layers, with the layer directories named relative to the store);
+//! what an image may put on the host is bounded by [`limits::ImageLimits`].
 
 pub mod defaults;
 pub mod digest;
@@ -22,6 +23,7 @@ pub mod fsat;
 pub mod import;
 pub mod inspect;
 pub mod layer;
+pub mod limits;
 pub mod oci;
 pub mod reference;
 pub mod run;
@@ -29,5 +31,6 @@ pub mod store;
 
 pub use digest::Digest;
 pub use error::ImageError;
+pub use limits::ImageLimits;
 pub use reference::ImageSource;
 pub use store::Store;

@@ -15,6 +15,10 @@ pub fn prepare(store_root: &Path, spec: &ContainerSpec) -> Result<(ContainerSpec
         ImageRef::Image(source) => {
             let store = Store::open(store_root).map_err(|e| format!("image store: {e}"))?;
             let resolved = import::ensure(&store, source).map_err(|e| format!("image {source}: {e}"))?;
+            if spec.user_namespace.is_some() {
+                // Its root mounts the overlay and must walk to the layers (see crate::privdir).
+                store.allow_traversal().map_err(|e| format!("image store: {e}"))?;
+            }
             let process = resolved.config.config.clone().unwrap_or_default();
             let merged = defaults::apply(spec, &process).map_err(|e| format!("image {source}: {e}"))?;
             Ok((merged, resolved.lowers))

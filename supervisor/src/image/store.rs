@@ -11,16 +11,25 @@
 //! client) hands them to [`Store::put_blob`], which refuses content whose sha256 is not
 //! the expected digest; [`Store::import_manifest`] then checks the manifest and config,
 //! unpacks the layers not yet unpacked (checking each against its diff_id) and names it.
+//!
+//! Every layer is unpacked within the store's [`ImageLimits`]; an import that fails
+//! (a limit, a tampered blob, a full disk) leaves nothing behind: its layers and blobs
+//! that no named image uses are removed ([`Store::atomically`]). The store's
+//! directories are private (see [`crate::privdir`]): 0700, refs.json 0600.
 
 use super::digest::{Digest, HashingReader};
 use super::error::ImageError;
-use super::layer::{self, Options, Target};
+use super::layer::{self, ExtractError, Options, Target};
+use super::limits::{read_capped, ImageLimits, Meter, MeteredReader, SharedMeter};
 use super::oci::{check_config, ImageConfig, Manifest};
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{BufReader, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 /// Where PID 1 keeps images.
 pub const DEFAULT_ROOT: &str = "/var/lib/keel/images";
@@ -50,17 +59,89 @@ pub struct Resolved {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    limits: ImageLimits,
+}
+
+/// The blob and layer names in the store at one time (see [`Store::atomically`]).
+#[derive(Debug, Clone, Default)]
+pub struct Contents {
+    blobs: BTreeSet<String>,
+    layers: BTreeSet<String>,
 }
 
 impl Store {
-    /// Open (creating its directories) the store at `root`.
+    /// Open (creating its directories) the store at `root`, with the default limits.
     pub fn open(root: impl Into<PathBuf>) -> Result<Store, ImageError> {
+        Store::open_with(root, ImageLimits::default())
+    }
+
+    /// Open the store at `root` with these limits on what an image may contain. Its
+    /// directories are made private (0700; 0711 is kept where user-namespaced
+    /// containers need to traverse, see [`crate::privdir`]), also when an earlier
+    /// version created them wider.
+    pub fn open_with(root: impl Into<PathBuf>, limits: ImageLimits) -> Result<Store, ImageError> {
         let root = root.into();
-        for dir in ["blobs/sha256", "layers", "tmp"] {
+        for dir in [Path::new(""), Path::new("blobs"), Path::new("blobs/sha256"), Path::new("layers"), Path::new("tmp")] {
             let path = root.join(dir);
-            fs::create_dir_all(&path).map_err(ImageError::io("create", path))?;
+            crate::privdir::ensure(&path).map_err(ImageError::io("make private", path))?;
         }
-        Ok(Store { root })
+        let refs = root.join("refs.json");
+        crate::privdir::restrict_file(&refs).map_err(ImageError::io("make private", refs))?;
+        Ok(Store { root, limits })
+    }
+
+    /// Let user-namespaced containers' roots walk to the layers (the store root and
+    /// `layers/` become 0711; see [`crate::privdir`]).
+    pub fn allow_traversal(&self) -> Result<(), ImageError> {
+        for dir in [self.root.clone(), self.root.join("layers")] {
+            crate::privdir::allow_traversal(&dir).map_err(ImageError::io("allow traversal of", dir))?;
+        }
+        Ok(())
+    }
+
+    /// The limits layers are unpacked within.
+    pub fn limits(&self) -> &ImageLimits {
+        &self.limits
+    }
+
+    /// The blobs and layers the store holds now.
+    pub fn contents(&self) -> Result<Contents, ImageError> {
+        Ok(Contents { blobs: read_dir(&self.root.join("blobs/sha256"))?.into_iter().collect(), layers: read_dir(&self.root.join("layers"))?.into_iter().collect() })
+    }
+
+    /// Run `work` (an import); when it fails, remove the blobs and layers that appeared
+    /// meanwhile and that no named image uses, so a refused or broken image leaves
+    /// nothing half-imported. The original error is returned; cleanup failures are logged.
+    pub fn atomically<T>(&self, work: impl FnOnce() -> Result<T, ImageError>) -> Result<T, ImageError> {
+        let before = self.contents()?;
+        let result = work();
+        if result.is_err() {
+            if let Err(e) = self.discard_since(&before) {
+                log::warn!("image store {}: cleaning up a failed import: {e}", self.root.display());
+            }
+        }
+        result
+    }
+
+    /// Remove what appeared since `before` and no named image uses; keeps going past
+    /// a failed removal and reports the first.
+    fn discard_since(&self, before: &Contents) -> Result<(), ImageError> {
+        let now = self.contents()?;
+        let (used_blobs, used_layers) = self.in_use(&[])?;
+        let mut first = None;
+        for hex in now.blobs.difference(&before.blobs).filter(|h| !used_blobs.contains(*h)) {
+            let path = self.root.join("blobs/sha256").join(hex);
+            if let Err(e) = fs::remove_file(&path) {
+                first.get_or_insert(ImageError::Io { what: "remove", path, source: e });
+            }
+        }
+        for hex in now.layers.difference(&before.layers).filter(|h| !used_layers.contains(*h)) {
+            let path = self.root.join("layers").join(hex);
+            if let Err(e) = fs::remove_dir_all(&path) {
+                first.get_or_insert(ImageError::Io { what: "remove", path, source: e });
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     /// The store's directory.
@@ -138,17 +219,18 @@ impl Store {
         Ok(digest)
     }
 
-    /// Read and parse a JSON blob.
+    /// Read and parse a JSON blob (a manifest, index or config), at most the document limit.
     pub fn read_json<T: serde::de::DeserializeOwned>(&self, digest: &Digest, what: &'static str) -> Result<T, ImageError> {
         let path = self.blob_path(digest);
-        let bytes = fs::read(&path).map_err(|_| ImageError::MissingBlob { digest: digest.clone(), origin: "the image store".into() })?;
+        let file = fs::File::open(&path).map_err(|_| ImageError::MissingBlob { digest: digest.clone(), origin: "the image store".into() })?;
+        let bytes = read_capped(file, self.limits.document).map_err(ImageError::io("read", &path))?.map_err(|limit| ImageError::DocumentTooLarge { what, origin: digest.to_string(), limit })?;
         serde_json::from_slice(&bytes).map_err(|e| ImageError::Json { what, origin: digest.to_string(), message: e.to_string() })
     }
 
     /// Check a manifest whose blobs are all in the store, unpack its layers, and give
     /// it the `names` (with the source `stamp`). Returns what a container start needs.
     pub fn import_manifest(&self, manifest: &Digest, names: &[String], stamp: Option<String>) -> Result<Resolved, ImageError> {
-        let resolved = self.unpack(manifest)?;
+        let resolved = self.atomically(|| self.unpack(manifest))?;
         let mut refs = self.refs()?;
         for name in names {
             refs.insert(name.clone(), RefEntry { manifest: manifest.clone(), stamp: stamp.clone() });
@@ -170,26 +252,28 @@ impl Store {
         Ok((m, config))
     }
 
-    /// Unpack every layer of `manifest` not unpacked yet; layers top first.
+    /// Unpack every layer of `manifest` not unpacked yet, within the store's limits
+    /// (the per-image ones count the layers unpacked here); layers top first.
     pub fn unpack(&self, manifest: &Digest) -> Result<Resolved, ImageError> {
         let (m, config) = self.manifest_and_config(manifest)?;
+        let meter = Rc::new(RefCell::new(Meter::new(self.limits)));
         let mut below: Vec<PathBuf> = Vec::new();
         for (desc, diff_id) in m.layers.iter().zip(&config.rootfs.diff_ids) {
             let dir = self.layer_path(diff_id);
             if !dir.is_dir() {
-                self.unpack_layer(&desc.digest, diff_id, &below)?;
+                self.unpack_layer(&desc.digest, diff_id, &below, &meter)?;
             }
             below.insert(0, dir);
         }
         Ok(Resolved { manifest: manifest.clone(), lowers: below, config })
     }
 
-    fn unpack_layer(&self, blob: &Digest, diff_id: &Digest, lowers: &[PathBuf]) -> Result<(), ImageError> {
+    fn unpack_layer(&self, blob: &Digest, diff_id: &Digest, lowers: &[PathBuf], meter: &SharedMeter) -> Result<(), ImageError> {
         let tmp = self.root.join("tmp").join(format!("layer-{}-{}", diff_id.hex(), std::process::id()));
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir(&tmp).map_err(ImageError::io("create", &tmp))?;
         let options = Options { allow_devices: false, same_owner: nix::unistd::geteuid().is_root() };
-        let result = apply_blob(self, blob, diff_id, &tmp, Target::Overlay { lowers }, options);
+        let result = apply_blob(self, blob, diff_id, &tmp, Target::Overlay { lowers }, options, meter);
         if let Err(e) = result {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e);
@@ -205,24 +289,33 @@ impl Store {
         }
     }
 
-    /// Write the image's root filesystem into `dir` (flattened: whiteouts applied).
+    /// Write the image's root filesystem into `dir` (flattened: whiteouts applied),
+    /// within the store's limits (all layers count towards the per-image ones).
     pub fn unpack_flat(&self, manifest: &Digest, dir: &Path) -> Result<(), ImageError> {
         let (m, config) = self.manifest_and_config(manifest)?;
         fs::create_dir_all(dir).map_err(ImageError::io("create", dir))?;
         let options = Options { allow_devices: false, same_owner: nix::unistd::geteuid().is_root() };
+        let meter = Rc::new(RefCell::new(Meter::new(self.limits)));
         for (desc, diff_id) in m.layers.iter().zip(&config.rootfs.diff_ids) {
-            apply_blob(self, &desc.digest, diff_id, dir, Target::Flat, options)?;
+            apply_blob(self, &desc.digest, diff_id, dir, Target::Flat, options, &meter)?;
         }
         Ok(())
     }
 
     /// Check every layer of `manifest` against its diff_id without unpacking it (what
-    /// keel-build does with an archive it puts into a host image).
+    /// keel-build does with an archive it puts into a host image), within the
+    /// decompressed-size limits.
     pub fn verify_layers(&self, manifest: &Digest) -> Result<(), ImageError> {
         let (m, config) = self.manifest_and_config(manifest)?;
+        let meter = Rc::new(RefCell::new(Meter::new(self.limits)));
         for (desc, diff_id) in m.layers.iter().zip(&config.rootfs.diff_ids) {
-            let hashing = HashingReader::new(open_layer(self, &desc.digest)?);
-            let (actual, _) = hashing.finish().map_err(ImageError::io("read layer", self.blob_path(&desc.digest)))?;
+            meter.borrow_mut().next_layer();
+            let hashing = HashingReader::new(MeteredReader::new(open_layer(self, &desc.digest)?, meter.clone()));
+            let finished = hashing.finish();
+            if let Some(limit) = meter.borrow().exceeded() {
+                return Err(ImageError::LayerLimit { blob: desc.digest.clone(), entry: "(tar)".into(), limit });
+            }
+            let (actual, _) = finished.map_err(ImageError::io("read layer", self.blob_path(&desc.digest)))?;
             if &actual != diff_id {
                 return Err(ImageError::DiffIdMismatch { blob: desc.digest.clone(), expected: diff_id.clone(), actual });
             }
@@ -244,7 +337,7 @@ impl Store {
         let path = self.root.join("refs.json");
         let tmp = self.root.join("tmp/refs.json");
         let bytes = serde_json::to_vec_pretty(refs).unwrap_or_default();
-        let mut file = fs::File::create(&tmp).map_err(ImageError::io("create", &tmp))?;
+        let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(ImageError::io("create", &tmp))?;
         file.write_all(&bytes).and_then(|_| file.sync_all()).map_err(ImageError::io("write", &tmp))?;
         fs::rename(&tmp, &path).map_err(ImageError::io("rename into", path))
     }
@@ -270,9 +363,8 @@ impl Store {
         Ok(removed)
     }
 
-    /// Delete blobs and unpacked layers no named image (nor `keep`) uses.
-    /// Returns how many blobs and layers went, and the bytes of blobs freed.
-    pub fn prune(&self, keep: &[Digest]) -> Result<(usize, usize, u64), ImageError> {
+    /// The blob and layer names (hex) the named images and `keep` use.
+    fn in_use(&self, keep: &[Digest]) -> Result<(BTreeSet<String>, BTreeSet<String>), ImageError> {
         let mut blobs = BTreeSet::new();
         let mut layers = BTreeSet::new();
         let manifests: BTreeSet<Digest> = self.refs()?.into_values().map(|e| e.manifest).chain(keep.iter().cloned()).collect();
@@ -283,6 +375,13 @@ impl Store {
             blobs.extend(m.layers.iter().map(|d| d.digest.hex().to_string()));
             layers.extend(config.rootfs.diff_ids.iter().map(|d| d.hex().to_string()));
         }
+        Ok((blobs, layers))
+    }
+
+    /// Delete blobs and unpacked layers no named image (nor `keep`) uses.
+    /// Returns how many blobs and layers went, and the bytes of blobs freed.
+    pub fn prune(&self, keep: &[Digest]) -> Result<(usize, usize, u64), ImageError> {
+        let (blobs, layers) = self.in_use(keep)?;
         let (mut gone_blobs, mut gone_layers, mut freed) = (0, 0, 0);
         for entry in read_dir(&self.root.join("blobs/sha256"))? {
             if !blobs.contains(&entry) {
@@ -323,12 +422,21 @@ pub fn open_layer(store: &Store, blob: &Digest) -> Result<Box<dyn Read>, ImageEr
     }
 }
 
-/// Unpack one layer blob into `dir` and check its uncompressed digest is `diff_id`.
-fn apply_blob(store: &Store, blob: &Digest, diff_id: &Digest, dir: &Path, target: Target, options: Options) -> Result<(), ImageError> {
-    let mut hashing = HashingReader::new(open_layer(store, blob)?);
-    let layer_err = |source| ImageError::Layer { blob: blob.clone(), source };
-    layer::extract(&mut hashing, dir, target, options).map_err(layer_err)?;
-    let (actual, _) = hashing.finish().map_err(ImageError::io("read layer", store.blob_path(blob)))?;
+/// Unpack one layer blob into `dir` and check its uncompressed digest is `diff_id`,
+/// counting it as a new layer on `meter`: the decompressed stream is counted as it is
+/// read (also the bytes after the tar's end, which the digest covers).
+fn apply_blob(store: &Store, blob: &Digest, diff_id: &Digest, dir: &Path, target: Target, options: Options, meter: &SharedMeter) -> Result<(), ImageError> {
+    meter.borrow_mut().next_layer();
+    let mut hashing = HashingReader::new(MeteredReader::new(open_layer(store, blob)?, meter.clone()));
+    layer::extract(&mut hashing, dir, target, options, meter).map_err(|e| match e {
+        ExtractError::Entry(source) => ImageError::Layer { blob: blob.clone(), source },
+        ExtractError::Limit { entry, limit } => ImageError::LayerLimit { blob: blob.clone(), entry, limit },
+    })?;
+    let finished = hashing.finish();
+    if let Some(limit) = meter.borrow().exceeded() {
+        return Err(ImageError::LayerLimit { blob: blob.clone(), entry: "(after the tar's end)".into(), limit });
+    }
+    let (actual, _) = finished.map_err(ImageError::io("read layer", store.blob_path(blob)))?;
     if &actual != diff_id {
         return Err(ImageError::DiffIdMismatch { blob: blob.clone(), expected: diff_id.clone(), actual });
     }

@@ -76,6 +76,17 @@ pub fn manifest_blobs(manifest: &Value) -> Result<Vec<(String, Option<u64>)>, St
         .collect()
 }
 
+/// A config is read into memory whole: refuse one whose descriptor gives no size or a
+/// size over the document limit before downloading it (the download stops at that size).
+pub fn check_config_size(digest: &str, size: Option<u64>) -> Result<(), String> {
+    let max = crate::image::limits::DOCUMENT_MAX;
+    match size {
+        Some(size) if size <= max => Ok(()),
+        Some(size) => Err(format!("config {digest}: {size} bytes, over the {max}-byte limit for JSON documents; refused")),
+        None => Err(format!("config {digest}: the manifest gives no size; refused")),
+    }
+}
+
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), String> {
     std::fs::write(path, bytes).map_err(|e| format!("{}: {e}", path.display()))
 }
@@ -106,6 +117,9 @@ pub fn pull_to_layout(client: &mut Client, spec: &PullSpec, dir: &Path, log: &mu
             continue;
         }
         let what = if i == 0 { "config".to_string() } else { format!("layer {i}/{}", wanted.len() - 1) };
+        if i == 0 {
+            check_config_size(digest, *size)?;
+        }
         let mut last_logged = 0;
         session.blob(digest, *size, &dest, &mut |done, total| {
             if done > last_logged {

@@ -17,8 +17,8 @@ pub const MANIFEST_TYPES: &[&str] = &[
     "application/vnd.docker.distribution.manifest.list.v2+json",
     "application/vnd.docker.distribution.manifest.v2+json",
 ];
-/// The largest manifest accepted.
-const MAX_MANIFEST: u64 = 4 << 20;
+/// The largest manifest (or index) accepted: the image store's document limit.
+const MAX_MANIFEST: u64 = crate::image::limits::DOCUMENT_MAX;
 /// How many times a blob download is resumed after a transport error.
 const BLOB_ATTEMPTS: u32 = 6;
 /// One request waits at most this long to connect.

@@ -160,3 +160,14 @@ fn indexes_without_amd64_say_what_they_offer() {
     let err = pick_platform(&index).unwrap_err();
     assert!(err.contains("linux/arm64") && err.contains("no linux/amd64"), "{err}");
 }
+
+#[test]
+fn a_config_over_the_document_limit_is_refused_before_download() {
+    use super::pull::check_config_size;
+    let max = crate::image::limits::DOCUMENT_MAX;
+    let err = check_config_size("sha256:c", Some(max + 1)).unwrap_err();
+    assert!(err.contains(&format!("{} bytes, over the {max}-byte limit", max + 1)), "{err}");
+    assert!(check_config_size("sha256:c", None).unwrap_err().contains("no size"));
+    // Control: at the limit it is fetched.
+    check_config_size("sha256:c", Some(max)).unwrap();
+}

@@ -185,6 +185,11 @@ fn prepare_dirs(plan: &LaunchPlan) -> Result<(), SpawnError> {
         let name = plan.name.clone();
         move |source| SpawnError::Prepare { name, what, source }
     };
+    // The state directory (the parent of rootfs) and the containers' root: 0700.
+    let mapped_root = plan.user_namespace.filter(|m| m.uid.container == 0 && m.gid.container == 0).map(|m| (m.uid.host, m.gid.host));
+    if let Some(state) = plan.root.merged.parent() {
+        crate::privdir::container_dir(state, mapped_root).map_err(failed(format!("make {} private", state.display())))?;
+    }
     for dir in &dirs {
         std::fs::create_dir_all(dir).map_err(failed(format!("create {}", dir.display())))?;
     }

@@ -8,12 +8,17 @@
 
 use super::entry::{classify, relative, Change};
 use super::fsat::{self, ESCAPE};
+use super::limits::{LimitExceeded, Meter, Resource, Scope, Usage, ENTRY_METADATA_MAX};
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
+use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+pub mod xattr;
 
 /// Where the layer goes.
 #[derive(Debug, Clone, Copy)]
@@ -44,28 +49,78 @@ pub struct LayerError {
     pub message: String,
 }
 
-/// Counts, for the figures.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LayerStats {
-    /// Entries applied.
-    pub entries: u64,
-    /// Bytes of file content written.
-    pub bytes: u64,
+/// Why a layer was not unpacked.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    /// An entry was refused or could not be written.
+    #[error(transparent)]
+    Entry(#[from] LayerError),
+    /// A limit on image content was reached (at `entry`, or `(tar)` in the stream).
+    #[error("layer entry {entry}: {limit}")]
+    Limit { entry: String, limit: LimitExceeded },
 }
 
-/// Unpack the tar stream `reader` into `root`.
-pub fn extract(reader: impl Read, root: &Path, target: Target, options: Options) -> Result<LayerStats, LayerError> {
-    let tar_err = |e: io::Error| LayerError { entry: "(tar)".into(), message: e.to_string() };
-    let root_fd = rfs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| LayerError { entry: root.display().to_string(), message: format!("open: {e}") })?;
-    let mut unpacker = Unpacker { root: root_fd, target, options, written: HashSet::new(), stats: LayerStats::default() };
-    let mut archive = tar::Archive::new(reader);
+/// Counts one import against its limits; the unpacker and the reader that counts the
+/// decompressed stream share it (see [`super::limits::MeteredReader`]).
+pub type MeterRef<'m> = &'m RefCell<Meter>;
+
+/// Unpack the tar stream `reader` into `root`, counting entries, inodes and content
+/// bytes on `meter` (the caller counts the decompressed stream on the same meter).
+/// Returns the layer's counts.
+pub fn extract(reader: impl Read, root: &Path, target: Target, options: Options, meter: MeterRef<'_>) -> Result<Usage, ExtractError> {
+    let root_fd = rfs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| LayerError { entry: root.display().to_string(), message: format!("open: {e}") })?;
+    let guard = Rc::new(GuardState::default());
+    let mut unpacker = Unpacker { root: root_fd, target, options, written: HashSet::new(), meter, guard: guard.clone() };
+    let mut archive = tar::Archive::new(MetadataGuard { inner: reader, state: guard.clone() });
+    let failed = |entry: String, message: String| -> ExtractError {
+        match meter.borrow().exceeded().or(guard.tripped.get()) {
+            Some(limit) => ExtractError::Limit { entry, limit },
+            None => ExtractError::Entry(LayerError { entry, message }),
+        }
+    };
+    let tar_err = |e: io::Error| failed("(tar)".into(), e.to_string());
     for entry in archive.entries().map_err(tar_err)? {
         let mut entry = entry.map_err(tar_err)?;
+        guard.since_entry.set(0);
         let name = entry.path().map_err(tar_err)?.into_owned();
-        unpacker.apply(&mut entry).map_err(|message| LayerError { entry: name.display().to_string(), message })?;
+        unpacker.apply(&mut entry).map_err(|message| failed(name.display().to_string(), message))?;
     }
-    Ok(unpacker.stats)
+    Ok(meter.borrow().layer())
+}
+
+/// What [`MetadataGuard`] shares with the unpacker.
+#[derive(Debug, Default)]
+struct GuardState {
+    /// Bytes read since the last entry was handed out, outside file content.
+    since_entry: Cell<u64>,
+    /// Set while the unpacker copies a file's content (counted as content instead).
+    in_content: Cell<bool>,
+    /// The cap, once reached.
+    tripped: Cell<Option<LimitExceeded>>,
+}
+
+/// Caps what the tar reader consumes on its own between two entries at
+/// [`ENTRY_METADATA_MAX`]: it reads GNU long names and PAX headers whole into memory,
+/// and skips the data of entries nobody reads.
+struct MetadataGuard<R> {
+    inner: R,
+    state: Rc<GuardState>,
+}
+
+impl<R: Read> Read for MetadataGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if !self.state.in_content.get() {
+            let value = self.state.since_entry.get() + n as u64;
+            self.state.since_entry.set(value);
+            if value > ENTRY_METADATA_MAX {
+                let hit = LimitExceeded { scope: Scope::Layer, resource: Resource::EntryMetadata, limit: ENTRY_METADATA_MAX, value };
+                self.state.tripped.set(Some(hit));
+                return Err(io::Error::other(hit));
+            }
+        }
+        Ok(n)
+    }
 }
 
 struct Unpacker<'a> {
@@ -74,7 +129,8 @@ struct Unpacker<'a> {
     options: Options,
     /// Paths this layer put (an opaque marker keeps them, whatever the entry order).
     written: HashSet<PathBuf>,
-    stats: LayerStats,
+    meter: MeterRef<'a>,
+    guard: Rc<GuardState>,
 }
 
 fn io(e: impl std::fmt::Display) -> String {
@@ -83,18 +139,26 @@ fn io(e: impl std::fmt::Display) -> String {
 
 impl Unpacker<'_> {
     fn apply<R: Read>(&mut self, entry: &mut tar::Entry<R>) -> Result<(), String> {
+        self.count(Resource::Entries, 1)?;
         let change = classify(&entry.path().map_err(io)?)?;
-        self.stats.entries += 1;
         match change {
             Change::Whiteout(path) => self.whiteout(&path),
             Change::Opaque(dir) => self.opaque(&dir),
             Change::Put(path) if path.as_os_str().is_empty() => Ok(()),
             Change::Put(path) => {
                 self.put(&path, entry)?;
-                self.written.insert(path);
+                // Only a flat unpack needs them (for opaque markers); a store layer keeps
+                // no per-entry memory.
+                if matches!(self.target, Target::Flat) {
+                    self.written.insert(path);
+                }
                 Ok(())
             }
         }
+    }
+
+    fn count(&self, resource: Resource, amount: u64) -> Result<(), String> {
+        self.meter.borrow_mut().add(resource, amount).map_err(|e| e.to_string())
     }
 
     fn parent<'p>(&self, rel: &'p Path) -> Result<(OwnedFd, &'p OsStr), String> {
@@ -102,7 +166,11 @@ impl Unpacker<'_> {
             Target::Overlay { lowers } => lowers.to_vec(),
             Target::Flat => Vec::new(),
         };
-        let mut make = |root: &OwnedFd, dir: &Path| make_missing_dir(root, dir, &lowers);
+        // Directories a layer does not list are inodes too (a deep path makes many).
+        let mut make = |root: &OwnedFd, dir: &Path| {
+            self.meter.borrow_mut().add(Resource::Inodes, 1).map_err(io::Error::other)?;
+            make_missing_dir(root, dir, &lowers)
+        };
         fsat::parent_of(&self.root, rel, &mut make).map_err(io)
     }
 
@@ -117,6 +185,7 @@ impl Unpacker<'_> {
             Target::Overlay { .. } => {
                 let (dir, name) = self.parent(path)?;
                 fsat::remove_all(&dir, name).map_err(io)?;
+                self.count(Resource::Inodes, 1)?;
                 rfs::mknodat(&dir, name, FileType::CharacterDevice, Mode::empty(), rfs::makedev(0, 0))
                     .map_err(|e| format!("overlay whiteout (needs root): {e}"))
             }
@@ -137,6 +206,7 @@ impl Unpacker<'_> {
                 if !dir_rel.as_os_str().is_empty() {
                     let (parent, name) = self.parent(dir_rel)?;
                     if fsat::lstat(&parent, name).map_err(io)?.is_none() {
+                        self.count(Resource::Inodes, 1)?;
                         make_missing_dir(&self.root, dir_rel, &[]).map_err(io)?;
                     }
                 }
@@ -170,16 +240,28 @@ impl Unpacker<'_> {
         let mode = header.mode().map_err(io)? & 0o7777;
         let (dir, name) = self.parent(rel)?;
         if kind.is_dir() {
+            if fsat::lstat(&dir, name).map_err(io)?.is_none_or(|st| !fsat::is_dir(&st)) {
+                self.count(Resource::Inodes, 1)?;
+            }
             fsat::ensure_dir(&dir, name, 0o700).map_err(io)?;
         } else {
             fsat::remove_all(&dir, name).map_err(io)?;
+            if kind != tar::EntryType::Link {
+                self.count(Resource::Inodes, 1)?;
+            }
         }
         match kind {
             tar::EntryType::Directory => {}
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                // The declared size (a sparse file's full size: it is written out with
+                // its holes as zeros) is counted before the first byte is written.
+                self.count(Resource::Bytes, entry.size())?;
                 let file = rfs::openat(&dir, name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::from_raw_mode(0o600)).map_err(io)?;
                 let mut out = std::fs::File::from(file);
-                self.stats.bytes += io::copy(entry, &mut out).map_err(io)?;
+                self.guard.in_content.set(true);
+                let copied = io::copy(entry, &mut out);
+                self.guard.in_content.set(false);
+                copied.map_err(io)?;
             }
             tar::EntryType::Symlink => {
                 let target = entry.link_name().map_err(io)?.ok_or("symlink without a target")?;
@@ -208,7 +290,10 @@ impl Unpacker<'_> {
             let Target::Overlay { lowers } = self.target else {
                 return Err(format!("hard link to {}, which no layer so far has", target.display()));
             };
-            copy_up(lowers, &target, &tdir, tname)?;
+            copy_up(lowers, &target, &tdir, tname, &mut |size| {
+                self.count(Resource::Inodes, 1)?;
+                self.count(Resource::Bytes, size)
+            })?;
         }
         rfs::linkat(&tdir, tname, dir, name, AtFlags::empty()).map_err(|e| format!("hard link to {}: {e}", target.display()))
     }
@@ -230,8 +315,9 @@ impl Unpacker<'_> {
     }
 }
 
-/// Extended attributes from PAX `SCHILY.xattr.*` records (file capabilities and the
-/// like); best effort, as `tar --xattrs` does: a filesystem without them is no error.
+/// Extended attributes from PAX `SCHILY.xattr.*` records, filtered by [`xattr::decide`]
+/// (no `trusted.*`, `security.capability` only well-formed); best effort, as
+/// `tar --xattrs` does: a filesystem without them is no error.
 fn apply_xattrs<R: Read>(dir: &OwnedFd, name: &OsStr, entry: &mut tar::Entry<R>) {
     let Ok(Some(exts)) = entry.pax_extensions() else { return };
     let pairs: Vec<(String, Vec<u8>)> = exts
@@ -243,6 +329,13 @@ fn apply_xattrs<R: Read>(dir: &OwnedFd, name: &OsStr, entry: &mut tar::Entry<R>)
     }
     let Ok(fd) = rfs::openat(dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()) else { return };
     for (key, value) in pairs {
+        let value = match xattr::decide(&key, &value) {
+            xattr::Decision::Keep(value) => value,
+            xattr::Decision::Drop(why) => {
+                log::warn!("layer entry {name:?}: xattr {key} dropped: {why}");
+                continue;
+            }
+        };
         if let Err(e) = rfs::fsetxattr(&fd, key.as_str(), &value, rfs::XattrFlags::empty()) {
             log::debug!("xattr {key} on {name:?}: {e}");
         }
@@ -276,7 +369,8 @@ fn lower_dir_stat(lower: &Path, rel: &Path) -> Option<rfs::Stat> {
 
 /// A hard link in an upper layer to a file of a lower one: copy the file into this
 /// layer first (overlayfs would do the same copy-up), then link to the copy.
-fn copy_up(lowers: &[PathBuf], target: &Path, tdir: &OwnedFd, tname: &OsStr) -> Result<(), String> {
+/// `count(size)` is called before the copy is made.
+fn copy_up(lowers: &[PathBuf], target: &Path, tdir: &OwnedFd, tname: &OsStr, count: &mut dyn FnMut(u64) -> Result<(), String>) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     for lower in lowers {
         let lower_fd = rfs::open(lower, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(io)?;
@@ -288,6 +382,7 @@ fn copy_up(lowers: &[PathBuf], target: &Path, tdir: &OwnedFd, tname: &OsStr) -> 
         let src = rfs::openat(&ldir, tname, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()).map_err(io)?;
         let mut src = std::fs::File::from(src);
         let meta = src.metadata().map_err(io)?;
+        count(meta.len())?;
         let dst = rfs::openat(tdir, tname, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::from_raw_mode(0o600)).map_err(io)?;
         io::copy(&mut src, &mut std::fs::File::from(dst)).map_err(io)?;
         let _ = rfs::chownat(tdir, tname, Some(rfs::Uid::from_raw(meta.uid())), Some(rfs::Gid::from_raw(meta.gid())), AtFlags::SYMLINK_NOFOLLOW);
