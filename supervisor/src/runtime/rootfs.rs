@@ -141,17 +141,14 @@ pub enum BindSourceError {
 
 /// Open a bind source as an `O_PATH` descriptor. /var is writable and containers may
 /// have parts of it bound in, so a source under /var is resolved beneath /var
-/// (RESOLVE_BENEATH: no absolute symlink, no `..` out of it) and refused when it is or
-/// leads into keel's own state; other sources are read-only or keel's own (/dev, /run,
+/// (RESOLVE_BENEATH: no absolute symlink, no `..` out of it) and refused when a symlink
+/// leads it into keel's own state; other sources are read-only or keel's own (/dev, /run,
 /// the image). Magic links are never followed.
 pub fn open_bind_source(source: &Path) -> Result<OwnedFd, BindSourceError> {
     let open_err = |source_path: &Path| {
         let path = source_path.to_path_buf();
         move |e: rustix::io::Errno| BindSourceError::Open { path, source: e.into() }
     };
-    if source.starts_with(KEEL_STATE) {
-        return Err(BindSourceError::KeelState(source.to_path_buf()));
-    }
     let flags = OFlags::PATH | OFlags::CLOEXEC;
     let fd = match source.strip_prefix("/var") {
         Ok(rel) => {
@@ -162,9 +159,10 @@ pub fn open_bind_source(source: &Path) -> Result<OwnedFd, BindSourceError> {
         Err(_) => rustix::fs::openat2(rustix::fs::CWD, source, flags, Mode::empty(), ResolveFlags::NO_MAGICLINKS).map_err(open_err(source))?,
     };
     // The source as the kernel reached it: a symlink inside /var may still lead into
-    // keel's state.
+    // keel's state. (A source named under it is keel's own, e.g. a container's
+    // resolv.conf: declarations cannot name one, their validation refuses it.)
     let real = std::fs::read_link(fd_path(fd.as_fd())).map_err(|e| BindSourceError::Open { path: source.to_path_buf(), source: e })?;
-    if real.starts_with(KEEL_STATE) {
+    if real.starts_with(KEEL_STATE) && !source.starts_with(KEEL_STATE) {
         return Err(BindSourceError::KeelState(real));
     }
     Ok(fd)
