@@ -53,12 +53,18 @@ impl Data {
 /// Runs `prog` on `data` the way the kernel would and returns the seccomp verdict. Jumps
 /// only go forward, so every run ends; running off the end is a test failure.
 fn run(prog: &[Insn], data: &Data) -> u32 {
-    let (mut pc, mut acc) = (0usize, 0u32);
+    run_counting(prog, data).0
+}
+
+/// [`run`], also returning how many instructions ran.
+fn run_counting(prog: &[Insn], data: &Data) -> (u32, usize) {
+    let (mut pc, mut acc, mut steps) = (0usize, 0u32, 0usize);
     loop {
         let insn = prog
             .get(pc)
             .unwrap_or_else(|| panic!("ran off the end at {pc}"));
         pc += 1;
+        steps += 1;
         let cond = |taken: bool| usize::from(if taken { insn.jt } else { insn.jf });
         match insn.code {
             LD_W_ABS => acc = data.word(insn.k),
@@ -67,7 +73,7 @@ fn run(prog: &[Insn], data: &Data) -> u32 {
             JEQ_K => pc += cond(acc == insn.k),
             JGT_K => pc += cond(acc > insn.k),
             JGE_K => pc += cond(acc >= insn.k),
-            RET_K => return insn.k,
+            RET_K => return (insn.k, steps),
             code => panic!("unexpected BPF opcode {code:#x} at {}", pc - 1),
         }
     }
@@ -93,13 +99,22 @@ fn verdict(name: &str, arg0: u64) -> u32 {
 fn program_is_compact() {
     for caps in [0, DEFAULT_CAPS, ALL_CAPS] {
         let prog = default_filter(caps).unwrap();
-        eprintln!("caps {caps:#x}: {} BPF instructions", prog.len());
+        let steps: Vec<usize> = (0..=highest_listed().unwrap())
+            .map(|n| run_counting(&prog, &Data::x86_64(n, 0)).1)
+            .collect();
+        let worst = steps.iter().max().copied().unwrap_or_default();
+        let mean = steps.iter().sum::<usize>() as f64 / steps.len() as f64;
+        eprintln!(
+            "caps {caps:#x}: {} BPF instructions, {worst} run at most, {mean:.1} on average",
+            prog.len()
+        );
         assert!(prog.len() <= BPF_MAX_INSNS);
         assert!(
             prog.len() < 400,
             "unexpectedly large program: {}",
             prog.len()
         );
+        assert!(worst <= 30, "binary search too deep: {worst}");
     }
 }
 
