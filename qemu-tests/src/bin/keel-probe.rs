@@ -17,6 +17,10 @@
 //! - `tiocsti TEXT`: push TEXT into the input of the terminal on fd 0, 1 or 2 (the first
 //!   that is one) with TIOCSTI, as if typed (CVE-2017-5226); prints `tiocsti: ok` or
 //!   `tiocsti: ERROR`, exit 0 only when every byte went in.
+//! - `seccomp`: try what keel's seccomp allowlist must refuse or answer specially
+//!   (io_uring_setup, unshare and clone with CLONE_NEWUSER, a number past the list) and
+//!   what it must keep working (a thread, whose clone3 falls back to clone; the
+//!   personality query); one `what: outcome` line each, `ok` or the errno name.
 
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
@@ -30,6 +34,7 @@ fn main() {
         ["hold-zombie", secs] => secs.parse().map(hold_zombie).unwrap_or_else(|_| usage()),
         ["deny"] => deny(),
         ["tiocsti", text] => tiocsti(text),
+        ["seccomp"] => seccomp_probe(),
         ["fetch", address] => fetch(address, 5),
         ["fetch", address, secs] => secs.parse().map(|s| fetch(address, s)).unwrap_or_else(|_| usage()),
         _ => usage(),
@@ -38,7 +43,7 @@ fn main() {
 }
 
 fn usage() -> i32 {
-    eprintln!("usage: keel-probe orphans N | zombies | hold-zombie SECS | deny | fetch IP:PORT [SECS] | tiocsti TEXT");
+    eprintln!("usage: keel-probe orphans N | zombies | hold-zombie SECS | deny | seccomp | tiocsti TEXT | fetch IP:PORT [SECS]");
     2
 }
 
@@ -206,5 +211,43 @@ fn tiocsti(text: &str) -> i32 {
         }
     }
     println!("tiocsti: ok");
+// --- seccomp probe (issue 11, point 4: seccomp as an allowlist) ---
+
+/// `syscall(nr, args...)` as a nix result.
+fn raw_syscall(nr: libc::c_long, args: [libc::c_long; 3]) -> nix::Result<libc::c_long> {
+    // SAFETY: every caller passes integers or NULL, chosen so that the call has no effect
+    // beyond this process (or a child that exits at once).
+    let rc = unsafe { libc::syscall(nr, args[0], args[1], args[2]) };
+    nix::errno::Errno::result(rc)
+}
+
+fn seccomp_probe() -> i32 {
+    let mut report = Vec::new();
+    // io_uring_setup(1, NULL): EFAULT from the kernel, EPERM from the filter.
+    report.push(("io_uring_setup", outcome(raw_syscall(libc::SYS_io_uring_setup, [1, 0, 0]))));
+    // clone first: after a successful unshare the unmapped caller could not nest another.
+    let newuser = libc::CLONE_NEWUSER as libc::c_long;
+    let flags = newuser | libc::SIGCHLD as libc::c_long;
+    let clone = raw_syscall(libc::SYS_clone, [flags, 0, 0]);
+    if clone == Ok(0) {
+        exit_now(0);
+    }
+    if let Ok(pid) = clone {
+        let _ = waitpid(nix::unistd::Pid::from_raw(pid as i32), None);
+    }
+    report.push(("clone_newuser", outcome(clone)));
+    report.push(("unshare_newuser", outcome(raw_syscall(libc::SYS_unshare, [newuser, 0, 0]))));
+    report.push(("syscall_1000", outcome(raw_syscall(1000, [0, 0, 0]))));
+    report.push(("personality_query", outcome(raw_syscall(libc::SYS_personality, [0xffff_ffff, 0, 0]))));
+    let thread = std::thread::Builder::new().spawn(|| 7).map(|t| t.join());
+    let thread = match thread {
+        Ok(Ok(7)) => "ok".to_string(),
+        Ok(_) => "join failed".to_string(),
+        Err(e) => format!("{:?}", e.raw_os_error().map(nix::errno::Errno::from_raw)),
+    };
+    report.push(("thread", thread));
+    for (what, result) in report {
+        println!("{what}: {result}");
+    }
     0
 }

@@ -184,7 +184,7 @@ pub(super) fn restrict_and_exec(
     security::caps::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
     reset_signals();
     mark_fds_cloexec()?;
-    security::seccomp::install_default_filter().map_err(|e| format!("seccomp: {e}"))?;
+    security::seccomp::install_default_filter(plan.capabilities).map_err(|e| format!("seccomp: {e}"))?;
     match reaper {
         Some(keel) => exec_reaper(keel, program, argv, &plan.env),
         None => exec(program, argv, &plan.env),

@@ -116,6 +116,22 @@ fn filtered_checks() -> Check {
         res => expect_errno("clone(CLONE_NEWUSER)", res, libc::EPERM)?,
     }
     expect_errno("clone3", raw(libc::SYS_clone3, [0; 5]), libc::ENOSYS)?;
+    // io_uring_setup(1, NULL): EFAULT without the filter.
+    expect_errno(
+        "io_uring_setup",
+        raw(libc::SYS_io_uring_setup, [1, 0, 0, 0, 0]),
+        libc::EPERM,
+    )?;
+    // Past the policy: ENOSYS, as from a kernel without the call.
+    expect_errno("syscall 1000", raw(1000, [0; 5]), libc::ENOSYS)?;
+    // ADDR_NO_RANDOMIZE is not one of Docker's personalities; the query is.
+    expect_errno(
+        "personality",
+        raw(libc::SYS_personality, [0x0004_0000, 0, 0, 0, 0]),
+        libc::EPERM,
+    )?;
+    raw(libc::SYS_personality, [0xffff_ffff, 0, 0, 0, 0])
+        .map_err(|e| format!("personality query: errno {e}"))?;
     let x32_getpid = libc::c_long::from(X32_SYSCALL_BIT) | libc::SYS_getpid;
     expect_errno("x32 getpid", raw(x32_getpid, [0; 5]), libc::EPERM)?;
     let pid = raw(libc::SYS_getpid, [0; 5]).map_err(|e| format!("getpid: errno {e}"))?;
@@ -136,7 +152,7 @@ fn security_filter_denies_listed_syscalls() {
     }
     // As root without no_new_privs: CAP_SYS_ADMIN allows the install.
     in_child(|| {
-        seccomp::install_default_filter().map_err(|e| e.to_string())?;
+        seccomp::install_default_filter(DOCKER_DEFAULT_CAPS).map_err(|e| e.to_string())?;
         filtered_checks()
     })
     .unwrap();
@@ -154,6 +170,11 @@ fn security_negative_control_without_filter() {
         expect_errno("reboot", reboot_probe(), libc::EINVAL)?;
         expect_errno("mount", mount_probe(), libc::EFAULT)?;
         expect_errno("clone3", raw(libc::SYS_clone3, [0; 5]), libc::EINVAL)?;
+        expect_errno(
+            "io_uring_setup",
+            raw(libc::SYS_io_uring_setup, [1, 0, 0, 0, 0]),
+            libc::EFAULT,
+        )?;
         if filtered_checks().is_ok() {
             return Err("filtered_checks passed without a filter".into());
         }
@@ -169,12 +190,12 @@ fn security_install_needs_no_new_privs_without_sys_admin() {
     }
     in_child(|| {
         caps::apply_capabilities(DOCKER_DEFAULT_CAPS).map_err(|e| e.to_string())?;
-        match seccomp::install_default_filter() {
+        match seccomp::install_default_filter(DOCKER_DEFAULT_CAPS) {
             Err(SeccompError::NotPermitted) => {}
             other => return Err(format!("expected NotPermitted, got {other:?}")),
         }
         caps::set_no_new_privs().map_err(|e| e.to_string())?;
-        seccomp::install_default_filter().map_err(|e| e.to_string())?;
+        seccomp::install_default_filter(DOCKER_DEFAULT_CAPS).map_err(|e| e.to_string())?;
         let status = std::fs::read_to_string("/proc/self/status").map_err(|e| e.to_string())?;
         for line in ["NoNewPrivs:\t1", "Seccomp:\t2"] {
             if !status.lines().any(|l| l == line) {

@@ -12,18 +12,20 @@
 //! 2. [`caps::apply_capabilities`] with the container's keep mask (for example
 //!    [`caps::DOCKER_DEFAULT_CAPS`]).
 //! 3. [`caps::set_no_new_privs`] if the spec asks for it.
-//! 4. [`seccomp::install_default_filter`], last. Installing a filter needs either
+//! 4. [`seccomp::install_default_filter`] with the same keep mask (the allowlist grants
+//!    some calls by capability, as Docker's profile does), last. Installing a filter needs either
 //!    no_new_privs (step 3) or `CAP_SYS_ADMIN` in the effective set. A container that keeps
 //!    setuid binaries working (no no_new_privs) must therefore install the filter *before*
 //!    step 2 drops `CAP_SYS_ADMIN`; the filter denies none of the calls steps 1-2 make.
 //!
 //! # Limitations
 //!
-//! - x86_64 only. On other architectures [`seccomp::default_filter`] returns
+//! - x86_64 only. On other architectures [`seccomp::install_default_filter`] returns
 //!   [`seccomp::SeccompError::UnsupportedArch`]; 32-bit (i386) system calls are killed
 //!   and x32 ones get `EPERM`, so 32-bit binaries cannot run in a container.
-//! - The seccomp filter is a deny-list, not Docker's allow-list: unknown or new system calls
-//!   are allowed. Argument filtering is limited to `clone`'s namespace flags.
+//! - The seccomp filter is an allowlist following Docker's default profile; the
+//!   differences are listed in [`seccomp::policy::DIFFERENCES`] and README.md. A system
+//!   call newer than the list fails with `ENOSYS` until the list is updated.
 //! - For a non-root workload the kernel clears the permitted and effective sets at `execve`
 //!   (no ambient capabilities are raised); the keep mask then only bounds what setuid and
 //!   file-capability binaries can gain. This matches Docker's default.

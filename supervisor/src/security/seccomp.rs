@@ -1,132 +1,69 @@
-//! keel's default seccomp filter: a deny-list in the spirit of Docker's default profile.
+//! keel's default seccomp filter: an allowlist anchored on Docker's default profile.
 //!
-//! Everything is allowed except:
-//! - the system calls in [`DENIED_SYSCALLS`], which fail with `EPERM`;
-//! - `clone` asking for a new namespace ([`CLONE_NAMESPACE_FLAGS`]), `EPERM`, because
-//!   denying `unshare` alone would leave `clone(CLONE_NEWUSER)` open;
-//! - `clone3`, which fails with `ENOSYS` as in Docker: its flags sit behind a pointer that
-//!   seccomp cannot read, and glibc falls back to `clone` on `ENOSYS` (not on `EPERM`);
-//! - x32 system calls (number has bit 30 set), `EPERM`;
-//! - any architecture other than x86_64 (i386 `int 0x80`), which kills the process.
+//! The policy ([`policy::RULES`]) follows moby's `default.json` (v0.2.3, Docker Engine
+//! 29.7.2) rule for rule: the calls Docker allows to every container, its argument filters
+//! (`clone` without namespace flags, the five `personality` values, `socket` without
+//! `AF_ALG` and `AF_VSOCK`), `clone3` failing with `ENOSYS` so that glibc falls back to
+//! `clone`, and the calls it grants by capability, switched on when the container keeps
+//! that capability. `io_uring_*` are not on the list (Docker dropped them in 25.0).
+//! The syscall-level differences from Docker are in [`policy::DIFFERENCES`]; the others are
+//! in how the filter is built:
+//! - only x86_64 calls are allowed: any other architecture (i386's `int 0x80`) kills the
+//!   process, and x32 numbers (`__X32_SYSCALL_BIT` set) fail with `EPERM`; Docker allows
+//!   both;
+//! - a number above the highest the policy names fails with `ENOSYS` (Docker: `EPERM`), so
+//!   programs fall back from system calls newer than the policy as they would on an older
+//!   kernel; a call keel knows and does not allow fails with `EPERM`, Docker's default;
+//! - argument tests compare the lower 32 bits, the part the kernel reads for these
+//!   arguments; a 64-bit comparison would let `socket(0x1_0000_0028, ...)` (`AF_VSOCK` with
+//!   high bits set) through `> AF_VSOCK`.
 //!
-//! [`default_filter`] is pure: it builds the BPF program (the syscall-number part with
-//! `seccompiler`, the arch/x32/clone3 guard by hand in `guard_prefix`) and can be
-//! inspected on any host. [`install_default_filter`] loads it into the calling thread.
-//!
-//! Deliberately not denied: `personality` (Docker only restricts its argument), `fsconfig`
-//! (useless without an `fsopen` context), `mount_setattr` and `quotactl_fd` (need
-//! `CAP_SYS_ADMIN`, which the default capability mask drops).
+//! [`default_filter`] is pure: it resolves the policy for a capability mask into a verdict
+//! per system call number and compiles that into a classic-BPF binary search ([`bpf`]).
+//! [`install_default_filter`] loads it into the calling thread.
 
-use std::collections::BTreeMap;
+pub mod bpf;
+pub mod policy;
+pub mod syscalls;
+
 use std::io;
 
-use seccompiler::{
-    sock_filter, BackendError, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp,
-    SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
-};
+use bpf::{Insn, Verdict, RET_ALLOW, RET_EPERM, RET_ERRNO};
+use policy::{Action, ArgTest, RULES};
 
-/// System calls the default filter makes fail with `EPERM` regardless of arguments.
-///
-/// `unshare` and `setns` are denied outright (Docker allows them with `CAP_SYS_ADMIN`);
-/// `mbind`, `set_mempolicy` and `move_pages` are denied (Docker gates them on
-/// `CAP_SYS_NICE`).
-pub const DENIED_SYSCALLS: &[&str] = &[
-    "kexec_load",
-    "kexec_file_load",
-    "init_module",
-    "finit_module",
-    "delete_module",
-    "create_module",
-    "get_kernel_syms",
-    "query_module",
-    "keyctl",
-    "add_key",
-    "request_key",
-    "bpf",
-    "reboot",
-    "swapon",
-    "swapoff",
-    "mount",
-    "umount2",
-    "pivot_root",
-    "move_mount",
-    "open_tree",
-    "fsopen",
-    "fsmount",
-    "fspick",
-    "acct",
-    "settimeofday",
-    "clock_settime",
-    "clock_adjtime",
-    "adjtimex",
-    "iopl",
-    "ioperm",
-    "nfsservctl",
-    "perf_event_open",
-    "ptrace",
-    "process_vm_readv",
-    "process_vm_writev",
-    "lookup_dcookie",
-    "quotactl",
-    "userfaultfd",
-    "syslog",
-    "vhangup",
-    "uselib",
-    "unshare",
-    "setns",
-    "open_by_handle_at",
-    "name_to_handle_at",
-    "kcmp",
-    "_sysctl",
-    "mbind",
-    "set_mempolicy",
-    "move_pages",
-];
-
-/// `clone` flags that create namespaces; `clone` with any of them fails with `EPERM`
-/// (`CLONE_NEWNS`, `CLONE_NEWCGROUP`, `CLONE_NEWUTS`, `CLONE_NEWIPC`, `CLONE_NEWUSER`,
-/// `CLONE_NEWPID`, `CLONE_NEWNET`; the same mask as Docker's profile).
-pub const CLONE_NAMESPACE_FLAGS: u64 = 0x7E02_0000;
-
-/// `AUDIT_ARCH_X86_64` from `<linux/audit.h>`: `EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE`.
-pub const AUDIT_ARCH_X86_64: u32 = 62 | 0x8000_0000 | 0x4000_0000;
-
-/// `__X32_SYSCALL_BIT`: x32 system call numbers are offset by this.
-pub const X32_SYSCALL_BIT: u32 = 0x4000_0000;
-
-/// Longest program the kernel accepts (`BPF_MAXINSNS`).
-pub const BPF_MAX_INSNS: usize = 4096;
-
-/// x86_64 numbers of `clone` and `clone3`.
-const NR_CLONE: i64 = 56;
-const NR_CLONE3: u32 = 435;
-
-/// Offsets in `struct seccomp_data { int nr; u32 arch; u64 ip; u64 args[6]; }`.
-const DATA_NR: u32 = 0;
-const DATA_ARCH: u32 = 4;
-
-/// Classic BPF opcodes used by `guard_prefix` (`<linux/bpf_common.h>`).
-const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
-const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-const JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
-const RET_K: u16 = 0x06; // BPF_RET | BPF_K
-
-/// Seccomp return values (`<linux/seccomp.h>`).
-const RET_KILL_PROCESS: u32 = 0x8000_0000;
-const RET_ERRNO: u32 = 0x0005_0000;
+pub use bpf::{AUDIT_ARCH_X86_64, BPF_MAX_INSNS, X32_SYSCALL_BIT};
 
 /// Errors from building or installing the default filter.
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
-    /// A name in [`DENIED_SYSCALLS`] has no x86_64 number in [`x86_64_nr`] (a bug here).
-    #[error("no x86_64 syscall number for {name:?}")]
+    /// A name in [`policy::RULES`] is not an x86_64 system call (a bug in the policy).
+    #[error("the seccomp policy names {name:?}, which is not an x86_64 system call")]
     UnknownSyscall {
-        /// The name without a number.
+        /// The name.
         name: &'static str,
     },
-    /// `seccompiler` rejected the rules.
-    #[error("compiling the seccomp filter: {0}")]
-    Compile(#[source] BackendError),
+    /// Two rules that apply together give one call an errno and an argument test, or two
+    /// different errnos (a bug in the policy).
+    #[error("the seccomp policy gives {name:?} conflicting rules")]
+    Conflict {
+        /// The call.
+        name: &'static str,
+    },
+    /// The policy names no system call at all.
+    #[error("the seccomp policy is empty")]
+    EmptyPolicy,
+    /// An argument test names an argument past the sixth.
+    #[error("seccomp argument index {index} is out of range (0-5)")]
+    BadArgIndex {
+        /// The index.
+        index: u8,
+    },
+    /// One call has too many argument tests for an 8-bit jump.
+    #[error("{count} argument tests on one call do not fit in a BPF jump")]
+    TooManyArgTests {
+        /// Number of tests.
+        count: usize,
+    },
     /// The program exceeds the kernel's limit.
     #[error("seccomp program has {len} instructions, the kernel accepts at most {BPF_MAX_INSNS}")]
     TooLong {
@@ -147,147 +84,99 @@ pub enum SeccompError {
     Install(#[source] io::Error),
 }
 
-/// x86_64 system call number of every name in [`DENIED_SYSCALLS`]
-/// (`arch/x86/entry/syscalls/syscall_64.tbl`), independent of the build target.
-pub fn x86_64_nr(name: &str) -> Option<i64> {
-    let nr = match name {
-        "ptrace" => 101,
-        "syslog" => 103,
-        "uselib" => 134,
-        "vhangup" => 153,
-        "pivot_root" => 155,
-        "_sysctl" => 156,
-        "adjtimex" => 159,
-        "acct" => 163,
-        "settimeofday" => 164,
-        "mount" => 165,
-        "umount2" => 166,
-        "swapon" => 167,
-        "swapoff" => 168,
-        "reboot" => 169,
-        "iopl" => 172,
-        "ioperm" => 173,
-        "create_module" => 174,
-        "init_module" => 175,
-        "delete_module" => 176,
-        "get_kernel_syms" => 177,
-        "query_module" => 178,
-        "quotactl" => 179,
-        "nfsservctl" => 180,
-        "lookup_dcookie" => 212,
-        "clock_settime" => 227,
-        "mbind" => 237,
-        "set_mempolicy" => 238,
-        "kexec_load" => 246,
-        "add_key" => 248,
-        "request_key" => 249,
-        "keyctl" => 250,
-        "unshare" => 272,
-        "move_pages" => 279,
-        "perf_event_open" => 298,
-        "name_to_handle_at" => 303,
-        "open_by_handle_at" => 304,
-        "clock_adjtime" => 305,
-        "setns" => 308,
-        "process_vm_readv" => 310,
-        "process_vm_writev" => 311,
-        "kcmp" => 312,
-        "finit_module" => 313,
-        "kexec_file_load" => 320,
-        "bpf" => 321,
-        "userfaultfd" => 323,
-        "open_tree" => 428,
-        "move_mount" => 429,
-        "fsopen" => 430,
-        "fsmount" => 432,
-        "fspick" => 433,
-        _ => return None,
-    };
-    Some(nr)
+/// Builds the filter for a container keeping `kept_caps` (bit n = capability n), for
+/// x86_64 (pure; works on any build host).
+pub fn default_filter(kept_caps: u64) -> Result<Vec<Insn>, SeccompError> {
+    bpf::program(&verdicts(kept_caps)?)
 }
 
-/// Builds the default filter for x86_64 (pure; works on any build host).
-pub fn default_filter() -> Result<BpfProgram, SeccompError> {
-    let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-    for &name in DENIED_SYSCALLS {
-        let nr = x86_64_nr(name).ok_or(SeccompError::UnknownSyscall { name })?;
-        rules.insert(nr, Vec::new());
-    }
-    rules.insert(NR_CLONE, clone_namespace_rules()?);
-    let filter = SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
-        TargetArch::x86_64,
-    )
-    .map_err(SeccompError::Compile)?;
-    let body = BpfProgram::try_from(filter).map_err(SeccompError::Compile)?;
-    let mut program = guard_prefix();
-    program.extend(body);
-    if program.len() > BPF_MAX_INSNS {
-        return Err(SeccompError::TooLong { len: program.len() });
-    }
-    Ok(program)
-}
-
-/// Builds [`default_filter`] and installs it on the calling thread.
+/// Builds [`default_filter`] for `kept_caps` and installs it on the calling thread.
 ///
 /// Requires no_new_privs ([`super::caps::set_no_new_privs`]) or `CAP_SYS_ADMIN` in the
 /// effective set. Irreversible; inherited by children and kept across `execve`.
-pub fn install_default_filter() -> Result<(), SeccompError> {
+pub fn install_default_filter(kept_caps: u64) -> Result<(), SeccompError> {
     if !cfg!(target_arch = "x86_64") {
         return Err(SeccompError::UnsupportedArch {
             arch: std::env::consts::ARCH,
         });
     }
-    let program = default_filter()?;
+    let program = default_filter(kept_caps)?;
     super::sys::set_mode_filter(&program).map_err(|e| match e.raw_os_error() {
         Some(libc::EACCES) => SeccompError::NotPermitted,
         _ => SeccompError::Install(e),
     })
 }
 
-/// One rule per namespace flag: `(arg0 & flag) == flag` (seccompiler rules are OR-ed, and it
-/// has no "masked not-equal" comparison).
-fn clone_namespace_rules() -> Result<Vec<SeccompRule>, SeccompError> {
-    (0..64)
-        .map(|bit| 1u64 << bit)
-        .filter(|flag| CLONE_NAMESPACE_FLAGS & flag != 0)
-        .map(|flag| {
-            let cond = SeccompCondition::new(
-                0,
-                SeccompCmpArgLen::Dword,
-                SeccompCmpOp::MaskedEq(flag),
-                flag,
-            )?;
-            SeccompRule::new(vec![cond])
-        })
-        .collect::<Result<_, _>>()
-        .map_err(SeccompError::Compile)
+/// The highest system call number the policy names, under any capability mask: numbers
+/// above it fail with `ENOSYS`.
+pub fn highest_listed() -> Result<u32, SeccompError> {
+    let mut highest = None;
+    for rule in RULES {
+        for &name in rule.names {
+            let nr = syscalls::number(name).ok_or(SeccompError::UnknownSyscall { name })?;
+            highest = highest.max(Some(nr));
+        }
+    }
+    highest.ok_or(SeccompError::EmptyPolicy)
 }
 
-/// Hand-written head of the program, run before seccompiler's part:
-/// kill on a foreign architecture, `EPERM` for x32 numbers, `ENOSYS` for `clone3`.
-/// It only falls through (to the next instruction) so the jumps inside the seccompiler
-/// body are unaffected.
-fn guard_prefix() -> BpfProgram {
-    let stmt = |code, k| sock_filter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    };
-    let jump = |code, k, jt, jf| sock_filter { code, jt, jf, k };
-    vec![
-        stmt(LD_W_ABS, DATA_ARCH),
-        jump(JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
-        stmt(RET_K, RET_KILL_PROCESS),
-        stmt(LD_W_ABS, DATA_NR),
-        jump(JGE_K, X32_SYSCALL_BIT, 0, 1),
-        stmt(RET_K, RET_ERRNO | libc::EPERM as u32),
-        jump(JEQ_K, NR_CLONE3, 0, 1),
-        stmt(RET_K, RET_ERRNO | libc::ENOSYS as u32),
-    ]
+/// The verdict for every number from 0 to [`highest_listed`] for a container keeping
+/// `kept_caps`. Of the rules that apply to a call, an unconditional allow wins, then the
+/// union of the argument tests, then an errno; a call no rule covers gets `EPERM`.
+pub fn verdicts(kept_caps: u64) -> Result<Vec<Verdict>, SeccompError> {
+    // Numbers come from the x86_64 table, all below 1000.
+    let size = highest_listed()? as usize + 1;
+    let mut grants: Vec<Grants> = vec![Grants::default(); size];
+    for rule in RULES.iter().filter(|r| r.when.holds(kept_caps)) {
+        for &name in rule.names {
+            let nr = syscalls::number(name).ok_or(SeccompError::UnknownSyscall { name })?;
+            let slot = usize::try_from(nr).ok().and_then(|i| grants.get_mut(i));
+            let slot = slot.ok_or(SeccompError::UnknownSyscall { name })?;
+            slot.add(name, rule.action, rule.any_arg)?;
+        }
+    }
+    grants.into_iter().map(Grants::verdict).collect()
+}
+
+/// What the applicable rules grant one call.
+#[derive(Debug, Clone, Default)]
+struct Grants {
+    name: Option<&'static str>,
+    always: bool,
+    tests: Vec<ArgTest>,
+    errno: Option<u16>,
+}
+
+impl Grants {
+    fn add(
+        &mut self,
+        name: &'static str,
+        action: Action,
+        any_arg: &[ArgTest],
+    ) -> Result<(), SeccompError> {
+        self.name = Some(name);
+        match (action, any_arg.is_empty()) {
+            (Action::Allow, true) => self.always = true,
+            (Action::Allow, false) => self.tests.extend_from_slice(any_arg),
+            (Action::Errno(e), true) if self.errno.is_none_or(|prev| prev == e) => {
+                self.errno = Some(e)
+            }
+            (Action::Errno(_), _) => return Err(SeccompError::Conflict { name }),
+        }
+        Ok(())
+    }
+
+    fn verdict(self) -> Result<Verdict, SeccompError> {
+        if self.always {
+            return Ok(Verdict::Ret(RET_ALLOW));
+        }
+        match (self.tests.is_empty(), self.errno, self.name) {
+            (false, Some(_), Some(name)) => Err(SeccompError::Conflict { name }),
+            (false, _, _) => Ok(Verdict::Args(self.tests)),
+            (true, Some(e), _) => Ok(Verdict::Ret(RET_ERRNO | u32::from(e))),
+            (true, None, _) => Ok(Verdict::Ret(RET_EPERM)),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,20 +1,20 @@
 //! The one raw system call of the security module: `seccomp(SECCOMP_SET_MODE_FILTER)`.
 //!
 //! `unsafe` is allowed in this file only. Neither rustix nor nix wraps filter installation,
-//! and `seccompiler::apply_filter` always sets no_new_privs first, which would take that
-//! decision away from the container spec (setuid binaries would stop working).
+//! and the crates that do (seccompiler's `apply_filter`) set no_new_privs first, which would
+//! take that decision away from the container spec (setuid binaries would stop working).
 #![allow(unsafe_code)]
 
 use std::io;
 
-use seccompiler::sock_filter;
+use super::seccomp::bpf::Insn;
 
 /// Installs `program` as a seccomp filter on the calling thread (flags 0: no TSYNC, since the
 /// container child is single-threaded). The kernel copies the program before returning.
 ///
 /// Fails with `EACCES` unless no_new_privs is set or the thread has `CAP_SYS_ADMIN`, and with
 /// `EINVAL` if the program is empty, longer than 4096 instructions or invalid.
-pub(super) fn set_mode_filter(program: &[sock_filter]) -> io::Result<()> {
+pub(super) fn set_mode_filter(program: &[Insn]) -> io::Result<()> {
     let len =
         u16::try_from(program.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // Copy into libc's identical `repr(C)` layout instead of casting pointers.
