@@ -211,6 +211,9 @@ fn tiocsti(text: &str) -> i32 {
         }
     }
     println!("tiocsti: ok");
+    0
+}
+
 // --- seccomp probe (issue 11, point 4: seccomp as an allowlist) ---
 
 /// `syscall(nr, args...)` as a nix result.
