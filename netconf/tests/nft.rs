@@ -70,11 +70,13 @@ fn sample() -> FirewallState {
                 name: "keel0".into(),
                 subnet: (Ipv4Addr::new(10, 88, 0, 0), 16),
                 isolated: false,
+                metadata: false,
             },
             BridgeRule {
                 name: "iso1".into(),
                 subnet: (Ipv4Addr::new(10, 89, 0, 0), 16),
                 isolated: true,
+                metadata: true,
             },
         ],
         published: vec![
@@ -90,6 +92,8 @@ fn sample() -> FirewallState {
         ],
         input_drop: true,
         allow: vec![(Proto::Tcp, 22)],
+        metadata_hosts: vec![Ipv4Addr::new(10, 88, 0, 7)],
+        metadata_hosts6: vec![Ipv6Addr::new(0xfd00, 0x88, 0, 0, 0, 0, 0, 7)],
     }
 }
 

@@ -1,11 +1,11 @@
 //! From a [`FirewallState`] to the messages of one nf_tables batch (pure, no I/O).
 //!
 //! The batch always has the same shape, so that applying the same state twice gives the
-//! same ruleset: create-or-keep table, delete it, create it again, then the five base
-//! chains, the four named sets/maps with their elements, and the rules.
+//! same ruleset: create-or-keep table, delete it, create it again, then the six base
+//! chains, the seven named sets/maps with their elements, and the rules.
 
 use super::wire::{self, base, ct, meta, Expr, Writer};
-use super::{FirewallState, Proto, TABLE};
+use super::{FirewallState, Proto, METADATA_V4, METADATA_V6, TABLE};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Set ids: referenced by `NFTA_SET_ID` in the same batch (the names also work).
@@ -13,6 +13,9 @@ const ID_PUBLISHED: u32 = 1;
 const ID_PUBLISHED_HOST: u32 = 2;
 const ID_ALLOW: u32 = 3;
 const ID_BRIDGES: u32 = 4;
+const ID_METADATA_BRIDGES: u32 = 5;
+const ID_METADATA_HOSTS: u32 = 6;
+const ID_METADATA_HOSTS6: u32 = 7;
 
 /// Set user data as nft 1.0.6 writes it (byte order and typeof hints that only
 /// `nft list` reads), so that `nft list table inet keel` prints the declared types.
@@ -24,6 +27,8 @@ const UDATA_ALLOW: &[u8] = &[
     0x00, 0x04, 0, 0, 0, 0, 0x03, 0x08, 0x00, 0x04, 0x0d, 0, 0, 0, 0x01, 0x00,
 ];
 const UDATA_BRIDGES: &[u8] = &[0x00, 0x04, 0x01, 0, 0, 0];
+/// Key byte order big endian (addresses).
+const UDATA_ADDRESSES: &[u8] = &[0x00, 0x04, 0x02, 0, 0, 0];
 
 /// Largest `NFTA_SET_ELEM_LIST_ELEMENTS` payload before elements go to a new message
 /// (attribute lengths are 16 bits).
@@ -230,6 +235,7 @@ pub struct Rule {
 
 /// `NFT_DATATYPE` ids nft uses for keys and data (concatenations shift by 6 bits each).
 const TYPE_IPADDR: u32 = 7;
+const TYPE_IP6ADDR: u32 = 8;
 const TYPE_INET_PROTOCOL: u32 = 12;
 const TYPE_INET_SERVICE: u32 = 13;
 const TYPE_IFNAME: u32 = 41;
@@ -277,18 +283,22 @@ fn nfproto_ipv4() -> [Expr; 2] {
     ]
 }
 
+/// Offsets of the source and destination addresses in the IPv4 and IPv6 headers.
+const IP_SADDR: u32 = 12;
+const IP_DADDR: u32 = 16;
+const IP6_SADDR: u32 = 8;
+const IP6_DADDR: u32 = 24;
+
 /// `ip saddr ADDR/PREFIX`, encoded the way nft does: whole bytes are compared directly,
 /// other prefixes load 4 bytes and mask them.
 fn ip_saddr(addr: Ipv4Addr, prefix: u8) -> Vec<Expr> {
     let mut exprs = nfproto_ipv4().to_vec();
-    exprs.extend(prefix_match(12, &addr.octets(), prefix));
+    exprs.extend(prefix_match(IP_SADDR, &addr.octets(), prefix));
     exprs
 }
 
-/// `ip6 saddr ADDR/PREFIX`, encoded like [`ip_saddr`] (source address at offset 8 of
-/// the IPv6 header; other prefixes load all 16 bytes and mask them).
-fn ip6_saddr(addr: Ipv6Addr, prefix: u8) -> Vec<Expr> {
-    let mut exprs = vec![
+fn nfproto_ipv6() -> [Expr; 2] {
+    [
         Expr::Meta {
             key: meta::NFPROTO,
             dreg: wire::REG_1,
@@ -298,9 +308,52 @@ fn ip6_saddr(addr: Ipv6Addr, prefix: u8) -> Vec<Expr> {
             neq: false,
             data: vec![wire::NFPROTO_IPV6],
         },
-    ];
-    exprs.extend(prefix_match(8, &addr.octets(), prefix));
+    ]
+}
+
+/// `ip6 saddr ADDR/PREFIX`, encoded like [`ip_saddr`] (source address at offset 8 of
+/// the IPv6 header; other prefixes load all 16 bytes and mask them).
+fn ip6_saddr(addr: Ipv6Addr, prefix: u8) -> Vec<Expr> {
+    let mut exprs = nfproto_ipv6().to_vec();
+    exprs.extend(prefix_match(IP6_SADDR, &addr.octets(), prefix));
     exprs
+}
+
+/// The address field at `offset` of the network header is not in the set `set`
+/// (`ip saddr != @set`; the protocol check comes before, from the rule's other match).
+fn addr_not_in(offset: u32, len: u32, set: &str, set_id: u32) -> [Expr; 2] {
+    [
+        Expr::Payload {
+            dreg: wire::REG_1,
+            base: base::NETWORK,
+            offset,
+            len,
+        },
+        Expr::Lookup {
+            sreg: wire::REG_1,
+            dreg: None,
+            set: set.into(),
+            set_id,
+            inverted: true,
+        },
+    ]
+}
+
+/// `iifname @set` (or `iifname != @set`).
+fn ifname_in(key: u32, set: &str, set_id: u32, inverted: bool) -> [Expr; 2] {
+    [
+        Expr::Meta {
+            key,
+            dreg: wire::REG_1,
+        },
+        Expr::Lookup {
+            sreg: wire::REG_1,
+            dreg: None,
+            set: set.into(),
+            set_id,
+            inverted,
+        },
+    ]
 }
 
 /// The network-header field at `offset` (an address of `octets.len()` bytes) matches
@@ -496,7 +549,7 @@ fn masquerade(mut exprs: Vec<Expr>, source: &str, uplink: Option<&str>) -> Rule 
 
 /// Every rule of the ruleset, in chain order and then in the order they are matched.
 pub fn rules(state: &FirewallState) -> Vec<Rule> {
-    let mut rules = Vec::new();
+    let mut rules = guard_rules();
     rules.extend(dnat_rules("prerouting"));
     rules.extend(dnat_rules("output"));
 
@@ -533,11 +586,65 @@ pub fn rules(state: &FirewallState) -> Vec<Rule> {
         exprs,
     });
 
-    rules.push(Rule {
+    rules.extend(forward_rules(state));
+    rules.extend(input_rules(state));
+    rules
+}
+
+/// The `guard` chain: loopback addresses from outside lo, and the metadata service from
+/// containers that may not reach it (see the module docs of `nft`).
+pub fn guard_rules() -> Vec<Rule> {
+    let mut localnet = vec![
+        Expr::Meta {
+            key: meta::IIF,
+            dreg: wire::REG_1,
+        },
+        Expr::Cmp {
+            sreg: wire::REG_1,
+            neq: true,
+            data: 1u32.to_ne_bytes().to_vec(),
+        }, // LOOPBACK_IFINDEX
+    ];
+    localnet.extend(nfproto_ipv4());
+    localnet.extend(prefix_match(IP_DADDR, &[127, 0, 0, 0], 8));
+    localnet.push(Expr::Verdict(wire::VERDICT_DROP));
+    let metadata = |family: [Expr; 2], daddr: (u32, &[u8]), saddr: (u32, &str, u32)| {
+        let mut exprs = ifname_in(meta::IIFNAME, "bridges", ID_BRIDGES, false).to_vec();
+        exprs.extend(ifname_in(meta::IIFNAME, "metadata_bridges", ID_METADATA_BRIDGES, true));
+        exprs.extend(family);
+        exprs.extend(prefix_match(daddr.0, daddr.1, 8 * daddr.1.len() as u8));
+        exprs.extend(addr_not_in(saddr.0, daddr.1.len() as u32, saddr.1, saddr.2));
+        exprs.push(Expr::Verdict(wire::VERDICT_DROP));
+        exprs
+    };
+    let (v4, v6) = (METADATA_V4.octets(), METADATA_V6.octets());
+    vec![
+        Rule {
+            chain: "guard",
+            text: "iif != \"lo\" ip daddr 127.0.0.0/8 drop".into(),
+            exprs: localnet,
+        },
+        Rule {
+            chain: "guard",
+            text: format!("iifname @bridges iifname != @metadata_bridges ip daddr {METADATA_V4} ip saddr != @metadata_hosts drop"),
+            exprs: metadata(nfproto_ipv4(), (IP_DADDR, &v4), (IP_SADDR, "metadata_hosts", ID_METADATA_HOSTS)),
+        },
+        Rule {
+            chain: "guard",
+            text: format!("iifname @bridges iifname != @metadata_bridges ip6 daddr {METADATA_V6} ip6 saddr != @metadata_hosts6 drop"),
+            exprs: metadata(nfproto_ipv6(), (IP6_DADDR, &v6), (IP6_SADDR, "metadata_hosts6", ID_METADATA_HOSTS6)),
+        },
+    ]
+}
+
+/// The `forward` chain: replies, isolation, containers out, published ports in, and
+/// nothing else into a container network (IPv4 and IPv6 alike).
+fn forward_rules(state: &FirewallState) -> Vec<Rule> {
+    let mut rules = vec![Rule {
         chain: "forward",
         text: "ct state established,related accept".into(),
         exprs: accept(ct_any(ct::STATE, ct::STATE_ESTABLISHED_RELATED).to_vec()),
-    });
+    }];
     for from in &state.bridges {
         for to in &state.bridges {
             if from.name != to.name && (from.isolated || to.isolated) {
@@ -554,11 +661,50 @@ pub fn rules(state: &FirewallState) -> Vec<Rule> {
         }
     }
 
+    rules.push(Rule {
+        chain: "forward",
+        text: "iifname @bridges accept".into(),
+        exprs: accept(ifname_in(meta::IIFNAME, "bridges", ID_BRIDGES, false).to_vec()),
+    });
+    rules.push(Rule {
+        chain: "forward",
+        text: "ct status dnat accept".into(),
+        exprs: accept(ct_any(ct::STATUS, ct::STATUS_DNAT).to_vec()),
+    });
+    let mut inbound = ifname_in(meta::OIFNAME, "bridges", ID_BRIDGES, false).to_vec();
+    inbound.push(Expr::Verdict(wire::VERDICT_DROP));
+    rules.push(Rule {
+        chain: "forward",
+        text: "oifname @bridges drop".into(),
+        exprs: inbound,
+    });
+    rules
+}
+
+/// `iifname UPLINK`, or `iifname != @bridges` while no uplink is known: what comes from
+/// outside the host, never from a container.
+fn from_outside(uplink: Option<&str>) -> (Vec<Expr>, String) {
+    match uplink {
+        Some(uplink) => (
+            ifname_is(meta::IIFNAME, uplink).to_vec(),
+            format!("iifname \"{uplink}\""),
+        ),
+        None => (
+            ifname_in(meta::IIFNAME, "bridges", ID_BRIDGES, true).to_vec(),
+            "iifname != @bridges".into(),
+        ),
+    }
+}
+
+/// The `input` chain (its policy is `input`'s).
+fn input_rules(state: &FirewallState) -> Vec<Rule> {
+    let mut rules = Vec::new();
     let input = |text: &str, exprs: Vec<Expr>| Rule {
         chain: "input",
         text: text.into(),
         exprs: accept(exprs),
     };
+    let (outside, outside_text) = from_outside(state.uplink.as_deref());
     rules.push(input(
         "ct state established,related accept",
         ct_any(ct::STATE, ct::STATE_ESTABLISHED_RELATED).to_vec(),
@@ -581,9 +727,8 @@ pub fn rules(state: &FirewallState) -> Vec<Rule> {
         "ct status dnat accept",
         ct_any(ct::STATUS, ct::STATUS_DNAT).to_vec(),
     ));
-    rules.push(input(
-        "meta l4proto . th dport @allow accept",
-        vec![
+    let mut allow = outside.clone();
+    allow.extend([
             l4proto(wire::REG_1),
             th_dport(wire::REG32_01),
             Expr::Lookup {
@@ -593,7 +738,10 @@ pub fn rules(state: &FirewallState) -> Vec<Rule> {
                 set_id: ID_ALLOW,
                 inverted: false,
             },
-        ],
+        ]);
+    rules.push(input(
+        &format!("{outside_text} meta l4proto . th dport @allow accept"),
+        allow,
     ));
     for (text, number) in [
         ("meta l4proto icmp accept", 1u8),
@@ -611,9 +759,8 @@ pub fn rules(state: &FirewallState) -> Vec<Rule> {
             ],
         ));
     }
-    rules.push(input(
-        "udp sport 67 udp dport 68 accept",
-        vec![
+    let mut dhcp = outside;
+    dhcp.extend([
             l4proto(wire::REG_1),
             Expr::Cmp {
                 sreg: wire::REG_1,
@@ -631,14 +778,25 @@ pub fn rules(state: &FirewallState) -> Vec<Rule> {
                 neq: false,
                 data: vec![0, 67, 0, 68],
             },
-        ],
+        ]);
+    rules.push(input(
+        &format!("{outside_text} udp sport 67 udp dport 68 accept"),
+        dhcp,
     ));
     rules
 }
 
-fn chains(state: &FirewallState) -> [BaseChain; 5] {
-    // Hook numbers are NF_INET_*; priorities NF_IP_PRI_NAT_DST (-100), NAT_SRC (100), FILTER (0).
+fn chains(state: &FirewallState) -> [BaseChain; 6] {
+    // Hook numbers are NF_INET_*; priorities NF_IP_PRI_RAW (-300), NAT_DST (-100),
+    // NAT_SRC (100), FILTER (0).
     [
+        BaseChain {
+            name: "guard",
+            kind: "filter",
+            hook: 0,
+            priority: -300,
+            accept: true,
+        },
         BaseChain {
             name: "prerouting",
             kind: "nat",
@@ -677,7 +835,7 @@ fn chains(state: &FirewallState) -> [BaseChain; 5] {
     ]
 }
 
-fn sets(state: &FirewallState) -> [NamedSet; 4] {
+fn sets(state: &FirewallState) -> [NamedSet; 7] {
     let concat = |types: &[u32]| types.iter().fold(0, |acc, t| (acc << 6) | t);
     let published = |host: bool| -> Vec<Element> {
         state
@@ -737,7 +895,50 @@ fn sets(state: &FirewallState) -> [NamedSet; 4] {
                 .map(|b| (ifname(&b.name), None))
                 .collect(),
         },
+        NamedSet {
+            name: "metadata_bridges",
+            id: ID_METADATA_BRIDGES,
+            key_type: TYPE_IFNAME,
+            key_len: 16,
+            data: None,
+            udata: UDATA_BRIDGES,
+            elements: state
+                .bridges
+                .iter()
+                .filter(|b| b.metadata)
+                .map(|b| (ifname(&b.name), None))
+                .collect(),
+        },
+        NamedSet {
+            name: "metadata_hosts",
+            id: ID_METADATA_HOSTS,
+            key_type: TYPE_IPADDR,
+            key_len: 4,
+            data: None,
+            udata: UDATA_ADDRESSES,
+            elements: unique(state.metadata_hosts.iter().map(|a| a.octets().to_vec())),
+        },
+        NamedSet {
+            name: "metadata_hosts6",
+            id: ID_METADATA_HOSTS6,
+            key_type: TYPE_IP6ADDR,
+            key_len: 16,
+            data: None,
+            udata: UDATA_ADDRESSES,
+            elements: unique(state.metadata_hosts6.iter().map(|a| a.octets().to_vec())),
+        },
     ]
+}
+
+/// Set elements without duplicates (the kernel refuses an element added twice).
+fn unique(keys: impl Iterator<Item = Vec<u8>>) -> Vec<Element> {
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+    for key in keys {
+        if !seen.contains(&key) {
+            seen.push(key);
+        }
+    }
+    seen.into_iter().map(|key| (key, None)).collect()
 }
 
 /// The whole replace-the-table batch for `state`, starting at sequence number `seq`.
