@@ -49,6 +49,7 @@
 //! elements, then rules. The kernel applies all of it or none of it, and the same state
 //! always gives the same ruleset.
 
+mod rules;
 mod ruleset;
 mod wire;
 
@@ -134,7 +135,8 @@ impl FirewallState {
             .iter()
             .filter(|b| {
                 self.published.iter().any(|p| {
-                    p.host_ip.is_some_and(|ip| ip.is_loopback()) && subnet_contains(b.subnet, p.dest)
+                    p.host_ip.is_some_and(|ip| ip.is_loopback())
+                        && subnet_contains(b.subnet, p.dest)
                 })
             })
             .map(|b| b.name.as_str())
@@ -144,7 +146,9 @@ impl FirewallState {
 
 /// Whether `addr` is in `subnet` (address and prefix length).
 fn subnet_contains((net, prefix): (Ipv4Addr, u8), addr: Ipv4Addr) -> bool {
-    let mask = u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0);
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(prefix.min(32)))
+        .unwrap_or(0);
     u32::from(net) & mask == u32::from(addr) & mask
 }
 
