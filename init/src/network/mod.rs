@@ -278,3 +278,30 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_all()?;
     std::fs::rename(&tmp, path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(toml: &str) -> HostNetwork {
+        let config = config::parse(toml, "network.toml").unwrap();
+        // No IPAM needed: the firewall state depends only on the declaration and the maps.
+        HostNetwork::new(config, Path::new("/nonexistent/keel-test-ipam"))
+    }
+
+    #[test]
+    fn firewall_state_carries_the_metadata_switches_and_drops_input_by_default() {
+        let mut net = host("[[network]]\nname = \"a\"\nsubnet = \"10.1.0.0/24\"\nmetadata = true\n\n[[network]]\nname = \"b\"\nsubnet = \"10.2.0.0/24\"\n");
+        let state = net.firewall_state();
+        assert!(state.input_drop, "no [firewall]: input dropped");
+        assert_eq!(state.bridges.iter().map(|b| (b.name.as_str(), b.metadata)).collect::<Vec<_>>(), [("a", true), ("b", false)]);
+        assert!(state.metadata_hosts.is_empty() && state.metadata_hosts6.is_empty());
+        net.metadata_access.insert("x".into(), (Ipv4Addr::new(10, 2, 0, 5), Some("fd00::5".parse().unwrap())));
+        net.metadata_access.insert("y".into(), (Ipv4Addr::new(10, 2, 0, 6), None));
+        let state = net.firewall_state();
+        assert_eq!(state.metadata_hosts, [Ipv4Addr::new(10, 2, 0, 5), Ipv4Addr::new(10, 2, 0, 6)]);
+        assert_eq!(state.metadata_hosts6, ["fd00::5".parse::<Ipv6Addr>().unwrap()]);
+        let open = host("[firewall]\ninput = \"accept\"\n");
+        assert!(!open.firewall_state().input_drop, "accept is kept when written");
+    }
+}
