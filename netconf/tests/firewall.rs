@@ -128,6 +128,9 @@ impl Lab {
                     "-qw",
                     "net.ipv4.ip_forward=1",
                     "net.ipv6.conf.all.forwarding=1",
+                    // A new namespace inherits IPv4's `all` from the machine's; keel's boot
+                    // starts from the kernel's 0 (and turns an inherited 1 off).
+                    "net.ipv4.conf.all.route_localnet=0",
                 ])
                 .output()
                 .unwrap(),
@@ -460,6 +463,28 @@ fn crafted_frames_to_127_0_0_1_do_not_reach_the_host_or_localhost_published_port
         !seen(&lab, published, "attack-published-1"),
         "a container reached the port published on 127.0.0.1: {}",
         lab.log(published)
+    );
+
+    // route_localnet on `all` (as a machine may have it before keel runs): still stopped.
+    check(
+        "sysctl",
+        lab.run(
+            "host",
+            &["sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1"],
+        ),
+    );
+    attack("attack-host-all", "9000");
+    assert!(
+        !seen(&lab, host_service, "attack-host-all"),
+        "route_localnet on all: reached 127.0.0.1:9000: {}",
+        lab.log(host_service)
+    );
+    check(
+        "sysctl",
+        lab.run(
+            "host",
+            &["sysctl", "-qw", "net.ipv4.conf.all.route_localnet=0"],
+        ),
     );
 
     // With input = "accept" the guard alone still stops both.
