@@ -148,6 +148,9 @@ fn dhcp_uplink_masquerade_published_ports_isolation_and_input_policy() {
     let from_container = guest.exec_in(Some("peer"), &["keel-probe", "fetch", "10.88.0.1:8081", "3"]);
     assert_ne!(from_container.exit_code, 0, "a container reached a host service through its bridge: {from_container:?}");
     assert!(fetch(published).is_some(), "the published port stopped answering");
+    // No port is published on 127.0.0.1: route_localnet stays off everywhere (CVE-2020-8558).
+    let localnet = guest.exec(&["cat", "/proc/sys/net/ipv4/conf/all/route_localnet", "/proc/sys/net/ipv4/conf/keel0/route_localnet"]);
+    assert_eq!(localnet.stdout, "0\n0\n", "{localnet:?}");
 
     // 2. Stopping the container unpublishes its port.
     guest.call(Command::Stop { name: "web".into() }, Duration::from_secs(20)).unwrap();
