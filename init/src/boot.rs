@@ -232,6 +232,11 @@ fn bring_up_network(boot: &mut Boot) -> Result<(), String> {
     };
     let shared = std::rc::Rc::new(std::cell::RefCell::new(HostNetwork::new(config, Path::new(network::IPAM_DIR))));
     boot.network = Some(shared.clone());
+    // CVE-2020-8558: never route_localnet on `all` (a fresh kernel has 0; turn off whatever
+    // set it); `apply_firewall` turns it on per bridge where a port is published on 127.0.0.1.
+    if let Err(e) = keel_netconf::set_route_localnet("all", false) {
+        problems.push(format!("route_localnet off on all: {e}"));
+    }
     problems.extend(network::bring_up_bridges(&shared.borrow()));
     let uplink = network::choose_uplink(&shared.borrow().config);
     match uplink {

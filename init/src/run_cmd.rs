@@ -76,9 +76,15 @@ fn attacher(spec: &spec::ContainerSpec, state_root: &Path) -> Box<dyn NetworkAtt
         spec::NetworkMode::None => Box::new(LoopbackAttacher),
         spec::NetworkMode::Host => Box::new(NoNetworks),
         spec::NetworkMode::Named(_) => {
-            let (config, problem) = network::load_config(Path::new(keel_netconf::config::CONFIG_PATH));
+            let path = Path::new(keel_netconf::config::CONFIG_PATH);
+            let (mut config, problem) = network::load_config(path);
             if let Some(problem) = problem {
                 eprintln!("keel run: {problem}");
+            }
+            if !path.exists() {
+                // Not a keel host (no network declaration): keel run must not close the
+                // input of a machine it does not own. A keel host's boot drops by default.
+                config.firewall.input = keel_netconf::config::InputPolicy::Accept;
             }
             let host = HostNetwork::new(config, &state_root.join("ipam"));
             for problem in network::bring_up_bridges(&host) {

@@ -21,6 +21,7 @@ fn state() -> FirewallState {
             name: "keel0".into(),
             subnet: (Ipv4Addr::new(10, 88, 0, 0), 16),
             isolated: false,
+            metadata: false,
         }],
         published: (0..PORTS)
             .map(|i| Published {
@@ -33,6 +34,8 @@ fn state() -> FirewallState {
             .collect(),
         input_drop: true,
         allow: vec![(Proto::Tcp, 22)],
+        metadata_hosts: Vec::new(),
+        metadata_hosts6: Vec::new(),
     }
 }
 
@@ -55,6 +58,14 @@ fn as_text(state: &FirewallState) -> String {
   map published_host {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
   set allow {{ type inet_proto . inet_service; elements = {{ tcp . 22 }} }}
   set bridges {{ type ifname; elements = {{ \"keel0\" }} }}
+  set metadata_bridges {{ type ifname; }}
+  set metadata_hosts {{ type ipv4_addr; }}
+  set metadata_hosts6 {{ type ipv6_addr; }}
+  chain guard {{ type filter hook prerouting priority raw; policy accept;
+    iif != \"lo\" ip daddr 127.0.0.0/8 drop
+    iifname @bridges iifname != @metadata_bridges ip daddr 169.254.169.254 ip saddr != @metadata_hosts drop
+    iifname @bridges iifname != @metadata_bridges ip6 daddr fd00:ec2::254 ip6 saddr != @metadata_hosts6 drop
+  }}
   chain prerouting {{ type nat hook prerouting priority dstnat; policy accept;
     {dnat}
   }}
@@ -68,15 +79,18 @@ fn as_text(state: &FirewallState) -> String {
   }}
   chain forward {{ type filter hook forward priority filter; policy accept;
     ct state established,related accept
+    iifname @bridges accept
+    ct status dnat accept
+    oifname @bridges drop
   }}
   chain input {{ type filter hook input priority filter; policy drop;
     ct state established,related accept
     iif \"lo\" accept
     ct status dnat accept
-    meta l4proto . th dport @allow accept
+    iifname \"eth0\" meta l4proto . th dport @allow accept
     meta l4proto icmp accept
     meta l4proto ipv6-icmp accept
-    udp sport 67 udp dport 68 accept
+    iifname \"eth0\" udp sport 67 udp dport 68 accept
   }}
 }}
 "

@@ -229,7 +229,7 @@ mod tests {
 
     fn net(name: &str, subnet: &str) -> Network {
         let subnet = Ipv4Net::parse(subnet).unwrap();
-        Network { name: name.into(), bridge: name.into(), subnet, subnet6: None, gateway: subnet.nth_host(1).unwrap(), isolated: false }
+        Network { name: name.into(), bridge: name.into(), subnet, subnet6: None, gateway: subnet.nth_host(1).unwrap(), isolated: false, metadata: false }
     }
 
     fn ip(text: &str) -> Ipv4Addr {

@@ -206,6 +206,23 @@ pub fn set_ipv6_forwarding(on: bool) -> std::io::Result<()> {
     write_switch(Path::new(IPV6_FORWARD), on)
 }
 
+/// The `route_localnet` switch of one interface:
+/// /proc/sys/net/ipv4/conf/IFNAME/route_localnet.
+pub fn route_localnet_path(ifname: &str) -> std::path::PathBuf {
+    Path::new("/proc/sys/net/ipv4/conf").join(ifname).join("route_localnet")
+}
+
+/// Turn `route_localnet` on or off for one interface only, in the caller's network
+/// namespace. keel needs it on the bridges whose containers publish ports on 127.0.0.1
+/// (see `nft::FirewallState::localnet_bridges`) and never sets it on `all`: on any
+/// interface it lets packets for 127.0.0.0/8 in, which keel's `guard` chain drops.
+pub fn set_route_localnet(ifname: &str, on: bool) -> std::io::Result<()> {
+    if ifname.is_empty() || ifname.contains('/') || ifname == "." || ifname == ".." {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{ifname:?} is not an interface name")));
+    }
+    write_switch(&route_localnet_path(ifname), on)
+}
+
 fn write_switch(path: &Path, on: bool) -> std::io::Result<()> {
     std::fs::write(path, if on { "1\n" } else { "0\n" })
         .map_err(|e| std::io::Error::new(e.kind(), format!("write {}: {e}", path.display())))

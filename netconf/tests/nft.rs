@@ -70,11 +70,13 @@ fn sample() -> FirewallState {
                 name: "keel0".into(),
                 subnet: (Ipv4Addr::new(10, 88, 0, 0), 16),
                 isolated: false,
+                metadata: false,
             },
             BridgeRule {
                 name: "iso1".into(),
                 subnet: (Ipv4Addr::new(10, 89, 0, 0), 16),
                 isolated: true,
+                metadata: true,
             },
         ],
         published: vec![
@@ -90,6 +92,8 @@ fn sample() -> FirewallState {
         ],
         input_drop: true,
         allow: vec![(Proto::Tcp, 22)],
+        metadata_hosts: vec![Ipv4Addr::new(10, 88, 0, 7)],
+        metadata_hosts6: vec![Ipv6Addr::new(0xfd00, 0x88, 0, 0, 0, 0, 0, 7)],
     }
 }
 
@@ -127,6 +131,7 @@ fn applies_table_chains_maps_and_rules() {
             .unwrap_or_else(|| panic!("chain {name}"))
     };
     for (name, kind, hook, prio, policy) in [
+        ("guard", "filter", "prerouting", -300, "accept"),
         ("prerouting", "nat", "prerouting", -100, "accept"),
         ("output", "nat", "output", -100, "accept"),
         ("postrouting", "nat", "postrouting", 100, "accept"),
@@ -185,6 +190,58 @@ fn applies_table_chains_maps_and_rules() {
         "{text}"
     );
     assert!(text.contains("tcp . 22"), "{text}");
+}
+
+/// The rules of issue 11's safe-by-default firewall, as nft itself prints them back.
+#[test]
+fn safe_default_rules_as_nft_sees_them() {
+    let (rules, text) = in_netns(|| {
+        apply(&sample()).expect("apply");
+        (ruleset(), nft(&["list", "table", "inet", "keel"]))
+    });
+    println!("{text}");
+    let chain_rules = |chain: &str| -> Vec<String> {
+        let start = text.find(&format!("chain {chain} {{")).unwrap_or_else(|| panic!("chain {chain}: {text}"));
+        let body = &text[start..];
+        let body = &body[..body.find("\n\t}").unwrap()];
+        body.lines().skip(2).map(|l| l.trim().to_string()).collect()
+    };
+    assert_eq!(
+        chain_rules("guard"),
+        [
+            "iif != \"lo\" ip daddr 127.0.0.0/8 drop",
+            "iifname @bridges iifname != @metadata_bridges ip daddr 169.254.169.254 ip saddr != @metadata_hosts drop",
+            "iifname @bridges iifname != @metadata_bridges ip6 daddr fd00:ec2::254 ip6 saddr != @metadata_hosts6 drop",
+        ],
+        "{text}"
+    );
+    assert_eq!(
+        chain_rules("forward"),
+        [
+            "ct state established,related accept",
+            "iifname \"keel0\" oifname \"iso1\" drop",
+            "iifname \"iso1\" oifname \"keel0\" drop",
+            "iifname @bridges accept",
+            "ct status dnat accept",
+            "oifname @bridges drop",
+        ],
+        "{text}"
+    );
+    let input = chain_rules("input");
+    assert!(input.contains(&"iifname \"eth0\" meta l4proto . th dport @allow accept".to_string()), "{text}");
+    assert!(input.contains(&"iifname \"eth0\" udp sport 67 udp dport 68 accept".to_string()), "{text}");
+    // The switches' sets hold the network with metadata = true and the one container.
+    assert_eq!(elements(&rules, "metadata_bridges"), [Value::from("iso1")]);
+    assert_eq!(elements(&rules, "metadata_hosts"), [Value::from("10.88.0.7")]);
+    assert_eq!(elements(&rules, "metadata_hosts6"), [Value::from("fd00:88::7")]);
+    // With no uplink known, allow falls back to "not a container bridge".
+    let mut state = sample();
+    state.uplink = None;
+    let text = in_netns(move || {
+        apply(&state).expect("apply");
+        nft(&["list", "chain", "inet", "keel", "input"])
+    });
+    assert!(text.contains("iifname != @bridges meta l4proto . th dport @allow accept"), "{text}");
 }
 
 #[test]

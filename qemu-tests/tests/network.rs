@@ -1,6 +1,7 @@
 //! Network boot test: the uplink by DHCP from QEMU's user network, masquerade out,
 //! a published port in through QEMU's hostfwd (and gone when its container stops),
-//! two networks one of them isolated, and the input policy.
+//! two networks one of them isolated, and the default input policy (drop: no
+//! `[firewall]` section).
 
 use keel_build::qemu::HostFwd;
 use keel_qemu_tests::{build_image, target_dir, BootOptions, Guest};
@@ -18,9 +19,6 @@ subnet = "10.88.0.0/16"
 name = "iso1"
 subnet = "10.89.0.0/16"
 isolated = true
-
-[firewall]
-input = "drop"
 "#;
 
 const WEB: &str = "image = \"/usr/share/keel/images/busybox\"\ncommand = [\"/bin/httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\n";
@@ -140,13 +138,19 @@ fn dhcp_uplink_masquerade_published_ports_isolation_and_input_policy() {
     let back = guest.exec_in(Some("peer"), &["keel-probe", "fetch", &format!("{loner_ip}:80"), "3"]);
     assert_ne!(back.exit_code, 0, "keel0 reached the isolated network: {back:?}");
 
-    // 4. input = "drop": a host service on an unpublished port is unreachable from outside.
+    // 4. The default input policy (drop): a host service on an unpublished port is
+    // unreachable from outside and from a container (through its bridge).
     let started = guest.exec(&["httpd", "-p", "8081", "-h", "/usr/share/keel/images/busybox/www"]);
     assert_eq!(started.exit_code, 0, "{started:?}");
     let inside = guest.exec(&["keel-probe", "fetch", "127.0.0.1:8081"]);
     assert_eq!(inside.stdout, "from-the-container\n", "the host service does not run: {inside:?}");
-    assert_eq!(fetch(unpublished), None, "an unpublished host port is reachable from outside with input = drop");
+    assert_eq!(fetch(unpublished), None, "an unpublished host port is reachable from outside by default");
+    let from_container = guest.exec_in(Some("peer"), &["keel-probe", "fetch", "10.88.0.1:8081", "3"]);
+    assert_ne!(from_container.exit_code, 0, "a container reached a host service through its bridge: {from_container:?}");
     assert!(fetch(published).is_some(), "the published port stopped answering");
+    // No port is published on 127.0.0.1: route_localnet stays off everywhere (CVE-2020-8558).
+    let localnet = guest.exec(&["cat", "/proc/sys/net/ipv4/conf/all/route_localnet", "/proc/sys/net/ipv4/conf/keel0/route_localnet"]);
+    assert_eq!(localnet.stdout, "0\n0\n", "{localnet:?}");
 
     // 2. Stopping the container unpublishes its port.
     guest.call(Command::Stop { name: "web".into() }, Duration::from_secs(20)).unwrap();

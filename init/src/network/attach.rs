@@ -2,7 +2,7 @@
 //! on networks with `subnet6` also an IPv6 address derived from the IPv4 one (the same
 //! host number in `subnet6`: 10.88.0.5 → fd00:88::5, see `Network::address6_for`; no
 //! second allocation is kept) with an IPv6 default route via the bridge,
-//! published ports in the firewall, and a veth pair whose peer is born as `eth0` in
+//! published ports and `metadata_access` in the firewall, and a veth pair whose peer is born as `eth0` in
 //! the container's network namespace, configured from inside before the container's
 //! program runs. Teardown is the namespace dying with the container.
 
@@ -133,10 +133,16 @@ impl NetworkAttacher for ContainerNetworks {
         plan.mounts.push(MountOp::Bind { source: resolv, target: "/etc/resolv.conf".into(), read_only: true });
         plan.mounts.push(MountOp::Bind { source: hosts, target: "/etc/hosts".into(), read_only: true });
         host.attached.insert(container.to_string(), (name.clone(), address));
-        if !published.is_empty() {
-            host.published.insert(container.to_string(), published);
+        if spec.metadata_access {
+            host.metadata_access.insert(container.to_string(), (address, ipv6.map(|(a, _, _)| a)));
+        }
+        if !published.is_empty() || spec.metadata_access {
+            if !published.is_empty() {
+                host.published.insert(container.to_string(), published);
+            }
             if let Err(e) = host.apply_firewall() {
                 host.published.remove(container);
+                host.metadata_access.remove(container);
                 return Err(e);
             }
         }
@@ -147,7 +153,9 @@ impl NetworkAttacher for ContainerNetworks {
         let mut host = self.network.borrow_mut();
         host.attached.remove(name.as_str());
         host.resolv_files.remove(name.as_str());
-        if host.published.remove(name.as_str()).is_some() {
+        let had_ports = host.published.remove(name.as_str()).is_some();
+        let had_metadata = host.metadata_access.remove(name.as_str()).is_some();
+        if had_ports || had_metadata {
             if let Err(e) = host.apply_firewall() {
                 warn!("container {name}: removing its published ports: {e}");
             }

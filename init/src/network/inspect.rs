@@ -23,6 +23,9 @@ pub struct NetworkSummary {
     pub gateway6: Option<String>,
     /// No route to other networks.
     pub isolated: bool,
+    /// `metadata = true`: its containers reach the cloud metadata service.
+    #[serde(default)]
+    pub metadata: bool,
     /// Containers attached now.
     pub containers: usize,
 }
@@ -72,6 +75,7 @@ pub fn list(host: &HostNetwork) -> Vec<NetworkSummary> {
             subnet6: n.subnet6.map(|s| s.to_string()),
             gateway6: n.gateway6().map(|g| g.to_string()),
             isolated: n.isolated,
+            metadata: n.metadata,
             containers: host.attached.values().filter(|(net, _)| *net == n.name).count(),
         })
         .collect()

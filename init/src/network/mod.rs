@@ -18,7 +18,7 @@ use log::{info, warn};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 use std::rc::Rc;
 
@@ -56,6 +56,8 @@ pub struct HostNetwork {
     pub published: BTreeMap<String, Vec<Published>>,
     /// Containers attached to a network: (network, address).
     pub attached: BTreeMap<String, (String, Ipv4Addr)>,
+    /// Attached containers declared with `metadata_access = true`: their addresses.
+    pub metadata_access: BTreeMap<String, (Ipv4Addr, Option<Ipv6Addr>)>,
     /// The resolv.conf containers get (the host's DNS).
     pub resolv_conf: String,
     /// Each attached container's resolv.conf (bind-mounted into it), rewritten in place
@@ -76,6 +78,7 @@ impl HostNetwork {
             uplink: None,
             published: BTreeMap::new(),
             attached: BTreeMap::new(),
+            metadata_access: BTreeMap::new(),
             resolv_conf: "# keel: no DNS server known yet\n".into(),
             resolv_files: BTreeMap::new(),
         }
@@ -91,17 +94,39 @@ impl HostNetwork {
                 .config
                 .networks
                 .iter()
-                .map(|n| BridgeRule { name: n.bridge.clone(), subnet: (n.subnet.addr, n.subnet.prefix), isolated: n.isolated })
+                .map(|n| BridgeRule {
+                    name: n.bridge.clone(),
+                    subnet: (n.subnet.addr, n.subnet.prefix),
+                    isolated: n.isolated,
+                    metadata: n.metadata,
+                })
                 .collect(),
             published: self.published.values().flatten().cloned().collect(),
             input_drop: self.config.firewall.input == InputPolicy::Drop,
             allow: self.config.firewall.allow.clone(),
+            metadata_hosts: self.metadata_access.values().map(|(v4, _)| *v4).collect(),
+            metadata_hosts6: self.metadata_access.values().filter_map(|(_, v6)| *v6).collect(),
         }
     }
 
-    /// Replace keel's nftables table with [`firewall_state`](Self::firewall_state), atomically.
+    /// Replace keel's nftables table with [`firewall_state`](Self::firewall_state), atomically,
+    /// then turn `route_localnet` on for exactly the bridges that need it (a port published
+    /// on 127.0.0.1 by one of their containers) and off for the others.
     pub fn apply_firewall(&self) -> Result<(), String> {
-        nft::apply(&self.firewall_state()).map_err(|e| format!("firewall: {e}"))
+        let state = self.firewall_state();
+        nft::apply(&state).map_err(|e| format!("firewall: {e}"))?;
+        let needed = state.localnet_bridges();
+        let mut problems = Vec::new();
+        for bridge in &state.bridges {
+            let on = needed.contains(&bridge.name.as_str());
+            if let Err(e) = keel_netconf::set_route_localnet(&bridge.name, on) {
+                // A missing bridge (its creation failed, reported at boot) has no switch.
+                if on || e.kind() != std::io::ErrorKind::NotFound {
+                    problems.push(format!("route_localnet on {}: {e}", bridge.name));
+                }
+            }
+        }
+        if problems.is_empty() { Ok(()) } else { Err(format!("firewall: {}", problems.join("; "))) }
     }
 
     /// New DNS settings for containers: running ones see them at once. Their files are
@@ -171,11 +196,8 @@ pub fn bring_up_bridges(network: &HostNetwork) -> Vec<String> {
     if let Err(e) = keel_netconf::set_ipv4_forwarding(true) {
         problems.push(format!("enable IPv4 forwarding: {e}"));
     }
-    // Ports published on 127.0.0.1 are DNATed to a container: the kernel only routes
-    // such packets with route_localnet.
-    if let Err(e) = std::fs::write("/proc/sys/net/ipv4/conf/all/route_localnet", "1") {
-        problems.push(format!("enable route_localnet: {e}"));
-    }
+    // route_localnet (for ports published on 127.0.0.1) is set per bridge, only where
+    // needed, by `apply_firewall`; never on `all` (CVE-2020-8558).
     if network.config.networks.iter().any(|n| n.subnet6.is_some()) {
         if let Err(e) = keel_netconf::set_ipv6_forwarding(true) {
             problems.push(format!("enable IPv6 forwarding: {e}"));
@@ -255,4 +277,31 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(toml: &str) -> HostNetwork {
+        let config = config::parse(toml, "network.toml").unwrap();
+        // No IPAM needed: the firewall state depends only on the declaration and the maps.
+        HostNetwork::new(config, Path::new("/nonexistent/keel-test-ipam"))
+    }
+
+    #[test]
+    fn firewall_state_carries_the_metadata_switches_and_drops_input_by_default() {
+        let mut net = host("[[network]]\nname = \"a\"\nsubnet = \"10.1.0.0/24\"\nmetadata = true\n\n[[network]]\nname = \"b\"\nsubnet = \"10.2.0.0/24\"\n");
+        let state = net.firewall_state();
+        assert!(state.input_drop, "no [firewall]: input dropped");
+        assert_eq!(state.bridges.iter().map(|b| (b.name.as_str(), b.metadata)).collect::<Vec<_>>(), [("a", true), ("b", false)]);
+        assert!(state.metadata_hosts.is_empty() && state.metadata_hosts6.is_empty());
+        net.metadata_access.insert("x".into(), (Ipv4Addr::new(10, 2, 0, 5), Some("fd00::5".parse().unwrap())));
+        net.metadata_access.insert("y".into(), (Ipv4Addr::new(10, 2, 0, 6), None));
+        let state = net.firewall_state();
+        assert_eq!(state.metadata_hosts, [Ipv4Addr::new(10, 2, 0, 5), Ipv4Addr::new(10, 2, 0, 6)]);
+        assert_eq!(state.metadata_hosts6, ["fd00::5".parse::<Ipv6Addr>().unwrap()]);
+        let open = host("[firewall]\ninput = \"accept\"\n");
+        assert!(!open.firewall_state().input_drop, "accept is kept when written");
+    }
 }

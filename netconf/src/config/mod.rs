@@ -9,7 +9,12 @@
 //! - no `[[uplink]]`: one uplink, DHCP on the first ethernet interface;
 //! - no `[[network]]`: the network `keel0`, 10.88.0.0/16, gateway 10.88.0.1. Declaring
 //!   any `[[network]]` replaces it (containers then have to name one that exists);
-//! - no `[firewall]`: input accepted.
+//! - no `[firewall]` (or no `input` in it): input dropped, except established traffic,
+//!   loopback, DHCP replies, ICMP, published ports and `allow` (on the uplink);
+//!   `input = "accept"` opens the host to everything, and has to be written;
+//! - containers do not reach the cloud metadata service (169.254.169.254,
+//!   fd00:ec2::254) unless their network says `metadata = true` or their declaration
+//!   `metadata_access = true`.
 //!
 //! Published ports (`ports = [...]` in container declarations) are parsed here too
 //! ([`parse_port`]) and checked against the declaration ([`check_ports`]).
@@ -107,6 +112,10 @@ pub struct Network {
     pub gateway: Ipv4Addr,
     /// No route to other container networks.
     pub isolated: bool,
+    /// `metadata = true`: every container of this network may reach the cloud metadata
+    /// service (169.254.169.254, fd00:ec2::254). Off by default: the metadata service
+    /// hands out the machine's credentials, which are the host's, not a container's.
+    pub metadata: bool,
 }
 
 impl Network {
@@ -119,6 +128,7 @@ impl Network {
             subnet6: None,
             gateway: Ipv4Addr::new(10, 88, 0, 1),
             isolated: false,
+            metadata: false,
         }
     }
 
@@ -141,28 +151,30 @@ impl Network {
     }
 }
 
-/// `[firewall]`: what the host accepts on input. Established traffic, loopback and
-/// published ports always pass.
+/// `[firewall]`: what the host accepts on input. Established traffic, loopback, DHCP
+/// replies, ICMP and published ports always pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Firewall {
-    /// Policy for everything else.
+    /// Policy for everything else (default: drop).
     pub input: InputPolicy,
-    /// Ports open even with `input = "drop"`.
+    /// Ports open on the uplink even with `input = "drop"` (never from containers).
     pub allow: Vec<(Proto, u16)>,
 }
 
 impl Default for Firewall {
+    /// Safe by default: input dropped, nothing allowed beyond what always passes.
     fn default() -> Self {
-        Firewall { input: InputPolicy::Accept, allow: Vec::new() }
+        Firewall { input: InputPolicy::Drop, allow: Vec::new() }
     }
 }
 
 /// The host's input policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InputPolicy {
-    /// Accept everything.
+    /// Accept everything: an explicit `input = "accept"`.
     Accept,
-    /// Drop what is not allowed.
+    /// Drop what is not allowed (the default).
+    #[default]
     Drop,
 }
 
@@ -202,7 +214,7 @@ pub fn default_uplink() -> Uplink {
 
 /// The configuration used when `/etc/keel/network.toml` does not exist: DHCP on the
 /// first ethernet interface, network `keel0` (10.88.0.0/16, gateway 10.88.0.1), input
-/// accepted.
+/// dropped (see [`Firewall`]).
 pub fn default_config() -> NetworkConfig {
     NetworkConfig { uplinks: vec![default_uplink()], networks: vec![Network::default_keel0()], firewall: Firewall::default() }
 }

@@ -42,6 +42,8 @@ pub(super) struct RawNetwork {
     pub gateway: Option<Spanned<String>>,
     #[serde(default)]
     pub isolated: bool,
+    #[serde(default)]
+    pub metadata: bool,
 }
 
 /// `[firewall]`.

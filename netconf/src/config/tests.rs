@@ -41,10 +41,11 @@ fn default_config_is_dhcp_and_keel0() {
             subnet: net4("10.88.0.0/16"),
             subnet6: None,
             gateway: Ipv4Addr::new(10, 88, 0, 1),
-            isolated: false
+            isolated: false,
+            metadata: false
         }]
     );
-    assert_eq!(config.firewall, Firewall { input: InputPolicy::Accept, allow: vec![] });
+    assert_eq!(config.firewall, Firewall { input: InputPolicy::Drop, allow: vec![] }, "input dropped unless the file says otherwise");
     assert_eq!(ok(""), config, "an empty file means the defaults");
     assert_eq!(ok("# nothing but a comment\n"), config);
 }
@@ -74,6 +75,7 @@ bridge = "kbr-db"
 subnet = "10.90.0.0/24"
 gateway = "10.90.0.254"
 isolated = true
+metadata = true
 
 [firewall]
 input = "drop"
@@ -106,11 +108,16 @@ allow = ["tcp/22", "udp/53"]
             subnet: net4("10.90.0.0/24"),
             subnet6: None,
             gateway: Ipv4Addr::new(10, 90, 0, 254),
-            isolated: true
+            isolated: true,
+            metadata: true
         }
     );
     assert_eq!(config.network("db-net").map(|n| n.subnet), Some(net4("10.90.0.0/24")));
     assert_eq!(config.firewall, Firewall { input: InputPolicy::Drop, allow: vec![(Proto::Tcp, 22), (Proto::Udp, 53)] });
+}
+
+fn config_metadata(config: &NetworkConfig) -> bool {
+    config.networks.iter().any(|n| n.metadata)
 }
 
 #[test]
@@ -121,8 +128,13 @@ fn missing_sections_get_defaults() {
     let only_uplink = ok("[[uplink]]\ninterface = \"ens3\"\n");
     assert_eq!(only_uplink.networks, default_config().networks, "no [[network]]: keel0");
     assert_eq!(only_uplink.uplinks[0].mode, UplinkMode::Dhcp, "neither dhcp nor address: DHCP");
+    assert!(!config_metadata(&only_network), "metadata is off unless a network turns it on");
     let firewall_only = ok("[firewall]\ninput = \"drop\"\n");
     assert_eq!(firewall_only.firewall.allow, vec![]);
+    let allow_only = ok("[firewall]\nallow = [\"tcp/22\"]\n");
+    assert_eq!(allow_only.firewall, Firewall { input: InputPolicy::Drop, allow: vec![(Proto::Tcp, 22)] }, "no input key: drop");
+    let open = ok("[firewall]\ninput = \"accept\"\n");
+    assert_eq!(open.firewall.input, InputPolicy::Accept, "accept stays an explicit choice");
     assert_eq!(firewall_only.uplinks, default_config().uplinks);
     let static_implied = ok("[[uplink]]\naddress = \"10.0.2.15/24\"\n");
     assert_eq!(static_implied.uplinks[0].mode, UplinkMode::Static { address: net4("10.0.2.15/24"), gateway: None, dns: vec![] });
@@ -220,6 +232,11 @@ fn networks_against_uplinks() {
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!((found[0].0.as_str(), found[0].1), ("network.subnet", None));
     assert!(found[0].2.contains("the default network \"keel0\"") && found[0].2.contains("declare a [[network]]"), "{found:?}");
+}
+
+#[test]
+fn network_metadata_must_be_a_boolean() {
+    rejects("[[network]]\nname = \"a\"\nsubnet = \"10.1.0.0/24\"\nmetadata = \"yes\"\n", "network[0].metadata", 4, "expected a boolean");
 }
 
 #[test]

@@ -298,7 +298,7 @@ fn network(i: usize, entry: &Spanned<RawNetwork>, r: &mut Report) -> Option<Chec
     let name_at = n.name.as_ref().map_or(table_at, |s| s.span().start);
     Some(Checked {
         index: i,
-        network: Network { name: name?, bridge: bridge?, subnet: subnet?, subnet6, gateway: gateway?, isolated: n.isolated },
+        network: Network { name: name?, bridge: bridge?, subnet: subnet?, subnet6, gateway: gateway?, isolated: n.isolated, metadata: n.metadata },
         name_at,
         bridge_at: n.bridge.as_ref().map_or(name_at, |s| s.span().start),
         subnet_at: n.subnet.as_ref().map_or(table_at, |s| s.span().start),
@@ -341,14 +341,14 @@ fn gateway_in(gateway: Ipv4Addr, subnet: Ipv4Net) -> Result<Ipv4Addr, String> {
 fn firewall(entry: &Spanned<RawFirewall>, r: &mut Report) -> Firewall {
     let f = entry.get_ref();
     let input = match f.input.as_ref() {
-        None => InputPolicy::Accept,
+        None => InputPolicy::default(),
         Some(input) => {
             let result = match input.get_ref().as_str() {
                 "accept" => Ok(InputPolicy::Accept),
                 "drop" => Ok(InputPolicy::Drop),
                 other => Err(format!("{other:?}: expected \"accept\" or \"drop\"")),
             };
-            r.check("firewall.input", input, result).unwrap_or(InputPolicy::Accept)
+            r.check("firewall.input", input, result).unwrap_or_default()
         }
     };
     let mut allow: Vec<(Proto, u16)> = Vec::new();

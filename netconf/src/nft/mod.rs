@@ -2,31 +2,54 @@
 //! and replaced as one atomic batch per change. keel never touches any other table and
 //! never runs `nft`.
 //!
-//! What the table holds for a [`FirewallState`] (as `nft list table inet keel` shows it):
+//! What the table holds for a [`FirewallState`] (as `nft list table inet keel` shows it),
+//! and why each rule is there:
 //!
 //! - map `published` (`inet_proto . inet_service : ipv4_addr . inet_service`): one element
 //!   per published port bound to every host address; map `published_host`
 //!   (`ipv4_addr . inet_proto . inet_service : …`) for ports bound to one host address.
-//! - set `allow` (`inet_proto . inet_service`): `[firewall] allow`; set `bridges` (`ifname`).
+//! - set `allow` (`inet_proto . inet_service`): `[firewall] allow`; set `bridges` (`ifname`);
+//!   set `metadata_bridges` (`ifname`): bridges of networks with `metadata = true`; sets
+//!   `metadata_hosts` (`ipv4_addr`) and `metadata_hosts6` (`ipv6_addr`): the addresses of
+//!   containers declared with `metadata_access = true`.
+//! - chain `guard` (filter, prerouting, priority raw: before conntrack and DNAT, so it sees
+//!   the address a packet was sent to and covers both input and forward):
+//!   - `iif != "lo" ip daddr 127.0.0.0/8 drop`: CVE-2020-8558. The bridges of networks
+//!     with a port published on 127.0.0.1 need `route_localnet` (see
+//!     [`FirewallState::localnet_bridges`]); with it, the kernel would route a container's
+//!     crafted frames for 127.0.0.1 to the host's loopback services and to the ports
+//!     published on 127.0.0.1 only. Nothing legitimate arrives on another interface for
+//!     127.0.0.0/8 before NAT (replies to the host's own 127.0.0.1 connections carry the
+//!     bridge address until conntrack undoes the masquerade, after this chain).
+//!   - `iifname @bridges iifname != @metadata_bridges ip daddr 169.254.169.254 ip saddr !=
+//!     @metadata_hosts drop`, and the same for `ip6 daddr fd00:ec2::254`: containers do not
+//!     reach the cloud metadata service (the machine's credentials) unless their network
+//!     or their declaration allows it. The host itself is not filtered.
 //! - chain `prerouting` (nat, dstnat) and `output` (nat, -100): `fib daddr type local` then
 //!   DNAT through `published_host`, then through `published` — one rule each, not one per port.
 //! - chain `postrouting` (nat, srcnat): per container subnet `ip saddr S oifname UPLINK
 //!   masquerade` (or `oifname != @bridges` without an uplink), and the same per container
 //!   IPv6 subnet (`ip6 saddr S oifname UPLINK masquerade`); per bridge a hairpin rule
 //!   (`oifname B ip saddr S ct status dnat masquerade`); `ip saddr 127.0.0.0/8 ct status dnat
-//!   masquerade` for the host reaching `127.0.0.1`-published ports (the caller must also set
-//!   `net.ipv4.conf.all.route_localnet = 1` for those).
-//! - chain `forward` (filter, policy accept): established/related accept, then
+//!   masquerade` for the host reaching `127.0.0.1`-published ports.
+//! - chain `forward` (filter, policy accept; every rule is family-agnostic, so IPv6 container
+//!   subnets are filtered exactly like IPv4 ones): established/related accept;
 //!   `iifname A oifname B drop` for every ordered pair of distinct bridges of which at least
-//!   one is isolated.
-//! - chain `input` (filter, policy accept or drop): established/related, `iif lo`,
-//!   `ct status dnat`, `@allow`, ICMP and ICMPv6 (path MTU discovery, ping, IPv6 neighbour
-//!   discovery) and DHCP replies to the client (`udp sport 67 udp dport 68`) accept.
+//!   one is isolated; `iifname @bridges accept` (containers reach the outside and the
+//!   networks they are not isolated from); `ct status dnat accept` (published ports);
+//!   `oifname @bridges drop` (nothing else enters a container network: a neighbour on the
+//!   uplink routing a container's address via the host gets nothing).
+//! - chain `input` (filter, policy drop unless `input = "accept"`): established/related,
+//!   `iif lo`, `ct status dnat`, ICMP and ICMPv6 (path MTU discovery, ping, IPv6 neighbour
+//!   discovery) accept; `@allow` and DHCP replies to the client (`udp sport 67 udp dport 68`)
+//!   accept only from the uplink (`iifname UPLINK`, or `iifname != @bridges` while no uplink
+//!   is known), so containers do not reach the host's services through their bridge.
 //!
 //! The batch is: add table (create or keep), delete it, add it again, then chains, sets and
 //! elements, then rules. The kernel applies all of it or none of it, and the same state
 //! always gives the same ruleset.
 
+mod rules;
 mod ruleset;
 mod wire;
 
@@ -49,6 +72,8 @@ pub struct BridgeRule {
     pub subnet: (Ipv4Addr, u8),
     /// When true, nothing is forwarded between this bridge and any other bridge.
     pub isolated: bool,
+    /// When true, every container on this bridge reaches the cloud metadata service.
+    pub metadata: bool,
 }
 
 /// A port published on the host and forwarded to a container.
@@ -83,8 +108,48 @@ pub struct FirewallState {
     pub published: Vec<Published>,
     /// `[firewall] input = "drop"`: policy drop on the input chain.
     pub input_drop: bool,
-    /// `[firewall] allow`: ports accepted on input.
+    /// `[firewall] allow`: ports accepted on input from the uplink.
     pub allow: Vec<(Proto, u16)>,
+    /// IPv4 addresses of containers allowed to reach the cloud metadata service
+    /// (`metadata_access = true`) on a network that does not allow it as a whole.
+    pub metadata_hosts: Vec<Ipv4Addr>,
+    /// The IPv6 addresses of those containers.
+    pub metadata_hosts6: Vec<Ipv6Addr>,
+}
+
+/// The cloud metadata service's IPv4 address (AWS, GCP, Azure, OpenStack…).
+pub const METADATA_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 169, 254);
+
+/// The cloud metadata service's IPv6 address (AWS IMDS on Nitro).
+pub const METADATA_V6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254);
+
+impl FirewallState {
+    /// The bridges that need `net.ipv4.conf.BRIDGE.route_localnet = 1`: those with a
+    /// container that has a port published on a loopback address. The host's packets to
+    /// 127.0.0.1 are DNATed to the container and leave through its bridge with source
+    /// 127.0.0.1 (the kernel refuses that without route_localnet on the output device), and
+    /// the replies come back on it for 127.0.0.1. Every other interface, and `all`, keeps
+    /// it off; the `guard` chain drops what a container sends to 127.0.0.0/8 anyway.
+    pub fn localnet_bridges(&self) -> Vec<&str> {
+        self.bridges
+            .iter()
+            .filter(|b| {
+                self.published.iter().any(|p| {
+                    p.host_ip.is_some_and(|ip| ip.is_loopback())
+                        && subnet_contains(b.subnet, p.dest)
+                })
+            })
+            .map(|b| b.name.as_str())
+            .collect()
+    }
+}
+
+/// Whether `addr` is in `subnet` (address and prefix length).
+fn subnet_contains((net, prefix): (Ipv4Addr, u8), addr: Ipv4Addr) -> bool {
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(prefix.min(32)))
+        .unwrap_or(0);
+    u32::from(net) & mask == u32::from(addr) & mask
 }
 
 /// Why the firewall could not be applied; every variant says which part failed.

@@ -1,18 +1,22 @@
 //! From a [`FirewallState`] to the messages of one nf_tables batch (pure, no I/O).
 //!
 //! The batch always has the same shape, so that applying the same state twice gives the
-//! same ruleset: create-or-keep table, delete it, create it again, then the five base
-//! chains, the four named sets/maps with their elements, and the rules.
+//! same ruleset: create-or-keep table, delete it, create it again, then the six base
+//! chains, the seven named sets/maps with their elements, and the rules.
 
-use super::wire::{self, base, ct, meta, Expr, Writer};
+use super::rules::{rules, Rule};
+use super::wire::{self, Writer};
 use super::{FirewallState, Proto, TABLE};
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::Ipv4Addr;
 
 /// Set ids: referenced by `NFTA_SET_ID` in the same batch (the names also work).
-const ID_PUBLISHED: u32 = 1;
-const ID_PUBLISHED_HOST: u32 = 2;
-const ID_ALLOW: u32 = 3;
-const ID_BRIDGES: u32 = 4;
+pub(super) const ID_PUBLISHED: u32 = 1;
+pub(super) const ID_PUBLISHED_HOST: u32 = 2;
+pub(super) const ID_ALLOW: u32 = 3;
+pub(super) const ID_BRIDGES: u32 = 4;
+pub(super) const ID_METADATA_BRIDGES: u32 = 5;
+pub(super) const ID_METADATA_HOSTS: u32 = 6;
+pub(super) const ID_METADATA_HOSTS6: u32 = 7;
 
 /// Set user data as nft 1.0.6 writes it (byte order and typeof hints that only
 /// `nft list` reads), so that `nft list table inet keel` prints the declared types.
@@ -24,6 +28,8 @@ const UDATA_ALLOW: &[u8] = &[
     0x00, 0x04, 0, 0, 0, 0, 0x03, 0x08, 0x00, 0x04, 0x0d, 0, 0, 0, 0x01, 0x00,
 ];
 const UDATA_BRIDGES: &[u8] = &[0x00, 0x04, 0x01, 0, 0, 0];
+/// Key byte order big endian (addresses).
+const UDATA_ADDRESSES: &[u8] = &[0x00, 0x04, 0x02, 0, 0, 0];
 
 /// Largest `NFTA_SET_ELEM_LIST_ELEMENTS` payload before elements go to a new message
 /// (attribute lengths are 16 bits).
@@ -218,18 +224,9 @@ struct NamedSet {
     elements: Vec<Element>,
 }
 
-/// One rule: its chain, how `nft list` shows it, and its expressions.
-pub struct Rule {
-    /// Chain name.
-    pub chain: &'static str,
-    /// The rule in nft syntax (for error messages and docs).
-    pub text: String,
-    /// The expressions, in order.
-    pub exprs: Vec<Expr>,
-}
-
 /// `NFT_DATATYPE` ids nft uses for keys and data (concatenations shift by 6 bits each).
 const TYPE_IPADDR: u32 = 7;
+const TYPE_IP6ADDR: u32 = 8;
 const TYPE_INET_PROTOCOL: u32 = 12;
 const TYPE_INET_SERVICE: u32 = 13;
 const TYPE_IFNAME: u32 = 41;
@@ -242,7 +239,7 @@ fn proto_number(proto: Proto) -> u8 {
 }
 
 /// An interface name as the 16-byte value `meta iifname`/`oifname` loads.
-fn ifname(name: &str) -> Vec<u8> {
+pub(super) fn ifname(name: &str) -> Vec<u8> {
     let mut bytes = name.as_bytes().to_vec();
     bytes.resize(bytes.len().max(16), 0);
     bytes
@@ -263,382 +260,17 @@ fn addr_port(addr: Ipv4Addr, port: u16) -> Vec<u8> {
     data
 }
 
-fn nfproto_ipv4() -> [Expr; 2] {
+fn chains(state: &FirewallState) -> [BaseChain; 6] {
+    // Hook numbers are NF_INET_*; priorities NF_IP_PRI_RAW (-300), NAT_DST (-100),
+    // NAT_SRC (100), FILTER (0).
     [
-        Expr::Meta {
-            key: meta::NFPROTO,
-            dreg: wire::REG_1,
+        BaseChain {
+            name: "guard",
+            kind: "filter",
+            hook: 0,
+            priority: -300,
+            accept: true,
         },
-        Expr::Cmp {
-            sreg: wire::REG_1,
-            neq: false,
-            data: vec![wire::NFPROTO_IPV4],
-        },
-    ]
-}
-
-/// `ip saddr ADDR/PREFIX`, encoded the way nft does: whole bytes are compared directly,
-/// other prefixes load 4 bytes and mask them.
-fn ip_saddr(addr: Ipv4Addr, prefix: u8) -> Vec<Expr> {
-    let mut exprs = nfproto_ipv4().to_vec();
-    exprs.extend(prefix_match(12, &addr.octets(), prefix));
-    exprs
-}
-
-/// `ip6 saddr ADDR/PREFIX`, encoded like [`ip_saddr`] (source address at offset 8 of
-/// the IPv6 header; other prefixes load all 16 bytes and mask them).
-fn ip6_saddr(addr: Ipv6Addr, prefix: u8) -> Vec<Expr> {
-    let mut exprs = vec![
-        Expr::Meta {
-            key: meta::NFPROTO,
-            dreg: wire::REG_1,
-        },
-        Expr::Cmp {
-            sreg: wire::REG_1,
-            neq: false,
-            data: vec![wire::NFPROTO_IPV6],
-        },
-    ];
-    exprs.extend(prefix_match(8, &addr.octets(), prefix));
-    exprs
-}
-
-/// The network-header field at `offset` (an address of `octets.len()` bytes) matches
-/// `octets/prefix`: whole bytes compared directly, other prefixes loaded whole and masked.
-fn prefix_match(offset: u32, octets: &[u8], prefix: u8) -> Vec<Expr> {
-    let mut exprs = Vec::new();
-    if prefix > 0 && prefix.is_multiple_of(8) {
-        let len = usize::from(prefix / 8).min(octets.len());
-        exprs.push(Expr::Payload {
-            dreg: wire::REG_1,
-            base: base::NETWORK,
-            offset,
-            len: len as u32,
-        });
-        exprs.push(Expr::Cmp {
-            sreg: wire::REG_1,
-            neq: false,
-            data: octets[..len].to_vec(),
-        });
-    } else {
-        let mask: Vec<u8> = (0..octets.len())
-            .map(|i| {
-                let bits = u32::from(prefix).saturating_sub(8 * i as u32).min(8);
-                0xffu8.checked_shl(8 - bits).unwrap_or(0)
-            })
-            .collect();
-        let network: Vec<u8> = octets.iter().zip(&mask).map(|(a, m)| a & m).collect();
-        exprs.push(Expr::Payload {
-            dreg: wire::REG_1,
-            base: base::NETWORK,
-            offset,
-            len: octets.len() as u32,
-        });
-        exprs.push(Expr::Bitwise {
-            reg: wire::REG_1,
-            mask,
-        });
-        exprs.push(Expr::Cmp {
-            sreg: wire::REG_1,
-            neq: false,
-            data: network,
-        });
-    }
-    exprs
-}
-
-fn ifname_is(key: u32, name: &str) -> [Expr; 2] {
-    [
-        Expr::Meta {
-            key,
-            dreg: wire::REG_1,
-        },
-        Expr::Cmp {
-            sreg: wire::REG_1,
-            neq: false,
-            data: ifname(name),
-        },
-    ]
-}
-
-/// `ct KEY & BITS != 0`, as nft encodes `ct state established,related` or `ct status dnat`.
-fn ct_any(key: u32, bits: u32) -> [Expr; 3] {
-    [
-        Expr::Ct {
-            key,
-            dreg: wire::REG_1,
-        },
-        Expr::Bitwise {
-            reg: wire::REG_1,
-            mask: bits.to_ne_bytes().to_vec(),
-        },
-        Expr::Cmp {
-            sreg: wire::REG_1,
-            neq: true,
-            data: vec![0; 4],
-        },
-    ]
-}
-
-fn fib_daddr_local() -> [Expr; 2] {
-    [
-        Expr::FibDaddrType { dreg: wire::REG_1 },
-        Expr::Cmp {
-            sreg: wire::REG_1,
-            neq: false,
-            data: 2u32.to_ne_bytes().to_vec(),
-        }, // RTN_LOCAL
-    ]
-}
-
-fn l4proto(dreg: u32) -> Expr {
-    Expr::Meta {
-        key: meta::L4PROTO,
-        dreg,
-    }
-}
-
-fn th_dport(dreg: u32) -> Expr {
-    Expr::Payload {
-        dreg,
-        base: base::TRANSPORT,
-        offset: 2,
-        len: 2,
-    }
-}
-
-/// The two DNAT rules shared by prerouting and output.
-fn dnat_rules(chain: &'static str) -> [Rule; 2] {
-    let mut host = fib_daddr_local().to_vec();
-    host.extend(nfproto_ipv4());
-    host.extend([
-        Expr::Payload {
-            dreg: wire::REG_1,
-            base: base::NETWORK,
-            offset: 16,
-            len: 4,
-        },
-        l4proto(wire::REG32_01),
-        th_dport(wire::REG32_02),
-        Expr::Lookup {
-            sreg: wire::REG_1,
-            dreg: Some(wire::REG_1),
-            set: "published_host".into(),
-            set_id: ID_PUBLISHED_HOST,
-            inverted: false,
-        },
-        Expr::DnatIp {
-            addr_reg: wire::REG_1,
-            proto_reg: wire::REG32_01,
-        },
-    ]);
-    let mut any = fib_daddr_local().to_vec();
-    any.extend([
-        l4proto(wire::REG_1),
-        th_dport(wire::REG32_01),
-        Expr::Lookup {
-            sreg: wire::REG_1,
-            dreg: Some(wire::REG_1),
-            set: "published".into(),
-            set_id: ID_PUBLISHED,
-            inverted: false,
-        },
-        Expr::DnatIp {
-            addr_reg: wire::REG_1,
-            proto_reg: wire::REG32_01,
-        },
-    ]);
-    [
-        Rule {
-            chain,
-            text: "fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @published_host".into(),
-            exprs: host,
-        },
-        Rule { chain, text: "fib daddr type local dnat ip to meta l4proto . th dport map @published".into(), exprs: any },
-    ]
-}
-
-fn accept(mut exprs: Vec<Expr>) -> Vec<Expr> {
-    exprs.push(Expr::Verdict(wire::VERDICT_ACCEPT));
-    exprs
-}
-
-/// Masquerade what `source` matches (a container subnet, IPv4 or IPv6) when it leaves
-/// through `uplink`, or through any interface that is not a bridge when there is none.
-fn masquerade(mut exprs: Vec<Expr>, source: &str, uplink: Option<&str>) -> Rule {
-    let text = match uplink {
-        Some(uplink) => {
-            exprs.extend(ifname_is(meta::OIFNAME, uplink));
-            format!("{source} oifname \"{uplink}\" masquerade")
-        }
-        None => {
-            exprs.push(Expr::Meta {
-                key: meta::OIFNAME,
-                dreg: wire::REG_1,
-            });
-            exprs.push(Expr::Lookup {
-                sreg: wire::REG_1,
-                dreg: None,
-                set: "bridges".into(),
-                set_id: ID_BRIDGES,
-                inverted: true,
-            });
-            format!("{source} oifname != @bridges masquerade")
-        }
-    };
-    exprs.push(Expr::Masq);
-    Rule {
-        chain: "postrouting",
-        text,
-        exprs,
-    }
-}
-
-/// Every rule of the ruleset, in chain order and then in the order they are matched.
-pub fn rules(state: &FirewallState) -> Vec<Rule> {
-    let mut rules = Vec::new();
-    rules.extend(dnat_rules("prerouting"));
-    rules.extend(dnat_rules("output"));
-
-    for (addr, prefix) in &state.container_subnets {
-        rules.push(masquerade(ip_saddr(*addr, *prefix), &format!("ip saddr {addr}/{prefix}"), state.uplink.as_deref()));
-    }
-    for (addr, prefix) in &state.container_subnets6 {
-        rules.push(masquerade(ip6_saddr(*addr, *prefix), &format!("ip6 saddr {addr}/{prefix}"), state.uplink.as_deref()));
-    }
-    for bridge in &state.bridges {
-        // Hairpin: a container reaching a port published by a container on its own bridge.
-        let (addr, prefix) = bridge.subnet;
-        let mut exprs = ifname_is(meta::OIFNAME, &bridge.name).to_vec();
-        exprs.extend(ip_saddr(addr, prefix));
-        exprs.extend(ct_any(ct::STATUS, ct::STATUS_DNAT));
-        exprs.push(Expr::Masq);
-        let text = format!(
-            "oifname \"{}\" ip saddr {addr}/{prefix} ct status dnat masquerade",
-            bridge.name
-        );
-        rules.push(Rule {
-            chain: "postrouting",
-            text,
-            exprs,
-        });
-    }
-    // The host reaching a published port on 127.0.0.1 (needs route_localnet).
-    let mut exprs = ip_saddr(Ipv4Addr::new(127, 0, 0, 0), 8);
-    exprs.extend(ct_any(ct::STATUS, ct::STATUS_DNAT));
-    exprs.push(Expr::Masq);
-    rules.push(Rule {
-        chain: "postrouting",
-        text: "ip saddr 127.0.0.0/8 ct status dnat masquerade".into(),
-        exprs,
-    });
-
-    rules.push(Rule {
-        chain: "forward",
-        text: "ct state established,related accept".into(),
-        exprs: accept(ct_any(ct::STATE, ct::STATE_ESTABLISHED_RELATED).to_vec()),
-    });
-    for from in &state.bridges {
-        for to in &state.bridges {
-            if from.name != to.name && (from.isolated || to.isolated) {
-                let mut exprs = ifname_is(meta::IIFNAME, &from.name).to_vec();
-                exprs.extend(ifname_is(meta::OIFNAME, &to.name));
-                exprs.push(Expr::Verdict(wire::VERDICT_DROP));
-                let text = format!("iifname \"{}\" oifname \"{}\" drop", from.name, to.name);
-                rules.push(Rule {
-                    chain: "forward",
-                    text,
-                    exprs,
-                });
-            }
-        }
-    }
-
-    let input = |text: &str, exprs: Vec<Expr>| Rule {
-        chain: "input",
-        text: text.into(),
-        exprs: accept(exprs),
-    };
-    rules.push(input(
-        "ct state established,related accept",
-        ct_any(ct::STATE, ct::STATE_ESTABLISHED_RELATED).to_vec(),
-    ));
-    rules.push(input(
-        "iif \"lo\" accept",
-        vec![
-            Expr::Meta {
-                key: meta::IIF,
-                dreg: wire::REG_1,
-            },
-            Expr::Cmp {
-                sreg: wire::REG_1,
-                neq: false,
-                data: 1u32.to_ne_bytes().to_vec(),
-            }, // LOOPBACK_IFINDEX
-        ],
-    ));
-    rules.push(input(
-        "ct status dnat accept",
-        ct_any(ct::STATUS, ct::STATUS_DNAT).to_vec(),
-    ));
-    rules.push(input(
-        "meta l4proto . th dport @allow accept",
-        vec![
-            l4proto(wire::REG_1),
-            th_dport(wire::REG32_01),
-            Expr::Lookup {
-                sreg: wire::REG_1,
-                dreg: None,
-                set: "allow".into(),
-                set_id: ID_ALLOW,
-                inverted: false,
-            },
-        ],
-    ));
-    for (text, number) in [
-        ("meta l4proto icmp accept", 1u8),
-        ("meta l4proto ipv6-icmp accept", 58),
-    ] {
-        rules.push(input(
-            text,
-            vec![
-                l4proto(wire::REG_1),
-                Expr::Cmp {
-                    sreg: wire::REG_1,
-                    neq: false,
-                    data: vec![number],
-                },
-            ],
-        ));
-    }
-    rules.push(input(
-        "udp sport 67 udp dport 68 accept",
-        vec![
-            l4proto(wire::REG_1),
-            Expr::Cmp {
-                sreg: wire::REG_1,
-                neq: false,
-                data: vec![17],
-            },
-            Expr::Payload {
-                dreg: wire::REG_1,
-                base: base::TRANSPORT,
-                offset: 0,
-                len: 4,
-            },
-            Expr::Cmp {
-                sreg: wire::REG_1,
-                neq: false,
-                data: vec![0, 67, 0, 68],
-            },
-        ],
-    ));
-    rules
-}
-
-fn chains(state: &FirewallState) -> [BaseChain; 5] {
-    // Hook numbers are NF_INET_*; priorities NF_IP_PRI_NAT_DST (-100), NAT_SRC (100), FILTER (0).
-    [
         BaseChain {
             name: "prerouting",
             kind: "nat",
@@ -677,7 +309,7 @@ fn chains(state: &FirewallState) -> [BaseChain; 5] {
     ]
 }
 
-fn sets(state: &FirewallState) -> [NamedSet; 4] {
+fn sets(state: &FirewallState) -> [NamedSet; 7] {
     let concat = |types: &[u32]| types.iter().fold(0, |acc, t| (acc << 6) | t);
     let published = |host: bool| -> Vec<Element> {
         state
@@ -737,7 +369,50 @@ fn sets(state: &FirewallState) -> [NamedSet; 4] {
                 .map(|b| (ifname(&b.name), None))
                 .collect(),
         },
+        NamedSet {
+            name: "metadata_bridges",
+            id: ID_METADATA_BRIDGES,
+            key_type: TYPE_IFNAME,
+            key_len: 16,
+            data: None,
+            udata: UDATA_BRIDGES,
+            elements: state
+                .bridges
+                .iter()
+                .filter(|b| b.metadata)
+                .map(|b| (ifname(&b.name), None))
+                .collect(),
+        },
+        NamedSet {
+            name: "metadata_hosts",
+            id: ID_METADATA_HOSTS,
+            key_type: TYPE_IPADDR,
+            key_len: 4,
+            data: None,
+            udata: UDATA_ADDRESSES,
+            elements: unique(state.metadata_hosts.iter().map(|a| a.octets().to_vec())),
+        },
+        NamedSet {
+            name: "metadata_hosts6",
+            id: ID_METADATA_HOSTS6,
+            key_type: TYPE_IP6ADDR,
+            key_len: 16,
+            data: None,
+            udata: UDATA_ADDRESSES,
+            elements: unique(state.metadata_hosts6.iter().map(|a| a.octets().to_vec())),
+        },
     ]
+}
+
+/// Set elements without duplicates (the kernel refuses an element added twice).
+fn unique(keys: impl Iterator<Item = Vec<u8>>) -> Vec<Element> {
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+    for key in keys {
+        if !seen.contains(&key) {
+            seen.push(key);
+        }
+    }
+    seen.into_iter().map(|key| (key, None)).collect()
 }
 
 /// The whole replace-the-table batch for `state`, starting at sequence number `seq`.

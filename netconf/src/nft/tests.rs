@@ -16,11 +16,13 @@ fn state_a() -> FirewallState {
                 name: "keel0".into(),
                 subnet: (Ipv4Addr::new(10, 88, 0, 0), 16),
                 isolated: false,
+                metadata: false,
             },
             BridgeRule {
                 name: "keel1".into(),
                 subnet: (Ipv4Addr::new(10, 89, 0, 0), 16),
                 isolated: true,
+                metadata: true,
             },
         ],
         published: vec![
@@ -48,6 +50,8 @@ fn state_a() -> FirewallState {
         ],
         input_drop: true,
         allow: vec![(Proto::Tcp, 22)],
+        metadata_hosts: vec![Ipv4Addr::new(10, 88, 0, 5)],
+        metadata_hosts6: vec![Ipv6Addr::new(0xfd00, 0x88, 0, 0, 0, 0, 0, 5)],
     }
 }
 
@@ -60,6 +64,7 @@ fn state_b() -> FirewallState {
             name: "br-a".into(),
             subnet: (Ipv4Addr::new(172, 20, 16, 0), 20),
             isolated: true,
+            metadata: false,
         }],
         ..FirewallState::default()
     }
@@ -257,7 +262,7 @@ fn verdict_reports_the_first_failing_message_by_name() {
     .unwrap_err();
     assert!(
         err.to_string()
-            .contains("no acknowledgement for: add chain prerouting"),
+            .contains("no acknowledgement for: add chain guard; add chain prerouting"),
         "{err}"
     );
     let all_ok: Vec<(u32, i32)> = batch.messages.iter().map(|(s, _)| (*s, 0)).collect();
@@ -272,16 +277,252 @@ fn ipv6_subnets_get_a_masquerade_rule_each() {
         (Ipv6Addr::new(0xfd00, 0x89, 0, 0, 0, 0, 0, 0), 60),
     ];
     let batch = build(&state, 1);
-    let rules: Vec<&str> = batch.messages.iter().map(|(_, w)| w.as_str()).filter(|w| w.contains("ip6 saddr")).collect();
+    let rules: Vec<&str> = batch
+        .messages
+        .iter()
+        .map(|(_, w)| w.as_str())
+        .filter(|w| w.contains("ip6 saddr") && w.contains("masquerade"))
+        .collect();
     assert_eq!(rules.len(), 2, "{:?}", batch.messages);
-    assert!(rules[0].ends_with("(ip6 saddr fd00:88::/64 oifname \"eth0\" masquerade)"), "{rules:?}");
-    assert!(rules[1].ends_with("(ip6 saddr fd00:89::/60 oifname \"eth0\" masquerade)"), "{rules:?}");
+    assert!(
+        rules[0].ends_with("(ip6 saddr fd00:88::/64 oifname \"eth0\" masquerade)"),
+        "{rules:?}"
+    );
+    assert!(
+        rules[1].ends_with("(ip6 saddr fd00:89::/60 oifname \"eth0\" masquerade)"),
+        "{rules:?}"
+    );
     // The /64 compares the first 8 bytes of the source address directly.
-    assert!(batch.bytes.windows(8).any(|w| w == [0xfd, 0, 0, 0x88, 0, 0, 0, 0]));
+    assert!(batch
+        .bytes
+        .windows(8)
+        .any(|w| w == [0xfd, 0, 0, 0x88, 0, 0, 0, 0]));
     // Without IPv6 subnets nothing changes (the captured batches stay byte-exact).
     state.container_subnets6.clear();
     assert_eq!(build(&state, 1).bytes, build(&state_b(), 1).bytes);
     state.container_subnets6 = vec![(Ipv6Addr::UNSPECIFIED, 129)];
     let message = validate(&state).unwrap_err().to_string();
-    assert!(message.contains("container_subnets6[0]: prefix length 129 is more than 128"), "{message}");
+    assert!(
+        message.contains("container_subnets6[0]: prefix length 129 is more than 128"),
+        "{message}"
+    );
+}
+
+fn texts(state: &FirewallState, chain: &str) -> Vec<String> {
+    super::rules::rules(state)
+        .into_iter()
+        .filter(|r| r.chain == chain)
+        .map(|r| r.text)
+        .collect()
+}
+
+#[test]
+fn guard_drops_loopback_destinations_from_other_interfaces_before_nat() {
+    let rules = super::rules::rules(&state_b());
+    let guard: Vec<_> = rules.iter().filter(|r| r.chain == "guard").collect();
+    assert_eq!(guard[0].text, "iif != \"lo\" ip daddr 127.0.0.0/8 drop");
+    // iif compared *not equal* to ifindex 1, the first byte of the destination to 127, drop.
+    assert_eq!(
+        guard[0].exprs[1],
+        wire::Expr::Cmp {
+            sreg: wire::REG_1,
+            neq: true,
+            data: 1u32.to_ne_bytes().to_vec()
+        }
+    );
+    assert!(guard[0].exprs.contains(&wire::Expr::Payload {
+        dreg: wire::REG_1,
+        base: 1,
+        offset: 16,
+        len: 1
+    }));
+    assert!(guard[0].exprs.contains(&wire::Expr::Cmp {
+        sreg: wire::REG_1,
+        neq: false,
+        data: vec![127]
+    }));
+    assert_eq!(
+        guard[0].exprs.last(),
+        Some(&wire::Expr::Verdict(wire::VERDICT_DROP))
+    );
+    // The chain runs at priority raw, before conntrack (-200) and DNAT (-100).
+    let batch = build(&state_b(), 1);
+    assert_eq!(batch.messages[3].1, "add chain guard");
+    let needle = [&[8u8, 0, 2, 0][..], &(-300i32).to_be_bytes()].concat(); // NFTA_HOOK_PRIORITY
+    assert!(batch
+        .bytes
+        .windows(needle.len())
+        .any(|w| w == needle.as_slice()));
+}
+
+#[test]
+fn metadata_is_dropped_for_containers_unless_their_network_or_address_is_listed() {
+    let guard = texts(&state_a(), "guard");
+    assert_eq!(
+        guard[1..],
+        [
+            "iifname @bridges iifname != @metadata_bridges ip daddr 169.254.169.254 ip saddr != @metadata_hosts drop",
+            "iifname @bridges iifname != @metadata_bridges ip6 daddr fd00:ec2::254 ip6 saddr != @metadata_hosts6 drop",
+        ]
+    );
+    // The sets hold exactly the switches: keel1's network, and the one container (once).
+    let mut state = state_a();
+    state.metadata_hosts.push(Ipv4Addr::new(10, 88, 0, 5));
+    let batch = build(&state, 1);
+    let elements = |set: &str| {
+        batch
+            .messages
+            .iter()
+            .filter(|(_, w)| w == &format!("add elements to {set}"))
+            .count()
+    };
+    assert_eq!(
+        (
+            elements("metadata_bridges"),
+            elements("metadata_hosts"),
+            elements("metadata_hosts6")
+        ),
+        (1, 1, 1)
+    );
+    assert_eq!(
+        batch
+            .bytes
+            .windows(4)
+            .filter(|w| *w == [10, 88, 0, 5])
+            .count(),
+        1,
+        "a duplicate address is sent once"
+    );
+    // Nothing switched on: the sets are declared but empty, so every container is dropped.
+    let batch = build(&state_b(), 1);
+    assert!(
+        !batch
+            .messages
+            .iter()
+            .any(|(_, w)| w.starts_with("add elements to metadata")),
+        "{:?}",
+        batch.messages
+    );
+    // The host itself is never filtered: only packets arriving on a bridge match.
+    let rules = super::rules::rules(&state_b());
+    let v4 = rules
+        .iter()
+        .find(|r| r.text.contains("169.254.169.254"))
+        .unwrap();
+    assert_eq!(
+        v4.exprs[..2],
+        [
+            wire::Expr::Meta {
+                key: wire::meta::IIFNAME,
+                dreg: wire::REG_1
+            },
+            wire::Expr::Lookup {
+                sreg: wire::REG_1,
+                dreg: None,
+                set: "bridges".into(),
+                set_id: 4,
+                inverted: false
+            }
+        ]
+    );
+}
+
+#[test]
+fn allow_and_dhcp_are_bound_to_the_uplink() {
+    let with_uplink = texts(&state_b(), "input");
+    assert!(
+        with_uplink.contains(&"iifname \"eth0\" meta l4proto . th dport @allow accept".to_string()),
+        "{with_uplink:?}"
+    );
+    assert!(
+        with_uplink.contains(&"iifname \"eth0\" udp sport 67 udp dport 68 accept".to_string()),
+        "{with_uplink:?}"
+    );
+    // No uplink known yet (DHCP not bound): anything but a container bridge.
+    let without = texts(&state_a(), "input");
+    assert!(
+        without.contains(&"iifname != @bridges meta l4proto . th dport @allow accept".to_string()),
+        "{without:?}"
+    );
+    // The first expressions of the allow rule are the interface match.
+    let rules = super::rules::rules(&state_b());
+    let allow = rules.iter().find(|r| r.text.contains("@allow")).unwrap();
+    assert_eq!(
+        allow.exprs[0],
+        wire::Expr::Meta {
+            key: wire::meta::IIFNAME,
+            dreg: wire::REG_1
+        }
+    );
+    assert_eq!(
+        allow.exprs[1],
+        wire::Expr::Cmp {
+            sreg: wire::REG_1,
+            neq: false,
+            data: b"eth0\0\0\0\0\0\0\0\0\0\0\0\0".to_vec()
+        }
+    );
+    // Policy drop or accept follows the state; ICMP and loopback stay open.
+    assert!(with_uplink.contains(&"iif \"lo\" accept".to_string()));
+    assert!(with_uplink.contains(&"meta l4proto ipv6-icmp accept".to_string()));
+}
+
+#[test]
+fn forward_drops_new_inbound_to_container_networks_unless_dnated() {
+    assert_eq!(
+        texts(&state_a(), "forward"),
+        [
+            "ct state established,related accept",
+            "iifname \"keel0\" oifname \"keel1\" drop",
+            "iifname \"keel1\" oifname \"keel0\" drop",
+            "iifname @bridges accept",
+            "ct status dnat accept",
+            "oifname @bridges drop",
+        ]
+    );
+    // No family match anywhere in forward: IPv4 and IPv6 container subnets alike.
+    let rules = super::rules::rules(&state_a());
+    for rule in rules.iter().filter(|r| r.chain == "forward") {
+        assert!(
+            !rule.exprs.iter().any(|e| matches!(
+                e,
+                wire::Expr::Meta {
+                    key: wire::meta::NFPROTO,
+                    ..
+                }
+            )),
+            "{}",
+            rule.text
+        );
+    }
+}
+
+#[test]
+fn route_localnet_only_on_bridges_with_a_loopback_published_port() {
+    let mut state = state_a();
+    assert_eq!(
+        state.localnet_bridges(),
+        ["keel0"],
+        "9090 on 127.0.0.1 goes to 10.88.0.2 on keel0"
+    );
+    state.published.retain(|p| p.host_ip.is_none());
+    assert!(
+        state.localnet_bridges().is_empty(),
+        "no loopback port: no route_localnet anywhere"
+    );
+    state.published.push(Published {
+        proto: Proto::Tcp,
+        host_ip: Some(Ipv4Addr::new(127, 0, 0, 2)),
+        host_port: 1,
+        dest: Ipv4Addr::new(10, 89, 3, 4),
+        dest_port: 1,
+    });
+    state.published.push(Published {
+        proto: Proto::Tcp,
+        host_ip: Some(Ipv4Addr::new(192, 168, 1, 1)),
+        host_port: 2,
+        dest: Ipv4Addr::new(10, 88, 3, 4),
+        dest_port: 1,
+    });
+    assert_eq!(state.localnet_bridges(), ["keel1"]);
 }

@@ -296,6 +296,11 @@ pub struct ContainerSpec {
     pub network: NetworkMode,
     /// Published ports, as written (the network issue gives them meaning).
     pub ports: Vec<String>,
+    /// `metadata_access = true`: this container may reach the cloud metadata service
+    /// (169.254.169.254, fd00:ec2::254), which hands out the machine's credentials. Off by
+    /// default; a network's `metadata = true` opens it to all of that network's containers.
+    /// (A `network = "host"` container is in the host's namespace and has the host's access.)
+    pub metadata_access: bool,
 }
 
 #[cfg(test)]

@@ -60,6 +60,8 @@ pub struct RawContainer {
     pub network: Option<String>,
     #[serde(default)]
     pub ports: Vec<String>,
+    #[serde(default)]
+    pub metadata_access: bool,
 }
 
 /// `[healthcheck]`.

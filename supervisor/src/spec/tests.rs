@@ -103,6 +103,21 @@ fn ports_with_network_none_is_a_contradiction() {
 }
 
 #[test]
+fn metadata_access_is_off_unless_declared_and_needs_a_network() {
+    let plain = parse("x", "image = \"/img\"\ncommand = \"/a\"\n", "f").unwrap();
+    assert!(!plain.metadata_access, "off by default");
+    let on = parse("x", "image = \"/img\"\ncommand = \"/a\"\nmetadata_access = true\n", "f").unwrap();
+    assert!(on.metadata_access);
+    let (key, line, message) = only("x", "image = \"/img\"\ncommand = \"/a\"\nnetwork = \"none\"\nmetadata_access = true\n");
+    assert_eq!((key.as_str(), line), ("metadata_access", Some(4)), "{message}");
+    assert!(message.contains("network = \"none\""), "{message}");
+    // A type error names the line (as every type error of the declaration does).
+    let (_, line, message) = only("x", "image = \"/img\"\ncommand = \"/a\"\nmetadata_access = 1\n");
+    assert_eq!(line, Some(3), "{message}");
+    assert!(message.contains("expected a boolean"), "{message}");
+}
+
+#[test]
 fn every_problem_is_reported_not_just_the_first() {
     let text = "image = \"Relative/Dir\"\nrestart = \"sometimes\"\n[resources]\ncpus = 1.0\ncpu_max = \"max\"\nio_weight = 0\n";
     let keys: Vec<String> = errors("x", text).into_iter().map(|e| e.key).collect();

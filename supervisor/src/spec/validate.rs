@@ -108,6 +108,7 @@ fn build(name: &str, raw: RawContainer, r: &mut Report) -> Option<ContainerSpec>
         user_namespace,
         network: network?,
         ports: raw.ports,
+        metadata_access: raw.metadata_access,
     })
 }
 
@@ -389,6 +390,9 @@ fn network(raw: &RawContainer, r: &mut Report) -> Option<NetworkMode> {
     if !raw.ports.is_empty() && matches!(mode, NetworkMode::None | NetworkMode::Host) {
         let which = if mode == NetworkMode::None { "none" } else { "host" };
         r.add("ports", format!("ports cannot be published with network = \"{which}\""));
+    }
+    if raw.metadata_access && mode == NetworkMode::None {
+        r.add("metadata_access", "network = \"none\" reaches no metadata service");
     }
     Some(mode)
 }
