@@ -249,7 +249,7 @@ fn short_duration(secs: f64) -> String {
 
 fn print_ps(containers: &[ContainerInfo]) {
     let dash = || "-".to_string();
-    let rows: Vec<[String; 8]> = containers
+    let rows: Vec<[String; 9]> = containers
         .iter()
         .map(|c| {
             [
@@ -260,20 +260,21 @@ fn print_ps(containers: &[ContainerInfo]) {
                 c.uptime_secs.map_or_else(dash, short_duration),
                 c.last_exit.map_or_else(dash, |e| e.to_string()),
                 c.health.clone().unwrap_or_else(dash),
+                c.limits_hit().unwrap_or_else(dash),
                 c.detail.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    let header = ["NAME", "STATE", "PID", "RESTARTS", "UPTIME", "LAST-EXIT", "HEALTH", "DETAIL"].map(String::from);
-    let mut widths = [0usize; 8];
+    let header = ["NAME", "STATE", "PID", "RESTARTS", "UPTIME", "LAST-EXIT", "HEALTH", "LIMITS", "DETAIL"].map(String::from);
+    let mut widths = [0usize; 9];
     for row in std::iter::once(&header).chain(&rows) {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.len());
         }
     }
     for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> = row.iter().zip(widths).take(7).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        println!("{}  {}", cells.join("  "), row[7]);
+        let cells: Vec<String> = row.iter().zip(widths).take(8).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        println!("{}  {}", cells.join("  "), row[8]);
     }
 }
 
@@ -322,6 +323,7 @@ fn print_stats(stats: &ContainerStats) {
     println!("memory:     {} KiB (peak {})", c.memory_current / 1024, c.memory_peak.map_or("-".into(), |p| format!("{} KiB", p / 1024)));
     println!("pids:       {}", c.pids_current);
     println!("oom kills:  {}", stats.oom_kills);
+    println!("pids limit: {} fork(s) refused", c.pids_limit_hits);
 }
 
 fn print_status(status: Status) {
