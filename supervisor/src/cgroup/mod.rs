@@ -12,7 +12,9 @@
 //!
 //! Defaults that hold a runaway container without any `[resources]`: `pids.max` 2048
 //! and `memory.oom.group` 1 per container ([`limits`]), and the parent's limits that
-//! keep [`reserve`]'s share of memory and tasks for the host.
+//! keep [`reserve`]'s share of memory and tasks for the host. Each container's cgroup
+//! also gets the OCI default device filter ([`devices`], a BPF_CGROUP_DEVICE program)
+//! before any of its processes exists.
 //!
 //! The split follows STYLE.md: [`limits`] and [`stats`] hold pure logic (which files to
 //! write, how to parse what the kernel reports), unit-tested on strings. [`CgroupTree`]
@@ -39,6 +41,7 @@
 //!   until the container stops.
 
 mod container;
+pub mod devices;
 mod error;
 mod fsio;
 pub mod limits;

@@ -139,7 +139,9 @@ pub enum ReserveError {
         what: String,
     },
     /// The reserve leaves the containers nothing (or less than one container needs).
-    #[error("reserved {what} ({reserve}) leaves too little of the system's {total} for the containers")]
+    #[error(
+        "reserved {what} ({reserve}) leaves too little of the system's {total} for the containers"
+    )]
     TooLarge {
         /// `memory` (bytes) or `pids`.
         what: &'static str,
@@ -154,9 +156,7 @@ pub enum ReserveError {
 pub fn reserved_memory(reserve: MemoryReserve, mem_total: u64) -> u64 {
     let percent = |p: u8| mem_total / 100 * u64::from(p);
     match reserve {
-        MemoryReserve::Default => {
-            percent(DEFAULT_RESERVED_MEMORY_PERCENT).max(MIN_RESERVED_MEMORY)
-        }
+        MemoryReserve::Default => percent(DEFAULT_RESERVED_MEMORY_PERCENT).max(MIN_RESERVED_MEMORY),
         MemoryReserve::Bytes(bytes) => bytes,
         MemoryReserve::Percent(p) => percent(p),
     }

@@ -14,7 +14,7 @@ use tempfile::TempDir;
 fn hierarchy(controllers: &str) -> (TempDir, CgroupTree) {
     let tmp = tempfile::tempdir().unwrap();
     fs::write(tmp.path().join("cgroup.controllers"), controllers).unwrap();
-    let tree = CgroupTree::new(tmp.path());
+    let tree = CgroupTree::new(tmp.path()).without_device_filter();
     (tmp, tree)
 }
 
@@ -91,6 +91,17 @@ fn prepare_writes_the_parent_limits_into_keel() {
     assert_eq!(read(&tmp.path().join("keel/memory.max")), (360u64 << 20).to_string());
     assert_eq!(read(&tmp.path().join("keel/pids.max")), "2775");
     assert_eq!(read(&tmp.path().join("keel/web/pids.max")), "2048");
+}
+
+#[test]
+fn prepare_attaches_the_device_filter_before_the_leaf_exists() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("cgroup.controllers"), "memory pids").unwrap();
+    // A plain directory is no cgroup: the attach fails (as root; the load fails
+    // without privilege), is reported, and the container's leaf is never made.
+    let err = CgroupTree::new(tmp.path()).prepare(&name("web"), &Resources::default()).unwrap_err();
+    assert!(matches!(err, CgroupError::DeviceFilter(_)), "{err:?}");
+    assert!(!tmp.path().join("keel/web/main").exists(), "no leaf for processes without the filter");
 }
 
 #[test]

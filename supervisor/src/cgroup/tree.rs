@@ -4,6 +4,7 @@
 //! in the leaves below that.
 
 use super::container::{ContainerCgroup, MAIN_LEAF};
+use super::devices;
 use super::error::CgroupError;
 use super::fsio;
 use super::limits::{self, controllers_needed, limit_writes, reset_writes};
@@ -21,13 +22,21 @@ pub const KEEL_GROUP: &str = "keel";
 pub struct CgroupTree {
     root: PathBuf,
     parent: Option<ParentLimits>,
+    device_filter: bool,
 }
 
 impl CgroupTree {
     /// The hierarchy at `root`; nothing is checked yet. `<root>/keel` gets no limits of
     /// its own unless [`with_parent_limits`](Self::with_parent_limits) says so.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        CgroupTree { root: root.into(), parent: None }
+        CgroupTree { root: root.into(), parent: None, device_filter: true }
+    }
+
+    /// Do not attach the device filter (tests on plain directories, which are no
+    /// cgroups a BPF program can be attached to).
+    pub fn without_device_filter(mut self) -> Self {
+        self.device_filter = false;
+        self
     }
 
     /// Also write `limits` (the host's reserve, see [`super::reserve`]) into
@@ -70,7 +79,9 @@ impl CgroupTree {
     /// controllers in `<root>` and `<root>/keel` (never below), writes the parent limits
     /// into `<root>/keel`, creates `<root>/keel/<NAME>` (an existing one from an earlier
     /// run is killed and reused, its stale limits reset and its stale exec cgroups
-    /// removed), writes the limits into it, and creates its `main` leaf.
+    /// removed), writes the limits into it, attaches the device filter to it (unless
+    /// [`without_device_filter`](Self::without_device_filter)), and creates its `main`
+    /// leaf.
     ///
     /// No controller is enabled in `<root>/keel/<NAME>`, so everything its leaves do is
     /// charged to, limited by and counted in `<root>/keel/<NAME>` (memory.events,
@@ -100,6 +111,9 @@ impl CgroupTree {
         }
         for (file, data) in limit_writes(resources) {
             fsio::write(&cgroup.dir().join(file), &data)?;
+        }
+        if self.device_filter {
+            devices::attach_default_filter(cgroup.dir())?;
         }
         fsio::mkdir(&cgroup.dir().join(MAIN_LEAF))?;
         Ok(cgroup)
