@@ -58,6 +58,17 @@ impl TryFrom<String> for MemoryReserve {
     }
 }
 
+impl std::fmt::Display for MemoryReserve {
+    /// The text [`MemoryReserve::try_from`] reads back: `default`, bytes, or `N%`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MemoryReserve::Default => f.write_str("default"),
+            MemoryReserve::Bytes(bytes) => write!(f, "{bytes}"),
+            MemoryReserve::Percent(percent) => write!(f, "{percent}%"),
+        }
+    }
+}
+
 /// What the host keeps from the containers (`[reserved]` in /etc/keel/keel.toml).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -296,6 +307,13 @@ mod tests {
         for bad in ["0", "100%", "0%", "lots", "-5%", ""] {
             let err = parse(bad).unwrap_err();
             assert!(matches!(&err, ReserveError::BadMemory { text, .. } if text == bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn memory_reserve_text_reads_back() {
+        for reserve in [MemoryReserve::Default, MemoryReserve::Bytes(3 << 20), MemoryReserve::Percent(7)] {
+            assert_eq!(MemoryReserve::try_from(reserve.to_string()).unwrap(), reserve);
         }
     }
 
