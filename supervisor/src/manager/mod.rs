@@ -307,7 +307,7 @@ impl Manager {
         entry.next_check = None;
         if let Some(stats) = stats {
             if stats.oom_kill > 0 {
-                warn!("container {name}: {} process(es) killed by the OOM killer (memory_max)", stats.oom_kill);
+                warn!("container {name}: {} process(es) killed by the OOM killer (its memory_max or the containers' share of the host)", stats.oom_kill);
             }
             if stats.pids_limit_hits > 0 {
                 warn!("container {name}: {} fork(s) refused at its pids limit", stats.pids_limit_hits);
