@@ -75,6 +75,10 @@ pub struct HostSpec {
     /// Container root filesystems, under /usr/share/keel/images/NAME.
     #[serde(default)]
     pub images: Vec<ImageSpec>,
+    /// `[reserved]`: memory and tasks the host keeps from the containers (written to
+    /// /etc/keel/keel.toml's `[reserved]`; see keel_supervisor::cgroup::reserve).
+    #[serde(default)]
+    pub reserved: Option<keel_supervisor::cgroup::reserve::HostReserve>,
 }
 
 /// One `[[images]]` entry, either `busybox = PATH`: a minimal container root filesystem

@@ -200,6 +200,12 @@ pub fn keel_config(spec: &HostSpec) -> String {
         "shutdown_grace_secs = {}\n",
         spec.control.shutdown_grace_secs
     ));
+    if let Some(reserved) = &spec.reserved {
+        text.push_str(&format!(
+            "\n[reserved]\nmemory = \"{}\"\npids = {}\n",
+            reserved.memory, reserved.pids
+        ));
+    }
     text
 }
 

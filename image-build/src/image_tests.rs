@@ -151,6 +151,18 @@ fn control_settings_go_to_keel_toml() {
 }
 
 #[test]
+fn reserved_goes_to_keel_toml_and_reads_back() {
+    let entries = plan_of("hostname = \"h\"\n[reserved]\nmemory = \"15%\"\n", &[]).unwrap();
+    let text = text(&entries, "/etc/keel/keel.toml");
+    assert_eq!(text, "shutdown_grace_secs = 5\n\n[reserved]\nmemory = \"15%\"\npids = 1024\n");
+    let settings = keel_init::settings::parse(text, "keel.toml").unwrap();
+    assert_eq!(settings.reserved.memory, keel_supervisor::cgroup::reserve::MemoryReserve::Percent(15));
+    let bad = "hostname = \"h\"\n[reserved]\nmemory = \"lots\"\n";
+    let err = HostSpec::parse(bad, Path::new("/cfg/host.toml")).unwrap_err().to_string();
+    assert!(err.starts_with("/cfg/host.toml: ") && err.contains("reserved memory \"lots\""), "{err}");
+}
+
+#[test]
 fn modules_ship_with_their_dependencies() {
     let entries = plan_of(
         "hostname = \"h\"\n[kernel]\nmodules = [\"virtio-pci\", \"button\", \"button\"]\n",

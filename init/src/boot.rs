@@ -125,6 +125,7 @@ pub fn pid1_main() -> ! {
 fn run_steps(boot: &mut Boot) {
     boot.step("mounts", true, |_| mount_early());
     logger::attach_kmsg();
+    boot.step("oom-score", false, |_| protect_from_oom());
     if let Some(options) = boot.step("cmdline", false, read_cmdline) {
         boot.options = options;
         logger::set_verbose(boot.options.debug);
@@ -305,7 +306,7 @@ fn pull_images(boot: &mut Boot) -> Result<(), String> {
 
 fn load_containers(boot: &mut Boot) -> Result<(), String> {
     let dir = Path::new(keel_supervisor::manager::CONTAINERS_DIR);
-    let (manager, problems) = crate::containers::load(dir, boot.network.clone());
+    let (manager, problems) = crate::containers::load(dir, boot.network.clone(), &boot.settings.reserved);
     if let Some(network) = &boot.network {
         let declared: Vec<String> = manager.ps(std::time::Instant::now()).into_iter().map(|c| c.name).collect();
         crate::network::release_undeclared(&mut network.borrow_mut(), &declared);
@@ -314,6 +315,15 @@ fn load_containers(boot: &mut Boot) -> Result<(), String> {
     boot.event_loop.set_manager(manager);
     info!("{count} container(s) declared in {}", dir.display());
     if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+}
+
+/// `oom_score_adj` -1000 for PID 1: the kernel never picks global init anyway, but the
+/// helpers PID 1 forks (exec, pulls, workers) inherit the value and so are never chosen
+/// over a container. Containers and commands exec'd into them get 0 back (see
+/// keel_supervisor::cgroup::oom).
+fn protect_from_oom() -> Result<(), String> {
+    use keel_supervisor::cgroup::oom::{set_oom_score_adj, OOM_SCORE_ADJ_MIN};
+    set_oom_score_adj(None, OOM_SCORE_ADJ_MIN).map_err(|e| e.to_string())
 }
 
 fn announce(state: &HostState) {

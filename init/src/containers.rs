@@ -2,11 +2,12 @@
 //! declarations, the real launcher, and the sink that writes container output to
 //! /var/log/keel/NAME.log and echoes it on the console.
 
+use keel_supervisor::cgroup::reserve::{self, HostReserve};
 use keel_supervisor::cgroup::CgroupTree;
 use keel_supervisor::logs::{self, ContainerLog, LogFile, Stream};
 use keel_supervisor::manager::{self, LogSink, Manager, SystemLauncher};
 use keel_supervisor::spec::ContainerName;
-use log::warn;
+use log::{info, warn};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
@@ -19,7 +20,7 @@ pub const STATE_ROOT: &str = "/var/lib/keel/containers";
 /// Build the manager from /etc/keel/containers. Problems with files that are not
 /// declarations at all are returned for the boot error list; bad declarations are kept
 /// in the manager (shown by `keelctl ps`) and returned too.
-pub fn load(containers_dir: &Path, network: Option<crate::network::Shared>) -> (Manager, Vec<String>) {
+pub fn load(containers_dir: &Path, network: Option<crate::network::Shared>, reserve: &HostReserve) -> (Manager, Vec<String>) {
     let (declarations, mut problems) = manager::load_dir(containers_dir);
     problems.extend(declarations.iter().filter_map(|d| d.spec.as_ref().err().cloned()));
     // Container state and images are private (0700); narrow what an earlier version left wider.
@@ -28,9 +29,23 @@ pub fn load(containers_dir: &Path, network: Option<crate::network::Shared>) -> (
             warn!("{dir}: making it private: {e}");
         }
     }
+    let mut tree = CgroupTree::new(keel_supervisor::cgroup::DEFAULT_ROOT);
+    match reserve::read_system(Path::new("/proc")).and_then(|system| Ok((system, reserve::parent_limits(&system, reserve)?))) {
+        Ok((system, limits)) => {
+            info!(
+                "containers' cgroup: memory.max {} MiB of {} MiB, pids.max {} of {}",
+                limits.memory_max >> 20,
+                system.mem_total >> 20,
+                limits.pids_max,
+                system.pid_max.min(system.threads_max)
+            );
+            tree = tree.with_parent_limits(limits);
+        }
+        Err(e) => problems.push(format!("host reserve: {e}; containers share the host's memory and tasks without a cap")),
+    }
     let launcher = SystemLauncher::new(
         PathBuf::from(STATE_ROOT),
-        CgroupTree::new(keel_supervisor::cgroup::DEFAULT_ROOT),
+        tree,
         match network {
             Some(network) => Box::new(crate::network::attach::ContainerNetworks::new(network)),
             None => Box::new(keel_supervisor::manager::NoNetworks),

@@ -248,8 +248,13 @@ fn short_duration(secs: f64) -> String {
 }
 
 fn print_ps(containers: &[ContainerInfo]) {
+    print!("{}", ps_table(containers));
+}
+
+/// The `keelctl ps` table: one padded row per container, DETAIL last and unpadded.
+fn ps_table(containers: &[ContainerInfo]) -> String {
     let dash = || "-".to_string();
-    let rows: Vec<[String; 8]> = containers
+    let rows: Vec<[String; 9]> = containers
         .iter()
         .map(|c| {
             [
@@ -260,21 +265,25 @@ fn print_ps(containers: &[ContainerInfo]) {
                 c.uptime_secs.map_or_else(dash, short_duration),
                 c.last_exit.map_or_else(dash, |e| e.to_string()),
                 c.health.clone().unwrap_or_else(dash),
+                c.limits_hit().unwrap_or_else(dash),
                 c.detail.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    let header = ["NAME", "STATE", "PID", "RESTARTS", "UPTIME", "LAST-EXIT", "HEALTH", "DETAIL"].map(String::from);
-    let mut widths = [0usize; 8];
+    let header = ["NAME", "STATE", "PID", "RESTARTS", "UPTIME", "LAST-EXIT", "HEALTH", "LIMITS", "DETAIL"].map(String::from);
+    let mut widths = [0usize; 9];
     for row in std::iter::once(&header).chain(&rows) {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.len());
         }
     }
+    let mut table = String::new();
     for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> = row.iter().zip(widths).take(7).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        println!("{}  {}", cells.join("  "), row[7]);
+        let cells: Vec<String> = row.iter().zip(widths).take(8).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        table.push_str(format!("{}  {}", cells.join("  "), row[8]).trim_end());
+        table.push('\n');
     }
+    table
 }
 
 fn print_inspect(detail: &ContainerDetail) {
@@ -322,6 +331,7 @@ fn print_stats(stats: &ContainerStats) {
     println!("memory:     {} KiB (peak {})", c.memory_current / 1024, c.memory_peak.map_or("-".into(), |p| format!("{} KiB", p / 1024)));
     println!("pids:       {}", c.pids_current);
     println!("oom kills:  {}", stats.oom_kills);
+    println!("pids limit: {} fork(s) refused", c.pids_limit_hits);
 }
 
 fn print_status(status: Status) {
@@ -336,5 +346,35 @@ fn print_status(status: Status) {
         for problem in status.boot_errors {
             println!("  - {problem}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(name: &str, state: &str, pids_limit_hits: u64, oom_killed: u64) -> ContainerInfo {
+        ContainerInfo {
+            name: name.into(),
+            state: state.into(),
+            pid: None,
+            restarts: 0,
+            uptime_secs: None,
+            last_exit: Some(137),
+            health: None,
+            detail: None,
+            pids_limit_hits,
+            oom_killed,
+        }
+    }
+
+    #[test]
+    fn ps_shows_the_limits_a_container_hit() {
+        let table = ps_table(&[info("runaway", "exited", 1285, 3), info("calm", "running", 0, 0)]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        let column = lines[0].find("LIMITS").unwrap();
+        assert_eq!(&lines[1][column..], "pids-limit-hit:1285,oom-killed:3");
+        assert_eq!(&lines[2][column..], "-");
     }
 }

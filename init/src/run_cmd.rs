@@ -53,7 +53,7 @@ fn run(file: &Path) -> Result<i32, String> {
     let mut network = attacher(&spec, &state_root);
     let mut hooks = network.attach(&spec, &mut plan)?;
     let cgroup = if cgroup2 { Some(tree.prepare(&spec.name, &spec.resources).map_err(|e| e.to_string())?) } else { None };
-    let cgroup_fd = cgroup.as_ref().map(|c| c.open_dir_fd()).transpose().map_err(|e| format!("open cgroup: {e}"))?;
+    let cgroup_fd = cgroup.as_ref().map(|c| c.open_main_fd()).transpose().map_err(|e| format!("open cgroup: {e}"))?;
     let signals = block_signals()?;
     let stdio = Stdio { stdout: 1, stderr: 2 };
     let spawned = runtime::spawn_with_hooks(&plan, stdio, cgroup_fd.as_ref().map(|fd| fd.as_fd()), hooks.as_mut());

@@ -1,5 +1,6 @@
 //! `/etc/keel/keel.toml`: the image's settings for PID 1 itself (written by keel-build).
 
+use keel_supervisor::cgroup::reserve::HostReserve;
 use serde::Deserialize;
 use std::path::Path;
 
@@ -16,6 +17,11 @@ pub struct Settings {
     /// Seconds between SIGTERM and SIGKILL at shutdown.
     #[serde(default = "default_grace")]
     pub shutdown_grace_secs: u64,
+    /// `[reserved]`: memory and tasks the host keeps from the containers (their parent
+    /// cgroup's limits are the system's figures minus these), like Kubernetes'
+    /// `systemReserved`. Default: memory `max(10 % of RAM, 128 MiB)`, 1024 tasks.
+    #[serde(default)]
+    pub reserved: HostReserve,
 }
 
 fn default_grace() -> u64 {
@@ -24,7 +30,7 @@ fn default_grace() -> u64 {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { control_port: None, shutdown_grace_secs: default_grace() }
+        Settings { control_port: None, shutdown_grace_secs: default_grace(), reserved: HostReserve::default() }
     }
 }
 
@@ -73,6 +79,18 @@ mod tests {
         let s = parse("control_port = \"org.keel.control\"\nshutdown_grace_secs = 2\n", "k.toml").unwrap();
         assert_eq!(s.control_port.as_deref(), Some("org.keel.control"));
         assert_eq!(s.shutdown_grace_secs, 2);
+    }
+
+    #[test]
+    fn reserved_defaults_and_values() {
+        use keel_supervisor::cgroup::reserve::MemoryReserve;
+        assert_eq!(parse("", "k.toml").unwrap().reserved, HostReserve::default());
+        let s = parse("[reserved]\nmemory = \"256M\"\npids = 512\n", "k.toml").unwrap();
+        assert_eq!(s.reserved, HostReserve { memory: MemoryReserve::Bytes(256 << 20), pids: 512 });
+        let err = parse("[reserved]\nmemory = \"half\"\n", "/etc/keel/keel.toml").unwrap_err().to_string();
+        assert!(err.starts_with("/etc/keel/keel.toml: ") && err.contains("reserved memory \"half\""), "{err}");
+        let err = parse("[reserved]\ncpus = 1\n", "/etc/keel/keel.toml").unwrap_err().to_string();
+        assert!(err.contains("cpus"), "{err}");
     }
 
     #[test]

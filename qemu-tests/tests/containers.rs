@@ -2,6 +2,7 @@
 //! busybox root filesystem with the probe in it; each test is one real boot.
 
 use keel_qemu_tests::{build_image, target_dir, BootOptions, Guest, TestImage};
+use keel_supervisor::cgroup::reserve;
 use keel_supervisor::control::{Command, Status};
 use std::time::{Duration, Instant};
 
@@ -246,4 +247,124 @@ fn restart_policies_dependency_order_and_shutdown() {
         let ms: u64 = line.rsplit("stopped in ").next().and_then(|t| t.trim_end_matches(" ms").trim().parse().ok()).unwrap();
         assert!(ms <= limit_ms + 1500, "{name} took {ms} ms to stop (timeout {limit_ms} ms)");
     }
+}
+
+const RUNAWAY: &[(&str, &str)] = &[
+    (
+        "runaway",
+        "image = \"@IMAGE@\"\ncommand = [\"/bin/sh\", \"-c\", \"keel-probe hog 15 400 & b() { b | b & }; b; exec sleep 3600\"]\nrestart = \"no\"\nstop_timeout = \"1s\"\n",
+    ),
+    ("bystander", "image = \"@IMAGE@\"\ncommand = [\"/bin/sleep\", \"3600\"]\nstop_timeout = \"1s\"\nnetwork = \"none\"\n"),
+];
+
+/// One line of `cat` output as a number.
+fn number(text: &str) -> u64 {
+    text.trim().parse().unwrap_or_else(|_| panic!("not a number: {text:?}"))
+}
+
+/// `key value` from a flat-keyed cgroup file's text.
+fn keyed(text: &str, key: &str) -> u64 {
+    text.lines().find_map(|l| l.strip_prefix(&format!("{key} "))).map(number).unwrap_or_else(|| panic!("{key} missing in {text:?}"))
+}
+
+/// Issue 11 point 8: a fork bomb and a memory hog in one container without declared
+/// limits are held inside the containers' subtree (default pids.max, the host's reserve
+/// on keel/, memory.oom.group), the host and a bystander keep working, and ps says what
+/// happened. Also: the parent limits follow the reserve, PID 1 is exempt from the OOM
+/// killer and containers are not, the device filter is attached and refuses what nodev
+/// does not, and an exec's timeout kills what left its session.
+#[test]
+fn runaway_container_is_contained_and_reported() {
+    let image = host_image("containers-runaway", RUNAWAY);
+    let guest = boot(&image, "runaway");
+    let bystander = guest.wait_container("bystander", Duration::from_secs(60), |c| c.state == "running");
+    let bystander_pid = bystander.pid.unwrap();
+
+    // The parent's limits are the system's figures minus the default reserve.
+    let figures = guest.exec(&["cat", "/proc/meminfo", "/proc/sys/kernel/pid_max", "/proc/sys/kernel/threads-max"]);
+    let mut lines = figures.stdout.lines().rev();
+    let threads_max = number(lines.next().unwrap());
+    let pid_max = number(lines.next().unwrap());
+    let system = reserve::SystemFigures { mem_total: reserve::parse_mem_total(&figures.stdout).unwrap(), pid_max, threads_max };
+    let expected = reserve::parent_limits(&system, &reserve::HostReserve::default()).unwrap();
+    let parent = guest.exec(&["cat", "/sys/fs/cgroup/keel/memory.max", "/sys/fs/cgroup/keel/pids.max"]);
+    assert_eq!(parent.stdout, format!("{}\n{}\n", expected.memory_max, expected.pids_max), "{system:?}");
+    eprintln!("[runaway] {system:?}: keel/ memory.max {} MiB, pids.max {}", expected.memory_max >> 20, expected.pids_max);
+
+    // PID 1 is exempt from the OOM killer; the containers it starts are not.
+    let scores = guest.exec(&["cat", "/proc/1/oom_score_adj", &format!("/proc/{bystander_pid}/oom_score_adj")]);
+    assert_eq!(scores.stdout, "-1000\n0\n", "{scores:?}");
+
+    // The fork bomb runs into its default pids.max (2048); ps shows it live.
+    let started = Instant::now();
+    let hit = guest.wait_container("runaway", Duration::from_secs(60), |c| c.pids_limit_hits > 0 || c.state != "running");
+    eprintln!("[runaway] pids limit hit after {} ms: {hit:?}", started.elapsed().as_millis());
+    let events = guest.exec(&["sh", "-c", "cat /sys/fs/cgroup/keel/runaway/pids.max /sys/fs/cgroup/keel/runaway/pids.events"]);
+    // The hog waits 15 s after the first refused fork: the container is still there.
+    assert_eq!(events.stdout.lines().next(), Some("2048"), "{events:?}");
+    assert!(keyed(&events.stdout, "max") > 0, "the bomb never hit its limit: {events:?}");
+
+    // The host keeps answering, and can fork, while the bomb runs.
+    let asked = Instant::now();
+    let host: Status = serde_json::from_value(guest.call(Command::Status, Duration::from_secs(20)).unwrap()).unwrap();
+    assert_eq!(host.state, "ready");
+    let forks = guest.exec(&["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do true & done; wait; echo forked"]);
+    assert_eq!((forks.exit_code, forks.stdout.as_str()), (0, "forked\n"), "{forks:?}");
+    eprintln!("[runaway] status and a host exec answered in {} ms during the bomb", asked.elapsed().as_millis());
+
+    // The hog then runs the containers' subtree out of memory: the runaway container is
+    // OOM-killed as a whole (memory.oom.group), and reported as both.
+    let ended = guest.wait_container("runaway", Duration::from_secs(90), |c| c.state != "running" && c.state != "waiting");
+    assert_eq!((ended.state.as_str(), ended.last_exit), ("exited", Some(137)), "{ended:?}");
+    assert!(ended.pids_limit_hits > 0 && ended.oom_killed > 0, "{ended:?}");
+    assert_eq!(ended.limits_hit().unwrap(), format!("pids-limit-hit:{},oom-killed:{}", ended.pids_limit_hits, ended.oom_killed));
+    assert!(guest.inspect("runaway").oom_kills > 0);
+    assert!(guest.console().contains("hog: fork refused; allocating 400 MiB"), "the hog never started");
+
+    // The bystander kept running, untouched, and reports nothing.
+    let after = guest.container("bystander");
+    assert_eq!((after.state.as_str(), after.pid, after.restarts, after.limits_hit()), ("running", Some(bystander_pid), 0, None), "{after:?}");
+    let inside = guest.exec_in(Some("bystander"), &["echo", "alive"]);
+    assert_eq!(inside.stdout, "alive\n", "{inside:?}");
+
+    device_filter_refuses_what_nodev_does_not(&guest);
+    exec_timeout_kills_what_left_its_session(&guest);
+}
+
+/// The bystander's cgroup carries the device filter; a host process moved below it can
+/// no longer open /dev/kmsg or /dev/mem (the host's /dev is not nodev), while the same
+/// process outside does (negative control).
+fn device_filter_refuses_what_nodev_does_not(guest: &Guest) {
+    let programs = guest.exec(&["sh", "-c", "keel-probe devcg /sys/fs/cgroup/keel/bystander; keel-probe devcg /sys/fs/cgroup/keel"]);
+    assert_eq!(programs.stdout, "device programs: 1\ndevice programs: 0\n", "{programs:?}");
+    let outside = guest.exec(&["keel-probe", "devices"]);
+    assert_eq!(outside.stdout, "null: ok\nkmsg: ok\nmem: ok\nmknod-mem: ok\nopen-mknod-mem: ok\n", "negative control: {outside:?}");
+    let leaf = "/sys/fs/cgroup/keel/bystander/probe";
+    guest.exec(&["mkdir", "-p", leaf]);
+    let inside = guest.exec(&["keel-probe", "devices", leaf]);
+    assert_eq!(inside.stdout, "null: ok\nkmsg: EPERM\nmem: EPERM\nmknod-mem: ok\nopen-mknod-mem: EPERM\n", "{inside:?}");
+}
+
+/// An exec that runs out of time is killed with a descendant that called setsid; one
+/// that ends in time leaves its setsid descendant running (negative control: the check
+/// sees a survivor).
+fn exec_timeout_kills_what_left_its_session(guest: &Guest) {
+    let exec = |argv: &[&str], timeout_secs| {
+        let argv = argv.iter().map(|s| s.to_string()).collect();
+        let command = Command::Exec { argv, timeout_secs: Some(timeout_secs), container: Some("bystander".into()) };
+        let value = guest.call(command, Duration::from_secs(60)).unwrap_or_else(|e| guest.fail(&format!("exec: {e}")));
+        serde_json::from_value::<keel_supervisor::control::ExecResult>(value).unwrap()
+    };
+    let count = |marker: &str| {
+        let ps = guest.exec_in(Some("bystander"), &["ps", "-o", "args"]);
+        ps.stdout.lines().filter(|l| l.contains(marker)).count()
+    };
+    let left = exec(&["sh", "-c", "setsid sleep 1001 </dev/null >/dev/null 2>&1 & exit 0"], 20);
+    assert_eq!(left.exit_code, 0, "{left:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(count("sleep 1001"), 1, "negative control: a survivor is seen");
+    let timed_out = exec(&["sh", "-c", "setsid sleep 1002 </dev/null >/dev/null 2>&1 & sleep 1000"], 2);
+    assert_eq!(timed_out.exit_code, 124, "{timed_out:?}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(count("sleep 1002"), 0, "the setsid descendant outlived the exec's timeout");
 }

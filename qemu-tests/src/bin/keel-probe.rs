@@ -21,6 +21,15 @@
 //!   (io_uring_setup, unshare and clone with CLONE_NEWUSER, a number past the list) and
 //!   what it must keep working (a thread, whose clone3 falls back to clone; the
 //!   personality query); one `what: outcome` line each, `ok` or the errno name.
+//! - `hog SECS MIB`: fork until a fork is refused (the pids limit of a fork bomb beside
+//!   it is reached), wait SECS seconds, then allocate and touch MIB MiB and hold them (a
+//!   memory hog that starts once the bomb has done its part).
+//! - `devcg DIR`: print `device programs: N`, the BPF_CGROUP_DEVICE programs attached to
+//!   the cgroup DIR (BPF_PROG_QUERY).
+//! - `devices [LEAF]`: join the cgroup LEAF if given, then open /dev/null, /dev/kmsg and
+//!   /dev/mem, and mknod c 1:1 at /dev/keel-probe-mem and open it; print one
+//!   `what: outcome` line each (run on the host, where /dev is not nodev, so only a
+//!   device filter can refuse them).
 
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
@@ -37,13 +46,20 @@ fn main() {
         ["seccomp"] => seccomp_probe(),
         ["fetch", address] => fetch(address, 5),
         ["fetch", address, secs] => secs.parse().map(|s| fetch(address, s)).unwrap_or_else(|_| usage()),
+        ["hog", secs, mib] => match (secs.parse(), mib.parse()) {
+            (Ok(secs), Ok(mib)) => hog(secs, mib),
+            _ => usage(),
+        },
+        ["devcg", dir] => devcg(dir),
+        ["devices"] => devices(None),
+        ["devices", leaf] => devices(Some(leaf)),
         _ => usage(),
     };
     std::process::exit(code);
 }
 
 fn usage() -> i32 {
-    eprintln!("usage: keel-probe orphans N | zombies | hold-zombie SECS | deny | seccomp | tiocsti TEXT | fetch IP:PORT [SECS]");
+    eprintln!("usage: keel-probe orphans N | zombies | hold-zombie SECS | deny | seccomp | tiocsti TEXT | fetch IP:PORT [SECS] | hog SECS MIB | devcg DIR | devices [LEAF]");
     2
 }
 
@@ -249,6 +265,74 @@ fn seccomp_probe() -> i32 {
         Err(e) => format!("{:?}", e.raw_os_error().map(nix::errno::Errno::from_raw)),
     };
     report.push(("thread", thread));
+    for (what, result) in report {
+        println!("{what}: {result}");
+    }
+    0
+}
+
+fn hog(secs: u64, mib: usize) -> i32 {
+    // Wait for the fork bomb: a fork refused means its pids limit is reached.
+    loop {
+        // SAFETY: the child only calls _exit.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => exit_now(0),
+            Ok(ForkResult::Parent { child }) => {
+                let _ = waitpid(child, None);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(nix::errno::Errno::EAGAIN) => break,
+            Err(e) => {
+                eprintln!("keel-probe: fork: {e}");
+                return 1;
+            }
+        }
+    }
+    println!("hog: fork refused; allocating {mib} MiB in {secs} s");
+    std::thread::sleep(Duration::from_secs(secs));
+    let mut held: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..mib {
+        held.push(vec![1u8; 1 << 20]);
+    }
+    println!("hog: holding {} MiB", held.len());
+    std::thread::sleep(Duration::from_secs(3600));
+    0
+}
+
+fn devcg(dir: &str) -> i32 {
+    match keel_supervisor::cgroup::devices::attached_programs(std::path::Path::new(dir)) {
+        Ok(ids) => {
+            println!("device programs: {}", ids.len());
+            0
+        }
+        Err(e) => {
+            eprintln!("keel-probe: {e}");
+            1
+        }
+    }
+}
+
+fn devices(leaf: Option<&str>) -> i32 {
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+    if let Some(leaf) = leaf {
+        if let Err(e) = std::fs::write(format!("{leaf}/cgroup.procs"), std::process::id().to_string()) {
+            eprintln!("keel-probe: join {leaf}: {e}");
+            return 1;
+        }
+    }
+    let open = |path: &str| outcome(nix::fcntl::open(path, OFlag::O_RDONLY | OFlag::O_NONBLOCK, Mode::empty()));
+    let node = "/dev/keel-probe-mem";
+    let _ = std::fs::remove_file(node);
+    let made = mknod(node, SFlag::S_IFCHR, Mode::from_bits_truncate(0o600), makedev(1, 1));
+    let report = [
+        ("null", open("/dev/null")),
+        ("kmsg", open("/dev/kmsg")),
+        ("mem", open("/dev/mem")),
+        ("mknod-mem", outcome(made)),
+        ("open-mknod-mem", open(node)),
+    ];
+    let _ = std::fs::remove_file(node);
     for (what, result) in report {
         println!("{what}: {result}");
     }

@@ -7,6 +7,9 @@ use std::path::PathBuf;
 /// Why a cgroup operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
+    /// The device filter could not be attached to a container's cgroup.
+    #[error(transparent)]
+    DeviceFilter(#[from] super::devices::DeviceFilterError),
     /// The root is not a cgroup v2 mount (it has no `cgroup.controllers`).
     #[error("{} is not a cgroup v2 hierarchy (no cgroup.controllers)", root.display())]
     NotV2 {

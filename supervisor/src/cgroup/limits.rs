@@ -1,22 +1,29 @@
 //! Pure translation of [`Resources`] into cgroup v2 controller names and file writes.
+//!
+//! Every container gets two limits whether or not it declares any: `pids.max`
+//! ([`DEFAULT_PIDS_MAX`] unless `[resources] pids_max` says otherwise) and
+//! `memory.oom.group = 1`, so that the OOM killer takes a runaway container down as a
+//! whole instead of leaving it half-killed. The memory and pids controllers are
+//! therefore always needed.
 
 use crate::spec::Resources;
 
 /// The period cgroup v2 uses when `cpu.max` is reset (its kernel default), in µs.
 pub const DEFAULT_CPU_PERIOD_USEC: u64 = 100_000;
 
-/// The controllers the limits need, in the order memory, cpu, pids, io.
+/// `pids.max` of a container that declares no `pids_max`: podman's default
+/// (containers.conf `pids_limit`), enough for any ordinary service and far below what a
+/// fork bomb needs to starve the host.
+pub const DEFAULT_PIDS_MAX: u64 = 2048;
+
+/// The controllers the limits need, in the order memory, cpu, pids, io. memory and
+/// pids are always there (the defaults above use them).
 pub fn controllers_needed(resources: &Resources) -> Vec<&'static str> {
-    let mut needed = Vec::new();
-    if resources.memory_max.is_some() || resources.memory_swap_max.is_some() {
-        needed.push("memory");
-    }
+    let mut needed = vec!["memory"];
     if resources.cpu_max.is_some() {
         needed.push("cpu");
     }
-    if resources.pids_max.is_some() {
-        needed.push("pids");
-    }
+    needed.push("pids");
     if resources.io_weight.is_some() {
         needed.push("io");
     }
@@ -35,17 +42,17 @@ pub fn limit_writes(resources: &Resources) -> Vec<(&'static str, String)> {
     if let Some((quota, period)) = resources.cpu_max {
         writes.push(("cpu.max", cpu_max(quota, period)));
     }
-    if let Some(pids) = resources.pids_max {
-        writes.push(("pids.max", pids.to_string()));
-    }
+    writes.push(("pids.max", resources.pids_max.unwrap_or(DEFAULT_PIDS_MAX).to_string()));
     if let Some(weight) = resources.io_weight {
         writes.push(("io.weight", format!("default {weight}")));
     }
+    writes.push(("memory.oom.group", "1".to_string()));
     writes
 }
 
 /// The writes that return every limit *not* set in `resources` to the kernel default.
-/// Applied to a reused leaf so limits from an earlier declaration do not linger.
+/// Applied to a reused cgroup so limits from an earlier declaration do not linger.
+/// `pids.max` and `memory.oom.group` are always written by [`limit_writes`].
 pub fn reset_writes(resources: &Resources) -> Vec<(&'static str, String)> {
     let mut writes = Vec::new();
     if resources.memory_max.is_none() {
@@ -56,9 +63,6 @@ pub fn reset_writes(resources: &Resources) -> Vec<(&'static str, String)> {
     }
     if resources.cpu_max.is_none() {
         writes.push(("cpu.max", cpu_max(None, DEFAULT_CPU_PERIOD_USEC)));
-    }
-    if resources.pids_max.is_none() {
-        writes.push(("pids.max", "max".to_string()));
     }
     if resources.io_weight.is_none() {
         writes.push(("io.weight", "default 100".to_string()));
@@ -110,9 +114,18 @@ mod tests {
     }
 
     #[test]
-    fn no_limits_need_nothing() {
-        assert!(controllers_needed(&Resources::default()).is_empty());
-        assert!(limit_writes(&Resources::default()).is_empty());
+    fn no_limits_still_get_the_default_pids_max_and_oom_group() {
+        assert_eq!(controllers_needed(&Resources::default()), ["memory", "pids"]);
+        assert_eq!(
+            limit_writes(&Resources::default()),
+            owned(&[("pids.max", "2048"), ("memory.oom.group", "1")])
+        );
+    }
+
+    #[test]
+    fn declared_pids_max_replaces_the_default() {
+        let r = Resources { pids_max: Some(10_000), ..Resources::default() };
+        assert_eq!(limit_writes(&r), owned(&[("pids.max", "10000"), ("memory.oom.group", "1")]));
     }
 
     #[test]
@@ -126,6 +139,7 @@ mod tests {
                 ("cpu.max", "50000 100000"),
                 ("pids.max", "512"),
                 ("io.weight", "default 200"),
+                ("memory.oom.group", "1"),
             ])
         );
         assert!(reset_writes(&all()).is_empty());
@@ -134,15 +148,15 @@ mod tests {
     #[test]
     fn cpu_without_quota_is_max() {
         let r = Resources { cpu_max: Some((None, 100_000)), ..Resources::default() };
-        assert_eq!(limit_writes(&r), owned(&[("cpu.max", "max 100000")]));
-        assert_eq!(controllers_needed(&r), ["cpu"]);
+        assert_eq!(limit_writes(&r)[0], ("cpu.max", "max 100000".to_string()));
+        assert_eq!(controllers_needed(&r), ["memory", "cpu", "pids"]);
     }
 
     #[test]
-    fn swap_alone_needs_memory() {
+    fn swap_alone_is_written() {
         let r = Resources { memory_swap_max: Some(1024), ..Resources::default() };
-        assert_eq!(controllers_needed(&r), ["memory"]);
-        assert_eq!(limit_writes(&r), owned(&[("memory.swap.max", "1024")]));
+        assert_eq!(controllers_needed(&r), ["memory", "pids"]);
+        assert_eq!(limit_writes(&r)[0], ("memory.swap.max", "1024".to_string()));
     }
 
     #[test]

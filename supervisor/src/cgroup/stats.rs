@@ -21,6 +21,9 @@ pub struct CgroupStats {
     pub oom_events: u64,
     /// Processes the OOM killer killed (`memory.events` `oom_kill`).
     pub oom_kill: u64,
+    /// Forks refused because a pids limit was hit (`pids.events` `max`).
+    #[serde(default)]
+    pub pids_limit_hits: u64,
 }
 
 /// The value of `key` in a flat-keyed file (`key value` per line), `None` if absent.
@@ -89,6 +92,8 @@ pub(super) fn read_stats(dir: &Path) -> Result<CgroupStats, CgroupError> {
         pids_current: read_parsed(dir, "pids.current", single_value)?.unwrap_or(0),
         oom_events,
         oom_kill,
+        pids_limit_hits: read_parsed(dir, "pids.events", |t| flat_keyed_required(t, "max"))?
+            .unwrap_or(0),
     })
 }
 

@@ -14,7 +14,7 @@ use tempfile::TempDir;
 fn hierarchy(controllers: &str) -> (TempDir, CgroupTree) {
     let tmp = tempfile::tempdir().unwrap();
     fs::write(tmp.path().join("cgroup.controllers"), controllers).unwrap();
-    let tree = CgroupTree::new(tmp.path());
+    let tree = CgroupTree::new(tmp.path()).without_device_filter();
     (tmp, tree)
 }
 
@@ -60,16 +60,57 @@ fn prepare_enables_controllers_on_parents_and_writes_limits_to_leaf() {
     assert_eq!(read(&leaf.join("cpu.max")), "max 100000");
     assert_eq!(read(&leaf.join("pids.max")), "64");
     assert_eq!(read(&leaf.join("io.weight")), "default 50");
+    assert_eq!(read(&leaf.join("memory.oom.group")), "1");
+    assert!(leaf.join("main").is_dir(), "the container's processes get a leaf of their own");
+    assert_eq!(cgroup.main_dir(), leaf.join("main"));
 }
 
 #[test]
-fn prepare_without_limits_only_creates_the_leaf() {
-    let (tmp, tree) = hierarchy("");
+fn prepare_without_limits_writes_the_defaults() {
+    let (tmp, tree) = hierarchy("memory pids");
     let cgroup = tree.prepare(&name("plain"), &Resources::default()).unwrap();
-    assert!(cgroup.dir().is_dir());
-    assert!(!tmp.path().join("cgroup.subtree_control").exists());
-    assert!(!tmp.path().join("keel/cgroup.subtree_control").exists());
-    assert_eq!(fs::read_dir(cgroup.dir()).unwrap().count(), 0);
+    assert_eq!(read(&tmp.path().join("cgroup.subtree_control")), "+memory +pids");
+    assert_eq!(read(&tmp.path().join("keel/cgroup.subtree_control")), "+memory +pids");
+    assert_eq!(read(&cgroup.dir().join("pids.max")), "2048");
+    assert_eq!(read(&cgroup.dir().join("memory.oom.group")), "1");
+    let mut entries: Vec<String> = fs::read_dir(cgroup.dir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    assert_eq!(entries, ["main", "memory.oom.group", "pids.max"]);
+    assert!(!tmp.path().join("keel/memory.max").exists(), "no parent limits unless given");
+}
+
+#[test]
+fn prepare_writes_the_parent_limits_into_keel() {
+    let (tmp, tree) = hierarchy("memory pids");
+    let limits = reserve::ParentLimits { memory_max: 360 << 20, pids_max: 2775 };
+    let tree = tree.with_parent_limits(limits);
+    tree.prepare(&name("web"), &Resources::default()).unwrap();
+    assert_eq!(read(&tmp.path().join("keel/memory.max")), (360u64 << 20).to_string());
+    assert_eq!(read(&tmp.path().join("keel/pids.max")), "2775");
+    assert_eq!(read(&tmp.path().join("keel/web/pids.max")), "2048");
+}
+
+#[test]
+fn prepare_attaches_the_device_filter_before_the_leaf_exists() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("cgroup.controllers"), "memory pids").unwrap();
+    // A plain directory is no cgroup: the attach fails (as root; the load fails
+    // without privilege), is reported, and the container's leaf is never made.
+    let err = CgroupTree::new(tmp.path()).prepare(&name("web"), &Resources::default()).unwrap_err();
+    assert!(matches!(err, CgroupError::DeviceFilter(_)), "{err:?}");
+    assert!(!tmp.path().join("keel/web/main").exists(), "no leaf for processes without the filter");
+}
+
+#[test]
+fn defaults_need_the_memory_and_pids_controllers() {
+    let (tmp, tree) = hierarchy("cpu io\n");
+    let err = tree.prepare(&name("plain"), &Resources::default()).unwrap_err();
+    let CgroupError::ControllersUnavailable { missing, .. } = &err else { panic!("{err:?}") };
+    assert_eq!(missing, &["memory", "pids"]);
+    assert!(!tmp.path().join("keel").exists());
 }
 
 #[test]
@@ -110,6 +151,7 @@ fn prepare_refuses_a_leaf_that_is_a_file() {
     let (tmp, tree) = hierarchy("memory pids");
     fs::create_dir(tmp.path().join("keel")).unwrap();
     fs::write(tmp.path().join("keel/memory.max"), "max").unwrap();
+    // (a file where the container's cgroup belongs)
     let limits = Resources { pids_max: Some(5), ..Resources::default() };
     let err = tree.prepare(&name("memory.max"), &limits).unwrap_err();
     let leaf = tmp.path().join("keel/memory.max");
@@ -121,7 +163,8 @@ fn prepare_refuses_a_leaf_that_is_a_file() {
 fn prepare_reuses_an_existing_leaf_after_killing_it() {
     let (tmp, tree) = hierarchy("cpu memory pids");
     let leaf = tmp.path().join("keel/web");
-    fs::create_dir_all(&leaf).unwrap();
+    fs::create_dir_all(leaf.join("main")).unwrap();
+    fs::create_dir_all(leaf.join("exec-7-0")).unwrap();
     for (file, old) in [("cgroup.kill", "0"), ("memory.max", "123"), ("pids.max", "5")] {
         fs::write(leaf.join(file), old).unwrap();
     }
@@ -129,13 +172,15 @@ fn prepare_reuses_an_existing_leaf_after_killing_it() {
     tree.prepare(&name("web"), &limits).unwrap();
     assert_eq!(read(&leaf.join("cgroup.kill")), "1");
     assert_eq!(read(&leaf.join("memory.max")), "4096");
-    assert_eq!(read(&leaf.join("pids.max")), "max", "stale limit reset");
+    assert_eq!(read(&leaf.join("pids.max")), "2048", "stale limit replaced by the default");
     assert!(!leaf.join("cpu.max").exists(), "resets only touch existing files");
+    assert!(leaf.join("main").is_dir());
+    assert!(!leaf.join("exec-7-0").exists(), "a stale exec leaf is removed");
 }
 
 #[test]
 fn write_errors_name_the_path() {
-    let (tmp, tree) = hierarchy("pids");
+    let (tmp, tree) = hierarchy("memory pids");
     // A directory where the limit file belongs makes the write fail.
     fs::create_dir_all(tmp.path().join("keel/web/pids.max")).unwrap();
     fs::write(tmp.path().join("keel/web/cgroup.kill"), "").unwrap();
@@ -149,19 +194,64 @@ fn write_errors_name_the_path() {
 }
 
 #[test]
-fn add_process_writes_the_pid() {
+fn add_process_writes_the_pid_into_main() {
     let tmp = tempfile::tempdir().unwrap();
+    fs::create_dir(tmp.path().join("main")).unwrap();
     let cgroup = ContainerCgroup::at(tmp.path());
     cgroup.add_process(Pid::from_raw(4242)).unwrap();
-    assert_eq!(read(&tmp.path().join("cgroup.procs")), "4242");
+    assert_eq!(read(&tmp.path().join("main/cgroup.procs")), "4242");
 }
 
 #[test]
-fn open_dir_fd_opens_directories_only() {
+fn open_main_fd_opens_the_main_leaf_only() {
     let tmp = tempfile::tempdir().unwrap();
-    assert!(ContainerCgroup::at(tmp.path()).open_dir_fd().is_ok());
+    assert!(ContainerCgroup::at(tmp.path()).open_main_fd().is_err(), "no main leaf yet");
+    fs::create_dir(tmp.path().join("main")).unwrap();
+    assert!(ContainerCgroup::at(tmp.path()).open_main_fd().is_ok());
     fs::write(tmp.path().join("file"), "").unwrap();
-    assert!(ContainerCgroup::at(tmp.path().join("file")).open_dir_fd().is_err());
+    fs::create_dir(tmp.path().join("file2")).unwrap();
+    fs::write(tmp.path().join("file2/main"), "").unwrap();
+    assert!(ContainerCgroup::at(tmp.path().join("file2")).open_main_fd().is_err());
+}
+
+#[test]
+fn exec_leaves_are_fresh_and_killed_and_removed_as_a_whole() {
+    let (_tmp, tree) = hierarchy("memory pids");
+    let cgroup = tree.prepare(&name("web"), &Resources::default()).unwrap();
+    let first = cgroup.new_exec().unwrap();
+    let second = cgroup.new_exec().unwrap();
+    let me = std::process::id();
+    assert_eq!(first.dir(), cgroup.dir().join(format!("exec-{me}-0")));
+    assert_eq!(second.dir(), cgroup.dir().join(format!("exec-{me}-1")));
+    // A fixture has no cgroup.kill: the fallback reads cgroup.procs (empty: done).
+    fs::write(first.dir().join("cgroup.procs"), "").unwrap();
+    first.kill().unwrap();
+    fs::write(first.dir().join("cgroup.kill"), "").unwrap();
+    first.kill().unwrap();
+    assert_eq!(read(&first.dir().join("cgroup.kill")), "1");
+    // The fixture's files make rmdir fail like a busy cgroup would; clear them first.
+    let dir = first.dir().to_path_buf();
+    for file in ["cgroup.procs", "cgroup.kill"] {
+        fs::remove_file(dir.join(file)).unwrap();
+    }
+    fs::write(dir.join("cgroup.events"), "populated 0\n").unwrap();
+    let err = first.finish(Duration::ZERO).unwrap_err();
+    assert!(matches!(&err, CgroupError::Io { op: "rmdir", path, .. } if *path == dir), "{err:?}");
+    fs::remove_file(dir.join("cgroup.events")).unwrap();
+    second.finish(Duration::ZERO).unwrap();
+    assert!(!cgroup.dir().join(format!("exec-{me}-1")).exists());
+}
+
+#[test]
+fn procs_and_fallback_kill_cover_the_leaves() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (dir, procs) in [("", ""), ("main", "11\n12\n"), ("exec-1-0", "13\n")] {
+        fs::create_dir_all(tmp.path().join(dir)).unwrap();
+        fs::write(tmp.path().join(dir).join("cgroup.procs"), procs).unwrap();
+    }
+    let mut pids = ContainerCgroup::at(tmp.path()).procs().unwrap();
+    pids.sort();
+    assert_eq!(pids, [11, 12, 13]);
 }
 
 #[test]
@@ -211,11 +301,18 @@ fn is_empty_reads_populated() {
 }
 
 #[test]
-fn remove_deletes_the_directory_and_tolerates_absence() {
-    let (_tmp, tree) = hierarchy("");
+fn remove_deletes_the_directory_with_its_leaves_and_tolerates_absence() {
+    let (tmp, tree) = hierarchy("memory pids");
     let cgroup = tree.prepare(&name("gone"), &Resources::default()).unwrap();
+    // Interface files would be gone with the directory on cgroupfs; not on a tempdir.
+    for file in ["pids.max", "memory.oom.group"] {
+        fs::remove_file(cgroup.dir().join(file)).unwrap();
+    }
+    let exec = cgroup.new_exec().unwrap();
+    drop(exec);
     cgroup.remove().unwrap();
     assert!(!cgroup.dir().exists());
+    assert!(tmp.path().join("keel").is_dir());
     cgroup.remove().unwrap();
 }
 
@@ -228,6 +325,7 @@ fn stats_parse_every_file() {
         ("memory.peak", "16384\n"),
         ("pids.current", "3\n"),
         ("memory.events", "low 0\nhigh 0\nmax 4\noom 2\noom_kill 1\n"),
+        ("pids.events", "max 37\n"),
     ] {
         fs::write(tmp.path().join(file), text).unwrap();
     }
@@ -239,6 +337,7 @@ fn stats_parse_every_file() {
         pids_current: 3,
         oom_events: 2,
         oom_kill: 1,
+        pids_limit_hits: 37,
     };
     assert_eq!(stats, expected);
 }

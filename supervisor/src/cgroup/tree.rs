@@ -1,10 +1,14 @@
-//! The hierarchy keel manages: `<root>/keel/<NAME>`, with controllers enabled on the
-//! parents and limits written into each container's leaf.
+//! The hierarchy keel manages: `<root>/keel/<NAME>/{main,exec-*}`, with controllers
+//! enabled on the parents (`<root>`, `<root>/keel`), the host's reserve written into
+//! `<root>/keel`, each container's limits into `<root>/keel/<NAME>`, and its processes
+//! in the leaves below that.
 
-use super::container::ContainerCgroup;
+use super::container::{ContainerCgroup, MAIN_LEAF};
+use super::devices;
 use super::error::CgroupError;
 use super::fsio;
 use super::limits::{self, controllers_needed, limit_writes, reset_writes};
+use super::reserve::ParentLimits;
 use crate::spec::{ContainerName, Resources};
 use std::path::{Path, PathBuf};
 
@@ -17,12 +21,34 @@ pub const KEEL_GROUP: &str = "keel";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CgroupTree {
     root: PathBuf,
+    parent: Option<ParentLimits>,
+    device_filter: bool,
 }
 
 impl CgroupTree {
-    /// The hierarchy at `root`; nothing is checked yet.
+    /// The hierarchy at `root`; nothing is checked yet. `<root>/keel` gets no limits of
+    /// its own unless [`with_parent_limits`](Self::with_parent_limits) says so.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        CgroupTree { root: root.into() }
+        CgroupTree { root: root.into(), parent: None, device_filter: true }
+    }
+
+    /// Do not attach the device filter (tests on plain directories, which are no
+    /// cgroups a BPF program can be attached to).
+    pub fn without_device_filter(mut self) -> Self {
+        self.device_filter = false;
+        self
+    }
+
+    /// Also write `limits` (the host's reserve, see [`super::reserve`]) into
+    /// `<root>/keel` whenever a container cgroup is prepared.
+    pub fn with_parent_limits(mut self, limits: ParentLimits) -> Self {
+        self.parent = Some(limits);
+        self
+    }
+
+    /// The limits written into `<root>/keel`, if any.
+    pub fn parent_limits(&self) -> Option<ParentLimits> {
+        self.parent
     }
 
     /// The hierarchy root.
@@ -48,11 +74,18 @@ impl CgroupTree {
     /// Create (or reuse) `name`'s cgroup with `resources` applied.
     ///
     /// Validates first, writing nothing if anything is wrong: the root must be cgroup v2,
-    /// list every needed controller in `cgroup.controllers`, and the leaf path must not
-    /// be a non-directory. Then it creates `<root>/keel`, enables the controllers in
-    /// `<root>` and `<root>/keel` (never in the leaf), creates the leaf (an existing one
-    /// from an earlier run is killed and reused, its stale limits reset), and writes the
-    /// limits into the leaf.
+    /// list every needed controller in `cgroup.controllers`, and the container's path
+    /// must not be a non-directory. Then it creates `<root>/keel`, enables the
+    /// controllers in `<root>` and `<root>/keel` (never below), writes the parent limits
+    /// into `<root>/keel`, creates `<root>/keel/<NAME>` (an existing one from an earlier
+    /// run is killed and reused, its stale limits reset and its stale exec cgroups
+    /// removed), writes the limits into it, attaches the device filter to it (unless
+    /// [`without_device_filter`](Self::without_device_filter)), and creates its `main`
+    /// leaf.
+    ///
+    /// No controller is enabled in `<root>/keel/<NAME>`, so everything its leaves do is
+    /// charged to, limited by and counted in `<root>/keel/<NAME>` (memory.events,
+    /// pids.events), and cgroup v2's "no internal processes" rule never applies to it.
     pub fn prepare(
         &self,
         name: &ContainerName,
@@ -66,13 +99,23 @@ impl CgroupTree {
 
         fsio::mkdir(&self.keel_dir())?;
         self.enable_controllers(&needed)?;
+        if let Some(parent) = self.parent {
+            for (file, data) in parent.writes() {
+                fsio::write(&self.keel_dir().join(file), &data)?;
+            }
+        }
         if !fsio::mkdir(cgroup.dir())? {
             cgroup.kill()?;
+            cgroup.remove_stale_children();
             reset_stale_limits(cgroup.dir(), resources)?;
         }
         for (file, data) in limit_writes(resources) {
             fsio::write(&cgroup.dir().join(file), &data)?;
         }
+        if self.device_filter {
+            devices::attach_default_filter(cgroup.dir())?;
+        }
+        fsio::mkdir(&cgroup.dir().join(MAIN_LEAF))?;
         Ok(cgroup)
     }
 

@@ -28,6 +28,28 @@ pub struct ContainerInfo {
     /// Why it is not running: the declaration's errors, what it waits for, why it failed.
     #[serde(default)]
     pub detail: Option<String>,
+    /// Forks refused because a pids limit was hit (`pids.events` `max`), all runs since
+    /// boot: a fork bomb or a leak of processes.
+    #[serde(default)]
+    pub pids_limit_hits: u64,
+    /// Processes the OOM killer killed (`memory.events` `oom_kill`), all runs since boot.
+    #[serde(default)]
+    pub oom_killed: u64,
+}
+
+impl ContainerInfo {
+    /// What `keelctl ps` shows in its LIMITS column: `pids-limit-hit` and `oom-killed`
+    /// with their counts, comma separated; None when neither happened.
+    pub fn limits_hit(&self) -> Option<String> {
+        let mut hits = Vec::new();
+        if self.pids_limit_hits > 0 {
+            hits.push(format!("pids-limit-hit:{}", self.pids_limit_hits));
+        }
+        if self.oom_killed > 0 {
+            hits.push(format!("oom-killed:{}", self.oom_killed));
+        }
+        (!hits.is_empty()).then(|| hits.join(","))
+    }
 }
 
 /// `keelctl inspect NAME`: the ps line plus the declaration and history.
@@ -62,7 +84,8 @@ pub struct ContainerDetail {
     /// Unix time (seconds) the last run ended.
     #[serde(default)]
     pub finished_at: Option<f64>,
-    /// Processes the OOM killer killed in this container since boot.
+    /// Processes the OOM killer killed in this container since boot (the runs that
+    /// ended; `oom_killed` also counts the current one).
     pub oom_kills: u64,
     /// Consecutive failed healthchecks.
     pub health_failures: u32,

@@ -87,6 +87,24 @@ impl SystemLauncher {
     }
 }
 
+/// The network's start hooks, plus one step in the parent while the child waits:
+/// PID 1 runs with `oom_score_adj` -1000, which the clone inherited; the container must
+/// be a normal candidate for the OOM killer (its cgroup's limits rely on it), so it gets
+/// 0 before it runs a single instruction of its own.
+struct OomScoreReset {
+    inner: Box<dyn StartHooks>,
+}
+
+impl StartHooks for OomScoreReset {
+    fn after_clone(&mut self, pid: Pid) -> Result<(), String> {
+        crate::cgroup::oom::set_oom_score_adj(Some(pid.as_raw()), 0).map_err(|e| format!("oom_score_adj: {e}"))?;
+        self.inner.after_clone(pid)
+    }
+    fn in_child(&self) -> Result<(), String> {
+        self.inner.in_child()
+    }
+}
+
 /// A pipe whose read end does not block PID 1 and whose write end goes to the container.
 fn output_pipe() -> Result<(OwnedFd, OwnedFd), String> {
     use nix::fcntl::OFlag;
@@ -105,7 +123,7 @@ impl Launcher for SystemLauncher {
         }
         let (merged, mut plan) = crate::image::run::plan(&self.image_root, spec, &self.state_root, cgroup2)?;
         let spec = &merged;
-        let mut hooks = self.network.attach(spec, &mut plan)?;
+        let hooks = self.network.attach(spec, &mut plan)?;
         let cgroup = match cgroup2.then(|| self.tree.prepare(&spec.name, &spec.resources)).transpose() {
             Ok(cgroup) => cgroup,
             Err(e) => {
@@ -113,11 +131,12 @@ impl Launcher for SystemLauncher {
                 return Err(e.to_string());
             }
         };
-        let cgroup_fd = cgroup.as_ref().map(|c| c.open_dir_fd()).transpose().map_err(|e| format!("open cgroup: {e}"))?;
+        let cgroup_fd = cgroup.as_ref().map(|c| c.open_main_fd()).transpose().map_err(|e| format!("open cgroup: {e}"))?;
+        let mut hooks = OomScoreReset { inner: hooks };
         let (stdout, stdout_w) = output_pipe()?;
         let (stderr, stderr_w) = output_pipe()?;
         let stdio = Stdio { stdout: stdout_w.as_raw_fd(), stderr: stderr_w.as_raw_fd() };
-        let spawned = runtime::spawn_with_hooks(&plan, stdio, cgroup_fd.as_ref().map(|fd| fd.as_fd()), hooks.as_mut());
+        let spawned = runtime::spawn_with_hooks(&plan, stdio, cgroup_fd.as_ref().map(|fd| fd.as_fd()), &mut hooks);
         drop((stdout_w, stderr_w));
         match spawned {
             Ok(pid) => {

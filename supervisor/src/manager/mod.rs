@@ -101,6 +101,7 @@ struct Entry {
     next_check: Option<Instant>,
     check_pid: Option<Pid>,
     oom_kills: u64,
+    pids_limit_hits: u64,
     output: Vec<OutputPipe>,
 }
 
@@ -125,6 +126,7 @@ impl Entry {
             next_check: None,
             check_pid: None,
             oom_kills: 0,
+            pids_limit_hits: 0,
             output: Vec::new(),
         }
     }
@@ -305,9 +307,13 @@ impl Manager {
         entry.next_check = None;
         if let Some(stats) = stats {
             if stats.oom_kill > 0 {
-                warn!("container {name}: {} process(es) killed by the OOM killer (memory_max)", stats.oom_kill);
+                warn!("container {name}: {} process(es) killed by the OOM killer (its memory_max or the containers' share of the host)", stats.oom_kill);
+            }
+            if stats.pids_limit_hits > 0 {
+                warn!("container {name}: {} fork(s) refused at its pids limit", stats.pids_limit_hits);
             }
             entry.oom_kills += stats.oom_kill;
+            entry.pids_limit_hits += stats.pids_limit_hits;
         }
         if let Phase::Stopping(_) = entry.phase {
             entry.phase = Phase::Stopped;
@@ -537,6 +543,8 @@ impl Manager {
     }
 
     fn info(&self, name: &ContainerName, entry: &Entry, now: Instant) -> ContainerInfo {
+        // The current run's figures, read from its cgroup while it runs.
+        let current = entry.pid.and_then(|_| self.launcher.stats(name).ok()).unwrap_or_default();
         ContainerInfo {
             name: name.to_string(),
             state: entry.phase.word().to_string(),
@@ -553,6 +561,8 @@ impl Manager {
                 .to_string()
             }),
             detail: entry.detail.clone(),
+            pids_limit_hits: entry.pids_limit_hits + current.pids_limit_hits,
+            oom_killed: entry.oom_kills + current.oom_kill,
         }
     }
 

@@ -14,6 +14,8 @@ struct Calls {
     next_pid: i32,
     failing: BTreeSet<String>,
     oom_on_release: u64,
+    /// What the running container's cgroup reports (`stats`).
+    current: CgroupStats,
 }
 
 struct FakeLauncher(Rc<RefCell<Calls>>);
@@ -35,7 +37,8 @@ impl Launcher for FakeLauncher {
         self.0.borrow_mut().log.push(format!("kill {name}"));
     }
     fn release(&mut self, _name: &ContainerName) -> Option<CgroupStats> {
-        Some(CgroupStats { oom_kill: self.0.borrow().oom_on_release, ..CgroupStats::default() })
+        let calls = self.0.borrow();
+        Some(CgroupStats { oom_kill: calls.oom_on_release, ..calls.current })
     }
     fn healthcheck(&mut self, name: &ContainerName, _pid: Pid, _argv: &[String], _timeout: Duration) -> Result<Pid, String> {
         let mut calls = self.0.borrow_mut();
@@ -44,7 +47,7 @@ impl Launcher for FakeLauncher {
         Ok(Pid::from_raw(100 + calls.next_pid))
     }
     fn stats(&self, _name: &ContainerName) -> Result<CgroupStats, String> {
-        Ok(CgroupStats::default())
+        Ok(self.0.borrow().current)
     }
     fn cgroup_dir(&self, _name: &ContainerName) -> Option<PathBuf> {
         None
@@ -238,6 +241,28 @@ fn oom_kills_are_counted_across_runs() {
     m.tick(now);
     m.on_exit(pid_of(&m, "hog"), 137, now);
     assert_eq!(m.inspect("hog", now).unwrap().oom_kills, 1);
+}
+
+#[test]
+fn ps_reports_limits_hit_by_the_running_and_the_ended_runs() {
+    let (mut m, calls) = manager(vec![declaration("bomb", "restart = \"always\""), declaration("calm", "")]);
+    let now = Instant::now();
+    m.tick(now);
+    let calm = state(&m, "calm", now);
+    assert_eq!((calm.pids_limit_hits, calm.oom_killed, calm.limits_hit()), (0, 0, None));
+    // The running bomb's cgroup counts refused forks: ps reads them live.
+    calls.borrow_mut().current = CgroupStats { pids_limit_hits: 37, ..CgroupStats::default() };
+    let bomb = state(&m, "bomb", now);
+    assert_eq!(bomb.limits_hit().as_deref(), Some("pids-limit-hit:37"));
+    // It is OOM-killed; the ended run's figures are kept, the next run adds its own.
+    calls.borrow_mut().oom_on_release = 3;
+    m.on_exit(pid_of(&m, "bomb"), 137, now);
+    calls.borrow_mut().current = CgroupStats::default();
+    let bomb = state(&m, "bomb", now);
+    assert_eq!((bomb.pids_limit_hits, bomb.oom_killed), (37, 3));
+    assert_eq!(bomb.limits_hit().as_deref(), Some("pids-limit-hit:37,oom-killed:3"));
+    // Negative control: the bystander still shows nothing.
+    assert_eq!(state(&m, "calm", now).limits_hit(), None);
 }
 
 #[test]

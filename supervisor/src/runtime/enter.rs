@@ -2,8 +2,10 @@
 //! for healthchecks, with the same isolation and restrictions as the container's own
 //! process.
 //!
-//! [`enter`] clones a *middle* process, straight into the container's cgroup when one is
-//! given (CLONE_INTO_CGROUP, so the command counts against the container's limits). The
+//! [`enter`] clones a *middle* process, straight into an exec leaf of the container's
+//! cgroup when one is given (CLONE_INTO_CGROUP, so the command counts against the
+//! container's limits, and a timeout kills the leaf whole: [`enter_with_output`] writes
+//! its `cgroup.kill`, which reaches descendants that left the command's session). The
 //! middle joins every namespace the container was created with in one `setns(2)` on a
 //! pidfd (Linux ≥ 5.8), then forks the command: only children of a process that joined
 //! a pid namespace are in it. The command takes the container process's last steps
@@ -20,9 +22,9 @@
 //!
 //! Limitations: stdin is /dev/null and there is no terminal; the command's user,
 //! environment and working directory are the container's (from its plan); processes
-//! the command leaves behind, or kills on a timeout, are reparented to the container's
-//! PID 1, which must reap them; without a cgroup directory (no cgroup v2) the command
-//! stays in the caller's cgroup. The target pid must be a child the caller has not
+//! the command leaves behind are reparented to the container's PID 1, which must reap
+//! them; without a cgroup (no cgroup v2) the command stays in the caller's cgroup and a
+//! timeout kills only its process group. The target pid must be a child the caller has not
 //! reaped yet, so that the number cannot name another process.
 #![allow(unsafe_code)]
 
@@ -32,6 +34,7 @@ use super::inroot::Root;
 use super::plan::LaunchPlan;
 use super::rootfs::StepResult;
 use super::spawn::{read_report, Report, SpawnError, START_DEADLINE};
+use crate::cgroup::ExecCgroup;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
@@ -40,7 +43,7 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -77,8 +80,10 @@ const FORWARDED: [Signal; 6] = [Signal::SIGHUP, Signal::SIGINT, Signal::SIGQUIT,
 pub struct EnterTarget<'a> {
     /// The container's PID 1 as the host sees it, not reaped yet by the caller.
     pub pid: Pid,
-    /// The container's cgroup directory; None without cgroup v2.
-    pub cgroup: Option<BorrowedFd<'a>>,
+    /// The exec leaf the command runs in (made with
+    /// [`ContainerCgroup::new_exec`](crate::cgroup::ContainerCgroup::new_exec)); None
+    /// without cgroup v2.
+    pub cgroup: Option<&'a ExecCgroup>,
     /// The container's plan: environment, user, working directory, capabilities and
     /// namespaces (a user namespace is joined only when the plan has one).
     pub plan: &'a LaunchPlan,
@@ -94,8 +99,9 @@ pub fn enter(target: &EnterTarget<'_>, argv: &[String], stdio: Stdio) -> Result<
 }
 
 /// Run `argv` inside the container `target` and wait for it: returns its exit code
-/// (128+signal if killed, [`TIMED_OUT`] if it ran past `timeout`, after which it and its
-/// process group are killed) with the first [`OUTPUT_LIMIT`] bytes of its stdout and
+/// (128+signal if killed, [`TIMED_OUT`] if it ran past `timeout`, after which everything
+/// in its exec leaf is killed, or without one its process group) with the first
+/// [`OUTPUT_LIMIT`] bytes of its stdout and
 /// stderr. For healthchecks and `keelctl exec`, called from a forked helper, so it
 /// blocks; output written after the command exited, by processes it left behind, is
 /// not collected.
@@ -105,10 +111,12 @@ pub fn enter_with_output(target: &EnterTarget<'_>, argv: &[String], timeout: Dur
     let (err_read, err_write) = pipe(name)?;
     let stdio = Stdio { stdout: out_write.as_raw_fd(), stderr: err_write.as_raw_fd() };
     // A timeout too large to represent is no timeout.
-    let middle = start(target, argv, stdio, Instant::now().checked_add(timeout))?;
+    let deadline = Instant::now().checked_add(timeout);
+    let middle = start(target, argv, stdio, deadline)?;
     drop(out_write);
     drop(err_write);
-    collect(middle, out_read, err_read).map_err(|source| prepare_error(name, "collect the command's output", source))
+    let kill_at = target.cgroup.zip(deadline);
+    collect(middle, out_read, err_read, kill_at).map_err(|source| prepare_error(name, "collect the command's output", source))
 }
 
 fn prepare_error(name: &str, what: &str, source: io::Error) -> SpawnError {
@@ -153,7 +161,7 @@ fn start(target: &EnterTarget<'_>, argv: &[String], stdio: Stdio, deadline: Opti
     let what = format!("find its process {} (is the container running?)", target.pid);
     let pidfd = pidfd_open(target.pid).map_err(|source| prepare_error(name, &what, source))?;
     let (err_read, err_write) = pipe(name)?;
-    match clone3(CloneFlags::empty(), target.cgroup).map_err(|source| SpawnError::Clone { name: name.clone(), source })? {
+    match clone3(CloneFlags::empty(), target.cgroup.map(ExecCgroup::fd)).map_err(|source| SpawnError::Clone { name: name.clone(), source })? {
         Cloned::Child => {
             drop(err_read);
             run_middle(target.plan, pidfd, argv, stdio, err_write, deadline)
@@ -304,7 +312,9 @@ fn supervise(signals: &SignalFd, command: Pid, deadline: Option<Instant>) -> i32
 
 /// The deadline passed: kill the command's process group and the command itself (in
 /// case it had not reached setsid yet), reap it, and report [`TIMED_OUT`] unless it
-/// had ended by itself in the meantime.
+/// had ended by itself in the meantime. The middle runs in the container's mount
+/// namespace and cannot reach the exec leaf; descendants that left the process group
+/// are killed by the caller through the leaf ([`collect`]).
 fn stop(command: Pid) -> i32 {
     let _ = killpg(command, Signal::SIGKILL);
     let _ = kill(command, Signal::SIGKILL);
@@ -357,8 +367,11 @@ impl Capture {
     }
 }
 
-/// Read the command's output until the middle process exits, then reap it.
-fn collect(middle: Pid, stdout: OwnedFd, stderr: OwnedFd) -> io::Result<(i32, Vec<u8>, Vec<u8>)> {
+/// Read the command's output until the middle process exits, then reap it. With
+/// `kill_at`, the exec leaf is killed whole (the middle, the command and every
+/// descendant) once the deadline passes, and again after the middle is reaped if it
+/// ended by its own deadline.
+fn collect(middle: Pid, stdout: OwnedFd, stderr: OwnedFd, kill_at: Option<(&ExecCgroup, Instant)>) -> io::Result<(i32, Vec<u8>, Vec<u8>)> {
     let watched = pidfd_open(middle).and_then(|exited| Ok((exited, [Capture::new(stdout)?, Capture::new(stderr)?])));
     let (exited, mut streams) = match watched {
         Ok(watched) => watched,
@@ -369,7 +382,7 @@ fn collect(middle: Pid, stdout: OwnedFd, stderr: OwnedFd) -> io::Result<(i32, Ve
             return Err(e);
         }
     };
-    pump(&exited, &mut streams);
+    let mut killed = pump(&exited, &mut streams, kill_at);
     let code = loop {
         match waitpid(middle, None) {
             Err(Errno::EINTR) => {}
@@ -381,18 +394,46 @@ fn collect(middle: Pid, stdout: OwnedFd, stderr: OwnedFd) -> io::Result<(i32, Ve
             }
         }
     };
+    if let Some((cgroup, deadline)) = kill_at {
+        if !killed && code == TIMED_OUT && Instant::now() >= deadline {
+            kill_leaf(cgroup);
+            killed = true;
+        }
+    }
+    let code = if killed { TIMED_OUT } else { code };
     let [stdout, stderr] = streams;
     Ok((code, stdout.kept, stderr.kept))
 }
 
+/// SIGKILL everything in the exec leaf (cgroup.kill, or signals pid by pid).
+fn kill_leaf(cgroup: &ExecCgroup) {
+    if let Err(e) = cgroup.kill() {
+        log::warn!("exec timeout: {e}");
+    }
+}
+
 /// Keep both pipes drained until `exited` (the middle's pidfd) is readable, then take
-/// what the command wrote before it ended.
-fn pump(exited: &OwnedFd, streams: &mut [Capture; 2]) {
+/// what the command wrote before it ended. Kills the exec leaf of `kill_at` when its
+/// deadline passes first; returns whether it did.
+fn pump(exited: &OwnedFd, streams: &mut [Capture; 2], kill_at: Option<(&ExecCgroup, Instant)>) -> bool {
+    let mut killed = false;
     loop {
+        let timeout = match kill_at {
+            Some(_) if killed => PollTimeout::NONE,
+            Some((cgroup, deadline)) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => PollTimeout::try_from(left + Duration::from_micros(999)).unwrap_or(PollTimeout::MAX),
+                _ => {
+                    kill_leaf(cgroup);
+                    killed = true;
+                    PollTimeout::NONE
+                }
+            },
+            None => PollTimeout::NONE,
+        };
         let done = {
             let mut fds: Vec<PollFd> = streams.iter().filter(|s| s.open).map(|s| PollFd::new(s.fd.as_fd(), PollFlags::POLLIN)).collect();
             fds.push(PollFd::new(exited.as_fd(), PollFlags::POLLIN));
-            match poll(&mut fds, PollTimeout::NONE) {
+            match poll(&mut fds, timeout) {
                 Ok(_) => fds.last().and_then(PollFd::revents).is_some_and(|r| !r.is_empty()),
                 Err(Errno::EINTR) => false,
                 // Cannot wait any more: the middle's own deadline ends it, waitpid follows.
@@ -401,7 +442,7 @@ fn pump(exited: &OwnedFd, streams: &mut [Capture; 2]) {
         };
         streams.iter_mut().for_each(Capture::drain);
         if done {
-            return;
+            return killed;
         }
     }
 }
