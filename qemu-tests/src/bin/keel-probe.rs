@@ -14,6 +14,13 @@
 //!   keyctl, write /proc/sysrq-trigger, read /proc/kcore, list /sys/firmware, open a
 //!   block device, reach keel's control socket) and print one `what: outcome` line each;
 //!   the outcome is `ok` only when the action succeeded.
+//! - `attack NAME|all [KEY=VALUE…]`, `attack fork-bomb SECS`, `attack memory-hog MIB`:
+//!   the escape suite's attacks, one `attack NAME: blocked (…)` or
+//!   `attack NAME: SUCCEEDED (…)` line each (see `keel-probe/attacks.rs`).
+//! - `serve IP:PORT SECS`: detach and answer TCP connections on IP:PORT for SECS seconds.
+
+#[path = "keel-probe/attacks.rs"]
+mod attacks;
 
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
@@ -21,11 +28,15 @@ use std::time::Duration;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "attack") {
+        std::process::exit(attacks::main(&args[1..]));
+    }
     let code = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["orphans", n] => n.parse().map(orphans).unwrap_or_else(|_| usage()),
         ["zombies"] => zombies(),
         ["hold-zombie", secs] => secs.parse().map(hold_zombie).unwrap_or_else(|_| usage()),
         ["deny"] => deny(),
+        ["serve", address, secs] => secs.parse().map(|s| attacks::serve(address, s)).unwrap_or_else(|_| usage()),
         ["fetch", address] => fetch(address, 5),
         ["fetch", address, secs] => secs.parse().map(|s| fetch(address, s)).unwrap_or_else(|_| usage()),
         _ => usage(),
@@ -34,7 +45,7 @@ fn main() {
 }
 
 fn usage() -> i32 {
-    eprintln!("usage: keel-probe orphans N | zombies | hold-zombie SECS | deny | fetch IP:PORT [SECS]");
+    eprintln!("usage: keel-probe orphans N | zombies | hold-zombie SECS | deny | fetch IP:PORT [SECS] | attack … | serve IP:PORT SECS");
     2
 }
 
