@@ -203,7 +203,7 @@ path = "{IMAGE}/wd/keep"
         &dir,
         &mut host,
         "killer",
-        "image = \"@IMAGE@\"\ncommand = [\"/bin/sh\", \"-c\", \"while [ ! -e /go ]; do sleep 0.2; done; kill -s TERM 0; kill -s INT 0; exec sleep 3600\"]\nrestart = \"no\"\nstop_timeout = \"1s\"\nnetwork = \"none\"\n",
+        "image = \"@IMAGE@\"\ncommand = [\"/bin/sh\", \"-c\", \"mkfifo /tmp/go; read x < /tmp/go; kill -s TERM 0; kill -s INT 0; exec sleep 3600\"]\nrestart = \"no\"\nstop_timeout = \"1s\"\nnetwork = \"none\"\n",
     );
     build_image(name, &host, env!("CARGO_BIN_EXE_keel-probe").as_ref())
 }
@@ -418,20 +418,20 @@ fn hostile_containers_cannot_escape_or_take_the_host_down() {
     // answers and the bystander runs commands while the bomb holds.
     phase(&started, "before the fork bomb");
     let bomb_start = Instant::now();
-    let bomb = try_exec(&guest, Some("runaway"), &["keel-probe", "attack", "fork-bomb", "20"], Duration::from_secs(60));
+    let bomb = try_exec(&guest, Some("runaway"), &["keel-probe", "attack", "fork-bomb", "15"], Duration::from_secs(60));
     let during = host_and_bystander_up(&guest);
     let bomb_text = match &bomb {
         Ok(out) => out.stdout.trim().to_string(),
         Err(e) => e.clone(),
     };
-    std::thread::sleep(Duration::from_secs(21).saturating_sub(bomb_start.elapsed()));
+    std::thread::sleep(Duration::from_secs(16).saturating_sub(bomb_start.elapsed()));
     // Control: the same bomb as a host process, with threads-max set 100 above the
     // threads now running: the same check then sees the host unable to fork.
     let saved = host(&guest, "cat /proc/sys/kernel/threads-max").stdout.trim().to_string();
     let control_start = Instant::now();
-    let control = host(&guest, "n=$(ls -d /proc/[0-9]*/task/* | wc -l); echo $((n + 100)) > /proc/sys/kernel/threads-max && keel-probe attack fork-bomb 10");
+    let control = host(&guest, "n=$(ls -d /proc/[0-9]*/task/* | wc -l); echo $((n + 100)) > /proc/sys/kernel/threads-max && keel-probe attack fork-bomb 8");
     let control_during = host_and_bystander_up(&guest);
-    std::thread::sleep(Duration::from_secs(11).saturating_sub(control_start.elapsed()));
+    std::thread::sleep(Duration::from_secs(9).saturating_sub(control_start.elapsed()));
     let restore = try_exec(&guest, None, &["sh", "-c", &format!("echo {saved} > /proc/sys/kernel/threads-max")], Duration::from_secs(20));
     suite.record(
         "fork-bomb",
@@ -473,7 +473,11 @@ fn hostile_containers_cannot_escape_or_take_the_host_down() {
 
     // 9. Signals. kill(-1) inside a container reaches only its own processes: the host's
     // sentinel process still answers. Control: the host kills the sentinel itself.
-    let sentinel_up = |guest: &Guest| try_exec(guest, None, &["keel-probe", "fetch", &format!("127.0.0.1:{SENTINEL_PORT}"), "3"], Duration::from_secs(20)).is_ok_and(|o| o.exit_code == 0);
+    let sentinel_up = |guest: &Guest| {
+        try_exec(guest, None, &["keel-probe", "attack", "unpublished-host-port", &format!("hostaddr=127.0.0.1:{SENTINEL_PORT}")], Duration::from_secs(20))
+            .is_ok_and(|o| o.stdout.contains("SUCCEEDED"))
+    };
+    let killer_running = guest.container("killer").state == "running";
     phase(&started, "memory hog");
     let kill_all = try_exec(&guest, Some("hostile"), &["sh", "-c", "kill -s KILL -1; kill -s TERM 1; kill -s KILL 1; echo sent"], Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(3));
@@ -495,9 +499,10 @@ fn hostile_containers_cannot_escape_or_take_the_host_down() {
     let shutdown_seen = |guest: &Guest| guest.console().contains("shutdown (");
     let exec_kill = try_exec(&guest, Some("hostile"), &["sh", "-c", "kill -s TERM 0"], Duration::from_secs(20));
     std::thread::sleep(Duration::from_secs(5));
-    let exec_kill_blocked = !shutdown_seen(&guest) && host_answers(&guest, Duration::from_secs(20)).is_ok();
-    let main_kill_blocked = if exec_kill_blocked {
-        let _ = try_exec(&guest, Some("killer"), &["touch", "/go"], Duration::from_secs(20));
+    let exec_shutdown = shutdown_seen(&guest);
+    let exec_kill_blocked = !exec_shutdown && host_answers(&guest, Duration::from_secs(20)).is_ok();
+    let main_kill_blocked = if exec_kill_blocked && killer_running {
+        let _ = try_exec(&guest, Some("killer"), &["sh", "-c", "echo go > /tmp/go"], Duration::from_secs(20));
         std::thread::sleep(Duration::from_secs(5));
         !shutdown_seen(&guest) && host_answers(&guest, Duration::from_secs(20)).is_ok()
     } else {
@@ -514,14 +519,18 @@ fn hostile_containers_cannot_escape_or_take_the_host_down() {
     suite.record(
         "kill-process-group-exec",
         exec_kill_blocked,
-        format!("keelctl exec kill -TERM 0: {:?}; host shutdown seen: {}", exec_kill.map(|o| o.exit_code), shutdown_seen(&guest)),
+        format!("keelctl exec kill -TERM 0: {:?}; host shutdown seen 5 s later: {exec_shutdown}", exec_kill.map(|o| o.exit_code)),
         control_shutdown && host_alive_before_control,
         control_text,
     );
     suite.record(
         "kill-process-group-container",
         main_kill_blocked,
-        if exec_kill_blocked { "the container's own process ran kill -TERM 0 and kill -INT 0".to_string() } else { "not tried: the host went down at the exec variant".to_string() },
+        match (exec_kill_blocked, killer_running) {
+            (true, true) => format!("the container's own process ran kill -TERM 0 and kill -INT 0; host shutdown seen: {}", !main_kill_blocked),
+            (true, false) => "not tried: the killer container was not running".to_string(),
+            (false, _) => "not tried: the host went down at the exec variant".to_string(),
+        },
         control_shutdown && host_alive_before_control,
         control_text,
     );
@@ -539,13 +548,96 @@ fn hostile_containers_cannot_escape_or_take_the_host_down() {
     assert!(failures.is_empty(), "{summary}\n{}", failures.join("\n"));
 }
 
-/// The FIFO attack's boot: a container that replaces its /etc/passwd with a FIFO and
-/// exits, with restart = "always"; the restart must not hang PID 1: keel still answers
-/// and an unrelated container (re)starts.
+/// The hostile layers of scripts/make-hostile-images.py, one image (and container) each.
+const LAYER_ATTACKS: [&str; 4] = ["dotdot", "linkout", "devices", "sparse"];
+
+/// Host files named escape-tar-* outside the image store's layers.
+fn escaped_tar_files(guest: &Guest) -> String {
+    let found = host(guest, "find / \\( -path /proc -o -path /sys -o -path /var/lib/keel/images/layers \\) -prune -o -name 'escape-tar-*' -print");
+    found.stdout.trim().to_string()
+}
+
+/// The image-layer attacks: each container's image must be refused or be harmless.
+fn layer_attacks(guest: &Guest, suite: &mut Suite) {
+    let mut settled = BTreeMap::new();
+    for kind in LAYER_ATTACKS {
+        let name = format!("tar-{kind}");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        let info = loop {
+            let info = guest.container(&name);
+            let done = matches!(info.state.as_str(), "exited" | "failed" | "stopped") || (info.state != "running" && info.detail.is_some());
+            if done || Instant::now() > deadline {
+                break info;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        };
+        let lines = logged_attack_lines(guest, &name);
+        settled.insert(kind, (info, lines));
+    }
+    let describe = |kind: &str| -> String {
+        let (info, lines) = &settled[kind];
+        format!("{} {}: {} {}", info.state, info.last_exit.map(|c| c.to_string()).unwrap_or_default(), info.detail.clone().unwrap_or_default(), lines.join(" "))
+    };
+    let outside = escaped_tar_files(guest);
+
+    // A `..` entry and a file through a symlink to /: nothing lands outside the layer.
+    let control = host(guest, "mkdir -p /var/lib/keel/ctl/a/b/c && cd /var/lib/keel/ctl/a/b/c && echo x > ../../../../../../../../escape-tar-ctl-dotdot && ln -s / /var/lib/keel/ctl/out && echo x > /var/lib/keel/ctl/out/escape-tar-ctl-link");
+    let control_found = escaped_tar_files(guest);
+    suite.record(
+        "tar-dotdot",
+        !outside.contains("escape-tar-dotdot"),
+        format!("{}; host files outside the store: {outside:?}", describe("dotdot")),
+        control.exit_code == 0 && control_found.contains("/escape-tar-ctl-dotdot"),
+        format!("a host process writing ../../…/escape-tar-ctl-dotdot from a deep directory: {control_found:?}"),
+    );
+    suite.record(
+        "tar-symlink-out",
+        !outside.contains("escape-tar-link"),
+        format!("{}; host files outside the store: {outside:?}", describe("linkout")),
+        control.exit_code == 0 && control_found.contains("/escape-tar-ctl-link"),
+        format!("a host process writing through a link to /: {control_found:?}"),
+    );
+    let _ = host(guest, "rm -rf /var/lib/keel/ctl /escape-tar-ctl-*");
+
+    // Device nodes in a layer: refused, or useless inside the container.
+    let devices = &settled["devices"];
+    let control = host(guest, "keel-probe attack mknod-dev-mem scratch=/dev").stdout;
+    suite.record(
+        "tar-device-nodes",
+        !devices.1.iter().any(|l| l.contains("SUCCEEDED")) && devices.0.state != "running",
+        describe("devices"),
+        control.contains("SUCCEEDED"),
+        control.trim(),
+    );
+
+    // A 1 TiB sparse file in a ~100 KiB layer: the import must stop at a limit, not when
+    // the host's filesystem is full.
+    let sparse = &settled["sparse"];
+    let detail = sparse.0.detail.clone().unwrap_or_default();
+    let refused = sparse.0.state != "running" && !detail.is_empty() && !detail.contains("No space left");
+    let control = host(guest, "dd if=/dev/zero of=/var/lib/keel/escape-fill bs=1M 2>&1 | tail -n 2; rm -f /var/lib/keel/escape-fill");
+    suite.record(
+        "tar-huge-sparse",
+        refused,
+        describe("sparse"),
+        control.stdout.contains("No space left"),
+        format!("a host process writing zeros to /var: {}", control.stdout.trim().replace('\n', " ")),
+    );
+}
+
+/// The second boot: hostile image layers (scripts/make-hostile-images.py: a `..` entry,
+/// a symlink out of the layer, device nodes, a 1 TiB sparse file), then the FIFO attack:
+/// a container that replaces its /etc/passwd with a FIFO and exits, with restart =
+/// "always"; the restart must not hang PID 1: keel still answers and an unrelated
+/// container (re)starts.
 fn fifo_attack(suite: &mut Suite) {
     let name = "escape-fifo";
     let dir = target_dir().join("qemu-tests").join(name);
     std::fs::create_dir_all(&dir).expect("create image dir");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/make-hostile-images.py");
+    let archives = dir.join("archives");
+    let made = std::process::Command::new(script).arg(&archives).arg(env!("CARGO_BIN_EXE_keel-probe")).output().expect("run make-hostile-images.py");
+    assert!(made.status.success(), "make-hostile-images.py: {}", String::from_utf8_lossy(&made.stderr));
     let mut host = format!(
         r#"
 hostname = "keel-escape-fifo"
@@ -575,12 +667,17 @@ mode = 0o755
         "image = \"@IMAGE@\"\ncommand = [\"/bin/sh\", \"-c\", \"while [ ! -e /armed ]; do sleep 0.2; done; rm -f /etc/passwd; mkfifo /etc/passwd; exit 1\"]\nrestart = \"always\"\nnetwork = \"none\"\nstop_timeout = \"1s\"\n",
     );
     declare(&dir, &mut host, "bystander", "image = \"@IMAGE@\"\ncommand = [\"/bin/sleep\", \"3600\"]\nnetwork = \"none\"\nstop_timeout = \"1s\"\n");
+    for kind in LAYER_ATTACKS {
+        let _ = write!(host, "\n[[files]]\nsource = \"{}\"\npath = \"/usr/share/keel/images/escape/{kind}.tar\"\n", archives.join(format!("{kind}.tar")).display());
+        declare(&dir, &mut host, &format!("tar-{kind}"), &format!("image = \"oci-archive:/usr/share/keel/images/escape/{kind}.tar\"\nrestart = \"no\"\nnetwork = \"none\"\n"));
+    }
     let image = build_image(name, &host, env!("CARGO_BIN_EXE_keel-probe").as_ref());
     let mut guest = Guest::boot(&image, "escape-fifo", BootOptions::default());
     guest.wait_ready();
     for container in ["fifo", "bystander"] {
         guest.wait_container(container, Duration::from_secs(90), |c| c.state == "running");
     }
+    layer_attacks(&guest, suite);
     let armed = try_exec(&guest, Some("fifo"), &["touch", "/armed"], Duration::from_secs(20));
     assert!(armed.as_ref().is_ok_and(|o| o.exit_code == 0), "arm: {armed:?}");
     // The container exits, is restarted after its backoff and meets the FIFO.

@@ -141,7 +141,7 @@ pub const ATTACKS: &[(&str, Attack)] = &[
 ];
 
 /// Attacks run on their own (not by `attack all`): they need a special setting.
-pub const SPECIAL: &[(&str, Attack)] = &[("cwd-escape", cwd_escape), ("reaper-exe", reaper_exe)];
+pub const SPECIAL: &[(&str, Attack)] = &[("cwd-escape", cwd_escape), ("reaper-exe", reaper_exe), ("layer-devices", layer_devices)];
 
 /// `keel-probe attack …`: the exit code (0 when every attack was blocked, 1 otherwise, 2 on bad usage).
 pub fn main(args: &[String]) -> i32 {
@@ -993,6 +993,20 @@ fn reaper_exe(_: &Options) -> Verdict {
     }
 }
 
+/// Device nodes an image layer carried (scripts/make-hostile-images.py): read them.
+fn layer_devices(_: &Options) -> Verdict {
+    let mut refused = Vec::new();
+    for path in ["/layer-mem", "/layer-disk"] {
+        let mut buf = [0u8; 16];
+        match fs::File::open(path).and_then(|mut f| f.read(&mut buf)) {
+            Ok(n) if n > 0 => return Verdict::Succeeded(format!("read {n} bytes from the layer's {path}")),
+            Ok(_) => refused.push(format!("{path}: empty")),
+            Err(e) => refused.push(format!("{path}: {:?}", e.kind())),
+        }
+    }
+    Verdict::Blocked(refused.join(", "))
+}
+
 // ---- resource attacks (judged by the host) -------------------------------------------
 
 /// A task bomb: a detached leader process starts threads (tasks, as `pids.max` and
@@ -1109,6 +1123,10 @@ pub fn serve(address: &str, secs: u64) -> i32 {
     while Instant::now() < until {
         match listener.accept() {
             Ok((mut stream, _)) => {
+                // Read what the client sent first: closing with unread data resets the connection.
+                let _ = stream.set_nonblocking(false);
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(300)));
+                let _ = stream.read(&mut [0u8; 512]);
                 let _ = stream.write_all(format!("keel-escape host service at {address}\n").as_bytes());
             }
             Err(_) => std::thread::sleep(Duration::from_millis(50)),
