@@ -295,7 +295,10 @@ fn node_and_read(options: &Options, name: &str, kind: nix::sys::stat::SFlag, maj
 fn write_file(path: &str, data: &[u8]) -> Verdict {
     match fs::OpenOptions::new().write(true).open(path).and_then(|mut f| f.write_all(data)) {
         Ok(()) => Verdict::Succeeded(format!("wrote {} bytes to {path}", data.len())),
-        Err(e) => Verdict::Blocked(format!("{path}: {}", e.raw_os_error().map_or(e.to_string(), |n| format!("{:?}", nix::errno::Errno::from_raw(n))))),
+        Err(e) => Verdict::Blocked(format!(
+            "{path}: {}",
+            e.raw_os_error().map_or(e.to_string(), |n| format!("{:?}", nix::errno::Errno::from_raw(n)))
+        )),
     }
 }
 
@@ -352,7 +355,8 @@ fn bind_mount_root(options: &Options) -> Verdict {
 fn remount_proc_sys(_: &Options) -> Verdict {
     use nix::mount::MsFlags;
     // /proc/sys is its own read-only mount in a container; on the host it is part of /proc.
-    let mounted = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().lines().any(|l| l.split_whitespace().nth(4) == Some("/proc/sys"));
+    let mounted =
+        fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().lines().any(|l| l.split_whitespace().nth(4) == Some("/proc/sys"));
     let target = if mounted { "/proc/sys" } else { "/proc" };
     let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     match nix::mount::mount(None::<&str>, target, None::<&str>, flags, None::<&str>) {
@@ -532,7 +536,9 @@ fn clone3_newuser(_: &Options) -> Verdict {
     args[0] = libc::CLONE_NEWUSER as u64;
     args[4] = libc::SIGCHLD as u64;
     // SAFETY: clone3 without a stack is a fork; the child `_exit`s at once.
-    raw_clone("clone3(CLONE_NEWUSER) made a child", || unsafe { libc::syscall(libc::SYS_clone3, args.as_ptr(), std::mem::size_of_val(&args)) })
+    raw_clone("clone3(CLONE_NEWUSER) made a child", || unsafe {
+        libc::syscall(libc::SYS_clone3, args.as_ptr(), std::mem::size_of_val(&args))
+    })
 }
 
 fn setns_pid1(_: &Options) -> Verdict {
@@ -567,7 +573,8 @@ fn open_by_handle(_: &Options) -> Verdict {
         let mut mount_id: libc::c_int = 0;
         let c_path = cstr(path);
         // SAFETY: name_to_handle_at writes at most handle_bytes into `handle` and the mount id.
-        let ret = unsafe { libc::syscall(libc::SYS_name_to_handle_at, libc::AT_FDCWD, c_path.as_ptr(), handle.as_mut_ptr(), &mut mount_id, 0) };
+        let ret =
+            unsafe { libc::syscall(libc::SYS_name_to_handle_at, libc::AT_FDCWD, c_path.as_ptr(), handle.as_mut_ptr(), &mut mount_id, 0) };
         if ret < 0 {
             last = format!("name_to_handle_at {path}: {:?}", errno());
             continue;
@@ -756,7 +763,8 @@ fn default_route() -> Option<(String, Ipv4Addr)> {
     let text = fs::read_to_string("/proc/net/route").ok()?;
     text.lines().skip(1).find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
-        (f.len() > 2 && f[1] == "00000000").then(|| Some((f[0].to_string(), Ipv4Addr::from(u32::from_str_radix(f[2], 16).ok()?.swap_bytes()))))?
+        (f.len() > 2 && f[1] == "00000000")
+            .then(|| Some((f[0].to_string(), Ipv4Addr::from(u32::from_str_radix(f[2], 16).ok()?.swap_bytes()))))?
     })
 }
 
@@ -873,7 +881,10 @@ fn raw_localnet(options: &Options) -> Verdict {
         let Ok(SocketAddr::V4(own)) = own else { return Verdict::Blocked(format!("no address toward {gateway}")) };
         std::thread::sleep(Duration::from_millis(300));
         let arp = fs::read_to_string("/proc/net/arp").unwrap_or_default();
-        let mac = arp.lines().find(|l| l.split_whitespace().next() == Some(&gateway.to_string())).and_then(|l| mac_of(l.split_whitespace().nth(3)?));
+        let mac = arp
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(&gateway.to_string()))
+            .and_then(|l| mac_of(l.split_whitespace().nth(3)?));
         match mac {
             Some(mac) => (*own.ip(), mac),
             None => return Verdict::Blocked(format!("gateway {gateway} has no MAC in /proc/net/arp")),
@@ -911,7 +922,13 @@ fn raw_localnet(options: &Options) -> Verdict {
     let timeout = libc::timeval { tv_sec: 0, tv_usec: 200_000 };
     // SAFETY: SO_RCVTIMEO with a timeval.
     unsafe {
-        libc::setsockopt(socket.as_raw_fd(), libc::SOL_SOCKET, libc::SO_RCVTIMEO, (&timeout as *const libc::timeval).cast(), std::mem::size_of::<libc::timeval>() as u32)
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&timeout as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as u32,
+        )
     };
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut buf = [0u8; 2048];
@@ -923,7 +940,9 @@ fn raw_localnet(options: &Options) -> Verdict {
         }
         match answer_flags(&buf[..n as usize], Ipv4Addr::LOCALHOST, port, sport) {
             Some(flags) if flags & 0x12 == 0x12 => return Verdict::Succeeded(format!("SYN-ACK from 127.0.0.1:{port} through {iface}")),
-            Some(flags) if flags & 0x04 != 0 => return Verdict::Succeeded(format!("the host's stack answered RST from 127.0.0.1:{port} through {iface}")),
+            Some(flags) if flags & 0x04 != 0 => {
+                return Verdict::Succeeded(format!("the host's stack answered RST from 127.0.0.1:{port} through {iface}"))
+            }
             _ => {}
         }
     }
@@ -987,7 +1006,10 @@ fn reaper_exe(_: &Options) -> Verdict {
         Err(e) => refused.push(format!("open for writing: {e}")),
     }
     if changed.is_empty() || link.starts_with("/memfd:") {
-        Verdict::Blocked(format!("/proc/1/exe -> {link}: {}", if changed.is_empty() { refused.join(", ") } else { format!("only a memfd copy changed ({})", changed.join(", ")) }))
+        Verdict::Blocked(format!(
+            "/proc/1/exe -> {link}: {}",
+            if changed.is_empty() { refused.join(", ") } else { format!("only a memfd copy changed ({})", changed.join(", ")) }
+        ))
     } else {
         Verdict::Succeeded(format!("/proc/1/exe -> {link}: {}", changed.join(", ")))
     }
