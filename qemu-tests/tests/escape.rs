@@ -778,14 +778,14 @@ mode = 0o755
     let armed = try_exec(
         &guest,
         Some("fifo"),
-        &["sh", "-c", "touch /armed; while [ ! -e /made ]; do sleep 0.2; done; ls -l /etc/passwd"],
+        &["sh", "-c", "touch /armed; while [ ! -e /made ]; do sleep 0.2; done; test -p /etc/passwd && echo fifo"],
         Duration::from_secs(30),
     );
-    assert!(armed.as_ref().is_ok_and(|o| o.exit_code == 0 && o.stdout.starts_with('p')), "arm: {armed:?}");
+    assert!(armed.as_ref().is_ok_and(|o| o.exit_code == 0 && o.stdout == "fifo\n"), "arm: {armed:?}");
     let control = try_exec(
         &guest,
         None,
-        &["sh", "-c", "ls -l /var/lib/keel/containers/fifo/upper/etc/passwd; timeout 3 cat /var/lib/keel/containers/fifo/upper/etc/passwd; echo exit=$?"],
+        &["sh", "-c", "ls -ln /var/lib/keel/containers/fifo/upper/etc/passwd; timeout 3 cat /var/lib/keel/containers/fifo/upper/etc/passwd; echo exit=$?"],
         Duration::from_secs(20),
     )
     .map(|o| o.stdout)
