@@ -5,12 +5,15 @@
 //! as a privileged host process (`exec` outside any container), or the check pointed at
 //! a door opened on purpose.
 //!
-//! Two boots. The first tries the kernel-interface attacks (`keel-probe attack all`,
-//! one line per attack), the container boundary (workdir `/proc/self/fd/N` by
-//! declaration, by a symlink left in the upper directory and through `keelctl exec`;
-//! a dangling `/etc/hosts` symlink; the reaper binary), a fork bomb and a memory hog,
-//! and signals to the host's PID 1 (last, since on a vulnerable host they power it
-//! off). The second boot tries what stops PID 1 itself: a FIFO at `/etc/passwd`.
+//! Two boots. The first tries the kernel-interface and network attacks (`keel-probe
+//! attack all`, one line per attack, against host services the test starts: one on
+//! 127.0.0.1, one on every address but published to no container, one on
+//! 169.254.169.254), the container boundary (workdir `/proc/self/fd/N` by declaration,
+//! by a symlink left in the upper directory and through `keelctl exec`; a dangling
+//! `/etc/hosts` symlink; the reaper binary), a fork bomb and a memory hog, and signals
+//! to the host's PID 1 (last, since on a vulnerable host they power it off). The second
+//! boot tries hostile image layers (scripts/make-hostile-images.py) and what stops PID 1
+//! itself: a FIFO at `/etc/passwd`.
 //!
 //! The suite does not stop at the first attack that works: it records every result,
 //! prints one `escape NAME: …` line per attack and `escape suite: N tried, M blocked`,
@@ -217,12 +220,12 @@ fn marker_disk() -> std::path::PathBuf {
     path
 }
 
-/// Wait until container `name` has finished a run (or failed to start) since `after` runs.
+/// Wait until container `name` has finished a run, failed to start or been refused.
 fn wait_settled(guest: &Guest, name: &str, timeout: Duration) -> keel_supervisor::manager::ContainerInfo {
     let deadline = Instant::now() + timeout;
     loop {
         let info = guest.container(name);
-        if matches!(info.state.as_str(), "exited" | "failed" | "stopped") || Instant::now() > deadline {
+        if matches!(info.state.as_str(), "exited" | "failed" | "stopped" | "invalid") || Instant::now() > deadline {
             return info;
         }
         std::thread::sleep(Duration::from_millis(300));
