@@ -30,6 +30,13 @@
 //!   /dev/mem, and mknod c 1:1 at /dev/keel-probe-mem and open it; print one
 //!   `what: outcome` line each (run on the host, where /dev is not nodev, so only a
 //!   device filter can refuse them).
+//! - `attack NAME|all [KEY=VALUE…]`, `attack fork-bomb SECS`, `attack memory-hog MIB`:
+//!   the escape suite's attacks, one `attack NAME: blocked (…)` or
+//!   `attack NAME: SUCCEEDED (…)` line each (see `keel-probe/attacks.rs`).
+//! - `serve IP:PORT SECS`: detach and answer TCP connections on IP:PORT for SECS seconds.
+
+#[path = "keel-probe/attacks.rs"]
+mod attacks;
 
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
@@ -37,6 +44,9 @@ use std::time::Duration;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().is_some_and(|a| a == "attack") {
+        std::process::exit(attacks::main(&args[1..]));
+    }
     let code = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["orphans", n] => n.parse().map(orphans).unwrap_or_else(|_| usage()),
         ["zombies"] => zombies(),
@@ -44,6 +54,7 @@ fn main() {
         ["deny"] => deny(),
         ["tiocsti", text] => tiocsti(text),
         ["seccomp"] => seccomp_probe(),
+        ["serve", address, secs] => secs.parse().map(|s| attacks::serve(address, s)).unwrap_or_else(|_| usage()),
         ["fetch", address] => fetch(address, 5),
         ["fetch", address, secs] => secs.parse().map(|s| fetch(address, s)).unwrap_or_else(|_| usage()),
         ["hog", secs, mib] => match (secs.parse(), mib.parse()) {
@@ -59,7 +70,7 @@ fn main() {
 }
 
 fn usage() -> i32 {
-    eprintln!("usage: keel-probe orphans N | zombies | hold-zombie SECS | deny | seccomp | tiocsti TEXT | fetch IP:PORT [SECS] | hog SECS MIB | devcg DIR | devices [LEAF]");
+    eprintln!("usage: keel-probe orphans N | zombies | hold-zombie SECS | deny | seccomp | tiocsti TEXT | fetch IP:PORT [SECS] | hog SECS MIB | devcg DIR | devices [LEAF] | attack … | serve IP:PORT SECS");
     2
 }
 
