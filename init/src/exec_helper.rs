@@ -19,6 +19,12 @@ use std::time::Duration;
 /// on `channel` with its result. Returns the helper's pid; the caller keeps reaping.
 pub fn spawn(id: u64, work: impl FnOnce() -> Result<ExecResult, String>, channel: OwnedFd) -> nix::Result<Pid> {
     run_forked(move || {
+        // PID 1 is exempt from the OOM killer and its forks inherit that; a command an
+        // operator runs must not be (a runaway one would leave the OOM killer nothing
+        // to kill but containers, then panic the kernel).
+        if let Err(e) = keel_supervisor::cgroup::oom::set_oom_score_adj(None, 0) {
+            log::debug!("exec: {e}");
+        }
         let response = match work() {
             Ok(result) => Response::success(id, result),
             Err(error) => Response::failure(id, error),

@@ -98,11 +98,17 @@ fn a_fifo_at_etc_passwd_fails_the_start_instead_of_hanging() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(!opener.is_finished(), "control: opening the FIFO did not block");
     let started = Instant::now();
-    let output = output_within(fx.command("fifo", "echo started", ""), Duration::from_secs(30)).expect("keel run hung on a FIFO at /etc/passwd");
+    // A user name needs the file: a clear error, at once.
+    let output = output_within(fx.command("fifo", "echo started", "user = \"nobody\"\n"), Duration::from_secs(30))
+        .expect("keel run hung on a FIFO at /etc/passwd");
     assert!(started.elapsed() < Duration::from_secs(5), "the start took {:?}", started.elapsed());
     assert!(!output.status.success() && !stdout(&output).contains("started"), "{}", describe(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("/etc/passwd") && stderr.contains("FIFO"), "the error names the file and why: {stderr}");
+    // A numeric user does without it, and starts.
+    let output = output_within(fx.command("fifo", "echo started; id -g", "user = \"1000\"\n"), Duration::from_secs(30))
+        .expect("keel run hung on a FIFO at /etc/passwd");
+    assert_eq!(stdout(&output), "started\n1000\n", "{}", describe(&output));
     // Unblock the control thread.
     let _ = std::fs::OpenOptions::new().write(true).open(fx.rootfs().join("etc/passwd"));
     let _ = opener.join();

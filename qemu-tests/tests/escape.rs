@@ -287,14 +287,15 @@ fn hostile_containers_cannot_escape_or_take_the_host_down() {
     )
     .unwrap_or_else(|e| guest.fail(&format!("attack all in a container: {e}")));
     let hostaddr = format!("hostaddr={gateway}:{HOST_PORT}");
-    // The lo variant of raw-localnet needs lo to accept its own source address (the
-    // frames come from a packet socket, not from the local stack): opened for the
-    // control only, closed again after it.
+    // The lo variant of raw-localnet needs lo to accept its own source address and to
+    // route 127/8 arriving from a packet socket (what keel used to turn on for all
+    // interfaces): opened for the control only, closed again after it.
     let control = host(
         &guest,
         &format!(
-            "echo 1 > /proc/sys/net/ipv4/conf/lo/accept_local; keel-probe attack all scratch=/dev iface=lo {pidns} {localnet} {hostaddr}; \
-             echo 0 > /proc/sys/net/ipv4/conf/lo/accept_local"
+            "echo 1 > /proc/sys/net/ipv4/conf/lo/accept_local; echo 1 > /proc/sys/net/ipv4/conf/lo/route_localnet; \
+             keel-probe attack all scratch=/dev iface=lo {pidns} {localnet} {hostaddr}; \
+             echo 0 > /proc/sys/net/ipv4/conf/lo/accept_local; echo 0 > /proc/sys/net/ipv4/conf/lo/route_localnet"
         ),
     );
     let inside_lines = attack_lines(&inside.stdout);
@@ -490,10 +491,13 @@ fn hostile_containers_cannot_escape_or_take_the_host_down() {
 
     // 8. A memory hog in a container with no declared limit: it must be OOM-killed inside
     // the containers' cgroup subtree (a memory.events `oom` there), not by a global OOM.
+    // The cgroup path is read before the hog: the OOM kill takes the whole container
+    // (memory.oom.group), its PID 1 with it.
     let runaway_pid = guest.container("runaway").pid.unwrap_or_default();
+    let runaway_cgroup = host(&guest, &format!("sed -n 's/^0:://p' /proc/{runaway_pid}/cgroup")).stdout.trim().to_string();
     let ooms = |guest: &Guest| -> (u64, u64) {
         let script = format!(
-            "c=$(sed -n 's/^0:://p' /proc/{runaway_pid}/cgroup); n=0; while [ -n \"$c\" ] && [ \"$c\" != / ]; do \
+            "c={runaway_cgroup:?}; n=0; while [ -n \"$c\" ] && [ \"$c\" != / ]; do \
              v=$(sed -n 's/^oom //p' /sys/fs/cgroup$c/memory.events 2>/dev/null); n=$((n + ${{v:-0}})); c=${{c%/*}}; done; \
              echo $n $(sed -n 's/^oom_kill //p' /proc/vmstat)"
         );

@@ -11,6 +11,7 @@ use super::reaper;
 use super::rootfs::{self, StepResult};
 use super::users::{self, Identity};
 use crate::security;
+use crate::spec::UserSpec;
 use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal, SigHandler, signal};
 use nix::unistd::{Gid, Uid};
 use std::ffi::CString;
@@ -117,10 +118,16 @@ fn setup_and_exec(plan: &LaunchPlan, stdio: Stdio) -> StepResult {
 }
 
 /// The declared user as ids, from the container's /etc/passwd read in its root: a
-/// regular file of at most [`PASSWD_LIMIT`] bytes, or none at all.
+/// regular file of at most [`PASSWD_LIMIT`] bytes, or none at all. A numeric user does
+/// without a passwd file that cannot be read that way (a FIFO, a device, a huge file:
+/// its gid is then its uid, as with no entry); a user name needs the file.
 pub(super) fn resolve_identity(root: &Root, plan: &LaunchPlan) -> Result<Identity, String> {
-    let passwd = root.read_small_file(Path::new("/etc/passwd"), PASSWD_LIMIT).map_err(|e| format!("user {:?}: {e}", plan.user))?;
-    users::resolve(&plan.user, &String::from_utf8_lossy(&passwd.unwrap_or_default()))
+    let passwd = match root.read_small_file(Path::new("/etc/passwd"), PASSWD_LIMIT) {
+        Ok(passwd) => passwd.unwrap_or_default(),
+        Err(e) if matches!(plan.user, UserSpec::Name(_)) => return Err(format!("user {:?}: {e}", plan.user)),
+        Err(_) => Vec::new(),
+    };
+    users::resolve(&plan.user, &String::from_utf8_lossy(&passwd))
 }
 
 /// Enter the working directory, resolved in the root (no symlink or magic link leads
