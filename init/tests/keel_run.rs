@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{check, stdout, Fixture};
+use common::{check, Fixture};
 use std::path::Path;
 use std::process::Command;
 
