@@ -17,26 +17,13 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// Start writing `target` (its directory must exist).
     pub fn create(target: &Path) -> io::Result<AtomicFile> {
-        let name = target.file_name().ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "the target path has no file name",
-            )
-        })?;
+        let name = target.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "the target path has no file name"))?;
         let mut temp_name = std::ffi::OsString::from(".");
         temp_name.push(name);
         temp_name.push(format!(".tmp{}", std::process::id()));
         let temp = target.with_file_name(temp_name);
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&temp)?;
-        Ok(AtomicFile {
-            target: target.to_path_buf(),
-            temp,
-            file: Some(file),
-        })
+        let file = OpenOptions::new().write(true).create(true).truncate(true).open(&temp)?;
+        Ok(AtomicFile { target: target.to_path_buf(), temp, file: Some(file) })
     }
 
     /// Flush the data to disk and rename the file over its target.
@@ -54,9 +41,7 @@ impl AtomicFile {
     }
 
     fn file(&mut self) -> io::Result<&mut File> {
-        self.file
-            .as_mut()
-            .ok_or_else(|| io::Error::other("file already committed"))
+        self.file.as_mut().ok_or_else(|| io::Error::other("file already committed"))
     }
 }
 
@@ -99,11 +84,7 @@ mod tests {
         assert_eq!(std::fs::read(&target).unwrap(), b"old");
         file.commit().unwrap();
         assert_eq!(std::fs::read(&target).unwrap(), b"new");
-        assert_eq!(
-            std::fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "no temp file left"
-        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "no temp file left");
     }
 
     #[test]

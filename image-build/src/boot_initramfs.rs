@@ -7,7 +7,7 @@ use keel_init::kmod::{ModuleName, ResolveError};
 
 use crate::build::BuildOptions;
 use crate::host::HostSpec;
-use crate::image::{add_keel, fixed, inline, keel_config, modules_list, module_path, PlanError, KEEL_CONFIG_PATH, MODULES_LIST_PATH};
+use crate::image::{add_keel, fixed, inline, keel_config, module_path, modules_list, PlanError, KEEL_CONFIG_PATH, MODULES_LIST_PATH};
 use crate::kernel::KernelInfo;
 use crate::tree::{Entry, Node, Source, Tree};
 
@@ -16,7 +16,8 @@ use crate::tree::{Entry, Node, Source, Tree};
 /// before erofs: erofs needs libcrc32c, whose init fails (ENOENT) without a crc32c
 /// algorithm, a soft dependency modules.dep does not order. virtio_console lets a host
 /// whose root cannot be mounted still answer on its control port.
-pub const BOOT_MODULES: &[&str] = &["virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod", "nvme", "crc32c_generic", "erofs", "virtio_console"];
+pub const BOOT_MODULES: &[&str] =
+    &["virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod", "nvme", "crc32c_generic", "erofs", "virtio_console"];
 
 /// Directories of the boot initramfs.
 const DIRS: &[&str] = &["/dev", "/etc", "/etc/keel", "/lib", "/lib/modules", "/proc", "/run", "/sys", "/sysroot", "/usr", "/usr/bin"];

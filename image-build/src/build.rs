@@ -129,27 +129,18 @@ impl BuildOptions {
             None => find_keel_binary()?,
         };
         let source_date_epoch = parse_epoch(std::env::var_os("SOURCE_DATE_EPOCH"))?;
-        Ok(BuildOptions {
-            keel_binary,
-            source_date_epoch,
-            ca_bundle: default_ca_bundle(),
-        })
+        Ok(BuildOptions { keel_binary, source_date_epoch, ca_bundle: default_ca_bundle() })
     }
 }
 
 /// Where a default keel binary is looked for, given the running executable.
 pub fn keel_binary_candidates(exe: &Path) -> Vec<PathBuf> {
-    let dirs = exe
-        .parent()
-        .into_iter()
-        .chain(exe.parent().and_then(Path::parent));
+    let dirs = exe.parent().into_iter().chain(exe.parent().and_then(Path::parent));
     dirs.map(|dir| dir.join("keel")).collect()
 }
 
 fn find_keel_binary() -> Result<PathBuf, BuildError> {
-    let searched = std::env::current_exe()
-        .map(|exe| keel_binary_candidates(&exe))
-        .unwrap_or_default();
+    let searched = std::env::current_exe().map(|exe| keel_binary_candidates(&exe)).unwrap_or_default();
     match searched.iter().find(|p| p.is_file()) {
         Some(found) => Ok(found.clone()),
         None => Err(BuildError::KeelNotFound { searched }),
@@ -169,11 +160,7 @@ pub fn parse_epoch(value: Option<OsString>) -> Result<u64, BuildError> {
     })?;
     if epoch > u64::from(u32::MAX) {
         let reason = "after 2106, beyond the 32-bit cpio mtime";
-        return Err(BuildError::Env {
-            name: "SOURCE_DATE_EPOCH",
-            value: text,
-            reason,
-        });
+        return Err(BuildError::Env { name: "SOURCE_DATE_EPOCH", value: text, reason });
     }
     Ok(epoch)
 }
@@ -191,33 +178,21 @@ pub struct BuildOutput {
 
 /// The full kernel command line for `spec`.
 pub fn kernel_cmdline(spec: &HostSpec) -> String {
-    match spec
-        .cmdline
-        .as_ref()
-        .map(|c| c.as_str())
-        .filter(|c| !c.is_empty())
-    {
+    match spec.cmdline.as_ref().map(|c| c.as_str()).filter(|c| !c.is_empty()) {
         Some(extra) => format!("{DEFAULT_CMDLINE} {extra}"),
         None => DEFAULT_CMDLINE.to_string(),
     }
 }
 
 /// Build the image for `spec` into the directory `out` (created if missing).
-pub fn build(
-    spec: &HostSpec,
-    options: &BuildOptions,
-    out: &Path,
-) -> Result<BuildOutput, BuildError> {
+pub fn build(spec: &HostSpec, options: &BuildOptions, out: &Path) -> Result<BuildOutput, BuildError> {
     let mtime = u32::try_from(options.source_date_epoch).map_err(|_| BuildError::Env {
         name: "SOURCE_DATE_EPOCH",
         value: options.source_date_epoch.to_string(),
         reason: "after 2106, beyond the 32-bit cpio mtime",
     })?;
     let (kernel, entries) = plan_image(spec, options)?;
-    std::fs::create_dir_all(out).map_err(|source| BuildError::Write {
-        path: out.to_path_buf(),
-        source,
-    })?;
+    std::fs::create_dir_all(out).map_err(|source| BuildError::Write { path: out.to_path_buf(), source })?;
 
     let initramfs = out.join(INITRAMFS);
     write_initramfs(&entries, mtime, &initramfs)?;
@@ -225,17 +200,8 @@ pub fn build(
     copy_atomic(&kernel.vmlinuz, &vmlinuz)?;
     let cmdline = kernel_cmdline(spec);
     let cmdline_path = out.join(CMDLINE);
-    write_atomic(&cmdline_path, format!("{cmdline}\n").as_bytes()).map_err(|source| {
-        BuildError::Write {
-            path: cmdline_path,
-            source,
-        }
-    })?;
-    Ok(BuildOutput {
-        vmlinuz,
-        initramfs,
-        cmdline,
-    })
+    write_atomic(&cmdline_path, format!("{cmdline}\n").as_bytes()).map_err(|source| BuildError::Write { path: cmdline_path, source })?;
+    Ok(BuildOutput { vmlinuz, initramfs, cmdline })
 }
 
 /// Gather the facts of the build host (kernel, busybox applets) and plan the image's
@@ -261,45 +227,22 @@ pub fn plan_image(spec: &HostSpec, options: &BuildOptions) -> Result<(kernel::Ke
 }
 
 /// Write `entries` as a gzip'd cpio archive at `path`, atomically.
-pub(crate) fn write_initramfs(
-    entries: &[crate::tree::Entry],
-    mtime: u32,
-    path: &Path,
-) -> Result<(), BuildError> {
-    let write_err = |source| BuildError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
+pub(crate) fn write_initramfs(entries: &[crate::tree::Entry], mtime: u32, path: &Path) -> Result<(), BuildError> {
+    let write_err = |source| BuildError::Write { path: path.to_path_buf(), source };
     let file = AtomicFile::create(path).map_err(write_err)?;
-    let buffered =
-        initramfs::write_cpio_gz(entries, mtime, BufWriter::new(file)).map_err(|source| {
-            BuildError::Initramfs {
-                path: path.to_path_buf(),
-                source,
-            }
-        })?;
-    let file = buffered
-        .into_inner()
-        .map_err(|err| write_err(err.into_error()))?;
+    let buffered = initramfs::write_cpio_gz(entries, mtime, BufWriter::new(file))
+        .map_err(|source| BuildError::Initramfs { path: path.to_path_buf(), source })?;
+    let file = buffered.into_inner().map_err(|err| write_err(err.into_error()))?;
     file.commit().map_err(write_err)
 }
 
 fn copy_atomic(from: &Path, to: &Path) -> Result<(), BuildError> {
-    let mut input = File::open(from).map_err(|source| BuildError::Read {
-        path: from.to_path_buf(),
-        source,
-    })?;
-    let write_err = |source| BuildError::Write {
-        path: to.to_path_buf(),
-        source,
-    };
+    let mut input = File::open(from).map_err(|source| BuildError::Read { path: from.to_path_buf(), source })?;
+    let write_err = |source| BuildError::Write { path: to.to_path_buf(), source };
     let mut output = AtomicFile::create(to).map_err(write_err)?;
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = input.read(&mut buf).map_err(|source| BuildError::Read {
-            path: from.to_path_buf(),
-            source,
-        })?;
+        let n = input.read(&mut buf).map_err(|source| BuildError::Read { path: from.to_path_buf(), source })?;
         if n == 0 {
             break;
         }
@@ -310,10 +253,7 @@ fn copy_atomic(from: &Path, to: &Path) -> Result<(), BuildError> {
 
 /// The SHA-256 of a file, as lowercase hex.
 pub fn sha256_file(path: &Path) -> Result<String, BuildError> {
-    let read_err = |source| BuildError::Read {
-        path: path.to_path_buf(),
-        source,
-    };
+    let read_err = |source| BuildError::Read { path: path.to_path_buf(), source };
     let mut file = File::open(path).map_err(read_err)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -324,11 +264,7 @@ pub fn sha256_file(path: &Path) -> Result<String, BuildError> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Check an OCI archive the way a keel host will import it: every blob against its digest,
@@ -351,42 +287,23 @@ mod tests {
     #[test]
     fn keel_is_looked_for_next_to_the_executable_and_above() {
         let found = keel_binary_candidates(Path::new("/t/debug/deps/reproducible-abc"));
-        assert_eq!(
-            found,
-            [
-                PathBuf::from("/t/debug/deps/keel"),
-                PathBuf::from("/t/debug/keel")
-            ]
-        );
+        assert_eq!(found, [PathBuf::from("/t/debug/deps/keel"), PathBuf::from("/t/debug/keel")]);
     }
 
     #[test]
     fn epoch_parsing() {
         assert_eq!(parse_epoch(None).unwrap(), 0);
         assert_eq!(parse_epoch(Some("".into())).unwrap(), 0);
-        assert_eq!(
-            parse_epoch(Some("1700000000".into())).unwrap(),
-            1_700_000_000
-        );
+        assert_eq!(parse_epoch(Some("1700000000".into())).unwrap(), 1_700_000_000);
         let err = parse_epoch(Some("yesterday".into())).unwrap_err();
-        assert!(
-            err.to_string().contains("SOURCE_DATE_EPOCH=\"yesterday\""),
-            "{err}"
-        );
+        assert!(err.to_string().contains("SOURCE_DATE_EPOCH=\"yesterday\""), "{err}");
         assert!(parse_epoch(Some("4294967296".into())).is_err());
     }
 
     #[test]
     fn cmdline_appends_the_spec_part() {
-        let spec = HostSpec::parse(
-            "hostname = \"h\"\ncmdline = \"keel.foo=1\"\n",
-            Path::new("h.toml"),
-        )
-        .unwrap();
-        assert_eq!(
-            kernel_cmdline(&spec),
-            "console=ttyS0 quiet panic=-1 keel.foo=1"
-        );
+        let spec = HostSpec::parse("hostname = \"h\"\ncmdline = \"keel.foo=1\"\n", Path::new("h.toml")).unwrap();
+        assert_eq!(kernel_cmdline(&spec), "console=ttyS0 quiet panic=-1 keel.foo=1");
         let spec = HostSpec::parse("hostname = \"h\"\n", Path::new("h.toml")).unwrap();
         assert_eq!(kernel_cmdline(&spec), "console=ttyS0 quiet panic=-1");
     }
@@ -396,10 +313,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, b"abc").unwrap();
-        assert_eq!(
-            sha256_file(&path).unwrap(),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(sha256_file(&path).unwrap(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     }
 }
-

@@ -41,10 +41,7 @@ pub fn list_applets(path: &Path) -> Result<Vec<String>, BusyboxError> {
         .arg("--list")
         .stdin(Stdio::null())
         .output()
-        .map_err(|source| BusyboxError::Run {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(|source| BusyboxError::Run { path: path.to_path_buf(), source })?;
     if !output.status.success() {
         return Err(BusyboxError::Failed {
             path: path.to_path_buf(),
@@ -52,12 +49,7 @@ pub fn list_applets(path: &Path) -> Result<Vec<String>, BusyboxError> {
             stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
         });
     }
-    parse_applets(&String::from_utf8_lossy(&output.stdout)).map_err(|name| {
-        BusyboxError::BadApplet {
-            path: path.to_path_buf(),
-            name,
-        }
-    })
+    parse_applets(&String::from_utf8_lossy(&output.stdout)).map_err(|name| BusyboxError::BadApplet { path: path.to_path_buf(), name })
 }
 
 /// Parse the output of `busybox --list`: one applet per line, sorted and deduplicated.
@@ -81,10 +73,7 @@ mod tests {
 
     #[test]
     fn applets_are_sorted_and_unique() {
-        assert_eq!(
-            parse_applets("sh\n[\nls\n\nsh\n").unwrap(),
-            ["[", "ls", "sh"]
-        );
+        assert_eq!(parse_applets("sh\n[\nls\n\nsh\n").unwrap(), ["[", "ls", "sh"]);
         assert_eq!(parse_applets("ok\n../x\n").unwrap_err(), "../x");
     }
 

@@ -153,25 +153,16 @@ pub struct NewcWriter<W: Write> {
 impl<W: Write> NewcWriter<W> {
     /// A writer on `out` whose members all get modification time `mtime`.
     pub fn new(out: W, mtime: u32) -> Self {
-        NewcWriter {
-            out,
-            next_ino: 1,
-            mtime,
-        }
+        NewcWriter { out, next_ino: 1, mtime }
     }
 
     /// Append one member with permission bits `perm` (type bits come from `body`).
     pub fn append(&mut self, name: &str, perm: u32, body: Body<'_>) -> Result<(), CpioError> {
         if name.is_empty() || name.contains('\0') {
-            return Err(CpioError::BadName {
-                name: name.to_string(),
-            });
+            return Err(CpioError::BadName { name: name.to_string() });
         }
         let data = body.data();
-        let filesize = u32::try_from(data.len()).map_err(|_| CpioError::TooLarge {
-            name: name.to_string(),
-            size: data.len(),
-        })?;
+        let filesize = u32::try_from(data.len()).map_err(|_| CpioError::TooLarge { name: name.to_string(), size: data.len() })?;
         let header = Header {
             name,
             ino: self.next_ino,
@@ -189,15 +180,7 @@ impl<W: Write> NewcWriter<W> {
 
     /// Write the trailer and return the underlying stream.
     pub fn finish(mut self) -> Result<W, CpioError> {
-        let trailer = Header {
-            name: TRAILER,
-            ino: 0,
-            mode: 0,
-            nlink: 1,
-            mtime: 0,
-            filesize: 0,
-            rdev: (0, 0),
-        };
+        let trailer = Header { name: TRAILER, ino: 0, mode: 0, nlink: 1, mtime: 0, filesize: 0, rdev: (0, 0) };
         self.out.write_all(&encode_header(&trailer))?;
         self.out.flush()?;
         Ok(self.out)
@@ -225,8 +208,8 @@ mod tests {
     fn header_of_a_known_file() {
         let bytes = archive(&[("etc/hostname", 0o644, Body::Regular(b"demo\n"))]);
         let expected_header = concat!(
-            "070701", "00000001", "000081A4", "00000000", "00000000", "00000001", "00000007",
-            "00000005", "00000000", "00000000", "00000000", "00000000", "0000000D", "00000000",
+            "070701", "00000001", "000081A4", "00000000", "00000000", "00000001", "00000007", "00000005", "00000000", "00000000",
+            "00000000", "00000000", "0000000D", "00000000",
         );
         assert_eq!(&bytes[..HEADER_LEN], expected_header.as_bytes());
         // 110 + 13 (name + NUL) = 123, padded to 124.
@@ -240,11 +223,7 @@ mod tests {
     fn device_directory_and_symlink_fields() {
         let bytes = archive(&[
             ("dev", 0o755, Body::Directory),
-            (
-                "dev/console",
-                0o600,
-                Body::CharDevice { major: 5, minor: 1 },
-            ),
+            ("dev/console", 0o600, Body::CharDevice { major: 5, minor: 1 }),
             ("init", 0o777, Body::Symlink("/usr/bin/keel")),
         ]);
         let text = String::from_utf8_lossy(&bytes);
@@ -255,10 +234,7 @@ mod tests {
         assert_eq!(field(0, 1), "000041ED");
         assert_eq!(field(0, 4), "00000002", "directories have two links");
         assert_eq!(field(1, 1), "00002180");
-        assert_eq!(
-            (field(1, 9), field(1, 10)),
-            ("00000005".into(), "00000001".into())
-        );
+        assert_eq!((field(1, 9), field(1, 10)), ("00000005".into(), "00000001".into()));
         assert_eq!(field(2, 0), "00000003", "inodes count up");
         assert_eq!(field(2, 1), "0000A1FF");
         assert_eq!(field(2, 6), "0000000D", "symlink data is the target");
@@ -283,10 +259,7 @@ mod tests {
     fn trailer_ends_the_archive() {
         let bytes = archive(&[]);
         let expected = format!("{MAGIC}{}{}{}", "0".repeat(32), "00000001", "0".repeat(56));
-        assert_eq!(
-            &bytes[..HEADER_LEN - 16],
-            &expected.as_bytes()[..HEADER_LEN - 16]
-        );
+        assert_eq!(&bytes[..HEADER_LEN - 16], &expected.as_bytes()[..HEADER_LEN - 16]);
         assert_eq!(&bytes[HEADER_LEN - 16..HEADER_LEN], b"0000000B00000000");
         assert_eq!(&bytes[HEADER_LEN..], b"TRAILER!!!\0\0\0\0");
         assert_eq!(bytes.len(), 124);
@@ -294,10 +267,7 @@ mod tests {
 
     #[test]
     fn output_is_deterministic() {
-        let members = [
-            ("a", 0o755, Body::Directory),
-            ("a/b", 0o600, Body::Regular(b"xyz")),
-        ];
+        let members = [("a", 0o755, Body::Directory), ("a/b", 0o600, Body::Regular(b"xyz"))];
         assert_eq!(archive(&members), archive(&members));
     }
 

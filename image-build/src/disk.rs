@@ -85,11 +85,7 @@ pub struct VarDisk {
 
 impl Default for VarDisk {
     fn default() -> Self {
-        VarDisk {
-            size: DEFAULT_VAR_SIZE,
-            label: VAR_LABEL.to_string(),
-            source_date_epoch: None,
-        }
+        VarDisk { size: DEFAULT_VAR_SIZE, label: VAR_LABEL.to_string(), source_date_epoch: None }
     }
 }
 
@@ -97,29 +93,18 @@ impl VarDisk {
     /// The default disk (512 MiB, label `keel-var`) with the epoch of the environment's
     /// `SOURCE_DATE_EPOCH` when it is set and a number.
     pub fn from_env() -> VarDisk {
-        let epoch = std::env::var("SOURCE_DATE_EPOCH")
-            .ok()
-            .and_then(|value| value.trim().parse().ok());
-        VarDisk {
-            source_date_epoch: epoch,
-            ..VarDisk::default()
-        }
+        let epoch = std::env::var("SOURCE_DATE_EPOCH").ok().and_then(|value| value.trim().parse().ok());
+        VarDisk { source_date_epoch: epoch, ..VarDisk::default() }
     }
 
     /// The mkfs.ext4 arguments that format `path` (pure).
     pub fn mkfs_args(&self, path: &Path) -> Vec<String> {
-        let mut args: Vec<String> = ["-q", "-F", "-L", &self.label]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut args: Vec<String> = ["-q", "-F", "-L", &self.label].iter().map(|s| s.to_string()).collect();
         let mut extended = "root_owner=0:0".to_string();
         if let Some(epoch) = self.source_date_epoch {
             args.push("-U".into());
             args.push(self.derived_uuid(epoch, "uuid"));
-            extended.push_str(&format!(
-                ",hash_seed={}",
-                self.derived_uuid(epoch, "hash_seed")
-            ));
+            extended.push_str(&format!(",hash_seed={}", self.derived_uuid(epoch, "hash_seed")));
         }
         args.push("-E".into());
         args.push(extended);
@@ -137,25 +122,14 @@ impl VarDisk {
 
     /// A version-4-shaped UUID derived from the epoch, size, label and purpose.
     fn derived_uuid(&self, epoch: u64, purpose: &str) -> String {
-        let digest = Sha256::new()
-            .chain_update(format!(
-                "keel-build var disk\0{purpose}\0{}\0{}\0{epoch}",
-                self.label, self.size
-            ))
-            .finalize();
+        let digest =
+            Sha256::new().chain_update(format!("keel-build var disk\0{purpose}\0{}\0{}\0{epoch}", self.label, self.size)).finalize();
         let mut bytes = [0u8; 16];
         bytes.copy_from_slice(&digest[..16]);
         bytes[6] = (bytes[6] & 0x0f) | 0x40;
         bytes[8] = (bytes[8] & 0x3f) | 0x80;
         let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        format!(
-            "{}-{}-{}-{}-{}",
-            &hex[..8],
-            &hex[8..12],
-            &hex[12..16],
-            &hex[16..20],
-            &hex[20..]
-        )
+        format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
     }
 
     /// Create the disk at `path`: a sparse file of `size` bytes formatted ext4. The file
@@ -164,27 +138,18 @@ impl VarDisk {
     pub fn create(&self, path: &Path) -> Result<(), DiskError> {
         check_size(self.size, &self.size.to_string())?;
         if self.label.len() > 16 || self.label.contains('\0') {
-            return Err(DiskError::Label {
-                label: self.label.clone(),
-            });
+            return Err(DiskError::Label { label: self.label.clone() });
         }
-        let io_error = |source| DiskError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
+        let io_error = |source| DiskError::Io { path: path.to_path_buf(), source };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io_error)?;
         }
-        let name = path
-            .file_name()
-            .ok_or_else(|| io_error(io::Error::new(io::ErrorKind::InvalidInput, "no file name")))?;
+        let name = path.file_name().ok_or_else(|| io_error(io::Error::new(io::ErrorKind::InvalidInput, "no file name")))?;
         let mut temp_name = std::ffi::OsString::from(".");
         temp_name.push(name);
         temp_name.push(format!(".tmp{}", std::process::id()));
         let temp = path.with_file_name(temp_name);
-        let result = self
-            .format(&temp)
-            .and_then(|()| std::fs::rename(&temp, path).map_err(io_error));
+        let result = self.format(&temp).and_then(|()| std::fs::rename(&temp, path).map_err(io_error));
         if result.is_err() {
             let _ = std::fs::remove_file(&temp);
         }
@@ -192,24 +157,14 @@ impl VarDisk {
     }
 
     fn format(&self, temp: &Path) -> Result<(), DiskError> {
-        let io_error = |source| DiskError::Io {
-            path: temp.to_path_buf(),
-            source,
-        };
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(temp)
-            .map_err(io_error)?;
+        let io_error = |source| DiskError::Io { path: temp.to_path_buf(), source };
+        let file = OpenOptions::new().write(true).create(true).truncate(true).open(temp).map_err(io_error)?;
         file.set_len(self.size).map_err(io_error)?;
         drop(file);
         let mut command = Command::new(mkfs_program());
         command.args(self.mkfs_args(temp));
         command.envs(self.mkfs_env());
-        let output = command
-            .output()
-            .map_err(|source| DiskError::MkfsSpawn { source })?;
+        let output = command.output().map_err(|source| DiskError::MkfsSpawn { source })?;
         if !output.status.success() {
             return Err(DiskError::MkfsFailed {
                 path: temp.to_path_buf(),
@@ -217,9 +172,7 @@ impl VarDisk {
                 stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
             });
         }
-        std::fs::File::open(temp)
-            .and_then(|f| f.sync_all())
-            .map_err(io_error)
+        std::fs::File::open(temp).and_then(|f| f.sync_all()).map_err(io_error)
     }
 
     /// Create the disk at `path` unless a file is there already; `true` when created.
@@ -227,34 +180,22 @@ impl VarDisk {
         match std::fs::symlink_metadata(path) {
             Ok(_) => Ok(false),
             Err(e) if e.kind() == io::ErrorKind::NotFound => self.create(path).map(|()| true),
-            Err(source) => Err(DiskError::Io {
-                path: path.to_path_buf(),
-                source,
-            }),
+            Err(source) => Err(DiskError::Io { path: path.to_path_buf(), source }),
         }
     }
 }
 
 /// `mkfs.ext4` from `$PATH`, else from /usr/sbin or /sbin.
 fn mkfs_program() -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).any(|dir| dir.join(MKFS).is_file()))
-        .unwrap_or(false);
+    let on_path = std::env::var_os("PATH").map(|path| std::env::split_paths(&path).any(|dir| dir.join(MKFS).is_file())).unwrap_or(false);
     if on_path {
         return PathBuf::from(MKFS);
     }
-    MKFS_DIRS
-        .iter()
-        .map(|dir| Path::new(dir).join(MKFS))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from(MKFS))
+    MKFS_DIRS.iter().map(|dir| Path::new(dir).join(MKFS)).find(|p| p.is_file()).unwrap_or_else(|| PathBuf::from(MKFS))
 }
 
 fn check_size(size: u64, text: &str) -> Result<u64, DiskError> {
-    let err = |reason| DiskError::Size {
-        value: text.to_string(),
-        reason,
-    };
+    let err = |reason| DiskError::Size { value: text.to_string(), reason };
     if size < MIN_VAR_SIZE {
         return Err(err("a data disk needs at least 16 MiB"));
     }
@@ -267,14 +208,9 @@ fn check_size(size: u64, text: &str) -> Result<u64, DiskError> {
 /// Parse a disk size: bytes, or a number with a binary suffix `K`, `M`, `G`, `T`
 /// (also `KiB`…, case-insensitive). At least 16 MiB, a whole number of MiB.
 pub fn parse_size(text: &str) -> Result<u64, DiskError> {
-    let err = |reason| DiskError::Size {
-        value: text.to_string(),
-        reason,
-    };
+    let err = |reason| DiskError::Size { value: text.to_string(), reason };
     let trimmed = text.trim();
-    let digits_end = trimmed
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(trimmed.len());
+    let digits_end = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
     let (number, suffix) = trimmed.split_at(digits_end);
     if number.is_empty() {
         return Err(err("missing number"));
@@ -288,9 +224,7 @@ pub fn parse_size(text: &str) -> Result<u64, DiskError> {
         "t" | "tib" => 40,
         _ => return Err(err("unknown suffix")),
     };
-    let size = number
-        .checked_mul(1u64 << shift)
-        .ok_or_else(|| err("number too large"))?;
+    let size = number.checked_mul(1u64 << shift).ok_or_else(|| err("number too large"))?;
     check_size(size, text)
 }
 
@@ -326,44 +260,20 @@ mod tests {
     #[test]
     fn mkfs_arguments() {
         let disk = VarDisk::default();
-        assert_eq!(
-            disk.mkfs_args(Path::new("/o/var.img")),
-            [
-                "-q",
-                "-F",
-                "-L",
-                "keel-var",
-                "-E",
-                "root_owner=0:0",
-                "/o/var.img"
-            ]
-        );
+        assert_eq!(disk.mkfs_args(Path::new("/o/var.img")), ["-q", "-F", "-L", "keel-var", "-E", "root_owner=0:0", "/o/var.img"]);
         assert!(disk.mkfs_env().is_empty());
-        let reproducible = VarDisk {
-            source_date_epoch: Some(1_700_000_000),
-            ..VarDisk::default()
-        };
+        let reproducible = VarDisk { source_date_epoch: Some(1_700_000_000), ..VarDisk::default() };
         let args = reproducible.mkfs_args(Path::new("/o/var.img"));
         assert_eq!(args[4], "-U");
         let uuid = &args[5];
         assert_eq!(uuid.len(), 36);
         assert_eq!(&uuid[14..15], "4", "{uuid}");
-        assert!(
-            args[7].starts_with("root_owner=0:0,hash_seed="),
-            "{}",
-            args[7]
-        );
+        assert!(args[7].starts_with("root_owner=0:0,hash_seed="), "{}", args[7]);
         assert_ne!(&args[7]["root_owner=0:0,hash_seed=".len()..], uuid.as_str());
         assert_eq!(reproducible.mkfs_args(Path::new("/o/var.img")), args);
-        let other = VarDisk {
-            source_date_epoch: Some(1_700_000_001),
-            ..VarDisk::default()
-        };
+        let other = VarDisk { source_date_epoch: Some(1_700_000_001), ..VarDisk::default() };
         assert_ne!(other.mkfs_args(Path::new("/o/var.img"))[5], *uuid);
-        assert_eq!(
-            reproducible.mkfs_env(),
-            [("E2FSPROGS_FAKE_TIME", "1700000000".to_string())]
-        );
+        assert_eq!(reproducible.mkfs_env(), [("E2FSPROGS_FAKE_TIME", "1700000000".to_string())]);
     }
 
     fn mkfs_available() -> bool {
@@ -379,30 +289,19 @@ mod tests {
         }
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
-        let disk = VarDisk {
-            size: 32 * MIB,
-            source_date_epoch: Some(1_000),
-            ..VarDisk::default()
-        };
+        let disk = VarDisk { size: 32 * MIB, source_date_epoch: Some(1_000), ..VarDisk::default() };
         let a = dir.path().join("sub/a.img");
         assert!(disk.ensure(&a).unwrap());
         assert!(!disk.ensure(&a).unwrap(), "an existing disk is kept");
         let meta = std::fs::metadata(&a).unwrap();
         assert_eq!(meta.len(), 32 * MIB);
-        assert!(
-            meta.blocks() * 512 < meta.len() / 2,
-            "not sparse: {} blocks",
-            meta.blocks()
-        );
+        assert!(meta.blocks() * 512 < meta.len() / 2, "not sparse: {} blocks", meta.blocks());
         let bytes = std::fs::read(&a).unwrap();
         let label = keel_init::storage::ext4_label(&bytes[1024..2048]);
         assert_eq!(label.as_deref(), Some(VAR_LABEL));
         let b = dir.path().join("b.img");
         disk.create(&b).unwrap();
-        assert!(
-            std::fs::read(&b).unwrap() == bytes,
-            "same epoch, same bytes"
-        );
+        assert!(std::fs::read(&b).unwrap() == bytes, "same epoch, same bytes");
         let leftovers: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name())
@@ -414,10 +313,7 @@ mod tests {
     #[test]
     fn labels_longer_than_ext4_allows_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let disk = VarDisk {
-            label: "a label far too long for ext4".into(),
-            ..VarDisk::default()
-        };
+        let disk = VarDisk { label: "a label far too long for ext4".into(), ..VarDisk::default() };
         let path = dir.path().join("bad.img");
         let err = disk.create(&path).unwrap_err();
         assert!(matches!(err, DiskError::Label { .. }), "{err}");

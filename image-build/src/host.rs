@@ -129,10 +129,7 @@ pub struct ControlSpec {
 
 impl Default for ControlSpec {
     fn default() -> Self {
-        ControlSpec {
-            virtio_serial: false,
-            shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS,
-        }
+        ControlSpec { virtio_serial: false, shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS }
     }
 }
 
@@ -166,19 +163,13 @@ pub struct SymlinkSpec {
 impl HostSpec {
     /// Read and parse a host.toml, resolving relative source paths against its directory.
     pub fn load(path: &Path) -> Result<HostSpec, HostError> {
-        let text = std::fs::read_to_string(path).map_err(|source| HostError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| HostError::Read { path: path.to_path_buf(), source })?;
         HostSpec::parse(&text, path)
     }
 
     /// Parse host.toml text that was read from `file` (used for errors and relative paths).
     pub fn parse(text: &str, file: &Path) -> Result<HostSpec, HostError> {
-        let mut spec: HostSpec = toml::from_str(text).map_err(|source| HostError::Parse {
-            path: file.to_path_buf(),
-            source,
-        })?;
+        let mut spec: HostSpec = toml::from_str(text).map_err(|source| HostError::Parse { path: file.to_path_buf(), source })?;
         for (i, image) in spec.images.iter().enumerate() {
             if image.busybox.is_some() == image.oci_archive.is_some() {
                 return Err(HostError::Invalid {
@@ -254,18 +245,9 @@ target = "bar"
     fn full_spec_parses_and_resolves_relative_sources() {
         let spec = parse(FULL).unwrap();
         assert_eq!(spec.hostname.as_str(), "demo");
-        assert_eq!(
-            spec.cmdline.as_ref().map(Cmdline::as_str),
-            Some("keel.foo=1")
-        );
-        assert_eq!(
-            spec.kernel.modules_dir.as_deref(),
-            Some(Path::new("/cfg/mods"))
-        );
-        assert_eq!(
-            spec.kernel.path.as_deref(),
-            Some(Path::new("/boot/vmlinuz-6.1.0"))
-        );
+        assert_eq!(spec.cmdline.as_ref().map(Cmdline::as_str), Some("keel.foo=1"));
+        assert_eq!(spec.kernel.modules_dir.as_deref(), Some(Path::new("/cfg/mods")));
+        assert_eq!(spec.kernel.path.as_deref(), Some(Path::new("/boot/vmlinuz-6.1.0")));
         let names: Vec<&str> = spec.kernel.modules.iter().map(ModuleName::as_str).collect();
         assert_eq!(names, ["virtio_pci", "button"]);
         assert!(spec.control.virtio_serial);
@@ -279,13 +261,7 @@ target = "bar"
     fn minimal_spec_gets_defaults() {
         let spec = parse("hostname = \"h\"\n").unwrap();
         assert_eq!(spec.kernel, KernelSpec::default());
-        assert_eq!(
-            spec.control,
-            ControlSpec {
-                virtio_serial: false,
-                shutdown_grace_secs: 5
-            }
-        );
+        assert_eq!(spec.control, ControlSpec { virtio_serial: false, shutdown_grace_secs: 5 });
         assert!(spec.files.is_empty() && spec.symlinks.is_empty() && spec.busybox.is_none());
     }
 
@@ -299,10 +275,7 @@ target = "bar"
     fn unknown_keys_are_named_with_the_file() {
         let msg = error_of("hostname = \"h\"\n[control]\nvirtio_serail = true\n");
         assert!(msg.starts_with("/cfg/host.toml: "), "{msg}");
-        assert!(
-            msg.contains("virtio_serail") && msg.contains("line 3"),
-            "{msg}"
-        );
+        assert!(msg.contains("virtio_serail") && msg.contains("line 3"), "{msg}");
         let msg = error_of("hostname = \"h\"\n[[files]]\nsource = \"a\"\npath = \"/a\"\nmod = 1\n");
         assert!(msg.contains("`mod`"), "{msg}");
     }
@@ -310,18 +283,10 @@ target = "bar"
     #[test]
     fn bad_values_are_named() {
         let msg = error_of("hostname = \"Bad_Name\"\n");
-        assert!(
-            msg.contains("hostname") && msg.contains("Bad_Name"),
-            "{msg}"
-        );
+        assert!(msg.contains("hostname") && msg.contains("Bad_Name"), "{msg}");
         let msg = error_of("hostname = \"h\"\n[[files]]\nsource = \"a\"\npath = \"rel\"\n");
-        assert!(
-            msg.contains("must be absolute") && msg.contains("path"),
-            "{msg}"
-        );
-        let msg = error_of(
-            "hostname = \"h\"\n[[files]]\nsource = \"a\"\npath = \"/a\"\nmode = 0o17777\n",
-        );
+        assert!(msg.contains("must be absolute") && msg.contains("path"), "{msg}");
+        let msg = error_of("hostname = \"h\"\n[[files]]\nsource = \"a\"\npath = \"/a\"\nmode = 0o17777\n");
         assert!(msg.contains("invalid mode"), "{msg}");
         let msg = error_of("hostname = \"h\"\n[kernel]\nmodules = [\"ok\", \"b/ad\"]\n");
         assert!(msg.contains("b/ad") && msg.contains("modules"), "{msg}");
@@ -333,9 +298,7 @@ target = "bar"
     fn missing_file_is_named() {
         let err = HostSpec::load(Path::new("/nonexistent/host.toml")).unwrap_err();
         assert!(matches!(err, HostError::Read { .. }));
-        assert!(err
-            .to_string()
-            .starts_with("/nonexistent/host.toml: cannot read"));
+        assert!(err.to_string().starts_with("/nonexistent/host.toml: cannot read"));
     }
 
     #[test]
@@ -353,5 +316,4 @@ target = "bar"
             }
         }
     }
-
 }

@@ -11,10 +11,10 @@ use keel_init::kmod::{ModuleName, ResolveError};
 
 use crate::build::BuildOptions;
 use crate::host::{HostSpec, ImageSpec};
-use std::path::Path;
 use crate::kernel::KernelInfo;
 use crate::names::{ImagePath, NameError};
 use crate::tree::{Entry, Node, Source, Tree, TreeError};
+use std::path::Path;
 
 /// Where keel is installed in the image.
 pub const KEEL_PATH: &str = "/usr/bin/keel";
@@ -87,11 +87,7 @@ pub enum PlanError {
 }
 
 fn join_names(names: &[ModuleName]) -> String {
-    names
-        .iter()
-        .map(ModuleName::as_str)
-        .collect::<Vec<_>>()
-        .join(", ")
+    names.iter().map(ModuleName::as_str).collect::<Vec<_>>().join(", ")
 }
 
 /// Every entry of the initramfs for `spec`, sorted by path, parents first.
@@ -123,60 +119,29 @@ pub(crate) fn fixed(path: &str) -> ImagePath {
 }
 
 pub(crate) fn inline(mode: u32, text: String) -> Node {
-    Node::File {
-        mode: Some(mode),
-        source: Source::Inline(text.into_bytes()),
-    }
+    Node::File { mode: Some(mode), source: Source::Inline(text.into_bytes()) }
 }
 
 fn symlink(target: &str) -> Node {
-    Node::Symlink {
-        target: target.to_string(),
-    }
+    Node::Symlink { target: target.to_string() }
 }
 
 fn add_base_layout(tree: &mut Tree, spec: &HostSpec, kernel: &KernelInfo) -> Result<(), TreeError> {
     for (path, mode) in DIRS {
         tree.insert(fixed(path), Node::Dir { mode: *mode })?;
     }
-    tree.insert(
-        fixed("/dev/console"),
-        Node::CharDev {
-            mode: 0o600,
-            major: 5,
-            minor: 1,
-        },
-    )?;
-    tree.insert(
-        fixed("/dev/null"),
-        Node::CharDev {
-            mode: 0o666,
-            major: 1,
-            minor: 3,
-        },
-    )?;
-    tree.insert(
-        fixed("/etc/hostname"),
-        inline(0o644, format!("{}\n", spec.hostname)),
-    )?;
-    tree.insert(
-        fixed("/etc/passwd"),
-        inline(0o644, "root:x:0:0:root:/root:/bin/sh\n".into()),
-    )?;
+    tree.insert(fixed("/dev/console"), Node::CharDev { mode: 0o600, major: 5, minor: 1 })?;
+    tree.insert(fixed("/dev/null"), Node::CharDev { mode: 0o666, major: 1, minor: 3 })?;
+    tree.insert(fixed("/etc/hostname"), inline(0o644, format!("{}\n", spec.hostname)))?;
+    tree.insert(fixed("/etc/passwd"), inline(0o644, "root:x:0:0:root:/root:/bin/sh\n".into()))?;
     tree.insert(fixed("/etc/group"), inline(0o644, "root:x:0:\n".into()))?;
     tree.insert(fixed(KEEL_CONFIG_PATH), inline(0o644, keel_config(spec)))?;
-    tree.insert(
-        fixed(MODULES_LIST_PATH),
-        inline(0o644, modules_list(&image_modules(spec, kernel))),
-    )?;
+    tree.insert(fixed(MODULES_LIST_PATH), inline(0o644, modules_list(&image_modules(spec, kernel))))?;
     Ok(())
 }
 
 pub(crate) fn add_keel(tree: &mut Tree, options: &BuildOptions) -> Result<(), TreeError> {
-    let keel = Node::File {
-        mode: Some(0o755),
-        source: Source::Host(options.keel_binary.clone()),
-    };
+    let keel = Node::File { mode: Some(0o755), source: Source::Host(options.keel_binary.clone()) };
     tree.insert(fixed(KEEL_PATH), keel)?;
     tree.insert(fixed("/init"), symlink(KEEL_PATH))?;
     tree.insert(fixed("/sbin/init"), symlink(KEEL_PATH))?;
@@ -196,15 +161,9 @@ pub fn keel_config(spec: &HostSpec) -> String {
     if spec.control.virtio_serial {
         text.push_str(&format!("control_port = \"{CONTROL_PORT}\"\n"));
     }
-    text.push_str(&format!(
-        "shutdown_grace_secs = {}\n",
-        spec.control.shutdown_grace_secs
-    ));
+    text.push_str(&format!("shutdown_grace_secs = {}\n", spec.control.shutdown_grace_secs));
     if let Some(reserved) = &spec.reserved {
-        text.push_str(&format!(
-            "\n[reserved]\nmemory = \"{}\"\npids = {}\n",
-            reserved.memory, reserved.pids
-        ));
+        text.push_str(&format!("\n[reserved]\nmemory = \"{}\"\npids = {}\n", reserved.memory, reserved.pids));
     }
     text
 }
@@ -268,11 +227,7 @@ fn add_modules(tree: &mut Tree, spec: &HostSpec, kernel: &KernelInfo) -> Result<
         })
         .collect();
     if !names.is_empty() {
-        return Err(PlanError::UnknownModules {
-            names,
-            release: kernel.release.clone(),
-            modules_dir: kernel.modules_dir.clone(),
-        });
+        return Err(PlanError::UnknownModules { names, release: kernel.release.clone(), modules_dir: kernel.modules_dir.clone() });
     }
     let root = fixed("/lib/modules");
     let dep = inline(0o644, kernel.modules_dep.render_subset(&files));
@@ -280,33 +235,23 @@ fn add_modules(tree: &mut Tree, spec: &HostSpec, kernel: &KernelInfo) -> Result<
     for file in &files {
         let path = module_path(&root, &kernel.release, file)?;
         let source = Source::Host(kernel.modules_dir.join(file));
-        tree.insert(
-            path,
-            Node::File {
-                mode: Some(0o644),
-                source,
-            },
-        )?;
+        tree.insert(path, Node::File { mode: Some(0o644), source })?;
     }
     Ok(())
 }
 
 /// `/lib/modules/<release>/<file>` in the image.
 pub(crate) fn module_path(root: &ImagePath, release: &str, file: &str) -> Result<ImagePath, PlanError> {
-    root.join(&format!("{release}/{file}"))
-        .map_err(|source| PlanError::ModulePath {
-            release: release.to_string(),
-            file: file.to_string(),
-            source,
-        })
+    root.join(&format!("{release}/{file}")).map_err(|source| PlanError::ModulePath {
+        release: release.to_string(),
+        file: file.to_string(),
+        source,
+    })
 }
 
 fn add_user_entries(tree: &mut Tree, spec: &HostSpec) -> Result<(), TreeError> {
     for file in &spec.files {
-        let node = Node::File {
-            mode: file.mode.map(|mode| mode.bits()),
-            source: Source::Host(file.source.clone()),
-        };
+        let node = Node::File { mode: file.mode.map(|mode| mode.bits()), source: Source::Host(file.source.clone()) };
         tree.insert(file.path.clone(), node)?;
     }
     for link in &spec.symlinks {
@@ -337,29 +282,20 @@ const IMAGE_DIRS: &[(&str, u32)] = &[
 fn add_image(tree: &mut Tree, image: &ImageSpec, applets: &[String]) -> Result<(), PlanError> {
     let (busybox, archive) = (&image.busybox, &image.oci_archive);
     if let (None, Some(archive)) = (busybox, archive) {
-        let path = fixed(IMAGES_DIR).join(&format!("{}.tar", image.name.as_str())).map_err(|source| PlanError::Applet {
-            name: image.name.to_string(),
-            source,
-        })?;
+        let path = fixed(IMAGES_DIR)
+            .join(&format!("{}.tar", image.name.as_str()))
+            .map_err(|source| PlanError::Applet { name: image.name.to_string(), source })?;
         tree.insert(path, Node::File { mode: Some(0o644), source: Source::Host(archive.clone()) })?;
         return Ok(());
     }
     let Some(busybox) = busybox else { return Ok(()) };
-    let root = fixed(IMAGES_DIR).join(image.name.as_str()).map_err(|source| PlanError::Applet {
-        name: image.name.to_string(),
-        source,
-    })?;
-    let at = |path: &str| {
-        root.join(path).map_err(|source| PlanError::Applet { name: path.to_string(), source })
-    };
+    let root = fixed(IMAGES_DIR).join(image.name.as_str()).map_err(|source| PlanError::Applet { name: image.name.to_string(), source })?;
+    let at = |path: &str| root.join(path).map_err(|source| PlanError::Applet { name: path.to_string(), source });
     tree.insert(root.clone(), Node::Dir { mode: 0o755 })?;
     for (path, mode) in IMAGE_DIRS {
         tree.insert(at(path)?, Node::Dir { mode: *mode })?;
     }
-    tree.insert(
-        at("etc/passwd")?,
-        inline(0o644, "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".into()),
-    )?;
+    tree.insert(at("etc/passwd")?, inline(0o644, "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".into()))?;
     tree.insert(at("etc/group")?, inline(0o644, "root:x:0:\nnogroup:x:65534:\n".into()))?;
     install_busybox(tree, root.as_str(), busybox, applets)
 }
@@ -375,27 +311,15 @@ fn add_busybox(tree: &mut Tree, spec: &HostSpec, applets: &[String]) -> Result<(
 /// `ROOT/bin/busybox` from `busybox` on the build host, and `ROOT/bin/APPLET` links
 /// (`root` is "" for the host itself).
 fn install_busybox(tree: &mut Tree, root: &str, busybox: &Path, applets: &[String]) -> Result<(), PlanError> {
-    let binary = Node::File {
-        mode: Some(0o755),
-        source: Source::Host(busybox.to_path_buf()),
-    };
+    let binary = Node::File { mode: Some(0o755), source: Source::Host(busybox.to_path_buf()) };
     let bin = fixed(&format!("{root}/bin"));
     let path = bin.join("busybox").map_err(|source| PlanError::Applet { name: "busybox".into(), source })?;
     tree.insert(path, binary)?;
     for name in applets {
-        let path = bin.join(name).map_err(|source| PlanError::Applet {
-            name: name.clone(),
-            source,
-        })?;
+        let path = bin.join(name).map_err(|source| PlanError::Applet { name: name.clone(), source })?;
         if path.parent().as_ref() != Some(&bin) {
-            let source = NameError::ImagePath {
-                value: path.to_string(),
-                reason: "not directly in /bin",
-            };
-            return Err(PlanError::Applet {
-                name: name.clone(),
-                source,
-            });
+            let source = NameError::ImagePath { value: path.to_string(), reason: "not directly in /bin" };
+            return Err(PlanError::Applet { name: name.clone(), source });
         }
         if !tree.contains(&path) {
             tree.insert(path, symlink("busybox"))?;

@@ -59,14 +59,7 @@ fn write_entry<W: Write>(writer: &mut NewcWriter<W>, entry: &Entry) -> Result<()
     match &entry.node {
         Node::Dir { mode } => writer.append(name, *mode, Body::Directory)?,
         Node::Symlink { target } => writer.append(name, 0o777, Body::Symlink(target))?,
-        Node::CharDev { mode, major, minor } => writer.append(
-            name,
-            *mode,
-            Body::CharDevice {
-                major: *major,
-                minor: *minor,
-            },
-        )?,
+        Node::CharDev { mode, major, minor } => writer.append(name, *mode, Body::CharDevice { major: *major, minor: *minor })?,
         Node::File { mode, source } => {
             let (data, source_mode) = read_source(&entry.path, source)?;
             writer.append(name, mode.unwrap_or(source_mode), Body::Regular(&data))?
@@ -80,11 +73,7 @@ fn read_source(entry: &ImagePath, source: &Source) -> Result<(Vec<u8>, u32), Wri
     match source {
         Source::Inline(bytes) => Ok((bytes.clone(), DEFAULT_FILE_MODE)),
         Source::Host(path) => {
-            let error = |source| WriteError::ReadSource {
-                entry: entry.clone(),
-                path: path.clone(),
-                source,
-            };
+            let error = |source| WriteError::ReadSource { entry: entry.clone(), path: path.clone(), source };
             let data = std::fs::read(path).map_err(error)?;
             let mode = std::fs::metadata(path).map_err(error)?.permissions().mode() & 0o7777;
             Ok((data, mode))
@@ -99,10 +88,7 @@ mod tests {
     use super::*;
 
     fn entry(path: &str, node: Node) -> Entry {
-        Entry {
-            path: ImagePath::try_from(path).unwrap(),
-            node,
-        }
+        Entry { path: ImagePath::try_from(path).unwrap(), node }
     }
 
     #[test]
@@ -112,67 +98,34 @@ mod tests {
         std::fs::write(&source, b"#!x").unwrap();
         std::fs::set_permissions(&source, std::fs::Permissions::from_mode(0o750)).unwrap();
         let entries = [
-            entry(
-                "/a",
-                Node::File {
-                    mode: None,
-                    source: Source::Host(source.clone()),
-                },
-            ),
-            entry(
-                "/b",
-                Node::File {
-                    mode: Some(0o600),
-                    source: Source::Host(source),
-                },
-            ),
+            entry("/a", Node::File { mode: None, source: Source::Host(source.clone()) }),
+            entry("/b", Node::File { mode: Some(0o600), source: Source::Host(source) }),
         ];
         let bytes = write_cpio(&entries, 0, Vec::new()).unwrap();
         let text = String::from_utf8_lossy(&bytes);
-        let modes: Vec<&str> = text
-            .match_indices("070701")
-            .map(|(i, _)| &text[i + 14..i + 22])
-            .collect();
+        let modes: Vec<&str> = text.match_indices("070701").map(|(i, _)| &text[i + 14..i + 22]).collect();
         assert_eq!(modes, ["000081E8", "00008180", "00000000"]);
     }
 
     #[test]
     fn missing_host_file_names_entry_and_file() {
-        let entries = [entry(
-            "/usr/bin/keel",
-            Node::File {
-                mode: None,
-                source: Source::Host("/nonexistent/k".into()),
-            },
-        )];
+        let entries = [entry("/usr/bin/keel", Node::File { mode: None, source: Source::Host("/nonexistent/k".into()) })];
         let err = write_cpio(&entries, 0, Vec::new()).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("/usr/bin/keel: cannot read /nonexistent/k"),
-            "{err}"
-        );
+        assert!(err.to_string().starts_with("/usr/bin/keel: cannot read /nonexistent/k"), "{err}");
     }
 
     #[test]
     fn gzip_output_is_deterministic_and_decompresses() {
         let entries = [
             entry("/etc", Node::Dir { mode: 0o755 }),
-            entry(
-                "/etc/hostname",
-                Node::File {
-                    mode: None,
-                    source: Source::Inline(b"h\n".to_vec()),
-                },
-            ),
+            entry("/etc/hostname", Node::File { mode: None, source: Source::Inline(b"h\n".to_vec()) }),
         ];
         let first = write_cpio_gz(&entries, 5, Vec::new()).unwrap();
         let second = write_cpio_gz(&entries, 5, Vec::new()).unwrap();
         assert_eq!(first, second);
         assert_eq!(&first[4..8], &[0, 0, 0, 0], "gzip mtime is zero");
         let mut plain = Vec::new();
-        flate2::read::GzDecoder::new(&first[..])
-            .read_to_end(&mut plain)
-            .unwrap();
+        flate2::read::GzDecoder::new(&first[..]).read_to_end(&mut plain).unwrap();
         assert_eq!(plain, write_cpio(&entries, 5, Vec::new()).unwrap());
     }
 }

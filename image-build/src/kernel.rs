@@ -90,25 +90,19 @@ pub struct KernelInfo {
 /// `6.10.0` is newer than `6.9.12`, and `6.1.0-57` newer than `6.1.0-9`.
 pub fn compare_versions(a: &str, b: &str) -> Ordering {
     let numbers = |s: &'_ str| -> Vec<String> {
-        s.split(|c: char| !c.is_ascii_digit())
-            .filter(|run| !run.is_empty())
-            .map(|run| run.trim_start_matches('0').to_string())
-            .collect()
+        s.split(|c: char| !c.is_ascii_digit()).filter(|run| !run.is_empty()).map(|run| run.trim_start_matches('0').to_string()).collect()
     };
     let (na, nb) = (numbers(a), numbers(b));
     let by_number = na.iter().zip(&nb).find_map(|(x, y)| {
         let order = x.len().cmp(&y.len()).then_with(|| x.cmp(y));
         (order != Ordering::Equal).then_some(order)
     });
-    by_number
-        .unwrap_or_else(|| na.len().cmp(&nb.len()))
-        .then_with(|| a.cmp(b))
+    by_number.unwrap_or_else(|| na.len().cmp(&nb.len())).then_with(|| a.cmp(b))
 }
 
 /// The release part of a kernel file name `vmlinuz-RELEASE`, if it has that form.
 pub fn release_from_file_name(name: &str) -> Option<&str> {
-    name.strip_prefix("vmlinuz-")
-        .filter(|release| !release.is_empty())
+    name.strip_prefix("vmlinuz-").filter(|release| !release.is_empty())
 }
 
 /// The file name with the newest release among `names`, ignoring non-kernel names.
@@ -126,40 +120,19 @@ pub fn locate(spec: &KernelSpec, boot_dir: &Path) -> Result<KernelInfo, KernelEr
         Some(path) => path.clone(),
         None => find_newest(boot_dir)?,
     };
-    let meta = std::fs::metadata(&vmlinuz).map_err(|source| KernelError::Kernel {
-        path: vmlinuz.clone(),
-        source,
-    })?;
+    let meta = std::fs::metadata(&vmlinuz).map_err(|source| KernelError::Kernel { path: vmlinuz.clone(), source })?;
     if !meta.is_file() {
         let source = std::io::Error::other("not a regular file");
-        return Err(KernelError::Kernel {
-            path: vmlinuz,
-            source,
-        });
+        return Err(KernelError::Kernel { path: vmlinuz, source });
     }
     let release = release_of(&vmlinuz, spec.modules_dir.as_deref())?;
-    let modules_dir = spec
-        .modules_dir
-        .clone()
-        .unwrap_or_else(|| Path::new(MODULES_ROOT).join(&release));
-    let modules_dep = if spec.modules.is_empty() {
-        ModulesDep::default()
-    } else {
-        read_modules_dep(&modules_dir.join("modules.dep"))?
-    };
-    Ok(KernelInfo {
-        vmlinuz,
-        release,
-        modules_dir,
-        modules_dep,
-    })
+    let modules_dir = spec.modules_dir.clone().unwrap_or_else(|| Path::new(MODULES_ROOT).join(&release));
+    let modules_dep = if spec.modules.is_empty() { ModulesDep::default() } else { read_modules_dep(&modules_dir.join("modules.dep"))? };
+    Ok(KernelInfo { vmlinuz, release, modules_dir, modules_dep })
 }
 
 fn find_newest(boot_dir: &Path) -> Result<PathBuf, KernelError> {
-    let read_dir = |source| KernelError::ReadDir {
-        dir: boot_dir.to_path_buf(),
-        source,
-    };
+    let read_dir = |source| KernelError::ReadDir { dir: boot_dir.to_path_buf(), source };
     let mut names = Vec::new();
     for entry in std::fs::read_dir(boot_dir).map_err(read_dir)? {
         let entry = entry.map_err(read_dir)?;
@@ -167,38 +140,19 @@ fn find_newest(boot_dir: &Path) -> Result<PathBuf, KernelError> {
             names.push(name.to_string());
         }
     }
-    let newest =
-        newest_kernel(names.iter().map(String::as_str)).ok_or_else(|| KernelError::NoKernel {
-            dir: boot_dir.to_path_buf(),
-        })?;
+    let newest = newest_kernel(names.iter().map(String::as_str)).ok_or_else(|| KernelError::NoKernel { dir: boot_dir.to_path_buf() })?;
     Ok(boot_dir.join(newest))
 }
 
 fn release_of(vmlinuz: &Path, modules_dir: Option<&Path>) -> Result<String, KernelError> {
-    let from_kernel = vmlinuz
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(release_from_file_name);
-    let from_modules = modules_dir
-        .and_then(Path::file_name)
-        .and_then(|n| n.to_str());
-    from_kernel
-        .or(from_modules)
-        .map(str::to_string)
-        .ok_or_else(|| KernelError::NoRelease {
-            path: vmlinuz.to_path_buf(),
-        })
+    let from_kernel = vmlinuz.file_name().and_then(|n| n.to_str()).and_then(release_from_file_name);
+    let from_modules = modules_dir.and_then(Path::file_name).and_then(|n| n.to_str());
+    from_kernel.or(from_modules).map(str::to_string).ok_or_else(|| KernelError::NoRelease { path: vmlinuz.to_path_buf() })
 }
 
 fn read_modules_dep(path: &Path) -> Result<ModulesDep, KernelError> {
-    let text = std::fs::read_to_string(path).map_err(|source| KernelError::ReadModulesDep {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    ModulesDep::parse(&text).map_err(|source| KernelError::ParseModulesDep {
-        path: path.to_path_buf(),
-        source,
-    })
+    let text = std::fs::read_to_string(path).map_err(|source| KernelError::ReadModulesDep { path: path.to_path_buf(), source })?;
+    ModulesDep::parse(&text).map_err(|source| KernelError::ParseModulesDep { path: path.to_path_buf(), source })
 }
 
 #[cfg(test)]
@@ -208,28 +162,15 @@ mod tests {
     #[test]
     fn versions_compare_numerically() {
         assert_eq!(compare_versions("6.10.0", "6.9.12"), Ordering::Greater);
-        assert_eq!(
-            compare_versions("6.1.0-57-amd64", "6.1.0-9-amd64"),
-            Ordering::Greater
-        );
+        assert_eq!(compare_versions("6.1.0-57-amd64", "6.1.0-9-amd64"), Ordering::Greater);
         assert_eq!(compare_versions("6.1.0", "6.1.0-1"), Ordering::Less);
-        assert_eq!(
-            compare_versions("6.01", "6.1"),
-            Ordering::Less,
-            "ties break on text"
-        );
+        assert_eq!(compare_versions("6.01", "6.1"), Ordering::Less, "ties break on text");
         assert_eq!(compare_versions("6.1", "6.1"), Ordering::Equal);
     }
 
     #[test]
     fn newest_kernel_ignores_other_files() {
-        let names = [
-            "config-6.9",
-            "vmlinuz-6.1.0-57-amd64",
-            "vmlinuz-6.10.1",
-            "vmlinuz-",
-            "initrd.img-7.0",
-        ];
+        let names = ["config-6.9", "vmlinuz-6.1.0-57-amd64", "vmlinuz-6.10.1", "vmlinuz-", "initrd.img-7.0"];
         assert_eq!(newest_kernel(names), Some("vmlinuz-6.10.1"));
         assert_eq!(newest_kernel(["System.map-6.1"]), None);
     }
@@ -255,18 +196,11 @@ mod tests {
             std::fs::write(boot.join(name), b"k").unwrap();
         }
         std::fs::write(mods.join("modules.dep"), "kernel/a.ko:\n").unwrap();
-        let spec = KernelSpec {
-            path: None,
-            modules_dir: Some(mods.clone()),
-            modules: vec![keel_init::kmod::ModuleName::new("a")],
-        };
+        let spec = KernelSpec { path: None, modules_dir: Some(mods.clone()), modules: vec![keel_init::kmod::ModuleName::new("a")] };
         let info = locate(&spec, &boot).unwrap();
         assert_eq!(info.vmlinuz, boot.join("vmlinuz-6.2.0"));
         assert_eq!(info.release, "6.2.0");
-        assert!(info
-            .modules_dep
-            .get(&keel_init::kmod::ModuleName::new("a"))
-            .is_some());
+        assert!(info.modules_dep.get(&keel_init::kmod::ModuleName::new("a")).is_some());
         let err = locate(&KernelSpec::default(), &mods).unwrap_err();
         assert!(matches!(err, KernelError::NoKernel { .. }), "{err}");
     }

@@ -152,10 +152,7 @@ fn dispatch(command: Command) -> Result<ExitCode, CliError> {
         }
         Command::Run(args) => run(args),
         Command::DiskVar { out, size } => {
-            let disk = VarDisk {
-                size,
-                ..VarDisk::from_env()
-            };
+            let disk = VarDisk { size, ..VarDisk::from_env() };
             disk.create(&out)?;
             println!("{}", describe_disk(&out, &disk));
             Ok(ExitCode::SUCCESS)
@@ -167,7 +164,13 @@ fn dispatch(command: Command) -> Result<ExitCode, CliError> {
             let output = build_disk(&spec, &options, format, size, &out)?;
             let sha = sha256_file(&output.image).map_err(CliError::Build)?;
             let stored = std::fs::metadata(&output.image).map(|m| m.len()).unwrap_or(0);
-            println!("disk image {} ({}, {} MiB virtual, {} MiB file)", output.image.display(), format.name(), output.size >> 20, stored >> 20);
+            println!(
+                "disk image {} ({}, {} MiB virtual, {} MiB file)",
+                output.image.display(),
+                format.name(),
+                output.size >> 20,
+                stored >> 20
+            );
             println!("erofs root {} KiB, unified kernel image {} KiB", output.root_size >> 10, output.uki_size >> 10);
             println!("cmdline    {}", output.cmdline);
             println!("sha256     {sha}  {}", output.image.display());
@@ -220,20 +223,13 @@ fn describe(output: &BuildOutput) -> Result<String, CliError> {
 
 /// The line printed after a data disk was made.
 fn describe_disk(path: &Path, disk: &VarDisk) -> String {
-    format!(
-        "data disk  {} ({} MiB, ext4, label {VAR_LABEL})",
-        path.display(),
-        disk.size >> 20
-    )
+    format!("data disk  {} ({} MiB, ext4, label {VAR_LABEL})", path.display(), disk.size >> 20)
 }
 
 fn run(args: RunArgs) -> Result<ExitCode, CliError> {
     if let Some(path) = &args.config {
         // QEMU would refuse a missing file too, but after the build and less clearly.
-        std::fs::File::open(path).map_err(|source| CliError::Config {
-            path: path.clone(),
-            source,
-        })?;
+        std::fs::File::open(path).map_err(|source| CliError::Config { path: path.clone(), source })?;
     }
     let spec = HostSpec::load(&args.host)?;
     let out = match args.out.clone() {
@@ -317,36 +313,19 @@ mod tests {
             "/tmp/c.sock",
         ])
         .unwrap();
-        let Command::Run(args) = cli.command else {
-            panic!("not run")
-        };
+        let Command::Run(args) = cli.command else { panic!("not run") };
         assert_eq!(args.hostfwd.len(), 2);
         assert_eq!(args.memory, 1024);
-        assert_eq!(
-            args.control_socket.as_deref(),
-            Some(Path::new("/tmp/c.sock"))
-        );
-        let err = Cli::try_parse_from(["keel-build", "run", "h.toml", "--hostfwd", "8080:80"])
-            .unwrap_err();
+        assert_eq!(args.control_socket.as_deref(), Some(Path::new("/tmp/c.sock")));
+        let err = Cli::try_parse_from(["keel-build", "run", "h.toml", "--hostfwd", "8080:80"]).unwrap_err();
         assert!(err.to_string().contains("tcp:HOSTPORT-:GUESTPORT"), "{err}");
         assert!(args.disk.is_none() && args.config.is_none());
     }
 
     #[test]
     fn disk_and_config_arguments_parse() {
-        let cli = Cli::try_parse_from([
-            "keel-build",
-            "run",
-            "h.toml",
-            "--disk",
-            "var.img",
-            "--config",
-            "c.ign",
-        ])
-        .unwrap();
-        let Command::Run(args) = cli.command else {
-            panic!("not run")
-        };
+        let cli = Cli::try_parse_from(["keel-build", "run", "h.toml", "--disk", "var.img", "--config", "c.ign"]).unwrap();
+        let Command::Run(args) = cli.command else { panic!("not run") };
         assert_eq!(args.disk.as_deref(), Some(Path::new("var.img")));
         assert_eq!(args.config.as_deref(), Some(Path::new("c.ign")));
     }
@@ -369,19 +348,12 @@ mod tests {
     #[test]
     fn disk_var_arguments_parse() {
         let cli = Cli::try_parse_from(["keel-build", "disk-var", "--out", "v.img"]).unwrap();
-        let Command::DiskVar { out, size } = cli.command else {
-            panic!("not disk-var")
-        };
+        let Command::DiskVar { out, size } = cli.command else { panic!("not disk-var") };
         assert_eq!((out.as_path(), size), (Path::new("v.img"), 512 << 20));
-        let cli = Cli::try_parse_from(["keel-build", "disk-var", "--out", "v.img", "--size", "1G"])
-            .unwrap();
+        let cli = Cli::try_parse_from(["keel-build", "disk-var", "--out", "v.img", "--size", "1G"]).unwrap();
         assert!(matches!(cli.command, Command::DiskVar { size, .. } if size == 1 << 30));
-        let err = Cli::try_parse_from(["keel-build", "disk-var", "--out", "v.img", "--size", "1X"])
-            .unwrap_err();
+        let err = Cli::try_parse_from(["keel-build", "disk-var", "--out", "v.img", "--size", "1X"]).unwrap_err();
         assert!(err.to_string().contains("unknown suffix"), "{err}");
-        assert!(
-            Cli::try_parse_from(["keel-build", "disk-var"]).is_err(),
-            "--out is required"
-        );
+        assert!(Cli::try_parse_from(["keel-build", "disk-var"]).is_err(), "--out is required");
     }
 }

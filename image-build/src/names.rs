@@ -81,10 +81,7 @@ impl TryFrom<String> for Hostname {
             Some("it is longer than 64 characters")
         } else if value.starts_with('-') {
             Some("it starts with '-'")
-        } else if !value
-            .bytes()
-            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.'))
-        {
+        } else if !value.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.')) {
             Some("only a-z, 0-9, '-' and '.' are allowed")
         } else {
             None
@@ -282,16 +279,11 @@ where
     D: Deserializer<'de>,
 {
     let raw = Vec::<String>::deserialize(deserializer)?;
-    raw.into_iter()
-        .map(|value| module_name(value).map_err(serde::de::Error::custom))
-        .collect()
+    raw.into_iter().map(|value| module_name(value).map_err(serde::de::Error::custom)).collect()
 }
 
 fn module_name(value: String) -> Result<ModuleName, NameError> {
-    let ok = !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let ok = !value.is_empty() && value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
         Ok(ModuleName::new(&value))
     } else {
@@ -318,13 +310,7 @@ mod tests {
             ("a_b", "only a-z, 0-9, '-' and '.' are allowed"),
         ] {
             let err = Hostname::try_from(bad.to_string()).unwrap_err();
-            assert_eq!(
-                err,
-                NameError::Hostname {
-                    value: bad.to_string(),
-                    reason
-                }
-            );
+            assert_eq!(err, NameError::Hostname { value: bad.to_string(), reason });
         }
         let err = Hostname::try_from("a".repeat(65)).unwrap_err();
         assert!(err.to_string().contains("longer than 64"));
@@ -334,10 +320,7 @@ mod tests {
     fn image_path_rules() {
         assert_eq!(path("/usr/bin/keel").relative(), "usr/bin/keel");
         for bad in ["usr/bin", "/", "/a//b", "/a/", "/a/../b", "/./a", "/a\0b"] {
-            assert!(
-                matches!(ImagePath::try_from(bad), Err(NameError::ImagePath { .. })),
-                "{bad:?} should be rejected"
-            );
+            assert!(matches!(ImagePath::try_from(bad), Err(NameError::ImagePath { .. })), "{bad:?} should be rejected");
         }
     }
 
@@ -345,22 +328,13 @@ mod tests {
     fn image_path_parent_and_join() {
         assert_eq!(path("/usr/bin/keel").parent(), Some(path("/usr/bin")));
         assert_eq!(path("/usr").parent(), None);
-        assert_eq!(
-            path("/lib/modules").join("6.1/kernel/a.ko").unwrap(),
-            path("/lib/modules/6.1/kernel/a.ko")
-        );
+        assert_eq!(path("/lib/modules").join("6.1/kernel/a.ko").unwrap(), path("/lib/modules/6.1/kernel/a.ko"));
         assert!(path("/lib").join("../etc").is_err());
     }
 
     #[test]
     fn image_paths_sort_by_component() {
-        let mut paths = [
-            path("/usr-x"),
-            path("/usr/bin"),
-            path("/usr"),
-            path("/a-b"),
-            path("/a/c"),
-        ];
+        let mut paths = [path("/usr-x"), path("/usr/bin"), path("/usr"), path("/a-b"), path("/a/c")];
         paths.sort();
         let sorted: Vec<&str> = paths.iter().map(ImagePath::as_str).collect();
         assert_eq!(sorted, ["/a/c", "/a-b", "/usr", "/usr/bin", "/usr-x"]);
@@ -369,26 +343,12 @@ mod tests {
     #[test]
     fn mode_target_cmdline_module() {
         assert_eq!(FileMode::try_from(0o1777).unwrap().bits(), 0o1777);
-        assert_eq!(
-            FileMode::try_from(0o10000).unwrap_err(),
-            NameError::Mode { value: 0o10000 }
-        );
+        assert_eq!(FileMode::try_from(0o10000).unwrap_err(), NameError::Mode { value: 0o10000 });
         assert!(LinkTarget::try_from(String::new()).is_err());
-        assert_eq!(
-            Cmdline::try_from(" a=1 ".to_string()).unwrap().as_str(),
-            "a=1"
-        );
+        assert_eq!(Cmdline::try_from(" a=1 ".to_string()).unwrap().as_str(), "a=1");
         assert!(Cmdline::try_from("a\nb".to_string()).is_err());
-        assert_eq!(
-            module_name("virtio-pci".into()).unwrap().as_str(),
-            "virtio_pci"
-        );
-        assert_eq!(
-            module_name("a b".into()).unwrap_err(),
-            NameError::Module {
-                value: "a b".into()
-            }
-        );
+        assert_eq!(module_name("virtio-pci".into()).unwrap().as_str(), "virtio_pci");
+        assert_eq!(module_name("a b".into()).unwrap_err(), NameError::Module { value: "a b".into() });
     }
 }
 
@@ -410,9 +370,7 @@ impl TryFrom<String> for ImageName {
 
     fn try_from(name: String) -> Result<Self, String> {
         // The same rule as container names: one safe path component.
-        keel_supervisor::spec::ContainerName::new(&name)
-            .map(|_| ImageName(name))
-            .map_err(|e| e.replacen("container name", "image name", 1))
+        keel_supervisor::spec::ContainerName::new(&name).map(|_| ImageName(name)).map_err(|e| e.replacen("container name", "image name", 1))
     }
 }
 

@@ -77,33 +77,22 @@ impl FromStr for HostFwd {
     type Err = HostFwdError;
 
     fn from_str(value: &str) -> Result<Self, HostFwdError> {
-        let err = |reason| HostFwdError {
-            value: value.to_string(),
-            reason,
-        };
-        let (proto, rest) = value
-            .split_once(':')
-            .ok_or_else(|| err("missing protocol"))?;
+        let err = |reason| HostFwdError { value: value.to_string(), reason };
+        let (proto, rest) = value.split_once(':').ok_or_else(|| err("missing protocol"))?;
         let udp = match proto {
             "tcp" => false,
             "udp" => true,
             _ if proto.bytes().all(|b| b.is_ascii_digit()) => return Err(err("missing protocol")),
             _ => return Err(err("the protocol must be tcp or udp")),
         };
-        let (host, guest) = rest
-            .split_once("-:")
-            .ok_or_else(|| err("missing \"-:\" between the ports"))?;
+        let (host, guest) = rest.split_once("-:").ok_or_else(|| err("missing \"-:\" between the ports"))?;
         let port = |text: &str, which| match text.parse::<u16>() {
             Ok(0) | Err(_) => Err(err(which)),
             Ok(port) => Ok(port),
         };
         let host_port = port(host, "the host port must be a number from 1 to 65535")?;
         let guest_port = port(guest, "the guest port must be a number from 1 to 65535")?;
-        Ok(HostFwd {
-            udp,
-            host_port,
-            guest_port,
-        })
+        Ok(HostFwd { udp, host_port, guest_port })
     }
 }
 
@@ -137,7 +126,8 @@ impl UefiBoot {
     /// unless a store is there already (it is the machine's NVRAM).
     pub fn ovmf(disk: PathBuf, format: &'static str, vars: PathBuf) -> std::io::Result<UefiBoot> {
         if !vars.exists() {
-            std::fs::copy(OVMF_VARS, &vars).map_err(|e| std::io::Error::new(e.kind(), format!("copy {OVMF_VARS} to {}: {e} (install ovmf)", vars.display())))?;
+            std::fs::copy(OVMF_VARS, &vars)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("copy {OVMF_VARS} to {}: {e} (install ovmf)", vars.display())))?;
         }
         Ok(UefiBoot { code: PathBuf::from(OVMF_CODE), vars, disk, format })
     }
@@ -202,40 +192,18 @@ impl QemuConfig {
 
     /// A configuration that boots `boot` under UEFI, with the defaults of [`Self::new`].
     pub fn uefi(boot: UefiBoot) -> QemuConfig {
-        QemuConfig {
-            uefi: Some(boot),
-            ..QemuConfig::new(PathBuf::new(), PathBuf::new(), String::new())
-        }
+        QemuConfig { uefi: Some(boot), ..QemuConfig::new(PathBuf::new(), PathBuf::new(), String::new()) }
     }
 
     /// The arguments after the program name.
     pub fn args(&self) -> Vec<String> {
         let mut args: Vec<String> = Vec::new();
         let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
-        push(&[
-            "-machine",
-            "pc",
-            "-m",
-            &self.memory_mb.to_string(),
-            "-smp",
-            "1",
-        ]);
-        push(&[
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-serial",
-            "stdio",
-        ]);
+        push(&["-machine", "pc", "-m", &self.memory_mb.to_string(), "-smp", "1"]);
+        push(&["-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio"]);
         match &self.uefi {
             None => {
-                push(&[
-                    "-kernel",
-                    &self.kernel.to_string_lossy(),
-                    "-initrd",
-                    &self.initrd.to_string_lossy(),
-                ]);
+                push(&["-kernel", &self.kernel.to_string_lossy(), "-initrd", &self.initrd.to_string_lossy()]);
                 push(&["-append", &self.append]);
             }
             Some(uefi) => {
@@ -251,25 +219,12 @@ impl QemuConfig {
             Accel::Kvm => push(&["-accel", "kvm", "-cpu", "host"]),
         }
         if let Some(path) = &self.control_socket {
-            let chardev = format!(
-                "socket,id=keelctl,path={},server=on,wait=off",
-                opt_value(path)
-            );
+            let chardev = format!("socket,id=keelctl,path={},server=on,wait=off", opt_value(path));
             let port = format!("virtserialport,bus=vser0.0,chardev=keelctl,name={CONTROL_PORT}");
-            push(&[
-                "-device",
-                "virtio-serial-pci,id=vser0",
-                "-chardev",
-                &chardev,
-                "-device",
-                &port,
-            ]);
+            push(&["-device", "virtio-serial-pci,id=vser0", "-chardev", &chardev, "-device", &port]);
         }
         if let Some(path) = &self.qmp_socket {
-            push(&[
-                "-qmp",
-                &format!("unix:{},server=on,wait=off", opt_value(path)),
-            ]);
+            push(&["-qmp", &format!("unix:{},server=on,wait=off", opt_value(path))]);
         }
         if let Some(path) = &self.disk {
             let drive = format!("file={},format=raw,if=virtio", opt_value(path));
@@ -315,47 +270,37 @@ mod tests {
     use super::*;
 
     fn config() -> QemuConfig {
-        QemuConfig::new(
-            "/o/vmlinuz".into(),
-            "/o/initramfs.img".into(),
-            "console=ttyS0 quiet".into(),
-        )
+        QemuConfig::new("/o/vmlinuz".into(), "/o/initramfs.img".into(), "console=ttyS0 quiet".into())
     }
 
     #[test]
     fn default_command_line() {
         let command = config().command();
         assert_eq!(command.get_program(), QEMU);
-        let args: Vec<String> = command
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        let expected =
-            "-machine pc -m 512 -smp 1 -nodefaults -no-user-config -display none -serial stdio \
+        let args: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let expected = "-machine pc -m 512 -smp 1 -nodefaults -no-user-config -display none -serial stdio \
 -kernel /o/vmlinuz -initrd /o/initramfs.img -append |console=ttyS0 quiet| -accel tcg \
 -netdev user,id=net0 -device virtio-net-pci,netdev=net0";
-        let joined = args.iter().map(|a| {
-            if a.contains(' ') {
-                format!("|{a}|")
-            } else {
-                a.clone()
-            }
-        });
+        let joined = args.iter().map(|a| if a.contains(' ') { format!("|{a}|") } else { a.clone() });
         assert_eq!(joined.collect::<Vec<_>>().join(" "), expected);
     }
 
     #[test]
     fn a_disk_image_boots_under_uefi_from_the_first_disk() {
-        let config = QemuConfig::uefi(UefiBoot {
-            code: OVMF_CODE.into(),
-            vars: "/o/vars.fd".into(),
-            disk: "/o/disk.qcow2".into(),
-            format: "qcow2",
-        });
+        let config =
+            QemuConfig::uefi(UefiBoot { code: OVMF_CODE.into(), vars: "/o/vars.fd".into(), disk: "/o/disk.qcow2".into(), format: "qcow2" });
         let args = config.args().join(" ");
         assert!(!args.contains("-kernel") && !args.contains("-append"), "{args}");
-        assert!(args.contains(&format!("-drive if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE} -drive if=pflash,format=raw,unit=1,file=/o/vars.fd")), "{args}");
-        assert!(args.contains("-drive file=/o/disk.qcow2,format=qcow2,if=none,id=boot0 -device virtio-blk-pci,drive=boot0,bootindex=0"), "{args}");
+        assert!(
+            args.contains(&format!(
+                "-drive if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE} -drive if=pflash,format=raw,unit=1,file=/o/vars.fd"
+            )),
+            "{args}"
+        );
+        assert!(
+            args.contains("-drive file=/o/disk.qcow2,format=qcow2,if=none,id=boot0 -device virtio-blk-pci,drive=boot0,bootindex=0"),
+            "{args}"
+        );
         assert!(args.ends_with("-device virtio-net-pci,netdev=net0,romfile="), "{args}");
     }
 
@@ -366,10 +311,7 @@ mod tests {
         config.accel = Accel::Kvm;
         config.control_socket = Some("/o/control.sock".into());
         config.qmp_socket = Some("/o/qmp.sock".into());
-        config.hostfwd = vec![
-            "tcp:8080-:80".parse().unwrap(),
-            "udp:5353-:53".parse().unwrap(),
-        ];
+        config.hostfwd = vec!["tcp:8080-:80".parse().unwrap(), "udp:5353-:53".parse().unwrap()];
         config.no_reboot = true;
         config.disk = Some("/o/var.img".into());
         config.fw_cfg_config = Some("/o/config.ign".into());
@@ -412,11 +354,7 @@ mod tests {
         config.disk = Some("/o/var.img".into());
         config.extra_disks = vec!["/o/cidata.img".into(), "/o/x,y.iso".into()];
         let args = config.args();
-        let drives: Vec<&str> = args
-            .windows(2)
-            .filter(|pair| pair[0] == "-drive")
-            .map(|pair| pair[1].as_str())
-            .collect();
+        let drives: Vec<&str> = args.windows(2).filter(|pair| pair[0] == "-drive").map(|pair| pair[1].as_str()).collect();
         assert_eq!(
             drives,
             [
@@ -443,10 +381,7 @@ mod tests {
             "file=/o,,x/var.img,format=raw,if=virtio",
             "name=opt/com.coreos/config,file=/o,,x/c.ign",
         ] {
-            assert!(
-                args.contains(&expected.to_string()),
-                "{expected} not in {args:?}"
-            );
+            assert!(args.contains(&expected.to_string()), "{expected} not in {args:?}");
         }
     }
 
@@ -461,26 +396,11 @@ mod tests {
             ("2222-:22", "the protocol must be tcp or udp"),
             ("sctp:1-:2", "the protocol must be tcp or udp"),
             ("tcp:2222:22", "missing \"-:\" between the ports"),
-            (
-                "tcp:x-:22",
-                "the host port must be a number from 1 to 65535",
-            ),
-            (
-                "tcp:1-:70000",
-                "the guest port must be a number from 1 to 65535",
-            ),
-            (
-                "tcp:0-:22",
-                "the host port must be a number from 1 to 65535",
-            ),
+            ("tcp:x-:22", "the host port must be a number from 1 to 65535"),
+            ("tcp:1-:70000", "the guest port must be a number from 1 to 65535"),
+            ("tcp:0-:22", "the host port must be a number from 1 to 65535"),
         ] {
-            assert_eq!(
-                bad.parse::<HostFwd>().unwrap_err(),
-                HostFwdError {
-                    value: bad.into(),
-                    reason
-                }
-            );
+            assert_eq!(bad.parse::<HostFwd>().unwrap_err(), HostFwdError { value: bad.into(), reason });
         }
     }
 

@@ -72,10 +72,7 @@ pub enum Message {
 
 /// Classify one line received from QEMU.
 pub fn parse_message(line: &str) -> Result<Message, QmpError> {
-    let bad = |reason| QmpError::BadMessage {
-        line: line.trim_end().to_string(),
-        reason,
-    };
+    let bad = |reason| QmpError::BadMessage { line: line.trim_end().to_string(), reason };
     let value: Value = serde_json::from_str(line).map_err(|_| bad("not JSON"))?;
     let Value::Object(mut object) = value else {
         return Err(bad("not a JSON object"));
@@ -90,17 +87,8 @@ pub fn parse_message(line: &str) -> Result<Message, QmpError> {
         return Ok(Message::Return(value));
     }
     if let Some(error) = object.get("error") {
-        let text = |key: &str| {
-            error
-                .get(key)
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_string()
-        };
-        return Ok(Message::Error {
-            class: text("class"),
-            desc: text("desc"),
-        });
+        let text = |key: &str| error.get(key).and_then(Value::as_str).unwrap_or("").to_string();
+        return Ok(Message::Error { class: text("class"), desc: text("desc") });
     }
     Err(bad("neither greeting, event, return nor error"))
 }
@@ -119,18 +107,10 @@ impl Qmp {
         let stream = connect_with_retry(path, timeout)?;
         stream.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
         let writer = stream.try_clone()?;
-        let mut qmp = Qmp {
-            reader: BufReader::new(stream),
-            writer,
-        };
+        let mut qmp = Qmp { reader: BufReader::new(stream), writer };
         match qmp.read_message()? {
             Message::Greeting(_) => {}
-            _ => {
-                return Err(QmpError::BadMessage {
-                    line: String::new(),
-                    reason: "expected the QMP greeting",
-                })
-            }
+            _ => return Err(QmpError::BadMessage { line: String::new(), reason: "expected the QMP greeting" }),
         }
         qmp.execute("qmp_capabilities")?;
         Ok(qmp)
@@ -144,19 +124,8 @@ impl Qmp {
             match self.read_message()? {
                 Message::Event(_) => continue,
                 Message::Return(value) => return Ok(value),
-                Message::Error { class, desc } => {
-                    return Err(QmpError::Command {
-                        command: command.to_string(),
-                        class,
-                        desc,
-                    })
-                }
-                Message::Greeting(_) => {
-                    return Err(QmpError::BadMessage {
-                        line: String::new(),
-                        reason: "a second greeting",
-                    })
-                }
+                Message::Error { class, desc } => return Err(QmpError::Command { command: command.to_string(), class, desc }),
+                Message::Greeting(_) => return Err(QmpError::BadMessage { line: String::new(), reason: "a second greeting" }),
             }
         }
     }
@@ -176,15 +145,9 @@ fn connect_with_retry(path: &Path, timeout: Duration) -> Result<UnixStream, QmpE
         match UnixStream::connect(path) {
             Ok(stream) => return Ok(stream),
             Err(err) => {
-                let retryable = matches!(
-                    err.kind(),
-                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
-                );
+                let retryable = matches!(err.kind(), io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused);
                 if !retryable || Instant::now() >= deadline {
-                    return Err(QmpError::Connect {
-                        path: path.to_path_buf(),
-                        source: err,
-                    });
+                    return Err(QmpError::Connect { path: path.to_path_buf(), source: err });
                 }
                 std::thread::sleep(RETRY_INTERVAL);
             }
@@ -201,10 +164,7 @@ mod tests {
     const GREETING: &str = r#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}}, "capabilities": []}}"#;
 
     /// A fake QEMU: sends the greeting, then answers each request line with `replies`.
-    fn serve(
-        listener: UnixListener,
-        replies: Vec<Vec<&'static str>>,
-    ) -> std::thread::JoinHandle<Vec<String>> {
+    fn serve(listener: UnixListener, replies: Vec<Vec<&'static str>>) -> std::thread::JoinHandle<Vec<String>> {
         std::thread::spawn(move || {
             let (stream, _) = listener.accept().unwrap();
             let mut writer = stream.try_clone().unwrap();
@@ -225,33 +185,15 @@ mod tests {
 
     #[test]
     fn messages_are_classified() {
-        assert!(matches!(
-            parse_message(GREETING).unwrap(),
-            Message::Greeting(_)
-        ));
-        assert_eq!(
-            parse_message(r#"{"return": {}}"#).unwrap(),
-            Message::Return(serde_json::json!({}))
-        );
-        assert!(matches!(
-            parse_message(r#"{"event": "POWERDOWN", "timestamp": {}}"#).unwrap(),
-            Message::Event(_)
-        ));
+        assert!(matches!(parse_message(GREETING).unwrap(), Message::Greeting(_)));
+        assert_eq!(parse_message(r#"{"return": {}}"#).unwrap(), Message::Return(serde_json::json!({})));
+        assert!(matches!(parse_message(r#"{"event": "POWERDOWN", "timestamp": {}}"#).unwrap(), Message::Event(_)));
         assert_eq!(
             parse_message(r#"{"error": {"class": "CommandNotFound", "desc": "no"}}"#).unwrap(),
-            Message::Error {
-                class: "CommandNotFound".into(),
-                desc: "no".into()
-            }
+            Message::Error { class: "CommandNotFound".into(), desc: "no".into() }
         );
-        assert!(matches!(
-            parse_message("[1]"),
-            Err(QmpError::BadMessage { .. })
-        ));
-        assert!(matches!(
-            parse_message("{oops"),
-            Err(QmpError::BadMessage { .. })
-        ));
+        assert!(matches!(parse_message("[1]"), Err(QmpError::BadMessage { .. })));
+        assert!(matches!(parse_message("{oops"), Err(QmpError::BadMessage { .. })));
     }
 
     #[test]
@@ -268,10 +210,7 @@ mod tests {
                     listener,
                     vec![
                         vec![r#"{"return": {}}"#],
-                        vec![
-                            r#"{"event": "POWERDOWN", "timestamp": {}}"#,
-                            r#"{"return": {}}"#,
-                        ],
+                        vec![r#"{"event": "POWERDOWN", "timestamp": {}}"#, r#"{"return": {}}"#],
                         vec![r#"{"error": {"class": "GenericError", "desc": "nope"}}"#],
                     ],
                 )
@@ -280,21 +219,11 @@ mod tests {
             })
         };
         let mut qmp = Qmp::connect(&path, Duration::from_secs(5)).unwrap();
-        assert_eq!(
-            qmp.execute("system_powerdown").unwrap(),
-            serde_json::json!({})
-        );
+        assert_eq!(qmp.execute("system_powerdown").unwrap(), serde_json::json!({}));
         let err = qmp.execute("quit").unwrap_err();
         assert_eq!(err.to_string(), "QMP command quit: GenericError: nope");
         let requests = server.join().unwrap();
-        assert_eq!(
-            requests,
-            [
-                r#"{"execute":"qmp_capabilities"}"#,
-                r#"{"execute":"system_powerdown"}"#,
-                r#"{"execute":"quit"}"#
-            ]
-        );
+        assert_eq!(requests, [r#"{"execute":"qmp_capabilities"}"#, r#"{"execute":"system_powerdown"}"#, r#"{"execute":"quit"}"#]);
     }
 
     #[test]

@@ -51,9 +51,7 @@ pub enum RunError {
 /// Check that a unix socket path fits `sockaddr_un`.
 pub fn check_socket_path(path: &Path) -> Result<(), RunError> {
     if path.as_os_str().len() > MAX_SOCKET_PATH {
-        return Err(RunError::SocketPath {
-            path: path.to_path_buf(),
-        });
+        return Err(RunError::SocketPath { path: path.to_path_buf() });
     }
     Ok(())
 }
@@ -61,10 +59,7 @@ pub fn check_socket_path(path: &Path) -> Result<(), RunError> {
 /// Where `run` builds when no `--out` is given: `<target>/keel-run/<hostname>` when the
 /// executable lies in a cargo `target` directory, else `<tmp>/keel-run-<hostname>`.
 pub fn default_out_dir(hostname: &str, exe: &Path, tmp: &Path) -> PathBuf {
-    match exe
-        .ancestors()
-        .find(|dir| dir.file_name().is_some_and(|name| name == "target"))
-    {
+    match exe.ancestors().find(|dir| dir.file_name().is_some_and(|name| name == "target")) {
         Some(target) => target.join("keel-run").join(hostname),
         None => tmp.join(format!("keel-run-{hostname}")),
     }
@@ -89,12 +84,7 @@ pub fn run_qemu(config: &QemuConfig) -> Result<i32, RunError> {
         let _ = std::fs::remove_file(qmp);
     }
     let mut mask = SigSet::empty();
-    for signal in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGCHLD,
-    ] {
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGCHLD] {
         mask.add(signal);
     }
     mask.thread_block().map_err(RunError::Signals)?;
@@ -104,22 +94,13 @@ pub fn run_qemu(config: &QemuConfig) -> Result<i32, RunError> {
 }
 
 fn supervise(config: &QemuConfig, mask: &SigSet) -> Result<i32, RunError> {
-    let signals = SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-        .map_err(RunError::Signals)?;
+    let signals = SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK).map_err(RunError::Signals)?;
     let mut command = config.command();
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .process_group(0);
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit()).process_group(0);
     prepare_child(&mut command);
     let mut child = command.spawn().map_err(RunError::Spawn)?;
     let serial = child.stdout.take().map(copy_serial);
-    let mut guard = Guard {
-        child: &mut child,
-        qmp_path: config.qmp_socket.clone(),
-        qmp: None,
-    };
+    let mut guard = Guard { child: &mut child, qmp_path: config.qmp_socket.clone(), qmp: None };
     let status = guard.wait(&signals);
     if status.is_err() {
         let _ = guard.child.kill();
@@ -231,10 +212,7 @@ impl Guard<'_> {
     fn qmp_session(&mut self) -> Result<&mut Qmp, QmpError> {
         let Some(path) = &self.qmp_path else {
             let source = io::Error::other("QEMU was started without a QMP socket");
-            return Err(QmpError::Connect {
-                path: PathBuf::new(),
-                source,
-            });
+            return Err(QmpError::Connect { path: PathBuf::new(), source });
         };
         if self.qmp.is_none() {
             self.qmp = Some(Qmp::connect(path, QMP_TIMEOUT)?);
@@ -252,10 +230,7 @@ pub fn poll_timeout(deadline: Option<Instant>, now: Instant) -> PollTimeout {
         None => PollTimeout::NONE,
         Some(deadline) => {
             // Round up so that the wake-up is at or after the deadline.
-            let millis = deadline
-                .saturating_duration_since(now)
-                .as_micros()
-                .div_ceil(1000);
+            let millis = deadline.saturating_duration_since(now).as_micros().div_ceil(1000);
             PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX)
         }
     }
@@ -274,10 +249,7 @@ fn copy_serial(output: ChildStdout) -> JoinHandle<()> {
                 Ok(_) if stdout_ok => {
                     let mut stdout = io::stdout().lock();
                     // Keep draining even when our stdout is gone, so QEMU never blocks.
-                    stdout_ok = stdout
-                        .write_all(&line)
-                        .and_then(|()| stdout.flush())
-                        .is_ok();
+                    stdout_ok = stdout.write_all(&line).and_then(|()| stdout.flush()).is_ok();
                 }
                 Ok(_) => {}
             }
@@ -303,11 +275,7 @@ mod tests {
         let output = command.output();
         mask.thread_unblock().unwrap();
         let stdout = String::from_utf8(output.unwrap().stdout).unwrap();
-        stdout
-            .trim()
-            .trim_start_matches("SigBlk:")
-            .trim()
-            .to_string()
+        stdout.trim().trim_start_matches("SigBlk:").trim().to_string()
     }
 
     #[test]
@@ -330,33 +298,21 @@ mod tests {
         assert_eq!(poll_timeout(None, now), PollTimeout::NONE);
         let wake = poll_timeout(Some(now + Duration::from_micros(1500)), now);
         assert_eq!(i32::from(wake), 2);
-        assert_eq!(
-            i32::from(poll_timeout(Some(now), now + Duration::from_secs(1))),
-            0
-        );
+        assert_eq!(i32::from(poll_timeout(Some(now), now + Duration::from_secs(1))), 0);
     }
 
     #[test]
     fn default_out_dir_prefers_the_cargo_target_dir() {
         let exe = Path::new("/w/target/x86_64-unknown-linux-gnu/debug/keel-build");
-        assert_eq!(
-            default_out_dir("demo", exe, Path::new("/tmp")),
-            Path::new("/w/target/keel-run/demo")
-        );
+        assert_eq!(default_out_dir("demo", exe, Path::new("/tmp")), Path::new("/w/target/keel-run/demo"));
         let exe = Path::new("/usr/local/bin/keel-build");
-        assert_eq!(
-            default_out_dir("demo", exe, Path::new("/tmp")),
-            Path::new("/tmp/keel-run-demo")
-        );
+        assert_eq!(default_out_dir("demo", exe, Path::new("/tmp")), Path::new("/tmp/keel-run-demo"));
     }
 
     #[test]
     fn long_socket_paths_are_refused() {
         assert!(check_socket_path(Path::new("/tmp/qmp.sock")).is_ok());
         let long = PathBuf::from(format!("/{}", "x".repeat(107)));
-        assert!(matches!(
-            check_socket_path(&long),
-            Err(RunError::SocketPath { .. })
-        ));
+        assert!(matches!(check_socket_path(&long), Err(RunError::SocketPath { .. })));
     }
 }

@@ -59,11 +59,7 @@ pub struct Shutdown {
 impl Shutdown {
     /// A machine in `Running` with the given timeouts.
     pub fn new(powerdown_timeout: Duration, quit_timeout: Duration) -> Shutdown {
-        Shutdown {
-            phase: Phase::Running,
-            powerdown_timeout,
-            quit_timeout,
-        }
+        Shutdown { phase: Phase::Running, powerdown_timeout, quit_timeout }
     }
 
     /// The current phase.
@@ -82,18 +78,8 @@ impl Shutdown {
     /// A signal arrived, or the last action failed: go one step harder.
     pub fn escalate(&mut self, now: Instant) -> Action {
         let (phase, action) = match self.phase {
-            Phase::Running => (
-                Phase::PoweringDown {
-                    deadline: now + self.powerdown_timeout,
-                },
-                Action::Powerdown,
-            ),
-            Phase::PoweringDown { .. } => (
-                Phase::Quitting {
-                    deadline: now + self.quit_timeout,
-                },
-                Action::Quit,
-            ),
+            Phase::Running => (Phase::PoweringDown { deadline: now + self.powerdown_timeout }, Action::Powerdown),
+            Phase::PoweringDown { .. } => (Phase::Quitting { deadline: now + self.quit_timeout }, Action::Quit),
             Phase::Quitting { .. } => (Phase::Killed, Action::Kill),
             Phase::Killed => (Phase::Killed, Action::Wait),
         };
@@ -126,25 +112,11 @@ mod tests {
     fn signals_escalate_one_step_each() {
         let t0 = Instant::now();
         let mut shutdown = Shutdown::default();
-        assert_eq!(
-            shutdown.tick(t0 + 100 * S),
-            Action::Wait,
-            "no deadline while running"
-        );
+        assert_eq!(shutdown.tick(t0 + 100 * S), Action::Wait, "no deadline while running");
         assert_eq!(shutdown.escalate(t0), Action::Powerdown);
-        assert_eq!(
-            shutdown.phase(),
-            Phase::PoweringDown {
-                deadline: t0 + 30 * S
-            }
-        );
+        assert_eq!(shutdown.phase(), Phase::PoweringDown { deadline: t0 + 30 * S });
         assert_eq!(shutdown.escalate(t0 + S), Action::Quit);
-        assert_eq!(
-            shutdown.phase(),
-            Phase::Quitting {
-                deadline: t0 + 6 * S
-            }
-        );
+        assert_eq!(shutdown.phase(), Phase::Quitting { deadline: t0 + 6 * S });
         assert_eq!(shutdown.escalate(t0 + 2 * S), Action::Kill);
         assert_eq!(shutdown.escalate(t0 + 3 * S), Action::Wait);
         assert_eq!(shutdown.deadline(), None);

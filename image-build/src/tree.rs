@@ -82,14 +82,8 @@ impl Node {
     pub fn describe(&self) -> String {
         match self {
             Node::Dir { .. } => "a directory".to_string(),
-            Node::File {
-                source: Source::Host(path),
-                ..
-            } => format!("file {}", path.display()),
-            Node::File {
-                source: Source::Inline(_),
-                ..
-            } => "a generated file".to_string(),
+            Node::File { source: Source::Host(path), .. } => format!("file {}", path.display()),
+            Node::File { source: Source::Inline(_), .. } => "a generated file".to_string(),
             Node::Symlink { target } => format!("a symlink to {target}"),
             Node::CharDev { major, minor, .. } => format!("device {major}:{minor}"),
         }
@@ -120,11 +114,7 @@ impl Tree {
     /// Add an entry; a second entry at the same path is an error.
     pub fn insert(&mut self, path: ImagePath, node: Node) -> Result<(), TreeError> {
         if let Some(first) = self.nodes.get(&path) {
-            return Err(TreeError::Duplicate {
-                first: first.describe(),
-                second: node.describe(),
-                path,
-            });
+            return Err(TreeError::Duplicate { first: first.describe(), second: node.describe(), path });
         }
         self.nodes.insert(path, node);
         Ok(())
@@ -145,22 +135,13 @@ impl Tree {
                     Some(Node::Dir { .. }) => {}
                     Some(_) => return Err(TreeError::ParentNotDirectory { path, parent: dir }),
                     None => {
-                        self.nodes.insert(
-                            dir.clone(),
-                            Node::Dir {
-                                mode: IMPLIED_DIR_MODE,
-                            },
-                        );
+                        self.nodes.insert(dir.clone(), Node::Dir { mode: IMPLIED_DIR_MODE });
                     }
                 }
                 parent = dir.parent();
             }
         }
-        Ok(self
-            .nodes
-            .into_iter()
-            .map(|(path, node)| Entry { path, node })
-            .collect())
+        Ok(self.nodes.into_iter().map(|(path, node)| Entry { path, node }).collect())
     }
 }
 
@@ -173,19 +154,15 @@ mod tests {
     }
 
     fn link(target: &str) -> Node {
-        Node::Symlink {
-            target: target.to_string(),
-        }
+        Node::Symlink { target: target.to_string() }
     }
 
     #[test]
     fn entries_are_sorted_with_parents_first() {
         let mut tree = Tree::new();
         tree.insert(path("/usr/bin/keel"), link("x")).unwrap();
-        tree.insert(path("/tmp"), Node::Dir { mode: 0o1777 })
-            .unwrap();
-        tree.insert(path("/lib/modules/6.1/kernel/a.ko"), link("y"))
-            .unwrap();
+        tree.insert(path("/tmp"), Node::Dir { mode: 0o1777 }).unwrap();
+        tree.insert(path("/lib/modules/6.1/kernel/a.ko"), link("y")).unwrap();
         tree.insert(path("/usr-local"), link("z")).unwrap();
         let entries = tree.into_entries().unwrap();
         let paths: Vec<&str> = entries.iter().map(|e| e.path.as_str()).collect();
@@ -204,17 +181,8 @@ mod tests {
                 "/usr-local",
             ]
         );
-        assert_eq!(
-            entries[0].node,
-            Node::Dir {
-                mode: IMPLIED_DIR_MODE
-            }
-        );
-        assert_eq!(
-            entries[5].node,
-            Node::Dir { mode: 0o1777 },
-            "explicit modes are kept"
-        );
+        assert_eq!(entries[0].node, Node::Dir { mode: IMPLIED_DIR_MODE });
+        assert_eq!(entries[5].node, Node::Dir { mode: 0o1777 }, "explicit modes are kept");
     }
 
     #[test]
@@ -222,10 +190,7 @@ mod tests {
         let mut tree = Tree::new();
         tree.insert(path("/etc/foo"), link("a")).unwrap();
         let err = tree.insert(path("/etc/foo"), link("b")).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "/etc/foo: two entries for this path in the image (a symlink to a and a symlink to b)"
-        );
+        assert_eq!(err.to_string(), "/etc/foo: two entries for this path in the image (a symlink to a and a symlink to b)");
         assert!(tree.contains(&path("/etc/foo")));
     }
 
@@ -235,12 +200,6 @@ mod tests {
         tree.insert(path("/etc"), link("x")).unwrap();
         tree.insert(path("/etc/hostname"), link("y")).unwrap();
         let err = tree.into_entries().unwrap_err();
-        assert_eq!(
-            err,
-            TreeError::ParentNotDirectory {
-                path: path("/etc/hostname"),
-                parent: path("/etc")
-            }
-        );
+        assert_eq!(err, TreeError::ParentNotDirectory { path: path("/etc/hostname"), parent: path("/etc") });
     }
 }

@@ -130,9 +130,8 @@ fn run_steps(boot: &mut Boot) {
         boot.options = options;
         logger::set_verbose(boot.options.debug);
     }
-    if let Some(settings) = boot.step("settings", false, |_| {
-        settings::load(Path::new(settings::SETTINGS_PATH)).map_err(|e| e.to_string())
-    }) {
+    if let Some(settings) = boot.step("settings", false, |_| settings::load(Path::new(settings::SETTINGS_PATH)).map_err(|e| e.to_string()))
+    {
         boot.settings = settings;
     }
     boot.step("ctrl-alt-del", false, |_| {
@@ -180,7 +179,13 @@ fn run_firstboot(boot: &mut Boot, network: bool) -> Result<(), String> {
         info!("/var is not persistent: every boot is a first boot");
     }
     let options = &boot.options;
-    let sources = run::Sources { url: options.config_url.as_deref(), platform: options.platform, metadata_url: options.metadata_url.as_deref(), config_drive: true, network };
+    let sources = run::Sources {
+        url: options.config_url.as_deref(),
+        platform: options.platform,
+        metadata_url: options.metadata_url.as_deref(),
+        config_drive: true,
+        network,
+    };
     let timeout = Duration::from_secs(options.config_timeout_secs.unwrap_or(cmdline::DEFAULT_CONFIG_TIMEOUT_SECS));
     let event_loop = &mut boot.event_loop;
     let mut fetcher = run::Fetcher::new(timeout, |wait| event_loop.pump_uplink(wait));
@@ -260,7 +265,11 @@ fn bring_up_network(boot: &mut Boot) -> Result<(), String> {
         problems.push(e);
     }
     boot.event_loop.set_network(shared);
-    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 /// Read the container declarations; the event loop starts them once boot is done.
@@ -301,7 +310,11 @@ fn pull_images(boot: &mut Boot) -> Result<(), String> {
             problems.push(format!("{source}: {e}"));
         }
     }
-    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 fn load_containers(boot: &mut Boot) -> Result<(), String> {
@@ -314,7 +327,11 @@ fn load_containers(boot: &mut Boot) -> Result<(), String> {
     let count = manager.ps(std::time::Instant::now()).len();
     boot.event_loop.set_manager(manager);
     info!("{count} container(s) declared in {}", dir.display());
-    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 /// `oom_score_adj` -1000 for PID 1: the kernel never picks global init anyway, but the
@@ -337,10 +354,7 @@ fn announce(state: &HostState) {
         }
     } else {
         let errors = if state.boot_errors.is_empty() { String::new() } else { format!(", {} boot error(s)", state.boot_errors.len()) };
-        logger::marker(&format!(
-            "keel: ready ({:.3} s since kernel start{errors})",
-            crate::clock::since_boot().as_secs_f64()
-        ));
+        logger::marker(&format!("keel: ready ({:.3} s since kernel start{errors})", crate::clock::since_boot().as_secs_f64()));
     }
 }
 
@@ -395,7 +409,11 @@ fn load_modules(boot: &mut Boot) -> Result<(), String> {
         }
     }
     info!("loaded {} of {} modules", wanted.len() - failed.len(), wanted.len());
-    if failed.is_empty() { Ok(()) } else { Err(failed.join("; ")) }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
 }
 
 /// Mount the data disk labelled keel-var on /var, when there is one.

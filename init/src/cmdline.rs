@@ -141,7 +141,9 @@ fn apply(options: &mut BootOptions, name: &str, value: Option<String>) -> Result
         }
         ("keel.test.panic", Some(v)) if !v.is_empty() => options.panic_in_step = Some(v),
         ("keel.firstboot", None) => options.force_firstboot = true,
-        ("keel.firstboot", Some(v)) => options.force_firstboot = parse_bool(&v).ok_or_else(|| bad(&v, "expected 0, 1, yes, no, true or false"))?,
+        ("keel.firstboot", Some(v)) => {
+            options.force_firstboot = parse_bool(&v).ok_or_else(|| bad(&v, "expected 0, 1, yes, no, true or false"))?
+        }
         ("keel.config.url", Some(v)) if !v.is_empty() => options.config_url = Some(v),
         ("keel.config.timeout", Some(v)) => {
             let secs = v.parse::<u64>().ok().filter(|s| (1..=3600).contains(s));
@@ -158,9 +160,16 @@ fn apply(options: &mut BootOptions, name: &str, value: Option<String>) -> Result
         ("keel.metadata.url", Some(v)) if v.starts_with("http://") => options.metadata_url = Some(v.trim_end_matches('/').to_string()),
         ("keel.metadata.url", Some(v)) => return Err(bad(&v, "expected http://IP:PORT")),
         ("keel.root", Some(v)) if !v.is_empty() => options.root = Some(v),
-        ("keel.modules" | "keel.shutdown_grace" | "keel.test.panic" | "keel.config.url" | "keel.config.timeout" | "keel.platform" | "keel.root", _) => {
-            return Err(bad("", "needs a value"))
-        }
+        (
+            "keel.modules"
+            | "keel.shutdown_grace"
+            | "keel.test.panic"
+            | "keel.config.url"
+            | "keel.config.timeout"
+            | "keel.platform"
+            | "keel.root",
+            _,
+        ) => return Err(bad("", "needs a value")),
         _ => return Err(OptionError::Unknown { name: name.into(), known: KNOWN }),
     }
     Ok(())
@@ -184,8 +193,7 @@ mod tests {
 
     #[test]
     fn reads_keel_options_and_ignores_the_kernels() {
-        let (options, problems) =
-            parse("console=ttyS0 quiet keel.debug keel.modules=virtio-net,bridge keel.shutdown_grace=3");
+        let (options, problems) = parse("console=ttyS0 quiet keel.debug keel.modules=virtio-net,bridge keel.shutdown_grace=3");
         assert!(problems.is_empty(), "{problems:?}");
         assert!(options.debug);
         assert_eq!(options.extra_modules, vec![ModuleName::new("virtio_net"), ModuleName::new("bridge")]);
@@ -216,8 +224,9 @@ mod tests {
 
     #[test]
     fn firstboot_sources_are_read() {
-        let (options, problems) =
-            parse("keel.config.url=http://10.0.2.2:8000/c.ign keel.config.timeout=30 keel.platform=aws keel.metadata.url=http://10.0.2.2:9000/");
+        let (options, problems) = parse(
+            "keel.config.url=http://10.0.2.2:8000/c.ign keel.config.timeout=30 keel.platform=aws keel.metadata.url=http://10.0.2.2:9000/",
+        );
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(options.config_timeout_secs, Some(30));
         assert_eq!(options.platform, Some(Platform::Aws));

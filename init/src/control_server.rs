@@ -117,11 +117,7 @@ impl SerialPort {
         let path = find_port(name).ok_or_else(|| {
             std::io::Error::new(ErrorKind::NotFound, format!("no virtio-serial port named {name} (is virtio_console loaded?)"))
         })?;
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&path)?;
+        let file = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(&path)?;
         Ok(SerialPort { path, file, buffer: LineBuffer::default() })
     }
 }

@@ -3,10 +3,10 @@
 //! It talks to /run/keel/control.sock inside the host, or to the socket QEMU exposes
 //! for the guest's virtio-serial port (`keel-build run --control-socket PATH`).
 
-use clap::{Parser, Subcommand};
-use keel_supervisor::control::{Client, Command, ExecResult, LogsResult, Status, DEFAULT_SOCKET};
 use crate::firstboot::run::FirstbootStatus;
 use crate::network::inspect::NetworkSummary;
+use clap::{Parser, Subcommand};
+use keel_supervisor::control::{Client, Command, ExecResult, LogsResult, Status, DEFAULT_SOCKET};
 use keel_supervisor::manager::{ContainerDetail, ContainerInfo, ContainerStats};
 use std::io::Write;
 use std::path::PathBuf;
@@ -180,10 +180,14 @@ fn run(cli: Cli) -> Result<i32, String> {
         CtlCommand::Network(NetworkCommand::Inspect { name }) => call(Command::NetworkInspect { name: named(name) }, timeout)?,
         CtlCommand::Image(ImageCommand::Ls) => call(Command::ImageLs, timeout)?,
         CtlCommand::Image(ImageCommand::Inspect { reference }) => call(Command::ImageInspect { reference: reference.clone() }, timeout)?,
-        CtlCommand::Image(ImageCommand::Load { file }) => call(Command::ImageLoad { source: file.clone() }, timeout.max(Duration::from_secs(300)))?,
+        CtlCommand::Image(ImageCommand::Load { file }) => {
+            call(Command::ImageLoad { source: file.clone() }, timeout.max(Duration::from_secs(300)))?
+        }
         CtlCommand::Image(ImageCommand::Rm { reference }) => call(Command::ImageRm { reference: reference.clone() }, timeout)?,
         CtlCommand::Image(ImageCommand::Prune) => call(Command::ImagePrune, timeout)?,
-        CtlCommand::Image(ImageCommand::Pull { reference }) => call(Command::ImagePull { reference: reference.clone() }, timeout.max(Duration::from_secs(600)))?,
+        CtlCommand::Image(ImageCommand::Pull { reference }) => {
+            call(Command::ImagePull { reference: reference.clone() }, timeout.max(Duration::from_secs(600)))?
+        }
         CtlCommand::Logs { name, follow, tail } => {
             let mut result = call(Command::Logs { name: name.clone(), tail: *tail, offset: None }, timeout)?;
             loop {
@@ -226,7 +230,9 @@ fn run(cli: Cli) -> Result<i32, String> {
         CtlCommand::Network(NetworkCommand::Ls) => print_networks(&decode::<Vec<NetworkSummary>>(result)?),
         CtlCommand::Network(NetworkCommand::Inspect { .. }) => print_fields(&result),
         CtlCommand::Firstboot => return Ok(print_firstboot(&decode(result)?)),
-        CtlCommand::Image(ImageCommand::Ls) => crate::images::print_ls(&decode::<Vec<keel_supervisor::image::inspect::ImageSummary>>(result)?),
+        CtlCommand::Image(ImageCommand::Ls) => {
+            crate::images::print_ls(&decode::<Vec<keel_supervisor::image::inspect::ImageSummary>>(result)?)
+        }
         CtlCommand::Image(ImageCommand::Inspect { .. }) => crate::images::print_inspect(&decode(result)?),
         _ => println!("{}", result.as_str().unwrap_or("ok")),
     }

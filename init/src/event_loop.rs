@@ -154,7 +154,8 @@ impl EventLoop {
                 return;
             };
             let until = uplink.next_deadline().map_or(end, |at| at.min(end));
-            let timeout = PollTimeout::try_from(until.saturating_duration_since(now) + Duration::from_millis(1)).unwrap_or(PollTimeout::MAX);
+            let timeout =
+                PollTimeout::try_from(until.saturating_duration_since(now) + Duration::from_millis(1)).unwrap_or(PollTimeout::MAX);
             let readable = {
                 let mut fds = [PollFd::new(uplink.fd(), PollFlags::POLLIN)];
                 poll(&mut fds, timeout).is_ok_and(|n| n > 0)
@@ -257,17 +258,15 @@ impl EventLoop {
         if let Some(uplink) = &self.uplink {
             fds.push(add(&mut sources, Source::Uplink, uplink.fd()));
         }
-        let deadline = [
-            port_quiet,
-            self.manager.as_ref().and_then(Manager::next_deadline),
-            self.uplink.as_ref().and_then(|u| u.next_deadline()),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
+        let deadline =
+            [port_quiet, self.manager.as_ref().and_then(Manager::next_deadline), self.uplink.as_ref().and_then(|u| u.next_deadline())]
+                .into_iter()
+                .flatten()
+                .min();
         let timeout = match (deadline, &self.signals) {
-            (Some(until), _) => PollTimeout::try_from(until.saturating_duration_since(now) + Duration::from_millis(1))
-                .unwrap_or(PollTimeout::MAX),
+            (Some(until), _) => {
+                PollTimeout::try_from(until.saturating_duration_since(now) + Duration::from_millis(1)).unwrap_or(PollTimeout::MAX)
+            }
             (None, None) => PollTimeout::from(1000u16),
             (None, Some(_)) => PollTimeout::NONE,
         };
@@ -425,7 +424,12 @@ impl EventLoop {
                 }
                 After::Continue
             }
-            command @ (Command::ImageLs | Command::ImageInspect { .. } | Command::ImageLoad { .. } | Command::ImagePull { .. } | Command::ImageRm { .. } | Command::ImagePrune) => {
+            command @ (Command::ImageLs
+            | Command::ImageInspect { .. }
+            | Command::ImageLoad { .. }
+            | Command::ImagePull { .. }
+            | Command::ImageRm { .. }
+            | Command::ImagePrune) => {
                 let in_use = self.manager.as_ref().map(|m| m.image_references()).unwrap_or_default();
                 reply(channel, &crate::images::request(id, command, &in_use));
                 After::Continue
@@ -449,7 +453,14 @@ impl EventLoop {
     }
 
     /// `exec`, on the host or in a container, in a forked helper that answers itself.
-    fn exec(&self, id: u64, argv: Vec<String>, timeout: Duration, container: Option<String>, channel: BorrowedFd<'_>) -> Result<(), String> {
+    fn exec(
+        &self,
+        id: u64,
+        argv: Vec<String>,
+        timeout: Duration,
+        container: Option<String>,
+        channel: BorrowedFd<'_>,
+    ) -> Result<(), String> {
         let fd = channel.try_clone_to_owned().map_err(|e| e.to_string())?;
         let spawned = match container {
             None => exec_helper::spawn(id, || exec_helper::run(&argv, timeout), fd),
@@ -474,7 +485,9 @@ impl EventLoop {
         };
         match command {
             Command::Ps => Response::success(id, manager.ps(now)),
-            Command::Inspect { name } => manager.inspect(&name, now).map_or_else(|e| Response::failure(id, e), |d| Response::success(id, d)),
+            Command::Inspect { name } => {
+                manager.inspect(&name, now).map_or_else(|e| Response::failure(id, e), |d| Response::success(id, d))
+            }
             Command::Stats { name } => manager.stats(&name).map_or_else(|e| Response::failure(id, e), |s| Response::success(id, s)),
             Command::Start { name } => answer(manager.start(&name, now)),
             Command::Stop { name } => answer(manager.stop(&name, now)),
@@ -548,11 +561,7 @@ fn own_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
+            status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
 }

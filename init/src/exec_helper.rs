@@ -58,10 +58,7 @@ pub fn run(argv: &[String], timeout: Duration) -> Result<ExecResult, String> {
     let status = child.wait();
     let _ = finished.send(());
     let status = status.map_err(|e| format!("wait for {program}: {e}"))?;
-    let exit_code = status
-        .code()
-        .or_else(|| status.signal().map(|s| 128 + s))
-        .unwrap_or(255);
+    let exit_code = status.code().or_else(|| status.signal().map(|s| 128 + s)).unwrap_or(255);
     Ok(ExecResult { exit_code, stdout, stderr })
 }
 
@@ -72,7 +69,6 @@ fn read_all(source: Option<impl Read>) -> String {
     }
     String::from_utf8_lossy(&bytes).into_owned()
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -32,9 +32,7 @@ pub fn read_config_from(path: &Path, limit: usize) -> Result<Option<Vec<u8>>, St
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("fw_cfg {CONFIG_KEY}: open {}: {e}", path.display())),
     };
-    read_limited(&mut file, limit)
-        .map(Some)
-        .map_err(|e| format!("fw_cfg {CONFIG_KEY}: read {}: {e}", path.display()))
+    read_limited(&mut file, limit).map(Some).map_err(|e| format!("fw_cfg {CONFIG_KEY}: read {}: {e}", path.display()))
 }
 
 /// Everything `reader` yields, read [`READ_CHUNK`] bytes at a time; an error when it
@@ -50,10 +48,7 @@ pub fn read_limited(reader: &mut impl Read, limit: usize) -> io::Result<Vec<u8>>
             Err(e) => return Err(e),
         };
         if data.len() + n > limit {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("the config is larger than {limit} bytes"),
-            ));
+            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("the config is larger than {limit} bytes")));
         }
         data.extend_from_slice(&chunk[..n]);
     }

@@ -10,7 +10,7 @@
 //!
 //! Geometry decisions ([`ext4_geometry`], [`resize_target`]) are pure and unit-tested.
 
-use crate::gpt::{Gpt, Growth, GptError, PRIMARY_BYTES, SECTOR};
+use crate::gpt::{Gpt, GptError, Growth, PRIMARY_BYTES, SECTOR};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -128,8 +128,11 @@ pub fn grow_partition(sys_class_block: &Path, part: &PartitionOf, label: &str) -
     file.sync_data().map_err(io_err(&part.disk))?;
     let start = growth.first_lba * SECTOR;
     let length = (growth.new_last + 1 - growth.first_lba) * SECTOR;
-    blkpg_resize(&file, part.number, start, length)
-        .map_err(|source| GrowError::Blkpg { disk: part.disk.clone(), number: part.number, source })?;
+    blkpg_resize(&file, part.number, start, length).map_err(|source| GrowError::Blkpg {
+        disk: part.disk.clone(),
+        number: part.number,
+        source,
+    })?;
     Ok(Some(growth))
 }
 
@@ -215,8 +218,11 @@ pub fn grow_ext4(sys_class_block: &Path, device: &Path, mount: &Path) -> Result<
     let dir = File::open(mount).map_err(io_err(mount))?;
     // SAFETY: `target` is a live u64 the kernel reads (EXT4_IOC_RESIZE_FS takes a
     // pointer to the new block count); `dir` is an open descriptor on the mount.
-    unsafe { ext4_resize_fs(dir.as_raw_fd(), &target) }
-        .map_err(|source| GrowError::Resize { mount: mount.to_path_buf(), blocks: target, source })?;
+    unsafe { ext4_resize_fs(dir.as_raw_fd(), &target) }.map_err(|source| GrowError::Resize {
+        mount: mount.to_path_buf(),
+        blocks: target,
+        source,
+    })?;
     Ok(Some((blocks * block_size, target * block_size)))
 }
 

@@ -72,7 +72,13 @@ pub fn print_ls(images: &[ImageSummary]) {
 fn format_ls(images: &[ImageSummary]) -> String {
     let mut out = format!("{:<14} {:>6} {:>10}  NAMES\n", "IMAGE", "LAYERS", "SIZE");
     for image in images {
-        out.push_str(&format!("{:<14} {:>6} {:>10}  {}\n", image.manifest.short(), image.layers, human(image.size), image.names.join(", ")));
+        out.push_str(&format!(
+            "{:<14} {:>6} {:>10}  {}\n",
+            image.manifest.short(),
+            image.layers,
+            human(image.size),
+            image.names.join(", ")
+        ));
     }
     out
 }
@@ -86,7 +92,14 @@ fn format_inspect(detail: &ImageDetail) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let s = &detail.summary;
-    let _ = writeln!(out, "image:       {}\nnames:       {}\nsize:        {} ({} layers)", s.manifest, s.names.join(", "), human(s.size), s.layers);
+    let _ = writeln!(
+        out,
+        "image:       {}\nnames:       {}\nsize:        {} ({} layers)",
+        s.manifest,
+        s.names.join(", "),
+        human(s.size),
+        s.layers
+    );
     let c = &detail.config;
     let list = |v: &Option<Vec<String>>| v.as_ref().map(|v| format!("{v:?}")).unwrap_or_else(|| "-".into());
     let _ = writeln!(out, "entrypoint:  {}\ncmd:         {}\nenv:         {}", list(&c.entrypoint), list(&c.cmd), list(&c.env));
@@ -165,7 +178,11 @@ mod tests {
     #[test]
     fn inspect_shows_the_defaults_and_each_layers_changes() {
         let summary = ImageSummary { manifest: Digest::of(b"m"), names: vec!["oci-archive:/i.tar".into()], layers: 2, size: 3 << 20 };
-        let config = ProcessConfig { entrypoint: Some(vec!["/bin/sh".into()]), exposed_ports: Some([("80/tcp".to_string(), serde_json::json!({}))].into()), ..Default::default() };
+        let config = ProcessConfig {
+            entrypoint: Some(vec!["/bin/sh".into()]),
+            exposed_ports: Some([("80/tcp".to_string(), serde_json::json!({}))].into()),
+            ..Default::default()
+        };
         let layer = |added: &[&str], changed: &[&str], removed: &[&str]| LayerDetail {
             digest: Digest::of(b"l").to_string(),
             added: added.iter().map(|s| s.to_string()).collect(),
@@ -173,11 +190,18 @@ mod tests {
             removed: removed.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         };
-        let detail = ImageDetail { summary: summary.clone(), config, layers: vec![layer(&["etc", "etc/motd"], &[], &[]), layer(&[], &["etc/motd"], &["etc/old"])] };
+        let detail = ImageDetail {
+            summary: summary.clone(),
+            config,
+            layers: vec![layer(&["etc", "etc/motd"], &[], &[]), layer(&[], &["etc/motd"], &["etc/old"])],
+        };
         let text = format_inspect(&detail);
         assert!(text.contains("size:        3.0M (2 layers)"), "{text}");
         assert!(text.contains("entrypoint:  [\"/bin/sh\"]") && text.contains("ports:       [\"80/tcp\"]"), "{text}");
-        assert!(text.contains("layer 1: sha256:") && text.contains("0 added, 1 changed, 1 removed\n  ~ /etc/motd\n  - /etc/old\n"), "{text}");
+        assert!(
+            text.contains("layer 1: sha256:") && text.contains("0 added, 1 changed, 1 removed\n  ~ /etc/motd\n  - /etc/old\n"),
+            "{text}"
+        );
         let ls = format_ls(&[summary]);
         assert!(ls.lines().nth(1).unwrap().starts_with(Digest::of(b"m").short()) && ls.contains("oci-archive:/i.tar"), "{ls}");
     }

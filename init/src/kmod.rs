@@ -77,18 +77,13 @@ impl ModulesDep {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (path, deps) = line.split_once(':').ok_or(ResolveError::BadLine {
-                line: index + 1,
-                reason: "missing ':' after the module path",
-            })?;
+            let (path, deps) =
+                line.split_once(':').ok_or(ResolveError::BadLine { line: index + 1, reason: "missing ':' after the module path" })?;
             let path = path.trim();
             if path.is_empty() {
                 return Err(ResolveError::BadLine { line: index + 1, reason: "empty module path" });
             }
-            let entry = ModuleEntry {
-                path: path.to_string(),
-                deps: deps.split_whitespace().map(str::to_string).collect(),
-            };
+            let entry = ModuleEntry { path: path.to_string(), deps: deps.split_whitespace().map(str::to_string).collect() };
             by_name.insert(ModuleName::from_path(path), entry);
         }
         Ok(ModulesDep { by_name })
@@ -117,10 +112,7 @@ impl ModulesDep {
 
     /// The set of module files needed by all `names` (for building an image), plus the
     /// names that could not be found.
-    pub fn closure<'a>(
-        &self,
-        names: impl IntoIterator<Item = &'a ModuleName>,
-    ) -> (BTreeSet<String>, Vec<ResolveError>) {
+    pub fn closure<'a>(&self, names: impl IntoIterator<Item = &'a ModuleName>) -> (BTreeSet<String>, Vec<ResolveError>) {
         let mut files = BTreeSet::new();
         let mut missing = Vec::new();
         for name in names {
@@ -136,8 +128,7 @@ impl ModulesDep {
     /// the guest sees only the modules it actually has.
     pub fn render_subset(&self, files: &BTreeSet<String>) -> String {
         let mut out = String::new();
-        let mut entries: Vec<&ModuleEntry> =
-            self.by_name.values().filter(|e| files.contains(&e.path)).collect();
+        let mut entries: Vec<&ModuleEntry> = self.by_name.values().filter(|e| files.contains(&e.path)).collect();
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         for entry in entries {
             out.push_str(&entry.path);
@@ -165,10 +156,7 @@ kernel/drivers/net/virtio_net.ko: kernel/net/core/failover.ko kernel/drivers/net
     fn dependencies_come_first_and_once() {
         let dep = ModulesDep::parse(DEP).unwrap();
         let order = dep.load_order(&ModuleName::new("bridge")).unwrap();
-        assert_eq!(
-            order,
-            ["kernel/net/llc/llc.ko", "kernel/net/802/stp.ko", "kernel/net/bridge/bridge.ko"]
-        );
+        assert_eq!(order, ["kernel/net/llc/llc.ko", "kernel/net/802/stp.ko", "kernel/net/bridge/bridge.ko"]);
     }
 
     #[test]
@@ -197,9 +185,6 @@ kernel/drivers/net/virtio_net.ko: kernel/net/core/failover.ko kernel/drivers/net
         let dep = ModulesDep::parse(DEP).unwrap();
         let (files, missing) = dep.closure([&ModuleName::new("stp"), &ModuleName::new("zz")]);
         assert_eq!(missing.len(), 1);
-        assert_eq!(
-            dep.render_subset(&files),
-            "kernel/net/802/stp.ko: kernel/net/llc/llc.ko\nkernel/net/llc/llc.ko:\n"
-        );
+        assert_eq!(dep.render_subset(&files), "kernel/net/802/stp.ko: kernel/net/llc/llc.ko\nkernel/net/llc/llc.ko:\n");
     }
 }

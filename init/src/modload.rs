@@ -47,18 +47,12 @@ pub enum LoadError {
 
 /// The names listed in a module list file: one per line, `#` comments allowed.
 pub fn parse_module_list(text: &str) -> Vec<ModuleName> {
-    text.lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter(|l| !l.is_empty())
-        .map(ModuleName::new)
-        .collect()
+    text.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()).map(ModuleName::new).collect()
 }
 
 /// The modules directory of the running kernel.
 pub fn modules_dir() -> PathBuf {
-    let release = nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
     Path::new("/lib/modules").join(release)
 }
 
@@ -84,8 +78,7 @@ impl ModuleLoader {
                 continue;
             }
             let path = self.dir.join(&relative);
-            let file = std::fs::File::open(&path)
-                .map_err(|source| LoadError::Open { module: name.clone(), path: path.clone(), source })?;
+            let file = std::fs::File::open(&path).map_err(|source| LoadError::Open { module: name.clone(), path: path.clone(), source })?;
             match finit_module(&file, &CString::default(), ModuleInitFlags::empty()) {
                 Ok(()) | Err(nix::Error::EEXIST) => {}
                 Err(source) => return Err(LoadError::Kernel { module: name.clone(), path, source }),

@@ -30,9 +30,7 @@ pub fn find_devices() -> Vec<PathBuf> {
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("event"))
         .filter(|e| {
-            std::fs::read_to_string(e.path().join("device/name"))
-                .map(|n| n.trim().eq_ignore_ascii_case("power button"))
-                .unwrap_or(false)
+            std::fs::read_to_string(e.path().join("device/name")).map(|n| n.trim().eq_ignore_ascii_case("power button")).unwrap_or(false)
         })
         .map(|e| PathBuf::from("/dev/input").join(e.file_name()))
         .collect();
@@ -44,13 +42,11 @@ pub fn find_devices() -> Vec<PathBuf> {
 pub fn open_all() -> Vec<(PathBuf, File)> {
     find_devices()
         .into_iter()
-        .filter_map(|path| {
-            match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(&path) {
-                Ok(file) => Some((path, file)),
-                Err(e) => {
-                    log::warn!("power button {}: {e}", path.display());
-                    None
-                }
+        .filter_map(|path| match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(&path) {
+            Ok(file) => Some((path, file)),
+            Err(e) => {
+                log::warn!("power button {}: {e}", path.display());
+                None
             }
         })
         .collect()

@@ -67,9 +67,8 @@ mod tests {
 
     #[test]
     fn reaps_every_ended_child() {
-        let children: Vec<_> = (0..5)
-            .map(|i| std::process::Command::new("sh").arg("-c").arg(format!("exit {i}")).spawn().unwrap())
-            .collect();
+        let children: Vec<_> =
+            (0..5).map(|i| std::process::Command::new("sh").arg("-c").arg(format!("exit {i}")).spawn().unwrap()).collect();
         let pids: Vec<i32> = children.iter().map(|c| c.id() as i32).collect();
         std::mem::forget(children);
         let mut codes = Vec::new();

@@ -78,12 +78,8 @@ fn wait_for_no_children(limit: Duration) -> bool {
 
 /// Mount points from /proc/self/mountinfo text, deepest (most recent) first, without `/`.
 pub fn unmount_order(mountinfo: &str) -> Vec<String> {
-    let mut points: Vec<String> = mountinfo
-        .lines()
-        .filter_map(|line| line.split_whitespace().nth(4))
-        .map(unescape_octal)
-        .filter(|p| p != "/")
-        .collect();
+    let mut points: Vec<String> =
+        mountinfo.lines().filter_map(|line| line.split_whitespace().nth(4)).map(unescape_octal).filter(|p| p != "/").collect();
     points.reverse();
     points
 }
@@ -119,13 +115,8 @@ fn unmount_all() {
             },
         }
     }
-    let _ = nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY,
-        None::<&str>,
-    );
+    let _ =
+        nix::mount::mount(None::<&str>, "/", None::<&str>, nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY, None::<&str>);
     info!("shutdown: unmounted {unmounted} of {} filesystems", points.len());
 }
 

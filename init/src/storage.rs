@@ -26,8 +26,7 @@ pub const DEV_DIR: &str = "/dev";
 /// Directories keel needs on /var, created when missing (relative to /var).
 pub const VAR_SUBDIRS: &[&str] = &["lib/keel", "log/keel"];
 /// The console line of a boot without a data disk.
-pub const NOT_PERSISTENT_MESSAGE: &str =
-    "keel: /var is not persistent (no disk labelled keel-var): every boot is a first boot";
+pub const NOT_PERSISTENT_MESSAGE: &str = "keel: /var is not persistent (no disk labelled keel-var): every boot is a first boot";
 
 /// Byte offset of the ext4 (and ext2/3) superblock on the device.
 pub const SUPERBLOCK_OFFSET: usize = 1024;
@@ -77,10 +76,7 @@ pub fn find_by_label(sys_class_block: &Path, dev: &Path, label: &str) -> Vec<Pat
 /// of size 0 (empty drives) and devices that cannot be read are skipped.
 pub fn device_heads(sys_class_block: &Path, dev: &Path, len: usize) -> Vec<(PathBuf, Vec<u8>)> {
     let mut names: Vec<String> = match std::fs::read_dir(sys_class_block) {
-        Ok(entries) => entries
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect(),
+        Ok(entries) => entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
         Err(e) => {
             debug!("cannot list {}: {e}", sys_class_block.display());
             return Vec::new();
@@ -126,9 +122,7 @@ pub fn persistent_var_device(proc_mounts: &str) -> Option<String> {
 
 /// Whether /var is on a data disk now (read from /proc/mounts).
 pub fn var_is_persistent() -> bool {
-    std::fs::read_to_string("/proc/mounts")
-        .map(|text| persistent_var_device(&text).is_some())
-        .unwrap_or(false)
+    std::fs::read_to_string("/proc/mounts").map(|text| persistent_var_device(&text).is_some()).unwrap_or(false)
 }
 
 /// What the storage step did.
@@ -204,11 +198,7 @@ pub fn mount_var() -> Result<VarStorage, StorageError> {
     };
     if found.len() > 1 {
         let others: Vec<String> = found[1..].iter().map(|p| p.display().to_string()).collect();
-        warn!(
-            "several disks are labelled {VAR_LABEL}; using {}, ignoring {}",
-            device.display(),
-            others.join(", ")
-        );
+        warn!("several disks are labelled {VAR_LABEL}; using {}, ignoring {}", device.display(), others.join(", "));
     }
     let name = device.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let partition = crate::grow::partition_of(Path::new(SYS_CLASS_BLOCK), Path::new(DEV_DIR), &name);
@@ -246,11 +236,9 @@ fn grow_partition(partition: &crate::grow::PartitionOf) {
 /// Grow the mounted ext4 on `device` to fill its partition (online).
 fn grow_filesystem(device: &Path) {
     match crate::grow::grow_ext4(Path::new(SYS_CLASS_BLOCK), device, Path::new(VAR_DIR)) {
-        Ok(Some((old, new))) => crate::logger::marker(&format!(
-            "keel: grew the ext4 filesystem on {VAR_DIR} from {} to {} MiB",
-            old >> 20,
-            new >> 20
-        )),
+        Ok(Some((old, new))) => {
+            crate::logger::marker(&format!("keel: grew the ext4 filesystem on {VAR_DIR} from {} to {} MiB", old >> 20, new >> 20))
+        }
         Ok(None) => debug!("the filesystem on {VAR_DIR} already fills {}", device.display()),
         Err(e) => log::error!("growing the filesystem on {VAR_DIR}: {e}; it keeps its size"),
     }
@@ -291,7 +279,8 @@ pub fn persist_writable_trees(var: &Path) {
                 std::fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
             }
             let data = format!("lowerdir={tree},upperdir={},workdir={}", upper.display(), work.display());
-            mount(Some("overlay"), tree, Some("overlay"), MsFlags::empty(), Some(data.as_str())).map_err(|e| format!("mount overlay on {tree}: {e}"))
+            mount(Some("overlay"), tree, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
+                .map_err(|e| format!("mount overlay on {tree}: {e}"))
         })();
         match result {
             Ok(()) => info!("{tree} is persistent (changes kept in {})", upper.display()),
@@ -376,13 +365,13 @@ mod tests {
         let (sys, dev) = (root.0.join("sys"), root.0.join("dev"));
         std::fs::create_dir_all(&dev).unwrap();
         let devices: &[(&str, &str, Option<Vec<u8>>)] = &[
-            ("vda", "1048576", Some(vec![0u8; 4096])),   // a disk with a partition table
-            ("vda1", "1000", Some(head(b"keel-var"))),    // the data partition
-            ("vdb", "2048", Some(head(b"other"))),        // ext4, another label
-            ("vdc", "0", Some(head(b"keel-var"))),        // size 0: skipped, never opened
-            ("vdd", "2048", None),                        // no device node
-            ("vde", "2048", Some(vec![1u8; 100])),        // short read
-            ("vdf", "2048", Some(head(b"keel-var"))),     // a second match
+            ("vda", "1048576", Some(vec![0u8; 4096])), // a disk with a partition table
+            ("vda1", "1000", Some(head(b"keel-var"))), // the data partition
+            ("vdb", "2048", Some(head(b"other"))),     // ext4, another label
+            ("vdc", "0", Some(head(b"keel-var"))),     // size 0: skipped, never opened
+            ("vdd", "2048", None),                     // no device node
+            ("vde", "2048", Some(vec![1u8; 100])),     // short read
+            ("vdf", "2048", Some(head(b"keel-var"))),  // a second match
         ];
         for (name, size, content) in devices {
             std::fs::create_dir_all(sys.join(name)).unwrap();

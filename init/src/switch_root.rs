@@ -75,8 +75,7 @@ fn prepare() -> Result<(), SwitchError> {
         remove_tree(&entry.path());
     }
     std::env::set_current_dir(NEW_ROOT).map_err(fail(format!("chdir {NEW_ROOT}")))?;
-    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-        .map_err(|e| fail("move the new root onto /")(nix_io(e)))?;
+    mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>).map_err(|e| fail("move the new root onto /")(nix_io(e)))?;
     nix::unistd::chroot(".").map_err(|e| fail("chroot")(nix_io(e)))?;
     std::env::set_current_dir("/").map_err(fail("chdir /"))
 }
@@ -116,12 +115,9 @@ fn remove_tree(path: &Path) {
 /// Execute /usr/bin/keel of the current root, marked as switched. Returns only on failure.
 pub(crate) fn exec_self() -> SwitchError {
     let program = CString::new("/usr/bin/keel").unwrap_or_default();
-    let args: Vec<CString> = std::env::args_os()
-        .filter_map(|a| CString::new(a.into_encoded_bytes()).ok())
-        .collect();
-    let mut env: Vec<CString> = std::env::vars_os()
-        .filter_map(|(k, v)| CString::new(format!("{}={}", k.to_string_lossy(), v.to_string_lossy())).ok())
-        .collect();
+    let args: Vec<CString> = std::env::args_os().filter_map(|a| CString::new(a.into_encoded_bytes()).ok()).collect();
+    let mut env: Vec<CString> =
+        std::env::vars_os().filter_map(|(k, v)| CString::new(format!("{}={}", k.to_string_lossy(), v.to_string_lossy())).ok()).collect();
     env.extend(CString::new(format!("{SWITCHED_ENV}=1")));
     let err = nix::unistd::execve(&program, &args, &env).err().unwrap_or(nix::Error::EINVAL);
     fail("exec /usr/bin/keel in the new root")(nix_io(err))

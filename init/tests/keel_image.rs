@@ -25,7 +25,12 @@ fn image() -> &'static Path {
         let out = Command::new(script).arg(&dir).output().expect("run make-test-image.sh");
         assert!(out.status.success(), "make-test-image.sh (needs umoci, skopeo, python3): {}", String::from_utf8_lossy(&out.stderr));
         let reference = dir.join("umoci");
-        let out = Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:test", dir.join("layout").display())).arg(&reference).output().unwrap();
+        let out = Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:test", dir.join("layout").display()))
+            .arg(&reference)
+            .output()
+            .unwrap();
         assert!(out.status.success(), "umoci unpack: {}", String::from_utf8_lossy(&out.stderr));
         dir
     })
@@ -78,7 +83,14 @@ fn assert_same_tree(ours: &Path, theirs: &Path, with_links: bool) {
             problems.push(format!("{key}:\n  keel:  {:?}\n  umoci: {:?}", a.get(key), b.get(key)));
         }
     }
-    assert!(problems.is_empty(), "{} differences between {} and {}:\n{}", problems.len(), ours.display(), theirs.display(), problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "{} differences between {} and {}:\n{}",
+        problems.len(),
+        ours.display(),
+        theirs.display(),
+        problems.join("\n")
+    );
     assert!(a.len() > 20, "the tree is suspiciously small: {a:?}");
 }
 
@@ -92,7 +104,13 @@ fn keel(args: &[&str], store: Option<&Path>) -> Output {
 }
 
 fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "exit {:?}\nstdout: {}\nstderr: {}", out.status.code(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -112,7 +130,10 @@ fn keel_unpack_matches_umoci_for_layout_oci_archive_and_docker_archive() {
         assert!(!out_dir.join("etc/deleted").exists() && !out_dir.join("srv/old").exists());
         assert_eq!(std::fs::read_to_string(out_dir.join("etc/motd")).unwrap(), "two\n");
         assert_eq!(std::fs::read_dir(out_dir.join("var/cache")).unwrap().count(), 1, "opaque /var/cache keeps only c2");
-        assert_eq!(std::fs::metadata(out_dir.join("data/xlink")).unwrap().ino(), std::fs::metadata(out_dir.join("data/orig")).unwrap().ino());
+        assert_eq!(
+            std::fs::metadata(out_dir.join("data/xlink")).unwrap().ino(),
+            std::fs::metadata(out_dir.join("data/orig")).unwrap().ino()
+        );
     }
 }
 
@@ -126,7 +147,12 @@ fn store_layers_mounted_as_an_overlay_match_umoci() {
     let merged = dir.join("merged");
     std::fs::create_dir_all(&merged).unwrap();
     let lowers: Vec<String> = resolved.lowers.iter().map(|l| l.display().to_string()).collect();
-    let out = Command::new("mount").args(["-t", "overlay", "overlay", "-o"]).arg(format!("ro,lowerdir={}", lowers.join(":"))).arg(&merged).output().unwrap();
+    let out = Command::new("mount")
+        .args(["-t", "overlay", "overlay", "-o"])
+        .arg(format!("ro,lowerdir={}", lowers.join(":")))
+        .arg(&merged)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "mount overlay: {}", String::from_utf8_lossy(&out.stderr));
     let result = std::panic::catch_unwind(|| {
         // Hard-link groups differ by design: a link to a lower file is linked to a copy in its own layer.
@@ -147,7 +173,13 @@ fn keel_run_uses_the_image_config_and_the_declaration_overrides_it() {
     let run = |name: &str, extra: &str| {
         let file = dir.join(format!("{name}.toml"));
         std::fs::write(&file, format!("image = \"oci-archive:{}\"\nnetwork = \"none\"\n{extra}", archive.display())).unwrap();
-        let out = Command::new(KEEL).arg("run").arg(&file).env("KEEL_IMAGE_STORE", &store).env("KEEL_STATE_DIR", dir.join("state")).output().unwrap();
+        let out = Command::new(KEEL)
+            .arg("run")
+            .arg(&file)
+            .env("KEEL_IMAGE_STORE", &store)
+            .env("KEEL_STATE_DIR", dir.join("state"))
+            .output()
+            .unwrap();
         ok(&out)
     };
     assert_eq!(run("defaults", ""), "MARKER=from-image uid=0 pwd=/srv motd=two cache=c2 deleted=absent\n");
@@ -173,7 +205,8 @@ fn a_tampered_blob_is_refused_naming_the_blob() {
     // keel run refuses it too, and the store holds nothing of it.
     let file = dir.join("tampered.toml");
     std::fs::write(&file, format!("image = \"oci-archive:{}\"\nnetwork = \"none\"\n", tampered.display())).unwrap();
-    let out = Command::new(KEEL).arg("run").arg(&file).env("KEEL_IMAGE_STORE", &store).env("KEEL_STATE_DIR", dir.join("state")).output().unwrap();
+    let out =
+        Command::new(KEEL).arg("run").arg(&file).env("KEEL_IMAGE_STORE", &store).env("KEEL_STATE_DIR", dir.join("state")).output().unwrap();
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("blob sha256:{blob}")), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!store.join("blobs/sha256").join(&blob).exists());
@@ -190,7 +223,8 @@ fn a_tampered_docker_archive_layer_is_refused_naming_the_file() {
     let store = dir.join("store-docker");
     let good = format!("docker-archive:{}", dir.join("image.docker.tar").display());
     ok(&keel(&["image", "unpack", &good, dir.join("d-good").to_str().unwrap()], Some(&store)));
-    let out = keel(&["image", "unpack", &format!("docker-archive:{}", tampered.display()), dir.join("d-out").to_str().unwrap()], Some(&store));
+    let out =
+        keel(&["image", "unpack", &format!("docker-archive:{}", tampered.display()), dir.join("d-out").to_str().unwrap()], Some(&store));
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&member) && err.contains("tampered or corrupt"), "{err}");
@@ -262,11 +296,15 @@ fn layout_of(dir: &Path, blob: &[u8], diff_id: &str) -> String {
         format!("sha256:{hex}")
     };
     let layer = put(blob);
-    let config = serde_json::to_vec(&serde_json::json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff_id]}})).unwrap();
+    let config = serde_json::to_vec(
+        &serde_json::json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff_id]}}),
+    )
+    .unwrap();
     let config_d = put(&config);
     let manifest = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_d, "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": blob.len()}]})).unwrap();
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer, "size": blob.len()}]}))
+    .unwrap();
     let manifest_d = put(&manifest);
     let index = serde_json::json!({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_d, "size": manifest.len()}]});
     std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
@@ -300,12 +338,20 @@ fn bomb_child(dir: &Path, case: &str) {
 /// Run [`bomb_child`] for `case` in a fresh process of this test binary.
 fn run_bomb_child(dir: &Path, case: &str) -> (u128, u64, String) {
     let out = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "a_gzip_bomb_import_fails_fast_with_bounded_memory_and_leaves_the_store_clean", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "a_gzip_bomb_import_fails_fast_with_bounded_memory_and_leaves_the_store_clean",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("KEEL_BOMB_CHILD", format!("{}:{case}", dir.display()))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().find_map(|l| l.split_once("KEEL-BOMB ").map(|(_, rest)| rest)).unwrap_or_else(|| panic!("child: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let line = stdout
+        .lines()
+        .find_map(|l| l.split_once("KEEL-BOMB ").map(|(_, rest)| rest))
+        .unwrap_or_else(|| panic!("child: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
     let mut words = line.splitn(3, ' ');
     let elapsed = words.next().unwrap().trim_start_matches("elapsed_ms=").parse().unwrap();
     let hwm = words.next().unwrap().trim_start_matches("hwm_kb=").parse().unwrap();
@@ -355,13 +401,18 @@ fn the_store_and_state_dirs_are_private_and_a_user_namespaced_container_still_mo
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
     let run = |name: &str, extra: &str| {
         let file = base.join(format!("{name}.toml"));
-        let toml = format!("image = \"oci-archive:{}\"\nnetwork = \"none\"\ncommand = [\"id -u; cat /etc/motd\"]\n{extra}", dir.join("image.oci.tar").display());
+        let toml = format!(
+            "image = \"oci-archive:{}\"\nnetwork = \"none\"\ncommand = [\"id -u; cat /etc/motd\"]\n{extra}",
+            dir.join("image.oci.tar").display()
+        );
         std::fs::write(&file, toml).unwrap();
         Command::new(KEEL).arg("run").arg(&file).env("KEEL_IMAGE_STORE", &store).env("KEEL_STATE_DIR", &state).output().unwrap()
     };
     // Without a user namespace everything stays 0700.
     assert_eq!(ok(&run("plain", "")), "0\ntwo\n");
-    for (path, want) in [(&store, 0o700), (&store.join("layers"), 0o700), (&store.join("blobs"), 0o700), (&state, 0o700), (&store.join("refs.json"), 0o600)] {
+    for (path, want) in
+        [(&store, 0o700), (&store.join("layers"), 0o700), (&store.join("blobs"), 0o700), (&state, 0o700), (&store.join("refs.json"), 0o600)]
+    {
         assert_eq!(mode(path), want, "{}", path.display());
     }
     // The namespace's root (host uid 100000) mounts the overlay: the path is opened to search.

@@ -30,10 +30,7 @@ fn every_exit_code_comes_back_exactly() {
         let children: Vec<(i32, Child)> = chunk
             .iter()
             .map(|code| {
-                let child = Command::new(KEEL)
-                    .args(["init", "--", "sh", "-c", &format!("exit {code}")])
-                    .spawn()
-                    .expect("spawn keel init");
+                let child = Command::new(KEEL).args(["init", "--", "sh", "-c", &format!("exit {code}")]).spawn().expect("spawn keel init");
                 (*code, child)
             })
             .collect();
@@ -53,11 +50,7 @@ fn killed_child_gives_128_plus_signal() {
 
 /// Start keel init on `script` and wait until the script printed its first line.
 fn start_ready(script: &str) -> Child {
-    let mut child = Command::new(KEEL)
-        .args(["init", "--", "sh", "-c", script])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn keel init");
+    let mut child = Command::new(KEEL).args(["init", "--", "sh", "-c", script]).stdout(Stdio::piped()).spawn().expect("spawn keel init");
     let mut line = String::new();
     BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
     assert_eq!(line.trim(), "ready", "the script did not start");

@@ -39,10 +39,7 @@ fn children_of(parent: u32) -> Vec<u32> {
 fn signals_are_forwarded_and_a_killed_container_exits_128_plus_signal() {
     let fx = Fixture::new("signal");
     let start = |name: &str, script: &str| {
-        let toml = format!(
-            "image = \"{}\"\ncommand = [\"/bin/busybox\", \"sh\", \"-c\", {script:?}]\n",
-            fx.dir.join("rootfs").display()
-        );
+        let toml = format!("image = \"{}\"\ncommand = [\"/bin/busybox\", \"sh\", \"-c\", {script:?}]\n", fx.dir.join("rootfs").display());
         let file = fx.dir.join(format!("{name}.toml"));
         std::fs::write(&file, toml).unwrap();
         Command::new(env!("CARGO_BIN_EXE_keel"))
@@ -90,7 +87,9 @@ fn isolation_denies_what_a_container_must_not_do() {
     assert!(text.contains("sysrq=no"), "{text}");
     assert!(text.contains("kcore=0"), "{text}");
     assert!(text.contains("firmware=0"), "{text}");
-    for dev in ["null", "zero", "full", "random", "urandom", "tty", "console", "pts", "shm", "mqueue", "fd", "stdin", "stdout", "stderr", "ptmx"] {
+    for dev in
+        ["null", "zero", "full", "random", "urandom", "tty", "console", "pts", "shm", "mqueue", "fd", "stdin", "stdout", "stderr", "ptmx"]
+    {
         assert!(text.contains(&format!(" {dev} ")) || text.contains(&format!("={dev} ")), "/dev lacks {dev}: {text}");
     }
     assert!(text.contains("CapEff:\t00000000a80425fb"), "{text}");
@@ -105,7 +104,10 @@ fn isolation_denies_what_a_container_must_not_do() {
 #[test]
 fn user_and_read_only_root_are_honoured() {
     let fx = Fixture::new("user");
-    let text = check(&fx.run("ro", "id -u; id -g; touch /x 2>/dev/null && echo write=yes || echo write=no", "user = \"nobody\"\nread_only = true\n"), 0);
+    let text = check(
+        &fx.run("ro", "id -u; id -g; touch /x 2>/dev/null && echo write=yes || echo write=no", "user = \"nobody\"\nread_only = true\n"),
+        0,
+    );
     assert_eq!(text, "65534\n65534\nwrite=no\n");
     let text = check(&fx.run("rw", "touch /x && echo write=yes", ""), 0);
     assert_eq!(text, "write=yes\n");
@@ -157,7 +159,8 @@ fn user_namespace_maps_root_to_an_unprivileged_host_range() {
     // The image's files belong to host root, unmapped here (nobody): the container's
     // root writes in its own tmpfs.
     let mounts = "[[mounts]]\ntype = \"tmpfs\"\ntarget = \"/scratch\"\n";
-    let script = "cat /proc/self/uid_map /proc/self/gid_map; id -u; echo hi > /scratch/file && ls -n /scratch/file; cat /proc/self/setgroups";
+    let script =
+        "cat /proc/self/uid_map /proc/self/gid_map; id -u; echo hi > /scratch/file && ls -n /scratch/file; cat /proc/self/setgroups";
     let text = check(&fx.run("userns", script, &format!("{extra}{mounts}")), 0);
     let words: Vec<&str> = text.split_whitespace().collect();
     assert_eq!(&words[..7], ["0", "100000", "65536", "0", "100000", "65536", "0"], "{text}");
@@ -165,7 +168,10 @@ fn user_namespace_maps_root_to_an_unprivileged_host_range() {
     let owner: Vec<&str> = file.split_whitespace().skip(2).take(2).collect();
     assert_eq!(owner, ["0", "0"], "the container's root does not own its files: {text}");
     assert!(text.trim_end().ends_with("deny"), "{text}");
-    let read_only = check(&fx.run("userns-ro", "id -u; touch /x 2>/dev/null && echo writable || echo read-only", &format!("read_only = true\n{extra}")), 0);
+    let read_only = check(
+        &fx.run("userns-ro", "id -u; touch /x 2>/dev/null && echo writable || echo read-only", &format!("read_only = true\n{extra}")),
+        0,
+    );
     assert_eq!(read_only, "0\nread-only\n");
 }
 
@@ -175,10 +181,7 @@ fn default_network_gives_eth0_an_address_a_route_and_name_files() {
     // creates for the default keel0 network are not the host's.
     let fx = Fixture::new("keel0");
     let script = "ip -4 -o addr show eth0 | tr -s ' ' | cut -d' ' -f4; ip route | grep default; grep -c nameserver /etc/resolv.conf || true; grep keel0 /etc/hosts";
-    let toml = format!(
-        "image = \"{}\"\ncommand = [\"/bin/busybox\", \"sh\", \"-c\", {script:?}]\n",
-        fx.dir.join("rootfs").display()
-    );
+    let toml = format!("image = \"{}\"\ncommand = [\"/bin/busybox\", \"sh\", \"-c\", {script:?}]\n", fx.dir.join("rootfs").display());
     let file = fx.dir.join("keel0.toml");
     std::fs::write(&file, toml).unwrap();
     let output = Command::new("unshare")

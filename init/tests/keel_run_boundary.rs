@@ -123,7 +123,8 @@ fn a_dangling_etc_hosts_symlink_creates_nothing_on_the_host() {
     let var = tempfile_under_var("hosts-link");
     let source = var.join("hosts-source");
     std::fs::write(&source, "127.0.0.1 bound\n").unwrap();
-    let mounts = format!("[[mounts]]\ntype = \"bind\"\nsource = {:?}\ntarget = \"/etc/hosts\"\nread_only = true\n", source.display().to_string());
+    let mounts =
+        format!("[[mounts]]\ntype = \"bind\"\nsource = {:?}\ntarget = \"/etc/hosts\"\nread_only = true\n", source.display().to_string());
     let output = fx.run("hosts", "cat /etc/hosts", &mounts);
     assert!(!host_path.exists(), "keel created {} by following the container's symlink", host_path.display());
     assert_eq!(stdout(&output), "127.0.0.1 bound\n", "{}", describe(&output));
@@ -151,7 +152,11 @@ fn a_bind_source_under_var_may_not_lead_out_of_var_or_into_keels_state() {
     for (link, why) in [("to-etc", "leads out of /var"), ("to-state", "leads into keel's state")] {
         let mounts = format!("[[mounts]]\ntype = \"bind\"\nsource = {:?}\ntarget = \"/mnt/x\"\n", var.join(link).display().to_string());
         let output = fx.run("bind", "ls /mnt/x | head -3; echo listed", &mounts);
-        assert!(!output.status.success() && !stdout(&output).contains("listed"), "a bind source that {why} was used: {}", describe(&output));
+        assert!(
+            !output.status.success() && !stdout(&output).contains("listed"),
+            "a bind source that {why} was used: {}",
+            describe(&output)
+        );
     }
     // Control: the host follows the same links.
     assert!(var.join("to-etc/passwd").exists());

@@ -17,12 +17,7 @@ fn state() -> FirewallState {
         uplink: Some("eth0".into()),
         container_subnets: vec![(Ipv4Addr::new(10, 88, 0, 0), 16)],
         container_subnets6: Vec::new(),
-        bridges: vec![BridgeRule {
-            name: "keel0".into(),
-            subnet: (Ipv4Addr::new(10, 88, 0, 0), 16),
-            isolated: false,
-            metadata: false,
-        }],
+        bridges: vec![BridgeRule { name: "keel0".into(), subnet: (Ipv4Addr::new(10, 88, 0, 0), 16), isolated: false, metadata: false }],
         published: (0..PORTS)
             .map(|i| Published {
                 proto: Proto::Tcp,
@@ -44,11 +39,7 @@ fn as_text(state: &FirewallState) -> String {
     let mut elements = String::new();
     for (i, p) in state.published.iter().enumerate() {
         let sep = if i == 0 { "" } else { ", " };
-        let _ = write!(
-            elements,
-            "{sep}tcp . {} : {} . {}",
-            p.host_port, p.dest, p.dest_port
-        );
+        let _ = write!(elements, "{sep}tcp . {} : {} . {}", p.host_port, p.dest, p.dest_port);
     }
     let dnat = "fib daddr type local dnat ip to ip daddr . meta l4proto . th dport map @published_host\n    \
                 fib daddr type local dnat ip to meta l4proto . th dport map @published";

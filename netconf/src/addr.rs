@@ -111,11 +111,10 @@ pub fn list_addresses(index: Option<u32>) -> Result<Vec<AddressInfo>, NetlinkErr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::socket::ip_bytes;
     use crate::socket::encode_message;
+    use crate::socket::ip_bytes;
     use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST};
     use std::net::{Ipv4Addr, Ipv6Addr};
-
 
     #[test]
     fn add_v4_bytes_are_ips() {

@@ -37,12 +37,7 @@ pub fn ensure_bridge(name: &str, address: Ipv4Addr, prefix: u8) -> Result<u32, N
 /// [`ensure_bridge`], plus the IPv6 `address6` (address, prefix) when given, added without
 /// duplicate address detection (IFA_F_NODAD) so containers can use it as their gateway at
 /// once. An existing IPv6 address is reused too.
-pub fn ensure_bridge_dual(
-    name: &str,
-    address: Ipv4Addr,
-    prefix: u8,
-    address6: Option<(Ipv6Addr, u8)>,
-) -> Result<u32, NetlinkError> {
+pub fn ensure_bridge_dual(name: &str, address: Ipv4Addr, prefix: u8, address6: Option<(Ipv6Addr, u8)>) -> Result<u32, NetlinkError> {
     let create = format!("create bridge {name}");
     let mut socket = RouteSocket::open(&create)?;
     match socket.request_flags(create_bridge_message(name), CREATE_LINK_FLAGS, &create) {

@@ -229,7 +229,15 @@ mod tests {
 
     fn net(name: &str, subnet: &str) -> Network {
         let subnet = Ipv4Net::parse(subnet).unwrap();
-        Network { name: name.into(), bridge: name.into(), subnet, subnet6: None, gateway: subnet.nth_host(1).unwrap(), isolated: false, metadata: false }
+        Network {
+            name: name.into(),
+            bridge: name.into(),
+            subnet,
+            subnet6: None,
+            gateway: subnet.nth_host(1).unwrap(),
+            isolated: false,
+            metadata: false,
+        }
     }
 
     fn ip(text: &str) -> Ipv4Addr {
@@ -323,7 +331,8 @@ mod tests {
         let text = fs::read_to_string(dir.0.join("keel0.json")).unwrap();
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(json, serde_json::json!({"cache": "10.88.0.4", "new": "10.88.0.3", "web": "10.88.0.2"}));
-        let leftovers: Vec<_> = fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().ends_with(".tmp")).collect();
+        let leftovers: Vec<_> =
+            fs::read_dir(&dir.0).unwrap().map(|e| e.unwrap().file_name()).filter(|n| n.to_string_lossy().ends_with(".tmp")).collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
 

@@ -14,12 +14,12 @@
 //! not configured); no DHCPv6 or SLAAC handling of its own.
 #![forbid(unsafe_code)]
 
+pub mod addr;
+pub mod bridge;
 pub mod config;
 pub mod dhcp;
 pub mod http;
 pub mod ipam;
-pub mod addr;
-pub mod bridge;
 pub mod link;
 pub mod nft;
 pub mod route;
@@ -29,6 +29,9 @@ pub mod veth;
 pub use addr::{add_address, del_address, list_addresses, AddressInfo};
 pub use bridge::{ensure_bridge, ensure_bridge_dual};
 pub use link::{delete_link, first_ethernet, link_index, list_links, set_link_up, set_mtu, set_up, LinkInfo};
-pub use route::{add_default_route, add_default_route6, del_default_route, list_routes, set_ipv4_forwarding, set_ipv6_forwarding, set_route_localnet, RouteInfo};
-pub use veth::{configure_container_interface, configure_container_interface_dual, create_veth_into_netns, NetnsRef};
+pub use route::{
+    add_default_route, add_default_route6, del_default_route, list_routes, set_ipv4_forwarding, set_ipv6_forwarding, set_route_localnet,
+    RouteInfo,
+};
 pub use socket::NetlinkError;
+pub use veth::{configure_container_interface, configure_container_interface_dual, create_veth_into_netns, NetnsRef};

@@ -247,14 +247,19 @@ mod tests {
         // ifinfomsg (16) + IFLA_IFNAME "lo\0" padded (8).
         let bytes = encode_request(link_up_message("lo"), 1);
         let expected: Vec<u8> = [
-            &[40, 0, 0, 0][..],           // length
-            &[16, 0],                     // RTM_NEWLINK
-            &[5, 0],                      // NLM_F_REQUEST | NLM_F_ACK
-            &[1, 0, 0, 0], &[0, 0, 0, 0], // sequence, port
-            &[0, 0], &[0, 0],             // family AF_UNSPEC, pad, type
-            &[0, 0, 0, 0],                // index 0: look up by name
-            &[1, 0, 0, 0], &[1, 0, 0, 0], // flags, change mask = IFF_UP
-            &[7, 0, 3, 0], b"lo\0", &[0], // IFLA_IFNAME
+            &[40, 0, 0, 0][..], // length
+            &[16, 0],           // RTM_NEWLINK
+            &[5, 0],            // NLM_F_REQUEST | NLM_F_ACK
+            &[1, 0, 0, 0],
+            &[0, 0, 0, 0], // sequence, port
+            &[0, 0],
+            &[0, 0],       // family AF_UNSPEC, pad, type
+            &[0, 0, 0, 0], // index 0: look up by name
+            &[1, 0, 0, 0],
+            &[1, 0, 0, 0], // flags, change mask = IFF_UP
+            &[7, 0, 3, 0],
+            b"lo\0",
+            &[0], // IFLA_IFNAME
         ]
         .concat();
         assert_eq!(bytes, expected);

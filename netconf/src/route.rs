@@ -3,9 +3,7 @@
 
 use crate::socket::{NetlinkError, RouteSocket};
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_DUMP, NLM_F_REPLACE};
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
-};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType};
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
@@ -124,13 +122,9 @@ pub fn add_default_route(gateway: Ipv4Addr, oif: Option<u32>) -> Result<(), Netl
     };
     let mut socket = RouteSocket::open(&what)?;
     match oif {
-        Some(index) => crate::link::request_on_link(
-            &mut socket,
-            default_route_message(gateway, oif),
-            DEFAULT_ROUTE_FLAGS,
-            index,
-            |link| format!("set default route via {gateway} on {link}"),
-        ),
+        Some(index) => crate::link::request_on_link(&mut socket, default_route_message(gateway, oif), DEFAULT_ROUTE_FLAGS, index, |link| {
+            format!("set default route via {gateway} on {link}")
+        }),
         None => socket.request_flags(default_route_message(gateway, None), DEFAULT_ROUTE_FLAGS, &what),
     }
 }
@@ -144,13 +138,11 @@ pub fn add_default_route6(gateway: Ipv6Addr, oif: Option<u32>) -> Result<(), Net
     };
     let mut socket = RouteSocket::open(&what)?;
     match oif {
-        Some(index) => crate::link::request_on_link(
-            &mut socket,
-            default_route6_message(gateway, oif),
-            DEFAULT_ROUTE_FLAGS,
-            index,
-            |link| format!("set IPv6 default route via {gateway} on {link}"),
-        ),
+        Some(index) => {
+            crate::link::request_on_link(&mut socket, default_route6_message(gateway, oif), DEFAULT_ROUTE_FLAGS, index, |link| {
+                format!("set IPv6 default route via {gateway} on {link}")
+            })
+        }
         None => socket.request_flags(default_route6_message(gateway, None), DEFAULT_ROUTE_FLAGS, &what),
     }
 }
@@ -231,10 +223,9 @@ fn write_switch(path: &Path, on: bool) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::socket::ip_bytes;
     use crate::socket::encode_message;
+    use crate::socket::ip_bytes;
     use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST};
-
 
     #[test]
     fn replace_default_route_with_dev_bytes_are_ips() {
@@ -284,9 +275,7 @@ mod tests {
 
     #[test]
     fn route_info_reads_a_default_route() {
-        let RouteNetlinkMessage::NewRoute(message) = default_route_message(Ipv4Addr::new(10, 88, 0, 1), Some(7)) else {
-            unreachable!()
-        };
+        let RouteNetlinkMessage::NewRoute(message) = default_route_message(Ipv4Addr::new(10, 88, 0, 1), Some(7)) else { unreachable!() };
         let info = RouteInfo::from_message(&message);
         assert!(info.is_default());
         assert_eq!(info.gateway, Some(IpAddr::V4(Ipv4Addr::new(10, 88, 0, 1))));

@@ -141,10 +141,9 @@ impl RouteSocket {
                     if slot < pending.len() && pending[slot].is_none() {
                         pending[slot] = Some(match code {
                             0 => Ok(()),
-                            code => Err(NetlinkError::Kernel {
-                                what: names[slot].clone(),
-                                source: std::io::Error::from_raw_os_error(-code),
-                            }),
+                            code => {
+                                Err(NetlinkError::Kernel { what: names[slot].clone(), source: std::io::Error::from_raw_os_error(-code) })
+                            }
                         });
                         missing -= 1;
                     }
@@ -177,8 +176,7 @@ impl RouteSocket {
                 if length < 16 || length > datagram.len() {
                     return Err(bad(format!("message length {length} out of bounds")));
                 }
-                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&datagram[..length])
-                    .map_err(|e| bad(e.to_string()))?;
+                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&datagram[..length]).map_err(|e| bad(e.to_string()))?;
                 offset += (length + 3) & !3;
                 if reply.header.sequence_number != sequence {
                     continue;
@@ -194,10 +192,9 @@ impl RouteSocket {
                     NetlinkPayload::Error(error) => {
                         return match error.code {
                             None => Ok(replies),
-                            Some(code) => Err(NetlinkError::Kernel {
-                                what: what.to_string(),
-                                source: std::io::Error::from_raw_os_error(-code.get()),
-                            }),
+                            Some(code) => {
+                                Err(NetlinkError::Kernel { what: what.to_string(), source: std::io::Error::from_raw_os_error(-code.get()) })
+                            }
                         }
                     }
                     _ => {}

@@ -50,10 +50,7 @@ pub fn create_veth_message(host_name: &str, bridge_index: u32, peer_name: &str, 
     message.header.change_mask = LinkFlags::Up;
     message.attributes.push(LinkAttribute::Controller(bridge_index));
     message.attributes.push(LinkAttribute::IfName(host_name.to_string()));
-    message.attributes.push(LinkAttribute::LinkInfo(vec![
-        kind_nla("veth"),
-        InfoNla::Data(InfoData::Veth(InfoVeth::Peer(peer))),
-    ]));
+    message.attributes.push(LinkAttribute::LinkInfo(vec![kind_nla("veth"), InfoNla::Data(InfoData::Veth(InfoVeth::Peer(peer)))]));
     RouteNetlinkMessage::NewLink(message)
 }
 
@@ -61,12 +58,7 @@ pub fn create_veth_message(host_name: &str, bridge_index: u32, peer_name: &str, 
 /// bridge `bridge_index` and up, the peer born inside `peer_netns` (still down: the
 /// container side brings it up with [`configure_container_interface`]). Fails with
 /// EEXIST when `host_name` is taken; the error names both links and the bridge.
-pub fn create_veth_into_netns(
-    host_name: &str,
-    bridge_index: u32,
-    peer_name: &str,
-    peer_netns: NetnsRef<'_>,
-) -> Result<(), NetlinkError> {
+pub fn create_veth_into_netns(host_name: &str, bridge_index: u32, peer_name: &str, peer_netns: NetnsRef<'_>) -> Result<(), NetlinkError> {
     let mut socket = RouteSocket::open(&format!("create veth {host_name}"))?;
     request_on_link(
         &mut socket,
@@ -163,10 +155,9 @@ pub fn configure_container_interface_dual(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::socket::ip_bytes;
     use crate::socket::encode_message;
+    use crate::socket::ip_bytes;
     use netlink_packet_core::{NLM_F_ACK, NLM_F_REQUEST};
-
 
     #[test]
     fn veth_with_peer_in_netns_fd_bytes_are_ips() {

@@ -187,9 +187,8 @@ fn binds_then_renews_by_unicast_at_t1() {
         // Applying the lease is the link code's job; the test does it with `ip`.
         let cidr = format!("{}/{}", lease.address, lease.prefix);
         run(&["ip", "-n", &lab.client_ns, "addr", "add", &cidr, "dev", CLIENT_IF]);
-        let renewal = drive(&socket, &mut client, Vec::new(), Duration::from_secs(15), |a| {
-            matches!(a, Action::Renewed(_) | Action::Bind(_))
-        });
+        let renewal =
+            drive(&socket, &mut client, Vec::new(), Duration::from_secs(15), |a| matches!(a, Action::Renewed(_) | Action::Bind(_)));
         assert_eq!(client.state(), State::Bound);
         (lease, (bound_at, renewal))
     });

@@ -27,44 +27,21 @@ struct Lab {
 }
 
 fn check(what: &str, out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "{what}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{what}: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     out
 }
 
 impl Lab {
     fn new() -> Lab {
         static COUNT: AtomicUsize = AtomicUsize::new(0);
-        let prefix = format!(
-            "kfw{}-{}",
-            std::process::id(),
-            COUNT.fetch_add(1, Ordering::SeqCst)
-        );
-        let lab = Lab {
-            prefix,
-            servers: Vec::new(),
-        };
+        let prefix = format!("kfw{}-{}", std::process::id(), COUNT.fetch_add(1, Ordering::SeqCst));
+        let lab = Lab { prefix, servers: Vec::new() };
         for ns in ["host", "c1", "c2", "outside"] {
-            check(
-                "ip netns add",
-                Command::new("ip")
-                    .args(["netns", "add", &lab.ns(ns)])
-                    .output()
-                    .expect("run ip"),
-            );
+            check("ip netns add", Command::new("ip").args(["netns", "add", &lab.ns(ns)]).output().expect("run ip"));
             lab.ip(ns, &["link", "set", "lo", "up"]);
         }
         let (host, outside) = (lab.ns("host"), lab.ns("outside"));
-        lab.ip(
-            "host",
-            &[
-                "link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", &outside,
-            ],
-        );
+        lab.ip("host", &["link", "add", "up0", "type", "veth", "peer", "name", "eth0", "netns", &outside]);
         lab.ip("host", &["link", "add", "keel0", "type", "bridge"]);
         for (ns, dev, v4, v6) in [
             ("host", "up0", "10.0.2.15/24", "fd00:2::15/64"),
@@ -76,43 +53,16 @@ impl Lab {
             lab.ip(ns, &["link", "set", dev, "up"]);
         }
         lab.ip("host", &["route", "add", "default", "via", "10.0.2.2"]);
-        lab.ip(
-            "host",
-            &["-6", "route", "add", "default", "via", "fd00:2::2"],
-        );
+        lab.ip("host", &["-6", "route", "add", "default", "via", "fd00:2::2"]);
         // The metadata addresses on outside's lo (this kernel has no dummy driver).
-        lab.ip(
-            "outside",
-            &["addr", "add", "169.254.169.254/32", "dev", "lo"],
-        );
-        lab.ip(
-            "outside",
-            &["addr", "add", "fd00:ec2::254/128", "dev", "lo", "nodad"],
-        );
+        lab.ip("outside", &["addr", "add", "169.254.169.254/32", "dev", "lo"]);
+        lab.ip("outside", &["addr", "add", "fd00:ec2::254/128", "dev", "lo", "nodad"]);
         for (ns, veth, last) in [("c1", "kv2", 2), ("c2", "kv3", 3)] {
             let netns = lab.ns(ns);
-            lab.ip(
-                "host",
-                &[
-                    "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", &netns,
-                ],
-            );
+            lab.ip("host", &["link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", &netns]);
             lab.ip("host", &["link", "set", veth, "master", "keel0", "up"]);
-            lab.ip(
-                ns,
-                &["addr", "add", &format!("10.88.0.{last}/16"), "dev", "eth0"],
-            );
-            lab.ip(
-                ns,
-                &[
-                    "addr",
-                    "add",
-                    &format!("fd00:88::{last}/64"),
-                    "dev",
-                    "eth0",
-                    "nodad",
-                ],
-            );
+            lab.ip(ns, &["addr", "add", &format!("10.88.0.{last}/16"), "dev", "eth0"]);
+            lab.ip(ns, &["addr", "add", &format!("fd00:88::{last}/64"), "dev", "eth0", "nodad"]);
             lab.ip(ns, &["link", "set", "eth0", "up"]);
             lab.ip(ns, &["route", "add", "default", "via", "10.88.0.1"]);
             lab.ip(ns, &["-6", "route", "add", "default", "via", "fd00:88::1"]);
@@ -143,21 +93,13 @@ impl Lab {
     }
 
     fn ip(&self, ns: &str, args: &[&str]) {
-        let out = Command::new("ip")
-            .args(["-n", &self.ns(ns)])
-            .args(args)
-            .output()
-            .expect("run ip");
+        let out = Command::new("ip").args(["-n", &self.ns(ns)]).args(args).output().expect("run ip");
         check(&format!("ip -n {ns} {args:?}"), out);
     }
 
     /// Run a command in namespace `ns`.
     fn run(&self, ns: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", &self.ns(ns)])
-            .args(args)
-            .output()
-            .expect("run ip netns exec")
+        Command::new("ip").args(["netns", "exec", &self.ns(ns)]).args(args).output().expect("run ip netns exec")
     }
 
     fn probe(&self, ns: &str, args: &[&str]) -> Output {
@@ -169,17 +111,13 @@ impl Lab {
     /// `fwprobe.py tcp` from `ns`: what the server said, or None.
     fn tcp(&self, ns: &str, addr: &str, port: u16) -> Option<String> {
         let out = self.probe(ns, &["tcp", addr, &port.to_string(), "2"]);
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// `fwprobe.py udp` from `ns`: the answer, or None.
     fn udp(&self, ns: &str, addr: &str, port: u16, payload: &str) -> Option<String> {
         let out = self.probe(ns, &["udp", addr, &port.to_string(), payload, "2"]);
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Start a server in `ns`; returns the index of its output log once it says "ready".
@@ -203,10 +141,7 @@ impl Lab {
         let index = self.servers.len() - 1;
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.log(index).contains("ready") {
-            assert!(
-                Instant::now() < deadline,
-                "server {args:?} in {ns} did not start"
-            );
+            assert!(Instant::now() < deadline, "server {args:?} in {ns} did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
         index
@@ -237,35 +172,15 @@ impl Lab {
     /// Delete the rule of chain `chain` whose listing contains `text` (a negative control:
     /// keel's ruleset without exactly that rule).
     fn delete_rule(&self, chain: &str, text: &str) {
-        let out = check(
-            "nft -a list",
-            self.run(
-                "host",
-                &["nft", "-a", "list", "chain", "inet", "keel", chain],
-            ),
-        );
+        let out = check("nft -a list", self.run("host", &["nft", "-a", "list", "chain", "inet", "keel", chain]));
         let listing = String::from_utf8_lossy(&out.stdout).into_owned();
-        let line = listing
-            .lines()
-            .find(|l| l.contains(text))
-            .unwrap_or_else(|| panic!("no rule {text:?} in {listing}"));
+        let line = listing.lines().find(|l| l.contains(text)).unwrap_or_else(|| panic!("no rule {text:?} in {listing}"));
         let handle = line.rsplit("# handle ").next().unwrap().trim();
-        check(
-            "nft delete rule",
-            self.run(
-                "host",
-                &[
-                    "nft", "delete", "rule", "inet", "keel", chain, "handle", handle,
-                ],
-            ),
-        );
+        check("nft delete rule", self.run("host", &["nft", "delete", "rule", "inet", "keel", chain, "handle", handle]));
     }
 
     fn bridge_mac(&self) -> String {
-        let out = check(
-            "ip link",
-            self.run("host", &["ip", "-j", "link", "show", "keel0"]),
-        );
+        let out = check("ip link", self.run("host", &["ip", "-j", "link", "show", "keel0"]));
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         json[0]["address"].as_str().unwrap().to_string()
     }
@@ -283,9 +198,7 @@ impl Drop for Lab {
             let _ = child.wait();
         }
         for ns in ["host", "c1", "c2", "outside"] {
-            let _ = Command::new("ip")
-                .args(["netns", "del", &self.ns(ns)])
-                .output();
+            let _ = Command::new("ip").args(["netns", "del", &self.ns(ns)]).output();
         }
     }
 }
@@ -298,20 +211,9 @@ fn state() -> FirewallState {
         uplink: Some("up0".into()),
         container_subnets: vec![(Ipv4Addr::new(10, 88, 0, 0), 16)],
         container_subnets6: vec![(Ipv6Addr::new(0xfd00, 0x88, 0, 0, 0, 0, 0, 0), 64)],
-        bridges: vec![BridgeRule {
-            name: "keel0".into(),
-            subnet: (Ipv4Addr::new(10, 88, 0, 0), 16),
-            isolated: false,
-            metadata: false,
-        }],
+        bridges: vec![BridgeRule { name: "keel0".into(), subnet: (Ipv4Addr::new(10, 88, 0, 0), 16), isolated: false, metadata: false }],
         published: vec![
-            Published {
-                proto: Proto::Tcp,
-                host_ip: None,
-                host_port: 8080,
-                dest: Ipv4Addr::new(10, 88, 0, 2),
-                dest_port: 80,
-            },
+            Published { proto: Proto::Tcp, host_ip: None, host_port: 8080, dest: Ipv4Addr::new(10, 88, 0, 2), dest_port: 80 },
             Published {
                 proto: Proto::Udp,
                 host_ip: Some(Ipv4Addr::LOCALHOST),
@@ -348,68 +250,27 @@ fn input_drops_unpublished_ports_and_allow_is_bound_to_the_uplink() {
 
     // Default (input dropped): an unpublished host port is closed from the uplink side and
     // from a container; the published port and ping still work.
-    assert_eq!(
-        lab.tcp("outside", "10.0.2.15", 8081),
-        None,
-        "unpublished port reachable from outside"
-    );
-    assert_eq!(
-        lab.tcp("c1", "10.88.0.1", 8081),
-        None,
-        "host service reachable from a container"
-    );
-    assert_eq!(
-        lab.tcp("outside", "10.0.2.15", 8080).as_deref(),
-        Some("from-c1"),
-        "the published port must work"
-    );
-    assert!(
-        lab.probe("outside", &["ping", "10.0.2.15"])
-            .status
-            .success(),
-        "ICMP echo must pass"
-    );
-    assert!(
-        lab.probe("outside", &["ping", "fd00:2::15"])
-            .status
-            .success(),
-        "ICMPv6 (ND, echo) must pass"
-    );
+    assert_eq!(lab.tcp("outside", "10.0.2.15", 8081), None, "unpublished port reachable from outside");
+    assert_eq!(lab.tcp("c1", "10.88.0.1", 8081), None, "host service reachable from a container");
+    assert_eq!(lab.tcp("outside", "10.0.2.15", 8080).as_deref(), Some("from-c1"), "the published port must work");
+    assert!(lab.probe("outside", &["ping", "10.0.2.15"]).status.success(), "ICMP echo must pass");
+    assert!(lab.probe("outside", &["ping", "fd00:2::15"]).status.success(), "ICMPv6 (ND, echo) must pass");
 
     // allow = ["tcp/8081"]: open from the uplink only; a container still gets nothing,
     // neither at its gateway nor at the uplink's address.
     let mut allowed = state();
     allowed.allow = vec![(Proto::Tcp, 8081)];
     lab.apply(&allowed);
-    assert_eq!(
-        lab.tcp("outside", "10.0.2.15", 8081).as_deref(),
-        Some("host-service")
-    );
-    assert_eq!(
-        lab.tcp("c1", "10.88.0.1", 8081),
-        None,
-        "allow reached through the bridge"
-    );
-    assert_eq!(
-        lab.tcp("c1", "10.0.2.15", 8081),
-        None,
-        "allow reached through the bridge (uplink address)"
-    );
+    assert_eq!(lab.tcp("outside", "10.0.2.15", 8081).as_deref(), Some("host-service"));
+    assert_eq!(lab.tcp("c1", "10.88.0.1", 8081), None, "allow reached through the bridge");
+    assert_eq!(lab.tcp("c1", "10.0.2.15", 8081), None, "allow reached through the bridge (uplink address)");
 
     // Negative control: input = "accept" — the same attempts succeed.
     let mut open = state();
     open.input_drop = false;
     lab.apply(&open);
-    assert_eq!(
-        lab.tcp("outside", "10.0.2.15", 8081).as_deref(),
-        Some("host-service"),
-        "control: outside"
-    );
-    assert_eq!(
-        lab.tcp("c1", "10.88.0.1", 8081).as_deref(),
-        Some("host-service"),
-        "control: container"
-    );
+    assert_eq!(lab.tcp("outside", "10.0.2.15", 8081).as_deref(), Some("host-service"), "control: outside");
+    assert_eq!(lab.tcp("c1", "10.88.0.1", 8081).as_deref(), Some("host-service"), "control: container");
 }
 
 #[test]
@@ -419,73 +280,28 @@ fn crafted_frames_to_127_0_0_1_do_not_reach_the_host_or_localhost_published_port
     let published = lab.serve("c2", &["serve-udp", "0.0.0.0", "9090"]);
     lab.apply(&state());
     // keel turns route_localnet on for keel0 only (a port is published on 127.0.0.1 to c2).
-    assert_eq!(
-        lab.sysctl("host", "net.ipv4.conf.keel0.route_localnet"),
-        "1"
-    );
+    assert_eq!(lab.sysctl("host", "net.ipv4.conf.keel0.route_localnet"), "1");
     assert_eq!(lab.sysctl("host", "net.ipv4.conf.all.route_localnet"), "0");
     assert_eq!(lab.sysctl("host", "net.ipv4.conf.up0.route_localnet"), "0");
 
     // The host itself uses its 127.0.0.1-published port (DNAT out of keel0, replies back).
-    assert_eq!(
-        lab.udp("host", "127.0.0.1", 9090, "from-the-host")
-            .as_deref(),
-        Some("echo:from-the-host")
-    );
+    assert_eq!(lab.udp("host", "127.0.0.1", 9090, "from-the-host").as_deref(), Some("echo:from-the-host"));
 
     // c1 (CAP_NET_RAW) sends frames for 127.0.0.1 to the bridge's MAC.
     let mac = lab.bridge_mac();
     let attack = |payload: &str, port: &str| {
-        check(
-            "frame",
-            lab.probe(
-                "c1",
-                &[
-                    "frame",
-                    "eth0",
-                    &mac,
-                    "10.88.0.2",
-                    "127.0.0.1",
-                    port,
-                    payload,
-                ],
-            ),
-        );
+        check("frame", lab.probe("c1", &["frame", "eth0", &mac, "10.88.0.2", "127.0.0.1", port, payload]));
     };
     attack("attack-host-1", "9000");
     attack("attack-published-1", "9090");
-    assert!(
-        !seen(&lab, host_service, "attack-host-1"),
-        "a container reached 127.0.0.1:9000 on the host: {}",
-        lab.log(host_service)
-    );
-    assert!(
-        !seen(&lab, published, "attack-published-1"),
-        "a container reached the port published on 127.0.0.1: {}",
-        lab.log(published)
-    );
+    assert!(!seen(&lab, host_service, "attack-host-1"), "a container reached 127.0.0.1:9000 on the host: {}", lab.log(host_service));
+    assert!(!seen(&lab, published, "attack-published-1"), "a container reached the port published on 127.0.0.1: {}", lab.log(published));
 
     // route_localnet on `all` (as a machine may have it before keel runs): still stopped.
-    check(
-        "sysctl",
-        lab.run(
-            "host",
-            &["sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1"],
-        ),
-    );
+    check("sysctl", lab.run("host", &["sysctl", "-qw", "net.ipv4.conf.all.route_localnet=1"]));
     attack("attack-host-all", "9000");
-    assert!(
-        !seen(&lab, host_service, "attack-host-all"),
-        "route_localnet on all: reached 127.0.0.1:9000: {}",
-        lab.log(host_service)
-    );
-    check(
-        "sysctl",
-        lab.run(
-            "host",
-            &["sysctl", "-qw", "net.ipv4.conf.all.route_localnet=0"],
-        ),
-    );
+    assert!(!seen(&lab, host_service, "attack-host-all"), "route_localnet on all: reached 127.0.0.1:9000: {}", lab.log(host_service));
+    check("sysctl", lab.run("host", &["sysctl", "-qw", "net.ipv4.conf.all.route_localnet=0"]));
 
     // With input = "accept" the guard alone still stops both.
     let mut open = state();
@@ -493,40 +309,21 @@ fn crafted_frames_to_127_0_0_1_do_not_reach_the_host_or_localhost_published_port
     lab.apply(&open);
     attack("attack-host-open", "9000");
     attack("attack-published-open", "9090");
-    assert!(
-        !seen(&lab, host_service, "attack-host-open"),
-        "input = accept: reached 127.0.0.1:9000: {}",
-        lab.log(host_service)
-    );
-    assert!(
-        !seen(&lab, published, "attack-published-open"),
-        "input = accept: reached the localhost port: {}",
-        lab.log(published)
-    );
+    assert!(!seen(&lab, host_service, "attack-host-open"), "input = accept: reached 127.0.0.1:9000: {}", lab.log(host_service));
+    assert!(!seen(&lab, published, "attack-published-open"), "input = accept: reached the localhost port: {}", lab.log(published));
 
     // Negative control: that ruleset without the guard rule — both attacks get through.
     lab.delete_rule("guard", "127.0.0.0/8");
     attack("attack-host-2", "9000");
     attack("attack-published-2", "9090");
-    assert!(
-        seen(&lab, host_service, "attack-host-2"),
-        "control: the frame did not reach the host service: {}",
-        lab.log(host_service)
-    );
-    assert!(
-        seen(&lab, published, "attack-published-2"),
-        "control: the frame did not reach the published port: {}",
-        lab.log(published)
-    );
+    assert!(seen(&lab, host_service, "attack-host-2"), "control: the frame did not reach the host service: {}", lab.log(host_service));
+    assert!(seen(&lab, published, "attack-published-2"), "control: the frame did not reach the published port: {}", lab.log(published));
 
     // Without any port on 127.0.0.1, keel leaves route_localnet off everywhere.
     let mut no_localhost = state();
     no_localhost.published.retain(|p| p.host_ip.is_none());
     lab.apply(&no_localhost);
-    assert_eq!(
-        lab.sysctl("host", "net.ipv4.conf.keel0.route_localnet"),
-        "0"
-    );
+    assert_eq!(lab.sysctl("host", "net.ipv4.conf.keel0.route_localnet"), "0");
 }
 
 #[test]
@@ -534,19 +331,10 @@ fn containers_reach_the_metadata_service_only_when_switched_on() {
     let mut lab = Lab::new();
     lab.serve("outside", &["serve-tcp", "::", "80", "metadata"]);
     lab.apply(&state());
-    let reach = |ns: &str| {
-        (
-            lab.tcp(ns, "169.254.169.254", 80).is_some(),
-            lab.tcp(ns, "fd00:ec2::254", 80).is_some(),
-        )
-    };
+    let reach = |ns: &str| (lab.tcp(ns, "169.254.169.254", 80).is_some(), lab.tcp(ns, "fd00:ec2::254", 80).is_some());
 
     // Default: no container reaches it (IPv4 and IPv6); the host does.
-    assert_eq!(
-        reach("c1"),
-        (false, false),
-        "a container reached the metadata service"
-    );
+    assert_eq!(reach("c1"), (false, false), "a container reached the metadata service");
     assert_eq!(reach("host"), (true, true), "the host must keep its access");
 
     // Per container (metadata_access = true on c1): c1 reaches it, c2 still does not.
@@ -554,48 +342,25 @@ fn containers_reach_the_metadata_service_only_when_switched_on() {
     one.metadata_hosts = vec![Ipv4Addr::new(10, 88, 0, 2)];
     one.metadata_hosts6 = vec![Ipv6Addr::new(0xfd00, 0x88, 0, 0, 0, 0, 0, 2)];
     lab.apply(&one);
-    assert_eq!(
-        reach("c1"),
-        (true, true),
-        "control: c1 with metadata_access"
-    );
-    assert_eq!(
-        reach("c2"),
-        (false, false),
-        "c2 reached it through c1's switch"
-    );
+    assert_eq!(reach("c1"), (true, true), "control: c1 with metadata_access");
+    assert_eq!(reach("c2"), (false, false), "c2 reached it through c1's switch");
 
     // Per network (metadata = true on keel0): every container of it.
     let mut network = state();
     network.bridges[0].metadata = true;
     lab.apply(&network);
-    assert_eq!(
-        reach("c2"),
-        (true, true),
-        "control: c2 on a network with metadata = true"
-    );
+    assert_eq!(reach("c2"), (true, true), "control: c2 on a network with metadata = true");
 
     // The address bound on the host itself (input accepted, so only the guard decides).
     lab.ip("host", &["addr", "add", "169.254.169.254/32", "dev", "lo"]);
-    lab.serve(
-        "host",
-        &["serve-tcp", "169.254.169.254", "80", "host-local-metadata"],
-    );
+    lab.serve("host", &["serve-tcp", "169.254.169.254", "80", "host-local-metadata"]);
     let mut open = state();
     open.input_drop = false;
     lab.apply(&open);
-    assert_eq!(
-        lab.tcp("c1", "169.254.169.254", 80),
-        None,
-        "a container reached the host-local metadata address"
-    );
+    assert_eq!(lab.tcp("c1", "169.254.169.254", 80), None, "a container reached the host-local metadata address");
     open.metadata_hosts = vec![Ipv4Addr::new(10, 88, 0, 2)];
     lab.apply(&open);
-    assert_eq!(
-        lab.tcp("c1", "169.254.169.254", 80).as_deref(),
-        Some("host-local-metadata"),
-        "control"
-    );
+    assert_eq!(lab.tcp("c1", "169.254.169.254", 80).as_deref(), Some("host-local-metadata"), "control");
 }
 
 #[test]
@@ -604,31 +369,14 @@ fn new_inbound_forwards_to_containers_are_dropped_unless_dnated_ipv4_and_ipv6() 
     lab.serve("c1", &["serve-tcp", "::", "80", "from-c1"]);
     lab.serve("outside", &["serve-tcp", "::", "7000", "outside"]);
     // A neighbour on the uplink routes the container subnets via the host.
-    lab.ip(
-        "outside",
-        &["route", "add", "10.88.0.0/16", "via", "10.0.2.15"],
-    );
-    lab.ip(
-        "outside",
-        &["-6", "route", "add", "fd00:88::/64", "via", "fd00:2::15"],
-    );
+    lab.ip("outside", &["route", "add", "10.88.0.0/16", "via", "10.0.2.15"]);
+    lab.ip("outside", &["-6", "route", "add", "fd00:88::/64", "via", "fd00:2::15"]);
     lab.apply(&state());
 
-    assert_eq!(
-        lab.tcp("outside", "10.88.0.2", 80),
-        None,
-        "reached a container directly over IPv4"
-    );
-    assert_eq!(
-        lab.tcp("outside", "fd00:88::2", 80),
-        None,
-        "reached a container directly over IPv6"
-    );
+    assert_eq!(lab.tcp("outside", "10.88.0.2", 80), None, "reached a container directly over IPv4");
+    assert_eq!(lab.tcp("outside", "fd00:88::2", 80), None, "reached a container directly over IPv6");
     // What must keep working: the published port, and containers going out (both families).
-    assert_eq!(
-        lab.tcp("outside", "10.0.2.15", 8080).as_deref(),
-        Some("from-c1")
-    );
+    assert_eq!(lab.tcp("outside", "10.0.2.15", 8080).as_deref(), Some("from-c1"));
     assert_eq!(lab.tcp("c1", "10.0.2.2", 7000).as_deref(), Some("outside"));
     assert_eq!(lab.tcp("c1", "fd00:2::2", 7000).as_deref(), Some("outside"));
     // Containers on the same bridge still talk to each other.
@@ -636,14 +384,6 @@ fn new_inbound_forwards_to_containers_are_dropped_unless_dnated_ipv4_and_ipv6() 
 
     // Negative control: keel's ruleset without the final drop — both get through.
     lab.delete_rule("forward", "oifname @bridges drop");
-    assert_eq!(
-        lab.tcp("outside", "10.88.0.2", 80).as_deref(),
-        Some("from-c1"),
-        "control: IPv4"
-    );
-    assert_eq!(
-        lab.tcp("outside", "fd00:88::2", 80).as_deref(),
-        Some("from-c1"),
-        "control: IPv6"
-    );
+    assert_eq!(lab.tcp("outside", "10.88.0.2", 80).as_deref(), Some("from-c1"), "control: IPv4");
+    assert_eq!(lab.tcp("outside", "fd00:88::2", 80).as_deref(), Some("from-c1"), "control: IPv6");
 }

@@ -3,9 +3,9 @@
 //! `ip -j`, an independent tool, and with real traffic across the veth.
 
 use keel_netconf::{
-    add_address, add_default_route, configure_container_interface, configure_container_interface_dual,
-    create_veth_into_netns, del_address, del_default_route, delete_link, ensure_bridge, ensure_bridge_dual, first_ethernet, link_index, list_addresses, list_links,
-    list_routes, set_mtu, NetnsRef,
+    add_address, add_default_route, configure_container_interface, configure_container_interface_dual, create_veth_into_netns, del_address,
+    del_default_route, delete_link, ensure_bridge, ensure_bridge_dual, first_ethernet, link_index, list_addresses, list_links, list_routes,
+    set_mtu, NetnsRef,
 };
 use serde_json::Value;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
@@ -164,8 +164,7 @@ fn dual_stack_bridge_and_container_reach_each_other_over_ipv6_at_once() {
         let bridge = ensure_bridge_dual("keel0", v4(10, 88, 0, 1), 16, Some((gateway6, 64))).unwrap();
         assert_eq!(ensure_bridge_dual("keel0", v4(10, 88, 0, 1), 16, Some((gateway6, 64))).unwrap(), bridge);
         let addrs = ip_json(&["-6", "addr", "show", "keel0"]);
-        let global: Vec<&Value> =
-            addrs[0]["addr_info"].as_array().unwrap().iter().filter(|a| a["scope"] == "global").collect();
+        let global: Vec<&Value> = addrs[0]["addr_info"].as_array().unwrap().iter().filter(|a| a["scope"] == "global").collect();
         assert_eq!(global.len(), 1, "{addrs}");
         assert_eq!((global[0]["local"].as_str(), global[0]["prefixlen"].as_u64()), (Some("fd00:88::1"), Some(64)));
         let netns = netns_rx.recv().unwrap();
@@ -274,9 +273,7 @@ fn addresses_mtu_and_deletion() {
 #[test]
 fn errors_on_a_missing_link_name_the_link() {
     in_new_netns(|| {
-        let configure = configure_container_interface("nosuch0", v4(10, 0, 0, 2), 24, v4(10, 0, 0, 1), None)
-            .unwrap_err()
-            .to_string();
+        let configure = configure_container_interface("nosuch0", v4(10, 0, 0, 2), 24, v4(10, 0, 0, 1), None).unwrap_err().to_string();
         assert!(configure.starts_with("configure nosuch0: no link nosuch0"), "{configure}");
         let delete = delete_link("nosuch0").unwrap_err().to_string();
         assert!(delete.starts_with("delete link nosuch0: kernel said: "), "{delete}");

@@ -9,8 +9,7 @@ use std::process::Command;
 /// Run `body` on a thread that first moves into a new network namespace.
 fn in_netns<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
     std::thread::spawn(move || {
-        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
-            .expect("host tests run as root with netns support");
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("host tests run as root with netns support");
         body()
     })
     .join()
@@ -18,29 +17,15 @@ fn in_netns<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
 }
 
 fn nft(args: &[&str]) -> String {
-    let out = Command::new("nft")
-        .args(args)
-        .output()
-        .expect("run nft (apt-get install nftables)");
-    assert!(
-        out.status.success(),
-        "nft {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = Command::new("nft").args(args).output().expect("run nft (apt-get install nftables)");
+    assert!(out.status.success(), "nft {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
 
 /// `nft -j list ruleset`, without the metainfo entry (it carries nft's version).
 fn ruleset() -> Vec<Value> {
-    let json: Value =
-        serde_json::from_str(&nft(&["-j", "list", "ruleset"])).expect("nft -j output");
-    json["nftables"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e.get("metainfo").is_none())
-        .cloned()
-        .collect()
+    let json: Value = serde_json::from_str(&nft(&["-j", "list", "ruleset"])).expect("nft -j output");
+    json["nftables"].as_array().unwrap().iter().filter(|e| e.get("metainfo").is_none()).cloned().collect()
 }
 
 fn objects<'a>(ruleset: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -48,36 +33,17 @@ fn objects<'a>(ruleset: &'a [Value], kind: &str) -> Vec<&'a Value> {
 }
 
 fn published(port: u16, dest_last: u8) -> Published {
-    Published {
-        proto: Proto::Tcp,
-        host_ip: None,
-        host_port: port,
-        dest: Ipv4Addr::new(10, 88, 0, dest_last),
-        dest_port: 80,
-    }
+    Published { proto: Proto::Tcp, host_ip: None, host_port: port, dest: Ipv4Addr::new(10, 88, 0, dest_last), dest_port: 80 }
 }
 
 fn sample() -> FirewallState {
     FirewallState {
         uplink: Some("eth0".into()),
-        container_subnets: vec![
-            (Ipv4Addr::new(10, 88, 0, 0), 16),
-            (Ipv4Addr::new(10, 89, 0, 0), 16),
-        ],
+        container_subnets: vec![(Ipv4Addr::new(10, 88, 0, 0), 16), (Ipv4Addr::new(10, 89, 0, 0), 16)],
         container_subnets6: Vec::new(),
         bridges: vec![
-            BridgeRule {
-                name: "keel0".into(),
-                subnet: (Ipv4Addr::new(10, 88, 0, 0), 16),
-                isolated: false,
-                metadata: false,
-            },
-            BridgeRule {
-                name: "iso1".into(),
-                subnet: (Ipv4Addr::new(10, 89, 0, 0), 16),
-                isolated: true,
-                metadata: true,
-            },
+            BridgeRule { name: "keel0".into(), subnet: (Ipv4Addr::new(10, 88, 0, 0), 16), isolated: false, metadata: false },
+            BridgeRule { name: "iso1".into(), subnet: (Ipv4Addr::new(10, 89, 0, 0), 16), isolated: true, metadata: true },
         ],
         published: vec![
             published(8080, 2),
@@ -99,14 +65,9 @@ fn sample() -> FirewallState {
 
 /// The elements of a set or map, as nft -j prints them.
 fn elements(ruleset: &[Value], name: &str) -> Vec<Value> {
-    let set = ruleset
-        .iter()
-        .find_map(|e| e.get("map").or(e.get("set")).filter(|s| s["name"] == name))
-        .unwrap_or_else(|| panic!("no set {name}"));
-    set.get("elem")
-        .and_then(|e| e.as_array())
-        .cloned()
-        .unwrap_or_default()
+    let set =
+        ruleset.iter().find_map(|e| e.get("map").or(e.get("set")).filter(|s| s["name"] == name)).unwrap_or_else(|| panic!("no set {name}"));
+    set.get("elem").and_then(|e| e.as_array()).cloned().unwrap_or_default()
 }
 
 #[test]
@@ -118,18 +79,10 @@ fn applies_table_chains_maps_and_rules() {
     println!("{text}");
     let tables = objects(&rules, "table");
     assert_eq!(tables.len(), 1);
-    assert_eq!(
-        (tables[0]["family"].as_str(), tables[0]["name"].as_str()),
-        (Some("inet"), Some("keel"))
-    );
+    assert_eq!((tables[0]["family"].as_str(), tables[0]["name"].as_str()), (Some("inet"), Some("keel")));
 
     let chains = objects(&rules, "chain");
-    let chain = |name: &str| {
-        *chains
-            .iter()
-            .find(|c| c["name"] == name)
-            .unwrap_or_else(|| panic!("chain {name}"))
-    };
+    let chain = |name: &str| *chains.iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("chain {name}"));
     for (name, kind, hook, prio, policy) in [
         ("guard", "filter", "prerouting", -300, "accept"),
         ("prerouting", "nat", "prerouting", -100, "accept"),
@@ -139,56 +92,24 @@ fn applies_table_chains_maps_and_rules() {
         ("input", "filter", "input", 0, "drop"),
     ] {
         let c = chain(name);
-        assert_eq!(
-            (c["type"].as_str(), c["hook"].as_str()),
-            (Some(kind), Some(hook)),
-            "{c}"
-        );
-        assert_eq!(
-            (c["prio"].as_i64(), c["policy"].as_str()),
-            (Some(prio), Some(policy)),
-            "{c}"
-        );
+        assert_eq!((c["type"].as_str(), c["hook"].as_str()), (Some(kind), Some(hook)), "{c}");
+        assert_eq!((c["prio"].as_i64(), c["policy"].as_str()), (Some(prio), Some(policy)), "{c}");
     }
 
     // One map element per published port, DNAT by one rule through the map.
     assert_eq!(elements(&rules, "published").len(), 2);
     assert_eq!(elements(&rules, "published_host").len(), 1);
     assert!(text.contains("tcp . 8080 : 10.88.0.2 . 80"), "{text}");
-    assert!(
-        text.contains("127.0.0.1 . udp . 5353 : 10.88.0.4 . 53"),
-        "{text}"
-    );
-    assert!(
-        text.contains("fib daddr type local dnat ip to meta l4proto . th dport map @published"),
-        "{text}"
-    );
-    let prerouting_rules = objects(&rules, "rule")
-        .iter()
-        .filter(|r| r["chain"] == "prerouting")
-        .count();
+    assert!(text.contains("127.0.0.1 . udp . 5353 : 10.88.0.4 . 53"), "{text}");
+    assert!(text.contains("fib daddr type local dnat ip to meta l4proto . th dport map @published"), "{text}");
+    let prerouting_rules = objects(&rules, "rule").iter().filter(|r| r["chain"] == "prerouting").count();
     assert_eq!(prerouting_rules, 2);
     // Masquerade per subnet through the uplink; isolation drops both ways.
-    assert!(
-        text.contains("ip saddr 10.88.0.0/16 oifname \"eth0\" masquerade"),
-        "{text}"
-    );
-    assert!(
-        text.contains("ip saddr 10.89.0.0/16 oifname \"eth0\" masquerade"),
-        "{text}"
-    );
-    assert!(
-        text.contains("iifname \"keel0\" oifname \"iso1\" drop"),
-        "{text}"
-    );
-    assert!(
-        text.contains("iifname \"iso1\" oifname \"keel0\" drop"),
-        "{text}"
-    );
-    assert!(
-        text.contains("meta l4proto . th dport @allow accept"),
-        "{text}"
-    );
+    assert!(text.contains("ip saddr 10.88.0.0/16 oifname \"eth0\" masquerade"), "{text}");
+    assert!(text.contains("ip saddr 10.89.0.0/16 oifname \"eth0\" masquerade"), "{text}");
+    assert!(text.contains("iifname \"keel0\" oifname \"iso1\" drop"), "{text}");
+    assert!(text.contains("iifname \"iso1\" oifname \"keel0\" drop"), "{text}");
+    assert!(text.contains("meta l4proto . th dport @allow accept"), "{text}");
     assert!(text.contains("tcp . 22"), "{text}");
 }
 
@@ -252,10 +173,7 @@ fn ipv6_container_subnets_are_masqueraded_out_of_the_uplink() {
         apply(&state).expect("apply");
         (ruleset(), nft(&["list", "table", "inet", "keel"]))
     });
-    assert!(
-        text.contains("ip6 saddr fd00:88::/64 oifname \"eth0\" masquerade"),
-        "{text}"
-    );
+    assert!(text.contains("ip6 saddr fd00:88::/64 oifname \"eth0\" masquerade"), "{text}");
     // nft -j shows the rule as a match on ip6 saddr with a masquerade.
     let ip6 = objects(&rules, "rule")
         .into_iter()
@@ -312,46 +230,27 @@ fn one_port_fewer_removes_exactly_that_element() {
     assert_eq!(before.len(), 2);
     assert_eq!(after.len(), 1);
     assert!(before.contains(&after[0]), "{after:?} not in {before:?}");
-    assert!(
-        serde_json::to_string(&after).unwrap().contains("8080"),
-        "{after:?}"
-    );
+    assert!(serde_json::to_string(&after).unwrap().contains("8080"), "{after:?}");
 }
 
 #[test]
 fn other_tables_are_untouched_and_remove_deletes_only_keel() {
     let (with_keel, without_keel, removed_twice) = in_netns(|| {
         nft(&["add", "table", "ip", "other"]);
-        nft(&[
-            "add",
-            "chain",
-            "ip",
-            "other",
-            "c",
-            "{ type filter hook input priority 0; policy accept; }",
-        ]);
-        nft(&[
-            "add", "rule", "ip", "other", "c", "tcp", "dport", "1234", "accept",
-        ]);
+        nft(&["add", "chain", "ip", "other", "c", "{ type filter hook input priority 0; policy accept; }"]);
+        nft(&["add", "rule", "ip", "other", "c", "tcp", "dport", "1234", "accept"]);
         let other_before = nft(&["list", "table", "ip", "other"]);
         apply(&sample()).expect("apply");
         apply(&sample()).expect("apply again");
         let with_keel = (other_before.clone(), nft(&["list", "table", "ip", "other"]));
         remove().expect("remove");
-        let without_keel = (
-            nft(&["list", "tables"]),
-            nft(&["list", "table", "ip", "other"]),
-            other_before,
-        );
+        let without_keel = (nft(&["list", "tables"]), nft(&["list", "table", "ip", "other"]), other_before);
         (with_keel, without_keel, remove().is_ok())
     });
     assert_eq!(with_keel.0, with_keel.1);
     assert_eq!(without_keel.0.trim(), "table ip other");
     assert_eq!(without_keel.1, without_keel.2);
-    assert!(
-        removed_twice,
-        "remove() when the table is absent must succeed"
-    );
+    assert!(removed_twice, "remove() when the table is absent must succeed");
 }
 
 #[test]
@@ -376,9 +275,6 @@ fn invalid_state_fails_clearly_and_keeps_the_previous_ruleset() {
         "invalid firewall state: bridges[0].name: interface name \"much-too-long-bridge-name\" must be 1 to 15 bytes long"
     );
     assert_eq!(previous, after_validation);
-    assert!(
-        kernel.starts_with("add elements to published: File exists"),
-        "{kernel}"
-    );
+    assert!(kernel.starts_with("add elements to published: File exists"), "{kernel}");
     assert_eq!(previous, after_kernel, "a failed batch changed the ruleset");
 }

@@ -148,7 +148,13 @@ impl Guest {
     pub fn call(&self, command: Command, timeout: Duration) -> Result<serde_json::Value, ClientError> {
         let query = matches!(
             command,
-            Command::Status | Command::Ps | Command::Inspect { .. } | Command::Logs { .. } | Command::NetworkLs | Command::NetworkInspect { .. } | Command::Firstboot
+            Command::Status
+                | Command::Ps
+                | Command::Inspect { .. }
+                | Command::Logs { .. }
+                | Command::NetworkLs
+                | Command::NetworkInspect { .. }
+                | Command::Firstboot
         );
         match Client::connect(&self.control)?.call(command.clone(), timeout) {
             Err(ClientError::Io { .. }) if query => Client::connect(&self.control)?.call(command, timeout),

@@ -22,10 +22,7 @@ pub fn target_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let exe = std::env::current_exe().expect("current_exe");
-    exe.ancestors()
-        .find(|p| p.file_name().is_some_and(|n| n == "target"))
-        .map(Path::to_path_buf)
-        .unwrap_or_else(std::env::temp_dir)
+    exe.ancestors().find(|p| p.file_name().is_some_and(|n| n == "target")).map(Path::to_path_buf).unwrap_or_else(std::env::temp_dir)
 }
 
 /// The `keel` binary the images carry (`KEEL_BINARY`, else the one built beside the tests).
@@ -35,9 +32,11 @@ pub fn keel_binary() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("current_exe");
     let candidates: Vec<PathBuf> = exe.ancestors().skip(1).take(2).map(|dir| dir.join("keel")).collect();
-    candidates.iter().find(|p| p.is_file()).cloned().unwrap_or_else(|| {
-        panic!("keel binary not found at {candidates:?}: build the workspace binaries first (make test does)")
-    })
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| panic!("keel binary not found at {candidates:?}: build the workspace binaries first (make test does)"))
 }
 
 /// Write `host_toml` as NAME/host.toml under target/qemu-tests and build it there.

@@ -42,10 +42,9 @@ fn position(guest: &Guest, needle: &str) -> usize {
 #[test]
 fn acpi_powerdown_shuts_down_cleanly_in_order() {
     let mut guest = boot("powerdown", "", false);
-    let status: Status = serde_json::from_value(
-        guest.call(Command::Status, Duration::from_secs(30)).unwrap_or_else(|e| guest.fail(&e.to_string())),
-    )
-    .unwrap();
+    let status: Status =
+        serde_json::from_value(guest.call(Command::Status, Duration::from_secs(30)).unwrap_or_else(|e| guest.fail(&e.to_string())))
+            .unwrap();
     assert_eq!(status.hostname, "keel-test");
     assert_eq!(status.state, "ready", "boot errors: {:?}", status.boot_errors);
     assert!(status.boot_errors.is_empty(), "{:?}", status.boot_errors);
@@ -134,8 +133,7 @@ fn bad_module_and_bad_option_are_reported_and_boot_goes_on() {
     let guest = boot("bad-input", "keel.modules=no_such_module keel.bogus=1", false);
     position(&guest, "keel: error: modules: module no_such_module: not found in modules.dep");
     position(&guest, "keel: error: unknown kernel command line option keel.bogus");
-    let status: Status =
-        serde_json::from_value(guest.call(Command::Status, Duration::from_secs(30)).unwrap()).unwrap();
+    let status: Status = serde_json::from_value(guest.call(Command::Status, Duration::from_secs(30)).unwrap()).unwrap();
     assert_eq!(status.state, "ready");
     assert_eq!(status.boot_errors.len(), 2, "{:?}", status.boot_errors);
     // The image's own modules still loaded: the control channel answered over virtio_console.
@@ -146,8 +144,7 @@ fn panic_in_a_boot_step_is_logged_and_pid1_stays_up() {
     let guest = boot("panic", "keel.test.panic=hostname", false);
     position(&guest, "keel: error: panic: ");
     position(&guest, "keel: error: hostname: panicked: injected panic (keel.test.panic=hostname)");
-    let status: Status =
-        serde_json::from_value(guest.call(Command::Status, Duration::from_secs(30)).unwrap()).unwrap();
+    let status: Status = serde_json::from_value(guest.call(Command::Status, Duration::from_secs(30)).unwrap()).unwrap();
     assert_eq!(status.state, "ready");
     assert!(status.boot_errors.iter().any(|e| e.contains("hostname: panicked")), "{:?}", status.boot_errors);
     let echo = guest.exec(&["echo", "alive"]);

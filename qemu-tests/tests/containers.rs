@@ -42,16 +42,17 @@ mode = 0o755
     for (container, text) in declarations {
         let file = dir.join(format!("{container}.toml"));
         std::fs::write(&file, text.replace("@IMAGE@", IMAGE)).expect("write declaration");
-        host.push_str(&format!(
-            "\n[[files]]\nsource = \"{}\"\npath = \"/etc/keel/containers/{container}.toml\"\n",
-            file.display()
-        ));
+        host.push_str(&format!("\n[[files]]\nsource = \"{}\"\npath = \"/etc/keel/containers/{container}.toml\"\n", file.display()));
     }
     build_image(name, &host, env!("CARGO_BIN_EXE_keel-probe").as_ref())
 }
 
 fn boot(image: &TestImage, name: &str) -> Guest {
-    let mut guest = Guest::boot(image, name, BootOptions { extra_cmdline: String::new(), allow_reboot: false, hostfwd: Vec::new(), ..Default::default() });
+    let mut guest = Guest::boot(
+        image,
+        name,
+        BootOptions { extra_cmdline: String::new(), allow_reboot: false, hostfwd: Vec::new(), ..Default::default() },
+    );
     guest.wait_ready();
     guest
 }
@@ -115,7 +116,9 @@ fn containers_are_isolated_limited_and_bad_declarations_do_not_stop_others() {
     for line in deny.stdout.lines() {
         assert!(!line.ends_with(": ok"), "a container could do this: {line}\n{}", deny.stdout);
     }
-    for expected in ["mount: EPERM", "module: EPERM", "reboot: EPERM", "keyctl: EPERM", "kcore: empty", "firmware: empty", "control: NotFound"] {
+    for expected in
+        ["mount: EPERM", "module: EPERM", "reboot: EPERM", "keyctl: EPERM", "kcore: empty", "firmware: empty", "control: NotFound"]
+    {
         assert!(deny.stdout.contains(expected), "{expected} missing: {}", deny.stdout);
     }
     let status = guest.exec_in(Some("iso"), &["grep", "-E", "^(CapEff|NoNewPrivs|Seccomp):", "/proc/self/status"]);
@@ -323,7 +326,11 @@ fn runaway_container_is_contained_and_reported() {
 
     // The bystander kept running, untouched, and reports nothing.
     let after = guest.container("bystander");
-    assert_eq!((after.state.as_str(), after.pid, after.restarts, after.limits_hit()), ("running", Some(bystander_pid), 0, None), "{after:?}");
+    assert_eq!(
+        (after.state.as_str(), after.pid, after.restarts, after.limits_hit()),
+        ("running", Some(bystander_pid), 0, None),
+        "{after:?}"
+    );
     let inside = guest.exec_in(Some("bystander"), &["echo", "alive"]);
     assert_eq!(inside.stdout, "alive\n", "{inside:?}");
 

@@ -10,8 +10,8 @@
 use keel_build::build::sha256_file;
 use keel_build::diskimage::{build_disk, layout, DiskFormat};
 use keel_build::{BuildOptions, HostSpec};
-use keel_supervisor::control::Command;
 use keel_qemu_tests::{keel_binary, target_dir, BootOptions, Guest, TestImage};
+use keel_supervisor::control::Command;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -165,7 +165,8 @@ fn a_corrupt_root_slot_is_a_console_error_and_the_machine_stays_up() {
     drop(file);
     let options = BootOptions { uefi_disk: Some(raw.clone()), ..Default::default() };
     let mut guest = Guest::boot(&test_image(), "uefi-corrupt-root", options);
-    guest.wait_for("keel: error: root: mount /dev/vda2 (partition keel-root-a) on /sysroot as erofs, read-only: ", Duration::from_secs(240));
+    guest
+        .wait_for("keel: error: root: mount /dev/vda2 (partition keel-root-a) on /sysroot as erofs, read-only: ", Duration::from_secs(240));
     guest.wait_for("keel: emergency: root: mount /dev/vda2", Duration::from_secs(60));
     // PID 1 is alive on the initramfs and reports the cause on the control channel.
     let status = guest.call(Command::Status, Duration::from_secs(30)).unwrap_or_else(|e| guest.fail(&format!("status: {e}")));

@@ -3,9 +3,9 @@
 //! over http and https by the test (QEMU user networking maps 10.0.2.2 to the host's 127.0.0.1);
 //! an AWS-style metadata service with an IMDSv2 token; and a CIDATA config drive.
 
+use keel_netconf::http::testing::{self, SeenRequest, TestCa, TestServer};
 use keel_qemu_tests::{build_image, data_url, target_dir, BootOptions, Guest, TestImage};
 use keel_supervisor::control::Command;
-use keel_netconf::http::testing::{self, SeenRequest, TestCa, TestServer};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -105,7 +105,11 @@ fn config_is_applied_once_on_a_persistent_var() {
     assert_eq!(status["state"], "applied", "{status}");
     let motd = guest.exec(&["sh", "-c", "cat /etc/motd; stat -c '%a %U' /etc/motd"]);
     assert_eq!(motd.stdout, "welcome to keel\n640 ops\n", "{motd:?}");
-    let keys = guest.exec(&["sh", "-c", "cat /home/ops/.ssh/authorized_keys; stat -c '%a %U' /home/ops/.ssh/authorized_keys; grep ^ops: /etc/passwd"]);
+    let keys = guest.exec(&[
+        "sh",
+        "-c",
+        "cat /home/ops/.ssh/authorized_keys; stat -c '%a %U' /home/ops/.ssh/authorized_keys; grep ^ops: /etc/passwd",
+    ]);
     assert!(keys.stdout.starts_with("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKeelTestKey ops@example\n600 ops\nops:x:1000:1000:"), "{keys:?}");
     guest.wait_container("hello", Duration::from_secs(60), |c| c.state == "running");
     let changed = guest.exec(&["sh", "-c", "echo changed > /var/lib/app/data"]);
@@ -183,8 +187,19 @@ fn boot_with(name: &str, cmdline: String) -> Guest {
 #[test]
 fn http_config_and_http_files() {
     let server = serve(|port, request| match request.path() {
-        "/config.ign" => (200, format!(r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"files":[{{"path":"/etc/from-http","contents":{{"source":"http://10.0.2.2:{port}/blob"}}}}]}}}}"#)),
-        "/bad.ign" => (200, format!(r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"files":[{{"path":"/etc/ok","contents":{{"source":"data:,fine"}}}},{{"path":"/etc/bad","contents":{{"source":"http://10.0.2.2:{port}/blob","verification":{{"hash":"sha512-{}"}}}}}}]}}}}"#, "0".repeat(128))),
+        "/config.ign" => (
+            200,
+            format!(
+                r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"files":[{{"path":"/etc/from-http","contents":{{"source":"http://10.0.2.2:{port}/blob"}}}}]}}}}"#
+            ),
+        ),
+        "/bad.ign" => (
+            200,
+            format!(
+                r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"files":[{{"path":"/etc/ok","contents":{{"source":"data:,fine"}}}},{{"path":"/etc/bad","contents":{{"source":"http://10.0.2.2:{port}/blob","verification":{{"hash":"sha512-{}"}}}}}}]}}}}"#,
+                "0".repeat(128)
+            ),
+        ),
         "/blob" => (200, "from the host\n".to_string()),
         _ => (404, String::new()),
     });
@@ -212,7 +227,12 @@ fn http_config_and_http_files() {
 fn https_sources_with_the_configs_ca_and_headers() {
     let ca = TestCa::new("keel QEMU test CA");
     let server = serve_on(Some(&ca), |port, request| match (request.path(), request.header("authorization")) {
-        ("/child.ign", _) => (200, format!(r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"files":[{{"path":"/etc/from-child","contents":{{"source":"https://10.0.2.2:{port}/blob"}}}}]}}}}"#)),
+        ("/child.ign", _) => (
+            200,
+            format!(
+                r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"files":[{{"path":"/etc/from-child","contents":{{"source":"https://10.0.2.2:{port}/blob"}}}}]}}}}"#
+            ),
+        ),
         ("/blob", _) => (200, "over tls\n".to_string()),
         ("/secret", Some("Bearer keel-test")) => (200, "s3cret".to_string()),
         ("/secret", _) => (401, String::new()),
@@ -241,9 +261,11 @@ fn aws_metadata_config_is_applied() {
         ("PUT", "/latest/api/token") if request.header("X-aws-ec2-metadata-token-ttl-seconds") == Some("21600") => {
             (200, "test-token".to_string())
         }
-        ("GET", "/latest/user-data") if request.header("X-aws-ec2-metadata-token") == Some("test-token") => {
-            (200, r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/from-aws","contents":{"source":"data:,aws"}}]}}"#.to_string())
-        }
+        ("GET", "/latest/user-data") if request.header("X-aws-ec2-metadata-token") == Some("test-token") => (
+            200,
+            r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/from-aws","contents":{"source":"data:,aws"}}]}}"#
+                .to_string(),
+        ),
         ("GET", "/latest/user-data") => (401, String::new()),
         _ => (404, String::new()),
     });

@@ -190,7 +190,8 @@ fn check_consistent(guest: &Guest, sums: &BTreeMap<String, String>) -> String {
             bad.iter().take(5).collect::<Vec<_>>()
         ));
     }
-    let leftovers = guest.exec(&["sh", "-c", "find /var/lib/bulk /var/lib/keel -name '.keel-firstboot.*'; ls /var/lib/keel/firstboot.done"]);
+    let leftovers =
+        guest.exec(&["sh", "-c", "find /var/lib/bulk /var/lib/keel -name '.keel-firstboot.*'; ls /var/lib/keel/firstboot.done"]);
     assert_eq!(leftovers.stdout.trim(), "/var/lib/keel/firstboot.done", "[{state}] temps left, or no marker: {leftovers:?}");
     // A journal may survive a cut between the marker and its removal (it is ignored once
     // the marker exists); after a whole apply in this boot it must be gone.

@@ -88,7 +88,12 @@ fn multi_layer_oci_archive_runs_with_its_config_and_a_tampered_one_is_refused() 
     // Its root is an overlay of the store's layers with its own upper in /var.
     let mounts = guest.exec(&["cat", &format!("/proc/{}/mounts", svc.pid.unwrap())]);
     let root = mounts.stdout.lines().find(|l| l.split_whitespace().nth(1) == Some("/")).unwrap_or_default().to_string();
-    assert!(root.starts_with("overlay / overlay") && root.contains("/var/lib/keel/images/layers/") && root.contains("upperdir=/var/lib/keel/containers/svc/upper"), "root mount: {root}");
+    assert!(
+        root.starts_with("overlay / overlay")
+            && root.contains("/var/lib/keel/images/layers/")
+            && root.contains("upperdir=/var/lib/keel/containers/svc/upper"),
+        "root mount: {root}"
+    );
     let write = guest.exec_in(Some("svc"), &["/bin/sh", "-c", "echo changed > /etc/motd && cat /etc/motd"]);
     assert_eq!(write.stdout, "changed\n");
     let layers = guest.exec(&["/bin/sh", "-c", "cat /var/lib/keel/images/layers/*/etc/motd"]);
@@ -102,11 +107,19 @@ fn multi_layer_oci_archive_runs_with_its_config_and_a_tampered_one_is_refused() 
 
     // keelctl image ls / inspect.
     let images: Vec<ImageSummary> = serde_json::from_value(call(&guest, Command::ImageLs).unwrap()).unwrap();
-    let app = images.iter().find(|i| i.names.iter().any(|n| n == "oci-archive:/usr/share/keel/images/app.tar")).unwrap_or_else(|| panic!("{images:?}"));
+    let app = images
+        .iter()
+        .find(|i| i.names.iter().any(|n| n == "oci-archive:/usr/share/keel/images/app.tar"))
+        .unwrap_or_else(|| panic!("{images:?}"));
     assert_eq!(app.layers, 3);
     assert!(!images.iter().any(|i| i.names.iter().any(|n| n.contains("bad.tar"))), "{images:?}");
-    let detail: ImageDetail = serde_json::from_value(call(&guest, Command::ImageInspect { reference: app.manifest.short().into() }).unwrap()).unwrap();
-    assert!(detail.layers[1].removed.iter().any(|p| p == "etc/deleted") && detail.layers[1].changed.iter().any(|p| p == "etc/motd"), "{:?}", detail.layers[1]);
+    let detail: ImageDetail =
+        serde_json::from_value(call(&guest, Command::ImageInspect { reference: app.manifest.short().into() }).unwrap()).unwrap();
+    assert!(
+        detail.layers[1].removed.iter().any(|p| p == "etc/deleted") && detail.layers[1].changed.iter().any(|p| p == "etc/motd"),
+        "{:?}",
+        detail.layers[1]
+    );
     assert!(detail.layers[2].removed.iter().any(|p| p == "var/cache/c1"), "{:?}", detail.layers[2]);
 
     // keelctl image load: a docker archive shares every layer with the OCI one; a

@@ -90,11 +90,10 @@ fn dhcp_uplink_masquerade_published_ports_isolation_and_input_policy() {
     let image = build_image(name, &host, env!("CARGO_BIN_EXE_keel-probe").as_ref());
     let published = free_port();
     let unpublished = free_port();
-    let hostfwd = vec![
-        format!("tcp:{published}-:80").parse::<HostFwd>().unwrap(),
-        format!("tcp:{unpublished}-:8081").parse::<HostFwd>().unwrap(),
-    ];
-    let mut guest = Guest::boot(&image, name, BootOptions { extra_cmdline: String::new(), allow_reboot: false, hostfwd, ..Default::default() });
+    let hostfwd =
+        vec![format!("tcp:{published}-:80").parse::<HostFwd>().unwrap(), format!("tcp:{unpublished}-:8081").parse::<HostFwd>().unwrap()];
+    let mut guest =
+        Guest::boot(&image, name, BootOptions { extra_cmdline: String::new(), allow_reboot: false, hostfwd, ..Default::default() });
     guest.wait_ready();
     for container in ["web", "peer", "loner"] {
         guest.wait_container(container, Duration::from_secs(60), |c| c.state == "running");
@@ -171,7 +170,11 @@ fn reboot_keeps_every_container_address() {
     let name = "network-persist";
     let dir = target_dir().join("qemu-tests").join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("zeta.toml"), "image = \"/usr/share/keel/images/busybox\"\ncommand = [\"/bin/sleep\", \"3600\"]\nstop_timeout = \"1s\"\n").unwrap();
+    std::fs::write(
+        dir.join("zeta.toml"),
+        "image = \"/usr/share/keel/images/busybox\"\ncommand = [\"/bin/sleep\", \"3600\"]\nstop_timeout = \"1s\"\n",
+    )
+    .unwrap();
     let host = "hostname = \"keel-ipam\"\nbusybox = \"/bin/busybox\"\n\n[kernel]\nmodules = [\"virtio_pci\", \"virtio_console\", \"virtio_net\", \"virtio_blk\", \"button\", \"evdev\"]\n\n[control]\nvirtio_serial = true\nshutdown_grace_secs = 2\n\n[[images]]\nname = \"busybox\"\nbusybox = \"/bin/busybox\"\n\n[[files]]\nsource = \"zeta.toml\"\npath = \"/etc/keel/containers/zeta.toml\"\n";
     let image = build_image(name, host, env!("CARGO_BIN_EXE_keel-probe").as_ref());
     let disk = dir.join(format!("var-{}.img", std::process::id()));
@@ -225,11 +228,8 @@ fn ipv6_subnet_containers_reach_each_other_over_ipv6() {
     let name = "network-ipv6";
     let dir = target_dir().join("qemu-tests").join(name);
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("network.toml"),
-        "[[network]]\nname = \"keel0\"\nsubnet = \"10.88.0.0/16\"\nsubnet6 = \"fd00:88::/64\"\n",
-    )
-    .unwrap();
+    std::fs::write(dir.join("network.toml"), "[[network]]\nname = \"keel0\"\nsubnet = \"10.88.0.0/16\"\nsubnet6 = \"fd00:88::/64\"\n")
+        .unwrap();
     std::fs::write(dir.join("index.html"), "from-the-container-over-ipv6\n").unwrap();
     let busybox = "image = \"/usr/share/keel/images/busybox\"\nstop_timeout = \"1s\"\n";
     let declarations = [

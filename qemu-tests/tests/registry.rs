@@ -122,7 +122,8 @@ fn an_image_pulled_at_boot_from_an_https_registry_runs() {
     let logs = guest.logs("app").join("\n");
     assert!(logs.contains("MARKER=from-image uid=0 pwd=/srv motd=two cache=c2 deleted=absent"), "app logs: {logs}");
     let images: Vec<ImageSummary> = serde_json::from_value(guest.call(Command::ImageLs, Duration::from_secs(60)).unwrap()).unwrap();
-    let pulled = images.iter().find(|i| i.names.iter().any(|n| n == &format!("{registry}/keel/app:v1"))).unwrap_or_else(|| panic!("{images:?}"));
+    let pulled =
+        images.iter().find(|i| i.names.iter().any(|n| n == &format!("{registry}/keel/app:v1"))).unwrap_or_else(|| panic!("{images:?}"));
     assert_eq!(pulled.layers, 3);
     let console = guest.console();
     assert!(console.contains(&format!("image {registry}/keel/app:v1: pulled sha256:")), "no pull line on the console");

@@ -43,27 +43,16 @@ impl Fixture {
         let passwd = "root:x:0:0::/:/bin/sh\nnobody:x:65534:65534::/:/bin/sh\n";
         std::fs::write(root.join("etc/passwd"), passwd).unwrap();
         std::fs::write(root.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
-        copy_file(
-            Path::new(env!("CARGO_BIN_EXE_keel-probe")),
-            &root.join("bin/keel-probe"),
-        );
+        copy_file(Path::new(env!("CARGO_BIN_EXE_keel-probe")), &root.join("bin/keel-probe"));
         root
     }
 
     /// Runs `argv` in `root` with `keel run`.
     fn run(&self, name: &str, root: &Path, argv: &[&str]) -> Output {
-        let toml = format!(
-            "image = {:?}\ncommand = {argv:?}\nnetwork = \"none\"\n",
-            root.display().to_string()
-        );
+        let toml = format!("image = {:?}\ncommand = {argv:?}\nnetwork = \"none\"\n", root.display().to_string());
         let file = self.dir.join(format!("{name}.toml"));
         std::fs::write(&file, toml).unwrap();
-        Command::new(keel_binary())
-            .arg("run")
-            .arg(&file)
-            .env("KEEL_STATE_DIR", self.dir.join("state"))
-            .output()
-            .expect("run keel")
+        Command::new(keel_binary()).arg("run").arg(&file).env("KEEL_STATE_DIR", self.dir.join("state")).output().expect("run keel")
     }
 }
 
@@ -78,10 +67,7 @@ fn privileged(test: &str) -> bool {
     if nix::unistd::Uid::effective().is_root() {
         return true;
     }
-    assert!(
-        std::env::var_os("KEEL_REQUIRE_ROOT_TESTS").is_none(),
-        "{test}: needs root and KEEL_REQUIRE_ROOT_TESTS is set"
-    );
+    assert!(std::env::var_os("KEEL_REQUIRE_ROOT_TESTS").is_none(), "{test}: needs root and KEEL_REQUIRE_ROOT_TESTS is set");
     eprintln!("SKIP {test}: needs root");
     false
 }
@@ -89,8 +75,7 @@ fn privileged(test: &str) -> bool {
 /// Copies `from` (following links) to `to`, creating parents, keeping the mode.
 fn copy_file(from: &Path, to: &Path) {
     std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-    std::fs::copy(from, to)
-        .unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
+    std::fs::copy(from, to).unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
 }
 
 /// The host path of `program`.
@@ -105,11 +90,7 @@ fn host_program(program: &str) -> PathBuf {
 /// The shared libraries `binary` loads, with the loader, as absolute paths (from `ldd`).
 fn libraries(binary: &Path) -> Vec<PathBuf> {
     let out = Command::new("ldd").arg(binary).output().expect("run ldd");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter(|word| word.starts_with('/'))
-        .map(PathBuf::from)
-        .collect()
+    String::from_utf8_lossy(&out.stdout).split_whitespace().filter(|word| word.starts_with('/')).map(PathBuf::from).collect()
 }
 
 /// Copies `binary` to `root/usr/bin/name` and its libraries to the same paths under `root`.
@@ -142,15 +123,9 @@ fn glibc_rootfs(fx: &Fixture) -> (PathBuf, bool) {
     let target = root.join("usr/lib").join(&version);
     copy_file(&stdlib.join("os.py"), &target.join("os.py"));
     std::fs::create_dir_all(target.join("lib-dynload")).unwrap();
-    for entry in std::fs::read_dir(stdlib.join("encodings"))
-        .unwrap()
-        .flatten()
-    {
+    for entry in std::fs::read_dir(stdlib.join("encodings")).unwrap().flatten() {
         if entry.path().extension().is_some_and(|e| e == "py") {
-            copy_file(
-                &entry.path(),
-                &target.join("encodings").join(entry.file_name()),
-            );
+            copy_file(&entry.path(), &target.join("encodings").join(entry.file_name()));
         }
     }
     (root, true)
@@ -164,11 +139,7 @@ fn text(output: &Output) -> String {
 fn expect_lines(what: &str, output: &Output, want: &[&str]) {
     let stdout = text(output);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{what}: stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    assert_eq!(output.status.code(), Some(0), "{what}: stdout:\n{stdout}\nstderr:\n{stderr}");
     let got: Vec<&str> = stdout.lines().collect();
     assert_eq!(got, want, "{what}: stderr:\n{stderr}");
 }
@@ -203,14 +174,8 @@ fn usual_programs_run_under_the_filter_and_attacks_fail() {
     let busybox = fx.rootfs("busybox");
     copy_file(Path::new("/bin/busybox"), &busybox.join("bin/busybox"));
     // Every applet as a link, as a busybox image has them (tar -z runs `gzip`).
-    let list = Command::new("/bin/busybox")
-        .arg("--list")
-        .output()
-        .expect("busybox --list");
-    for applet in String::from_utf8_lossy(&list.stdout)
-        .lines()
-        .filter(|a| *a != "busybox")
-    {
+    let list = Command::new("/bin/busybox").arg("--list").output().expect("busybox --list");
+    for applet in String::from_utf8_lossy(&list.stdout).lines().filter(|a| *a != "busybox") {
         std::os::unix::fs::symlink("busybox", busybox.join("bin").join(applet)).unwrap();
     }
     let script = "set -e; echo hi > /tmp/a; cat /tmp/a; printf 'b\\na\\n' | sort | tr -d '\\n'; echo; \
@@ -219,18 +184,12 @@ fn usual_programs_run_under_the_filter_and_attacks_fail() {
         sed 's/h/H/' /tmp/a; echo 1 2 | awk '{print $2}'; (sleep 0.1 & wait); echo waited; \
         ps | grep -c ps >/dev/null && echo ps; seq 3 | wc -l; mkdir /tmp/d; rm -r /tmp/d; echo done";
     let out = fx.run("bb", &busybox, &["/bin/busybox", "sh", "-c", script]);
-    let want = [
-        "hi", "ab", "1", "1970", "0", "/bin/sh", "a", "hi", "Hi", "2", "waited", "ps", "3", "done",
-    ];
+    let want = ["hi", "ab", "1", "1970", "0", "/bin/sh", "a", "hi", "Hi", "2", "waited", "ps", "3", "done"];
     expect_lines("busybox", &out, &want);
 
     // glibc: host programs and their libraries.
     let (glibc, python) = glibc_rootfs(&fx);
-    let script = if python {
-        format!("{GLIBC_SCRIPT}python3 -S -c 'print(6 * 7)'\n")
-    } else {
-        GLIBC_SCRIPT.to_string()
-    };
+    let script = if python { format!("{GLIBC_SCRIPT}python3 -S -c 'print(6 * 7)'\n") } else { GLIBC_SCRIPT.to_string() };
     let out = fx.run("glibc", &glibc, &["/usr/bin/bash", "-c", &script]);
     let mut want = vec![
         "hello",
@@ -273,10 +232,7 @@ fn usual_programs_run_under_the_filter_and_attacks_fail() {
     }
 
     // Negative control: the same probe on the host, outside any filter, reaches the kernel.
-    let out = Command::new(env!("CARGO_BIN_EXE_keel-probe"))
-        .arg("seccomp")
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_keel-probe")).arg("seccomp").output().unwrap();
     let want = probe_want("EFAULT", "ok");
     let want: Vec<&str> = want.iter().map(String::as_str).collect();
     expect_lines("probe on the host", &out, &want);

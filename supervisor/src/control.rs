@@ -175,8 +175,7 @@ impl Response {
 
     /// The response as one line, newline included.
     pub fn to_line(&self) -> String {
-        let mut line = serde_json::to_string(self)
-            .unwrap_or_else(|_| format!("{{\"id\":{},\"ok\":false}}", self.id));
+        let mut line = serde_json::to_string(self).unwrap_or_else(|_| format!("{{\"id\":{},\"ok\":false}}", self.id));
         line.push('\n');
         line
     }
@@ -185,10 +184,7 @@ impl Response {
 /// Parse a request line; on error, the response to send back (naming what is wrong).
 pub fn parse_request(line: &str) -> Result<Request, Response> {
     serde_json::from_str(line.trim()).map_err(|err| {
-        let id = serde_json::from_str::<serde_json::Value>(line)
-            .ok()
-            .and_then(|v| v.get("id").and_then(|id| id.as_u64()))
-            .unwrap_or(0);
+        let id = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v.get("id").and_then(|id| id.as_u64())).unwrap_or(0);
         Response::failure(id, format!("bad request: {err}"))
     })
 }
@@ -259,17 +255,12 @@ impl Client {
     /// Connect to the control socket at `path`.
     pub fn connect(path: &Path) -> Result<Self, ClientError> {
         let name = path.display().to_string();
-        let stream = UnixStream::connect(path)
-            .map_err(|source| ClientError::Connect { path: name.clone(), source })?;
+        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect { path: name.clone(), source })?;
         Ok(Client { path: name, stream: BufReader::new(stream) })
     }
 
     /// Send `command` and wait up to `timeout` for its answer; a failed command is an error.
-    pub fn call(
-        &mut self,
-        command: Command,
-        timeout: Duration,
-    ) -> Result<serde_json::Value, ClientError> {
+    pub fn call(&mut self, command: Command, timeout: Duration) -> Result<serde_json::Value, ClientError> {
         let response = self.request(command, timeout)?;
         if response.ok {
             Ok(response.result.unwrap_or(serde_json::Value::Null))
@@ -281,8 +272,8 @@ impl Client {
     /// Send `command` and return the raw response that carries our id.
     pub fn request(&mut self, command: Command, timeout: Duration) -> Result<Response, ClientError> {
         let id = fresh_id();
-        let mut line = serde_json::to_string(&Request { id, command })
-            .map_err(|e| ClientError::Remote(format!("cannot encode request: {e}")))?;
+        let mut line =
+            serde_json::to_string(&Request { id, command }).map_err(|e| ClientError::Remote(format!("cannot encode request: {e}")))?;
         line.push('\n');
         let io = |source| ClientError::Io { path: self.path.clone(), source };
         self.stream.get_ref().set_read_timeout(Some(timeout)).map_err(io)?;
@@ -304,10 +295,7 @@ impl Client {
 
 /// A request id unlikely to match a stale answer: time and pid mixed.
 fn fresh_id() -> u64 {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
     (nanos ^ (u64::from(std::process::id()) << 40)) | 1
 }
 
@@ -323,11 +311,7 @@ mod tests {
             request,
             Request {
                 id: 7,
-                command: Command::Exec {
-                    argv: vec!["kill".into(), "-TERM".into(), "1".into()],
-                    timeout_secs: None,
-                    container: None
-                }
+                command: Command::Exec { argv: vec!["kill".into(), "-TERM".into(), "1".into()], timeout_secs: None, container: None }
             }
         );
         assert_eq!(serde_json::to_string(&request).unwrap(), line);

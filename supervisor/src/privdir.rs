@@ -198,7 +198,10 @@ mod tests {
         fs::write(root.join("refs.json"), "{}").unwrap();
         fs::set_permissions(root.join("refs.json"), fs::Permissions::from_mode(0o644)).unwrap();
         narrow_existing(&root).unwrap();
-        assert_eq!((mode(&root), mode(&root.join("old")), mode(&root.join("userns")), mode(&root.join("refs.json"))), (0o700, 0o700, 0o700, 0o600));
+        assert_eq!(
+            (mode(&root), mode(&root.join("old")), mode(&root.join("userns")), mode(&root.join("refs.json"))),
+            (0o700, 0o700, 0o700, 0o600)
+        );
         // Below the first level the modes are the container's own (its root directory's).
         assert_eq!(mode(&root.join("old/upper")), 0o755);
     }

@@ -36,7 +36,8 @@ pub fn plan(size: u64, epoch: u64) -> Result<Gpt, GptError> {
     if size < MIN_DISK_SIZE {
         return Err(GptError::Layout(format!("a disk image needs at least {} MiB, {} MiB asked", MIN_DISK_SIZE >> 20, size >> 20)));
     }
-    let part = |name: &str, ty: &str, size| PartitionSpec { name: name.into(), type_guid: guid(ty), unique_guid: derived_guid(epoch, name), size };
+    let part =
+        |name: &str, ty: &str, size| PartitionSpec { name: name.into(), type_guid: guid(ty), unique_guid: derived_guid(epoch, name), size };
     let specs = [
         part(ESP_LABEL, TYPE_ESP, Some(ESP_SIZE)),
         part(ROOT_A_LABEL, TYPE_ROOT_X86_64, Some(ROOT_SLOT_SIZE)),

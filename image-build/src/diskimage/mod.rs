@@ -212,7 +212,13 @@ fn root_entries(entries: Vec<Entry>) -> Result<Vec<Entry>, PlanError> {
 }
 
 /// Build the disk image of `spec` into `out` as `format`, `size` bytes large.
-pub fn build_disk(spec: &HostSpec, options: &BuildOptions, format: DiskFormat, size: u64, out: &Path) -> Result<DiskOutput, DiskImageError> {
+pub fn build_disk(
+    spec: &HostSpec,
+    options: &BuildOptions,
+    format: DiskFormat,
+    size: u64,
+    out: &Path,
+) -> Result<DiskOutput, DiskImageError> {
     let epoch = options.source_date_epoch;
     let gpt = layout::plan(size, epoch)?;
     let (kernel, entries) = plan_image(spec, options)?;
@@ -262,7 +268,9 @@ fn write_raw(raw: &Path, gpt: &keel_init::gpt::Gpt, size: u64, uki_file: &Path, 
     let (primary, backup) = gpt.to_bytes(size / SECTOR);
     file.write_all_at(&primary, 0).map_err(io_err(raw))?;
     file.write_all_at(&backup, size - backup.len() as u64).map_err(io_err(raw))?;
-    let part = |name| gpt.find(name).map(|(_, p)| (p.first_lba * SECTOR, p.size_bytes())).ok_or_else(|| GptError::Layout(format!("no {name} partition")));
+    let part = |name| {
+        gpt.find(name).map(|(_, p)| (p.first_lba * SECTOR, p.size_bytes())).ok_or_else(|| GptError::Layout(format!("no {name} partition")))
+    };
 
     let (esp_at, esp_size) = part(layout::ESP_LABEL)?;
     let volume_id = u32::from_le_bytes(layout::derived_guid(epoch, "esp-volume").0[..4].try_into().unwrap_or_default());

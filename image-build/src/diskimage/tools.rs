@@ -51,9 +51,7 @@ impl Tool {
 
 /// `program` from `$PATH`, else from /usr/sbin or /sbin.
 pub fn find_program(program: &str) -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
-        .unwrap_or(false);
+    let on_path = std::env::var_os("PATH").map(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file())).unwrap_or(false);
     if on_path {
         return PathBuf::from(program);
     }
@@ -62,7 +60,16 @@ pub fn find_program(program: &str) -> PathBuf {
 
 /// mkfs.erofs: `dir` into `image`, lz4hc-compressed, every file root's with mtime `epoch`.
 pub fn mkfs_erofs(image: &Path, dir: &Path, epoch: u64, uuid: &str) -> Tool {
-    let args = vec!["--quiet".into(), "-zlz4hc".into(), format!("-T{epoch}"), format!("-U{uuid}"), "--all-root".into(), "-x-1".into(), s(image), s(dir)];
+    let args = vec![
+        "--quiet".into(),
+        "-zlz4hc".into(),
+        format!("-T{epoch}"),
+        format!("-U{uuid}"),
+        "--all-root".into(),
+        "-x-1".into(),
+        s(image),
+        s(dir),
+    ];
     Tool { program: "mkfs.erofs", args, env: Vec::new(), package: "erofs-utils" }
 }
 
@@ -71,8 +78,18 @@ pub fn mkfs_erofs(image: &Path, dir: &Path, epoch: u64, uuid: &str) -> Tool {
 /// of the whole image file and leave too few clusters for FAT32.
 pub fn mkfs_fat(image: &Path, offset: u64, size: u64, volume_id: u32) -> Tool {
     let args = vec![
-        "-F".into(), "32".into(), "-s".into(), "1".into(), "-n".into(), "ESP".into(), "-i".into(), format!("{volume_id:08X}"), "--invariant".into(),
-        format!("--offset={}", offset / 512), s(image), (size / 1024).to_string(),
+        "-F".into(),
+        "32".into(),
+        "-s".into(),
+        "1".into(),
+        "-n".into(),
+        "ESP".into(),
+        "-i".into(),
+        format!("{volume_id:08X}"),
+        "--invariant".into(),
+        format!("--offset={}", offset / 512),
+        s(image),
+        (size / 1024).to_string(),
     ];
     Tool { program: "mkfs.fat", args, env: Vec::new(), package: "dosfstools" }
 }
@@ -104,8 +121,16 @@ pub fn mcopy(image: &Path, offset: u64, file: &Path, target: &str, epoch: u64) -
 /// "none", so the clock is at least 1).
 pub fn mkfs_ext4(image: &Path, offset: u64, size: u64, label: &str, uuid: &str, hash_seed: &str, epoch: u64) -> Tool {
     let args = vec![
-        "-q".into(), "-F".into(), "-L".into(), label.into(), "-U".into(), uuid.into(),
-        "-E".into(), format!("root_owner=0:0,hash_seed={hash_seed},offset={offset}"), s(image), format!("{}k", size / 1024),
+        "-q".into(),
+        "-F".into(),
+        "-L".into(),
+        label.into(),
+        "-U".into(),
+        uuid.into(),
+        "-E".into(),
+        format!("root_owner=0:0,hash_seed={hash_seed},offset={offset}"),
+        s(image),
+        format!("{}k", size / 1024),
     ];
     Tool { program: "mkfs.ext4", args, env: vec![("E2FSPROGS_FAKE_TIME", epoch.max(1).to_string())], package: "e2fsprogs" }
 }

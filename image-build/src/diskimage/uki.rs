@@ -31,7 +31,12 @@ pub struct UkiInputs<'a> {
 /// Where each section goes: (name, file, address).
 pub fn sections<'a>(inputs: &UkiInputs<'a>, cmdline: &'a Path, osrel: &'a Path, linux_len: u64) -> Vec<(&'static str, &'a Path, u64)> {
     let initrd_vma = LINUX_VMA + linux_len.div_ceil(1 << 20) * (1 << 20);
-    vec![(".osrel", osrel, OSREL_VMA), (".cmdline", cmdline, CMDLINE_VMA), (".linux", inputs.vmlinuz, LINUX_VMA), (".initrd", inputs.initrd, initrd_vma)]
+    vec![
+        (".osrel", osrel, OSREL_VMA),
+        (".cmdline", cmdline, CMDLINE_VMA),
+        (".linux", inputs.vmlinuz, LINUX_VMA),
+        (".initrd", inputs.initrd, initrd_vma),
+    ]
 }
 
 /// Assemble the image at `out` (work files go to `work`), stamped with `epoch`.

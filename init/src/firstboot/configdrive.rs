@@ -332,12 +332,12 @@ mod tests {
         let (sys, dev) = (root.0.join("sys"), root.0.join("dev"));
         std::fs::create_dir_all(&dev).unwrap();
         let devices: &[(&str, &str, Option<Vec<u8>>)] = &[
-            ("sr0", "0", Some(iso_head(b"config-2"))),           // size 0: skipped
-            ("vda", "2048", Some(vec![0u8; HEAD_LEN])),          // nothing recognisable
+            ("sr0", "0", Some(iso_head(b"config-2"))),  // size 0: skipped
+            ("vda", "2048", Some(vec![0u8; HEAD_LEN])), // nothing recognisable
             ("vdb", "2048", Some(fat_boot_sector(false, b"cidata"))),
             ("vdc", "2048", Some(iso_head(b"config-2"))),
             ("vdd", "2048", Some(fat_boot_sector(true, b"OTHER"))),
-            ("vde", "2048", None),                               // no device node
+            ("vde", "2048", None), // no device node
         ];
         for (name, size, content) in devices {
             std::fs::create_dir_all(sys.join(name)).unwrap();
@@ -363,9 +363,9 @@ mod tests {
         // mkfs.vfat (dosfstools) is a build-time tool; skip where it is missing.
         let dir = TempDir::new("mkfs");
         let image = dir.0.join("cidata.img");
-        let made = ["mkfs.vfat", "/usr/sbin/mkfs.vfat", "/sbin/mkfs.vfat"].into_iter().find_map(|p| {
-            std::process::Command::new(p).args(["-n", "CIDATA", "-C"]).arg(&image).arg("2048").output().ok()
-        });
+        let made = ["mkfs.vfat", "/usr/sbin/mkfs.vfat", "/sbin/mkfs.vfat"]
+            .into_iter()
+            .find_map(|p| std::process::Command::new(p).args(["-n", "CIDATA", "-C"]).arg(&image).arg("2048").output().ok());
         if !made.is_some_and(|o| o.status.success()) {
             eprintln!("SKIP: mkfs.vfat not available");
             return;

@@ -7,8 +7,8 @@
 
 use super::apply::{self, HashAlg, PlannedDir, PlannedFile, PlannedLink, WritePlan};
 use super::config::{self, Compression, Config, HashAlgorithm, HttpHeader, Problem, Report, Resource, Severity};
-use keel_netconf::http::{self, Client, Fetched};
 use crate::cmdline::Platform;
+use keel_netconf::http::{self, Client, Fetched};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::path::Path;
@@ -206,7 +206,9 @@ impl<'a> Fetcher<'a> {
                 let base = base.unwrap_or(LINK_LOCAL);
                 let token_url = format!("{base}/latest/api/token");
                 let token = match self.http("PUT", &token_url, &[("X-aws-ec2-metadata-token-ttl-seconds", "21600")], None)? {
-                    Fetched::Found(response) => String::from_utf8(response.body).map_err(|_| format!("{token_url}: the token is not text"))?,
+                    Fetched::Found(response) => {
+                        String::from_utf8(response.body).map_err(|_| format!("{token_url}: the token is not text"))?
+                    }
                     Fetched::NotFound => return Err(format!("{token_url}: HTTP 404 Not Found (no IMDSv2 token service)")),
                 };
                 let url = format!("{base}/latest/user-data");
@@ -262,7 +264,11 @@ fn platform_name(platform: Platform) -> &'static str {
 }
 
 fn abbreviate(url: &str) -> String {
-    if url.len() > 60 { format!("{}…", &url[..url.char_indices().nth(60).map_or(url.len(), |(i, _)| i)]) } else { url.to_string() }
+    if url.len() > 60 {
+        format!("{}…", &url[..url.char_indices().nth(60).map_or(url.len(), |(i, _)| i)])
+    } else {
+        url.to_string()
+    }
 }
 
 /// The bytes behind a source URL (`data:`, `http://` or `https://`, with the default timeout).
@@ -299,12 +305,7 @@ pub fn plan(config: &Config, fetcher: &mut Fetcher) -> Result<WritePlan, Vec<(St
             (Some(r), None) if r.source.is_none() => Some(Vec::new()),
             (_, c) => c,
         };
-        let append = file
-            .append
-            .iter()
-            .enumerate()
-            .filter_map(|(j, r)| resolve(format!("storage.files[{i}].append[{j}]"), r))
-            .collect();
+        let append = file.append.iter().enumerate().filter_map(|(j, r)| resolve(format!("storage.files[{i}].append[{j}]"), r)).collect();
         files.push(PlannedFile {
             path: file.path.clone(),
             contents,
@@ -323,7 +324,13 @@ pub fn plan(config: &Config, fetcher: &mut Fetcher) -> Result<WritePlan, Vec<(St
         directories: config
             .directories
             .iter()
-            .map(|d| PlannedDir { path: d.path.clone(), mode: d.mode, uid: d.owner.user.clone(), gid: d.owner.group.clone(), overwrite: d.overwrite })
+            .map(|d| PlannedDir {
+                path: d.path.clone(),
+                mode: d.mode,
+                uid: d.owner.user.clone(),
+                gid: d.owner.group.clone(),
+                overwrite: d.overwrite,
+            })
             .collect(),
         links: config
             .links
@@ -490,10 +497,8 @@ mod tests {
     use super::*;
 
     fn data_url(text: &str) -> String {
-        let encoded: String = text
-            .bytes()
-            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
-            .collect();
+        let encoded: String =
+            text.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
         format!("data:,{encoded}")
     }
 
@@ -523,7 +528,8 @@ mod tests {
         run(&root.0, &root.marker(), forced, &Sources { url, network: true, ..Default::default() }, &mut Fetcher::default())
     }
 
-    const GOOD: &str = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/motd","mode":420,"contents":{"source":"data:,hello%0A"}}]}}"#;
+    const GOOD: &str =
+        r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/motd","mode":420,"contents":{"source":"data:,hello%0A"}}]}}"#;
 
     #[test]
     fn a_valid_config_is_applied_once_then_skipped() {
@@ -564,7 +570,8 @@ mod tests {
 
     #[test]
     fn merged_configs_are_hash_checked_and_merged() {
-        let child = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/child","contents":{"source":"data:,from-child"}}]}}"#;
+        let child =
+            r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/child","contents":{"source":"data:,from-child"}}]}}"#;
         let sha512 = {
             use sha2::Digest;
             sha2::Sha512::digest(child.as_bytes()).iter().map(|b| format!("{b:02x}")).collect::<String>()
@@ -584,7 +591,10 @@ mod tests {
         let root = Root::new("merge-bad");
         let status = run_url(&root, false, Some(&data_url(&parent(&"0".repeat(128)))));
         assert!(status.failed(), "{status:?}");
-        assert!(status.problems.iter().any(|p| p.path == "ignition.config.merge[0]" && p.message.contains("sha512 mismatch")), "{status:?}");
+        assert!(
+            status.problems.iter().any(|p| p.path == "ignition.config.merge[0]" && p.message.contains("sha512 mismatch")),
+            "{status:?}"
+        );
         assert!(!root.0.join("etc/parent").exists() && !root.marker().exists());
     }
 
@@ -688,7 +698,10 @@ mod tests {
         let root = Root::new("ca-hash");
         let status = run_url(&root, false, Some(&data_url(&config)));
         assert!(status.failed(), "{status:?}");
-        assert!(status.problems.iter().any(|p| p.path == "ignition.security.tls.certificateAuthorities[0]" && p.message.contains("mismatch")), "{status:?}");
+        assert!(
+            status.problems.iter().any(|p| p.path == "ignition.security.tls.certificateAuthorities[0]" && p.message.contains("mismatch")),
+            "{status:?}"
+        );
         assert!(!root.marker().exists());
     }
 
@@ -699,7 +712,9 @@ mod tests {
             "127.0.0.1:0",
             None,
             Box::new(move |r: &SeenRequest| match (r.line.as_str(), r.header("x-aws-ec2-metadata-token")) {
-                ("PUT /latest/api/token HTTP/1.1", _) if r.header("x-aws-ec2-metadata-token-ttl-seconds") == Some("21600") => answer("200 OK", b"TOKEN"),
+                ("PUT /latest/api/token HTTP/1.1", _) if r.header("x-aws-ec2-metadata-token-ttl-seconds") == Some("21600") => {
+                    answer("200 OK", b"TOKEN")
+                }
                 ("GET /latest/user-data HTTP/1.1", Some("TOKEN")) => answer("200 OK", config.as_bytes()),
                 _ => answer("404 Not Found", b""),
             }),

@@ -86,11 +86,8 @@ impl NetworkAttacher for ContainerNetworks {
             NetworkMode::Named(name) => name,
         };
         let mut host = self.network.borrow_mut();
-        let network: Network = host
-            .config
-            .network(name)
-            .cloned()
-            .ok_or_else(|| format!("network: {name:?} is not declared in /etc/keel/network.toml"))?;
+        let network: Network =
+            host.config.network(name).cloned().ok_or_else(|| format!("network: {name:?} is not declared in /etc/keel/network.toml"))?;
         let ports = spec.ports.iter().map(|p| parse_port(p).map_err(|e| format!("ports: {e}"))).collect::<Result<Vec<_>, _>>()?;
         let container = spec.name.as_str();
         let ipam = host.ipam.as_mut().ok_or("network: IPAM is not available (see the boot log)")?;
@@ -106,18 +103,16 @@ impl NetworkAttacher for ContainerNetworks {
         };
         let published: Vec<Published> = ports
             .iter()
-            .map(|p| Published {
-                proto: p.proto,
-                host_ip: p.host_ip,
-                host_port: p.host_port,
-                dest: address,
-                dest_port: p.container_port,
-            })
+            .map(|p| Published { proto: p.proto, host_ip: p.host_ip, host_port: p.host_port, dest: address, dest_port: p.container_port })
             .collect();
         for port in &published {
             let clash = host.published.iter().find(|(other, list)| {
                 other.as_str() != container
-                    && list.iter().any(|q| q.proto == port.proto && q.host_port == port.host_port && (q.host_ip.is_none() || port.host_ip.is_none() || q.host_ip == port.host_ip))
+                    && list.iter().any(|q| {
+                        q.proto == port.proto
+                            && q.host_port == port.host_port
+                            && (q.host_ip.is_none() || port.host_ip.is_none() || q.host_ip == port.host_ip)
+                    })
             });
             if let Some((other, _)) = clash {
                 return Err(format!("ports: {}/{} is already published by container {other}", port.host_port, port.proto));
@@ -128,7 +123,8 @@ impl NetworkAttacher for ContainerNetworks {
         let resolv = state.join("resolv.conf");
         let hosts = state.join("hosts");
         write_atomically(&resolv, host.resolv_conf.as_bytes()).map_err(|e| format!("{}: {e}", resolv.display()))?;
-        write_atomically(&hosts, hosts_file(container, &spec.hostname, address, ipv6.map(|(a, _, _)| a)).as_bytes()).map_err(|e| format!("{}: {e}", hosts.display()))?;
+        write_atomically(&hosts, hosts_file(container, &spec.hostname, address, ipv6.map(|(a, _, _)| a)).as_bytes())
+            .map_err(|e| format!("{}: {e}", hosts.display()))?;
         host.resolv_files.insert(container.to_string(), resolv.clone());
         plan.mounts.push(MountOp::Bind { source: resolv, target: "/etc/resolv.conf".into(), read_only: true });
         plan.mounts.push(MountOp::Bind { source: hosts, target: "/etc/hosts".into(), read_only: true });

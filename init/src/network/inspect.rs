@@ -115,11 +115,8 @@ pub fn inspect(host: &HostNetwork, name: &str) -> Result<NetworkDetail, String> 
                 .unwrap_or_default(),
         })
         .collect();
-    let leases = host
-        .ipam
-        .as_ref()
-        .map(|ipam| ipam.allocations(name).into_iter().map(|(c, a)| format!("{c} {a}")).collect())
-        .unwrap_or_default();
+    let leases =
+        host.ipam.as_ref().map(|ipam| ipam.allocations(name).into_iter().map(|(c, a)| format!("{c} {a}")).collect()).unwrap_or_default();
     Ok(NetworkDetail {
         summary,
         bridge_state: link.map(|l| format!("{} mtu {}", if l.up { "up" } else { "down" }, l.mtu)),

@@ -126,7 +126,11 @@ impl HostNetwork {
                 }
             }
         }
-        if problems.is_empty() { Ok(()) } else { Err(format!("firewall: {}", problems.join("; "))) }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("firewall: {}", problems.join("; ")))
+        }
     }
 
     /// New DNS settings for containers: running ones see them at once. Their files are
@@ -207,10 +211,9 @@ pub fn bring_up_bridges(network: &HostNetwork) -> Vec<String> {
         let address6 = net.subnet6.and_then(|s| Some((net.gateway6()?, s.prefix)));
         match keel_netconf::ensure_bridge_dual(&net.bridge, net.gateway, net.subnet.prefix, address6) {
             Ok(_) => match address6 {
-                Some((gateway6, prefix6)) => info!(
-                    "network {}: bridge {} at {}/{} and {gateway6}/{prefix6}",
-                    net.name, net.bridge, net.gateway, net.subnet.prefix
-                ),
+                Some((gateway6, prefix6)) => {
+                    info!("network {}: bridge {} at {}/{} and {gateway6}/{prefix6}", net.name, net.bridge, net.gateway, net.subnet.prefix)
+                }
                 None => info!("network {}: bridge {} at {}/{}", net.name, net.bridge, net.gateway, net.subnet.prefix),
             },
             Err(e) => problems.push(format!("network {}: {e}", net.name)),
@@ -236,7 +239,12 @@ pub fn choose_uplink(config: &NetworkConfig) -> Result<Option<(keel_netconf::Lin
 }
 
 /// Configure a static uplink: up, MTU, address, default route, resolv.conf.
-pub fn configure_static(network: &mut HostNetwork, link: &keel_netconf::LinkInfo, mode: &UplinkMode, mtu: Option<u32>) -> Result<(), String> {
+pub fn configure_static(
+    network: &mut HostNetwork,
+    link: &keel_netconf::LinkInfo,
+    mode: &UplinkMode,
+    mtu: Option<u32>,
+) -> Result<(), String> {
     let UplinkMode::Static { address, gateway, dns } = mode else { return Ok(()) };
     if let Some(mtu) = mtu {
         keel_netconf::set_mtu(link.index, mtu).map_err(|e| e.to_string())?;
@@ -291,7 +299,9 @@ mod tests {
 
     #[test]
     fn firewall_state_carries_the_metadata_switches_and_drops_input_by_default() {
-        let mut net = host("[[network]]\nname = \"a\"\nsubnet = \"10.1.0.0/24\"\nmetadata = true\n\n[[network]]\nname = \"b\"\nsubnet = \"10.2.0.0/24\"\n");
+        let mut net = host(
+            "[[network]]\nname = \"a\"\nsubnet = \"10.1.0.0/24\"\nmetadata = true\n\n[[network]]\nname = \"b\"\nsubnet = \"10.2.0.0/24\"\n",
+        );
         let state = net.firewall_state();
         assert!(state.input_drop, "no [firewall]: input dropped");
         assert_eq!(state.bridges.iter().map(|b| (b.name.as_str(), b.metadata)).collect::<Vec<_>>(), [("a", true), ("b", false)]);

@@ -36,10 +36,8 @@ impl Fixture {
     pub fn command(&self, name: &str, script: &str, extra: &str) -> Command {
         // Host tests keep the host's own network untouched: no bridge unless asked.
         let network = if extra.contains("network") { "" } else { "network = \"none\"\n" };
-        let toml = format!(
-            "image = \"{}\"\ncommand = [\"/bin/busybox\", \"sh\", \"-c\", {script:?}]\n{network}{extra}",
-            self.rootfs().display()
-        );
+        let toml =
+            format!("image = \"{}\"\ncommand = [\"/bin/busybox\", \"sh\", \"-c\", {script:?}]\n{network}{extra}", self.rootfs().display());
         let file = self.dir.join(format!("{name}.toml"));
         std::fs::write(&file, toml).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_keel"));

@@ -158,7 +158,12 @@ fn bad_cidrs() {
     rejects("[[network]]\nname = \"a\"\nsubnet = \"10.88.0.1/16\"\n", "network[0].subnet", 3, "host bits set: the prefix is 10.88.0.0/16");
     rejects("[[network]]\nname = \"a\"\nsubnet = \"10.88.0.0/31\"\n", "network[0].subnet", 3, "at most /30");
     rejects("[[network]]\nname = \"a\"\nsubnet = \"10.88.0.0/16\"\nsubnet6 = \"fd00::1/64\"\n", "network[0].subnet6", 4, "host bits set");
-    rejects("[[network]]\nname = \"a\"\nsubnet = \"10.88.0.0/16\"\nsubnet6 = \"10.0.0.0/8\"\n", "network[0].subnet6", 4, "not an IPv6 address");
+    rejects(
+        "[[network]]\nname = \"a\"\nsubnet = \"10.88.0.0/16\"\nsubnet6 = \"10.0.0.0/8\"\n",
+        "network[0].subnet6",
+        4,
+        "not an IPv6 address",
+    );
     rejects("[[uplink]]\naddress = \"10.0.2.15\"\n", "uplink[0].address", 2, "expected a.b.c.d/prefix");
     rejects("[[uplink]]\naddress = \"10.0.2.0/24\"\n", "uplink[0].address", 2, "network address");
     rejects("[[uplink]]\naddress = \"10.0.2.255/24\"\n", "uplink[0].address", 2, "broadcast address");
@@ -167,9 +172,19 @@ fn bad_cidrs() {
 
 #[test]
 fn gateway_must_be_a_host_of_the_subnet() {
-    rejects("[[network]]\nname = \"a\"\nsubnet = \"10.88.0.0/16\"\ngateway = \"10.89.0.1\"\n", "network[0].gateway", 4, "outside the subnet 10.88.0.0/16");
+    rejects(
+        "[[network]]\nname = \"a\"\nsubnet = \"10.88.0.0/16\"\ngateway = \"10.89.0.1\"\n",
+        "network[0].gateway",
+        4,
+        "outside the subnet 10.88.0.0/16",
+    );
     rejects("[[network]]\nname = \"a\"\nsubnet = \"10.88.0.0/16\"\ngateway = \"10.88.255.255\"\n", "network[0].gateway", 4, "broadcast");
-    rejects("[[network]]\nname = \"a\"\nsubnet = \"10.88.0.0/16\"\ngateway = \"10.88.0.0\"\n", "network[0].gateway", 4, "network or broadcast");
+    rejects(
+        "[[network]]\nname = \"a\"\nsubnet = \"10.88.0.0/16\"\ngateway = \"10.88.0.0\"\n",
+        "network[0].gateway",
+        4,
+        "network or broadcast",
+    );
     rejects("[[network]]\nname = \"a\"\nsubnet = \"10.88.0.0/16\"\ngateway = \"gw\"\n", "network[0].gateway", 4, "not an IPv4 address");
     rejects("[[uplink]]\naddress = \"10.0.2.15/24\"\ngateway = \"10.0.2.15\"\n", "uplink[0].gateway", 3, "own address");
 }
@@ -177,8 +192,14 @@ fn gateway_must_be_a_host_of_the_subnet() {
 #[test]
 fn overlapping_and_duplicate_networks_name_both() {
     let text = "[[network]]\nname = \"keel0\"\nsubnet = \"10.88.0.0/16\"\n\n[[network]]\nname = \"web\"\nsubnet = \"10.88.5.0/24\"\n";
-    rejects(text, "network[1].subnet", 7, "subnet 10.88.5.0/24 of network \"web\" overlaps subnet 10.88.0.0/16 of network \"keel0\" (network[0])");
-    let text = "[[network]]\nname = \"a\"\nsubnet = \"10.1.0.0/16\"\n[[network]]\nname = \"a\"\nbridge = \"br-a\"\nsubnet = \"10.2.0.0/16\"\n";
+    rejects(
+        text,
+        "network[1].subnet",
+        7,
+        "subnet 10.88.5.0/24 of network \"web\" overlaps subnet 10.88.0.0/16 of network \"keel0\" (network[0])",
+    );
+    let text =
+        "[[network]]\nname = \"a\"\nsubnet = \"10.1.0.0/16\"\n[[network]]\nname = \"a\"\nbridge = \"br-a\"\nsubnet = \"10.2.0.0/16\"\n";
     rejects(text, "network[1].name", 5, "network \"a\" is declared twice (network[0] and network[1])");
     let text = "[[network]]\nname = \"a\"\nbridge = \"br0\"\nsubnet = \"10.1.0.0/16\"\n[[network]]\nname = \"b\"\nbridge = \"br0\"\nsubnet = \"10.2.0.0/16\"\n";
     rejects(text, "network[1].bridge", 7, "bridge \"br0\" of network \"b\" is already the bridge of network \"a\" (network[0])");
@@ -197,9 +218,24 @@ fn names_and_bridges() {
     rejects("[[network]]\nname = \"host\"\nsubnet = \"10.1.0.0/16\"\n", "network[0].name", 2, "reserved");
     rejects("[[network]]\nsubnet = \"10.1.0.0/16\"\n", "network[0].name", 1, "required");
     rejects("[[network]]\nname = \"a\"\n", "network[0].subnet", 1, "required");
-    rejects("[[network]]\nname = \"a\"\nbridge = \"br/0\"\nsubnet = \"10.1.0.0/16\"\n", "network[0].bridge", 3, "not a valid interface name");
-    rejects("[[network]]\nname = \"a\"\nbridge = \"br 0\"\nsubnet = \"10.1.0.0/16\"\n", "network[0].bridge", 3, "not a valid interface name");
-    rejects("[[network]]\nname = \"a\"\nbridge = \"abcdefghijklmnop\"\nsubnet = \"10.1.0.0/16\"\n", "network[0].bridge", 3, "1 to 15 bytes");
+    rejects(
+        "[[network]]\nname = \"a\"\nbridge = \"br/0\"\nsubnet = \"10.1.0.0/16\"\n",
+        "network[0].bridge",
+        3,
+        "not a valid interface name",
+    );
+    rejects(
+        "[[network]]\nname = \"a\"\nbridge = \"br 0\"\nsubnet = \"10.1.0.0/16\"\n",
+        "network[0].bridge",
+        3,
+        "not a valid interface name",
+    );
+    rejects(
+        "[[network]]\nname = \"a\"\nbridge = \"abcdefghijklmnop\"\nsubnet = \"10.1.0.0/16\"\n",
+        "network[0].bridge",
+        3,
+        "1 to 15 bytes",
+    );
     assert_eq!(ok("[[network]]\nname = \"a\"\nbridge = \"Br.0-x\"\nsubnet = \"10.1.0.0/16\"\n").networks[0].bridge, "Br.0-x");
     rejects("[[uplink]]\ninterface = \"\"\n", "uplink[0].interface", 2, "not a valid interface name");
 }
@@ -208,9 +244,19 @@ fn names_and_bridges() {
 fn uplink_modes() {
     rejects("[[uplink]]\ndhcp = false\n", "uplink[0].address", 2, "required for a static uplink");
     rejects("[[uplink]]\ngateway = \"10.0.2.2\"\n", "uplink[0].address", 1, "required for a static uplink");
-    rejects("[[uplink]]\ndhcp = true\naddress = \"10.0.2.15/24\"\n", "uplink[0].address", 3, "dhcp = true and a static address exclude each other");
+    rejects(
+        "[[uplink]]\ndhcp = true\naddress = \"10.0.2.15/24\"\n",
+        "uplink[0].address",
+        3,
+        "dhcp = true and a static address exclude each other",
+    );
     rejects("[[uplink]]\ndhcp = true\ndns = [\"1.1.1.1\"]\n", "uplink[0].dns", 3, "exclude each other");
-    rejects("[[uplink]]\naddress = \"10.0.2.15/24\"\ndns = [\"1.1.1.1\", \"dns.google\"]\n", "uplink[0].dns[1]", 3, "\"dns.google\" is not an IP address");
+    rejects(
+        "[[uplink]]\naddress = \"10.0.2.15/24\"\ndns = [\"1.1.1.1\", \"dns.google\"]\n",
+        "uplink[0].dns[1]",
+        3,
+        "\"dns.google\" is not an IP address",
+    );
     rejects("[[uplink]]\ninterface = \"eth0\"\nmac = \"52:54:00:12:34:56\"\n", "uplink[0].mac", 3, "interface and mac exclude each other");
     for bad in ["52:54:00:12:34", "52:54:00:12:34:5g", "52-54-00-12-34-56", "52:54:00:12:34:567", "+2:54:00:12:34:56"] {
         rejects(&format!("[[uplink]]\nmac = \"{bad}\"\n"), "uplink[0].mac", 2, "is not a MAC address");
@@ -220,14 +266,29 @@ fn uplink_modes() {
     }
     assert_eq!(ok("[[uplink]]\nmtu = 68\n").uplinks[0].mtu, Some(68));
     assert_eq!(ok("[[uplink]]\nmtu = 65535\n").uplinks[0].mtu, Some(65535));
-    rejects("[[uplink]]\ninterface = \"eth0\"\n[[uplink]]\ninterface = \"eth0\"\naddress = \"10.0.2.15/24\"\n", "uplink[1].interface", 4, "interface \"eth0\" is already uplink[0]");
+    rejects(
+        "[[uplink]]\ninterface = \"eth0\"\n[[uplink]]\ninterface = \"eth0\"\naddress = \"10.0.2.15/24\"\n",
+        "uplink[1].interface",
+        4,
+        "interface \"eth0\" is already uplink[0]",
+    );
     rejects("[[uplink]]\n[[uplink]]\ndhcp = true\n", "uplink[1]", 2, "the first ethernet interface is already uplink[0]");
 }
 
 #[test]
 fn networks_against_uplinks() {
-    rejects("[[uplink]]\ninterface = \"br0\"\n[[network]]\nname = \"a\"\nbridge = \"br0\"\nsubnet = \"10.1.0.0/16\"\n", "network[0].bridge", 5, "also the interface of uplink[0]");
-    rejects("[[uplink]]\naddress = \"10.1.2.3/24\"\n[[network]]\nname = \"a\"\nsubnet = \"10.1.0.0/16\"\n", "network[0].subnet", 5, "overlaps the address 10.1.2.3/24 of uplink[0]");
+    rejects(
+        "[[uplink]]\ninterface = \"br0\"\n[[network]]\nname = \"a\"\nbridge = \"br0\"\nsubnet = \"10.1.0.0/16\"\n",
+        "network[0].bridge",
+        5,
+        "also the interface of uplink[0]",
+    );
+    rejects(
+        "[[uplink]]\naddress = \"10.1.2.3/24\"\n[[network]]\nname = \"a\"\nsubnet = \"10.1.0.0/16\"\n",
+        "network[0].subnet",
+        5,
+        "overlaps the address 10.1.2.3/24 of uplink[0]",
+    );
     let found = errors("[[uplink]]\naddress = \"10.88.2.3/24\"\n");
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!((found[0].0.as_str(), found[0].1), ("network.subnet", None));
@@ -251,7 +312,8 @@ fn firewall_entries() {
 
 #[test]
 fn every_problem_is_reported_with_file_line_and_key() {
-    let text = "[[uplink]]\nmtu = 1\n\n[[network]]\nname = \"a\"\nsubnet = \"10.1.0.0/99\"\ngateway = \"x\"\n\n[firewall]\ninput = \"maybe\"\n";
+    let text =
+        "[[uplink]]\nmtu = 1\n\n[[network]]\nname = \"a\"\nsubnet = \"10.1.0.0/99\"\ngateway = \"x\"\n\n[firewall]\ninput = \"maybe\"\n";
     let err = parse(text, FILE).unwrap_err();
     let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(keys, ["uplink[0].mtu", "network[0].subnet", "network[0].gateway", "firewall.input"]);
@@ -307,7 +369,10 @@ fn check_ports_finds_unknown_networks_and_conflicts() {
     assert_eq!(errors, ["container web: network \"prod\" is not declared (declared: keel0)"]);
 
     let errors = check_ports(&[entry("web", "keel0", &["8080:80"]), entry("api", "keel0", &["127.0.0.1:8080:9000/tcp"])], &config);
-    assert_eq!(errors, ["host port 8080/tcp on 127.0.0.1 is published by both container web (8080:80/tcp) and container api (127.0.0.1:8080:9000/tcp)"]);
+    assert_eq!(
+        errors,
+        ["host port 8080/tcp on 127.0.0.1 is published by both container web (8080:80/tcp) and container api (127.0.0.1:8080:9000/tcp)"]
+    );
 
     let errors = check_ports(&[entry("a", "keel0", &["127.0.0.1:53:53/udp"]), entry("b", "keel0", &["127.0.0.1:53:5353/udp"])], &config);
     assert_eq!(errors.len(), 1, "{errors:?}");

@@ -122,13 +122,16 @@ fn uplink(i: usize, entry: &Spanned<RawUplink>, r: &mut Report) -> Option<Uplink
             r.add(&key("mac"), Some(mac.span().start), "interface and mac exclude each other: give one of them");
             None
         }
-        (Some(name), None) => r.check(&key("interface"), name, check_ifname(name.get_ref()).map(|()| UplinkSelect::Name(name.get_ref().clone()))),
+        (Some(name), None) => {
+            r.check(&key("interface"), name, check_ifname(name.get_ref()).map(|()| UplinkSelect::Name(name.get_ref().clone())))
+        }
         (None, Some(mac)) => r.check(&key("mac"), mac, parse_mac(mac.get_ref()).map(UplinkSelect::Mac)),
         (None, None) => Some(UplinkSelect::FirstEthernet),
     };
     let mtu = u.mtu.as_ref().and_then(|m| {
         let value = *m.get_ref();
-        let result = u32::try_from(value).ok().filter(|v| (68..=65535).contains(v)).ok_or_else(|| format!("{value} must be from 68 to 65535"));
+        let result =
+            u32::try_from(value).ok().filter(|v| (68..=65535).contains(v)).ok_or_else(|| format!("{value} must be from 68 to 65535"));
         r.check(&key("mtu"), m, result)
     });
     let mode = uplink_mode(i, entry, r);
@@ -222,14 +225,26 @@ fn networks(raw: &[Spanned<RawNetwork>], uplinks: &[(usize, Uplink)], r: &mut Re
                 r.add(&format!("{a}.name"), Some(this.name_at), format!("network {:?} is declared twice ({b} and {a})", n.name));
             }
             if n.bridge == o.bridge {
-                r.add(&format!("{a}.bridge"), Some(this.bridge_at), format!("bridge {:?} of network {:?} is already the bridge of network {:?} ({b})", n.bridge, n.name, o.name));
+                r.add(
+                    &format!("{a}.bridge"),
+                    Some(this.bridge_at),
+                    format!("bridge {:?} of network {:?} is already the bridge of network {:?} ({b})", n.bridge, n.name, o.name),
+                );
             }
             if n.subnet.overlaps(&o.subnet) {
-                r.add(&format!("{a}.subnet"), Some(this.subnet_at), format!("subnet {} of network {:?} overlaps subnet {} of network {:?} ({b})", n.subnet, n.name, o.subnet, o.name));
+                r.add(
+                    &format!("{a}.subnet"),
+                    Some(this.subnet_at),
+                    format!("subnet {} of network {:?} overlaps subnet {} of network {:?} ({b})", n.subnet, n.name, o.subnet, o.name),
+                );
             }
             if let (Some(s), Some(t), Some(at)) = (n.subnet6, o.subnet6, this.subnet6_at) {
                 if s.overlaps(&t) {
-                    r.add(&format!("{a}.subnet6"), Some(at), format!("subnet6 {s} of network {:?} overlaps subnet6 {t} of network {:?} ({b})", n.name, o.name));
+                    r.add(
+                        &format!("{a}.subnet6"),
+                        Some(at),
+                        format!("subnet6 {s} of network {:?} overlaps subnet6 {t} of network {:?} ({b})", n.name, o.name),
+                    );
                 }
             }
         }
@@ -249,13 +264,21 @@ fn networks(raw: &[Spanned<RawNetwork>], uplinks: &[(usize, Uplink)], r: &mut Re
             if let UplinkSelect::Name(ifname) = &uplink.select {
                 if *ifname == n.bridge {
                     let offset = offset.map(|_| c.bridge_at);
-                    r.add(&format!("{key}.bridge"), offset, format!("bridge {:?} of {what} is also the interface of uplink[{i}]", n.bridge));
+                    r.add(
+                        &format!("{key}.bridge"),
+                        offset,
+                        format!("bridge {:?} of {what} is also the interface of uplink[{i}]", n.bridge),
+                    );
                 }
             }
             if let UplinkMode::Static { address, .. } = &uplink.mode {
                 if address.overlaps(&n.subnet) {
                     let hint = if raw.is_empty() { ": declare a [[network]] with another subnet" } else { "" };
-                    r.add(&format!("{key}.subnet"), offset, format!("subnet {} of {what} overlaps the address {address} of uplink[{i}]{hint}", n.subnet));
+                    r.add(
+                        &format!("{key}.subnet"),
+                        offset,
+                        format!("subnet {} of {what} overlaps the address {address} of uplink[{i}]{hint}", n.subnet),
+                    );
                 }
             }
         }
@@ -298,7 +321,15 @@ fn network(i: usize, entry: &Spanned<RawNetwork>, r: &mut Report) -> Option<Chec
     let name_at = n.name.as_ref().map_or(table_at, |s| s.span().start);
     Some(Checked {
         index: i,
-        network: Network { name: name?, bridge: bridge?, subnet: subnet?, subnet6, gateway: gateway?, isolated: n.isolated, metadata: n.metadata },
+        network: Network {
+            name: name?,
+            bridge: bridge?,
+            subnet: subnet?,
+            subnet6,
+            gateway: gateway?,
+            isolated: n.isolated,
+            metadata: n.metadata,
+        },
         name_at,
         bridge_at: n.bridge.as_ref().map_or(name_at, |s| s.span().start),
         subnet_at: n.subnet.as_ref().map_or(table_at, |s| s.span().start),

@@ -102,9 +102,7 @@ struct Held {
 impl Held {
     fn new(lease: Lease, anchor: Instant) -> Self {
         // RFC 2131 §3.3: 0xffffffff is an infinite lease: no timers at all.
-        let at = |secs: u32| {
-            (lease.lease_secs != u32::MAX).then(|| anchor.checked_add(Duration::from_secs(secs.into()))).flatten()
-        };
+        let at = |secs: u32| (lease.lease_secs != u32::MAX).then(|| anchor.checked_add(Duration::from_secs(secs.into()))).flatten();
         Held { t1: at(lease.t1_secs), t2: at(lease.t2_secs), expiry: at(lease.lease_secs), lease }
     }
 }
@@ -246,9 +244,7 @@ impl Client {
                 self.begin_exchange(State::Rebinding, now);
                 vec![self.send_current(now)]
             }
-            State::Rebinding if self.held.as_ref().is_some_and(|h| h.expiry.is_some_and(|end| now >= end)) => {
-                self.lose_lease(now)
-            }
+            State::Rebinding if self.held.as_ref().is_some_and(|h| h.expiry.is_some_and(|end| now >= end)) => self.lose_lease(now),
             State::Renewing | State::Rebinding => vec![self.send_current(now)],
         }
     }
@@ -297,13 +293,10 @@ impl Client {
         let secs = u16::try_from(now.saturating_duration_since(self.exchange_start).as_secs()).unwrap_or(u16::MAX);
         let held = self.held.as_ref().map(|h| h.lease.address).unwrap_or(Ipv4Addr::UNSPECIFIED);
         let (flavour, to) = match (self.state, &self.offer) {
-            (State::Requesting, Some(offer)) => (
-                Some(RequestKind::Selecting { server: offer.server, requested: offer.address }),
-                Destination::Broadcast,
-            ),
-            (State::InitReboot, Some(previous)) => {
-                (Some(RequestKind::InitReboot { requested: previous.address }), Destination::Broadcast)
+            (State::Requesting, Some(offer)) => {
+                (Some(RequestKind::Selecting { server: offer.server, requested: offer.address }), Destination::Broadcast)
             }
+            (State::InitReboot, Some(previous)) => (Some(RequestKind::InitReboot { requested: previous.address }), Destination::Broadcast),
             (State::Renewing, _) => {
                 let server = self.lease().map_or(Ipv4Addr::BROADCAST, |l| l.server);
                 (Some(RequestKind::Renewing { ciaddr: held }), Destination::Unicast(server))

@@ -25,8 +25,7 @@ const MIN_MESSAGE_LEN: usize = 300;
 const SNAME: std::ops::Range<usize> = 44..108;
 const FILE: std::ops::Range<usize> = 108..236;
 /// The parameter request list (option 55) keel sends.
-const REQUESTED_PARAMETERS: [u8; 8] =
-    [opt::SUBNET_MASK, opt::ROUTER, opt::DNS, opt::DOMAIN, opt::MTU, opt::LEASE_TIME, opt::T1, opt::T2];
+const REQUESTED_PARAMETERS: [u8; 8] = [opt::SUBNET_MASK, opt::ROUTER, opt::DNS, opt::DOMAIN, opt::MTU, opt::LEASE_TIME, opt::T1, opt::T2];
 
 /// RFC 2132 option codes keel uses.
 mod opt {

@@ -139,9 +139,7 @@ fn unsafe_domain_is_dropped_and_trailing_nul_trimmed() {
 
 #[test]
 fn split_options_are_concatenated() {
-    let Ok(Reply::Ack(lease)) = decode(&minimal_ack(&[(6, &[1, 1, 1, 1]), (6, &[8, 8, 8, 8])]), XID, &MAC) else {
-        panic!()
-    };
+    let Ok(Reply::Ack(lease)) = decode(&minimal_ack(&[(6, &[1, 1, 1, 1]), (6, &[8, 8, 8, 8])]), XID, &MAC) else { panic!() };
     assert_eq!(lease.dns, vec![Ipv4Addr::new(1, 1, 1, 1), Ipv4Addr::new(8, 8, 8, 8)]);
 }
 
@@ -185,10 +183,7 @@ fn rejects_option_problems() {
     let p = minimal_ack(&[(52, &[1])]); // file field all PAD: no END
     assert_eq!(decode(&p, XID, &MAC), Err(PacketError::NoEnd { field: "file" }));
     let p = minimal_ack(&[(3, &[1, 2, 3])]);
-    assert_eq!(
-        decode(&p, XID, &MAC),
-        Err(PacketError::BadOptionLength { code: 3, len: 3, expected: "a non-zero multiple of 4" })
-    );
+    assert_eq!(decode(&p, XID, &MAC), Err(PacketError::BadOptionLength { code: 3, len: 3, expected: "a non-zero multiple of 4" }));
     assert_eq!(decode(&minimal_ack(&[(26, &[0, 20])]), XID, &MAC), Err(PacketError::BadMtu(20)));
     assert_eq!(
         decode(&minimal_ack(&[(1, &[0])]), XID, &MAC),
@@ -202,29 +197,17 @@ fn rejects_option_problems() {
 #[test]
 fn rejects_missing_or_unexpected_content() {
     let no_lease = reply(5, XID, &MAC, OFFERED, &[(54, &[10, 0, 0, 1]), (1, &[255, 255, 255, 0])]);
-    assert_eq!(
-        decode(&no_lease, XID, &MAC),
-        Err(PacketError::MissingOption { code: 51, name: "lease time", message: "ACK" })
-    );
+    assert_eq!(decode(&no_lease, XID, &MAC), Err(PacketError::MissingOption { code: 51, name: "lease time", message: "ACK" }));
     let no_mask = reply(2, XID, &MAC, OFFERED, &[(54, &[10, 0, 0, 1]), (51, &[0, 0, 1, 0])]);
-    assert_eq!(
-        decode(&no_mask, XID, &MAC),
-        Err(PacketError::MissingOption { code: 1, name: "subnet mask", message: "OFFER" })
-    );
+    assert_eq!(decode(&no_mask, XID, &MAC), Err(PacketError::MissingOption { code: 1, name: "subnet mask", message: "OFFER" }));
     let mut no_type = lease_reply(5, XID, &MAC, OFFERED);
     // Turn `53 1 5` into three PADs.
     no_type[OPTIONS_AT] = 0;
     no_type[OPTIONS_AT + 1] = 0;
     no_type[OPTIONS_AT + 2] = 0;
-    assert_eq!(
-        decode(&no_type, XID, &MAC),
-        Err(PacketError::MissingOption { code: 53, name: "message type", message: "reply" })
-    );
+    assert_eq!(decode(&no_type, XID, &MAC), Err(PacketError::MissingOption { code: 53, name: "message type", message: "reply" }));
     assert_eq!(decode(&discover_as_reply(), XID, &MAC), Err(PacketError::UnexpectedType(1)));
-    assert_eq!(
-        decode(&lease_reply(5, XID, &MAC, Ipv4Addr::BROADCAST), XID, &MAC),
-        Err(PacketError::BadAddress(Ipv4Addr::BROADCAST))
-    );
+    assert_eq!(decode(&lease_reply(5, XID, &MAC, Ipv4Addr::BROADCAST), XID, &MAC), Err(PacketError::BadAddress(Ipv4Addr::BROADCAST)));
 }
 
 fn discover_as_reply() -> Vec<u8> {
@@ -252,11 +235,7 @@ fn random_truncated_and_mutated_input_never_panics() {
         let mut p = good.clone();
         // Flip a few bytes, mostly in the options area, and sometimes cut the packet.
         for _ in 0..(next(&mut rng) % 6 + 1) {
-            let at = if next(&mut rng).is_multiple_of(4) {
-                next(&mut rng) as usize % p.len()
-            } else {
-                240 + next(&mut rng) as usize % 60
-            };
+            let at = if next(&mut rng).is_multiple_of(4) { next(&mut rng) as usize % p.len() } else { 240 + next(&mut rng) as usize % 60 };
             p[at] = next(&mut rng) as u8;
         }
         if next(&mut rng).is_multiple_of(3) {

@@ -69,16 +69,13 @@ impl DhcpSocket {
     /// Open the client socket on `ifname` (SO_BINDTODEVICE, SO_BROADCAST, SO_REUSEADDR).
     /// Errors name the interface and the step that failed.
     pub fn open(ifname: &str) -> io::Result<Self> {
-        let step = |what: &str, errno: nix::Error| {
-            io::Error::new(io::Error::from(errno).kind(), format!("{ifname}: {what}: {}", errno.desc()))
-        };
+        let step =
+            |what: &str, errno: nix::Error| io::Error::new(io::Error::from(errno).kind(), format!("{ifname}: {what}: {}", errno.desc()));
         let flags = SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC;
-        let fd = socket::socket(AddressFamily::Inet, SockType::Datagram, flags, SockProtocol::Udp)
-            .map_err(|e| step("socket", e))?;
+        let fd = socket::socket(AddressFamily::Inet, SockType::Datagram, flags, SockProtocol::Udp).map_err(|e| step("socket", e))?;
         socket::setsockopt(&fd, sockopt::ReuseAddr, &true).map_err(|e| step("SO_REUSEADDR", e))?;
         socket::setsockopt(&fd, sockopt::Broadcast, &true).map_err(|e| step("SO_BROADCAST", e))?;
-        socket::setsockopt(&fd, sockopt::BindToDevice, &OsString::from(ifname))
-            .map_err(|e| step("SO_BINDTODEVICE", e))?;
+        socket::setsockopt(&fd, sockopt::BindToDevice, &OsString::from(ifname)).map_err(|e| step("SO_BINDTODEVICE", e))?;
         let any = SockaddrIn::from(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, CLIENT_PORT));
         socket::bind(fd.as_raw_fd(), &any).map_err(|e| step("bind 0.0.0.0:68", e))?;
         Ok(DhcpSocket { socket: UdpSocket::from(fd), ifname: ifname.to_string() })
@@ -135,9 +132,7 @@ pub fn acquire_with(ifname: &str, mac: Mac, timeout: Duration, config: ClientCon
         for action in actions.drain(..) {
             match action {
                 Action::Bind(lease) | Action::Renewed(lease) => return Ok(lease),
-                Action::Send { to, .. } => {
-                    socket.send(&action).map_err(|source| DhcpError::Send { ifname: name(), to, source })?
-                }
+                Action::Send { to, .. } => socket.send(&action).map_err(|source| DhcpError::Send { ifname: name(), to, source })?,
                 Action::LeaseLost | Action::GaveUpForNow => {}
             }
         }

@@ -96,7 +96,11 @@ fn addresses(url: &Url) -> Result<Vec<SocketAddr>, String> {
     match (url.host.as_str(), url.port).to_socket_addrs() {
         Ok(addrs) => {
             let addrs: Vec<SocketAddr> = addrs.collect();
-            if addrs.is_empty() { fallback.ok_or_else(|| format!("{} resolves to no address", url.host)) } else { Ok(addrs) }
+            if addrs.is_empty() {
+                fallback.ok_or_else(|| format!("{} resolves to no address", url.host))
+            } else {
+                Ok(addrs)
+            }
         }
         Err(e) => fallback.ok_or_else(|| format!("resolve {}: {e}", url.host)),
     }
@@ -176,7 +180,18 @@ impl Client {
 
     /// One exchange, no redirects: the head, with a 2xx body streamed into `sink` (after
     /// `before_body` has seen the head) and any other body (up to 64 KiB) kept in the response.
-    fn exchange(&mut self, method: &str, url: &Url, headers: &[(&str, &str)], timeout: Duration, sink: &mut dyn Write, limit: u64, before_body: BeforeBody<'_>) -> Result<Response, String> {
+    /// (The arguments are [`Client::request_streaming`]'s, passed on per redirect.)
+    #[allow(clippy::too_many_arguments)]
+    fn exchange(
+        &mut self,
+        method: &str,
+        url: &Url,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+        sink: &mut dyn Write,
+        limit: u64,
+        before_body: BeforeBody<'_>,
+    ) -> Result<Response, String> {
         let (mut transport, absolute) = self.connect(url, timeout)?;
         let target = if absolute { url.to_string() } else { url.path.clone() };
         let mut text = format!("{method} {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: keel\r\nConnection: close\r\n", url.host_header());
@@ -237,7 +252,8 @@ impl Client {
         let mut method = method.to_string();
         let mut headers: Vec<(&str, &str)> = headers.to_vec();
         for _ in 0..=MAX_REDIRECTS {
-            let response = self.exchange(&method, &url, &headers, timeout, sink, limit, &mut *before_body).map_err(|e| format!("{url}: {e}"))?;
+            let response =
+                self.exchange(&method, &url, &headers, timeout, sink, limit, &mut *before_body).map_err(|e| format!("{url}: {e}"))?;
             let location = response.header("location").filter(|_| is_redirect(response.status));
             let Some(location) = location else { return Ok(response) };
             let next = url.join(location)?;

@@ -114,7 +114,8 @@ fn redirects_are_followed_and_credentials_stay_on_their_host() {
     let ca = TestCa::new("keel test CA");
     let target = scripted(Some(ca.server_config(&["127.0.0.1"])), vec![answer("200 OK", b"blob")]);
     let location = format!("https://127.0.0.1:{}/storage/blob?sig=1", target.port);
-    let origin = scripted(None, vec![format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n").into_bytes()]);
+    let origin =
+        scripted(None, vec![format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n").into_bytes()]);
     let mut client = Client::with_trust(TrustStore::empty());
     client.add_ca_pem(ca.pem.as_bytes()).unwrap();
     let mut sink = Vec::new();

@@ -48,7 +48,11 @@ impl Url {
     /// `host[:port]` as written in a `Host` header or a `CONNECT` line (the port only
     /// when it is not the scheme's default).
     pub fn host_header(&self) -> String {
-        if self.port == self.scheme.default_port() { self.bracketed_host() } else { self.authority() }
+        if self.port == self.scheme.default_port() {
+            self.bracketed_host()
+        } else {
+            self.authority()
+        }
     }
 
     /// `host:port`, always with the port (the `CONNECT` target).
@@ -57,7 +61,11 @@ impl Url {
     }
 
     fn bracketed_host(&self) -> String {
-        if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() }
+        if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        }
     }
 
     /// The target of a redirect: an absolute URL, or a path on this URL's origin.
@@ -157,7 +165,17 @@ mod tests {
         assert_eq!((url.scheme, url.port, url.to_string()), (Scheme::Https, 5000, "https://registry.example:5000/v2/".to_string()));
         let url = parse_url("https://example.com/c.ign").unwrap();
         assert_eq!((url.port, url.host_header(), url.authority()), (443, "example.com".to_string(), "example.com:443".to_string()));
-        for bad in ["http://", "http://:80/", "http://h:0/", "http://h:99999/", "http://h:x/", "ftp://h/", "http://u@h/", "http://h/a b", "https://"] {
+        for bad in [
+            "http://",
+            "http://:80/",
+            "http://h:0/",
+            "http://h:99999/",
+            "http://h:x/",
+            "ftp://h/",
+            "http://u@h/",
+            "http://h/a b",
+            "https://",
+        ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
     }

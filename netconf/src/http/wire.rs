@@ -202,14 +202,9 @@ mod tests {
     fn chunked_bodies_decode_and_malformed_ones_fail() {
         let mut ok = &b"4\r\nWiki\r\n6;ext=1\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\nTrailer: x\r\n\r\n"[..];
         assert_eq!(decode_chunked(&mut ok, 100).unwrap(), b"Wikipedia in \r\n\r\nchunks.");
-        for bad in [
-            &b"zz\r\nabc\r\n0\r\n\r\n"[..],
-            b"4\r\nabc",
-            b"3\r\nabcX\r\n0\r\n\r\n",
-            b"3\r\nabc\r\n",
-            b"\r\n",
-            b"ffffffffffffffffff\r\n",
-        ] {
+        for bad in
+            [&b"zz\r\nabc\r\n0\r\n\r\n"[..], b"4\r\nabc", b"3\r\nabcX\r\n0\r\n\r\n", b"3\r\nabc\r\n", b"\r\n", b"ffffffffffffffffff\r\n"]
+        {
             assert!(decode_chunked(&mut &bad[..], 100).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
         assert!(decode_chunked(&mut &b"5\r\nhello\r\n0\r\n\r\n"[..], 4).unwrap_err().contains("larger"));

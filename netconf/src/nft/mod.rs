@@ -133,12 +133,7 @@ impl FirewallState {
     pub fn localnet_bridges(&self) -> Vec<&str> {
         self.bridges
             .iter()
-            .filter(|b| {
-                self.published.iter().any(|p| {
-                    p.host_ip.is_some_and(|ip| ip.is_loopback())
-                        && subnet_contains(b.subnet, p.dest)
-                })
-            })
+            .filter(|b| self.published.iter().any(|p| p.host_ip.is_some_and(|ip| ip.is_loopback()) && subnet_contains(b.subnet, p.dest)))
             .map(|b| b.name.as_str())
             .collect()
     }
@@ -146,9 +141,7 @@ impl FirewallState {
 
 /// Whether `addr` is in `subnet` (address and prefix length).
 fn subnet_contains((net, prefix): (Ipv4Addr, u8), addr: Ipv4Addr) -> bool {
-    let mask = u32::MAX
-        .checked_shl(32 - u32::from(prefix.min(32)))
-        .unwrap_or(0);
+    let mask = u32::MAX.checked_shl(32 - u32::from(prefix.min(32))).unwrap_or(0);
     u32::from(net) & mask == u32::from(addr) & mask
 }
 
@@ -189,19 +182,10 @@ pub fn validate(state: &FirewallState) -> Result<(), NftError> {
     let invalid = |field: String, reason: String| Err(NftError::Invalid { field, reason });
     let check_name = |field: String, name: &str| {
         if name.is_empty() || name.len() > 15 {
-            return invalid(
-                field,
-                format!("interface name {name:?} must be 1 to 15 bytes long"),
-            );
+            return invalid(field, format!("interface name {name:?} must be 1 to 15 bytes long"));
         }
-        if name
-            .bytes()
-            .any(|b| b == 0 || b == b'/' || b.is_ascii_whitespace())
-        {
-            return invalid(
-                field,
-                format!("interface name {name:?} contains NUL, '/' or whitespace"),
-            );
+        if name.bytes().any(|b| b == 0 || b == b'/' || b.is_ascii_whitespace()) {
+            return invalid(field, format!("interface name {name:?} contains NUL, '/' or whitespace"));
         }
         Ok(())
     };
@@ -255,10 +239,7 @@ const NLMSG_ERROR: u16 = 2;
 /// Send a batch and check the kernel's answer to each of its messages.
 fn send(batch: &ruleset::Batch) -> Result<(), NftError> {
     let what = "send batch for table inet keel";
-    let sock_err = |source| NftError::Socket {
-        what: what.to_string(),
-        source,
-    };
+    let sock_err = |source| NftError::Socket { what: what.to_string(), source };
     let mut socket = Socket::new(NETLINK_NETFILTER).map_err(sock_err)?;
     socket.bind_auto().map_err(sock_err)?;
     socket.connect(&SocketAddr::new(0, 0)).map_err(sock_err)?;
@@ -268,19 +249,13 @@ fn send(batch: &ruleset::Batch) -> Result<(), NftError> {
     let sent = socket.send(&batch.bytes, 0).map_err(|e| {
         if e.raw_os_error() == Some(90) {
             // EMSGSIZE: larger than the socket's send buffer (net.core.wmem_default).
-            NftError::Socket {
-                what: format!("{what} ({} bytes)", batch.bytes.len()),
-                source: e,
-            }
+            NftError::Socket { what: format!("{what} ({} bytes)", batch.bytes.len()), source: e }
         } else {
             sock_err(e)
         }
     })?;
     if sent != batch.bytes.len() {
-        return Err(NftError::BadReply(format!(
-            "sent {sent} of {} bytes",
-            batch.bytes.len()
-        )));
+        return Err(NftError::BadReply(format!("sent {sent} of {} bytes", batch.bytes.len())));
     }
     // The kernel processes the batch inside sendmsg: every answer is queued by now, so
     // read without blocking (PID 1 must never hang on a lost reply).
@@ -307,18 +282,13 @@ fn parse_answers(datagram: &[u8]) -> Result<Vec<(u32, i32)>, NftError> {
         let kind = u16::from_ne_bytes(field(4, 2).try_into().unwrap_or_default());
         let seq = u32::from_ne_bytes(field(8, 4).try_into().unwrap_or_default());
         if len < 16 || offset + len > datagram.len() {
-            return Err(NftError::BadReply(format!(
-                "truncated netlink message of length {len}"
-            )));
+            return Err(NftError::BadReply(format!("truncated netlink message of length {len}")));
         }
         if kind == NLMSG_ERROR {
             if len < 20 {
                 return Err(NftError::BadReply("short NLMSG_ERROR".into()));
             }
-            answers.push((
-                seq,
-                i32::from_ne_bytes(field(16, 4).try_into().unwrap_or_default()),
-            ));
+            answers.push((seq, i32::from_ne_bytes(field(16, 4).try_into().unwrap_or_default())));
         }
         offset += (len + 3) & !3;
     }
@@ -334,32 +304,16 @@ fn verdict(batch: &ruleset::Batch, answers: &[(u32, i32)]) -> Result<(), NftErro
             return "commit batch for table inet keel".to_string();
         }
         let found = batch.messages.iter().find(|(s, _)| *s == seq);
-        found.map_or_else(
-            || format!("unknown message (sequence {seq})"),
-            |(_, what)| what.clone(),
-        )
+        found.map_or_else(|| format!("unknown message (sequence {seq})"), |(_, what)| what.clone())
     };
-    let first_error = answers
-        .iter()
-        .filter(|(_, code)| *code != 0)
-        .min_by_key(|(seq, _)| seq.wrapping_sub(batch.begin_seq));
+    let first_error = answers.iter().filter(|(_, code)| *code != 0).min_by_key(|(seq, _)| seq.wrapping_sub(batch.begin_seq));
     if let Some((seq, code)) = first_error {
-        return Err(NftError::Kernel {
-            what: label(*seq),
-            source: std::io::Error::from_raw_os_error(-code),
-        });
+        return Err(NftError::Kernel { what: label(*seq), source: std::io::Error::from_raw_os_error(-code) });
     }
-    let missing: Vec<&str> = batch
-        .messages
-        .iter()
-        .filter(|(seq, _)| !answers.iter().any(|(s, _)| s == seq))
-        .map(|(_, what)| what.as_str())
-        .collect();
+    let missing: Vec<&str> =
+        batch.messages.iter().filter(|(seq, _)| !answers.iter().any(|(s, _)| s == seq)).map(|(_, what)| what.as_str()).collect();
     if !missing.is_empty() {
-        return Err(NftError::BadReply(format!(
-            "no acknowledgement for: {}",
-            missing.join("; ")
-        )));
+        return Err(NftError::BadReply(format!("no acknowledgement for: {}", missing.join("; "))));
     }
     Ok(())
 }

@@ -21,12 +21,10 @@ pub(super) const ID_METADATA_HOSTS6: u32 = 7;
 /// Set user data as nft 1.0.6 writes it (byte order and typeof hints that only
 /// `nft list` reads), so that `nft list table inet keel` prints the declared types.
 const UDATA_PUBLISHED: &[u8] = &[
-    0x00, 0x04, 0, 0, 0, 0, 0x01, 0x04, 0, 0, 0, 0, 0x03, 0x08, 0x00, 0x04, 0x0d, 0, 0, 0, 0x01,
-    0x00, 0x04, 0x08, 0x00, 0x04, 0x0d, 0, 0, 0, 0x01, 0x00, 0x06, 0x04, 0, 0, 0, 0,
+    0x00, 0x04, 0, 0, 0, 0, 0x01, 0x04, 0, 0, 0, 0, 0x03, 0x08, 0x00, 0x04, 0x0d, 0, 0, 0, 0x01, 0x00, 0x04, 0x08, 0x00, 0x04, 0x0d, 0, 0,
+    0, 0x01, 0x00, 0x06, 0x04, 0, 0, 0, 0,
 ];
-const UDATA_ALLOW: &[u8] = &[
-    0x00, 0x04, 0, 0, 0, 0, 0x03, 0x08, 0x00, 0x04, 0x0d, 0, 0, 0, 0x01, 0x00,
-];
+const UDATA_ALLOW: &[u8] = &[0x00, 0x04, 0, 0, 0, 0, 0x03, 0x08, 0x00, 0x04, 0x0d, 0, 0, 0, 0x01, 0x00];
 const UDATA_BRIDGES: &[u8] = &[0x00, 0x04, 0x01, 0, 0, 0];
 /// Key byte order big endian (addresses).
 const UDATA_ADDRESSES: &[u8] = &[0x00, 0x04, 0x02, 0, 0, 0];
@@ -58,20 +56,9 @@ const NFT_FLAGS: u16 = wire::F_REQUEST | wire::F_ACK;
 impl Builder {
     fn new(seq: u32) -> Self {
         let mut w = Writer::default();
-        let m = w.begin_message(
-            wire::MSG_BATCH_BEGIN,
-            wire::F_REQUEST,
-            seq,
-            0,
-            wire::SUBSYS_NFTABLES,
-        );
+        let m = w.begin_message(wire::MSG_BATCH_BEGIN, wire::F_REQUEST, seq, 0, wire::SUBSYS_NFTABLES);
         w.end_message(m);
-        Builder {
-            w,
-            seq: seq.wrapping_add(1),
-            begin_seq: seq,
-            messages: Vec::new(),
-        }
+        Builder { w, seq: seq.wrapping_add(1), begin_seq: seq, messages: Vec::new() }
     }
 
     /// Start an nf_tables message described by `what`.
@@ -79,29 +66,13 @@ impl Builder {
         let seq = self.seq;
         self.seq = self.seq.wrapping_add(1);
         self.messages.push((seq, what));
-        self.w.begin_message(
-            (wire::SUBSYS_NFTABLES << 8) | msg,
-            NFT_FLAGS | flags,
-            seq,
-            wire::NFPROTO_INET,
-            0,
-        )
+        self.w.begin_message((wire::SUBSYS_NFTABLES << 8) | msg, NFT_FLAGS | flags, seq, wire::NFPROTO_INET, 0)
     }
 
     fn finish(mut self) -> Batch {
-        let m = self.w.begin_message(
-            wire::MSG_BATCH_END,
-            wire::F_REQUEST,
-            self.seq,
-            0,
-            wire::SUBSYS_NFTABLES,
-        );
+        let m = self.w.begin_message(wire::MSG_BATCH_END, wire::F_REQUEST, self.seq, 0, wire::SUBSYS_NFTABLES);
         self.w.end_message(m);
-        Batch {
-            bytes: self.w.into_bytes(),
-            begin_seq: self.begin_seq,
-            messages: self.messages,
-        }
+        Batch { bytes: self.w.into_bytes(), begin_seq: self.begin_seq, messages: self.messages }
     }
 
     fn new_table(&mut self) {
@@ -118,22 +89,11 @@ impl Builder {
     }
 
     fn chain(&mut self, chain: &BaseChain) {
-        let m = self.message(
-            wire::MSG_NEWCHAIN,
-            wire::F_CREATE,
-            format!("add chain {}", chain.name),
-        );
+        let m = self.message(wire::MSG_NEWCHAIN, wire::F_CREATE, format!("add chain {}", chain.name));
         self.w.str(1, TABLE); // NFTA_CHAIN_TABLE
         self.w.str(3, chain.name); // NFTA_CHAIN_NAME
         self.w.str(7, chain.kind); // NFTA_CHAIN_TYPE
-        self.w.u32(
-            5,
-            if chain.accept {
-                wire::VERDICT_ACCEPT
-            } else {
-                wire::VERDICT_DROP
-            },
-        ); // NFTA_CHAIN_POLICY
+        self.w.u32(5, if chain.accept { wire::VERDICT_ACCEPT } else { wire::VERDICT_DROP }); // NFTA_CHAIN_POLICY
         let hook = self.w.begin_nest(4); // NFTA_CHAIN_HOOK
         self.w.u32(1, chain.hook); // NFTA_HOOK_HOOKNUM
         self.w.u32(2, chain.priority as u32); // NFTA_HOOK_PRIORITY
@@ -142,11 +102,7 @@ impl Builder {
     }
 
     fn set(&mut self, set: &NamedSet) {
-        let m = self.message(
-            wire::MSG_NEWSET,
-            wire::F_CREATE,
-            format!("add set {}", set.name),
-        );
+        let m = self.message(wire::MSG_NEWSET, wire::F_CREATE, format!("add set {}", set.name));
         self.w.str(1, TABLE); // NFTA_SET_TABLE
         self.w.str(2, set.name); // NFTA_SET_NAME
         self.w.u32(3, if set.data.is_some() { 8 } else { 0 }); // NFTA_SET_FLAGS: NFT_SET_MAP
@@ -161,11 +117,7 @@ impl Builder {
         self.w.end_message(m);
         let mut remaining = &set.elements[..];
         while !remaining.is_empty() {
-            let m = self.message(
-                wire::MSG_NEWSETELEM,
-                wire::F_CREATE,
-                format!("add elements to {}", set.name),
-            );
+            let m = self.message(wire::MSG_NEWSETELEM, wire::F_CREATE, format!("add elements to {}", set.name));
             self.w.str(1, TABLE); // NFTA_SET_ELEM_LIST_TABLE
             self.w.str(2, set.name); // NFTA_SET_ELEM_LIST_SET
             self.w.u32(4, set.id); // NFTA_SET_ELEM_LIST_SET_ID
@@ -264,48 +216,12 @@ fn chains(state: &FirewallState) -> [BaseChain; 6] {
     // Hook numbers are NF_INET_*; priorities NF_IP_PRI_RAW (-300), NAT_DST (-100),
     // NAT_SRC (100), FILTER (0).
     [
-        BaseChain {
-            name: "guard",
-            kind: "filter",
-            hook: 0,
-            priority: -300,
-            accept: true,
-        },
-        BaseChain {
-            name: "prerouting",
-            kind: "nat",
-            hook: 0,
-            priority: -100,
-            accept: true,
-        },
-        BaseChain {
-            name: "output",
-            kind: "nat",
-            hook: 3,
-            priority: -100,
-            accept: true,
-        },
-        BaseChain {
-            name: "postrouting",
-            kind: "nat",
-            hook: 4,
-            priority: 100,
-            accept: true,
-        },
-        BaseChain {
-            name: "forward",
-            kind: "filter",
-            hook: 2,
-            priority: 0,
-            accept: true,
-        },
-        BaseChain {
-            name: "input",
-            kind: "filter",
-            hook: 1,
-            priority: 0,
-            accept: !state.input_drop,
-        },
+        BaseChain { name: "guard", kind: "filter", hook: 0, priority: -300, accept: true },
+        BaseChain { name: "prerouting", kind: "nat", hook: 0, priority: -100, accept: true },
+        BaseChain { name: "output", kind: "nat", hook: 3, priority: -100, accept: true },
+        BaseChain { name: "postrouting", kind: "nat", hook: 4, priority: 100, accept: true },
+        BaseChain { name: "forward", kind: "filter", hook: 2, priority: 0, accept: true },
+        BaseChain { name: "input", kind: "filter", hook: 1, priority: 0, accept: !state.input_drop },
     ]
 }
 
@@ -350,11 +266,7 @@ fn sets(state: &FirewallState) -> [NamedSet; 7] {
             key_len: 8,
             data: None,
             udata: UDATA_ALLOW,
-            elements: state
-                .allow
-                .iter()
-                .map(|(proto, port)| (proto_port(*proto, *port), None))
-                .collect(),
+            elements: state.allow.iter().map(|(proto, port)| (proto_port(*proto, *port), None)).collect(),
         },
         NamedSet {
             name: "bridges",
@@ -363,11 +275,7 @@ fn sets(state: &FirewallState) -> [NamedSet; 7] {
             key_len: 16,
             data: None,
             udata: UDATA_BRIDGES,
-            elements: state
-                .bridges
-                .iter()
-                .map(|b| (ifname(&b.name), None))
-                .collect(),
+            elements: state.bridges.iter().map(|b| (ifname(&b.name), None)).collect(),
         },
         NamedSet {
             name: "metadata_bridges",
@@ -376,12 +284,7 @@ fn sets(state: &FirewallState) -> [NamedSet; 7] {
             key_len: 16,
             data: None,
             udata: UDATA_BRIDGES,
-            elements: state
-                .bridges
-                .iter()
-                .filter(|b| b.metadata)
-                .map(|b| (ifname(&b.name), None))
-                .collect(),
+            elements: state.bridges.iter().filter(|b| b.metadata).map(|b| (ifname(&b.name), None)).collect(),
         },
         NamedSet {
             name: "metadata_hosts",

@@ -108,14 +108,7 @@ impl Writer {
     }
 
     /// Start a netlink message with the nfgenmsg header; finish it with [`Writer::end_message`].
-    pub fn begin_message(
-        &mut self,
-        msg_type: u16,
-        flags: u16,
-        seq: u32,
-        family: u8,
-        res_id: u16,
-    ) -> usize {
+    pub fn begin_message(&mut self, msg_type: u16, flags: u16, seq: u32, family: u8, res_id: u16) -> usize {
         let start = self.buf.len();
         self.buf.extend_from_slice(&0u32.to_ne_bytes()); // nlmsg_len, patched by end()
         self.buf.extend_from_slice(&msg_type.to_ne_bytes());
@@ -159,8 +152,7 @@ impl Writer {
     pub fn begin_nest(&mut self, attr_type: u16) -> usize {
         let start = self.buf.len();
         self.buf.extend_from_slice(&0u16.to_ne_bytes());
-        self.buf
-            .extend_from_slice(&(attr_type | F_NESTED).to_ne_bytes());
+        self.buf.extend_from_slice(&(attr_type | F_NESTED).to_ne_bytes());
         start
     }
 
@@ -192,12 +184,7 @@ pub enum Expr {
     /// `ct load KEY => reg`.
     Ct { key: u32, dreg: u32 },
     /// `payload load LEN @ BASE + OFFSET => reg`.
-    Payload {
-        dreg: u32,
-        base: u32,
-        offset: u32,
-        len: u32,
-    },
+    Payload { dreg: u32, base: u32, offset: u32, len: u32 },
     /// `cmp eq|neq reg DATA`.
     Cmp { sreg: u32, neq: bool, data: Vec<u8> },
     /// `bitwise reg = (reg & MASK) ^ XOR` (XOR all zero).
@@ -205,13 +192,7 @@ pub enum Expr {
     /// `fib daddr type => reg`.
     FibDaddrType { dreg: u32 },
     /// `lookup reg set NAME [dreg] [inverted]`.
-    Lookup {
-        sreg: u32,
-        dreg: Option<u32>,
-        set: String,
-        set_id: u32,
-        inverted: bool,
-    },
+    Lookup { sreg: u32, dreg: Option<u32>, set: String, set_id: u32, inverted: bool },
     /// `nat dnat ip addr_min reg proto_min reg`.
     DnatIp { addr_reg: u32, proto_reg: u32 },
     /// `masq`.
@@ -243,12 +224,7 @@ impl Expr {
                 w.u32(2, *key); // NFTA_META_KEY / NFTA_CT_KEY
                 w.u32(1, *dreg); // NFTA_META_DREG / NFTA_CT_DREG
             }
-            Expr::Payload {
-                dreg,
-                base,
-                offset,
-                len,
-            } => {
+            Expr::Payload { dreg, base, offset, len } => {
                 w.u32(1, *dreg);
                 w.u32(2, *base);
                 w.u32(3, *offset);
@@ -271,13 +247,7 @@ impl Expr {
                 w.u32(2, 3); // NFTA_FIB_RESULT = NFT_FIB_RESULT_ADDRTYPE
                 w.u32(1, *dreg); // NFTA_FIB_DREG
             }
-            Expr::Lookup {
-                sreg,
-                dreg,
-                set,
-                set_id,
-                inverted,
-            } => {
+            Expr::Lookup { sreg, dreg, set, set_id, inverted } => {
                 w.u32(2, *sreg); // NFTA_LOOKUP_SREG
                 if let Some(dreg) = dreg {
                     w.u32(3, *dreg); // NFTA_LOOKUP_DREG
@@ -288,10 +258,7 @@ impl Expr {
                     w.u32(5, 1); // NFTA_LOOKUP_FLAGS = NFT_LOOKUP_F_INV
                 }
             }
-            Expr::DnatIp {
-                addr_reg,
-                proto_reg,
-            } => {
+            Expr::DnatIp { addr_reg, proto_reg } => {
                 w.u32(1, 1); // NFTA_NAT_TYPE = NFT_NAT_DNAT
                 w.u32(2, u32::from(NFPROTO_IPV4)); // NFTA_NAT_FAMILY
                 w.u32(3, *addr_reg); // NFTA_NAT_REG_ADDR_MIN

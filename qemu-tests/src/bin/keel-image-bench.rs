@@ -66,7 +66,12 @@ fn main() {
     let mib = |b: u64| b as f64 / 1048576.0;
     println!("image: {layer_count} layers, medians of {reps} runs");
     println!("umoci unpack:              {:.3} s, {:.1} MiB (bundle: rootfs + mtree)", umoci_m, mib(umoci_disk));
-    println!("keel store import:         {:.3} s, {:.1} MiB (blobs + layers; layers alone {:.1} MiB)", import_m, mib(import_disk), mib(layers_disk));
+    println!(
+        "keel store import:         {:.3} s, {:.1} MiB (blobs + layers; layers alone {:.1} MiB)",
+        import_m,
+        mib(import_disk),
+        mib(layers_disk)
+    );
     println!("keel image unpack:         {:.3} s, {:.1} MiB (flattened root)", unpack_m, mib(unpack_disk));
     println!("ratio keel import / umoci: time {:.2}, disk {:.2}", import_m / umoci_m, import_disk as f64 / umoci_disk as f64);
     println!("ratio keel unpack / umoci: time {:.2}, disk {:.2}", unpack_m / umoci_m, unpack_disk as f64 / umoci_disk as f64);

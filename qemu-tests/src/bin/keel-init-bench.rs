@@ -41,10 +41,8 @@ fn main() {
     if Command::new("tini").arg("--version").output().is_err() {
         fail("tini is not on PATH: apt-get install tini (scripts/install-deps.sh installs it)");
     }
-    let inits: [(&str, Vec<String>); 2] = [
-        ("keel init", vec![keel.display().to_string(), "init".into(), "--".into()]),
-        ("tini", vec!["tini".into(), "--".into()]),
-    ];
+    let inits: [(&str, Vec<String>); 2] =
+        [("keel init", vec![keel.display().to_string(), "init".into(), "--".into()]), ("tini", vec!["tini".into(), "--".into()])];
     let mut results: [Vec<Run>; 2] = [Vec::new(), Vec::new()];
     for i in 0..runs {
         for (slot, (name, init)) in inits.iter().enumerate() {
@@ -62,10 +60,7 @@ fn main() {
 fn sibling(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);
     if !path.exists() {
-        fail(&format!(
-            "{} not found: cargo build --release -p keel-init -p keel-qemu-tests --bins",
-            path.display()
-        ));
+        fail(&format!("{} not found: cargo build --release -p keel-init -p keel-qemu-tests --bins", path.display()));
     }
     path
 }
@@ -89,12 +84,7 @@ fn measure(init: &[String], probe: &Path, orphans: usize) -> Run {
     let seconds = start.elapsed().as_secs_f64();
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
-        fail(&format!(
-            "{} failed ({}): {stdout}{}",
-            init[0],
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ));
+        fail(&format!("{} failed ({}): {stdout}{}", init[0], output.status, String::from_utf8_lossy(&output.stderr)));
     }
     let hwm_kib = stdout.trim().parse().unwrap_or(0);
     Run { seconds, hwm_kib }

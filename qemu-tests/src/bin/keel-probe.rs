@@ -179,8 +179,7 @@ fn deny() -> i32 {
     // SAFETY: keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0) reads no memory.
     let keyctl = unsafe { libc::syscall(libc::SYS_keyctl, 0, -3, 0) };
     report.push(("keyctl", if keyctl < 0 { format!("{:?}", nix::errno::Errno::last()) } else { "ok".into() }));
-    let sysrq = nix::fcntl::open("/proc/sysrq-trigger", OFlag::O_WRONLY, Mode::empty())
-        .and_then(|fd| nix::unistd::write(&fd, b"h"));
+    let sysrq = nix::fcntl::open("/proc/sysrq-trigger", OFlag::O_WRONLY, Mode::empty()).and_then(|fd| nix::unistd::write(&fd, b"h"));
     report.push(("sysrq", outcome(sysrq)));
     let kcore = std::fs::read("/proc/kcore").map(|b| b.len()).unwrap_or(0);
     report.push(("kcore", if kcore > 0 { "ok".into() } else { "empty".into() }));
@@ -188,8 +187,9 @@ fn deny() -> i32 {
     report.push(("firmware", if firmware > 0 { "ok".into() } else { "empty".into() }));
     let node = "/tmp/probe-blk";
     let _ = std::fs::remove_file(node);
-    let blockdev = nix::sys::stat::mknod(node, nix::sys::stat::SFlag::S_IFBLK, Mode::from_bits_truncate(0o600), nix::sys::stat::makedev(1, 0))
-        .and_then(|()| nix::fcntl::open(node, OFlag::O_RDONLY, Mode::empty()));
+    let blockdev =
+        nix::sys::stat::mknod(node, nix::sys::stat::SFlag::S_IFBLK, Mode::from_bits_truncate(0o600), nix::sys::stat::makedev(1, 0))
+            .and_then(|()| nix::fcntl::open(node, OFlag::O_RDONLY, Mode::empty()));
     report.push(("blockdev", outcome(blockdev)));
     let control = std::os::unix::net::UnixStream::connect("/run/keel/control.sock");
     report.push(("control", control.map(|_| "ok".to_string()).unwrap_or_else(|e| format!("{:?}", e.kind()))));

@@ -140,7 +140,11 @@ impl Bench {
         std::fs::write(rootfs.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
 
         let declaration = dir.join("truebench.toml");
-        std::fs::write(&declaration, format!("image = {:?}\ncommand = [\"/bin/true\"]\nnetwork = \"none\"\n", rootfs.display().to_string())).unwrap();
+        std::fs::write(
+            &declaration,
+            format!("image = {:?}\ncommand = [\"/bin/true\"]\nnetwork = \"none\"\n", rootfs.display().to_string()),
+        )
+        .unwrap();
 
         let bundle = dir.join("bundle");
         std::fs::create_dir_all(&bundle).unwrap();
@@ -170,12 +174,7 @@ impl Bench {
             .unwrap_or_default();
         println!("crun namespaces: {}", namespaces.join(", "));
 
-        Bench {
-            keel: keel.to_path_buf(),
-            declaration,
-            bundle,
-            crun_root: PathBuf::from("/run/keel-run-bench-crun"),
-        }
+        Bench { keel: keel.to_path_buf(), declaration, bundle, crun_root: PathBuf::from("/run/keel-run-bench-crun") }
     }
 
     /// One container run by `runtime`: spawn to exit. `id` keeps crun's ids unique.

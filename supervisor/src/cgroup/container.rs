@@ -81,8 +81,7 @@ impl ContainerCgroup {
         for n in 0..EXEC_NAMES {
             let dir = self.dir.join(format!("{EXEC_PREFIX}{me}-{n}"));
             if fsio::mkdir(&dir)? {
-                let fd = open_dir(&dir)
-                    .map_err(|source| CgroupError::Io { op: "open", path: dir.clone(), source })?;
+                let fd = open_dir(&dir).map_err(|source| CgroupError::Io { op: "open", path: dir.clone(), source })?;
                 return Ok(ExecCgroup { cgroup: ContainerCgroup::at(dir), fd });
             }
         }
@@ -100,8 +99,7 @@ impl ContainerCgroup {
         for dir in self.tree(MAX_DEPTH)? {
             let path = dir.join("cgroup.procs");
             let Some(text) = fsio::read_optional(&path)? else { continue };
-            let found = stats::parse_procs(&text)
-                .map_err(|source| CgroupError::Parse { path, source })?;
+            let found = stats::parse_procs(&text).map_err(|source| CgroupError::Parse { path, source })?;
             pids.extend(found);
         }
         Ok(pids)
@@ -127,9 +125,7 @@ impl ContainerCgroup {
     /// (best effort; one still busy is removed with the container).
     pub(super) fn remove_stale_children(&self) {
         if let Ok(children) = child_dirs(&self.dir) {
-            let is_exec = |c: &&PathBuf| {
-                c.file_name().is_some_and(|n| n.to_string_lossy().starts_with(EXEC_PREFIX))
-            };
+            let is_exec = |c: &&PathBuf| c.file_name().is_some_and(|n| n.to_string_lossy().starts_with(EXEC_PREFIX));
             for child in children.iter().filter(is_exec) {
                 let _ = ContainerCgroup::at(child).remove();
             }
@@ -203,9 +199,7 @@ impl ContainerCgroup {
     pub fn remove(&self) -> Result<(), CgroupError> {
         let dirs = match self.tree(MAX_DEPTH) {
             Ok(dirs) => dirs,
-            Err(CgroupError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                return Ok(())
-            }
+            Err(CgroupError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
         let mut first_error = None;
@@ -229,9 +223,7 @@ fn remove_one(dir: &Path) -> Result<(), CgroupError> {
     match fs::remove_dir(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) if e.raw_os_error() == Some(Errno::EBUSY as i32) => {
-            Err(CgroupError::Busy { path: dir.to_path_buf() })
-        }
+        Err(e) if e.raw_os_error() == Some(Errno::EBUSY as i32) => Err(CgroupError::Busy { path: dir.to_path_buf() }),
         Err(source) => Err(CgroupError::Io { op: "rmdir", path: dir.to_path_buf(), source }),
     }
 }

@@ -6,10 +6,7 @@ use std::fs::{self, OpenOptions};
 use std::io::{ErrorKind, Write};
 use std::path::Path;
 
-fn io_error<'a>(
-    op: &'static str,
-    path: &'a Path,
-) -> impl FnOnce(std::io::Error) -> CgroupError + 'a {
+fn io_error<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CgroupError + 'a {
     move |source| CgroupError::Io { op, path: path.to_path_buf(), source }
 }
 
@@ -50,11 +47,7 @@ pub(super) fn write(path: &Path, data: &str) -> Result<(), CgroupError> {
         return Ok(());
     }
     let not_found = || std::io::Error::from(ErrorKind::NotFound);
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-        .map_err(|_| write_error(path, data, not_found()))?;
+    let mut file = OpenOptions::new().write(true).create_new(true).open(path).map_err(|_| write_error(path, data, not_found()))?;
     file.write_all(data.as_bytes()).map_err(|source| write_error(path, data, source))
 }
 

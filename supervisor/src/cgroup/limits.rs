@@ -116,10 +116,7 @@ mod tests {
     #[test]
     fn no_limits_still_get_the_default_pids_max_and_oom_group() {
         assert_eq!(controllers_needed(&Resources::default()), ["memory", "pids"]);
-        assert_eq!(
-            limit_writes(&Resources::default()),
-            owned(&[("pids.max", "2048"), ("memory.oom.group", "1")])
-        );
+        assert_eq!(limit_writes(&Resources::default()), owned(&[("pids.max", "2048"), ("memory.oom.group", "1")]));
     }
 
     #[test]
@@ -164,12 +161,7 @@ mod tests {
         let r = Resources { pids_max: Some(10), ..Resources::default() };
         assert_eq!(
             reset_writes(&r),
-            owned(&[
-                ("memory.max", "max"),
-                ("memory.swap.max", "max"),
-                ("cpu.max", "max 100000"),
-                ("io.weight", "default 100"),
-            ])
+            owned(&[("memory.max", "max"), ("memory.swap.max", "max"), ("cpu.max", "max 100000"), ("io.weight", "default 100"),])
         );
     }
 

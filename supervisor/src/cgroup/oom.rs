@@ -22,8 +22,7 @@ fn path(pid: Option<i32>) -> PathBuf {
 /// lowering it needs CAP_SYS_RESOURCE).
 pub fn set_oom_score_adj(pid: Option<i32>, value: i32) -> io::Result<()> {
     let path = path(pid);
-    fs::write(&path, value.to_string())
-        .map_err(|e| io::Error::new(e.kind(), format!("write {}: {e}", path.display())))
+    fs::write(&path, value.to_string()).map_err(|e| io::Error::new(e.kind(), format!("write {}: {e}", path.display())))
 }
 
 /// The caller's own `oom_score_adj`.

@@ -150,9 +150,7 @@ pub enum ReserveError {
         what: String,
     },
     /// The reserve leaves the containers nothing (or less than one container needs).
-    #[error(
-        "reserved {what} ({reserve}) leaves too little of the system's {total} for the containers"
-    )]
+    #[error("reserved {what} ({reserve}) leaves too little of the system's {total} for the containers")]
     TooLarge {
         /// `memory` (bytes) or `pids`.
         what: &'static str,
@@ -177,10 +175,7 @@ pub fn reserved_memory(reserve: MemoryReserve, mem_total: u64) -> u64 {
 /// `min(pid_max, threads-max) - reserved pids`. Refused when the containers would be
 /// left with less than a quarter of the memory or fewer tasks than one container may use
 /// by default ([`super::limits::DEFAULT_PIDS_MAX`] / 8).
-pub fn parent_limits(
-    system: &SystemFigures,
-    reserve: &HostReserve,
-) -> Result<ParentLimits, ReserveError> {
+pub fn parent_limits(system: &SystemFigures, reserve: &HostReserve) -> Result<ParentLimits, ReserveError> {
     let memory = reserved_memory(reserve.memory, system.mem_total);
     let memory_max = system.mem_total.saturating_sub(memory);
     if memory_max < system.mem_total / 4 {
@@ -197,15 +192,10 @@ pub fn parent_limits(
 
 /// `MemTotal` of a /proc/meminfo text, in bytes (the file gives kB).
 pub fn parse_mem_total(text: &str) -> Result<u64, String> {
-    let line = text
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .ok_or_else(|| "no MemTotal line".to_string())?;
+    let line = text.lines().find_map(|l| l.strip_prefix("MemTotal:")).ok_or_else(|| "no MemTotal line".to_string())?;
     let mut words = line.split_whitespace();
     match (words.next().map(str::parse::<u64>), words.next(), words.next()) {
-        (Some(Ok(kib)), Some("kB"), None) => {
-            kib.checked_mul(1024).ok_or_else(|| format!("MemTotal {kib} kB is too large"))
-        }
+        (Some(Ok(kib)), Some("kB"), None) => kib.checked_mul(1024).ok_or_else(|| format!("MemTotal {kib} kB is too large")),
         _ => Err(format!("MemTotal:{line}: expected \"<number> kB\"")),
     }
 }
@@ -219,8 +209,7 @@ fn parse_number(text: &str) -> Result<u64, String> {
 pub fn read_system(proc_root: &Path) -> Result<SystemFigures, ReserveError> {
     let read = |relative: &str, parse: fn(&str) -> Result<u64, String>| {
         let path = proc_root.join(relative);
-        let text = fs::read_to_string(&path)
-            .map_err(|source| ReserveError::Read { path: path.clone(), source })?;
+        let text = fs::read_to_string(&path).map_err(|source| ReserveError::Read { path: path.clone(), source })?;
         parse(&text).map_err(|what| ReserveError::Parse { path, what })
     };
     Ok(SystemFigures {
@@ -270,10 +259,7 @@ mod tests {
         assert_eq!(limits.memory_max, 486_340 * 1024 - 128 * MIB);
         // threads-max, not pid_max, is the system's limit here.
         assert_eq!(limits.pids_max, 3_799 - 1024);
-        assert_eq!(
-            limits.writes(),
-            [("memory.max", limits.memory_max.to_string()), ("pids.max", "2775".to_string())]
-        );
+        assert_eq!(limits.writes(), [("memory.max", limits.memory_max.to_string()), ("pids.max", "2775".to_string())]);
     }
 
     #[test]

@@ -71,38 +71,29 @@ pub fn parse_procs(text: &str) -> Result<Vec<i32>, ParseError> {
 }
 
 fn parse_u64(key: &str, value: &str) -> Result<u64, ParseError> {
-    value
-        .parse()
-        .map_err(|_| ParseError::NotANumber { key: key.to_string(), value: value.to_string() })
+    value.parse().map_err(|_| ParseError::NotANumber { key: key.to_string(), value: value.to_string() })
 }
 
 /// Read the statistics of the cgroup at `dir`. Files of controllers that are not
 /// enabled are absent and count as 0 (or `None`); `dir` itself must exist.
 pub(super) fn read_stats(dir: &Path) -> Result<CgroupStats, CgroupError> {
     fsio::ensure_dir(dir)?;
-    let (oom_events, oom_kill): (u64, u64) = read_parsed(dir, "memory.events", |text| {
-        Ok((flat_keyed_required(text, "oom")?, flat_keyed_required(text, "oom_kill")?))
-    })?
-    .unwrap_or_default();
+    let (oom_events, oom_kill): (u64, u64) =
+        read_parsed(dir, "memory.events", |text| Ok((flat_keyed_required(text, "oom")?, flat_keyed_required(text, "oom_kill")?)))?
+            .unwrap_or_default();
     Ok(CgroupStats {
-        cpu_usage_usec: read_parsed(dir, "cpu.stat", |t| flat_keyed_required(t, "usage_usec"))?
-            .unwrap_or(0),
+        cpu_usage_usec: read_parsed(dir, "cpu.stat", |t| flat_keyed_required(t, "usage_usec"))?.unwrap_or(0),
         memory_current: read_parsed(dir, "memory.current", single_value)?.unwrap_or(0),
         memory_peak: read_parsed(dir, "memory.peak", single_value)?,
         pids_current: read_parsed(dir, "pids.current", single_value)?.unwrap_or(0),
         oom_events,
         oom_kill,
-        pids_limit_hits: read_parsed(dir, "pids.events", |t| flat_keyed_required(t, "max"))?
-            .unwrap_or(0),
+        pids_limit_hits: read_parsed(dir, "pids.events", |t| flat_keyed_required(t, "max"))?.unwrap_or(0),
     })
 }
 
 /// Read `dir/file` if it exists and parse it, attaching the path to a parse error.
-fn read_parsed<T>(
-    dir: &Path,
-    file: &str,
-    parse: impl FnOnce(&str) -> Result<T, ParseError>,
-) -> Result<Option<T>, CgroupError> {
+fn read_parsed<T>(dir: &Path, file: &str, parse: impl FnOnce(&str) -> Result<T, ParseError>) -> Result<Option<T>, CgroupError> {
     let path = dir.join(file);
     match fsio::read_optional(&path)? {
         Some(text) => parse(&text).map(Some).map_err(|source| CgroupError::Parse { path, source }),
@@ -131,26 +122,14 @@ mod tests {
     fn flat_keyed_absent_key_is_none_or_missing() {
         assert_eq!(flat_keyed_value(CPU_STAT, "oom"), Ok(None));
         assert_eq!(flat_keyed_value("", "oom"), Ok(None));
-        assert_eq!(
-            flat_keyed_required(CPU_STAT, "oom"),
-            Err(ParseError::MissingKey { key: "oom".into() })
-        );
+        assert_eq!(flat_keyed_required(CPU_STAT, "oom"), Err(ParseError::MissingKey { key: "oom".into() }));
     }
 
     #[test]
     fn flat_keyed_rejects_bad_shape_and_values() {
-        assert_eq!(
-            flat_keyed_value("usage_usec 1\nbogus\n", "usage_usec"),
-            Err(ParseError::Malformed { line: 2, text: "bogus".into() })
-        );
-        assert_eq!(
-            flat_keyed_value("a 1 2\n", "b"),
-            Err(ParseError::Malformed { line: 1, text: "a 1 2".into() })
-        );
-        assert_eq!(
-            flat_keyed_value("oom -1\n", "oom"),
-            Err(ParseError::NotANumber { key: "oom".into(), value: "-1".into() })
-        );
+        assert_eq!(flat_keyed_value("usage_usec 1\nbogus\n", "usage_usec"), Err(ParseError::Malformed { line: 2, text: "bogus".into() }));
+        assert_eq!(flat_keyed_value("a 1 2\n", "b"), Err(ParseError::Malformed { line: 1, text: "a 1 2".into() }));
+        assert_eq!(flat_keyed_value("oom -1\n", "oom"), Err(ParseError::NotANumber { key: "oom".into(), value: "-1".into() }));
         // Another key's odd value does not matter.
         assert_eq!(flat_keyed_value("x max\noom 4\n", "oom"), Ok(Some(4)));
     }
@@ -158,10 +137,7 @@ mod tests {
     #[test]
     fn single_values() {
         assert_eq!(single_value("4096\n"), Ok(4096));
-        assert_eq!(
-            single_value("max\n"),
-            Err(ParseError::NotANumber { key: "value".into(), value: "max".into() })
-        );
+        assert_eq!(single_value("max\n"), Err(ParseError::NotANumber { key: "value".into(), value: "max".into() }));
         assert!(single_value("").is_err());
     }
 
@@ -169,14 +145,8 @@ mod tests {
     fn procs_lists_pids() {
         assert_eq!(parse_procs("12\n345\n0\n"), Ok(vec![12, 345, 0]));
         assert_eq!(parse_procs(""), Ok(vec![]));
-        assert_eq!(
-            parse_procs("12\nx\n"),
-            Err(ParseError::NotAPid { line: 2, text: "x".into() })
-        );
-        assert_eq!(
-            parse_procs("-1\n"),
-            Err(ParseError::NotAPid { line: 1, text: "-1".into() })
-        );
+        assert_eq!(parse_procs("12\nx\n"), Err(ParseError::NotAPid { line: 2, text: "x".into() }));
+        assert_eq!(parse_procs("-1\n"), Err(ParseError::NotAPid { line: 1, text: "-1".into() }));
     }
 
     #[test]

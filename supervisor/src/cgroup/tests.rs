@@ -73,10 +73,8 @@ fn prepare_without_limits_writes_the_defaults() {
     assert_eq!(read(&tmp.path().join("keel/cgroup.subtree_control")), "+memory +pids");
     assert_eq!(read(&cgroup.dir().join("pids.max")), "2048");
     assert_eq!(read(&cgroup.dir().join("memory.oom.group")), "1");
-    let mut entries: Vec<String> = fs::read_dir(cgroup.dir())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut entries: Vec<String> =
+        fs::read_dir(cgroup.dir()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     entries.sort();
     assert_eq!(entries, ["main", "memory.oom.group", "pids.max"]);
     assert!(!tmp.path().join("keel/memory.max").exists(), "no parent limits unless given");
@@ -296,8 +294,11 @@ fn is_empty_reads_populated() {
     assert!(!cgroup.is_empty().unwrap());
     fs::write(&events, "frozen 0\n").unwrap();
     let err = cgroup.is_empty().unwrap_err();
-    assert!(matches!(&err, CgroupError::Parse { path, source: ParseError::MissingKey { .. } }
-        if *path == events), "{err:?}");
+    assert!(
+        matches!(&err, CgroupError::Parse { path, source: ParseError::MissingKey { .. } }
+        if *path == events),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -86,11 +86,7 @@ impl CgroupTree {
     /// No controller is enabled in `<root>/keel/<NAME>`, so everything its leaves do is
     /// charged to, limited by and counted in `<root>/keel/<NAME>` (memory.events,
     /// pids.events), and cgroup v2's "no internal processes" rule never applies to it.
-    pub fn prepare(
-        &self,
-        name: &ContainerName,
-        resources: &Resources,
-    ) -> Result<ContainerCgroup, CgroupError> {
+    pub fn prepare(&self, name: &ContainerName, resources: &Resources) -> Result<ContainerCgroup, CgroupError> {
         let needed = controllers_needed(resources);
         self.check_controllers(&needed)?;
         let cgroup = self.container(name);

@@ -77,7 +77,8 @@ mod tests {
 
     #[test]
     fn declaration_overrides_like_docker_run() {
-        let s = apply(&spec("command = [\"--port\", \"8080\"]\nenv = { MODE = \"toml\" }\nworkdir = \"/tmp\"\nuser = \"0\""), &image()).unwrap();
+        let s = apply(&spec("command = [\"--port\", \"8080\"]\nenv = { MODE = \"toml\" }\nworkdir = \"/tmp\"\nuser = \"0\""), &image())
+            .unwrap();
         assert_eq!(s.argv, ["/bin/server", "--port", "8080"]);
         assert!(s.env.contains(&("MODE".into(), "toml".into())));
         assert!(s.env.contains(&("PATH".into(), "/usr/bin:/bin".into())));

@@ -33,15 +33,25 @@ struct Contents {
 pub fn fetch(store: &Store, file: &Path) -> Result<Fetched, ImageError> {
     let origin = file.display().to_string();
     let contents = read(store, file)?;
-    let manifest_bytes = contents.json.get("manifest.json").ok_or_else(|| ImageError::invalid(&origin, "no manifest.json: not a docker archive"))?;
+    let manifest_bytes =
+        contents.json.get("manifest.json").ok_or_else(|| ImageError::invalid(&origin, "no manifest.json: not a docker archive"))?;
     let entries: Vec<DockerEntry> = parse_json(manifest_bytes, "docker manifest", file)?;
-    let [entry] = entries.as_slice() else { return Err(ImageError::invalid(&origin, format!("{} images in the archive; keel loads one", entries.len()))) };
+    let [entry] = entries.as_slice() else {
+        return Err(ImageError::invalid(&origin, format!("{} images in the archive; keel loads one", entries.len())));
+    };
     let (config, image_config) = config(store, &contents, entry, file)?;
     let mut layers = Vec::new();
     for (i, path) in entry.layers.iter().enumerate() {
-        let (digest, size) = contents.blobs.get(path).cloned().ok_or_else(|| ImageError::invalid(&origin, format!("layer {path} is not in the archive")))?;
+        let (digest, size) =
+            contents.blobs.get(path).cloned().ok_or_else(|| ImageError::invalid(&origin, format!("layer {path} is not in the archive")))?;
         check_uncompressed(store, &digest, image_config.rootfs.diff_ids.get(i), &format!("{origin} ({path})"))?;
-        layers.push(Descriptor { media_type: "application/vnd.oci.image.layer.v1.tar".into(), digest, size, platform: None, annotations: Default::default() });
+        layers.push(Descriptor {
+            media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+            digest,
+            size,
+            platform: None,
+            annotations: Default::default(),
+        });
     }
     let manifest = Manifest { schema_version: 2, config, layers };
     let mut doc = serde_json::to_value(&manifest).unwrap_or_default();
@@ -86,7 +96,13 @@ fn config(store: &Store, contents: &Contents, entry: &DockerEntry, file: &Path) 
     }
     let image_config: ImageConfig = parse_json(&bytes, "image config", file)?;
     store.put_bytes(&bytes)?;
-    let descriptor = Descriptor { media_type: "application/vnd.oci.image.config.v1+json".into(), digest, size: bytes.len() as u64, platform: None, annotations: Default::default() };
+    let descriptor = Descriptor {
+        media_type: "application/vnd.oci.image.config.v1+json".into(),
+        digest,
+        size: bytes.len() as u64,
+        platform: None,
+        annotations: Default::default(),
+    };
     Ok((descriptor, image_config))
 }
 
@@ -98,7 +114,9 @@ fn check_uncompressed(store: &Store, digest: &Digest, diff_id: Option<&Digest>, 
         f.read_exact(&mut magic).map(|_| magic == [0x1f, 0x8b])
     });
     match (diff_id, gzip) {
-        (Some(diff_id), Ok(false)) if diff_id != digest => Err(ImageError::DigestMismatch { expected: diff_id.clone(), actual: digest.clone(), origin: origin.into() }),
+        (Some(diff_id), Ok(false)) if diff_id != digest => {
+            Err(ImageError::DigestMismatch { expected: diff_id.clone(), actual: digest.clone(), origin: origin.into() })
+        }
         _ => Ok(()),
     }
 }

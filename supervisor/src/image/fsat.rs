@@ -19,20 +19,36 @@ fn errno(e: Errno) -> io::Error {
 /// Open `rel` (a directory) beneath `root` without leaving it.
 pub fn open_dir(root: &OwnedFd, rel: &Path) -> io::Result<OwnedFd> {
     let path: &Path = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
-    rfs::openat2(root, path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty(), ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS)
-        .map_err(|e| if e == Errno::XDEV { io::Error::other(format!("{}: {ESCAPE}", rel.display())) } else { errno(e) })
+    rfs::openat2(
+        root,
+        path,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| if e == Errno::XDEV { io::Error::other(format!("{}: {ESCAPE}", rel.display())) } else { errno(e) })
 }
 
 /// Open a directory for reading entries (same confinement).
 pub fn open_dir_read(root: &OwnedFd, rel: &Path) -> io::Result<OwnedFd> {
     let path: &Path = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
-    rfs::openat2(root, path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW, Mode::empty(), ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS)
-        .map_err(|e| if e == Errno::XDEV { io::Error::other(format!("{}: {ESCAPE}", rel.display())) } else { errno(e) })
+    rfs::openat2(
+        root,
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW,
+        Mode::empty(),
+        ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+    )
+    .map_err(|e| if e == Errno::XDEV { io::Error::other(format!("{}: {ESCAPE}", rel.display())) } else { errno(e) })
 }
 
 /// The parent directory of `rel` (created as needed, by `make_dir` for each missing
 /// part) and the last name.
-pub fn parent_of<'a>(root: &OwnedFd, rel: &'a Path, make_dir: &mut dyn FnMut(&OwnedFd, &Path) -> io::Result<()>) -> io::Result<(OwnedFd, &'a OsStr)> {
+pub fn parent_of<'a>(
+    root: &OwnedFd,
+    rel: &'a Path,
+    make_dir: &mut dyn FnMut(&OwnedFd, &Path) -> io::Result<()>,
+) -> io::Result<(OwnedFd, &'a OsStr)> {
     let name = rel.file_name().ok_or_else(|| io::Error::other(format!("{:?}: no name", rel)))?;
     let parent = rel.parent().unwrap_or(Path::new(""));
     match open_dir(root, parent) {
@@ -72,7 +88,8 @@ pub fn is_dir(st: &rfs::Stat) -> bool {
 pub fn remove_all(dir: &OwnedFd, name: &OsStr) -> io::Result<()> {
     let Some(st) = lstat(dir, name)? else { return Ok(()) };
     if is_dir(&st) {
-        let sub = rfs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty()).map_err(errno)?;
+        let sub = rfs::openat(dir, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+            .map_err(errno)?;
         for child in children(&sub)? {
             remove_all(&sub, &child)?;
         }

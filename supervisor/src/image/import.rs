@@ -71,7 +71,11 @@ pub fn ensure(store: &Store, source: &ImageSource) -> Result<Resolved, ImageErro
 
 /// The host that serves a registry's API (Docker Hub's differs from its name).
 fn api_host(registry: &str) -> &str {
-    if registry == "docker.io" { "registry-1.docker.io" } else { registry }
+    if registry == "docker.io" {
+        "registry-1.docker.io"
+    } else {
+        registry
+    }
 }
 
 /// The registry's API root (`https://HOST/v2/`, or http for an insecure registry):
@@ -92,7 +96,8 @@ fn fetch_registry(store: &Store, r: &RegistryRef) -> Result<Fetched, ImageError>
     let settings = settings::RegistrySettings::load(Path::new(settings::REGISTRIES_PATH)).map_err(|e| ImageError::invalid(r, e))?;
     let mut client = settings::client_for(host, Path::new(settings::CERTS_DIR)).map_err(|e| ImageError::invalid(r, e))?;
     let reference = r.digest.as_ref().map(|d| d.to_string()).or_else(|| r.tag.clone()).unwrap_or_else(|| "latest".into());
-    let spec = PullSpec { registry: host.to_string(), repository: r.repository.clone(), reference, insecure: settings.is_insecure(&r.registry) };
+    let spec =
+        PullSpec { registry: host.to_string(), repository: r.repository.clone(), reference, insecure: settings.is_insecure(&r.registry) };
     let safe: String = r.to_string().chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
     let pulls = store.root().join("pulls");
     crate::privdir::ensure(&pulls).map_err(ImageError::io("make private", &pulls))?;
@@ -107,7 +112,11 @@ fn fetch_registry(store: &Store, r: &RegistryRef) -> Result<Fetched, ImageError>
 
 /// Read a JSON document (an index, manifest or config) of at most the store's document limit.
 pub(super) fn read_document(reader: impl Read, store: &Store, what: &'static str, origin: &Path) -> Result<Vec<u8>, ImageError> {
-    read_capped(reader, store.limits().document).map_err(ImageError::io("read", origin))?.map_err(|limit| ImageError::DocumentTooLarge { what, origin: origin.display().to_string(), limit })
+    read_capped(reader, store.limits().document).map_err(ImageError::io("read", origin))?.map_err(|limit| ImageError::DocumentTooLarge {
+        what,
+        origin: origin.display().to_string(),
+        limit,
+    })
 }
 
 /// Refuse a document whose descriptor already says it is over the limit, before its
@@ -132,7 +141,8 @@ fn fetch_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Fetched,
     let index: Index = parse_json(&bytes, "image index", &index_path)?;
     let put = |desc: &Descriptor| -> Result<(), ImageError> {
         let path = dir.join("blobs/sha256").join(desc.digest.hex());
-        let file = fs::File::open(&path).map_err(|_| ImageError::MissingBlob { digest: desc.digest.clone(), origin: dir.display().to_string() })?;
+        let file = fs::File::open(&path)
+            .map_err(|_| ImageError::MissingBlob { digest: desc.digest.clone(), origin: dir.display().to_string() })?;
         store.put_or_verify(&desc.digest, Some(desc.size), file, &path.display().to_string()).map(|_| ())
     };
     let chosen = pick_manifest(&index, tag).map_err(|e| ImageError::invalid(dir.display(), e))?;
@@ -143,7 +153,12 @@ fn fetch_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Fetched,
 }
 
 /// Follow nested indexes down to a manifest, storing each document.
-fn resolve_nested(store: &Store, desc: &Descriptor, put: &dyn Fn(&Descriptor) -> Result<(), ImageError>, origin: &str) -> Result<Digest, ImageError> {
+fn resolve_nested(
+    store: &Store,
+    desc: &Descriptor,
+    put: &dyn Fn(&Descriptor) -> Result<(), ImageError>,
+    origin: &str,
+) -> Result<Digest, ImageError> {
     let mut desc = desc.clone();
     for _ in 0..4 {
         check_document_size(store, &desc, if is_index(&desc.media_type) { "image index" } else { "manifest" }, origin)?;
@@ -188,7 +203,9 @@ fn fetch_oci_archive(store: &Store, file: &Path) -> Result<Fetched, ImageError> 
     let check = |desc: &Descriptor| -> Result<(), ImageError> {
         match sizes.get(&desc.digest) {
             None if !store.has_blob(&desc.digest) => Err(ImageError::MissingBlob { digest: desc.digest.clone(), origin: origin.clone() }),
-            Some(&actual) if actual != desc.size => Err(ImageError::SizeMismatch { digest: desc.digest.clone(), expected: desc.size, actual, origin: origin.clone() }),
+            Some(&actual) if actual != desc.size => {
+                Err(ImageError::SizeMismatch { digest: desc.digest.clone(), expected: desc.size, actual, origin: origin.clone() })
+            }
             _ => Ok(()),
         }
     };
@@ -200,7 +217,10 @@ fn fetch_oci_archive(store: &Store, file: &Path) -> Result<Fetched, ImageError> 
 }
 
 /// Call `each` with every entry of the tar `file` and its normalised name.
-pub(super) fn walk_tar(file: &Path, mut each: impl FnMut(&str, &mut tar::Entry<'_, fs::File>) -> Result<(), ImageError>) -> Result<(), ImageError> {
+pub(super) fn walk_tar(
+    file: &Path,
+    mut each: impl FnMut(&str, &mut tar::Entry<'_, fs::File>) -> Result<(), ImageError>,
+) -> Result<(), ImageError> {
     let reader = fs::File::open(file).map_err(ImageError::io("open", file))?;
     let mut archive = tar::Archive::new(reader);
     let tar_err = |e| ImageError::Io { what: "read the archive", path: PathBuf::from(file), source: e };

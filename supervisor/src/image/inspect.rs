@@ -62,7 +62,8 @@ pub fn diff_layers(layers: &[Vec<(Change, u64)>]) -> Vec<LayerDetail> {
     let mut out = Vec::new();
     for entries in layers {
         let mut detail = LayerDetail::default();
-        let puts: BTreeSet<PathBuf> = entries.iter().filter_map(|(c, _)| if let Change::Put(p) = c { Some(p.clone()) } else { None }).collect();
+        let puts: BTreeSet<PathBuf> =
+            entries.iter().filter_map(|(c, _)| if let Change::Put(p) = c { Some(p.clone()) } else { None }).collect();
         for (change, size) in entries {
             match change {
                 Change::Put(p) if p.as_os_str().is_empty() => {}
@@ -132,7 +133,9 @@ pub fn inspect(store: &Store, name: &str) -> Result<ImageDetail, ImageError> {
 /// decompressed bytes): an image imported by an older keel may not have been checked.
 fn layer_entries(store: &Store, blob: &Digest) -> Result<Vec<(Change, u64)>, ImageError> {
     let meter = std::rc::Rc::new(std::cell::RefCell::new(Meter::new(*store.limits())));
-    let over = |meter: &std::cell::RefCell<Meter>| meter.borrow().exceeded().map(|limit| ImageError::LayerLimit { blob: blob.clone(), entry: "(tar)".into(), limit });
+    let over = |meter: &std::cell::RefCell<Meter>| {
+        meter.borrow().exceeded().map(|limit| ImageError::LayerLimit { blob: blob.clone(), entry: "(tar)".into(), limit })
+    };
     let tar_err = |e| over(&meter).unwrap_or_else(|| ImageError::Io { what: "read layer", path: store.blob_path(blob), source: e });
     let mut archive = tar::Archive::new(MeteredReader::new(open_layer(store, blob)?, meter.clone()));
     let mut out = Vec::new();

@@ -142,11 +142,8 @@ pub fn pick_manifest<'a>(index: &'a Index, tag: Option<&str>) -> Result<&'a Desc
     if candidates.len() == 1 {
         return Ok(candidates[0]);
     }
-    let amd64: Vec<&Descriptor> = candidates
-        .iter()
-        .copied()
-        .filter(|d| d.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == "amd64"))
-        .collect();
+    let amd64: Vec<&Descriptor> =
+        candidates.iter().copied().filter(|d| d.platform.as_ref().is_some_and(|p| p.os == "linux" && p.architecture == "amd64")).collect();
     match amd64.as_slice() {
         [one] => Ok(one),
         [] => Err(format!("{} manifests and none for linux/amd64", candidates.len())),
@@ -181,9 +178,13 @@ mod tests {
 
     #[test]
     fn picks_linux_amd64_from_a_multi_platform_index() {
-        let index = Index { schema_version: 2, manifests: vec![desc(1, Some(("linux", "arm64")), None), desc(2, Some(("linux", "amd64")), None)] };
+        let index =
+            Index { schema_version: 2, manifests: vec![desc(1, Some(("linux", "arm64")), None), desc(2, Some(("linux", "amd64")), None)] };
         assert_eq!(pick_manifest(&index, None).unwrap().digest, Digest::of(&[2]));
-        let none = Index { schema_version: 2, manifests: vec![desc(1, Some(("linux", "arm64")), None), desc(3, Some(("windows", "amd64")), None)] };
+        let none = Index {
+            schema_version: 2,
+            manifests: vec![desc(1, Some(("linux", "arm64")), None), desc(3, Some(("windows", "amd64")), None)],
+        };
         assert!(pick_manifest(&none, None).unwrap_err().contains("none for linux/amd64"));
     }
 

@@ -101,7 +101,9 @@ fn clean_path(reference: &str, path: &str) -> Result<PathBuf, String> {
 /// Docker's reference grammar, simplified: the first component is a registry when it
 /// has a '.' or ':' or is `localhost`.
 fn parse_registry(text: &str) -> Result<RegistryRef, String> {
-    let bad = |why: &str| format!("{text:?}: {why} (expected oci:PATH[:TAG], oci-archive:FILE, docker-archive:FILE, REGISTRY/REPO:TAG or REPO@sha256:…, or an absolute directory)");
+    let bad = |why: &str| {
+        format!("{text:?}: {why} (expected oci:PATH[:TAG], oci-archive:FILE, docker-archive:FILE, REGISTRY/REPO:TAG or REPO@sha256:…, or an absolute directory)")
+    };
     let (name_tag, digest) = match text.split_once('@') {
         Some((n, d)) => (n, Some(Digest::parse(d).map_err(|e| bad(&e))?)),
         None => (text, None),
@@ -122,9 +124,9 @@ fn parse_registry(text: &str) -> Result<RegistryRef, String> {
     };
     let repository = if registry == "docker.io" && !repository.contains('/') { format!("library/{repository}") } else { repository };
     let repo_ok = !repository.is_empty()
-        && repository.split('/').all(|part| {
-            !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
-        });
+        && repository
+            .split('/')
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c)));
     if !repo_ok {
         return Err(bad("invalid repository name"));
     }
@@ -153,7 +155,10 @@ mod tests {
             other => panic!("{other:?}"),
         };
         let busybox = r("busybox");
-        assert_eq!((busybox.registry.as_str(), busybox.repository.as_str(), busybox.tag.as_deref()), ("docker.io", "library/busybox", Some("latest")));
+        assert_eq!(
+            (busybox.registry.as_str(), busybox.repository.as_str(), busybox.tag.as_deref()),
+            ("docker.io", "library/busybox", Some("latest"))
+        );
         let q = r("quay.io/org/app:1.0");
         assert_eq!((q.registry.as_str(), q.repository.as_str(), q.tag.as_deref()), ("quay.io", "org/app", Some("1.0")));
         let local = r("localhost:5000/app");

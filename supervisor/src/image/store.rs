@@ -106,7 +106,10 @@ impl Store {
 
     /// The blobs and layers the store holds now.
     pub fn contents(&self) -> Result<Contents, ImageError> {
-        Ok(Contents { blobs: read_dir(&self.root.join("blobs/sha256"))?.into_iter().collect(), layers: read_dir(&self.root.join("layers"))?.into_iter().collect() })
+        Ok(Contents {
+            blobs: read_dir(&self.root.join("blobs/sha256"))?.into_iter().collect(),
+            layers: read_dir(&self.root.join("layers"))?.into_iter().collect(),
+        })
     }
 
     /// Run `work` (an import); when it fails, remove the blobs and layers that appeared
@@ -199,7 +202,11 @@ impl Store {
         if !self.has_blob(expected) {
             return self.put_blob(expected, size, reader, origin);
         }
-        let (actual, count) = HashingReader::new(reader).finish().map_err(|source| ImageError::Io { what: "read blob", path: PathBuf::from(origin), source })?;
+        let (actual, count) = HashingReader::new(reader).finish().map_err(|source| ImageError::Io {
+            what: "read blob",
+            path: PathBuf::from(origin),
+            source,
+        })?;
         if &actual != expected {
             return Err(ImageError::DigestMismatch { expected: expected.clone(), actual, origin: origin.into() });
         }
@@ -222,8 +229,11 @@ impl Store {
     /// Read and parse a JSON blob (a manifest, index or config), at most the document limit.
     pub fn read_json<T: serde::de::DeserializeOwned>(&self, digest: &Digest, what: &'static str) -> Result<T, ImageError> {
         let path = self.blob_path(digest);
-        let file = fs::File::open(&path).map_err(|_| ImageError::MissingBlob { digest: digest.clone(), origin: "the image store".into() })?;
-        let bytes = read_capped(file, self.limits.document).map_err(ImageError::io("read", &path))?.map_err(|limit| ImageError::DocumentTooLarge { what, origin: digest.to_string(), limit })?;
+        let file =
+            fs::File::open(&path).map_err(|_| ImageError::MissingBlob { digest: digest.clone(), origin: "the image store".into() })?;
+        let bytes = read_capped(file, self.limits.document)
+            .map_err(ImageError::io("read", &path))?
+            .map_err(|limit| ImageError::DocumentTooLarge { what, origin: digest.to_string(), limit })?;
         serde_json::from_slice(&bytes).map_err(|e| ImageError::Json { what, origin: digest.to_string(), message: e.to_string() })
     }
 
@@ -327,7 +337,11 @@ impl Store {
     pub fn refs(&self) -> Result<BTreeMap<String, RefEntry>, ImageError> {
         let path = self.root.join("refs.json");
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ImageError::Json { what: "refs", origin: path.display().to_string(), message: e.to_string() }),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ImageError::Json {
+                what: "refs",
+                origin: path.display().to_string(),
+                message: e.to_string(),
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
             Err(e) => Err(ImageError::Io { what: "read", path, source: e }),
         }
@@ -337,7 +351,13 @@ impl Store {
         let path = self.root.join("refs.json");
         let tmp = self.root.join("tmp/refs.json");
         let bytes = serde_json::to_vec_pretty(refs).unwrap_or_default();
-        let mut file = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(ImageError::io("create", &tmp))?;
+        let mut file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(ImageError::io("create", &tmp))?;
         file.write_all(&bytes).and_then(|_| file.sync_all()).map_err(ImageError::io("write", &tmp))?;
         fs::rename(&tmp, &path).map_err(ImageError::io("rename into", path))
     }
@@ -357,7 +377,11 @@ impl Store {
         let mut refs = self.refs()?;
         let Some(entry) = self.lookup(name)? else { return Ok(Vec::new()) };
         let by_digest = !refs.contains_key(name);
-        let removed: Vec<String> = refs.iter().filter(|(n, e)| if by_digest { e.manifest == entry.manifest } else { n.as_str() == name }).map(|(n, _)| n.clone()).collect();
+        let removed: Vec<String> = refs
+            .iter()
+            .filter(|(n, e)| if by_digest { e.manifest == entry.manifest } else { n.as_str() == name })
+            .map(|(n, _)| n.clone())
+            .collect();
         refs.retain(|n, _| !removed.contains(n));
         self.write_refs(&refs)?;
         Ok(removed)
@@ -425,7 +449,15 @@ pub fn open_layer(store: &Store, blob: &Digest) -> Result<Box<dyn Read>, ImageEr
 /// Unpack one layer blob into `dir` and check its uncompressed digest is `diff_id`,
 /// counting it as a new layer on `meter`: the decompressed stream is counted as it is
 /// read (also the bytes after the tar's end, which the digest covers).
-fn apply_blob(store: &Store, blob: &Digest, diff_id: &Digest, dir: &Path, target: Target, options: Options, meter: &SharedMeter) -> Result<(), ImageError> {
+fn apply_blob(
+    store: &Store,
+    blob: &Digest,
+    diff_id: &Digest,
+    dir: &Path,
+    target: Target,
+    options: Options,
+    meter: &SharedMeter,
+) -> Result<(), ImageError> {
     meter.borrow_mut().next_layer();
     let mut hashing = HashingReader::new(MeteredReader::new(open_layer(store, blob)?, meter.clone()));
     layer::extract(&mut hashing, dir, target, options, meter).map_err(|e| match e {

@@ -55,11 +55,7 @@ impl LogFile {
     /// needed. The file rotates before a record would take it past `max_bytes`; `keep`
     /// rotated files are kept (`0`: the old contents are simply dropped).
     pub fn open(dir: &Path, name: &ContainerName, max_bytes: u64, keep: u32) -> Result<LogFile, LogError> {
-        fs::DirBuilder::new()
-            .recursive(true)
-            .mode(DIR_MODE)
-            .create(dir)
-            .map_err(|e| LogError::io("mkdir", dir, e))?;
+        fs::DirBuilder::new().recursive(true).mode(DIR_MODE).create(dir).map_err(|e| LogError::io("mkdir", dir, e))?;
         let path = log_path(dir, name);
         let file = open_append(&path)?;
         let size = file.metadata().map_err(|e| LogError::io("stat", &path, e))?.len();
@@ -120,12 +116,7 @@ impl LogFile {
 /// Open `path` for appending, creating it with [`FILE_MODE`]. (std sets `O_CLOEXEC`, so
 /// containers forked by PID 1 do not inherit it.)
 fn open_append(path: &Path) -> Result<File, LogError> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(FILE_MODE)
-        .open(path)
-        .map_err(|e| LogError::io("open", path, e))
+    OpenOptions::new().append(true).create(true).mode(FILE_MODE).open(path).map_err(|e| LogError::io("open", path, e))
 }
 
 /// `rename(from, to)`, where a missing `from` is not an error.

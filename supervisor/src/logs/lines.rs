@@ -140,11 +140,7 @@ impl LineSplitter {
 /// over at most three continuation bytes; if that finds no start byte, cut at `max`.
 fn utf8_cut(bytes: &[u8], max: usize) -> usize {
     let is_continuation = |b: u8| b & 0xC0 == 0x80;
-    (max.saturating_sub(3)..=max)
-        .rev()
-        .take_while(|&i| i > 0)
-        .find(|&i| !is_continuation(bytes[i]))
-        .unwrap_or(max)
+    (max.saturating_sub(3)..=max).rev().take_while(|&i| i > 0).find(|&i| !is_continuation(bytes[i])).unwrap_or(max)
 }
 
 /// The log file form of one line: `TIMESTAMP STREAM TEXT\n`, e.g.
@@ -180,9 +176,7 @@ pub struct Record<'a> {
 /// `keelctl logs --json` and filtering by stream or time.
 pub fn parse_record(line: &str) -> Result<Record<'_>, RecordError> {
     let line = line.strip_suffix('\n').unwrap_or(line);
-    let (ts, rest) = line
-        .split_once(' ')
-        .ok_or_else(|| RecordError::MissingStream { line: line.to_string() })?;
+    let (ts, rest) = line.split_once(' ').ok_or_else(|| RecordError::MissingStream { line: line.to_string() })?;
     // "TS stdout" (no space, empty text) is accepted as well as "TS stdout ".
     let (stream, text) = rest.split_once(' ').unwrap_or((rest, ""));
     let timestamp = parse_timestamp(ts).ok_or_else(|| RecordError::Timestamp { text: ts.to_string() })?;

@@ -57,7 +57,11 @@ pub fn tail(dir: &Path, name: &ContainerName, n: usize) -> Result<(Vec<String>, 
     for k in 0.. {
         let Some(f) = open_log(&rotated_path(dir, name, k))? else {
             // NAME.log may be missing for a moment during a rotation; a rotated file not.
-            if k == 0 { continue } else { break }
+            if k == 0 {
+                continue;
+            } else {
+                break;
+            }
         };
         // A rotation between two opens shows the same file twice; read it once.
         if seen.contains(&f.inode) {

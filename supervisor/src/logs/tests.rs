@@ -41,7 +41,11 @@ fn name(n: &str) -> ContainerName {
 
 fn at_ms(ms: i64) -> SystemTime {
     let d = Duration::from_millis(ms.unsigned_abs());
-    if ms >= 0 { UNIX_EPOCH + d } else { UNIX_EPOCH - d }
+    if ms >= 0 {
+        UNIX_EPOCH + d
+    } else {
+        UNIX_EPOCH - d
+    }
 }
 
 fn read(path: &Path) -> String {
@@ -62,8 +66,8 @@ fn timestamps_of_known_dates() {
     let cases = [
         (0, "1970-01-01T00:00:00.000Z"),
         (1_795_993_825_123, "2026-11-29T23:10:25.123Z"),
-        (951_825_600_000, "2000-02-29T12:00:00.000Z"), // 400-year leap
-        (1_709_251_199_999, "2024-02-29T23:59:59.999Z"), // 4-year leap, last ms
+        (951_825_600_000, "2000-02-29T12:00:00.000Z"),    // 400-year leap
+        (1_709_251_199_999, "2024-02-29T23:59:59.999Z"),  // 4-year leap, last ms
         (-2_203_891_200_000, "1900-03-01T00:00:00.000Z"), // 1900 is not leap
         (4_107_456_000_000, "2100-02-28T00:00:00.000Z"),
         (4_107_542_400_000, "2100-03-01T00:00:00.000Z"), // 2100 is not leap
@@ -238,14 +242,8 @@ fn parse_record_reads_back_what_format_record_writes() {
 #[test]
 fn parse_record_says_which_field_is_wrong() {
     assert_eq!(parse_record("garbage"), Err(RecordError::MissingStream { line: "garbage".into() }));
-    assert_eq!(
-        parse_record("2026-11-29 stdout x"),
-        Err(RecordError::Timestamp { text: "2026-11-29".into() })
-    );
-    assert_eq!(
-        parse_record("2026-11-29T23:10:25.123Z stdin x"),
-        Err(RecordError::Stream { text: "stdin".into() })
-    );
+    assert_eq!(parse_record("2026-11-29 stdout x"), Err(RecordError::Timestamp { text: "2026-11-29".into() }));
+    assert_eq!(parse_record("2026-11-29T23:10:25.123Z stdin x"), Err(RecordError::Stream { text: "stdin".into() }));
 }
 
 // ---- writing and rotation ---------------------------------------------------------
@@ -290,8 +288,7 @@ fn rotation_shifts_files_and_drops_only_beyond_keep() {
     for k in 0..=2 {
         assert!(fs::metadata(rotated_path(&tmp.logs(), &web, k)).unwrap().len() <= 35);
     }
-    let mut names: Vec<String> =
-        fs::read_dir(tmp.logs()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> = fs::read_dir(tmp.logs()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
     assert_eq!(names, ["web.log", "web.log.1", "web.log.2"]);
 }

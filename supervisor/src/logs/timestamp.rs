@@ -30,16 +30,7 @@ struct Civil {
 pub fn format_timestamp(time: SystemTime) -> String {
     let c = civil_from_millis(unix_millis(time));
     let (secs, millis) = (c.millis_of_day / 1000, c.millis_of_day % 1000);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        c.year,
-        c.month,
-        c.day,
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60,
-        millis
-    )
+    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z", c.year, c.month, c.day, secs / 3600, secs / 60 % 60, secs % 60, millis)
 }
 
 /// Parse what [`format_timestamp`] writes (years 0000–9999). `None` when `text` is not
@@ -62,9 +53,7 @@ pub fn parse_timestamp(text: &str) -> Option<SystemTime> {
 
 /// Whether the fixed punctuation of `YYYY-MM-DDTHH:MM:SS.mmmZ` is in place.
 fn separators_ok(b: &[u8]) -> bool {
-    [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (23, b'Z')]
-        .iter()
-        .all(|&(i, c)| b[i] == c)
+    [(4, b'-'), (7, b'-'), (10, b'T'), (13, b':'), (16, b':'), (19, b'.'), (23, b'Z')].iter().all(|&(i, c)| b[i] == c)
 }
 
 /// The value of a run of ASCII digits (no sign, no spaces).

@@ -30,10 +30,7 @@ pub fn problems(nodes: &BTreeMap<ContainerName, Node>, invalid: &BTreeSet<Contai
                     found.insert(name.clone(), format!("{key}: no container {} is declared", dep.name));
                 }
                 Some(target) if dep.condition == DependencyCondition::Healthy && !target.has_healthcheck => {
-                    found.insert(
-                        name.clone(),
-                        format!("{key}: condition \"healthy\" but {} declares no [healthcheck]", dep.name),
-                    );
+                    found.insert(name.clone(), format!("{key}: condition \"healthy\" but {} declares no [healthcheck]", dep.name));
                 }
                 Some(_) => {}
             }
@@ -134,10 +131,7 @@ mod tests {
         edges
             .iter()
             .map(|(n, deps)| {
-                let depends_on = deps
-                    .iter()
-                    .map(|d| Dependency { name: name(d), condition: DependencyCondition::Started })
-                    .collect();
+                let depends_on = deps.iter().map(|d| Dependency { name: name(d), condition: DependencyCondition::Started }).collect();
                 (name(n), Node { depends_on, has_healthcheck: false })
             })
             .collect()
@@ -186,8 +180,7 @@ mod tests {
     #[test]
     fn healthy_needs_a_healthcheck() {
         let mut g = graph(&[("web", &[]), ("db", &[])]);
-        g.get_mut(&name("web")).unwrap().depends_on =
-            vec![Dependency { name: name("db"), condition: DependencyCondition::Healthy }];
+        g.get_mut(&name("web")).unwrap().depends_on = vec![Dependency { name: name("db"), condition: DependencyCondition::Healthy }];
         assert!(problems(&g, &BTreeSet::new())[&name("web")].contains("declares no [healthcheck]"));
         g.get_mut(&name("db")).unwrap().has_healthcheck = true;
         assert!(problems(&g, &BTreeSet::new()).is_empty());

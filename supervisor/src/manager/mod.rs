@@ -156,8 +156,7 @@ impl Manager {
             }
             self.entries.insert(declaration.name.clone(), Entry::new(declaration));
         }
-        let invalid: BTreeSet<ContainerName> =
-            self.entries.iter().filter(|(_, e)| e.spec.is_err()).map(|(n, _)| n.clone()).collect();
+        let invalid: BTreeSet<ContainerName> = self.entries.iter().filter(|(_, e)| e.spec.is_err()).map(|(n, _)| n.clone()).collect();
         for (name, problem) in deps::problems(&self.nodes(), &invalid) {
             warn!("container {name}: {problem}");
             if let Some(entry) = self.entries.get_mut(&name) {
@@ -307,7 +306,10 @@ impl Manager {
         entry.next_check = None;
         if let Some(stats) = stats {
             if stats.oom_kill > 0 {
-                warn!("container {name}: {} process(es) killed by the OOM killer (its memory_max or the containers' share of the host)", stats.oom_kill);
+                warn!(
+                    "container {name}: {} process(es) killed by the OOM killer (its memory_max or the containers' share of the host)",
+                    stats.oom_kill
+                );
             }
             if stats.pids_limit_hits > 0 {
                 warn!("container {name}: {} fork(s) refused at its pids limit", stats.pids_limit_hits);
@@ -520,10 +522,7 @@ impl Manager {
 
     /// Whether `dependent` declares a dependency on `dependency`.
     fn depends_on(&self, dependent: &ContainerName, dependency: &ContainerName) -> bool {
-        self.entries
-            .get(dependent)
-            .and_then(|e| e.spec.as_ref().ok())
-            .is_some_and(|s| s.depends_on.iter().any(|d| d.name == *dependency))
+        self.entries.get(dependent).and_then(|e| e.spec.as_ref().ok()).is_some_and(|s| s.depends_on.iter().any(|d| d.name == *dependency))
     }
 
     fn stop_timeout(&self, name: &ContainerName) -> Duration {
@@ -619,10 +618,7 @@ impl Manager {
 
     /// Output pipes to watch: (container, stream index, fd).
     pub fn output_fds(&self) -> Vec<(ContainerName, usize, BorrowedFd<'_>)> {
-        self.entries
-            .iter()
-            .flat_map(|(name, e)| e.output.iter().enumerate().map(move |(i, pipe)| (name.clone(), i, pipe.fd())))
-            .collect()
+        self.entries.iter().flat_map(|(name, e)| e.output.iter().enumerate().map(move |(i, pipe)| (name.clone(), i, pipe.fd()))).collect()
     }
 
     /// An output pipe is readable (or closed): copy what it holds to the log.

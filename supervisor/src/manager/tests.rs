@@ -67,11 +67,7 @@ impl LogSink for NoLogs {
 fn declaration(name: &str, extra: &str) -> Declaration {
     let text = format!("image = \"/images/busybox\"\ncommand = [\"/bin/sleep\", \"100\"]\n{extra}");
     let file = format!("/etc/keel/containers/{name}.toml");
-    Declaration {
-        name: ContainerName::new(name).unwrap(),
-        spec: spec::parse(name, &text, &file).map_err(|e| e.to_string()),
-        file,
-    }
+    Declaration { name: ContainerName::new(name).unwrap(), spec: spec::parse(name, &text, &file).map_err(|e| e.to_string()), file }
 }
 
 use crate::spec;
@@ -115,10 +111,8 @@ fn dependencies_start_first_and_independent_ones_do_not_wait() {
 
 #[test]
 fn completed_condition_waits_for_a_zero_exit() {
-    let (mut m, calls) = manager(vec![
-        declaration("migrate", "restart = \"no\""),
-        declaration("app", "depends_on = { migrate = \"completed\" }"),
-    ]);
+    let (mut m, calls) =
+        manager(vec![declaration("migrate", "restart = \"no\""), declaration("app", "depends_on = { migrate = \"completed\" }")]);
     let t0 = Instant::now();
     m.tick(t0);
     assert_eq!(calls.borrow().log, ["launch migrate"]);
@@ -267,10 +261,8 @@ fn ps_reports_limits_hit_by_the_running_and_the_ended_runs() {
 
 #[test]
 fn unhealthy_after_retries_but_not_during_start_period() {
-    let (mut m, calls) = manager(vec![declaration(
-        "db",
-        "[healthcheck]\ncommand = \"false\"\ninterval = \"1s\"\nretries = 2\nstart_period = \"3s\"",
-    )]);
+    let (mut m, calls) =
+        manager(vec![declaration("db", "[healthcheck]\ncommand = \"false\"\ninterval = \"1s\"\nretries = 2\nstart_period = \"3s\"")]);
     let t0 = Instant::now();
     m.tick(t0);
     let run_check = |m: &mut Manager, at: Instant| {

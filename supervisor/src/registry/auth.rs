@@ -100,7 +100,10 @@ mod tests {
 
     #[test]
     fn docker_hub_challenges_parse_into_token_urls() {
-        let c = parse_challenge(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#).unwrap();
+        let c = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#,
+        )
+        .unwrap();
         assert_eq!(c.scheme, "bearer");
         assert_eq!(c.param("service"), Some("registry.docker.io"));
         assert_eq!(
@@ -114,7 +117,10 @@ mod tests {
     #[test]
     fn quoted_values_and_tokens_parse() {
         let c = parse_challenge(r#"Bearer realm="a,b\"c", error=insufficient_scope ,x="""#).unwrap();
-        assert_eq!(c.params, [("realm".into(), "a,b\"c".into()), ("error".into(), "insufficient_scope".into()), ("x".into(), String::new())]);
+        assert_eq!(
+            c.params,
+            [("realm".into(), "a,b\"c".into()), ("error".into(), "insufficient_scope".into()), ("x".into(), String::new())]
+        );
         assert!(parse_challenge(r#"Bearer realm="open"#).is_err());
         assert!(parse_challenge("Bearer realm").is_err());
         assert!(parse_challenge("").is_err());

@@ -58,7 +58,9 @@ pub fn pick_platform(index: &Value) -> Result<String, String> {
             Some(format!("{}/{}", p.get("os")?.as_str()?, p.get("architecture")?.as_str()?))
         })
         .collect();
-    let found = found.ok_or_else(|| format!("the image has no linux/amd64 manifest (it offers {})", if offered.is_empty() { "none".into() } else { offered.join(", ") }))?;
+    let found = found.ok_or_else(|| {
+        format!("the image has no linux/amd64 manifest (it offers {})", if offered.is_empty() { "none".into() } else { offered.join(", ") })
+    })?;
     found.get("digest").and_then(Value::as_str).map(str::to_string).ok_or_else(|| "an index entry has no digest".into())
 }
 

@@ -3,8 +3,8 @@
 //! when the registry asks (see [`super::auth`]).
 
 use super::auth;
-use keel_netconf::http::{self, Client, Response, Url};
 use crate::image::digest::{Digest, HashingReader};
+use keel_netconf::http::{self, Client, Response, Url};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -63,7 +63,14 @@ impl<'c> Session<'c> {
     }
 
     /// One GET, with a bearer token fetched and the request repeated on a 401.
-    fn get(&mut self, url: &Url, extra: &[(&str, &str)], sink: &mut dyn Write, limit: u64, before_body: http::BeforeBody<'_>) -> Result<Response, String> {
+    fn get(
+        &mut self,
+        url: &Url,
+        extra: &[(&str, &str)],
+        sink: &mut dyn Write,
+        limit: u64,
+        before_body: http::BeforeBody<'_>,
+    ) -> Result<Response, String> {
         for _ in 0..2 {
             let authorization = self.token.as_ref().map(|t| format!("Bearer {t}"));
             let mut headers = extra.to_vec();
@@ -74,7 +81,8 @@ impl<'c> Session<'c> {
             if response.status != 401 || self.token.is_some() {
                 return Ok(response);
             }
-            let challenge = response.header("www-authenticate").ok_or_else(|| format!("{url}: HTTP 401 without a WWW-Authenticate challenge"))?;
+            let challenge =
+                response.header("www-authenticate").ok_or_else(|| format!("{url}: HTTP 401 without a WWW-Authenticate challenge"))?;
             let challenge = auth::parse_challenge(challenge)?;
             let token_url = http::parse_url(&auth::token_url(&challenge, &self.repository)?)?;
             let answer = self.client.request("GET", &token_url, &[], TIMEOUT)?;
@@ -118,7 +126,8 @@ impl<'c> Session<'c> {
             if size.is_some_and(|s| have >= s) {
                 break;
             }
-            let mut file = OpenOptions::new().create(true).append(true).open(&partial).map_err(|e| format!("{}: {e}", partial.display()))?;
+            let mut file =
+                OpenOptions::new().create(true).append(true).open(&partial).map_err(|e| format!("{}: {e}", partial.display()))?;
             let range = format!("bytes={have}-");
             let headers: Vec<(&str, &str)> = if have > 0 { vec![("Range", &range)] } else { Vec::new() };
             let limit = size.unwrap_or(u64::MAX);
@@ -176,7 +185,13 @@ fn error_detail(body: &[u8]) -> String {
     let errors = value.get("errors").and_then(|e| e.as_array()).cloned().unwrap_or_default();
     let texts: Vec<String> = errors
         .iter()
-        .map(|e| format!("{} {}", e.get("code").and_then(|c| c.as_str()).unwrap_or(""), e.get("message").and_then(|m| m.as_str()).unwrap_or("")))
+        .map(|e| {
+            format!("{} {}", e.get("code").and_then(|c| c.as_str()).unwrap_or(""), e.get("message").and_then(|m| m.as_str()).unwrap_or(""))
+        })
         .collect();
-    if texts.is_empty() { String::new() } else { format!(": {}", texts.join("; ")) }
+    if texts.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", texts.join("; "))
+    }
 }

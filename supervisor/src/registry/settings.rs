@@ -42,7 +42,8 @@ pub fn client_for(registry: &str, certs_dir: &Path) -> Result<Client, String> {
     let mut client = Client::new();
     let dir = certs_dir.join(registry);
     let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(client) };
-    let mut files: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "crt")).collect();
+    let mut files: Vec<_> =
+        entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "crt")).collect();
     files.sort();
     for file in files {
         let pem = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;

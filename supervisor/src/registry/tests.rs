@@ -69,7 +69,9 @@ fn registry(image: Arc<FakeImage>, layer_override: Option<Vec<u8>>) -> TestServe
             let layer_path = format!("/v2/lib/img/blobs/{}", sha256_digest(&image.layer));
             match r.path() {
                 "/v2/lib/img/manifests/latest" => typed("application/vnd.oci.image.index.v1+json", &image.index),
-                p if p == format!("/v2/lib/img/manifests/{manifest_digest}") => typed("application/vnd.oci.image.manifest.v1+json", &image.manifest),
+                p if p == format!("/v2/lib/img/manifests/{manifest_digest}") => {
+                    typed("application/vnd.oci.image.manifest.v1+json", &image.manifest)
+                }
                 p if p == format!("/v2/lib/img/blobs/{}", sha256_digest(&image.config)) => answer("200 OK", &image.config),
                 p if p == layer_path => {
                     let layer = layer_override.as_ref().unwrap_or(&image.layer);
@@ -115,14 +117,20 @@ fn a_pull_follows_the_token_challenge_picks_amd64_and_resumes_a_cut_blob() {
     let pulled = pull_to_layout(&mut Client::new(), &spec(server.port, "latest"), &dir, &mut |l| logs.push(l)).unwrap();
     assert_eq!(pulled.manifest_digest, sha256_digest(&image.manifest));
     let blob = |bytes: &[u8]| std::fs::read(dir.join("blobs/sha256").join(&sha256_digest(bytes)[7..])).unwrap();
-    assert_eq!((blob(&image.layer), blob(&image.config), blob(&image.manifest)), (image.layer.clone(), image.config.clone(), image.manifest.clone()));
+    assert_eq!(
+        (blob(&image.layer), blob(&image.config), blob(&image.manifest)),
+        (image.layer.clone(), image.config.clone(), image.manifest.clone())
+    );
     let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"][0]["digest"], sha256_digest(&image.manifest));
     assert_eq!(index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"], "latest");
     assert!(dir.join("oci-layout").exists());
     let seen = server.requests();
     assert_eq!(seen.iter().filter(|r| r.path().starts_with("/token")).count(), 1, "one token for the session");
-    assert!(seen.iter().any(|r| r.header("range") == Some(&format!("bytes={}-", image.layer.len() / 2))), "the layer was resumed: {seen:?}");
+    assert!(
+        seen.iter().any(|r| r.header("range") == Some(&format!("bytes={}-", image.layer.len() / 2))),
+        "the layer was resumed: {seen:?}"
+    );
     assert!(logs.iter().any(|l| l.contains("linux/amd64")) && logs.iter().any(|l| l.contains("layer 1/1")), "{logs:?}");
     // A second pull finds every blob and downloads nothing.
     let again = pull_to_layout(&mut Client::new(), &spec(server.port, "latest"), &dir, &mut |_| {}).unwrap();

@@ -12,11 +12,11 @@ use super::rootfs::{self, StepResult};
 use super::users::{self, Identity};
 use crate::security;
 use crate::spec::UserSpec;
-use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow, Signal, SigHandler, signal};
+use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
 use nix::unistd::{Gid, Uid};
+use rustix::fs::OFlags;
 use std::ffi::CString;
 use std::io::{Read, Write};
-use rustix::fs::OFlags;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
@@ -135,7 +135,9 @@ pub(super) fn resolve_identity(root: &Root, plan: &LaunchPlan) -> Result<Identit
 pub(super) fn enter_workdir(root: &Root, workdir: &Path) -> StepResult {
     let dir = match root.open_in(workdir, OFlags::PATH | OFlags::DIRECTORY) {
         Ok(dir) => dir,
-        Err(InRootError::Resolve { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => root.mkdir_all(workdir).map_err(|e| format!("workdir {e}"))?,
+        Err(InRootError::Resolve { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            root.mkdir_all(workdir).map_err(|e| format!("workdir {e}"))?
+        }
         Err(e) => return Err(format!("workdir {e}")),
     };
     inroot::enter_dir(dir.as_fd(), workdir).map_err(|e| format!("workdir {e}"))
@@ -159,9 +161,7 @@ fn exec_reaper(keel: &OwnedFd, program: &str, argv: &[String], env: &[String]) -
     full.extend(argv.iter().skip(1).cloned());
     let argv_c = c_strings(&full)?;
     let env_c = c_strings(env)?;
-    let err = nix::unistd::execveat(keel, c"", &argv_c, &env_c, nix::fcntl::AtFlags::AT_EMPTY_PATH)
-        .err()
-        .unwrap_or(nix::Error::EINVAL);
+    let err = nix::unistd::execveat(keel, c"", &argv_c, &env_c, nix::fcntl::AtFlags::AT_EMPTY_PATH).err().unwrap_or(nix::Error::EINVAL);
     Err(format!("exec keel init (init = true): {err}"))
 }
 

@@ -161,7 +161,9 @@ fn start(target: &EnterTarget<'_>, argv: &[String], stdio: Stdio, deadline: Opti
     let what = format!("find its process {} (is the container running?)", target.pid);
     let pidfd = pidfd_open(target.pid).map_err(|source| prepare_error(name, &what, source))?;
     let (err_read, err_write) = pipe(name)?;
-    match clone3(CloneFlags::empty(), target.cgroup.map(ExecCgroup::fd)).map_err(|source| SpawnError::Clone { name: name.clone(), source })? {
+    match clone3(CloneFlags::empty(), target.cgroup.map(ExecCgroup::fd))
+        .map_err(|source| SpawnError::Clone { name: name.clone(), source })?
+    {
         Cloned::Child => {
             drop(err_read);
             run_middle(target.plan, pidfd, argv, stdio, err_write, deadline)

@@ -9,8 +9,17 @@ use std::path::{Path, PathBuf};
 
 /// Paths hidden from the container (OCI runtime spec defaults).
 pub const MASKED_PATHS: [&str; 11] = [
-    "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-    "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
 ];
 
 /// Paths the container sees read-only (OCI runtime spec defaults).
@@ -130,10 +139,8 @@ pub fn container_mounts(spec: &ContainerSpec, cgroup2: bool) -> Vec<MountOp> {
     let nosuid_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     let secure = nosuid_nodev | MsFlags::MS_NOEXEC;
     let fs = |fstype, target: &str, flags, data: &str| MountOp::Fs { fstype, target: target.into(), flags, data: data.into() };
-    let mut ops = vec![
-        fs("proc", "/proc", secure, ""),
-        fs("tmpfs", "/dev", nosuid_nodev | MsFlags::MS_STRICTATIME, "mode=755,size=65536k"),
-    ];
+    let mut ops =
+        vec![fs("proc", "/proc", secure, ""), fs("tmpfs", "/dev", nosuid_nodev | MsFlags::MS_STRICTATIME, "mode=755,size=65536k")];
     for device in DEVICES {
         ops.push(MountOp::Bind { source: Path::new("/dev").join(device), target: Path::new("/dev").join(device), read_only: false });
     }
@@ -141,7 +148,13 @@ pub fn container_mounts(spec: &ContainerSpec, cgroup2: bool) -> Vec<MountOp> {
     ops.push(fs("devpts", "/dev/pts", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620"));
     ops.push(fs("tmpfs", "/dev/shm", secure, "mode=1777,size=65536k"));
     ops.push(fs("mqueue", "/dev/mqueue", secure, ""));
-    for (target, link) in [("pts/ptmx", "/dev/ptmx"), ("/proc/self/fd", "/dev/fd"), ("/proc/self/fd/0", "/dev/stdin"), ("/proc/self/fd/1", "/dev/stdout"), ("/proc/self/fd/2", "/dev/stderr")] {
+    for (target, link) in [
+        ("pts/ptmx", "/dev/ptmx"),
+        ("/proc/self/fd", "/dev/fd"),
+        ("/proc/self/fd/0", "/dev/stdin"),
+        ("/proc/self/fd/1", "/dev/stdout"),
+        ("/proc/self/fd/2", "/dev/stderr"),
+    ] {
         ops.push(MountOp::Symlink { target, link: link.into() });
     }
     // A user namespace cannot mount sysfs for the host's network namespace: it gets
@@ -157,7 +170,9 @@ pub fn container_mounts(spec: &ContainerSpec, cgroup2: bool) -> Vec<MountOp> {
     }
     for mount in &spec.mounts {
         ops.push(match mount {
-            MountSpec::Bind { source, target, read_only } => MountOp::Bind { source: source.clone(), target: target.clone(), read_only: *read_only },
+            MountSpec::Bind { source, target, read_only } => {
+                MountOp::Bind { source: source.clone(), target: target.clone(), read_only: *read_only }
+            }
             MountSpec::Tmpfs { target, size, read_only } => {
                 let mut flags = nosuid_nodev;
                 if *read_only {
@@ -183,8 +198,12 @@ mod tests {
     #[test]
     fn every_namespace_but_user_by_default() {
         let plan = plan(&spec(""), Path::new("/var/lib/keel/containers"), true);
-        let expected = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS
-            | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWCGROUP | CloneFlags::CLONE_NEWNET;
+        let expected = CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWCGROUP
+            | CloneFlags::CLONE_NEWNET;
         assert_eq!(plan.clone_flags, expected);
         assert_eq!(plan.root.merged, Path::new("/var/lib/keel/containers/web/rootfs"));
         assert_eq!(plan.root.overlay.as_ref().unwrap().0, Path::new("/var/lib/keel/containers/web/upper"));

@@ -152,11 +152,15 @@ pub fn open_bind_source(source: &Path) -> Result<OwnedFd, BindSourceError> {
     let flags = OFlags::PATH | OFlags::CLOEXEC;
     let fd = match source.strip_prefix("/var") {
         Ok(rel) => {
-            let var = rustix::fs::open("/var", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(open_err(Path::new("/var")))?;
+            let var = rustix::fs::open("/var", OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                .map_err(open_err(Path::new("/var")))?;
             let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
-            rustix::fs::openat2(&var, rel, flags, Mode::empty(), ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS).map_err(open_err(source))?
+            rustix::fs::openat2(&var, rel, flags, Mode::empty(), ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS)
+                .map_err(open_err(source))?
         }
-        Err(_) => rustix::fs::openat2(rustix::fs::CWD, source, flags, Mode::empty(), ResolveFlags::NO_MAGICLINKS).map_err(open_err(source))?,
+        Err(_) => {
+            rustix::fs::openat2(rustix::fs::CWD, source, flags, Mode::empty(), ResolveFlags::NO_MAGICLINKS).map_err(open_err(source))?
+        }
     };
     // The source as the kernel reached it: a symlink inside /var may still lead into
     // keel's state. (A source named under it is keel's own, e.g. a container's

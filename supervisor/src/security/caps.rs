@@ -112,24 +112,16 @@ pub fn parse_last_cap(text: &str) -> Option<u32> {
 /// Capability numbers `0..=last_cap` that are not in `keep_mask`, in ascending order:
 /// the `PR_CAPBSET_DROP` calls [`apply_capabilities`] makes.
 pub fn bounding_drops(keep_mask: u64, last_cap: u32) -> Vec<u32> {
-    (0..=last_cap.min(63))
-        .filter(|cap| keep_mask & (1u64 << cap) == 0)
-        .collect()
+    (0..=last_cap.min(63)).filter(|cap| keep_mask & (1u64 << cap) == 0).collect()
 }
 
 /// Parses the `CapInh`, `CapPrm`, `CapEff`, `CapBnd` and `CapAmb` lines of a
 /// `/proc/<pid>/status` text. Every one of the five lines must be present.
 pub fn parse_status_caps(text: &str) -> Result<CapSets, CapsError> {
     let field = |name: &'static str| -> Result<u64, CapsError> {
-        let value = text
-            .lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-            .ok_or(CapsError::MissingField { field: name })?
-            .trim();
-        u64::from_str_radix(value, 16).map_err(|_| CapsError::BadField {
-            field: name,
-            value: value.to_owned(),
-        })
+        let value =
+            text.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(':')).ok_or(CapsError::MissingField { field: name })?.trim();
+        u64::from_str_radix(value, 16).map_err(|_| CapsError::BadField { field: name, value: value.to_owned() })
     };
     Ok(CapSets {
         effective: field("CapEff")?,
@@ -149,10 +141,7 @@ pub fn read_own_capabilities() -> Result<CapSets, CapsError> {
 /// Highest capability number the running kernel knows, or [`FALLBACK_LAST_CAP`] when
 /// `/proc/sys/kernel/cap_last_cap` cannot be read or parsed (e.g. `/proc` not mounted).
 pub fn kernel_last_cap() -> u32 {
-    read_proc(Path::new(CAP_LAST_CAP_PATH))
-        .ok()
-        .and_then(|text| parse_last_cap(&text))
-        .unwrap_or(FALLBACK_LAST_CAP)
+    read_proc(Path::new(CAP_LAST_CAP_PATH)).ok().and_then(|text| parse_last_cap(&text)).unwrap_or(FALLBACK_LAST_CAP)
 }
 
 /// Reduces the calling thread to `keep_mask`: bounding set = keep, ambient = empty,
@@ -197,21 +186,14 @@ fn raise_effective_to_permitted() -> Result<(), CapsError> {
     if now.effective == now.permitted {
         return Ok(());
     }
-    set_sets(
-        now.permitted.bits(),
-        now.permitted.bits(),
-        now.inheritable.bits(),
-    )
+    set_sets(now.permitted.bits(), now.permitted.bits(), now.inheritable.bits())
 }
 
 /// Drops one capability from the bounding set; `EINVAL` (unknown to this kernel) is ignored.
 fn drop_bounding(cap: u32) -> Result<(), CapsError> {
     match rthread::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(1 << cap)) {
         Ok(()) | Err(Errno::INVAL) => Ok(()),
-        Err(e) => Err(CapsError::BoundingDrop {
-            cap,
-            source: e.into(),
-        }),
+        Err(e) => Err(CapsError::BoundingDrop { cap, source: e.into() }),
     }
 }
 
@@ -222,19 +204,12 @@ fn set_sets(effective: u64, permitted: u64, inheritable: u64) -> Result<(), Caps
         permitted: CapabilitySet::from_bits_retain(permitted),
         inheritable: CapabilitySet::from_bits_retain(inheritable),
     };
-    rthread::set_capabilities(None, sets).map_err(|e| CapsError::Capset {
-        effective,
-        permitted,
-        source: e.into(),
-    })
+    rthread::set_capabilities(None, sets).map_err(|e| CapsError::Capset { effective, permitted, source: e.into() })
 }
 
 /// Reads a small `/proc` file, attaching the path to the error.
 fn read_proc(path: &Path) -> Result<String, CapsError> {
-    std::fs::read_to_string(path).map_err(|source| CapsError::ReadProc {
-        path: path.to_owned(),
-        source,
-    })
+    std::fs::read_to_string(path).map_err(|source| CapsError::ReadProc { path: path.to_owned(), source })
 }
 
 #[cfg(test)]
@@ -250,13 +225,7 @@ mod tests {
         let sets = parse_status_caps(STATUS).unwrap();
         assert_eq!(
             sets,
-            CapSets {
-                effective: DOCKER_DEFAULT_CAPS,
-                permitted: 0x1fffeffffff,
-                inheritable: 0,
-                bounding: 0x1ffffffffff,
-                ambient: 0x400,
-            }
+            CapSets { effective: DOCKER_DEFAULT_CAPS, permitted: 0x1fffeffffff, inheritable: 0, bounding: 0x1ffffffffff, ambient: 0x400 }
         );
     }
 

@@ -22,10 +22,7 @@ fn privileged(test: &str) -> bool {
     if Uid::effective().is_root() && cfg!(target_arch = "x86_64") {
         return true;
     }
-    assert!(
-        std::env::var_os("KEEL_REQUIRE_ROOT_TESTS").is_none(),
-        "{test}: needs root on x86_64 and KEEL_REQUIRE_ROOT_TESTS is set"
-    );
+    assert!(std::env::var_os("KEEL_REQUIRE_ROOT_TESTS").is_none(), "{test}: needs root on x86_64 and KEEL_REQUIRE_ROOT_TESTS is set");
     eprintln!("SKIP {test}: needs root on x86_64");
     false
 }
@@ -104,10 +101,7 @@ fn filtered_checks() -> Check {
     expect_errno("keyctl", keyctl_probe(), libc::EPERM)?;
     expect_errno("reboot", reboot_probe(), libc::EPERM)?;
     expect_errno("mount", mount_probe(), libc::EPERM)?;
-    let unshare = raw(
-        libc::SYS_unshare,
-        [libc::CLONE_NEWUSER as libc::c_long, 0, 0, 0, 0],
-    );
+    let unshare = raw(libc::SYS_unshare, [libc::CLONE_NEWUSER as libc::c_long, 0, 0, 0, 0]);
     expect_errno("unshare(CLONE_NEWUSER)", unshare, libc::EPERM)?;
     let flags = (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_long;
     match raw(libc::SYS_clone, [flags, 0, 0, 0, 0]) {
@@ -117,21 +111,12 @@ fn filtered_checks() -> Check {
     }
     expect_errno("clone3", raw(libc::SYS_clone3, [0; 5]), libc::ENOSYS)?;
     // io_uring_setup(1, NULL): EFAULT without the filter.
-    expect_errno(
-        "io_uring_setup",
-        raw(libc::SYS_io_uring_setup, [1, 0, 0, 0, 0]),
-        libc::EPERM,
-    )?;
+    expect_errno("io_uring_setup", raw(libc::SYS_io_uring_setup, [1, 0, 0, 0, 0]), libc::EPERM)?;
     // Past the policy: ENOSYS, as from a kernel without the call.
     expect_errno("syscall 1000", raw(1000, [0; 5]), libc::ENOSYS)?;
     // ADDR_NO_RANDOMIZE is not one of Docker's personalities; the query is.
-    expect_errno(
-        "personality",
-        raw(libc::SYS_personality, [0x0004_0000, 0, 0, 0, 0]),
-        libc::EPERM,
-    )?;
-    raw(libc::SYS_personality, [0xffff_ffff, 0, 0, 0, 0])
-        .map_err(|e| format!("personality query: errno {e}"))?;
+    expect_errno("personality", raw(libc::SYS_personality, [0x0004_0000, 0, 0, 0, 0]), libc::EPERM)?;
+    raw(libc::SYS_personality, [0xffff_ffff, 0, 0, 0, 0]).map_err(|e| format!("personality query: errno {e}"))?;
     let x32_getpid = libc::c_long::from(X32_SYSCALL_BIT) | libc::SYS_getpid;
     expect_errno("x32 getpid", raw(x32_getpid, [0; 5]), libc::EPERM)?;
     let pid = raw(libc::SYS_getpid, [0; 5]).map_err(|e| format!("getpid: errno {e}"))?;
@@ -139,9 +124,7 @@ fn filtered_checks() -> Check {
         return Err(format!("getpid returned {pid}"));
     }
     // pthread_create tries clone3 first and must fall back to clone.
-    std::thread::spawn(|| ())
-        .join()
-        .map_err(|_| "thread panicked".to_owned())?;
+    std::thread::spawn(|| ()).join().map_err(|_| "thread panicked".to_owned())?;
     Ok(())
 }
 
@@ -170,11 +153,7 @@ fn security_negative_control_without_filter() {
         expect_errno("reboot", reboot_probe(), libc::EINVAL)?;
         expect_errno("mount", mount_probe(), libc::EFAULT)?;
         expect_errno("clone3", raw(libc::SYS_clone3, [0; 5]), libc::EINVAL)?;
-        expect_errno(
-            "io_uring_setup",
-            raw(libc::SYS_io_uring_setup, [1, 0, 0, 0, 0]),
-            libc::EFAULT,
-        )?;
+        expect_errno("io_uring_setup", raw(libc::SYS_io_uring_setup, [1, 0, 0, 0, 0]), libc::EFAULT)?;
         if filtered_checks().is_ok() {
             return Err("filtered_checks passed without a filter".into());
         }
@@ -211,13 +190,7 @@ fn security_install_needs_no_new_privs_without_sys_admin() {
 /// ambient sets are empty (CVE-2022-24769: nothing to inherit through file capabilities).
 fn expect_caps(mask: u64) -> Check {
     let sets = caps::read_own_capabilities().map_err(|e| e.to_string())?;
-    let want = caps::CapSets {
-        effective: mask,
-        permitted: mask,
-        inheritable: 0,
-        bounding: mask,
-        ambient: 0,
-    };
+    let want = caps::CapSets { effective: mask, permitted: mask, inheritable: 0, bounding: mask, ambient: 0 };
     if sets != want {
         return Err(format!("capabilities {sets:x?}, expected {want:x?}"));
     }
@@ -252,9 +225,7 @@ fn security_apply_capabilities_after_setuid() {
         caps::keep_caps_across_setuid().map_err(|e| e.to_string())?;
         nix::unistd::setresgid(nobody.1, nobody.1, nobody.1).map_err(|e| e.to_string())?;
         nix::unistd::setresuid(nobody.0, nobody.0, nobody.0).map_err(|e| e.to_string())?;
-        let eff = caps::read_own_capabilities()
-            .map_err(|e| e.to_string())?
-            .effective;
+        let eff = caps::read_own_capabilities().map_err(|e| e.to_string())?.effective;
         if eff != 0 {
             return Err(format!("setresuid left effective {eff:#x}"));
         }

@@ -96,9 +96,7 @@ pub fn default_filter(kept_caps: u64) -> Result<Vec<Insn>, SeccompError> {
 /// effective set. Irreversible; inherited by children and kept across `execve`.
 pub fn install_default_filter(kept_caps: u64) -> Result<(), SeccompError> {
     if !cfg!(target_arch = "x86_64") {
-        return Err(SeccompError::UnsupportedArch {
-            arch: std::env::consts::ARCH,
-        });
+        return Err(SeccompError::UnsupportedArch { arch: std::env::consts::ARCH });
     }
     let program = default_filter(kept_caps)?;
     super::sys::set_mode_filter(&program).map_err(|e| match e.raw_os_error() {
@@ -148,19 +146,12 @@ struct Grants {
 }
 
 impl Grants {
-    fn add(
-        &mut self,
-        name: &'static str,
-        action: Action,
-        any_arg: &[ArgTest],
-    ) -> Result<(), SeccompError> {
+    fn add(&mut self, name: &'static str, action: Action, any_arg: &[ArgTest]) -> Result<(), SeccompError> {
         self.name = Some(name);
         match (action, any_arg.is_empty()) {
             (Action::Allow, true) => self.always = true,
             (Action::Allow, false) => self.tests.extend_from_slice(any_arg),
-            (Action::Errno(e), true) if self.errno.is_none_or(|prev| prev == e) => {
-                self.errno = Some(e)
-            }
+            (Action::Errno(e), true) if self.errno.is_none_or(|prev| prev == e) => self.errno = Some(e),
             (Action::Errno(_), _) => return Err(SeccompError::Conflict { name }),
         }
         Ok(())

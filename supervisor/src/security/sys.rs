@@ -15,22 +15,11 @@ use super::seccomp::bpf::Insn;
 /// Fails with `EACCES` unless no_new_privs is set or the thread has `CAP_SYS_ADMIN`, and with
 /// `EINVAL` if the program is empty, longer than 4096 instructions or invalid.
 pub(super) fn set_mode_filter(program: &[Insn]) -> io::Result<()> {
-    let len =
-        u16::try_from(program.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let len = u16::try_from(program.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // Copy into libc's identical `repr(C)` layout instead of casting pointers.
-    let mut insns: Vec<libc::sock_filter> = program
-        .iter()
-        .map(|i| libc::sock_filter {
-            code: i.code,
-            jt: i.jt,
-            jf: i.jf,
-            k: i.k,
-        })
-        .collect();
-    let prog = libc::sock_fprog {
-        len,
-        filter: insns.as_mut_ptr(),
-    };
+    let mut insns: Vec<libc::sock_filter> =
+        program.iter().map(|i| libc::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect();
+    let prog = libc::sock_fprog { len, filter: insns.as_mut_ptr() };
     // SAFETY: `prog` points at `insns`, a live buffer of exactly `len` initialised
     // instructions that outlives the call; the kernel only reads it (copy_from_user) and
     // keeps no pointer after returning. The remaining arguments are plain integers.

@@ -42,7 +42,8 @@ pub fn line_of(text: &str, path: &[&str]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    const TEXT: &str = "image = \"/img\"\nnetwork = \"none\"\nports = [\"80:80\"]\n\n[resources]\npids_max = 5\n\n[[mounts]]\ntarget = \"/x\"\n";
+    const TEXT: &str =
+        "image = \"/img\"\nnetwork = \"none\"\nports = [\"80:80\"]\n\n[resources]\npids_max = 5\n\n[[mounts]]\ntarget = \"/x\"\n";
 
     #[test]
     fn finds_top_level_table_keys_and_headers() {

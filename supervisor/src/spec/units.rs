@@ -53,8 +53,17 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
 
 /// Signal names and numbers that make sense to stop a container with.
 const SIGNALS: &[(&str, i32)] = &[
-    ("HUP", 1), ("INT", 2), ("QUIT", 3), ("KILL", 9), ("USR1", 10), ("USR2", 12),
-    ("TERM", 15), ("WINCH", 28), ("PWR", 30), ("STOP", 19), ("CONT", 18),
+    ("HUP", 1),
+    ("INT", 2),
+    ("QUIT", 3),
+    ("KILL", 9),
+    ("USR1", 10),
+    ("USR2", 12),
+    ("TERM", 15),
+    ("WINCH", 28),
+    ("PWR", 30),
+    ("STOP", 19),
+    ("CONT", 18),
 ];
 
 /// Parse `SIGTERM`, `TERM` or `15` into a signal number.
@@ -65,11 +74,7 @@ pub fn parse_signal(text: &str) -> Result<i32, String> {
     }
     let upper = trimmed.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
-    SIGNALS
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, number)| *number)
-        .ok_or_else(|| format!("unknown signal {trimmed:?}"))
+    SIGNALS.iter().find(|(n, _)| *n == name).map(|(_, number)| *number).ok_or_else(|| format!("unknown signal {trimmed:?}"))
 }
 
 #[cfg(test)]

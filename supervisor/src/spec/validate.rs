@@ -198,7 +198,11 @@ pub(crate) fn user_spec(text: &str) -> Result<UserSpec, String> {
 
 fn hostname(text: &str) -> Result<String, String> {
     let ok = !text.is_empty() && text.len() <= 63 && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-    if ok { Ok(text.to_string()) } else { Err(format!("{text:?} is not a valid host name")) }
+    if ok {
+        Ok(text.to_string())
+    } else {
+        Err(format!("{text:?} is not a valid host name"))
+    }
 }
 
 fn restart_policy(raw: &RawContainer, r: &mut Report) -> Option<RestartPolicy> {
@@ -270,13 +274,20 @@ fn mount(index: usize, raw: &RawMount, r: &mut Report) -> Option<MountSpec> {
             };
             let source = r.check(&format!("{key}.source"), absolute(source))?;
             if !source.starts_with("/var") {
-                r.add(&format!("{key}.source"), format!("{}: bind sources must be under /var (the only persistent, writable tree)", source.display()));
+                r.add(
+                    &format!("{key}.source"),
+                    format!("{}: bind sources must be under /var (the only persistent, writable tree)", source.display()),
+                );
                 return None;
             }
             if source.starts_with(crate::runtime::rootfs::KEEL_STATE) {
                 r.add(
                     &format!("{key}.source"),
-                    format!("{}: {} is keel's own state (images, other containers' roots) and is never bound into a container", source.display(), crate::runtime::rootfs::KEEL_STATE),
+                    format!(
+                        "{}: {} is keel's own state (images, other containers' roots) and is never bound into a container",
+                        source.display(),
+                        crate::runtime::rootfs::KEEL_STATE
+                    ),
                 );
                 return None;
             }
@@ -345,8 +356,12 @@ fn capabilities(names: &[String], key: &str, r: &mut Report) -> Vec<CapabilityCh
 fn sysctls(raw: &RawContainer, r: &mut Report) -> Vec<(String, String)> {
     const IPC: [&str; 6] = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax"];
     for key in raw.sysctls.keys() {
-        let namespaced = key.starts_with("net.") || key.starts_with("fs.mqueue.") || IPC.contains(&key.as_str()) || key == "kernel.shmmni"
-            || key == "kernel.domainname" || key == "kernel.hostname";
+        let namespaced = key.starts_with("net.")
+            || key.starts_with("fs.mqueue.")
+            || IPC.contains(&key.as_str())
+            || key == "kernel.shmmni"
+            || key == "kernel.domainname"
+            || key == "kernel.hostname";
         if !namespaced {
             r.add(&format!("sysctls.{key}"), "not a namespaced sysctl (allowed: net.*, fs.mqueue.*, kernel.msg*/sem/shm*)");
         } else if key.starts_with("net.") && raw.network.as_deref() == Some("host") {
@@ -366,7 +381,10 @@ fn user_namespace(raw: &super::raw::RawUserNamespace, r: &mut Report) -> Option<
 }
 
 fn id_map(text: &str) -> Result<IdMap, String> {
-    let numbers: Vec<u32> = text.split(':').map(|p| p.trim().parse::<u32>()).collect::<Result<_, _>>()
+    let numbers: Vec<u32> = text
+        .split(':')
+        .map(|p| p.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
         .map_err(|_| format!("{text:?}: expected CONTAINER:HOST:SIZE"))?;
     match numbers[..] {
         [container, host, size] if size > 0 => Ok(IdMap { container, host, size }),
@@ -381,7 +399,9 @@ fn network(raw: &RawContainer, r: &mut Report) -> Option<NetworkMode> {
     let mode = match raw.network.as_deref().unwrap_or(DEFAULT_NETWORK) {
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,
-        name if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) => NetworkMode::Named(name.to_string()),
+        name if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) => {
+            NetworkMode::Named(name.to_string())
+        }
         other => {
             r.add("network", format!("{other:?} is not a network name"));
             return None;

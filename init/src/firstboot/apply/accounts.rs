@@ -134,9 +134,7 @@ impl Table {
 
     /// The name of the entry other than `name` whose field `idx` is `id`.
     fn id_owner(&self, idx: usize, id: u32, name: &str) -> Option<String> {
-        self.entries()
-            .find(|p| p[0] != name && p[idx].parse::<u32>() == Ok(id))
-            .map(|p| p[0].clone())
+        self.entries().find(|p| p[0] != name && p[idx].parse::<u32>() == Ok(id)).map(|p| p[0].clone())
     }
 
     fn ids(&self, idx: usize) -> BTreeSet<u32> {
@@ -172,11 +170,7 @@ fn check_unique<'a>(kind: &'static str, names: impl Iterator<Item = &'a str>) ->
 
 /// Produces the new passwd, group and shadow texts with `groups` and `users` added
 /// or updated (groups first, so users can name them).
-pub fn merge_accounts(
-    existing: &AccountFiles,
-    users: &[PlannedUser],
-    groups: &[PlannedGroup],
-) -> Result<AccountsUpdate, AccountsError> {
+pub fn merge_accounts(existing: &AccountFiles, users: &[PlannedUser], groups: &[PlannedGroup]) -> Result<AccountsUpdate, AccountsError> {
     check_unique("user", users.iter().map(|u| u.name.as_str()))?;
     check_unique("group", groups.iter().map(|g| g.name.as_str()))?;
     let mut passwd = Table::parse(&existing.passwd, "/etc/passwd", 7)?;
@@ -219,12 +213,7 @@ fn merge_group(group: &mut Table, g: &PlannedGroup) -> Result<(), AccountsError>
     Ok(())
 }
 
-fn merge_user(
-    passwd: &mut Table,
-    group: &mut Table,
-    shadow: &mut Table,
-    u: &PlannedUser,
-) -> Result<AccountUser, AccountsError> {
+fn merge_user(passwd: &mut Table, group: &mut Table, shadow: &mut Table, u: &PlannedUser) -> Result<AccountUser, AccountsError> {
     check_user_fields(u)?;
     if let Some(id) = u.uid {
         if let Some(other) = passwd.id_owner(2, id, &u.name) {
@@ -249,11 +238,7 @@ fn merge_user(
     if let Some(home) = &u.home_dir {
         entry[5] = home.clone();
     }
-    let malformed = |reason: &str| AccountsError::Malformed {
-        file: "/etc/passwd",
-        line: 0,
-        reason: format!("user {}: {reason}", u.name),
-    };
+    let malformed = |reason: &str| AccountsError::Malformed { file: "/etc/passwd", line: 0, reason: format!("user {}: {reason}", u.name) };
     let user = AccountUser {
         name: u.name.clone(),
         uid: entry[2].parse().map_err(|_| malformed("uid is not a number"))?,
@@ -268,11 +253,7 @@ fn merge_user(
 }
 
 fn check_user_fields(u: &PlannedUser) -> Result<(), AccountsError> {
-    for (what, value) in [
-        ("shell", &u.shell),
-        ("home directory", &u.home_dir),
-        ("password hash", &u.password_hash),
-    ] {
+    for (what, value) in [("shell", &u.shell), ("home directory", &u.home_dir), ("password hash", &u.password_hash)] {
         if let Some(v) = value {
             check_field(what, v)?;
         }
@@ -301,15 +282,7 @@ fn add_user(passwd: &mut Table, group: &mut Table, u: &PlannedUser) -> Result<()
             gid.to_string()
         }
     };
-    passwd.push(vec![
-        u.name.clone(),
-        "x".into(),
-        uid.to_string(),
-        gid,
-        String::new(),
-        format!("/home/{}", u.name),
-        "/bin/sh".into(),
-    ]);
+    passwd.push(vec![u.name.clone(), "x".into(), uid.to_string(), gid, String::new(), format!("/home/{}", u.name), "/bin/sh".into()]);
     Ok(())
 }
 
@@ -350,10 +323,7 @@ pub fn group_id(group: &str, name: &str) -> Option<u32> {
 }
 
 fn lookup(text: &str, name: &str) -> Option<u32> {
-    text.lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|p| p.len() > 2 && p[0] == name)
-        .and_then(|p| p[2].parse().ok())
+    text.lines().map(|l| l.split(':').collect::<Vec<_>>()).find(|p| p.len() > 2 && p[0] == name).and_then(|p| p[2].parse().ok())
 }
 
 #[cfg(test)]

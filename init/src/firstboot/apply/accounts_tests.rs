@@ -2,8 +2,7 @@ use super::*;
 
 fn base() -> AccountFiles {
     AccountFiles {
-        passwd: "root:x:0:0:root:/root:/bin/sh\n# comment\nnobody:x:65534:65534::/:/sbin/nologin\n"
-            .into(),
+        passwd: "root:x:0:0:root:/root:/bin/sh\n# comment\nnobody:x:65534:65534::/:/sbin/nologin\n".into(),
         group: "root:x:0:\nwheel:x:10:root\nnobody:x:65534:\n".into(),
         shadow: "root:*:19000:0:99999:7:::\nnobody:!:19000::::::\n".into(),
     }
@@ -73,12 +72,8 @@ fn groups_allocate_and_update() {
 
 #[test]
 fn existing_user_is_updated_not_duplicated() {
-    let u = PlannedUser {
-        name: "root".into(),
-        password_hash: Some("$6$new".into()),
-        shell: Some("/bin/bash".into()),
-        ..Default::default()
-    };
+    let u =
+        PlannedUser { name: "root".into(), password_hash: Some("$6$new".into()), shell: Some("/bin/bash".into()), ..Default::default() };
     let up = merge_accounts(&base(), &[u], &[]).unwrap();
     assert!(up.files.passwd.starts_with("root:x:0:0:root:/root:/bin/bash\n"));
     assert!(up.files.shadow.starts_with("root:$6$new:19000:0:99999:7:::\n"));
@@ -129,10 +124,7 @@ fn duplicate_names_and_unknown_groups_are_errors() {
 fn fields_that_break_the_format_are_rejected() {
     let u = PlannedUser { shell: Some("/bin/sh:x".into()), ..user("a") };
     assert!(matches!(merge_accounts(&base(), &[u], &[]), Err(AccountsError::BadField { .. })));
-    assert!(matches!(
-        merge_accounts(&base(), &[user("a:b")], &[]),
-        Err(AccountsError::BadField { .. })
-    ));
+    assert!(matches!(merge_accounts(&base(), &[user("a:b")], &[]), Err(AccountsError::BadField { .. })));
 }
 
 #[test]

@@ -64,8 +64,7 @@ pub(super) fn load(marker: &Path) -> io::Result<Journal> {
         return Ok(Journal::default());
     }
     match fs::read(journal_path(marker)) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Journal::default()),
         Err(e) => Err(e),
     }
@@ -96,11 +95,7 @@ pub(super) fn encode_marker(info: &MarkerInfo) -> Vec<u8> {
 
 /// Writes `path` atomically: parent dirs made if missing, temp file next to it,
 /// fsync, `rename` (the caller's, so tests can inject failures), fsync of the dir.
-pub(super) fn write_atomic(
-    path: &Path,
-    bytes: &[u8],
-    rename: &mut dyn FnMut(&Path, &Path) -> io::Result<()>,
-) -> io::Result<()> {
+pub(super) fn write_atomic(path: &Path, bytes: &[u8], rename: &mut dyn FnMut(&Path, &Path) -> io::Result<()>) -> io::Result<()> {
     let dir = path.parent().ok_or_else(|| io::Error::other("path has no parent"))?;
     fs::create_dir_all(dir)?;
     let mut tmp_name = OsString::from(".keel-firstboot.");

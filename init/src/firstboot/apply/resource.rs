@@ -39,29 +39,16 @@ impl HashAlg {
 ///
 /// Errors: `gzip: …` for corrupt data, `gzip: decompressed data exceeds … bytes`,
 /// `sha512 mismatch: expected …, got …`.
-pub fn resolve_resource(
-    bytes: Vec<u8>,
-    gzip: bool,
-    hash: Option<(HashAlg, String)>,
-) -> Result<Vec<u8>, String> {
+pub fn resolve_resource(bytes: Vec<u8>, gzip: bool, hash: Option<(HashAlg, String)>) -> Result<Vec<u8>, String> {
     resolve_with_limit(bytes, gzip, hash, MAX_RESOURCE_SIZE)
 }
 
-fn resolve_with_limit(
-    bytes: Vec<u8>,
-    gzip: bool,
-    hash: Option<(HashAlg, String)>,
-    limit: u64,
-) -> Result<Vec<u8>, String> {
+fn resolve_with_limit(bytes: Vec<u8>, gzip: bool, hash: Option<(HashAlg, String)>, limit: u64) -> Result<Vec<u8>, String> {
     let data = if gzip { gunzip(&bytes, limit)? } else { bytes };
     if let Some((alg, expected)) = hash {
         let got = alg.hex_digest(&data);
         if !got.eq_ignore_ascii_case(expected.trim()) {
-            return Err(format!(
-                "{} mismatch: expected {}, got {got}",
-                alg.name(),
-                expected.trim().to_ascii_lowercase()
-            ));
+            return Err(format!("{} mismatch: expected {}, got {got}", alg.name(), expected.trim().to_ascii_lowercase()));
         }
     }
     Ok(data)
@@ -69,10 +56,7 @@ fn resolve_with_limit(
 
 fn gunzip(bytes: &[u8], limit: u64) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(bytes)
-        .take(limit + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| format!("gzip: {e}"))?;
+    flate2::read::MultiGzDecoder::new(bytes).take(limit + 1).read_to_end(&mut out).map_err(|e| format!("gzip: {e}"))?;
     if out.len() as u64 > limit {
         return Err(format!("gzip: decompressed data exceeds {limit} bytes"));
     }
@@ -121,9 +105,7 @@ mod tests {
     #[test]
     fn sha512_mismatch_names_both_digests() {
         let expected = "00".repeat(64);
-        let err =
-            resolve_resource(b"hello".to_vec(), false, Some((HashAlg::Sha512, expected.clone())))
-                .unwrap_err();
+        let err = resolve_resource(b"hello".to_vec(), false, Some((HashAlg::Sha512, expected.clone()))).unwrap_err();
         let got = HashAlg::Sha512.hex_digest(b"hello");
         assert_eq!(err, format!("sha512 mismatch: expected {expected}, got {got}"));
     }

@@ -19,11 +19,7 @@ const MAX_LINKS: usize = 40;
 /// whose parent contains no symlinks; the last component itself is not followed.
 /// With `created`, missing parent directories are made (0755, root-owned) and
 /// recorded there, in creation order. Errors carry the host path concerned.
-pub(super) fn resolve(
-    root: &Path,
-    path: &str,
-    mut created: Option<&mut Vec<PathBuf>>,
-) -> Result<PathBuf, (PathBuf, ApplyErrorKind)> {
+pub(super) fn resolve(root: &Path, path: &str, mut created: Option<&mut Vec<PathBuf>>) -> Result<PathBuf, (PathBuf, ApplyErrorKind)> {
     let invalid = || (root.join(path.trim_start_matches('/')), ApplyErrorKind::InvalidPath);
     let p = Path::new(path);
     if !p.is_absolute() {
@@ -52,11 +48,7 @@ fn host(root: &Path, stack: &[OsString]) -> PathBuf {
     p
 }
 
-fn resolve_dir(
-    root: &Path,
-    comps: Vec<OsString>,
-    created: &mut Option<&mut Vec<PathBuf>>,
-) -> Result<PathBuf, (PathBuf, ApplyErrorKind)> {
+fn resolve_dir(root: &Path, comps: Vec<OsString>, created: &mut Option<&mut Vec<PathBuf>>) -> Result<PathBuf, (PathBuf, ApplyErrorKind)> {
     let mut queue: VecDeque<OsString> = comps.into();
     let mut stack: Vec<OsString> = Vec::new();
     let mut links = 0;

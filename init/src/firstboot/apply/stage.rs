@@ -126,11 +126,7 @@ impl<'a> Stager<'a> {
         if plan.users.is_empty() && plan.groups.is_empty() {
             return Ok(Vec::new());
         }
-        let existing = AccountFiles {
-            passwd: self.passwd.clone(),
-            group: self.group.clone(),
-            shadow: self.read_text("/etc/shadow")?,
-        };
+        let existing = AccountFiles { passwd: self.passwd.clone(), group: self.group.clone(), shadow: self.read_text("/etc/shadow")? };
         let update = accounts::merge_accounts(&existing, &plan.users, &plan.groups)
             .map_err(|e| err(ApplyStep::Accounts, &self.root.join("etc/passwd"), e))?;
         for (path, text, mode) in [
@@ -184,9 +180,9 @@ impl<'a> Stager<'a> {
         match v {
             None => Ok(None),
             Some(IdOrName::Id(id)) => Ok(Some(*id)),
-            Some(IdOrName::Name(n)) => accounts::user_id(&self.passwd, n)
-                .map(Some)
-                .ok_or_else(|| err(ApplyStep::Stage, at, K::UnknownUser(n.clone()))),
+            Some(IdOrName::Name(n)) => {
+                accounts::user_id(&self.passwd, n).map(Some).ok_or_else(|| err(ApplyStep::Stage, at, K::UnknownUser(n.clone())))
+            }
         }
     }
 
@@ -194,9 +190,9 @@ impl<'a> Stager<'a> {
         match v {
             None => Ok(None),
             Some(IdOrName::Id(id)) => Ok(Some(*id)),
-            Some(IdOrName::Name(n)) => accounts::group_id(&self.group, n)
-                .map(Some)
-                .ok_or_else(|| err(ApplyStep::Stage, at, K::UnknownGroup(n.clone()))),
+            Some(IdOrName::Name(n)) => {
+                accounts::group_id(&self.group, n).map(Some).ok_or_else(|| err(ApplyStep::Stage, at, K::UnknownGroup(n.clone())))
+            }
         }
     }
 
@@ -250,8 +246,7 @@ impl<'a> Stager<'a> {
         let io = |e: io::Error| err(ApplyStep::Stage, &temp, e);
         remove_if_exists(&temp).map_err(io)?;
         self.temps.push(temp.clone());
-        let mut file =
-            fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp).map_err(io)?;
+        let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temp).map_err(io)?;
         file.write_all(data).map_err(io)?;
         set_owner(&temp, uid, gid).map_err(io)?;
         file.set_permissions(fs::Permissions::from_mode(mode)).map_err(io)?;
@@ -274,11 +269,8 @@ impl<'a> Stager<'a> {
         };
         let fresh = meta.is_none() || replace || self.journal.was_absent(&dest);
         let (mode, uid, gid) = (d.mode, self.uid(&d.uid, &dest)?, self.gid(&d.gid, &dest)?);
-        let (mode, uid, gid) = if fresh {
-            (Some(mode.unwrap_or(0o755)), Some(uid.unwrap_or(0)), Some(gid.unwrap_or(0)))
-        } else {
-            (mode, uid, gid)
-        };
+        let (mode, uid, gid) =
+            if fresh { (Some(mode.unwrap_or(0o755)), Some(uid.unwrap_or(0)), Some(gid.unwrap_or(0))) } else { (mode, uid, gid) };
         self.ops.push(Op::Dir { dest, mode, uid, gid, replace });
         Ok(())
     }
@@ -313,13 +305,7 @@ impl<'a> Stager<'a> {
         Ok(())
     }
 
-    fn stage_hard_link(
-        &mut self,
-        l: &PlannedLink,
-        dest: PathBuf,
-        meta: Option<fs::Metadata>,
-        existed: bool,
-    ) -> Result<(), ApplyError> {
+    fn stage_hard_link(&mut self, l: &PlannedLink, dest: PathBuf, meta: Option<fs::Metadata>, existed: bool) -> Result<(), ApplyError> {
         let target = resolve(self.root, &l.target, None).map_err(stage_err)?;
         let target_meta = fs::symlink_metadata(&target).ok();
         if target_meta.is_none() && !self.dests.contains(&target) {

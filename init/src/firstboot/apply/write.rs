@@ -151,25 +151,15 @@ pub fn apply(root: &Path, plan: &WritePlan, marker: &Path) -> Result<ApplyReport
 
 /// [`apply`] with a test hook: the `fail_rename`-th rename (1-based, marker included,
 /// journal excluded) fails.
-pub(super) fn apply_with(
-    root: &Path,
-    plan: &WritePlan,
-    marker: &Path,
-    fail_rename: Option<usize>,
-) -> Result<ApplyReport, ApplyError> {
-    let journal = journal::load(marker)
-        .map_err(|e| fail(ApplyStep::Journal, &journal::journal_path(marker), e))?;
+pub(super) fn apply_with(root: &Path, plan: &WritePlan, marker: &Path, fail_rename: Option<usize>) -> Result<ApplyReport, ApplyError> {
+    let journal = journal::load(marker).map_err(|e| fail(ApplyStep::Journal, &journal::journal_path(marker), e))?;
     let mut stager = Stager::new(root, journal);
     if let Err(mut e) = stager.stage_all(plan) {
         e.cleanup = stager.rollback();
         return Err(e);
     }
-    let report = ApplyReport {
-        files: plan.files.len(),
-        directories: plan.directories.len(),
-        links: plan.links.len(),
-        users: plan.users.len(),
-    };
+    let report =
+        ApplyReport { files: plan.files.len(), directories: plan.directories.len(), links: plan.links.len(), users: plan.users.len() };
     let mut renamer = Renamer { count: 0, fail_at: fail_rename };
     let jpath = journal::journal_path(marker);
     let jbytes = journal::encode(&stager.journal);

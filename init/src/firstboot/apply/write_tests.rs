@@ -68,12 +68,7 @@ impl Drop for Root {
 }
 
 fn file(path: &str, contents: &str) -> PlannedFile {
-    PlannedFile {
-        path: path.into(),
-        contents: Some(contents.as_bytes().to_vec()),
-        overwrite: true,
-        ..Default::default()
-    }
+    PlannedFile { path: path.into(), contents: Some(contents.as_bytes().to_vec()), overwrite: true, ..Default::default() }
 }
 
 fn full_plan() -> WritePlan {
@@ -85,12 +80,7 @@ fn full_plan() -> WritePlan {
                 gid: Some(IdOrName::Name("wheel".into())),
                 ..file("/etc/keel/containers/web.toml", "image = \"nginx\"\n")
             },
-            PlannedFile {
-                contents: None,
-                append: vec![b"10.0.0.1 db\n".to_vec()],
-                overwrite: false,
-                ..file("/etc/hosts", "")
-            },
+            PlannedFile { contents: None, append: vec![b"10.0.0.1 db\n".to_vec()], overwrite: false, ..file("/etc/hosts", "") },
             PlannedFile { overwrite: false, ..file("/etc/motd", "hello\n") },
         ],
         directories: vec![PlannedDir {
@@ -264,10 +254,7 @@ fn unknown_owner_and_duplicate_paths_are_errors() {
 #[test]
 fn account_errors_surface_with_their_message() {
     let r = Root::new("acct");
-    let plan = WritePlan {
-        users: vec![PlannedUser { name: "x".into(), uid: Some(0), ..Default::default() }],
-        ..Default::default()
-    };
+    let plan = WritePlan { users: vec![PlannedUser { name: "x".into(), uid: Some(0), ..Default::default() }], ..Default::default() };
     let err = apply(&r.0, &plan, &r.marker()).unwrap_err();
     assert_eq!(err.step, ApplyStep::Accounts);
     assert!(err.to_string().ends_with("uid 0 of user x is already used by user root"), "{err}");

@@ -14,11 +14,7 @@ pub fn decode_data_url(url: &str) -> Result<Vec<u8>, String> {
     let Some((meta, payload)) = rest.split_once(',') else {
         return Err("a data URL needs a ',' between the media type and the data".into());
     };
-    let (media_type, base64) = match meta
-        .len()
-        .checked_sub(7)
-        .and_then(|i| meta.get(i..).map(|t| (i, t)))
-    {
+    let (media_type, base64) = match meta.len().checked_sub(7).and_then(|i| meta.get(i..).map(|t| (i, t))) {
         Some((i, tail)) if tail.eq_ignore_ascii_case(";base64") => (&meta[..i], true),
         _ => (meta, false),
     };
@@ -36,17 +32,13 @@ fn check_media_type(media_type: &str) -> Result<(), String> {
     let mut parts = media_type.split(';');
     let essence = parts.next().unwrap_or("");
     if !essence.is_empty() {
-        let ok = essence
-            .split_once('/')
-            .is_some_and(|(t, s)| is_token(t) && is_token(s));
+        let ok = essence.split_once('/').is_some_and(|(t, s)| is_token(t) && is_token(s));
         if !ok {
             return Err(format!("media type {essence:?} is not TYPE/SUBTYPE"));
         }
     }
     for param in parts {
-        let ok = param
-            .split_once('=')
-            .is_some_and(|(k, v)| is_token(k) && !v.is_empty());
+        let ok = param.split_once('=').is_some_and(|(k, v)| is_token(k) && !v.is_empty());
         if !ok {
             return Err(format!("media type parameter {param:?} is not NAME=VALUE"));
         }
@@ -55,9 +47,7 @@ fn check_media_type(media_type: &str) -> Result<(), String> {
 }
 
 fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-".contains(&b))
 }
 
 /// Decodes `%XX` escapes; every other character stands for itself (as UTF-8).
@@ -67,18 +57,10 @@ fn percent_decode(text: &str) -> Result<Vec<u8>, String> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .and_then(|h| std::str::from_utf8(h).ok());
+            let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
             match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                Some(b) if hex.is_some_and(|h| h.bytes().all(|c| c.is_ascii_hexdigit())) => {
-                    out.push(b)
-                }
-                _ => {
-                    return Err(format!(
-                        "bad percent escape at data offset {i}: '%' needs two hex digits"
-                    ))
-                }
+                Some(b) if hex.is_some_and(|h| h.bytes().all(|c| c.is_ascii_hexdigit())) => out.push(b),
+                _ => return Err(format!("bad percent escape at data offset {i}: '%' needs two hex digits")),
             }
             i += 3;
         } else {
@@ -105,10 +87,7 @@ fn decode_base64(input: &[u8]) -> Result<Vec<u8>, String> {
     let body_len = input.iter().rposition(|&b| b != b'=').map_or(0, |p| p + 1);
     let (body, padding) = input.split_at(body_len);
     if let Some(i) = body.iter().position(|&b| base64_value(b).is_none()) {
-        return Err(format!(
-            "invalid base64 character {:?} at data offset {i}",
-            char::from(body[i])
-        ));
+        return Err(format!("invalid base64 character {:?} at data offset {i}", char::from(body[i])));
     }
     if padding.len() > 2 || (!padding.is_empty() && !input.len().is_multiple_of(4)) {
         return Err("bad base64 padding".into());

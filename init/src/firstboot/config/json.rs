@@ -80,17 +80,9 @@ pub struct SyntaxError {
 
 /// Parses a whole document (text must already be valid UTF-8).
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
-    let mut parser = Parser {
-        text,
-        bytes: text.as_bytes(),
-        pos: 0,
-        path: Vec::new(),
-    };
+    let mut parser = Parser { text, bytes: text.as_bytes(), pos: 0, path: Vec::new() };
     if text.len() > MAX_SIZE {
-        return Err(parser.error(format!(
-            "config is {} bytes; the limit is {MAX_SIZE}",
-            text.len()
-        )));
+        return Err(parser.error(format!("config is {} bytes; the limit is {MAX_SIZE}", text.len())));
     }
     if text.starts_with('\u{feff}') {
         parser.pos = 3;
@@ -113,11 +105,7 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn error(&self, message: String) -> SyntaxError {
-        SyntaxError {
-            offset: self.pos,
-            path: JsonPath(self.path.clone()),
-            message,
-        }
+        SyntaxError { offset: self.pos, path: JsonPath(self.path.clone()), message }
     }
 
     fn peek(&self) -> Option<u8> {
@@ -197,11 +185,7 @@ impl Parser<'_> {
             self.path.push(Seg::Key(key.clone()));
             let value = self.value()?;
             self.path.pop();
-            members.push(Member {
-                key,
-                key_offset,
-                value,
-            });
+            members.push(Member { key, key_offset, value });
             self.skip_ws();
             match self.peek() {
                 Some(b',') => {
@@ -212,9 +196,7 @@ impl Parser<'_> {
                     self.pos += 1;
                     return Ok(Kind::Object(members));
                 }
-                _ => {
-                    return Err(self.error(format!("expected ',' or '}}', found {}", self.found())))
-                }
+                _ => return Err(self.error(format!("expected ',' or '}}', found {}", self.found()))),
             }
         }
     }
@@ -302,9 +284,7 @@ impl Parser<'_> {
                     return Ok(out);
                 }
                 Some(b'\\') => out.push(self.escape()?),
-                Some(_) => {
-                    return Err(self.error("control character in a string (escape it)".into()))
-                }
+                Some(_) => return Err(self.error("control character in a string (escape it)".into())),
                 None => return Err(self.error("unterminated string".into())),
             }
         }
@@ -322,9 +302,7 @@ impl Parser<'_> {
             Some(b'r') => '\r',
             Some(b't') => '\t',
             Some(b'u') => return self.unicode_escape(),
-            _ => {
-                return Err(self.error(format!("invalid escape '\\' followed by {}", self.found())))
-            }
+            _ => return Err(self.error(format!("invalid escape '\\' followed by {}", self.found()))),
         };
         self.pos += 1;
         Ok(c)
@@ -337,17 +315,13 @@ impl Parser<'_> {
         let code = if (0xD800..0xDC00).contains(&high) {
             if !self.bytes[self.pos..].starts_with(b"\\u") {
                 self.pos = start;
-                return Err(
-                    self.error("high surrogate escape not followed by a low surrogate".into())
-                );
+                return Err(self.error("high surrogate escape not followed by a low surrogate".into()));
             }
             self.pos += 1;
             let low = self.hex4()?;
             if !(0xDC00..0xE000).contains(&low) {
                 self.pos = start;
-                return Err(
-                    self.error("high surrogate escape not followed by a low surrogate".into())
-                );
+                return Err(self.error("high surrogate escape not followed by a low surrogate".into()));
             }
             0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)
         } else if (0xDC00..0xE000).contains(&high) {
@@ -383,12 +357,7 @@ impl<'a> LineIndex<'a> {
     /// Indexes the line starts of `text`.
     pub fn new(text: &'a str) -> Self {
         let mut starts = vec![0];
-        starts.extend(
-            text.bytes()
-                .enumerate()
-                .filter(|(_, b)| *b == b'\n')
-                .map(|(i, _)| i + 1),
-        );
+        starts.extend(text.bytes().enumerate().filter(|(_, b)| *b == b'\n').map(|(i, _)| i + 1));
         LineIndex { text, starts }
     }
 
@@ -397,11 +366,7 @@ impl<'a> LineIndex<'a> {
         let offset = offset.min(self.text.len());
         let line = self.starts.partition_point(|&s| s <= offset);
         let start = self.starts[line - 1];
-        let column = self
-            .text
-            .get(start..offset)
-            .map_or(offset - start, |s| s.chars().count())
-            + 1;
+        let column = self.text.get(start..offset).map_or(offset - start, |s| s.chars().count()) + 1;
         (line, column)
     }
 }

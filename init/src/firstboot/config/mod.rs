@@ -36,8 +36,8 @@ pub use data_url::decode_data_url;
 pub use merge::merge;
 pub use report::{report_json, JsonPath, Problem, Report, Severity};
 pub use types::{
-    Compression, Config, ConfigRef, DirEntry, FileEntry, Group, Hash, HashAlgorithm, IdOrName,
-    HttpHeader, LinkEntry, Owner, ProxySettings, Resource, Timeouts, User,
+    Compression, Config, ConfigRef, DirEntry, FileEntry, Group, Hash, HashAlgorithm, HttpHeader, IdOrName, LinkEntry, Owner, ProxySettings,
+    Resource, Timeouts, User,
 };
 pub use validate::WRITABLE_TREES;
 
@@ -57,16 +57,8 @@ pub fn parse(text: &[u8]) -> Result<(Config, Report), Report> {
         Ok(root) => root,
         Err(e) => {
             let (line, column) = lines.position(e.offset);
-            let problem = Problem {
-                path: e.path.to_string(),
-                line,
-                column,
-                message: e.message,
-                severity: Severity::Error,
-            };
-            return Err(Report {
-                problems: vec![problem],
-            });
+            let problem = Problem { path: e.path.to_string(), line, column, message: e.message, severity: Severity::Error };
+            return Err(Report { problems: vec![problem] });
         }
     };
     let mut walker = Walker::new(&lines);
@@ -91,9 +83,7 @@ pub fn validate(config: &Config) -> Report {
     let locate = |_: &JsonPath| (0, 0);
     let mut checker = validate::Checker::new(&origins, &locate);
     validate::check_config(&mut checker, config);
-    Report {
-        problems: checker.problems,
-    }
+    Report { problems: checker.problems }
 }
 
 /// Byte offset of the deepest node along `path` (the parent when a key is missing).
@@ -101,9 +91,7 @@ fn locate(root: &Node, path: &JsonPath) -> usize {
     let mut node = root;
     for seg in &path.0 {
         let next = match (&node.kind, seg) {
-            (Kind::Object(members), Seg::Key(k)) => {
-                members.iter().find(|m| &m.key == k).map(|m| &m.value)
-            }
+            (Kind::Object(members), Seg::Key(k)) => members.iter().find(|m| &m.key == k).map(|m| &m.value),
             (Kind::Array(items), Seg::Index(i)) => items.get(*i),
             _ => None,
         };
@@ -119,13 +107,5 @@ fn utf8_error(text: &[u8], valid_up_to: usize) -> Report {
     let valid = std::str::from_utf8(&text[..valid_up_to]).unwrap_or("");
     let (line, column) = LineIndex::new(valid).position(valid_up_to);
     let message = format!("config is not valid UTF-8 (byte {valid_up_to})");
-    Report {
-        problems: vec![Problem {
-            path: String::new(),
-            line,
-            column,
-            message,
-            severity: Severity::Error,
-        }],
-    }
+    Report { problems: vec![Problem { path: String::new(), line, column, message, severity: Severity::Error }] }
 }

@@ -107,16 +107,12 @@ impl Report {
 
     /// The errors only.
     pub fn errors(&self) -> impl Iterator<Item = &Problem> {
-        self.problems
-            .iter()
-            .filter(|p| p.severity == Severity::Error)
+        self.problems.iter().filter(|p| p.severity == Severity::Error)
     }
 
     /// The warnings only.
     pub fn warnings(&self) -> impl Iterator<Item = &Problem> {
-        self.problems
-            .iter()
-            .filter(|p| p.severity == Severity::Warning)
+        self.problems.iter().filter(|p| p.severity == Severity::Warning)
     }
 }
 

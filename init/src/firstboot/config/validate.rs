@@ -16,15 +16,7 @@ use super::walk::Origins;
 use std::collections::HashMap;
 
 /// The trees first boot may write below; everything else is the read-only image.
-pub const WRITABLE_TREES: &[&str] = &[
-    "/etc",
-    "/var",
-    "/home",
-    "/root",
-    "/opt",
-    "/srv",
-    "/usr/local",
-];
+pub const WRITABLE_TREES: &[&str] = &["/etc", "/var", "/home", "/root", "/opt", "/srv", "/usr/local"];
 
 /// Finds the line and column of a JSON path (0, 0 when unknown).
 pub type Locate<'a> = &'a dyn Fn(&JsonPath) -> (usize, usize);
@@ -40,23 +32,13 @@ pub struct Checker<'a> {
 impl<'a> Checker<'a> {
     /// A checker mapping config indices through `origins` and positions through `locate`.
     pub fn new(origins: &'a Origins, locate: Locate<'a>) -> Self {
-        Checker {
-            origins,
-            locate,
-            problems: Vec::new(),
-        }
+        Checker { origins, locate, problems: Vec::new() }
     }
 
     /// Records a problem at `path`.
     pub fn report(&mut self, severity: Severity, path: &JsonPath, message: String) {
         let (line, column) = (self.locate)(path);
-        self.problems.push(Problem {
-            path: path.to_string(),
-            line,
-            column,
-            message,
-            severity,
-        });
+        self.problems.push(Problem { path: path.to_string(), line, column, message, severity });
     }
 
     /// Records an error at `path`.
@@ -100,11 +82,7 @@ pub fn check_clean_path(path: &str) -> Result<(), String> {
     for comp in path[1..].split('/') {
         match comp {
             "" => return Err(format!("path {path:?} contains '//'")),
-            "." | ".." => {
-                return Err(format!(
-                    "path {path:?} contains a {comp:?} component; write the path without it"
-                ))
-            }
+            "." | ".." => return Err(format!("path {path:?} contains a {comp:?} component; write the path without it")),
             _ => {}
         }
     }
@@ -113,48 +91,30 @@ pub fn check_clean_path(path: &str) -> Result<(), String> {
 
 /// Checks a clean path lies strictly below one of [`WRITABLE_TREES`].
 pub fn check_writable(path: &str) -> Result<(), String> {
-    let below = |tree: &str| {
-        path.len() > tree.len() && path.starts_with(tree) && path.as_bytes()[tree.len()] == b'/'
-    };
+    let below = |tree: &str| path.len() > tree.len() && path.starts_with(tree) && path.as_bytes()[tree.len()] == b'/';
     if WRITABLE_TREES.iter().any(|t| below(t)) {
         return Ok(());
     }
     if WRITABLE_TREES.contains(&path) {
-        return Err(format!(
-            "path {path:?} is the top of a writable tree; configure paths below it"
-        ));
+        return Err(format!("path {path:?} is the top of a writable tree; configure paths below it"));
     }
     if path == "/usr" || path.starts_with("/usr/") {
-        return Err(format!(
-            "path {path:?} is in /usr, the read-only image; only /usr/local is writable"
-        ));
+        return Err(format!("path {path:?} is in /usr, the read-only image; only /usr/local is writable"));
     }
-    Err(format!(
-        "path {path:?} is outside keel's writable trees ({})",
-        WRITABLE_TREES.join(", ")
-    ))
+    Err(format!("path {path:?} is outside keel's writable trees ({})", WRITABLE_TREES.join(", ")))
 }
 
 /// Checks a mode: an error above 0o7777, warnings for risky bits.
 pub fn check_mode(mode: u32, is_dir: bool) -> (Option<String>, Vec<String>) {
     if mode > 0o7777 {
-        return (
-            Some(format!(
-                "mode {mode:#o} is above 0o7777 (JSON modes are decimal: 0o644 is 420)"
-            )),
-            Vec::new(),
-        );
+        return (Some(format!("mode {mode:#o} is above 0o7777 (JSON modes are decimal: 0o644 is 420)")), Vec::new());
     }
     let mut warnings = Vec::new();
     if !is_dir && mode & 0o6000 != 0 {
         warnings.push(format!("mode {mode:#o} sets setuid/setgid"));
     }
     if mode & 0o002 != 0 && (!is_dir || mode & 0o1000 == 0) {
-        let what = if is_dir {
-            "directory without the sticky bit"
-        } else {
-            "file"
-        };
+        let what = if is_dir { "directory without the sticky bit" } else { "file" };
         warnings.push(format!("mode {mode:#o} makes a world-writable {what}"));
     }
     (None, warnings)
@@ -163,9 +123,7 @@ pub fn check_mode(mode: u32, is_dir: bool) -> (Option<String>, Vec<String>) {
 /// Checks a resource URL: data: (decoded here), http: or https:.
 pub fn check_source(source: &str) -> Result<(), String> {
     let Some((scheme, rest)) = source.split_once(':') else {
-        return Err(format!(
-            "source {source:?} is not a URL; use a data:, http: or https: URL"
-        ));
+        return Err(format!("source {source:?} is not a URL; use a data:, http: or https: URL"));
     };
     match scheme.to_ascii_lowercase().as_str() {
         "data" => decode_data_url(source).map(|_| ()).map_err(|e| format!("malformed data URL: {e}")),
@@ -176,9 +134,9 @@ pub fn check_source(source: &str) -> Result<(), String> {
                 _ => Err(format!("source {source:?} is not a valid {scheme} URL (want {scheme}://HOST/PATH)")),
             }
         }
-        s @ ("s3" | "gs" | "tftp" | "arn") => Err(format!(
-            "URL scheme {s:?} is not supported by keel; serve the data over https or inline it as a data: URL"
-        )),
+        s @ ("s3" | "gs" | "tftp" | "arn") => {
+            Err(format!("URL scheme {s:?} is not supported by keel; serve the data over https or inline it as a data: URL"))
+        }
         s => Err(format!("URL scheme {s:?} is not supported; use data:, http: or https:")),
     }
 }
@@ -186,9 +144,7 @@ pub fn check_source(source: &str) -> Result<(), String> {
 /// Checks that gzip-compressed inline data starts with the gzip magic bytes.
 fn check_gzip_data(source: &str) -> Result<(), String> {
     match decode_data_url(source) {
-        Ok(bytes) if !bytes.starts_with(&[0x1f, 0x8b]) => {
-            Err("compression is \"gzip\" but the data: URL does not hold gzip data".into())
-        }
+        Ok(bytes) if !bytes.starts_with(&[0x1f, 0x8b]) => Err("compression is \"gzip\" but the data: URL does not hold gzip data".into()),
         _ => Ok(()),
     }
 }
@@ -204,16 +160,8 @@ pub fn check_config(c: &mut Checker<'_>, config: &Config) {
         for (j, r) in f.append.iter().enumerate() {
             check_resource(c, r, &p.key("append").index(j));
         }
-        if f.overwrite
-            && f.contents
-                .as_ref()
-                .and_then(|r| r.source.as_ref())
-                .is_none()
-        {
-            c.error(
-                &p.key("overwrite"),
-                "overwrite is true but contents.source is not set; give the file a source".into(),
-            );
+        if f.overwrite && f.contents.as_ref().and_then(|r| r.source.as_ref()).is_none() {
+            c.error(&p.key("overwrite"), "overwrite is true but contents.source is not set; give the file a source".into());
         }
         check_mode_at(c, f.mode, false, &p);
     }
@@ -254,7 +202,8 @@ fn check_mode_at(c: &mut Checker<'_>, mode: Option<u32>, is_dir: bool, entry: &J
 }
 
 fn check_reference(c: &mut Checker<'_>, r: &ConfigRef, path: &JsonPath) {
-    let res = Resource { source: Some(r.source.clone()), compression: r.compression, verification: None, http_headers: r.http_headers.clone() };
+    let res =
+        Resource { source: Some(r.source.clone()), compression: r.compression, verification: None, http_headers: r.http_headers.clone() };
     check_resource(c, &res, path);
 }
 
@@ -302,11 +251,7 @@ fn check_resource(c: &mut Checker<'_>, r: &Resource, path: &JsonPath) {
     let p = path.key("source");
     if let Err(e) = check_source(source) {
         c.error(&p, e);
-    } else if r.compression == Some(Compression::Gzip)
-        && source
-            .get(..5)
-            .is_some_and(|s| s.eq_ignore_ascii_case("data:"))
-    {
+    } else if r.compression == Some(Compression::Gzip) && source.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("data:")) {
         if let Err(e) = check_gzip_data(source) {
             c.error(&path.key("compression"), e);
         }
@@ -325,29 +270,17 @@ fn check_nodes(c: &mut Checker<'_>, config: &Config) {
     for (i, l) in config.links.iter().enumerate() {
         entries.push((c.entry(&["storage", "links"], i), &l.path, &l.owner));
     }
-    let links: HashMap<&str, JsonPath> = config
-        .links
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.path.as_str(), c.entry(&["storage", "links"], i)))
-        .collect();
+    let links: HashMap<&str, JsonPath> =
+        config.links.iter().enumerate().map(|(i, l)| (l.path.as_str(), c.entry(&["storage", "links"], i))).collect();
     let mut seen: HashMap<&str, &JsonPath> = HashMap::new();
     for (entry, path, owner) in &entries {
         let p = entry.key("path");
         if let Err(e) = check_clean_path(path).and_then(|()| check_writable(path)) {
             c.error(&p, e);
         } else if let Some(first) = seen.get(path) {
-            c.error(
-                &p,
-                format!("duplicate path {path:?}: {first} already configures it"),
-            );
-        } else if let Some((link, at)) =
-            ancestors(path).find_map(|a| links.get(a).map(|at| (a, at)))
-        {
-            c.error(
-                &p,
-                format!("path {path:?} is below {link:?}, which {at} makes a link"),
-            );
+            c.error(&p, format!("duplicate path {path:?}: {first} already configures it"));
+        } else if let Some((link, at)) = ancestors(path).find_map(|a| links.get(a).map(|at| (a, at))) {
+            c.error(&p, format!("path {path:?} is below {link:?}, which {at} makes a link"));
         }
         seen.entry(path).or_insert(entry);
         check_owner(c, owner, entry);
@@ -383,13 +316,8 @@ fn check_links(c: &mut Checker<'_>, config: &Config) {
             c.error(&p, "link target contains a NUL character".into());
         } else if l.hard {
             if !l.target.starts_with('/') {
-                c.error(
-                    &p,
-                    format!("hard link target {:?} must be an absolute path", l.target),
-                );
-            } else if let Err(e) =
-                check_clean_path(&l.target).and_then(|()| check_writable(&l.target))
-            {
+                c.error(&p, format!("hard link target {:?} must be an absolute path", l.target));
+            } else if let Err(e) = check_clean_path(&l.target).and_then(|()| check_writable(&l.target)) {
                 c.error(&p, format!("hard link target: {e}"));
             }
         }

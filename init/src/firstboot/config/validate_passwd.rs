@@ -14,17 +14,12 @@ pub const MAX_NAME_LEN: usize = 32;
 pub fn check_name(name: &str) -> Result<(), String> {
     let body = name.strip_suffix('$').unwrap_or(name);
     let mut chars = body.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c == '_');
-    let rest_ok =
-        chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_');
+    let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
     if name.is_empty() {
         Err("name is empty".into())
     } else if name.len() > MAX_NAME_LEN {
-        Err(format!(
-            "name {name:?} is longer than {MAX_NAME_LEN} characters"
-        ))
+        Err(format!("name {name:?} is longer than {MAX_NAME_LEN} characters"))
     } else if !first_ok || !rest_ok {
         Err(format!("name {name:?} is not valid: use lowercase letters, digits, '_' and '-', starting with a letter or '_'"))
     } else {
@@ -94,20 +89,12 @@ pub fn check_passwd(c: &mut Checker<'_>, config: &Config) {
     }
 }
 
-fn check_unique_name<'c>(
-    c: &mut Checker<'_>,
-    name: &'c str,
-    entry: &JsonPath,
-    seen: &mut HashMap<&'c str, JsonPath>,
-) {
+fn check_unique_name<'c>(c: &mut Checker<'_>, name: &'c str, entry: &JsonPath, seen: &mut HashMap<&'c str, JsonPath>) {
     let p = entry.key("name");
     if let Err(e) = check_name(name) {
         c.error(&p, e);
     } else if let Some(first) = seen.get(name) {
-        c.error(
-            &p,
-            format!("duplicate name {name:?}: {first} already configures it"),
-        );
+        c.error(&p, format!("duplicate name {name:?}: {first} already configures it"));
     } else {
         seen.insert(name, entry.clone());
     }

@@ -65,41 +65,19 @@ pub struct Walker<'t> {
     lines: &'t LineIndex<'t>,
 }
 
-const ROOT_KEYS: &[KeyRule] = &[
-    key("ignition"),
-    key("passwd"),
-    key("storage"),
-    key("systemd"),
-    key_since("kernelArguments", 3),
-];
-const IGNITION_KEYS: &[KeyRule] = &[
-    key("version"),
-    key("config"),
-    key("timeouts"),
-    key("security"),
-    key_since("proxy", 1),
-];
+const ROOT_KEYS: &[KeyRule] = &[key("ignition"), key("passwd"), key("storage"), key("systemd"), key_since("kernelArguments", 3)];
+const IGNITION_KEYS: &[KeyRule] = &[key("version"), key("config"), key("timeouts"), key("security"), key_since("proxy", 1)];
 
 impl<'t> Walker<'t> {
     /// A walker for a document indexed by `lines`.
     pub fn new(lines: &'t LineIndex<'t>) -> Self {
-        Walker {
-            minor: MAX_MINOR,
-            problems: Vec::new(),
-            lines,
-        }
+        Walker { minor: MAX_MINOR, problems: Vec::new(), lines }
     }
 
     /// Records a problem at a byte offset.
     pub fn problem(&mut self, severity: Severity, path: &JsonPath, offset: usize, message: String) {
         let (line, column) = self.lines.position(offset);
-        self.problems.push(Problem {
-            path: path.to_string(),
-            line,
-            column,
-            message,
-            severity,
-        });
+        self.problems.push(Problem { path: path.to_string(), line, column, message, severity });
     }
 
     /// Records an error about `node`.
@@ -113,11 +91,7 @@ impl<'t> Walker<'t> {
             Kind::Object(m) => Some(m),
             Kind::Null => None,
             other => {
-                self.error(
-                    path,
-                    node,
-                    format!("expected an object, found {}", other.describe()),
-                );
+                self.error(path, node, format!("expected an object, found {}", other.describe()));
                 None
             }
         }
@@ -129,11 +103,7 @@ impl<'t> Walker<'t> {
             Kind::Array(items) => items,
             Kind::Null => &[],
             other => {
-                self.error(
-                    path,
-                    node,
-                    format!("expected an array, found {}", other.describe()),
-                );
+                self.error(path, node, format!("expected an array, found {}", other.describe()));
                 &[]
             }
         }
@@ -145,11 +115,7 @@ impl<'t> Walker<'t> {
             Kind::String(s) => Some(s.clone()),
             Kind::Null => None,
             other => {
-                self.error(
-                    path,
-                    node,
-                    format!("expected a string, found {}", other.describe()),
-                );
+                self.error(path, node, format!("expected a string, found {}", other.describe()));
                 None
             }
         }
@@ -161,11 +127,7 @@ impl<'t> Walker<'t> {
             Kind::Bool(b) => Some(*b),
             Kind::Null => None,
             other => {
-                self.error(
-                    path,
-                    node,
-                    format!("expected a boolean, found {}", other.describe()),
-                );
+                self.error(path, node, format!("expected a boolean, found {}", other.describe()));
                 None
             }
         }
@@ -177,38 +139,22 @@ impl<'t> Walker<'t> {
             Kind::Number(t) => t,
             Kind::Null => return None,
             other => {
-                self.error(
-                    path,
-                    node,
-                    format!("expected an integer, found {}", other.describe()),
-                );
+                self.error(path, node, format!("expected an integer, found {}", other.describe()));
                 return None;
             }
         };
         if text.contains(['.', 'e', 'E']) {
-            self.error(
-                path,
-                node,
-                format!("expected an integer, found the number {text}"),
-            );
+            self.error(path, node, format!("expected an integer, found the number {text}"));
             return None;
         }
         match text.parse::<u32>() {
             Ok(n) => Some(n),
             Err(_) if text.starts_with('-') => {
-                self.error(
-                    path,
-                    node,
-                    format!("expected a non-negative integer, found {text}"),
-                );
+                self.error(path, node, format!("expected a non-negative integer, found {text}"));
                 None
             }
             Err(_) => {
-                self.error(
-                    path,
-                    node,
-                    format!("{text} is too large (the limit is {})", u32::MAX),
-                );
+                self.error(path, node, format!("{text} is too large (the limit is {})", u32::MAX));
                 None
             }
         }
@@ -217,31 +163,19 @@ impl<'t> Walker<'t> {
     /// A list of strings (each wrong item reported).
     pub fn strings(&mut self, node: &Node, path: &JsonPath) -> Vec<String> {
         let items = self.array(node, path);
-        items
-            .iter()
-            .enumerate()
-            .filter_map(|(i, n)| self.string(n, &path.index(i)))
-            .collect()
+        items.iter().enumerate().filter_map(|(i, n)| self.string(n, &path.index(i))).collect()
     }
 
     /// The members whose keys are allowed here in this spec version; every other key
     /// is reported (with a suggestion for typos).
-    pub fn known<'n>(
-        &mut self,
-        members: &'n [Member],
-        path: &JsonPath,
-        rules: &[KeyRule],
-    ) -> Vec<&'n Member> {
+    pub fn known<'n>(&mut self, members: &'n [Member], path: &JsonPath, rules: &[KeyRule]) -> Vec<&'n Member> {
         let mut out = Vec::new();
         for m in members {
             let key_path = path.key(&m.key);
             match rules.iter().find(|r| r.name == m.key) {
                 Some(r) if r.since <= self.minor => out.push(m),
                 Some(r) => {
-                    let msg = format!(
-                        "key {:?} needs spec 3.{}.0 or later; this config declares 3.{}.0",
-                        m.key, r.since, self.minor
-                    );
+                    let msg = format!("key {:?} needs spec 3.{}.0 or later; this config declares 3.{}.0", m.key, r.since, self.minor);
                     self.problem(Severity::Error, &key_path, m.key_offset, msg);
                 }
                 None => {
@@ -259,21 +193,13 @@ impl<'t> Walker<'t> {
 
     /// Reports a missing required key of the object at `path`.
     pub fn missing(&mut self, path: &JsonPath, object: &Node, key: &str) {
-        self.error(
-            &path.key(key),
-            object,
-            format!("missing required key {key:?}"),
-        );
+        self.error(&path.key(key), object, format!("missing required key {key:?}"));
     }
 
     /// Refuses an unsupported feature unless its value is empty (null, false, "", [] or {}).
     pub fn unsupported(&mut self, m: &Member, path: &JsonPath, advice: &str) {
         if !is_empty(&m.value) {
-            self.error(
-                &path.key(&m.key),
-                &m.value,
-                format!("{:?} is not supported by keel: {advice}", m.key),
-            );
+            self.error(&path.key(&m.key), &m.value, format!("{:?} is not supported by keel: {advice}", m.key));
         }
     }
 }
@@ -300,34 +226,20 @@ pub fn member<'n>(node: &'n Node, key: &str) -> Option<&'n Member> {
 /// Reads `ignition.version`: the spec 3 minor version, or the problem's message.
 fn read_version(root: &Node) -> Result<u32, (Option<&Node>, String)> {
     let Some(version) = member(root, "ignition").and_then(|i| member(&i.value, "version")) else {
-        return Err((
-            None,
-            "missing required key \"version\"; keel reads Ignition spec 3.0.0 to 3.6.0".into(),
-        ));
+        return Err((None, "missing required key \"version\"; keel reads Ignition spec 3.0.0 to 3.6.0".into()));
     };
     let Kind::String(text) = &version.value.kind else {
-        return Err((
-            Some(&version.value),
-            format!("expected a string, found {}", version.value.kind.describe()),
-        ));
+        return Err((Some(&version.value), format!("expected a string, found {}", version.value.kind.describe())));
     };
     let bad = |why: &str| Err((Some(&version.value), format!("version {text:?} {why}")));
     if text.starts_with("2.") || text.starts_with("1.") {
-        return bad(
-            "is not supported; translate the config to spec 3 (e.g. with ign-converter or Butane)",
-        );
+        return bad("is not supported; translate the config to spec 3 (e.g. with ign-converter or Butane)");
     }
     if text.ends_with("-experimental") {
         return bad("is experimental and not supported; use a stable spec 3.0.0 to 3.6.0");
     }
-    match text
-        .strip_prefix("3.")
-        .and_then(|r| r.strip_suffix(".0"))
-        .map(|m| m.parse::<u32>())
-    {
-        Some(Ok(minor)) if (MIN_MINOR..=MAX_MINOR).contains(&minor) && !text.contains('+') => {
-            Ok(minor)
-        }
+    match text.strip_prefix("3.").and_then(|r| r.strip_suffix(".0")).map(|m| m.parse::<u32>()) {
+        Some(Ok(minor)) if (MIN_MINOR..=MAX_MINOR).contains(&minor) && !text.contains('+') => Ok(minor),
         _ => bad("is not supported; keel reads Ignition spec 3.0.0 to 3.6.0"),
     }
 }
@@ -340,16 +252,8 @@ pub fn walk(w: &mut Walker<'_>, root: &Node) -> (Config, Origins) {
     match read_version(root) {
         Ok(minor) => w.minor = minor,
         Err((node, message)) => {
-            let offset = node.map_or(
-                member(root, "ignition").map_or(root.offset, |m| m.value.offset),
-                |n| n.offset,
-            );
-            w.problem(
-                Severity::Error,
-                &JsonPath::of(&["ignition", "version"]),
-                offset,
-                message,
-            );
+            let offset = node.map_or(member(root, "ignition").map_or(root.offset, |m| m.value.offset), |n| n.offset);
+            w.problem(Severity::Error, &JsonPath::of(&["ignition", "version"]), offset, message);
         }
     }
     let Some(members) = w.object(root, &top) else {
@@ -362,12 +266,8 @@ pub fn walk(w: &mut Walker<'_>, root: &Node) -> (Config, Origins) {
         let path = top.key(&m.key);
         match m.key.as_str() {
             "ignition" => walk_ignition(w, &m.value, &path, &mut config, &mut origins),
-            "storage" => {
-                super::walk_storage::walk_storage(w, &m.value, &path, &mut config, &mut origins)
-            }
-            "passwd" => {
-                super::walk_passwd::walk_passwd(w, &m.value, &path, &mut config, &mut origins)
-            }
+            "storage" => super::walk_storage::walk_storage(w, &m.value, &path, &mut config, &mut origins),
+            "passwd" => super::walk_passwd::walk_passwd(w, &m.value, &path, &mut config, &mut origins),
             "systemd" => walk_systemd(w, &m.value, &path),
             "kernelArguments" => walk_kernel_arguments(w, &m.value, &path),
             _ => {}
@@ -376,13 +276,7 @@ pub fn walk(w: &mut Walker<'_>, root: &Node) -> (Config, Origins) {
     (config, origins)
 }
 
-fn walk_ignition(
-    w: &mut Walker<'_>,
-    node: &Node,
-    path: &JsonPath,
-    config: &mut Config,
-    origins: &mut Origins,
-) {
+fn walk_ignition(w: &mut Walker<'_>, node: &Node, path: &JsonPath, config: &mut Config, origins: &mut Origins) {
     let Some(members) = w.object(node, path) else {
         return;
     };
@@ -403,11 +297,7 @@ fn walk_timeouts(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Timeouts {
     let Some(members) = w.object(node, path) else {
         return t;
     };
-    for m in w.known(
-        members,
-        path,
-        &[key("httpResponseHeaders"), key("httpTotal")],
-    ) {
+    for m in w.known(members, path, &[key("httpResponseHeaders"), key("httpTotal")]) {
         let value = w.uint(&m.value, &path.key(&m.key));
         match m.key.as_str() {
             "httpResponseHeaders" => t.http_response_headers = value,
@@ -464,10 +354,6 @@ fn walk_kernel_arguments(w: &mut Walker<'_>, node: &Node, path: &JsonPath) {
         return;
     };
     for m in w.known(members, path, &[key("shouldExist"), key("shouldNotExist")]) {
-        w.unsupported(
-            m,
-            path,
-            "set the kernel command line in the image's host.toml",
-        );
+        w.unsupported(m, path, "set the kernel command line in the image's host.toml");
     }
 }

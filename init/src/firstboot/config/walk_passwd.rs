@@ -26,45 +26,19 @@ const USER_KEYS: &[KeyRule] = &[
     key("system"),
     key_since("shouldExist", 2),
 ];
-const GROUP_KEYS: &[KeyRule] = &[
-    key("name"),
-    key("gid"),
-    key("passwordHash"),
-    key("system"),
-    key_since("shouldExist", 2),
-];
+const GROUP_KEYS: &[KeyRule] = &[key("name"), key("gid"), key("passwordHash"), key("system"), key_since("shouldExist", 2)];
 
 /// Walks `passwd`.
-pub fn walk_passwd(
-    w: &mut Walker<'_>,
-    node: &Node,
-    path: &JsonPath,
-    config: &mut Config,
-    origins: &mut Origins,
-) {
+pub fn walk_passwd(w: &mut Walker<'_>, node: &Node, path: &JsonPath, config: &mut Config, origins: &mut Origins) {
     let Some(members) = w.object(node, path) else {
         return;
     };
     for m in w.known(members, path, &[key("users"), key("groups")]) {
         let p = path.key(&m.key);
         if m.key == "users" {
-            each(
-                w,
-                &m.value,
-                &p,
-                walk_user,
-                &mut config.users,
-                &mut origins.users,
-            );
+            each(w, &m.value, &p, walk_user, &mut config.users, &mut origins.users);
         } else {
-            each(
-                w,
-                &m.value,
-                &p,
-                walk_group,
-                &mut config.groups,
-                &mut origins.groups,
-            );
+            each(w, &m.value, &p, walk_group, &mut config.groups, &mut origins.groups);
         }
     }
 }
@@ -84,7 +58,9 @@ fn walk_user(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<User> {
             "sshAuthorizedKeys" => u.ssh_authorized_keys = w.strings(&m.value, &p),
             "homeDir" => u.home_dir = w.string(&m.value, &p),
             "gecos" => w.unsupported(m, path, "keel writes an empty GECOS field; remove it"),
-            "primaryGroup" => w.unsupported(m, path, "keel gives each user a primary group of the same name; list other groups in \"groups\""),
+            "primaryGroup" => {
+                w.unsupported(m, path, "keel gives each user a primary group of the same name; list other groups in \"groups\"")
+            }
             "noCreateHome" => w.unsupported(m, path, "keel always creates the home directory"),
             "noUserGroup" => w.unsupported(m, path, "keel always creates the user's own group"),
             "noLogInit" => w.unsupported(m, path, "keel keeps no lastlog/faillog; remove it"),
@@ -109,11 +85,7 @@ fn walk_group(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<Group>
             "name" => name = Some(w.string(&m.value, &p)),
             "gid" => g.gid = w.uint(&m.value, &p),
             "passwordHash" => g.password_hash = w.string(&m.value, &p),
-            "system" => w.unsupported(
-                m,
-                path,
-                "give the group an explicit \"gid\" below 1000 instead",
-            ),
+            "system" => w.unsupported(m, path, "give the group an explicit \"gid\" below 1000 instead"),
             _ => should_exist(w, &m.value, &p),
         }
     }

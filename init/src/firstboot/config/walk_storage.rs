@@ -4,60 +4,20 @@
 use super::json::{Member, Node};
 use super::report::JsonPath;
 use super::types::{
-    Compression, Config, ConfigRef, DirEntry, FileEntry, Hash, HashAlgorithm, HttpHeader, IdOrName, LinkEntry,
-    Owner, Resource,
+    Compression, Config, ConfigRef, DirEntry, FileEntry, Hash, HashAlgorithm, HttpHeader, IdOrName, LinkEntry, Owner, Resource,
 };
 use super::walk::{is_empty, key, key_since, KeyRule, Origins, Walker};
 
-const STORAGE_KEYS: &[KeyRule] = &[
-    key("files"),
-    key("directories"),
-    key("links"),
-    key("disks"),
-    key("raid"),
-    key("filesystems"),
-    key_since("luks", 2),
-];
+const STORAGE_KEYS: &[KeyRule] =
+    &[key("files"), key("directories"), key("links"), key("disks"), key("raid"), key("filesystems"), key_since("luks", 2)];
 const NODE_KEYS: [KeyRule; 4] = [key("path"), key("overwrite"), key("user"), key("group")];
-const FILE_KEYS: &[KeyRule] = &[
-    NODE_KEYS[0],
-    NODE_KEYS[1],
-    NODE_KEYS[2],
-    NODE_KEYS[3],
-    key("contents"),
-    key("append"),
-    key("mode"),
-];
-const DIR_KEYS: &[KeyRule] = &[
-    NODE_KEYS[0],
-    NODE_KEYS[1],
-    NODE_KEYS[2],
-    NODE_KEYS[3],
-    key("mode"),
-];
-const LINK_KEYS: &[KeyRule] = &[
-    NODE_KEYS[0],
-    NODE_KEYS[1],
-    NODE_KEYS[2],
-    NODE_KEYS[3],
-    key("target"),
-    key("hard"),
-];
-const RESOURCE_KEYS: &[KeyRule] = &[
-    key("source"),
-    key("compression"),
-    key("verification"),
-    key_since("httpHeaders", 1),
-];
+const FILE_KEYS: &[KeyRule] = &[NODE_KEYS[0], NODE_KEYS[1], NODE_KEYS[2], NODE_KEYS[3], key("contents"), key("append"), key("mode")];
+const DIR_KEYS: &[KeyRule] = &[NODE_KEYS[0], NODE_KEYS[1], NODE_KEYS[2], NODE_KEYS[3], key("mode")];
+const LINK_KEYS: &[KeyRule] = &[NODE_KEYS[0], NODE_KEYS[1], NODE_KEYS[2], NODE_KEYS[3], key("target"), key("hard")];
+const RESOURCE_KEYS: &[KeyRule] = &[key("source"), key("compression"), key("verification"), key_since("httpHeaders", 1)];
 
 /// Walks `storage`.
-pub fn walk_storage(
-    w: &mut Walker<'_>,
-    node: &Node,
-    path: &JsonPath,
-    config: &mut Config,
-    origins: &mut Origins,
-) {
+pub fn walk_storage(w: &mut Walker<'_>, node: &Node, path: &JsonPath, config: &mut Config, origins: &mut Origins) {
     let Some(members) = w.object(node, path) else {
         return;
     };
@@ -100,27 +60,14 @@ pub fn each<T>(
 }
 
 /// Walks `ignition.config` (merge and replace).
-pub fn walk_config_refs(
-    w: &mut Walker<'_>,
-    node: &Node,
-    path: &JsonPath,
-    config: &mut Config,
-    origins: &mut Origins,
-) {
+pub fn walk_config_refs(w: &mut Walker<'_>, node: &Node, path: &JsonPath, config: &mut Config, origins: &mut Origins) {
     let Some(members) = w.object(node, path) else {
         return;
     };
     for m in w.known(members, path, &[key("merge"), key("replace")]) {
         let p = path.key(&m.key);
         if m.key == "merge" {
-            each(
-                w,
-                &m.value,
-                &p,
-                config_ref,
-                &mut config.merge,
-                &mut origins.merge,
-            );
+            each(w, &m.value, &p, config_ref, &mut config.merge, &mut origins.merge);
         } else if !is_empty(&m.value) {
             // An all-empty replace (`{"verification": {}}`) is how Go tools write "none".
             config.replace = config_ref(w, &m.value, &p);
@@ -135,12 +82,7 @@ pub fn config_ref(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<Co
         w.missing(path, node, "source");
         return None;
     };
-    Some(ConfigRef {
-        source,
-        compression: r.compression,
-        verification: r.verification,
-        http_headers: r.http_headers,
-    })
+    Some(ConfigRef { source, compression: r.compression, verification: r.verification, http_headers: r.http_headers })
 }
 
 /// Walks a resource object (`contents`, `append[]`, config references).
@@ -168,7 +110,11 @@ fn http_headers(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Vec<HttpHea
         let (mut name, mut value) = (None, None);
         for m in w.known(members, &p, &[key("name"), key("value")]) {
             let text = w.string(&m.value, &p.key(&m.key));
-            if m.key == "name" { name = text } else { value = text }
+            if m.key == "name" {
+                name = text
+            } else {
+                value = text
+            }
         }
         match name {
             Some(name) => headers.push(HttpHeader { name, value: value.unwrap_or_default() }),
@@ -183,11 +129,7 @@ fn compression(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<Compr
         "" => None,
         "gzip" => Some(Compression::Gzip),
         other => {
-            w.error(
-                path,
-                node,
-                format!("compression {other:?} is not supported; use \"gzip\" or none"),
-            );
+            w.error(path, node, format!("compression {other:?} is not supported; use \"gzip\" or none"));
             None
         }
     }
@@ -210,39 +152,22 @@ fn verification(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<Hash
 /// Parses `sha256-<64 hex>` or `sha512-<128 hex>` (hex digits of either case).
 pub fn parse_hash(text: &str) -> Result<Hash, String> {
     let Some((name, hex)) = text.split_once('-') else {
-        return Err(format!(
-            "hash {text:?} is not ALGORITHM-HEX, e.g. sha512-<128 hex digits>"
-        ));
+        return Err(format!("hash {text:?} is not ALGORITHM-HEX, e.g. sha512-<128 hex digits>"));
     };
     let (algorithm, len) = match name {
         "sha256" => (HashAlgorithm::Sha256, 64),
         "sha512" => (HashAlgorithm::Sha512, 128),
-        other => {
-            return Err(format!(
-                "hash algorithm {other:?} is not supported; use sha256 or sha512"
-            ))
-        }
+        other => return Err(format!("hash algorithm {other:?} is not supported; use sha256 or sha512")),
     };
     if hex.len() != len || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!(
-            "{name} hash must be {len} hex digits, found {:?}",
-            hex
-        ));
+        return Err(format!("{name} hash must be {len} hex digits, found {:?}", hex));
     }
-    Ok(Hash {
-        algorithm,
-        hex: hex.to_ascii_lowercase(),
-    })
+    Ok(Hash { algorithm, hex: hex.to_ascii_lowercase() })
 }
 
 /// Reads path, overwrite, user and group; returns (path, overwrite, owner), the
 /// path `None` when missing or unreadable (already reported).
-fn node_common(
-    w: &mut Walker<'_>,
-    node: &Node,
-    path: &JsonPath,
-    known: &[&Member],
-) -> (Option<String>, bool, Owner) {
+fn node_common(w: &mut Walker<'_>, node: &Node, path: &JsonPath, known: &[&Member]) -> (Option<String>, bool, Owner) {
     let (mut p_out, mut overwrite, mut owner) = (None, false, Owner::default());
     for m in known {
         let p = path.key(&m.key);
@@ -286,11 +211,7 @@ fn walk_file(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<FileEnt
     let members = w.object(node, path)?;
     let known = w.known(members, path, FILE_KEYS);
     let (file_path, overwrite, owner) = node_common(w, node, path, &known);
-    let mut f = FileEntry {
-        overwrite,
-        owner,
-        ..FileEntry::default()
-    };
+    let mut f = FileEntry { overwrite, owner, ..FileEntry::default() };
     for m in known {
         let p = path.key(&m.key);
         match m.key.as_str() {
@@ -312,16 +233,8 @@ fn walk_dir(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<DirEntry
     let members = w.object(node, path)?;
     let known = w.known(members, path, DIR_KEYS);
     let (dir_path, overwrite, owner) = node_common(w, node, path, &known);
-    let mode = known
-        .iter()
-        .find(|m| m.key == "mode")
-        .and_then(|m| w.uint(&m.value, &path.key("mode")));
-    Some(DirEntry {
-        path: dir_path?,
-        overwrite,
-        owner,
-        mode,
-    })
+    let mode = known.iter().find(|m| m.key == "mode").and_then(|m| w.uint(&m.value, &path.key("mode")));
+    Some(DirEntry { path: dir_path?, overwrite, owner, mode })
 }
 
 fn walk_link(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<LinkEntry> {
@@ -343,11 +256,5 @@ fn walk_link(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<LinkEnt
     if !has_target {
         w.missing(path, node, "target");
     }
-    Some(LinkEntry {
-        path: link_path?,
-        target: target?,
-        hard,
-        owner,
-        overwrite,
-    })
+    Some(LinkEntry { path: link_path?, target: target?, hard, owner, overwrite })
 }

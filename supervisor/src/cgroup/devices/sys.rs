@@ -159,18 +159,14 @@ fn load_default() -> Result<OwnedFd, DeviceFilterError> {
         Ok(fd) => Ok(owned_fd(fd)),
         Err(source) => {
             let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-            Err(DeviceFilterError::Load {
-                source,
-                log: String::from_utf8_lossy(&log[..end]).into(),
-            })
+            Err(DeviceFilterError::Load { source, log: String::from_utf8_lossy(&log[..end]).into() })
         }
     }
 }
 
 fn open_cgroup(dir: &Path) -> Result<OwnedFd, DeviceFilterError> {
     let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
-    fcntl::open(dir, flags, Mode::empty())
-        .map_err(|e| DeviceFilterError::Open { path: dir.to_path_buf(), source: e.into() })
+    fcntl::open(dir, flags, Mode::empty()).map_err(|e| DeviceFilterError::Open { path: dir.to_path_buf(), source: e.into() })
 }
 
 /// Load the OCI default device filter and attach it to the cgroup at `dir` (replacing
@@ -186,9 +182,7 @@ pub fn attach_default_filter(dir: &Path) -> Result<(), DeviceFilterError> {
         attach_type: BPF_CGROUP_DEVICE,
         ..ProgAttachAttr::default()
     };
-    bpf(BPF_PROG_ATTACH, &mut attr)
-        .map(drop)
-        .map_err(|source| DeviceFilterError::Attach { path: dir.to_path_buf(), source })
+    bpf(BPF_PROG_ATTACH, &mut attr).map(drop).map_err(|source| DeviceFilterError::Attach { path: dir.to_path_buf(), source })
 }
 
 /// The ids of the device programs attached to the cgroup at `dir` itself (not those
@@ -203,8 +197,7 @@ pub fn attached_programs(dir: &Path) -> Result<Vec<u32>, DeviceFilterError> {
         prog_cnt: QUERY_MAX as u32,
         ..ProgQueryAttr::default()
     };
-    bpf(BPF_PROG_QUERY, &mut attr)
-        .map_err(|source| DeviceFilterError::Query { path: dir.to_path_buf(), source })?;
+    bpf(BPF_PROG_QUERY, &mut attr).map_err(|source| DeviceFilterError::Query { path: dir.to_path_buf(), source })?;
     let count = (attr.prog_cnt as usize).min(QUERY_MAX);
     Ok(ids[..count].to_vec())
 }

@@ -106,11 +106,7 @@ fn a_rule_block_tests_type_access_major_and_minor() {
     let program = build(&[rule]);
     // Prologue 6, then: type, access (3), major, minor, return 1; then return 0.
     assert_eq!(program.len(), 6 + 6 + 2 + 2);
-    let jumps: Vec<(u8, i32, i16)> = program[6..12]
-        .iter()
-        .filter(|i| i.code == op::JNE_IMM)
-        .map(|i| (i.dst, i.imm, i.off))
-        .collect();
+    let jumps: Vec<(u8, i32, i16)> = program[6..12].iter().filter(|i| i.code == op::JNE_IMM).map(|i| (i.dst, i.imm, i.off)).collect();
     // Every failed test lands on the final `return 0` (index 14).
     assert_eq!(jumps, [(2, 2, 7), (6, 0, 4), (4, 1, 3), (5, 3, 2)]);
     assert_eq!(program[8].imm, 1, "requested bits outside rw: mknod");

@@ -68,7 +68,8 @@ pub type MeterRef<'m> = &'m RefCell<Meter>;
 /// bytes on `meter` (the caller counts the decompressed stream on the same meter).
 /// Returns the layer's counts.
 pub fn extract(reader: impl Read, root: &Path, target: Target, options: Options, meter: MeterRef<'_>) -> Result<Usage, ExtractError> {
-    let root_fd = rfs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(|e| LayerError { entry: root.display().to_string(), message: format!("open: {e}") })?;
+    let root_fd = rfs::open(root, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| LayerError { entry: root.display().to_string(), message: format!("open: {e}") })?;
     let guard = Rc::new(GuardState::default());
     let mut unpacker = Unpacker { root: root_fd, target, options, written: HashSet::new(), meter, guard: guard.clone() };
     let mut archive = tar::Archive::new(MetadataGuard { inner: reader, state: guard.clone() });
@@ -256,7 +257,13 @@ impl Unpacker<'_> {
                 // The declared size (a sparse file's full size: it is written out with
                 // its holes as zeros) is counted before the first byte is written.
                 self.count(Resource::Bytes, entry.size())?;
-                let file = rfs::openat(&dir, name, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::from_raw_mode(0o600)).map_err(io)?;
+                let file = rfs::openat(
+                    &dir,
+                    name,
+                    OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(io)?;
                 let mut out = std::fs::File::from(file);
                 self.guard.in_content.set(true);
                 let copied = io::copy(entry, &mut out);
@@ -298,7 +305,14 @@ impl Unpacker<'_> {
         rfs::linkat(&tdir, tname, dir, name, AtFlags::empty()).map_err(|e| format!("hard link to {}: {e}", target.display()))
     }
 
-    fn set_metadata<R: Read>(&self, dir: &OwnedFd, name: &OsStr, header: &tar::Header, entry: &mut tar::Entry<R>, symlink: bool) -> Result<(), String> {
+    fn set_metadata<R: Read>(
+        &self,
+        dir: &OwnedFd,
+        name: &OsStr,
+        header: &tar::Header,
+        entry: &mut tar::Entry<R>,
+        symlink: bool,
+    ) -> Result<(), String> {
         if self.options.same_owner {
             let uid = rfs::Uid::from_raw(header.uid().map_err(io)? as u32);
             let gid = rfs::Gid::from_raw(header.gid().map_err(io)? as u32);
@@ -327,7 +341,9 @@ fn apply_xattrs<R: Read>(dir: &OwnedFd, name: &OsStr, entry: &mut tar::Entry<R>)
     if pairs.is_empty() {
         return;
     }
-    let Ok(fd) = rfs::openat(dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()) else { return };
+    let Ok(fd) = rfs::openat(dir, name, OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK, Mode::empty()) else {
+        return;
+    };
     for (key, value) in pairs {
         let value = match xattr::decide(&key, &value) {
             xattr::Decision::Keep(value) => value,
@@ -370,7 +386,13 @@ fn lower_dir_stat(lower: &Path, rel: &Path) -> Option<rfs::Stat> {
 /// A hard link in an upper layer to a file of a lower one: copy the file into this
 /// layer first (overlayfs would do the same copy-up), then link to the copy.
 /// `count(size)` is called before the copy is made.
-fn copy_up(lowers: &[PathBuf], target: &Path, tdir: &OwnedFd, tname: &OsStr, count: &mut dyn FnMut(u64) -> Result<(), String>) -> Result<(), String> {
+fn copy_up(
+    lowers: &[PathBuf],
+    target: &Path,
+    tdir: &OwnedFd,
+    tname: &OsStr,
+    count: &mut dyn FnMut(u64) -> Result<(), String>,
+) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     for lower in lowers {
         let lower_fd = rfs::open(lower, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(io)?;
@@ -383,9 +405,21 @@ fn copy_up(lowers: &[PathBuf], target: &Path, tdir: &OwnedFd, tname: &OsStr, cou
         let mut src = std::fs::File::from(src);
         let meta = src.metadata().map_err(io)?;
         count(meta.len())?;
-        let dst = rfs::openat(tdir, tname, OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::from_raw_mode(0o600)).map_err(io)?;
+        let dst = rfs::openat(
+            tdir,
+            tname,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(io)?;
         io::copy(&mut src, &mut std::fs::File::from(dst)).map_err(io)?;
-        let _ = rfs::chownat(tdir, tname, Some(rfs::Uid::from_raw(meta.uid())), Some(rfs::Gid::from_raw(meta.gid())), AtFlags::SYMLINK_NOFOLLOW);
+        let _ = rfs::chownat(
+            tdir,
+            tname,
+            Some(rfs::Uid::from_raw(meta.uid())),
+            Some(rfs::Gid::from_raw(meta.gid())),
+            AtFlags::SYMLINK_NOFOLLOW,
+        );
         rfs::chmodat(tdir, tname, Mode::from_raw_mode(meta.mode() & 0o7777), AtFlags::empty()).map_err(io)?;
         let mtime = Timespec { tv_sec: meta.mtime(), tv_nsec: meta.mtime_nsec() };
         let times = Timestamps { last_access: mtime, last_modification: mtime };

@@ -108,7 +108,8 @@ fn opaque_directory_keeps_only_this_layers_entries_whatever_their_order() {
     // The new file comes before the marker: it must survive.
     let l2 = tar_of(&[E::Dir("d/"), E::File("d/new", "n"), E::File("d/.wh..wh..opq", "")]);
     flat(dir.path(), &[l1, l2]).unwrap();
-    let mut names: Vec<String> = std::fs::read_dir(dir.path().join("d")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir.path().join("d")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
     names.sort();
     assert_eq!(names, ["new"]);
 }
@@ -407,7 +408,8 @@ fn device_nodes_are_refused_fifos_and_setuid_files_kept() {
         if nix::unistd::geteuid().is_root() {
             let dir = tempfile::tempdir().unwrap();
             let meter = RefCell::new(Meter::new(ImageLimits::default()));
-            extract(&node_tar(name, kind, 0o666)[..], dir.path(), Target::Flat, Options { allow_devices: true, same_owner: false }, &meter).unwrap();
+            extract(&node_tar(name, kind, 0o666)[..], dir.path(), Target::Flat, Options { allow_devices: true, same_owner: false }, &meter)
+                .unwrap();
             let ft = std::fs::symlink_metadata(dir.path().join(name)).unwrap().file_type();
             assert!(ft.is_block_device() || ft.is_char_device());
         }
@@ -474,7 +476,8 @@ fn escapes_are_refused_and_a_naive_unpacker_shows_they_would_escape() {
         let naive = outer.path().join(format!("naive{i}"));
         std::fs::create_dir(&naive).unwrap();
         naive_unpack(entries, &naive);
-        let reached = if victim == "secret" { std::fs::metadata(&secret).unwrap().nlink() == 2 } else { outer.path().join(victim).exists() };
+        let reached =
+            if victim == "secret" { std::fs::metadata(&secret).unwrap().nlink() == 2 } else { outer.path().join(victim).exists() };
         assert!(reached, "case {i}: the naive unpacker should have escaped");
         let _ = std::fs::remove_file(outer.path().join("escaped"));
         let _ = std::fs::remove_file(naive.join("hl"));

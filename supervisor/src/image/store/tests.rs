@@ -80,7 +80,10 @@ fn a_tampered_blob_is_refused_naming_its_digest_and_nothing_is_kept() {
     let layout = tmp.path().join("img");
     write_layout(&layout, &[base()], false, "t");
     let index: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let manifest: serde_json::Value = serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(&index["manifests"][0]["digest"].as_str().unwrap()[7..])).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &fs::read(layout.join("blobs/sha256").join(&index["manifests"][0]["digest"].as_str().unwrap()[7..])).unwrap(),
+    )
+    .unwrap();
     let layer = manifest["layers"][0]["digest"].as_str().unwrap().to_string();
     let path = layout.join("blobs/sha256").join(&layer[7..]);
     let mut bytes = fs::read(&path).unwrap();
@@ -149,7 +152,11 @@ fn a_tampered_copy_of_a_blob_the_store_already_has_is_still_refused() {
     let layout = tmp.path().join("img");
     write_layout(&layout, &[base()], false, "t");
     import::import(&store, &ImageSource::OciLayout { path: layout.clone(), tag: None }).unwrap();
-    let biggest = fs::read_dir(layout.join("blobs/sha256")).unwrap().map(|e| e.unwrap().path()).max_by_key(|p| fs::metadata(p).unwrap().len()).unwrap();
+    let biggest = fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .unwrap();
     let mut bytes = fs::read(&biggest).unwrap();
     bytes[600] ^= 1;
     fs::write(&biggest, bytes).unwrap();
@@ -282,13 +289,17 @@ fn a_gzip_bomb_is_stopped_while_streaming_and_leaves_nothing() {
 #[test]
 fn per_image_limits_count_all_layers_of_the_import_and_the_first_layer_goes_too() {
     let tmp = tempfile::tempdir().unwrap();
-    let layers = [tar_of(&[E::Dir("a/"), E::File("a/1", "1"), E::File("a/2", "2")]), tar_of(&[E::Dir("b/"), E::File("b/1", "1"), E::File("b/2", "2")])];
+    let layers = [
+        tar_of(&[E::Dir("a/"), E::File("a/1", "1"), E::File("a/2", "2")]),
+        tar_of(&[E::Dir("b/"), E::File("b/1", "1"), E::File("b/2", "2")]),
+    ];
     let layout = tmp.path().join("img");
     write_layout(&layout, &layers, true, "two");
     let source = ImageSource::OciLayout { path: layout.clone(), tag: None };
     let store = Store::open_with(tmp.path().join("store"), limits_with(|l| l.image.entries = 5)).unwrap();
     let err = import::import(&store, &source).unwrap_err();
-    let manifest: Manifest = serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(store_manifest(&layout).hex())).unwrap()).unwrap();
+    let manifest: Manifest =
+        serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(store_manifest(&layout).hex())).unwrap()).unwrap();
     match &err {
         ImageError::LayerLimit { blob, entry, limit } => {
             assert_eq!(blob, &manifest.layers[1].digest, "the second layer goes over");
@@ -403,7 +414,8 @@ fn inspect_reads_layers_within_the_limits() {
 fn docker_archive(path: &Path, layer: &[u8]) {
     let config = serde_json::to_vec(&serde_json::json!({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [Digest::of(layer).to_string()]}})).unwrap();
     let config_name = format!("{}.json", Digest::of(&config).hex());
-    let manifest = serde_json::to_vec(&serde_json::json!([{"Config": config_name, "RepoTags": ["d:1"], "Layers": ["l1/layer.tar"]}])).unwrap();
+    let manifest =
+        serde_json::to_vec(&serde_json::json!([{"Config": config_name, "RepoTags": ["d:1"], "Layers": ["l1/layer.tar"]}])).unwrap();
     let mut b = tar::Builder::new(Vec::new());
     // The layer first, as `docker save` writes it: it is stored before a document is read.
     for (name, data) in [("l1/layer.tar", layer), (config_name.as_str(), &config[..]), ("manifest.json", &manifest[..])] {

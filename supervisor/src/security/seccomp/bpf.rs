@@ -78,10 +78,7 @@ pub(super) const RET_K: u16 = 0x06; // BPF_RET | BPF_K
 /// Builds the program for `table` (verdict of number n at index n; numbers past the end get
 /// `ENOSYS`).
 pub fn program(table: &[Verdict]) -> Result<Vec<Insn>, SeccompError> {
-    let highest = table
-        .len()
-        .checked_sub(1)
-        .ok_or(SeccompError::EmptyPolicy)?;
+    let highest = table.len().checked_sub(1).ok_or(SeccompError::EmptyPolicy)?;
     let highest = u32::try_from(highest).map_err(|_| SeccompError::TooLong { len: highest })?;
     let mut prog = vec![
         stmt(LD_W_ABS, DATA_ARCH),
@@ -136,8 +133,7 @@ fn tree(runs: &[Run<'_>]) -> Result<Vec<Insn>, SeccompError> {
     match u8::try_from(left.len()) {
         Ok(skip) => out.push(jump(JGE_K, first_right.start, skip, 0)),
         Err(_) => {
-            let skip =
-                u32::try_from(left.len()).map_err(|_| SeccompError::TooLong { len: left.len() })?;
+            let skip = u32::try_from(left.len()).map_err(|_| SeccompError::TooLong { len: left.len() })?;
             out.push(jump(JGE_K, first_right.start, 0, 1));
             out.push(stmt(JA, skip));
         }
@@ -181,8 +177,7 @@ fn arg_tests(tests: &[ArgTest]) -> Result<Vec<Insn>, SeccompError> {
     let allow_at = out.len();
     out.push(stmt(RET_K, RET_ALLOW));
     for (at, allow_on_true) in to_allow {
-        let offset = u8::try_from(allow_at - at - 1)
-            .map_err(|_| SeccompError::TooManyArgTests { count: tests.len() })?;
+        let offset = u8::try_from(allow_at - at - 1).map_err(|_| SeccompError::TooManyArgTests { count: tests.len() })?;
         let insn = &mut out[at];
         if allow_on_true {
             insn.jt = offset;
@@ -195,12 +190,7 @@ fn arg_tests(tests: &[ArgTest]) -> Result<Vec<Insn>, SeccompError> {
 
 /// An instruction without jump offsets.
 const fn stmt(code: u16, k: u32) -> Insn {
-    Insn {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    }
+    Insn { code, jt: 0, jf: 0, k }
 }
 
 /// A conditional jump.

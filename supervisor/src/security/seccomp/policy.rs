@@ -216,11 +216,7 @@ pub const RULES: &[Rule] = &[
     Rule {
         names: &["socket"],
         action: Action::Allow,
-        any_arg: &[
-            arg0(Cmp::Lt(AF_ALG)),
-            arg0(Cmp::Eq(AF_ALG + 1)),
-            arg0(Cmp::Gt(AF_VSOCK)),
-        ],
+        any_arg: &[arg0(Cmp::Lt(AF_ALG)), arg0(Cmp::Eq(AF_ALG + 1)), arg0(Cmp::Gt(AF_VSOCK))],
         when: When::Always,
     },
     Rule {
@@ -269,48 +265,19 @@ pub const RULES: &[Rule] = &[
     Rule {
         names: &["clone"],
         action: Action::Allow,
-        any_arg: &[arg0(Cmp::MaskedEq {
-            mask: CLONE_NAMESPACE_FLAGS,
-            value: 0,
-        })],
+        any_arg: &[arg0(Cmp::MaskedEq { mask: CLONE_NAMESPACE_FLAGS, value: 0 })],
         when: When::CapDropped(cap::SYS_ADMIN),
     },
-    Rule {
-        names: &["clone3"],
-        action: Action::Errno(ENOSYS),
-        any_arg: &[],
-        when: When::CapDropped(cap::SYS_ADMIN),
-    },
+    Rule { names: &["clone3"], action: Action::Errno(ENOSYS), any_arg: &[], when: When::CapDropped(cap::SYS_ADMIN) },
     with_cap(cap::SYS_BOOT, &["reboot"]),
     with_cap(cap::SYS_CHROOT, &["chroot"]),
-    with_cap(
-        cap::SYS_MODULE,
-        &["delete_module", "init_module", "finit_module"],
-    ),
+    with_cap(cap::SYS_MODULE, &["delete_module", "init_module", "finit_module"]),
     with_cap(cap::SYS_PACCT, &["acct"]),
-    with_cap(
-        cap::SYS_PTRACE,
-        &[
-            "kcmp",
-            "pidfd_getfd",
-            "process_madvise",
-            "process_vm_readv",
-            "process_vm_writev",
-            "ptrace",
-        ],
-    ),
+    with_cap(cap::SYS_PTRACE, &["kcmp", "pidfd_getfd", "process_madvise", "process_vm_readv", "process_vm_writev", "ptrace"]),
     with_cap(cap::SYS_RAWIO, &["iopl", "ioperm"]),
     with_cap(cap::SYS_TIME, &["settimeofday", "clock_settime"]),
     with_cap(cap::SYS_TTY_CONFIG, &["vhangup"]),
-    with_cap(
-        cap::SYS_NICE,
-        &[
-            "get_mempolicy",
-            "mbind",
-            "set_mempolicy",
-            "set_mempolicy_home_node",
-        ],
-    ),
+    with_cap(cap::SYS_NICE, &["get_mempolicy", "mbind", "set_mempolicy", "set_mempolicy_home_node"]),
     with_cap(cap::SYSLOG, &["syslog"]),
     with_cap(cap::BPF, &["bpf"]),
     with_cap(cap::PERFMON, &["perf_event_open"]),
@@ -333,22 +300,12 @@ pub const DIFFERENCES: &[Difference] = &[
 
 /// Every call in `names`, for every container.
 const fn always(names: &'static [&'static str]) -> Rule {
-    Rule {
-        names,
-        action: Action::Allow,
-        any_arg: &[],
-        when: When::Always,
-    }
+    Rule { names, action: Action::Allow, any_arg: &[], when: When::Always }
 }
 
 /// Every call in `names`, when `cap` is kept.
 const fn with_cap(cap: u8, names: &'static [&'static str]) -> Rule {
-    Rule {
-        names,
-        action: Action::Allow,
-        any_arg: &[],
-        when: When::CapKept(cap),
-    }
+    Rule { names, action: Action::Allow, any_arg: &[], when: When::CapKept(cap) }
 }
 
 /// A test of the first argument.
@@ -358,10 +315,5 @@ const fn arg0(cmp: Cmp) -> ArgTest {
 
 /// A call Docker allows to every container and keel does not.
 const fn docker_only(syscall: &'static str, reason: &'static str) -> Difference {
-    Difference {
-        syscall,
-        only_in: Profile::Docker,
-        when: When::Always,
-        reason,
-    }
+    Difference { syscall, only_in: Profile::Docker, when: When::Always, reason }
 }

@@ -405,8 +405,5 @@ pub const X86_64: &[(&str, libc::c_long)] = &[
 
 /// The x86_64 number of `name`, if x86_64 has such a system call.
 pub fn number(name: &str) -> Option<u32> {
-    X86_64
-        .iter()
-        .find(|(known, _)| *known == name)
-        .and_then(|&(_, nr)| u32::try_from(nr).ok())
+    X86_64.iter().find(|(known, _)| *known == name).and_then(|&(_, nr)| u32::try_from(nr).ok())
 }

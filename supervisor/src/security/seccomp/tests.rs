@@ -24,11 +24,7 @@ struct Data {
 
 impl Data {
     fn x86_64(nr: u32, arg0: u64) -> Self {
-        Data {
-            nr,
-            arch: AUDIT_ARCH_X86_64,
-            args: [arg0, 0, 0, 0, 0, 0],
-        }
+        Data { nr, arch: AUDIT_ARCH_X86_64, args: [arg0, 0, 0, 0, 0, 0] }
     }
 
     /// `BPF_LD | BPF_W | BPF_ABS` at byte offset `off` (little-endian halves of the u64s).
@@ -60,9 +56,7 @@ fn run(prog: &[Insn], data: &Data) -> u32 {
 fn run_counting(prog: &[Insn], data: &Data) -> (u32, usize) {
     let (mut pc, mut acc, mut steps) = (0usize, 0u32, 0usize);
     loop {
-        let insn = prog
-            .get(pc)
-            .unwrap_or_else(|| panic!("ran off the end at {pc}"));
+        let insn = prog.get(pc).unwrap_or_else(|| panic!("ran off the end at {pc}"));
         pc += 1;
         steps += 1;
         let cond = |taken: bool| usize::from(if taken { insn.jt } else { insn.jf });
@@ -85,10 +79,7 @@ fn nr(name: &str) -> u32 {
 
 /// The verdict for `name(arg0)` in a container keeping `caps`.
 fn verdict_with(caps: u64, name: &str, arg0: u64) -> u32 {
-    run(
-        &default_filter(caps).unwrap(),
-        &Data::x86_64(nr(name), arg0),
-    )
+    run(&default_filter(caps).unwrap(), &Data::x86_64(nr(name), arg0))
 }
 
 fn verdict(name: &str, arg0: u64) -> u32 {
@@ -99,21 +90,12 @@ fn verdict(name: &str, arg0: u64) -> u32 {
 fn program_is_compact() {
     for caps in [0, DEFAULT_CAPS, ALL_CAPS] {
         let prog = default_filter(caps).unwrap();
-        let steps: Vec<usize> = (0..=highest_listed().unwrap())
-            .map(|n| run_counting(&prog, &Data::x86_64(n, 0)).1)
-            .collect();
+        let steps: Vec<usize> = (0..=highest_listed().unwrap()).map(|n| run_counting(&prog, &Data::x86_64(n, 0)).1).collect();
         let worst = steps.iter().max().copied().unwrap_or_default();
         let mean = steps.iter().sum::<usize>() as f64 / steps.len() as f64;
-        eprintln!(
-            "caps {caps:#x}: {} BPF instructions, {worst} run at most, {mean:.1} on average",
-            prog.len()
-        );
+        eprintln!("caps {caps:#x}: {} BPF instructions, {worst} run at most, {mean:.1} on average", prog.len());
         assert!(prog.len() <= BPF_MAX_INSNS);
-        assert!(
-            prog.len() < 400,
-            "unexpectedly large program: {}",
-            prog.len()
-        );
+        assert!(prog.len() < 400, "unexpectedly large program: {}", prog.len());
         assert!(worst <= 30, "binary search too deep: {worst}");
     }
 }
@@ -125,19 +107,12 @@ fn clone_with_namespace_flags_is_denied_without_sys_admin() {
     assert_eq!(clone(THREAD_FLAGS), RET_ALLOW, "pthread_create's clone");
     for bit in 0..32 {
         let flag = 1u64 << bit;
-        let want = if u64::from(policy::CLONE_NAMESPACE_FLAGS) & flag != 0 {
-            RET_EPERM
-        } else {
-            RET_ALLOW
-        };
+        let want = if u64::from(policy::CLONE_NAMESPACE_FLAGS) & flag != 0 { RET_EPERM } else { RET_ALLOW };
         assert_eq!(clone(flag | libc::SIGCHLD as u64), want, "clone({flag:#x})");
     }
     assert_eq!(clone(libc::CLONE_NEWUSER as u64), RET_EPERM);
     let admin = DEFAULT_CAPS | 1 << cap::SYS_ADMIN;
-    assert_eq!(
-        verdict_with(admin, "clone", libc::CLONE_NEWUSER as u64),
-        RET_ALLOW
-    );
+    assert_eq!(verdict_with(admin, "clone", libc::CLONE_NEWUSER as u64), RET_ALLOW);
 }
 
 #[test]
@@ -260,23 +235,11 @@ fn capabilities_switch_their_calls_on() {
         ("mbind", cap::SYS_NICE),
     ];
     for (name, cap) in cases {
-        assert_eq!(
-            verdict_with(0, name, 0),
-            RET_EPERM,
-            "{name} without the capability"
-        );
-        assert_eq!(
-            verdict_with(1 << cap, name, 0),
-            RET_ALLOW,
-            "{name} with cap {cap}"
-        );
+        assert_eq!(verdict_with(0, name, 0), RET_EPERM, "{name} without the capability");
+        assert_eq!(verdict_with(1 << cap, name, 0), RET_ALLOW, "{name} with cap {cap}");
     }
     assert_eq!(verdict_with(0, "chroot", 0), RET_EPERM);
-    assert_eq!(
-        verdict("chroot", 0),
-        RET_ALLOW,
-        "SYS_CHROOT is a default capability"
-    );
+    assert_eq!(verdict("chroot", 0), RET_ALLOW, "SYS_CHROOT is a default capability");
 }
 
 #[test]
@@ -285,14 +248,7 @@ fn numbers_past_the_policy_get_enosys() {
     assert_eq!(highest, nr("removexattrat"));
     let at = |n: u32| run(&default_filter(DEFAULT_CAPS).unwrap(), &Data::x86_64(n, 0));
     assert_eq!(at(highest), RET_ALLOW);
-    for n in [
-        highest + 1,
-        nr("open_tree_attr"),
-        nr("file_setattr"),
-        470,
-        1000,
-        0x3fff_ffff,
-    ] {
+    for n in [highest + 1, nr("open_tree_attr"), nr("file_setattr"), 470, 1000, 0x3fff_ffff] {
         assert_eq!(at(n), RET_ENOSYS, "syscall {n}");
     }
     // Known, below the highest, not allowed: EPERM, Docker's default.
@@ -312,15 +268,8 @@ fn x32_numbers_get_eperm() {
 
 #[test]
 fn foreign_arch_is_killed() {
-    let data = Data {
-        nr: 20,
-        arch: AUDIT_ARCH_I386,
-        args: [0; 6],
-    };
-    assert_eq!(
-        run(&default_filter(DEFAULT_CAPS).unwrap(), &data),
-        RET_KILL_PROCESS
-    );
+    let data = Data { nr: 20, arch: AUDIT_ARCH_I386, args: [0; 6] };
+    assert_eq!(run(&default_filter(DEFAULT_CAPS).unwrap(), &data), RET_KILL_PROCESS);
 }
 
 /// What `verdicts` says for `nr` with `arg0`, evaluated directly (the reference the binary
@@ -350,26 +299,14 @@ fn reference(table: &[Verdict], nr: u32, arg0: u64) -> u32 {
 
 #[test]
 fn binary_search_agrees_with_the_table_for_every_number() {
-    let args = [
-        0,
-        8,
-        38,
-        40,
-        0xffff_ffff,
-        libc::CLONE_NEWNET as u64,
-        libc::SIGCHLD as u64,
-    ];
+    let args = [0, 8, 38, 40, 0xffff_ffff, libc::CLONE_NEWNET as u64, libc::SIGCHLD as u64];
     for caps in [0, DEFAULT_CAPS, ALL_CAPS, 1 << cap::SYS_PTRACE] {
         let table = verdicts(caps).unwrap();
         let prog = default_filter(caps).unwrap();
         for n in 0..600 {
             for arg0 in args {
                 let want = reference(&table, n, arg0);
-                assert_eq!(
-                    run(&prog, &Data::x86_64(n, arg0)),
-                    want,
-                    "nr {n} arg {arg0:#x}"
-                );
+                assert_eq!(run(&prog, &Data::x86_64(n, arg0)), want, "nr {n} arg {arg0:#x}");
             }
         }
     }
@@ -378,9 +315,7 @@ fn binary_search_agrees_with_the_table_for_every_number() {
 #[test]
 fn long_subtrees_use_far_jumps() {
     // 1500 alternating verdicts: left subtrees far beyond an 8-bit jump.
-    let table: Vec<Verdict> = (0..1500)
-        .map(|n| Verdict::Ret(if n % 2 == 0 { RET_ALLOW } else { RET_EPERM }))
-        .collect();
+    let table: Vec<Verdict> = (0..1500).map(|n| Verdict::Ret(if n % 2 == 0 { RET_ALLOW } else { RET_EPERM })).collect();
     let prog = bpf::program(&table).unwrap();
     assert!(prog.iter().any(|i| i.code == JA), "expected a far jump");
     for n in 0..1510u32 {
@@ -388,10 +323,7 @@ fn long_subtrees_use_far_jumps() {
         assert_eq!(run(&prog, &Data::x86_64(n, 0)), want, "nr {n}");
     }
     let too_long: Vec<Verdict> = (0..5000u32).map(Verdict::Ret).collect();
-    assert!(matches!(
-        bpf::program(&too_long),
-        Err(SeccompError::TooLong { .. })
-    ));
+    assert!(matches!(bpf::program(&too_long), Err(SeccompError::TooLong { .. })));
     assert!(matches!(bpf::program(&[]), Err(SeccompError::EmptyPolicy)));
 }
 
@@ -399,17 +331,12 @@ fn long_subtrees_use_far_jumps() {
 fn syscall_table_is_complete_and_unique() {
     let numbers: Vec<i64> = syscalls::X86_64.iter().map(|&(_, n)| n).collect();
     let expected: Vec<i64> = (0..=336).chain(424..=469).collect();
-    assert_eq!(
-        numbers, expected,
-        "numbers in order, without gaps or duplicates"
-    );
+    assert_eq!(numbers, expected, "numbers in order, without gaps or duplicates");
     let mut names: Vec<&str> = syscalls::X86_64.iter().map(|&(n, _)| n).collect();
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), syscalls::X86_64.len(), "duplicate name");
-    assert!(names
-        .iter()
-        .all(|n| !n.starts_with("SYS_") && !n.is_empty()));
+    assert!(names.iter().all(|n| !n.starts_with("SYS_") && !n.is_empty()));
     assert_eq!(syscalls::number("clone3"), Some(435));
     assert_eq!(syscalls::number("removexattrat"), Some(466));
     assert_eq!(syscalls::number("_llseek"), None);
@@ -421,12 +348,7 @@ fn every_rule_names_known_calls_once() {
         let mut names = rule.names.to_vec();
         names.sort_unstable();
         names.dedup();
-        assert_eq!(
-            names.len(),
-            rule.names.len(),
-            "duplicate in a rule: {:?}",
-            rule.names
-        );
+        assert_eq!(names.len(), rule.names.len(), "duplicate in a rule: {:?}", rule.names);
         for name in rule.names {
             assert!(syscalls::number(name).is_some(), "{name} is not x86_64");
         }

@@ -4,15 +4,9 @@ use super::super::decode_data_url;
 
 #[test]
 fn decodes_percent_encoded_data() {
-    assert_eq!(
-        decode_data_url("data:,hello%20world%0A").unwrap(),
-        b"hello world\n"
-    );
+    assert_eq!(decode_data_url("data:,hello%20world%0A").unwrap(), b"hello world\n");
     assert_eq!(decode_data_url("data:,").unwrap(), b"");
-    assert_eq!(
-        decode_data_url("data:text/plain;charset=utf-8,a%2Cb,c").unwrap(),
-        b"a,b,c"
-    );
+    assert_eq!(decode_data_url("data:text/plain;charset=utf-8,a%2Cb,c").unwrap(), b"a,b,c");
     assert_eq!(decode_data_url("DATA:,x").unwrap(), b"x");
 }
 
@@ -20,21 +14,12 @@ fn decodes_percent_encoded_data() {
 fn decodes_base64_with_and_without_padding() {
     assert_eq!(decode_data_url("data:;base64,aGVsbG8=").unwrap(), b"hello");
     assert_eq!(decode_data_url("data:;base64,aGVsbG8").unwrap(), b"hello");
-    assert_eq!(
-        decode_data_url("data:text/plain;base64,aGk=").unwrap(),
-        b"hi"
-    );
-    assert_eq!(
-        decode_data_url("data:application/octet-stream;BASE64,AAEC/w==").unwrap(),
-        [0, 1, 2, 255]
-    );
+    assert_eq!(decode_data_url("data:text/plain;base64,aGk=").unwrap(), b"hi");
+    assert_eq!(decode_data_url("data:application/octet-stream;BASE64,AAEC/w==").unwrap(), [0, 1, 2, 255]);
     assert_eq!(decode_data_url("data:;base64,").unwrap(), b"");
     assert_eq!(decode_data_url("data:;base64,YWJj").unwrap(), b"abc");
     // Percent-escaped base64 characters are decoded first.
-    assert_eq!(
-        decode_data_url("data:;base64,aGVsbG8%3D").unwrap(),
-        b"hello"
-    );
+    assert_eq!(decode_data_url("data:;base64,aGVsbG8%3D").unwrap(), b"hello");
 }
 
 #[test]

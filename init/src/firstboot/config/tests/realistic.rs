@@ -80,25 +80,16 @@ fn butane_like_config_parses_clean() {
     assert_eq!(hostname.mode, Some(0o644));
     assert!(hostname.overwrite);
     let web = &c.files[1];
-    let bytes = crate::firstboot::config::decode_data_url(
-        web.contents.as_ref().unwrap().source.as_deref().unwrap(),
-    )
-    .unwrap();
+    let bytes = crate::firstboot::config::decode_data_url(web.contents.as_ref().unwrap().source.as_deref().unwrap()).unwrap();
     assert!(String::from_utf8(bytes).unwrap().contains("nginx"));
     let net = c.files[2].contents.as_ref().unwrap();
     assert_eq!(net.compression, Some(Compression::Gzip));
-    assert_eq!(
-        net.verification.as_ref().unwrap().algorithm,
-        HashAlgorithm::Sha512
-    );
+    assert_eq!(net.verification.as_ref().unwrap().algorithm, HashAlgorithm::Sha512);
     assert_eq!(c.files[3].append.len(), 1);
     assert_eq!(c.files[3].owner.user, Some(IdOrName::Id(1500)));
 
     assert_eq!(c.directories[1].mode, Some(0o750));
-    assert_eq!(
-        c.directories[1].owner.user,
-        Some(IdOrName::Name("app".into()))
-    );
+    assert_eq!(c.directories[1].owner.user, Some(IdOrName::Name("app".into())));
     let core = &c.users[0];
     assert_eq!(core.ssh_authorized_keys.len(), 2);
     assert_eq!(core.groups, ["wheel", "docker"]);

@@ -79,9 +79,7 @@ struct Grant {
 }
 
 fn cap_number(name: &str) -> u8 {
-    Capability::parse(name)
-        .unwrap_or_else(|e| panic!("profile capability: {e}"))
-        .0
+    Capability::parse(name).unwrap_or_else(|e| panic!("profile capability: {e}")).0
 }
 
 /// The entry's condition on x86_64, or `None` when it does not apply to x86_64.
@@ -98,10 +96,7 @@ fn condition(entry: &Entry) -> Option<When> {
     if let Some(version) = &includes.min_kernel {
         let (major, minor) = version.split_once('.').expect("minKernel is MAJOR.MINOR");
         let version = (major.parse().unwrap(), minor.parse().unwrap());
-        assert!(
-            version <= KEEL_MIN_KERNEL,
-            "minKernel {version:?} is newer than keel's minimum"
-        );
+        assert!(version <= KEEL_MIN_KERNEL, "minKernel {version:?} is newer than keel's minimum");
     }
     match (includes.caps.as_slice(), excludes.caps.as_slice()) {
         ([], []) => Some(When::Always),
@@ -117,27 +112,17 @@ fn arg_test(arg: &Arg) -> ArgTest {
         "SCMP_CMP_EQ" => Cmp::Eq(low(arg.value)),
         "SCMP_CMP_LT" => Cmp::Lt(low(arg.value)),
         "SCMP_CMP_GT" => Cmp::Gt(low(arg.value)),
-        "SCMP_CMP_MASKED_EQ" => Cmp::MaskedEq {
-            mask: low(arg.value),
-            value: low(arg.value_two),
-        },
+        "SCMP_CMP_MASKED_EQ" => Cmp::MaskedEq { mask: low(arg.value), value: low(arg.value_two) },
         op => panic!("comparison {op} not modelled by keel's policy"),
     };
-    ArgTest {
-        index: arg.index,
-        cmp,
-    }
+    ArgTest { index: arg.index, cmp }
 }
 
 /// Docker's grants on x86_64, and the names it lists that x86_64 does not have.
 fn moby_grants() -> (BTreeSet<Grant>, BTreeSet<String>) {
     let profile: MobyProfile = serde_json::from_str(PROFILE).expect("parse the moby profile");
     assert_eq!(profile.default_action, "SCMP_ACT_ERRNO");
-    assert_eq!(
-        profile.default_errno_ret,
-        libc::EPERM as u16,
-        "keel's default is EPERM"
-    );
+    assert_eq!(profile.default_errno_ret, libc::EPERM as u16, "keel's default is EPERM");
     let (mut grants, mut foreign) = (BTreeSet::new(), BTreeSet::new());
     for entry in &profile.syscalls {
         let Some(when) = condition(entry) else {
@@ -158,12 +143,7 @@ fn moby_grants() -> (BTreeSet<Grant>, BTreeSet<String>) {
                 foreign.insert(name.clone());
                 continue;
             }
-            grants.insert(Grant {
-                syscall: name.clone(),
-                action,
-                when,
-                test,
-            });
+            grants.insert(Grant { syscall: name.clone(), action, when, test });
         }
     }
     (grants, foreign)
@@ -172,19 +152,11 @@ fn moby_grants() -> (BTreeSet<Grant>, BTreeSet<String>) {
 fn keel_grants() -> BTreeSet<Grant> {
     let mut grants = BTreeSet::new();
     for rule in RULES {
-        let tests: Vec<Option<ArgTest>> = if rule.any_arg.is_empty() {
-            vec![None]
-        } else {
-            rule.any_arg.iter().copied().map(Some).collect()
-        };
+        let tests: Vec<Option<ArgTest>> =
+            if rule.any_arg.is_empty() { vec![None] } else { rule.any_arg.iter().copied().map(Some).collect() };
         for name in rule.names {
             for &test in &tests {
-                grants.insert(Grant {
-                    syscall: name.to_string(),
-                    action: rule.action,
-                    when: rule.when,
-                    test,
-                });
+                grants.insert(Grant { syscall: name.to_string(), action: rule.action, when: rule.when, test });
             }
         }
     }
@@ -212,57 +184,30 @@ fn keel_differs_from_dockers_profile_only_as_listed() {
             found.push((grant.syscall.clone(), side, grant.when));
         }
     }
-    let listed: Vec<(String, Side, When)> = DIFFERENCES
-        .iter()
-        .map(|d| (d.syscall.to_string(), d.only_in, d.when))
-        .collect();
+    let listed: Vec<(String, Side, When)> = DIFFERENCES.iter().map(|d| (d.syscall.to_string(), d.only_in, d.when)).collect();
     for difference in &found {
-        assert!(
-            listed.contains(difference),
-            "unlisted difference from Docker: {difference:?}"
-        );
+        assert!(listed.contains(difference), "unlisted difference from Docker: {difference:?}");
     }
     for difference in &listed {
-        assert!(
-            found.contains(difference),
-            "listed difference no longer exists: {difference:?}"
-        );
+        assert!(found.contains(difference), "listed difference no longer exists: {difference:?}");
     }
-    assert!(
-        DIFFERENCES.iter().all(|d| d.reason.len() > 40),
-        "every difference needs its reason"
-    );
+    assert!(DIFFERENCES.iter().all(|d| d.reason.len() > 40), "every difference needs its reason");
 }
 
 #[test]
 fn docker_unconditional_set_matches_keel_but_for_the_differences() {
     // The headline figure of the diff: calls allowed to every container.
     let always = |set: &BTreeSet<Grant>| -> BTreeSet<String> {
-        set.iter()
-            .filter(|g| g.when == When::Always && g.action == Action::Allow && g.test.is_none())
-            .map(|g| g.syscall.clone())
-            .collect()
+        set.iter().filter(|g| g.when == When::Always && g.action == Action::Allow && g.test.is_none()).map(|g| g.syscall.clone()).collect()
     };
     let (docker, _) = moby_grants();
     let (docker, keel) = (always(&docker), always(&keel_grants()));
     let docker_only: Vec<&String> = docker.difference(&keel).collect();
     let keel_only: Vec<&String> = keel.difference(&docker).collect();
-    eprintln!(
-        "allowed to every container: Docker {}, keel {}",
-        docker.len(),
-        keel.len()
-    );
-    assert_eq!(
-        docker_only,
-        ["process_vm_readv", "process_vm_writev", "ptrace"]
-    );
+    eprintln!("allowed to every container: Docker {}, keel {}", docker.len(), keel.len());
+    assert_eq!(docker_only, ["process_vm_readv", "process_vm_writev", "ptrace"]);
     assert!(keel_only.is_empty(), "{keel_only:?}");
-    for name in [
-        "io_uring_setup",
-        "io_uring_enter",
-        "io_uring_register",
-        "keyctl",
-    ] {
+    for name in ["io_uring_setup", "io_uring_enter", "io_uring_register", "keyctl"] {
         assert!(!docker.contains(name) && !keel.contains(name), "{name}");
     }
 }
