@@ -21,3 +21,49 @@ pub fn data_url(text: &str) -> String {
         text.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
     format!("data:,{encoded}")
 }
+
+/// Where the busybox container image lives in test hosts (`@IMAGE@` in declarations).
+pub const BUSYBOX_IMAGE: &str = "/usr/share/keel/images/busybox";
+
+/// The host.toml of a container test host: `hostname`, the kernel `modules`, the control
+/// channel on virtio-serial with `grace_secs` of shutdown grace, the busybox container
+/// image, and keel-probe (`@PROBE@`) on the host and in that image. Tests append their
+/// own `[[files]]` and declarations ([`declare_container`]).
+pub fn busybox_host(hostname: &str, modules: &[&str], grace_secs: u32) -> String {
+    let modules = modules.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>().join(", ");
+    format!(
+        r#"
+hostname = "{hostname}"
+busybox = "/bin/busybox"
+
+[kernel]
+modules = [{modules}]
+
+[control]
+virtio_serial = true
+shutdown_grace_secs = {grace_secs}
+
+[[images]]
+name = "busybox"
+busybox = "/bin/busybox"
+
+[[files]]
+source = "@PROBE@"
+path = "/usr/bin/keel-probe"
+mode = 0o755
+
+[[files]]
+source = "@PROBE@"
+path = "{BUSYBOX_IMAGE}/usr/bin/keel-probe"
+mode = 0o755
+"#
+    )
+}
+
+/// Write the declaration `text` (with `@IMAGE@` standing for [`BUSYBOX_IMAGE`]) as
+/// `dir/NAME.toml` and add it to `host` as /etc/keel/containers/NAME.toml.
+pub fn declare_container(dir: &std::path::Path, host: &mut String, name: &str, text: &str) {
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(&file, text.replace("@IMAGE@", BUSYBOX_IMAGE)).expect("write declaration");
+    host.push_str(&format!("\n[[files]]\nsource = \"{}\"\npath = \"/etc/keel/containers/{name}.toml\"\n", file.display()));
+}

@@ -1,48 +1,18 @@
 //! Container boot tests: images whose /etc/keel/containers declare containers made of a
 //! busybox root filesystem with the probe in it; each test is one real boot.
 
-use keel_qemu_tests::{build_image, target_dir, BootOptions, Guest, TestImage};
+use keel_qemu_tests::{build_image, busybox_host, declare_container, target_dir, BootOptions, Guest, TestImage};
 use keel_supervisor::cgroup::reserve;
 use keel_supervisor::control::{Command, Status};
 use std::time::{Duration, Instant};
-
-const IMAGE: &str = "/usr/share/keel/images/busybox";
 
 /// A host with the busybox container image and the given declarations (name, text).
 fn host_image(name: &str, declarations: &[(&str, &str)]) -> TestImage {
     let dir = target_dir().join("qemu-tests").join(name);
     std::fs::create_dir_all(&dir).expect("create image dir");
-    let mut host = String::from(
-        r#"
-hostname = "keel-ctr"
-busybox = "/bin/busybox"
-
-[kernel]
-modules = ["virtio_pci", "virtio_console", "button", "evdev", "overlay"]
-
-[control]
-virtio_serial = true
-shutdown_grace_secs = 3
-
-[[images]]
-name = "busybox"
-busybox = "/bin/busybox"
-
-[[files]]
-source = "@PROBE@"
-path = "/usr/bin/keel-probe"
-mode = 0o755
-
-[[files]]
-source = "@PROBE@"
-path = "/usr/share/keel/images/busybox/usr/bin/keel-probe"
-mode = 0o755
-"#,
-    );
+    let mut host = busybox_host("keel-ctr", &["virtio_pci", "virtio_console", "button", "evdev", "overlay"], 3);
     for (container, text) in declarations {
-        let file = dir.join(format!("{container}.toml"));
-        std::fs::write(&file, text.replace("@IMAGE@", IMAGE)).expect("write declaration");
-        host.push_str(&format!("\n[[files]]\nsource = \"{}\"\npath = \"/etc/keel/containers/{container}.toml\"\n", file.display()));
+        declare_container(&dir, &mut host, container, text);
     }
     build_image(name, &host, env!("CARGO_BIN_EXE_keel-probe").as_ref())
 }

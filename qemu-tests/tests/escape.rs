@@ -19,13 +19,13 @@
 //! prints one `escape NAME: …` line per attack and `escape suite: N tried, M blocked`,
 //! then asserts that all were blocked and that every negative control succeeded.
 
-use keel_qemu_tests::{build_image, target_dir, BootOptions, Guest, TestImage};
+use keel_qemu_tests::{build_image, busybox_host, declare_container, target_dir, BootOptions, Guest, TestImage};
 use keel_supervisor::control::{Command, ExecResult, Status};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-const IMAGE: &str = "/usr/share/keel/images/busybox";
+const IMAGE: &str = keel_qemu_tests::BUSYBOX_IMAGE;
 /// A host service bound to 127.0.0.1 only (the CVE-2020-8558 target).
 const LOCAL_PORT: u16 = 7777;
 /// A host service on every address, published to no container.
@@ -136,12 +136,6 @@ fn host_and_bystander_up(guest: &Guest) -> Result<(), String> {
     Ok(())
 }
 
-fn declare(dir: &std::path::Path, host: &mut String, name: &str, text: &str) {
-    let file = dir.join(format!("{name}.toml"));
-    std::fs::write(&file, text.replace("@IMAGE@", IMAGE)).expect("write declaration");
-    let _ = write!(host, "\n[[files]]\nsource = \"{}\"\npath = \"/etc/keel/containers/{name}.toml\"\n", file.display());
-}
-
 /// The first boot's host: the hostile containers, a bystander, the probe on the host and
 /// in the busybox image, and `/wd` in the image (the workdir the symlink attacks replace).
 fn first_image() -> TestImage {
@@ -149,60 +143,31 @@ fn first_image() -> TestImage {
     let dir = target_dir().join("qemu-tests").join(name);
     std::fs::create_dir_all(&dir).expect("create image dir");
     std::fs::write(dir.join("keep"), "").expect("write keep");
-    let mut host = format!(
-        r#"
-hostname = "keel-escape"
-busybox = "/bin/busybox"
-
-[kernel]
-modules = ["virtio_pci", "virtio_console", "virtio_net", "virtio_blk", "button", "evdev", "overlay"]
-
-[control]
-virtio_serial = true
-shutdown_grace_secs = 2
-
-[[images]]
-name = "busybox"
-busybox = "/bin/busybox"
-
-[[files]]
-source = "@PROBE@"
-path = "/usr/bin/keel-probe"
-mode = 0o755
-
-[[files]]
-source = "@PROBE@"
-path = "{IMAGE}/usr/bin/keel-probe"
-mode = 0o755
-
-[[files]]
-source = "{keep}"
-path = "{IMAGE}/wd/keep"
-"#,
-        keep = dir.join("keep").display()
-    );
+    let mut host =
+        busybox_host("keel-escape", &["virtio_pci", "virtio_console", "virtio_net", "virtio_blk", "button", "evdev", "overlay"], 2);
+    let _ = write!(host, "\n[[files]]\nsource = \"{}\"\npath = \"{IMAGE}/wd/keep\"\n", dir.join("keep").display());
     let sleeper = "image = \"@IMAGE@\"\ncommand = [\"/bin/sleep\", \"3600\"]\nstop_timeout = \"1s\"\n";
-    declare(&dir, &mut host, "hostile", sleeper);
-    declare(&dir, &mut host, "bystander", &format!("{sleeper}network = \"none\"\n"));
-    declare(&dir, &mut host, "runaway", &format!("{sleeper}network = \"none\"\n"));
-    declare(&dir, &mut host, "reaper", &format!("{sleeper}init = true\nnetwork = \"none\"\n"));
-    declare(&dir, &mut host, "hostsln", sleeper);
-    declare(&dir, &mut host, "execwd", &format!("{sleeper}workdir = \"/wd\"\nnetwork = \"none\"\n"));
-    declare(
+    declare_container(&dir, &mut host, "hostile", sleeper);
+    declare_container(&dir, &mut host, "bystander", &format!("{sleeper}network = \"none\"\n"));
+    declare_container(&dir, &mut host, "runaway", &format!("{sleeper}network = \"none\"\n"));
+    declare_container(&dir, &mut host, "reaper", &format!("{sleeper}init = true\nnetwork = \"none\"\n"));
+    declare_container(&dir, &mut host, "hostsln", sleeper);
+    declare_container(&dir, &mut host, "execwd", &format!("{sleeper}workdir = \"/wd\"\nnetwork = \"none\"\n"));
+    declare_container(
         &dir,
         &mut host,
         "symwd",
         "image = \"@IMAGE@\"\ncommand = [\"keel-probe\", \"attack\", \"cwd-escape\"]\nworkdir = \"/wd\"\nrestart = \"no\"\nnetwork = \"none\"\n",
     );
     for n in FDS {
-        declare(
+        declare_container(
             &dir,
             &mut host,
             &format!("wd{n}"),
             &format!("image = \"@IMAGE@\"\ncommand = [\"keel-probe\", \"attack\", \"cwd-escape\"]\nworkdir = \"/proc/self/fd/{n}\"\nrestart = \"no\"\nnetwork = \"none\"\n"),
         );
     }
-    declare(
+    declare_container(
         &dir,
         &mut host,
         "killer",
@@ -726,40 +691,14 @@ fn fifo_attack(suite: &mut Suite) {
         .output()
         .expect("run make-hostile-images.py");
     assert!(made.status.success(), "make-hostile-images.py: {}", String::from_utf8_lossy(&made.stderr));
-    let mut host = format!(
-        r#"
-hostname = "keel-escape-fifo"
-busybox = "/bin/busybox"
-
-[kernel]
-modules = ["virtio_pci", "virtio_console", "button", "evdev", "overlay"]
-
-[control]
-virtio_serial = true
-shutdown_grace_secs = 2
-
-[[images]]
-name = "busybox"
-busybox = "/bin/busybox"
-
-[[files]]
-source = "@PROBE@"
-path = "{IMAGE}/usr/bin/keel-probe"
-mode = 0o755
-
-[[files]]
-source = "@PROBE@"
-path = "/usr/bin/keel-probe"
-mode = 0o755
-"#
-    );
-    declare(
+    let mut host = busybox_host("keel-escape-fifo", &["virtio_pci", "virtio_console", "button", "evdev", "overlay"], 2);
+    declare_container(
         &dir,
         &mut host,
         "fifo",
         "image = \"@IMAGE@\"\ncommand = [\"/bin/sh\", \"-c\", \"while [ ! -e /armed ]; do sleep 0.2; done; rm -f /etc/passwd; mkfifo /etc/passwd; touch /made; while [ ! -e /go ]; do sleep 0.2; done; exit 1\"]\nrestart = \"always\"\nnetwork = \"none\"\nstop_timeout = \"1s\"\n",
     );
-    declare(
+    declare_container(
         &dir,
         &mut host,
         "bystander",
@@ -776,7 +715,7 @@ mode = 0o755
             "\n[[files]]\nsource = \"{}\"\npath = \"/usr/share/keel/images/escape/{kind}.tar\"\n",
             archives.join(format!("{kind}.tar")).display()
         );
-        declare(
+        declare_container(
             &dir,
             &mut host,
             &format!("tar-{kind}"),
