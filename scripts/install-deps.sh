@@ -201,7 +201,7 @@ if [ ${#want[@]} -gt 0 ]; then
   specs=()
   for pkg in $(printf '%s\n' "${want[@]}" | awk '!seen[$0]++'); do specs+=("$(apt_spec "$pkg")"); done
   echo "install-deps: installing ${specs[*]}"
-  apt_install --reinstall "${specs[@]}"
+  apt_install --reinstall "${specs[@]}" || echo "install-deps: apt-get failed; checking what is missing" >&2
 fi
 
 # Second pass: what the first one removed or left broken, reinstalled at the version

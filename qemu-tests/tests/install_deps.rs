@@ -38,7 +38,8 @@ for v in $versions; do echo " $2 | $v | http://deb.debian.org/debian fake/main a
 const FAKE_APT_GET: &str = r#"#!/bin/bash
 # Records its arguments; `install` makes each package's commands and files (from the
 # script's table) unless $FAKE_STATE/broken/PACKAGE exists; installing qemu-system-x86
-# removes a qemu-utils of another version, as the mismatched real packages do.
+# removes a qemu-utils of another version, as the mismatched real packages do; a
+# PACKAGE=VERSION listed in $FAKE_STATE/refuse fails the whole install (unmet dependencies).
 echo "$*" >>"$FAKE_STATE/apt.log"
 [ "$1" = install ] || exit 0
 provide() { # PACKAGE ACTION: create or remove what it provides
@@ -58,6 +59,9 @@ provide() { # PACKAGE ACTION: create or remove what it provides
     fi
   done <"$FAKE_STATE/provides"
 }
+for arg in "${@:2}"; do
+  grep -qxF -- "$arg" "$FAKE_STATE/refuse" 2>/dev/null && { echo "E: unmet dependencies: $arg" >&2; exit 100; }
+done
 for arg in "${@:2}"; do
   case "$arg" in -*) continue ;; esac
   pkg=${arg%%=*}
@@ -260,4 +264,25 @@ fn a_repair_that_does_not_bring_qemu_img_back_fails_naming_it() {
     assert!(stderr(&out).contains("install-deps: still missing: qemu-img (qemu-utils)\n"), "{}", stderr(&out));
     let reinstalls = machine.state("apt.log").lines().filter(|l| l.contains("--reinstall qemu-utils")).count();
     assert_eq!(reinstalls, 2, "the first pass and the repair both tried:\n{}", machine.state("apt.log"));
+}
+
+#[test]
+fn a_pinned_qemu_utils_apt_refuses_is_installed_with_qemu_system_from_one_release() {
+    let machine = Machine::new("refused");
+    // qemu-system-x86 from backports; qemu-img gone; apt offers qemu-utils at that
+    // version but cannot install it (its dependencies are not installable).
+    machine.install("qemu-system-x86", BACKPORTS);
+    machine.remove("qemu-utils", true);
+    fs::write(machine.dir.join("state/offered/qemu-utils"), format!("{BACKPORTS}\n{BOOKWORM}\n")).unwrap();
+    fs::write(machine.dir.join("state/refuse"), format!("qemu-utils={BACKPORTS}\n")).unwrap();
+    let out = machine.run(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = machine.state("apt.log");
+    let installs: Vec<&str> = log.lines().filter(|l| l.starts_with("install")).collect();
+    assert_eq!(installs.len(), 3, "{log}");
+    assert!(installs[0].ends_with(&format!(" --reinstall qemu-utils={BACKPORTS}")), "first pass pins to qemu-system-x86's version:\n{log}");
+    assert!(installs[1].ends_with(&format!(" --reinstall qemu-utils={BACKPORTS}")), "the repair tries the pin again:\n{log}");
+    assert!(installs[2].ends_with(" --reinstall qemu-utils qemu-system-x86"), "then the pair from one release:\n{log}");
+    assert_eq!(machine.state("installed/qemu-utils"), machine.state("installed/qemu-system-x86"));
+    assert!(machine.dir.join("bin/qemu-img").exists());
 }
