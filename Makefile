@@ -4,12 +4,17 @@ TARGET     := x86_64-unknown-linux-gnu
 BIN        := target/$(TARGET)/release
 DEMO_DIR   := target/demo
 
-.PHONY: all deps build demo test bench-boot bench-init bench-run bench-image clean
+.PHONY: all deps check-deps build demo test bench-boot bench-init bench-run bench-image clean
 
 all: build
 
 deps:
 	@scripts/install-deps.sh
+
+# Verify (install nothing) every command and file the build and the tests use; names
+# what is missing, e.g. "install-deps: missing: qemu-img (qemu-utils)".
+check-deps: deps
+	@scripts/install-deps.sh --check
 
 build: deps
 	$(CARGO) build --release --workspace --bins
@@ -44,8 +49,10 @@ bench-image: deps
 	$(CARGO) build --release -p keel-init -p keel-qemu-tests --bins
 	$(BIN)/keel-image-bench 5
 
-# Every test: unit, host namespace tests and QEMU boots (two guests at a time at most).
-test: build
+# Every test: unit, host namespace tests and QEMU boots (two guests at a time at most),
+# after installing what is missing and checking that every tool is there.
+test: check-deps
+	$(CARGO) build --release --workspace --bins
 	$(CARGO) test --release --workspace -- --test-threads=2
 
 clean:
