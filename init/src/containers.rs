@@ -4,13 +4,11 @@
 
 use keel_supervisor::cgroup::reserve::{self, HostReserve};
 use keel_supervisor::cgroup::CgroupTree;
-use keel_supervisor::logs::{self, ContainerLog, LogFile, Stream};
+use keel_supervisor::logs::{self, BoundedConsole, ContainerLog, LogFile, Stream};
 use keel_supervisor::manager::{self, LogSink, Manager, SystemLauncher};
 use keel_supervisor::spec::ContainerName;
 use log::{info, warn};
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -61,17 +59,13 @@ pub fn load(containers_dir: &Path, network: Option<crate::network::Shared>, rese
 struct FileAndConsole {
     dir: PathBuf,
     logs: BTreeMap<ContainerName, ContainerLog>,
-    console: Box<dyn Write>,
+    console: BoundedConsole,
     failing: BTreeMap<ContainerName, bool>,
 }
 
 impl FileAndConsole {
     fn new(dir: PathBuf) -> Self {
-        let console: Box<dyn Write> = match File::options().write(true).open("/dev/console") {
-            Ok(file) => Box::new(file),
-            Err(_) => Box::new(std::io::sink()),
-        };
-        FileAndConsole { dir, logs: BTreeMap::new(), console, failing: BTreeMap::new() }
+        FileAndConsole { dir, logs: BTreeMap::new(), console: BoundedConsole::open_console(), failing: BTreeMap::new() }
     }
 
     fn log_for(&mut self, name: &ContainerName) -> &mut ContainerLog {
@@ -97,16 +91,20 @@ impl FileAndConsole {
 
 impl LogSink for FileAndConsole {
     fn write(&mut self, name: &ContainerName, stream: Stream, bytes: &[u8]) {
-        let mut console = std::mem::replace(&mut self.console, Box::new(std::io::sink()));
-        let result = self.log_for(name).feed(stream, bytes, SystemTime::now(), &mut console);
-        self.console = console;
+        self.log_for(name);
+        let result = match self.logs.get_mut(name) {
+            Some(log) => log.feed(stream, bytes, SystemTime::now(), &mut self.console),
+            None => Ok(()),
+        };
         self.note(name, result);
     }
 
     fn finish(&mut self, name: &ContainerName) {
-        let mut console = std::mem::replace(&mut self.console, Box::new(std::io::sink()));
-        let result = self.log_for(name).finish(SystemTime::now(), &mut console);
-        self.console = console;
+        self.log_for(name);
+        let result = match self.logs.get_mut(name) {
+            Some(log) => log.finish(SystemTime::now(), &mut self.console),
+            None => Ok(()),
+        };
         self.note(name, result);
     }
 }

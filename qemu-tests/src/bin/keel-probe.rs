@@ -14,6 +14,11 @@
 //!   keyctl, write /proc/sysrq-trigger, read /proc/kcore, list /sys/firmware, open a
 //!   block device, reach keel's control socket) and print one `what: outcome` line each;
 //!   the outcome is `ok` only when the action succeeded.
+//! - `flood SECS`: write numbered lines (`flood N`) to stdout as fast as the pipe takes
+//!   them for SECS seconds, then `flood done N` (N lines before it).
+//! - `latency SOCKET N`: send N `status` requests, one at a time, over keel's control
+//!   socket and print `latency p50 A ms p99 B ms max C ms` (from inside the guest, where
+//!   the serial transport's own delay does not count).
 //! - `tiocsti TEXT`: push TEXT into the input of the terminal on fd 0, 1 or 2 (the first
 //!   that is one) with TIOCSTI, as if typed (CVE-2017-5226); prints `tiocsti: ok` or
 //!   `tiocsti: ERROR`, exit 0 only when every byte went in.
@@ -53,6 +58,8 @@ fn main() {
         ["hold-zombie", secs] => secs.parse().map(hold_zombie).unwrap_or_else(|_| usage()),
         ["deny"] => deny(),
         ["tiocsti", text] => tiocsti(text),
+        ["flood", secs] => secs.parse().map(flood).unwrap_or_else(|_| usage()),
+        ["latency", socket, n] => n.parse().map(|n| latency(socket, n)).unwrap_or_else(|_| usage()),
         ["seccomp"] => seccomp_probe(),
         ["serve", address, secs] => secs.parse().map(|s| attacks::serve(address, s)).unwrap_or_else(|_| usage()),
         ["fetch", address] => fetch(address, 5),
@@ -70,7 +77,7 @@ fn main() {
 }
 
 fn usage() -> i32 {
-    eprintln!("usage: keel-probe orphans N | zombies | hold-zombie SECS | deny | seccomp | tiocsti TEXT | fetch IP:PORT [SECS] | hog SECS MIB | devcg DIR | devices [LEAF] | attack … | serve IP:PORT SECS");
+    eprintln!("usage: keel-probe orphans N | zombies | hold-zombie SECS | deny | seccomp | tiocsti TEXT | flood SECS | latency SOCKET N | fetch IP:PORT [SECS] | hog SECS MIB | devcg DIR | devices [LEAF] | attack … | serve IP:PORT SECS");
     2
 }
 
@@ -347,5 +354,48 @@ fn devices(leaf: Option<&str>) -> i32 {
     for (what, result) in report {
         println!("{what}: {result}");
     }
+    0
+}
+
+fn flood(secs: u64) -> i32 {
+    use std::io::Write;
+    let end = std::time::Instant::now() + Duration::from_secs(secs);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut n: u64 = 0;
+    while std::time::Instant::now() < end {
+        for _ in 0..256 {
+            let _ = writeln!(out, "flood {n}");
+            n += 1;
+        }
+    }
+    let _ = writeln!(out, "flood done {n}");
+    let _ = out.flush();
+    0
+}
+
+fn latency(socket: &str, n: usize) -> i32 {
+    use std::io::{BufRead, Write};
+    let stream = match std::os::unix::net::UnixStream::connect(socket) {
+        Ok(stream) => stream,
+        Err(e) => {
+            eprintln!("keel-probe: connect {socket}: {e}");
+            return 1;
+        }
+    };
+    let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone the socket"));
+    let mut writer = stream;
+    let mut times = Vec::with_capacity(n);
+    for id in 1..=n {
+        let started = std::time::Instant::now();
+        let mut line = String::new();
+        if writeln!(writer, "{{\"id\":{id},\"cmd\":\"status\"}}").is_err() || reader.read_line(&mut line).unwrap_or(0) == 0 {
+            eprintln!("keel-probe: request {id}: no answer");
+            return 1;
+        }
+        times.push(started.elapsed());
+    }
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1].as_secs_f64() * 1000.0;
+    println!("latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms", at(0.5), at(0.99), at(1.0));
     0
 }

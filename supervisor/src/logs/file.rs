@@ -3,7 +3,7 @@
 //! together for PID 1's event loop.
 
 use super::error::LogError;
-use super::lines::{format_console, format_record, LineSplitter, Stream};
+use super::lines::{format_console, LineSplitter, Stream};
 use crate::spec::ContainerName;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -72,9 +72,42 @@ impl LogFile {
         self.size
     }
 
-    /// Append one record (normally from [`format_record`]), rotating first if it would
-    /// take the file past `max_bytes`. A record larger than `max_bytes` still goes into a
-    /// file of its own rather than being lost.
+    /// Append `records` in as few writes as rotation allows: one syscall per batch, not
+    /// per line (a flooding container would otherwise cost PID 1 a syscall a line).
+    pub fn write_records(&mut self, records: &[String]) -> Result<(), LogError> {
+        let mut first_error = None;
+        let mut batch = String::new();
+        for record in records {
+            let len = record.len() as u64;
+            let would_rotate = self.size.saturating_add(batch.len() as u64) > 0
+                && self.size.saturating_add(batch.len() as u64).saturating_add(len) > self.max_bytes;
+            if would_rotate && !batch.is_empty() {
+                if let Err(e) = self.write_record(&batch) {
+                    first_error.get_or_insert(e);
+                }
+                batch.clear();
+            }
+            if would_rotate && batch.is_empty() && self.size.saturating_add(len) > self.max_bytes {
+                // Rotation happens on record boundaries, in write_record.
+                if let Err(e) = self.write_record(record) {
+                    first_error.get_or_insert(e);
+                }
+                continue;
+            }
+            batch.push_str(record);
+        }
+        if !batch.is_empty() {
+            if let Err(e) = self.write_record(&batch) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Append one record (normally from [`format_record`]; or several, already joined,
+    /// that fit before the rotation bound), rotating first if it would take the file past
+    /// `max_bytes`. A record larger than `max_bytes` still goes into a file of its own
+    /// rather than being lost.
     pub fn write_record(&mut self, record: &str) -> Result<(), LogError> {
         let len = record.len() as u64;
         if self.size > 0 && self.size.saturating_add(len) > self.max_bytes {
@@ -195,7 +228,7 @@ impl ContainerLog {
         }
     }
 
-    /// Write `lines` to the file one record at a time (so rotation happens on record
+    /// Write `lines` to the file in batches (rotation still happens on record
     /// boundaries), then echo them to the console in one write.
     fn emit(&mut self, stream: Stream, lines: &[String], now: SystemTime, console: &mut dyn Write) -> Result<(), LogError> {
         if lines.is_empty() {
@@ -203,10 +236,11 @@ impl ContainerLog {
         }
         let mut first_error = None;
         if let Some(file) = self.file.as_mut() {
-            for line in lines {
-                if let Err(e) = file.write_record(&format_record(now, stream, line)) {
-                    first_error.get_or_insert(e);
-                }
+            // One timestamp for the whole read (format_record's form, formatted once).
+            let stamp = super::timestamp::format_timestamp(now);
+            let records: Vec<String> = lines.iter().map(|line| format!("{stamp} {stream} {line}\n")).collect();
+            if let Err(e) = file.write_records(&records) {
+                first_error.get_or_insert(e);
             }
         }
         let echo: String = lines.iter().map(|l| format_console(&self.name, stream, l)).collect();

@@ -17,15 +17,17 @@
 //! - A line is timestamped when PID 1 reads it, not when the container wrote it.
 //! - Lines longer than [`MAX_LINE_BYTES`] are stored as several records.
 //! - One writer per container: two `LogFile`s on the same name would rotate each other.
-//! - The console echo is as slow as the console; it is written in one `write_all` per
-//!   read, and PID 1's console handle decides whether that may block.
+//! - The console echo never waits ([`BoundedConsole`]): lines the console cannot take
+//!   are buffered up to [`CONSOLE_BUFFER`], then dropped and counted; the files keep all.
 
+mod console;
 mod error;
 mod file;
 mod lines;
 mod read;
 mod timestamp;
 
+pub use console::{BoundedConsole, CONSOLE_BUFFER};
 pub use error::{LogError, RecordError};
 pub use file::{log_path, rotated_path, ContainerLog, LogFile, DEFAULT_DIR, DEFAULT_KEEP, DEFAULT_MAX_BYTES};
 pub use lines::{format_console, format_record, parse_record, LineSplitter, Record, Stream, MAX_LINE_BYTES};

@@ -17,7 +17,7 @@ pub trait LogSink {
 
 /// Most bytes copied from one pipe per readiness event, so one chatty container cannot
 /// starve the rest of PID 1's event loop.
-const MAX_PER_EVENT: usize = 256 * 1024;
+const MAX_PER_EVENT: usize = 64 * 1024;
 
 /// The read end of one container output pipe.
 pub struct OutputPipe {
