@@ -179,3 +179,28 @@ fn image_references_parse_and_let_the_image_supply_the_command() {
     assert_eq!(key, "image");
     assert!(message.contains("absolute"), "{message}");
 }
+
+/// Issue 12: an overflowing duration or size is an error under its own key, never a
+/// panic, and it is the declaration's only error.
+#[test]
+fn overflowing_durations_and_sizes_name_their_key() {
+    let base = "image = \"/img\"\ncommand = \"/a\"\n";
+    let cases = [
+        ("stop_timeout = \"18446744073709551615s1s\"\n", "stop_timeout", 3, "\"18446744073709551615s1s\": duration too large"),
+        ("stop_timeout = \"307445734561825861m\"\n", "stop_timeout", 3, "\"307445734561825861m\": duration too large"),
+        ("stop_timeout = \"99999999999999999999\"\n", "stop_timeout", 3, "\"99999999999999999999\": duration too large"),
+        (
+            "[healthcheck]\ncommand = \"/bin/true\"\ninterval = \"18446744073709551615h\"\n",
+            "healthcheck.interval",
+            5,
+            "\"18446744073709551615h\": duration too large",
+        ),
+        ("[resources]\nmemory_max = \"99999999999999999999G\"\n", "resources.memory_max", 4, "\"99999999999999999999G\": size too large"),
+        ("[resources]\nmemory_swap_max = \"17179869184G\"\n", "resources.memory_swap_max", 4, "\"17179869184G\": size too large"),
+        ("[[mounts]]\ntype = \"tmpfs\"\ntarget = \"/t\"\nsize = \"16777216T\"\n", "mounts[0].size", 6, "\"16777216T\": size too large"),
+    ];
+    for (extra, want_key, want_line, want_message) in cases {
+        let (key, line, message) = only("x", &format!("{base}{extra}"));
+        assert_eq!((key.as_str(), line, message.as_str()), (want_key, Some(want_line), want_message), "{extra}");
+    }
+}

@@ -22,8 +22,8 @@ impl Report<'_> {
     }
 
     /// Keep the value or record the error under `key`.
-    fn check<T>(&mut self, key: &str, result: Result<T, String>) -> Option<T> {
-        result.map_err(|message| self.add(key, message)).ok()
+    fn check<T, E: std::fmt::Display>(&mut self, key: &str, result: Result<T, E>) -> Option<T> {
+        result.map_err(|error| self.add(key, error.to_string())).ok()
     }
 }
 
@@ -56,7 +56,7 @@ fn build(name: &str, raw: RawContainer, r: &mut Report) -> Option<ContainerSpec>
     let name = r.check("", ContainerName::new(name));
     let image = match &raw.image {
         Some(image) => r.check("image", image_ref(image)),
-        None => r.check("image", Err("required: a root filesystem directory or an image reference".into())),
+        None => r.check("image", Err::<ImageRef, _>("required: a root filesystem directory or an image reference")),
     };
     let from_image = matches!(image, Some(ImageRef::Image(_)));
     let declared = declared_process(&raw, r);
