@@ -375,3 +375,31 @@ fn exec_timeout_kills_what_left_its_session(guest: &Guest) {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(count("sleep 1002"), 0, "the setsid descendant outlived the exec's timeout");
 }
+
+const OVERFLOW: &[(&str, &str)] = &[
+    ("good1", "image = \"@IMAGE@\"\ncommand = [\"/bin/sleep\", \"3600\"]\nstop_timeout = \"1s\"\nnetwork = \"none\"\n"),
+    ("huge", "image = \"@IMAGE@\"\ncommand = [\"/bin/sleep\", \"3600\"]\nstop_timeout = \"18446744073709551615s1s\"\nnetwork = \"none\"\n"),
+    ("good2", "image = \"@IMAGE@\"\ncommand = [\"/bin/sleep\", \"3600\"]\nstop_timeout = \"1s\"\nnetwork = \"none\"\n"),
+];
+
+/// Issue 12: one declaration whose stop_timeout overflows (it used to panic the
+/// containers boot step, so no container started) is shown invalid, naming its key;
+/// the two good ones beside it run, and nothing panicked. The negative control is
+/// the unit test spec::tests::overflowing_durations_and_sizes_name_their_key, which
+/// panics against the parser before the fix.
+#[test]
+fn an_overflowing_duration_leaves_the_other_containers_running() {
+    let image = host_image("containers-overflow", OVERFLOW);
+    let guest = boot(&image, "overflow");
+    for name in ["good1", "good2"] {
+        guest.wait_container(name, Duration::from_secs(60), |c| c.state == "running");
+    }
+    let huge = guest.container("huge");
+    assert_eq!(huge.state, "invalid", "{huge:?}");
+    let detail = huge.detail.unwrap_or_default();
+    let expected = "/etc/keel/containers/huge.toml:3: stop_timeout: \"18446744073709551615s1s\": duration too large";
+    assert!(detail.contains(expected), "{detail}");
+    position(&guest, expected);
+    let console = guest.console();
+    assert!(!console.contains("panicked"), "a panic on the console:\n{console}");
+}

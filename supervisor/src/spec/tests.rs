@@ -204,3 +204,25 @@ fn overflowing_durations_and_sizes_name_their_key() {
         assert_eq!((key.as_str(), line, message.as_str()), (want_key, Some(want_line), want_message), "{extra}");
     }
 }
+
+/// Issue 12: ports are parsed with the declaration, into typed mappings; a bad entry is
+/// an error under `ports` naming the entry, so the declaration is invalid before any start.
+#[test]
+fn ports_are_parsed_with_the_declaration() {
+    let base = "image = \"/img\"\ncommand = \"/a\"\n";
+    let spec = parse("x", &format!("{base}ports = [\"8080:80\", \"127.0.0.1:5353:53/udp\"]\n"), "x.toml").unwrap();
+    let shown: Vec<String> = spec.ports.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["8080:80/tcp", "127.0.0.1:5353:53/udp"]);
+    for (entry, want) in [
+        ("70000:80", "\"70000:80\": port \"70000\" must be a number from 1 to 65535"),
+        ("80:0", "\"80:0\": port \"0\" must be a number from 1 to 65535"),
+        ("1:2:3:4", "\"1:2:3:4\": expected [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp] or PORT"),
+        ("web:80:80", "\"web:80:80\": \"web\" is not an IPv4 address"),
+        (" ", "entry 0: empty port entry"),
+    ] {
+        let (key, line, message) = only("x", &format!("{base}ports = [{entry:?}]\n"));
+        assert_eq!((key.as_str(), line, message.as_str()), ("ports", Some(3), want), "{entry}");
+    }
+    let (_, _, message) = only("x", &format!("{base}ports = [\"80/sctp\"]\n"));
+    assert!(message.starts_with("\"80/sctp\": "), "{message}");
+}

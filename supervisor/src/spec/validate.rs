@@ -81,9 +81,7 @@ fn build(name: &str, raw: RawContainer, r: &mut Report) -> Option<ContainerSpec>
     let sysctls = sysctls(&raw, r);
     let user_namespace = raw.user_namespace.as_ref().and_then(|u| user_namespace(u, r));
     let network = network(&raw, r);
-    if raw.ports.iter().any(|p| p.trim().is_empty()) {
-        r.add("ports", "empty port entry");
-    }
+    let ports = published_ports(&raw.ports, r);
     Some(ContainerSpec {
         name: name?,
         image: image?,
@@ -107,9 +105,25 @@ fn build(name: &str, raw: RawContainer, r: &mut Report) -> Option<ContainerSpec>
         sysctls,
         user_namespace,
         network: network?,
-        ports: raw.ports,
+        ports,
         metadata_access: raw.metadata_access,
     })
+}
+
+/// Each `ports` entry parsed now, so that a bad one makes the declaration invalid (in
+/// `keelctl ps`, and in keel-build) instead of failing the container's start.
+fn published_ports(raw: &[String], r: &mut Report) -> Vec<PortMapping> {
+    let mut ports = Vec::with_capacity(raw.len());
+    for (index, text) in raw.iter().enumerate() {
+        if text.trim().is_empty() {
+            r.add("ports", format!("entry {index}: empty port entry"));
+            continue;
+        }
+        if let Some(port) = r.check("ports", keel_netconf::config::parse_port(text)) {
+            ports.push(port);
+        }
+    }
+    ports
 }
 
 fn image_ref(text: &str) -> Result<ImageRef, String> {
