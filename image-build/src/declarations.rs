@@ -110,4 +110,12 @@ mod tests {
             ]
         );
     }
+
+    /// The demo image's declarations pass the check `keel-build` now makes.
+    #[test]
+    fn the_demo_declarations_validate() {
+        let host = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/demo/host.toml");
+        let spec = HostSpec::load(&host).unwrap();
+        assert_eq!(check(&spec).unwrap(), 2);
+    }
 }
