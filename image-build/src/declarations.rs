@@ -106,7 +106,7 @@ mod tests {
             lines,
             [
                 "/etc/keel/containers/port.toml:3: ports: \"70000:80\": port \"70000\" must be a number from 1 to 65535",
-                "/etc/keel/containers/time.toml:3: stop_timeout: \"18446744073709551615s1s\": duration too large",
+                "/etc/keel/containers/time.toml:3: stop_timeout: \"18446744073709551615s1s\": duration too large (at most 8760h, one year)",
             ]
         );
     }

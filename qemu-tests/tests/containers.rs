@@ -397,7 +397,8 @@ fn an_overflowing_duration_leaves_the_other_containers_running() {
     let huge = guest.container("huge");
     assert_eq!(huge.state, "invalid", "{huge:?}");
     let detail = huge.detail.unwrap_or_default();
-    let expected = "/etc/keel/containers/huge.toml:3: stop_timeout: \"18446744073709551615s1s\": duration too large";
+    let expected =
+        "/etc/keel/containers/huge.toml:3: stop_timeout: \"18446744073709551615s1s\": duration too large (at most 8760h, one year)";
     assert!(detail.contains(expected), "{detail}");
     position(&guest, expected);
     let console = guest.console();

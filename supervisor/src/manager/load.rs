@@ -91,6 +91,9 @@ mod tests {
         assert_eq!(states, [("a", true), ("b", false), ("c", true)]);
         let error = declarations[1].spec.as_ref().unwrap_err();
         let file = dir.path().join("b.toml");
-        assert_eq!(error, &format!("{}:3: stop_timeout: \"18446744073709551615s1s\": duration too large", file.display()));
+        assert_eq!(
+            error,
+            &format!("{}:3: stop_timeout: \"18446744073709551615s1s\": duration too large (at most 8760h, one year)", file.display())
+        );
     }
 }

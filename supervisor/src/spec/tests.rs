@@ -186,14 +186,36 @@ fn image_references_parse_and_let_the_image_supply_the_command() {
 fn overflowing_durations_and_sizes_name_their_key() {
     let base = "image = \"/img\"\ncommand = \"/a\"\n";
     let cases = [
-        ("stop_timeout = \"18446744073709551615s1s\"\n", "stop_timeout", 3, "\"18446744073709551615s1s\": duration too large"),
-        ("stop_timeout = \"307445734561825861m\"\n", "stop_timeout", 3, "\"307445734561825861m\": duration too large"),
-        ("stop_timeout = \"99999999999999999999\"\n", "stop_timeout", 3, "\"99999999999999999999\": duration too large"),
+        (
+            "stop_timeout = \"18446744073709551615s1s\"\n",
+            "stop_timeout",
+            3,
+            "\"18446744073709551615s1s\": duration too large (at most 8760h, one year)",
+        ),
+        (
+            "stop_timeout = \"307445734561825861m\"\n",
+            "stop_timeout",
+            3,
+            "\"307445734561825861m\": duration too large (at most 8760h, one year)",
+        ),
+        // fits a Duration, but `now + stop_timeout` would panic PID 1 at the stop
+        (
+            "stop_timeout = \"18446744073709551615s\"\n",
+            "stop_timeout",
+            3,
+            "\"18446744073709551615s\": duration too large (at most 8760h, one year)",
+        ),
+        (
+            "stop_timeout = \"99999999999999999999\"\n",
+            "stop_timeout",
+            3,
+            "\"99999999999999999999\": duration too large (at most 8760h, one year)",
+        ),
         (
             "[healthcheck]\ncommand = \"/bin/true\"\ninterval = \"18446744073709551615h\"\n",
             "healthcheck.interval",
             5,
-            "\"18446744073709551615h\": duration too large",
+            "\"18446744073709551615h\": duration too large (at most 8760h, one year)",
         ),
         ("[resources]\nmemory_max = \"99999999999999999999G\"\n", "resources.memory_max", 4, "\"99999999999999999999G\": size too large"),
         ("[resources]\nmemory_swap_max = \"17179869184G\"\n", "resources.memory_swap_max", 4, "\"17179869184G\": size too large"),

@@ -27,8 +27,9 @@ pub enum UnitError {
         /// The unit that is not known.
         unit: String,
     },
-    /// A number, a number times its unit, or the sum of the parts does not fit.
-    #[error("{0:?}: duration too large")]
+    /// A number, a number times its unit, or the sum of the parts does not fit, or the
+    /// total is beyond [`MAX_DURATION`].
+    #[error("{0:?}: duration too large (at most 8760h, one year)")]
     DurationTooLarge(String),
     /// Not a number with an optional K, M, G or T suffix.
     #[error("{0:?}: expected a size such as 512M or 1G")]
@@ -38,8 +39,23 @@ pub enum UnitError {
     SizeTooLarge(String),
 }
 
-/// Parse a duration such as `30s`, `1m30s`, `500ms`, `2h` or a bare number of seconds.
+/// The longest duration a declaration may give. The supervisor adds declared durations
+/// to the clock (`now + stop_timeout`, `now + interval`); with this bound that sum can
+/// never overflow, where `u64::MAX` seconds would panic PID 1 when the container stops.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Parse a duration such as `30s`, `1m30s`, `500ms`, `2h` or a bare number of seconds,
+/// at most [`MAX_DURATION`].
 pub fn parse_duration(text: &str) -> Result<Duration, UnitError> {
+    let duration = parse_unbounded_duration(text)?;
+    if duration > MAX_DURATION {
+        return Err(UnitError::DurationTooLarge(text.trim().into()));
+    }
+    Ok(duration)
+}
+
+/// [`parse_duration`] before the bound: every step checked.
+fn parse_unbounded_duration(text: &str) -> Result<Duration, UnitError> {
     let text = text.trim();
     if text.is_empty() {
         return Err(UnitError::EmptyDuration);
@@ -157,12 +173,19 @@ mod tests {
             format!("{max}h"),
         ] {
             assert_eq!(parse_duration(&text), Err(UnitError::DurationTooLarge(text.clone())), "{text}");
-            assert_eq!(parse_duration(&text).unwrap_err().to_string(), format!("{text:?}: duration too large"));
+            assert_eq!(parse_duration(&text).unwrap_err().to_string(), format!("{text:?}: duration too large (at most 8760h, one year)"));
         }
-        // the largest values that do fit are still accepted
-        assert_eq!(parse_duration(&format!("{max}")).unwrap(), Duration::from_secs(max));
-        assert_eq!(parse_duration(&format!("{max}s999ms")).unwrap(), Duration::new(max, 999_000_000));
-        assert_eq!(parse_duration(&format!("{}h", max / 3600)).unwrap(), Duration::from_secs(max / 3600 * 3600));
+        // without the one-year bound, the largest values that fit are accepted...
+        assert_eq!(parse_unbounded_duration(&format!("{max}")).unwrap(), Duration::from_secs(max));
+        assert_eq!(parse_unbounded_duration(&format!("{max}s999ms")).unwrap(), Duration::new(max, 999_000_000));
+        assert_eq!(parse_unbounded_duration(&format!("{}h", max / 3600)).unwrap(), Duration::from_secs(max / 3600 * 3600));
+        // ...and the bound refuses them, so that `Instant::now() + d` cannot panic later.
+        for text in [format!("{max}"), "8760h1ms".to_string(), "525601m".to_string()] {
+            assert_eq!(parse_duration(&text), Err(UnitError::DurationTooLarge(text.clone())), "{text}");
+        }
+        assert_eq!(parse_duration("8760h").unwrap(), MAX_DURATION);
+        let now = std::time::Instant::now();
+        assert!(now.checked_add(MAX_DURATION + Duration::from_secs(5)).is_some());
     }
 
     #[test]
