@@ -26,6 +26,7 @@ pub mod boot_initramfs;
 pub mod build;
 pub mod busybox;
 pub mod cpio;
+pub mod declarations;
 pub mod disk;
 pub mod diskimage;
 pub mod host;

@@ -113,6 +113,8 @@ enum CliError {
     #[error(transparent)]
     Build(#[from] BuildError),
     #[error(transparent)]
+    Declarations(#[from] keel_build::declarations::DeclarationErrors),
+    #[error(transparent)]
     Run(#[from] RunError),
     #[error(transparent)]
     Disk(#[from] DiskError),
@@ -160,6 +162,7 @@ fn dispatch(command: Command) -> Result<ExitCode, CliError> {
         Command::Validate { config } => Ok(validate(&config)),
         Command::Disk { host, out, format, size } => {
             let spec = HostSpec::load(&host)?;
+            keel_build::declarations::check(&spec)?;
             let options = BuildOptions::from_env()?;
             let output = build_disk(&spec, &options, format, size, &out)?;
             let sha = sha256_file(&output.image).map_err(CliError::Build)?;
@@ -205,6 +208,7 @@ fn validate(path: &Path) -> ExitCode {
 
 fn build_image(host: &Path, out: &Path) -> Result<BuildOutput, CliError> {
     let spec = HostSpec::load(host)?;
+    keel_build::declarations::check(&spec)?;
     let options = BuildOptions::from_env()?;
     Ok(build(&spec, &options, out)?)
 }

@@ -389,4 +389,32 @@ fn a_flooding_container_never_holds_pid_1() {
     assert_eq!(kept, written, "the log files lost lines: {counted:?}");
     assert!(written > 1000, "the flood wrote only {written} lines");
     assert_eq!(guest.container("calm").state, "running");
+
+const OVERFLOW: &[(&str, &str)] = &[
+    ("good1", "image = \"@IMAGE@\"\ncommand = [\"/bin/sleep\", \"3600\"]\nstop_timeout = \"1s\"\nnetwork = \"none\"\n"),
+    ("huge", "image = \"@IMAGE@\"\ncommand = [\"/bin/sleep\", \"3600\"]\nstop_timeout = \"18446744073709551615s1s\"\nnetwork = \"none\"\n"),
+    ("good2", "image = \"@IMAGE@\"\ncommand = [\"/bin/sleep\", \"3600\"]\nstop_timeout = \"1s\"\nnetwork = \"none\"\n"),
+];
+
+/// Issue 12: one declaration whose stop_timeout overflows (it used to panic the
+/// containers boot step, so no container started) is shown invalid, naming its key;
+/// the two good ones beside it run, and nothing panicked. The negative control is
+/// the unit test spec::tests::overflowing_durations_and_sizes_name_their_key, which
+/// panics against the parser before the fix.
+#[test]
+fn an_overflowing_duration_leaves_the_other_containers_running() {
+    let image = host_image("containers-overflow", OVERFLOW);
+    let guest = boot(&image, "overflow");
+    for name in ["good1", "good2"] {
+        guest.wait_container(name, Duration::from_secs(60), |c| c.state == "running");
+    }
+    let huge = guest.container("huge");
+    assert_eq!(huge.state, "invalid", "{huge:?}");
+    let detail = huge.detail.unwrap_or_default();
+    let expected =
+        "/etc/keel/containers/huge.toml:3: stop_timeout: \"18446744073709551615s1s\": duration too large (at most 8760h, one year)";
+    assert!(detail.contains(expected), "{detail}");
+    position(&guest, expected);
+    let console = guest.console();
+    assert!(!console.contains("panicked"), "a panic on the console:\n{console}");
 }

@@ -7,7 +7,7 @@
 //! program runs. Teardown is the namespace dying with the container.
 
 use super::{write_atomically, Shared};
-use keel_netconf::config::{parse_port, Network};
+use keel_netconf::config::Network;
 use keel_netconf::nft::Published;
 use keel_netconf::NetnsRef;
 use keel_supervisor::manager::NetworkAttacher;
@@ -88,7 +88,6 @@ impl NetworkAttacher for ContainerNetworks {
         let mut host = self.network.borrow_mut();
         let network: Network =
             host.config.network(name).cloned().ok_or_else(|| format!("network: {name:?} is not declared in /etc/keel/network.toml"))?;
-        let ports = spec.ports.iter().map(|p| parse_port(p).map_err(|e| format!("ports: {e}"))).collect::<Result<Vec<_>, _>>()?;
         let container = spec.name.as_str();
         let ipam = host.ipam.as_mut().ok_or("network: IPAM is not available (see the boot log)")?;
         let address = ipam.allocate(&network, container).map_err(|e| format!("network {name}: {e}"))?;
@@ -101,7 +100,8 @@ impl NetworkAttacher for ContainerNetworks {
             }
             _ => None,
         };
-        let published: Vec<Published> = ports
+        let published: Vec<Published> = spec
+            .ports
             .iter()
             .map(|p| Published { proto: p.proto, host_ip: p.host_ip, host_port: p.host_port, dest: address, dest_port: p.container_port })
             .collect();

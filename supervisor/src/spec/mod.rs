@@ -13,6 +13,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// A published port, as `ports` entries parse into (the network crate owns the syntax).
+pub use keel_netconf::config::PortMapping;
 pub use validate::parse;
 
 /// Parse a user as `user = …` takes it (`uid[:gid]` or a name); for image configs.
@@ -294,8 +296,9 @@ pub struct ContainerSpec {
     pub user_namespace: Option<UserNamespace>,
     /// Network.
     pub network: NetworkMode,
-    /// Published ports, as written (the network issue gives them meaning).
-    pub ports: Vec<String>,
+    /// Published ports, parsed when the declaration is (a bad entry makes the whole
+    /// declaration invalid rather than failing its start).
+    pub ports: Vec<PortMapping>,
     /// `metadata_access = true`: this container may reach the cloud metadata service
     /// (169.254.169.254, fd00:ec2::254), which hands out the machine's credentials. Off by
     /// default; a network's `metadata = true` opens it to all of that network's containers.

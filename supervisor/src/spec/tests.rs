@@ -179,3 +179,72 @@ fn image_references_parse_and_let_the_image_supply_the_command() {
     assert_eq!(key, "image");
     assert!(message.contains("absolute"), "{message}");
 }
+
+/// Issue 12: an overflowing duration or size is an error under its own key, never a
+/// panic, and it is the declaration's only error.
+#[test]
+fn overflowing_durations_and_sizes_name_their_key() {
+    let base = "image = \"/img\"\ncommand = \"/a\"\n";
+    let cases = [
+        (
+            "stop_timeout = \"18446744073709551615s1s\"\n",
+            "stop_timeout",
+            3,
+            "\"18446744073709551615s1s\": duration too large (at most 8760h, one year)",
+        ),
+        (
+            "stop_timeout = \"307445734561825861m\"\n",
+            "stop_timeout",
+            3,
+            "\"307445734561825861m\": duration too large (at most 8760h, one year)",
+        ),
+        // fits a Duration, but `now + stop_timeout` would panic PID 1 at the stop
+        (
+            "stop_timeout = \"18446744073709551615s\"\n",
+            "stop_timeout",
+            3,
+            "\"18446744073709551615s\": duration too large (at most 8760h, one year)",
+        ),
+        (
+            "stop_timeout = \"99999999999999999999\"\n",
+            "stop_timeout",
+            3,
+            "\"99999999999999999999\": duration too large (at most 8760h, one year)",
+        ),
+        (
+            "[healthcheck]\ncommand = \"/bin/true\"\ninterval = \"18446744073709551615h\"\n",
+            "healthcheck.interval",
+            5,
+            "\"18446744073709551615h\": duration too large (at most 8760h, one year)",
+        ),
+        ("[resources]\nmemory_max = \"99999999999999999999G\"\n", "resources.memory_max", 4, "\"99999999999999999999G\": size too large"),
+        ("[resources]\nmemory_swap_max = \"17179869184G\"\n", "resources.memory_swap_max", 4, "\"17179869184G\": size too large"),
+        ("[[mounts]]\ntype = \"tmpfs\"\ntarget = \"/t\"\nsize = \"16777216T\"\n", "mounts[0].size", 6, "\"16777216T\": size too large"),
+    ];
+    for (extra, want_key, want_line, want_message) in cases {
+        let (key, line, message) = only("x", &format!("{base}{extra}"));
+        assert_eq!((key.as_str(), line, message.as_str()), (want_key, Some(want_line), want_message), "{extra}");
+    }
+}
+
+/// Issue 12: ports are parsed with the declaration, into typed mappings; a bad entry is
+/// an error under `ports` naming the entry, so the declaration is invalid before any start.
+#[test]
+fn ports_are_parsed_with_the_declaration() {
+    let base = "image = \"/img\"\ncommand = \"/a\"\n";
+    let spec = parse("x", &format!("{base}ports = [\"8080:80\", \"127.0.0.1:5353:53/udp\"]\n"), "x.toml").unwrap();
+    let shown: Vec<String> = spec.ports.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["8080:80/tcp", "127.0.0.1:5353:53/udp"]);
+    for (entry, want) in [
+        ("70000:80", "\"70000:80\": port \"70000\" must be a number from 1 to 65535"),
+        ("80:0", "\"80:0\": port \"0\" must be a number from 1 to 65535"),
+        ("1:2:3:4", "\"1:2:3:4\": expected [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp] or PORT"),
+        ("web:80:80", "\"web:80:80\": \"web\" is not an IPv4 address"),
+        (" ", "entry 0: empty port entry"),
+    ] {
+        let (key, line, message) = only("x", &format!("{base}ports = [{entry:?}]\n"));
+        assert_eq!((key.as_str(), line, message.as_str()), ("ports", Some(3), want), "{entry}");
+    }
+    let (_, _, message) = only("x", &format!("{base}ports = [\"80/sctp\"]\n"));
+    assert!(message.starts_with("\"80/sctp\": "), "{message}");
+}

@@ -22,8 +22,8 @@ impl Report<'_> {
     }
 
     /// Keep the value or record the error under `key`.
-    fn check<T>(&mut self, key: &str, result: Result<T, String>) -> Option<T> {
-        result.map_err(|message| self.add(key, message)).ok()
+    fn check<T, E: std::fmt::Display>(&mut self, key: &str, result: Result<T, E>) -> Option<T> {
+        result.map_err(|error| self.add(key, error.to_string())).ok()
     }
 }
 
@@ -56,7 +56,7 @@ fn build(name: &str, raw: RawContainer, r: &mut Report) -> Option<ContainerSpec>
     let name = r.check("", ContainerName::new(name));
     let image = match &raw.image {
         Some(image) => r.check("image", image_ref(image)),
-        None => r.check("image", Err("required: a root filesystem directory or an image reference".into())),
+        None => r.check("image", Err::<ImageRef, _>("required: a root filesystem directory or an image reference")),
     };
     let from_image = matches!(image, Some(ImageRef::Image(_)));
     let declared = declared_process(&raw, r);
@@ -81,9 +81,7 @@ fn build(name: &str, raw: RawContainer, r: &mut Report) -> Option<ContainerSpec>
     let sysctls = sysctls(&raw, r);
     let user_namespace = raw.user_namespace.as_ref().and_then(|u| user_namespace(u, r));
     let network = network(&raw, r);
-    if raw.ports.iter().any(|p| p.trim().is_empty()) {
-        r.add("ports", "empty port entry");
-    }
+    let ports = published_ports(&raw.ports, r);
     Some(ContainerSpec {
         name: name?,
         image: image?,
@@ -107,9 +105,25 @@ fn build(name: &str, raw: RawContainer, r: &mut Report) -> Option<ContainerSpec>
         sysctls,
         user_namespace,
         network: network?,
-        ports: raw.ports,
+        ports,
         metadata_access: raw.metadata_access,
     })
+}
+
+/// Each `ports` entry parsed now, so that a bad one makes the declaration invalid (in
+/// `keelctl ps`, and in keel-build) instead of failing the container's start.
+fn published_ports(raw: &[String], r: &mut Report) -> Vec<PortMapping> {
+    let mut ports = Vec::with_capacity(raw.len());
+    for (index, text) in raw.iter().enumerate() {
+        if text.trim().is_empty() {
+            r.add("ports", format!("entry {index}: empty port entry"));
+            continue;
+        }
+        if let Some(port) = r.check("ports", keel_netconf::config::parse_port(text)) {
+            ports.push(port);
+        }
+    }
+    ports
 }
 
 fn image_ref(text: &str) -> Result<ImageRef, String> {
