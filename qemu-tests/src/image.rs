@@ -1,6 +1,6 @@
 //! Building the images tests boot.
 
-use keel_build::{build, BuildOptions, HostSpec};
+use keel_build::{build, BuildError, BuildOptions, HostError, HostSpec};
 use std::path::{Path, PathBuf};
 
 /// A built image: kernel, initramfs and the command line it boots with.
@@ -48,7 +48,42 @@ pub fn build_image(name: &str, host_toml: &str, probe: &Path) -> TestImage {
     let text = host_toml.replace("@PROBE@", &probe.display().to_string());
     std::fs::write(&toml_path, text).expect("write host.toml");
     let spec = HostSpec::load(&toml_path).unwrap_or_else(|e| panic!("{e}"));
+    build_spec(&spec, dir).unwrap_or_else(|e| panic!("build {name}: {e}"))
+}
+
+/// Why [`build_image_from_file`] could not build an image.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// The host.toml could not be read or is invalid.
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// The image builder failed.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// The output directory could not be made.
+    #[error("{}: cannot create: {source}", path.display())]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Build the host.toml at `host` where it lies, so its relative paths (`[[files]] source`
+/// and the like) resolve against its own directory as `keel-build` resolves them, into
+/// NAME under target/qemu-tests. Benchmarks use it for hosts such as examples/demo, whose
+/// files a copy of the host.toml would leave behind.
+pub fn build_image_from_file(name: &str, host: &Path) -> Result<TestImage, ImageError> {
+    let dir = target_dir().join("qemu-tests").join(name);
+    std::fs::create_dir_all(&dir).map_err(|source| ImageError::Dir { path: dir.clone(), source })?;
+    let spec = HostSpec::load(host)?;
+    Ok(build_spec(&spec, dir)?)
+}
+
+/// Build `spec` into `dir` with the keel binary beside the running executable.
+fn build_spec(spec: &HostSpec, dir: PathBuf) -> Result<TestImage, BuildError> {
     let options = BuildOptions { keel_binary: keel_binary(), source_date_epoch: 0, ca_bundle: keel_build::build::default_ca_bundle() };
-    let out = build(&spec, &options, &dir).unwrap_or_else(|e| panic!("build {name}: {e}"));
-    TestImage { dir, vmlinuz: out.vmlinuz, initramfs: out.initramfs, cmdline: out.cmdline }
+    let out = build(spec, &options, &dir)?;
+    Ok(TestImage { dir, vmlinuz: out.vmlinuz, initramfs: out.initramfs, cmdline: out.cmdline })
 }

@@ -9,11 +9,12 @@
 //! The images use the newest kernel in /boot and the `keel` binary built next to the
 //! test executable (`make test` builds it first).
 
+pub mod boot_timing;
 pub mod guest;
 pub mod image;
 
 pub use guest::{BootOptions, Guest};
-pub use image::{build_image, keel_binary, target_dir, TestImage};
+pub use image::{build_image, build_image_from_file, keel_binary, target_dir, ImageError, TestImage};
 
 /// A `data:` URL of `text`, percent-encoded: how the tests inline files in first-boot configs.
 pub fn data_url(text: &str) -> String {
