@@ -389,6 +389,7 @@ fn a_flooding_container_never_holds_pid_1() {
     assert_eq!(kept, written, "the log files lost lines: {counted:?}");
     assert!(written > 1000, "the flood wrote only {written} lines");
     assert_eq!(guest.container("calm").state, "running");
+}
 
 const OVERFLOW: &[(&str, &str)] = &[
     ("good1", "image = \"@IMAGE@\"\ncommand = [\"/bin/sleep\", \"3600\"]\nstop_timeout = \"1s\"\nnetwork = \"none\"\n"),
