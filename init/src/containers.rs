@@ -68,9 +68,10 @@ impl FileAndConsole {
         FileAndConsole { dir, logs: BTreeMap::new(), console: BoundedConsole::open_console(), failing: BTreeMap::new() }
     }
 
-    fn log_for(&mut self, name: &ContainerName) -> &mut ContainerLog {
-        let dir = &self.dir;
-        self.logs.entry(name.clone()).or_insert_with(|| {
+    /// The log of container `name`, opened on first use. A free-standing borrow of the
+    /// logs alone, so the caller can pass the console beside it.
+    fn log_for<'a>(logs: &'a mut BTreeMap<ContainerName, ContainerLog>, dir: &Path, name: &ContainerName) -> &'a mut ContainerLog {
+        logs.entry(name.clone()).or_insert_with(|| {
             let file = LogFile::open(dir, name, logs::DEFAULT_MAX_BYTES, logs::DEFAULT_KEEP)
                 .map_err(|e| warn!("container {name}: no log file: {e}; output goes to the console only"))
                 .ok();
@@ -91,20 +92,14 @@ impl FileAndConsole {
 
 impl LogSink for FileAndConsole {
     fn write(&mut self, name: &ContainerName, stream: Stream, bytes: &[u8]) {
-        self.log_for(name);
-        let result = match self.logs.get_mut(name) {
-            Some(log) => log.feed(stream, bytes, SystemTime::now(), &mut self.console),
-            None => Ok(()),
-        };
+        let log = Self::log_for(&mut self.logs, &self.dir, name);
+        let result = log.feed(stream, bytes, SystemTime::now(), &mut self.console);
         self.note(name, result);
     }
 
     fn finish(&mut self, name: &ContainerName) {
-        self.log_for(name);
-        let result = match self.logs.get_mut(name) {
-            Some(log) => log.finish(SystemTime::now(), &mut self.console),
-            None => Ok(()),
-        };
+        let log = Self::log_for(&mut self.logs, &self.dir, name);
+        let result = log.finish(SystemTime::now(), &mut self.console);
         self.note(name, result);
     }
 }

@@ -3,7 +3,7 @@
 //! together for PID 1's event loop.
 
 use super::error::LogError;
-use super::lines::{format_console, LineSplitter, Stream};
+use super::lines::{format_console, format_record_stamped, LineSplitter, Stream};
 use crate::spec::ContainerName;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -78,21 +78,14 @@ impl LogFile {
         let mut first_error = None;
         let mut batch = String::new();
         for record in records {
-            let len = record.len() as u64;
-            let would_rotate = self.size.saturating_add(batch.len() as u64) > 0
-                && self.size.saturating_add(batch.len() as u64).saturating_add(len) > self.max_bytes;
-            if would_rotate && !batch.is_empty() {
+            // A batch only ever holds what fits before the bound (or one record alone):
+            // write_record then rotates on a record boundary, as record by record would.
+            let total = self.size.saturating_add(batch.len() as u64).saturating_add(record.len() as u64);
+            if !batch.is_empty() && total > self.max_bytes {
                 if let Err(e) = self.write_record(&batch) {
                     first_error.get_or_insert(e);
                 }
                 batch.clear();
-            }
-            if would_rotate && batch.is_empty() && self.size.saturating_add(len) > self.max_bytes {
-                // Rotation happens on record boundaries, in write_record.
-                if let Err(e) = self.write_record(record) {
-                    first_error.get_or_insert(e);
-                }
-                continue;
             }
             batch.push_str(record);
         }
@@ -236,9 +229,9 @@ impl ContainerLog {
         }
         let mut first_error = None;
         if let Some(file) = self.file.as_mut() {
-            // One timestamp for the whole read (format_record's form, formatted once).
+            // One timestamp for the whole read, formatted once.
             let stamp = super::timestamp::format_timestamp(now);
-            let records: Vec<String> = lines.iter().map(|line| format!("{stamp} {stream} {line}\n")).collect();
+            let records: Vec<String> = lines.iter().map(|line| format_record_stamped(&stamp, stream, line)).collect();
             if let Err(e) = file.write_records(&records) {
                 first_error.get_or_insert(e);
             }

@@ -147,7 +147,13 @@ fn utf8_cut(bytes: &[u8], max: usize) -> usize {
 /// `2026-11-29T23:10:25.123Z stdout hello\n`. `line` must not contain `\n`
 /// ([`LineSplitter`] guarantees that).
 pub fn format_record(timestamp: SystemTime, stream: Stream, line: &str) -> String {
-    format!("{} {} {}\n", format_timestamp(timestamp), stream, line)
+    format_record_stamped(&format_timestamp(timestamp), stream, line)
+}
+
+/// [`format_record`] with the timestamp already formatted: the lines of one read share
+/// it, and formatting it once per line is most of a flood's cost.
+pub fn format_record_stamped(stamp: &str, stream: Stream, line: &str) -> String {
+    format!("{stamp} {stream} {line}\n")
 }
 
 /// The console form of one line: `NAME| text\n` for stdout, `NAME! text\n` for stderr.

@@ -30,7 +30,7 @@ mod timestamp;
 pub use console::{BoundedConsole, CONSOLE_BUFFER};
 pub use error::{LogError, RecordError};
 pub use file::{log_path, rotated_path, ContainerLog, LogFile, DEFAULT_DIR, DEFAULT_KEEP, DEFAULT_MAX_BYTES};
-pub use lines::{format_console, format_record, parse_record, LineSplitter, Record, Stream, MAX_LINE_BYTES};
+pub use lines::{format_console, format_record, format_record_stamped, parse_record, LineSplitter, Record, Stream, MAX_LINE_BYTES};
 pub use read::{read_from, tail, LogOffset, FOLLOW_READ_LIMIT};
 pub use timestamp::{format_timestamp, parse_timestamp};
 

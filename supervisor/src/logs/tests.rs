@@ -499,3 +499,25 @@ fn follow_reads_in_bounded_steps() {
     assert_eq!(first.len() + rest.len(), count);
     assert_eq!(end.offset, 10 * count as u64);
 }
+
+#[test]
+fn batched_records_rotate_where_records_one_by_one_would() {
+    let records: Vec<String> = (0..40).map(|i| format!("record {i:02} {}\n", "x".repeat(i % 7))).collect();
+    let contents = |batched: bool| {
+        let tmp = Scratch::new("batch");
+        let web = name("web");
+        let mut log = LogFile::open(&tmp.logs(), &web, 100, 9).unwrap();
+        if batched {
+            log.write_records(&records).unwrap();
+        } else {
+            records.iter().for_each(|r| log.write_record(r).unwrap());
+        }
+        (0..=9)
+            .map(|n| if n == 0 { log_path(&tmp.logs(), &web) } else { rotated_path(&tmp.logs(), &web, n) })
+            .map(|p| fs::read_to_string(p).unwrap_or_default())
+            .collect::<Vec<String>>()
+    };
+    let one_by_one = contents(false);
+    assert!(one_by_one.iter().filter(|c| !c.is_empty()).count() > 3, "the records span several files");
+    assert_eq!(contents(true), one_by_one);
+}
