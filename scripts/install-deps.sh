@@ -45,6 +45,7 @@ table=(
   "mount             mount umount                 : image tests mount the store's overlay"
   "libc-bin          ldd                          : the glibc seccomp rootfs"
   "gzip              gzip                         : first-boot tests compress files"
+  "ignition          ignition-validate            : the first-boot differential test: Ignition's own validator as the oracle"
   "tar               tar                          : the glibc seccomp rootfs"
   "findutils         find xargs                   : the glibc seccomp rootfs"
   "grep              grep                         : host tests and the glibc seccomp rootfs"
