@@ -23,6 +23,7 @@ pub mod merge;
 pub mod report;
 pub mod suggest;
 pub mod types;
+pub mod url_syntax;
 pub mod validate;
 pub mod validate_passwd;
 pub mod walk;

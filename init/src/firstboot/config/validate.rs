@@ -12,8 +12,9 @@
 use super::data_url::decode_data_url;
 use super::report::{JsonPath, Problem, Severity};
 use super::types::{Compression, Config, ConfigRef, IdOrName, Owner, ProxySettings, Resource};
+use super::url_syntax;
 use super::walk::Origins;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// The trees first boot may write below; everything else is the read-only image.
 pub const WRITABLE_TREES: &[&str] = &["/etc", "/var", "/home", "/root", "/opt", "/srv", "/usr/local"];
@@ -120,23 +121,21 @@ pub fn check_mode(mode: u32, is_dir: bool) -> (Option<String>, Vec<String>) {
     (None, warnings)
 }
 
-/// Checks a resource URL: data: (decoded here), http: or https:.
+/// Checks a resource URL. Ignition's rules: it parses as a URL and its scheme is one
+/// Ignition knows, a data: URL well-formed. keel's: only data:, http: and https:
+/// (by design), and an http(s) URL keel's fetcher can fetch (a host, no user
+/// information, a port 1–65535, no spaces).
 pub fn check_source(source: &str) -> Result<(), String> {
-    let Some((scheme, rest)) = source.split_once(':') else {
-        return Err(format!("source {source:?} is not a URL; use a data:, http: or https: URL"));
-    };
-    match scheme.to_ascii_lowercase().as_str() {
+    let parts = url_syntax::parse(source).map_err(|e| format!("source {source:?} is not a valid URL: {e}"))?;
+    match parts.scheme.as_str() {
         "data" => decode_data_url(source).map(|_| ()).map_err(|e| format!("malformed data URL: {e}")),
-        "http" | "https" => {
-            let host = rest.strip_prefix("//").map(|r| r.split(['/', '?', '#']).next().unwrap_or(""));
-            match host {
-                Some(h) if !h.is_empty() && !source.contains(char::is_whitespace) => Ok(()),
-                _ => Err(format!("source {source:?} is not a valid {scheme} URL (want {scheme}://HOST/PATH)")),
-            }
-        }
+        "http" | "https" => keel_netconf::http::parse_url(source)
+            .map(|_| ())
+            .map_err(|e| format!("keel cannot fetch {source:?} (keel's rule: want {}://HOST[:PORT]/PATH): {e}", parts.scheme)),
         s @ ("s3" | "gs" | "tftp" | "arn") => {
             Err(format!("URL scheme {s:?} is not supported by keel; serve the data over https or inline it as a data: URL"))
         }
+        "" => Err(format!("source {source:?} is not a URL; use a data:, http: or https: URL")),
         s => Err(format!("URL scheme {s:?} is not supported; use data:, http: or https:")),
     }
 }
@@ -160,9 +159,6 @@ pub fn check_config(c: &mut Checker<'_>, config: &Config) {
         for (j, r) in f.append.iter().enumerate() {
             check_resource(c, r, &p.key("append").index(j));
         }
-        if f.overwrite && f.contents.as_ref().and_then(|r| r.source.as_ref()).is_none() {
-            c.error(&p.key("overwrite"), "overwrite is true but contents.source is not set; give the file a source".into());
-        }
         check_mode_at(c, f.mode, false, &p);
     }
     for (i, d) in config.directories.iter().enumerate() {
@@ -170,15 +166,24 @@ pub fn check_config(c: &mut Checker<'_>, config: &Config) {
         check_mode_at(c, d.mode, true, &p);
     }
     check_links(c, config);
+    let mut sources = HashSet::new();
     for (i, r) in config.merge.iter().enumerate() {
-        check_reference(c, r, &c.entry(&["ignition", "config", "merge"], i));
+        let p = c.entry(&["ignition", "config", "merge"], i);
+        check_reference(c, r, &p);
+        if !sources.insert(&r.source) {
+            c.error(&p, format!("merge source {:?} is listed twice", r.source));
+        }
     }
     if let Some(r) = &config.replace {
         check_reference(c, r, &JsonPath::of(&["ignition", "config", "replace"]));
     }
+    let mut sources = HashSet::new();
     for (i, r) in config.certificate_authorities.iter().enumerate() {
         let p = c.entry(&["ignition", "security", "tls", "certificateAuthorities"], i);
         check_reference(c, r, &p);
+        if !sources.insert(&r.source) {
+            c.error(&p, format!("CA source {:?} is listed twice", r.source));
+        }
         if r.source.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("data:")) && r.compression.is_none() {
             if let Err(e) = decode_data_url(&r.source).and_then(|pem| keel_netconf::http::tls::parse_pem_certificates(&pem)) {
                 c.error(&p.key("source"), format!("not a usable CA certificate: {e}"));
@@ -207,40 +212,69 @@ fn check_reference(c: &mut Checker<'_>, r: &ConfigRef, path: &JsonPath) {
     check_resource(c, &res, path);
 }
 
+/// Ignition's proxy rules: a set proxy (`""` included) parses as a URL with scheme
+/// http or https; no `noProxy` entry twice. keel's: the proxy is `http://HOST[:PORT]`
+/// (keel's fetcher speaks plain http to proxies).
 fn check_proxy(c: &mut Checker<'_>, proxy: &ProxySettings) {
     for (key, url) in [("httpProxy", &proxy.http_proxy), ("httpsProxy", &proxy.https_proxy)] {
         let Some(url) = url else { continue };
-        let result = match key {
-            "httpProxy" => keel_netconf::http::Proxy::new(Some(url), None, Vec::new()),
-            _ => keel_netconf::http::Proxy::new(None, Some(url), Vec::new()),
-        };
-        if let Err(e) = result {
-            c.error(&JsonPath::of(&["ignition", "proxy", key]), e);
+        let p = JsonPath::of(&["ignition", "proxy", key]);
+        match url_syntax::parse(url) {
+            Err(e) => c.error(&p, format!("proxy {url:?} is not a valid URL: {e}")),
+            Ok(parts) if parts.scheme != "http" && parts.scheme != "https" => {
+                c.error(&p, format!("proxy {url:?} is not an http:// or https:// URL"))
+            }
+            Ok(_) => {
+                let result = match key {
+                    "httpProxy" => keel_netconf::http::Proxy::new(Some(url), None, Vec::new()),
+                    _ => keel_netconf::http::Proxy::new(None, Some(url), Vec::new()),
+                };
+                if let Err(e) = result {
+                    c.error(&p, format!("{e} (keel's rule)"));
+                }
+            }
+        }
+    }
+    let mut seen = HashSet::new();
+    for (i, entry) in proxy.no_proxy.iter().enumerate() {
+        if !seen.insert(entry) {
+            c.error(&JsonPath::of(&["ignition", "proxy", "noProxy"]).index(i), format!("noProxy entry {entry:?} is listed twice"));
         }
     }
 }
 
-/// Ignition's header rules: a name, no name twice, only for http(s) sources; keel also
-/// refuses line breaks, which would split the request.
+/// Ignition's header rules: only with an http(s) source (the scheme read
+/// case-insensitively), a non-empty name, a non-empty value, no name twice. keel's:
+/// names are HTTP tokens, unique case-insensitively (HTTP names are), and values hold
+/// no line break (it would split the request).
 fn check_headers(c: &mut Checker<'_>, r: &Resource, path: &JsonPath) {
     if r.http_headers.is_empty() {
         return;
     }
     let p = path.key("httpHeaders");
-    let source = r.source.as_deref().unwrap_or("");
-    if !(source.starts_with("http://") || source.starts_with("https://")) {
+    let scheme = r.source.as_deref().and_then(|s| url_syntax::parse(s).ok()).map(|u| u.scheme);
+    if !matches!(scheme.as_deref(), Some("http" | "https")) {
         c.error(&p, "httpHeaders are only sent with http:// and https:// sources".into());
     }
-    let mut seen = std::collections::HashSet::new();
+    let (mut exact, mut folded) = (HashSet::new(), HashSet::new());
     for (i, h) in r.http_headers.iter().enumerate() {
         let hp = p.index(i);
-        if h.name.is_empty() || !h.name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
-            c.error(&hp.key("name"), format!("header name {:?} is empty or not a valid HTTP token", h.name));
-        } else if !seen.insert(h.name.to_ascii_lowercase()) {
+        if h.name.is_empty() {
+            c.error(&hp.key("name"), "header name is empty".into());
+        } else if !exact.insert(h.name.as_str()) {
             c.error(&hp.key("name"), format!("header {:?} is given twice", h.name));
+        } else if !h.name.bytes().all(|b| b.is_ascii_graphic() && b != b':') {
+            c.error(&hp.key("name"), format!("header name {:?} is not a valid HTTP token (keel's rule)", h.name));
+        } else if !folded.insert(h.name.to_ascii_lowercase()) {
+            c.error(
+                &hp.key("name"),
+                format!("header {:?} is given twice, in another case (keel's rule: HTTP names are case-insensitive)", h.name),
+            );
         }
-        if h.value.contains(['\r', '\n']) {
-            c.error(&hp.key("value"), "header value contains a line break".into());
+        if h.value.is_empty() {
+            c.error(&hp.key("value"), "header value is empty".into());
+        } else if h.value.contains(['\r', '\n']) {
+            c.error(&hp.key("value"), "header value contains a line break (keel's rule)".into());
         }
     }
 }
@@ -315,7 +349,10 @@ fn check_links(c: &mut Checker<'_>, config: &Config) {
         } else if l.target.contains('\0') {
             c.error(&p, "link target contains a NUL character".into());
         } else if l.hard {
-            if !l.target.starts_with('/') {
+            if let Some(d) = config.directories.iter().position(|d| d.path == l.target) {
+                let at = c.entry(&["storage", "directories"], d);
+                c.error(&p, format!("hard link target {:?} is a directory ({at}); directories cannot be hard-linked", l.target));
+            } else if !l.target.starts_with('/') {
                 c.error(&p, format!("hard link target {:?} must be an absolute path", l.target));
             } else if let Err(e) = check_clean_path(&l.target).and_then(|()| check_writable(&l.target)) {
                 c.error(&p, format!("hard link target: {e}"));

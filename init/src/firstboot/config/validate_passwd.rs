@@ -4,7 +4,7 @@
 use super::report::JsonPath;
 use super::types::Config;
 use super::validate::{check_clean_path, Checker};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Longest accepted user or group name (the useradd limit).
 pub const MAX_NAME_LEN: usize = 32;
@@ -53,8 +53,11 @@ pub fn check_passwd(c: &mut Checker<'_>, config: &Config) {
         let p = c.entry(&["passwd", "users"], i);
         check_unique_name(c, &u.name, &p, &mut seen);
         check_id(c, u.uid, &p.key("uid"));
+        let mut seen_groups = HashSet::new();
         for (j, g) in u.groups.iter().enumerate() {
-            if let Err(e) = check_name(g) {
+            if !seen_groups.insert(g) {
+                c.error(&p.key("groups").index(j), format!("group {g:?} is listed twice"));
+            } else if let Err(e) = check_name(g) {
                 c.error(&p.key("groups").index(j), e);
             }
         }
@@ -70,8 +73,11 @@ pub fn check_passwd(c: &mut Checker<'_>, config: &Config) {
                 c.error(&p.key("passwordHash"), e);
             }
         }
+        let mut seen_keys = HashSet::new();
         for (j, k) in u.ssh_authorized_keys.iter().enumerate() {
-            if let Err(e) = check_ssh_key(k) {
+            if !seen_keys.insert(k) {
+                c.error(&p.key("sshAuthorizedKeys").index(j), "SSH key is listed twice".into());
+            } else if let Err(e) = check_ssh_key(k) {
                 c.error(&p.key("sshAuthorizedKeys").index(j), e);
             }
         }

@@ -147,7 +147,8 @@ impl<'t> Walker<'t> {
             self.error(path, node, format!("expected an integer, found the number {text}"));
             return None;
         }
-        match text.parse::<u32>() {
+        // `-0` is zero (Ignition reads it so).
+        match text.strip_prefix('-').filter(|t| t.bytes().all(|b| b == b'0')).map_or(text.as_str(), |_| "0").parse::<u32>() {
             Ok(n) => Some(n),
             Err(_) if text.starts_with('-') => {
                 self.error(path, node, format!("expected a non-negative integer, found {text}"));
@@ -332,8 +333,9 @@ fn walk_proxy(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> ProxySettings
     for m in w.known(members, path, &[key("httpProxy"), key("httpsProxy"), key("noProxy")]) {
         let p = path.key(&m.key);
         match m.key.as_str() {
-            "httpProxy" => proxy.http_proxy = w.string(&m.value, &p).filter(|s| !s.is_empty()),
-            "httpsProxy" => proxy.https_proxy = w.string(&m.value, &p).filter(|s| !s.is_empty()),
+            // `""` is a (bad) proxy URL, not "no proxy": only absent or null is unset.
+            "httpProxy" => proxy.http_proxy = w.string(&m.value, &p),
+            "httpsProxy" => proxy.https_proxy = w.string(&m.value, &p),
             _ => proxy.no_proxy = w.strings(&m.value, &p),
         }
     }

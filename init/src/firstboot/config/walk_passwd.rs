@@ -68,9 +68,7 @@ fn walk_user(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<User> {
             _ => should_exist(w, &m.value, &p),
         }
     }
-    if name.is_none() {
-        w.missing(path, node, "name");
-    }
+    null_name(w, node, path, &name);
     u.name = name??;
     Some(u)
 }
@@ -89,11 +87,23 @@ fn walk_group(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<Group>
             _ => should_exist(w, &m.value, &p),
         }
     }
-    if name.is_none() {
-        w.missing(path, node, "name");
-    }
+    null_name(w, node, path, &name);
     g.name = name??;
     Some(g)
+}
+
+/// keel's rule: a user or group needs a name (Ignition accepts none, or null, and
+/// fails at first boot when useradd/groupadd refuse it). Never dropped silently.
+fn null_name(w: &mut Walker<'_>, node: &Node, path: &JsonPath, name: &Option<Option<String>>) {
+    match name {
+        None => w.missing(path, node, "name"),
+        Some(None) => {
+            if let Some(m) = super::walk::member(node, "name").filter(|m| matches!(m.value.kind, super::json::Kind::Null)) {
+                w.error(&path.key("name"), &m.value, "name is required (null is not a name)");
+            }
+        }
+        Some(Some(_)) => {}
+    }
 }
 
 fn should_exist(w: &mut Walker<'_>, node: &Node, path: &JsonPath) {

@@ -1,7 +1,7 @@
 //! Walks `storage` (files, directories, links, and the refused disk features) and
 //! the resources they share with `ignition.config`.
 
-use super::json::{Member, Node};
+use super::json::{Kind, Member, Node};
 use super::report::JsonPath;
 use super::types::{
     Compression, Config, ConfigRef, DirEntry, FileEntry, Hash, HashAlgorithm, HttpHeader, IdOrName, LinkEntry, Owner, Resource,
@@ -15,6 +15,9 @@ const FILE_KEYS: &[KeyRule] = &[NODE_KEYS[0], NODE_KEYS[1], NODE_KEYS[2], NODE_K
 const DIR_KEYS: &[KeyRule] = &[NODE_KEYS[0], NODE_KEYS[1], NODE_KEYS[2], NODE_KEYS[3], key("mode")];
 const LINK_KEYS: &[KeyRule] = &[NODE_KEYS[0], NODE_KEYS[1], NODE_KEYS[2], NODE_KEYS[3], key("target"), key("hard")];
 const RESOURCE_KEYS: &[KeyRule] = &[key("source"), key("compression"), key("verification"), key_since("httpHeaders", 1)];
+/// Spec 3.0.0's config and CA references know only a source and a hash; 3.1.0 made
+/// them full resources (a 3.0.0 `compression` there is an unknown key, not applied).
+const REFERENCE_KEYS: &[KeyRule] = &[key("source"), key_since("compression", 1), key("verification"), key_since("httpHeaders", 1)];
 
 /// Walks `storage`.
 pub fn walk_storage(w: &mut Walker<'_>, node: &Node, path: &JsonPath, config: &mut Config, origins: &mut Origins) {
@@ -69,36 +72,81 @@ pub fn walk_config_refs(w: &mut Walker<'_>, node: &Node, path: &JsonPath, config
         if m.key == "merge" {
             each(w, &m.value, &p, config_ref, &mut config.merge, &mut origins.merge);
         } else if !is_empty(&m.value) {
-            // An all-empty replace (`{"verification": {}}`) is how Go tools write "none".
-            config.replace = config_ref(w, &m.value, &p);
+            // Without a source (absent, null or "") a replace is none, as in Ignition;
+            // its other keys are still checked.
+            let Some((r, _)) = resource_keys(w, &m.value, &p, REFERENCE_KEYS) else { continue };
+            match r.source {
+                Some(source) => {
+                    config.replace =
+                        Some(ConfigRef { source, compression: r.compression, verification: r.verification, http_headers: r.http_headers })
+                }
+                None if !r.http_headers.is_empty() => {
+                    w.error(&p.key("httpHeaders"), &m.value, "httpHeaders need an http:// or https:// source")
+                }
+                None => {}
+            }
         }
     }
 }
 
 /// Walks a resource whose source is required (a config reference, a CA).
 pub fn config_ref(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<ConfigRef> {
-    let r = resource(w, node, path)?;
+    let (r, _) = resource_keys(w, node, path, REFERENCE_KEYS)?;
     let Some(source) = r.source else {
-        w.missing(path, node, "source");
+        match super::walk::member(node, "source") {
+            None => w.missing(path, node, "source"),
+            Some(m) => w.error(&path.key("source"), &m.value, "a source is required here (null and \"\" are not sources)"),
+        }
         return None;
     };
     Some(ConfigRef { source, compression: r.compression, verification: r.verification, http_headers: r.http_headers })
 }
 
-/// Walks a resource object (`contents`, `append[]`, config references).
+/// Walks a resource object (`contents`, `append[]`).
 pub fn resource(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<Resource> {
+    resource_keys(w, node, path, RESOURCE_KEYS).map(|(r, _)| r)
+}
+
+/// Walks a resource with the keys `keys`; also returns whether `source` was given as
+/// a string (`""` included). A `""` source is no source, as in Ignition: the typed
+/// resource holds `None`. An `http`/`https` scheme is lowercased (schemes are
+/// case-insensitive; the fetcher reads the lowercase form).
+fn resource_keys(w: &mut Walker<'_>, node: &Node, path: &JsonPath, keys: &[KeyRule]) -> Option<(Resource, bool)> {
     let members = w.object(node, path)?;
     let mut r = Resource::default();
-    for m in w.known(members, path, RESOURCE_KEYS) {
+    let (mut source_set, mut hash_at) = (false, None);
+    for m in w.known(members, path, keys) {
         let p = path.key(&m.key);
         match m.key.as_str() {
-            "source" => r.source = w.string(&m.value, &p),
+            "source" => {
+                let source = w.string(&m.value, &p);
+                source_set = source.is_some();
+                r.source = source.filter(|s| !s.is_empty()).map(lowercase_http_scheme);
+            }
             "compression" => r.compression = compression(w, &m.value, &p),
-            "verification" => r.verification = verification(w, &m.value, &p),
+            "verification" => {
+                hash_at = super::walk::member(&m.value, "hash").filter(|h| !matches!(h.value.kind, Kind::Null)).map(|h| &h.value);
+                r.verification = verification(w, &m.value, &p);
+            }
             _ => r.http_headers = http_headers(w, &m.value, &p),
         }
     }
-    Some(r)
+    if let (Some(at), false) = (hash_at, source_set) {
+        w.error(&path.key("verification").key("hash"), at, "verification.hash needs a source to check");
+    }
+    Some((r, source_set))
+}
+
+/// `HTTP://h/p` → `http://h/p` (other URLs unchanged).
+fn lowercase_http_scheme(source: String) -> String {
+    match source.split_once(':') {
+        Some((scheme, rest))
+            if ["http", "https"].iter().any(|s| scheme.eq_ignore_ascii_case(s)) && scheme.bytes().any(|b| b.is_ascii_uppercase()) =>
+        {
+            format!("{}:{rest}", scheme.to_ascii_lowercase())
+        }
+        _ => source,
+    }
 }
 
 /// Walks `httpHeaders`: `[{"name": …, "value": …}]`.
@@ -116,9 +164,12 @@ fn http_headers(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Vec<HttpHea
                 value = text
             }
         }
-        match name {
-            Some(name) => headers.push(HttpHeader { name, value: value.unwrap_or_default() }),
-            None => w.missing(&p, item, "name"),
+        match (name, value) {
+            (Some(name), Some(value)) => headers.push(HttpHeader { name, value }),
+            // keel's rule: Ignition accepts a header without a value here but refuses it
+            // when fetching, at first boot.
+            (Some(_), None) => w.error(&p.key("value"), item, "header value is missing (Ignition refuses it when fetching)"),
+            (None, _) => w.missing(&p, item, "name"),
         }
     }
     headers
@@ -141,7 +192,7 @@ fn verification(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<Hash
     for m in w.known(members, path, &[key("hash")]) {
         let p = path.key("hash");
         let text = w.string(&m.value, &p)?;
-        match parse_hash(&text) {
+        match parse_hash(&text, w.minor) {
             Ok(h) => hash = Some(h),
             Err(e) => w.error(&p, &m.value, e),
         }
@@ -149,18 +200,24 @@ fn verification(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<Hash
     hash
 }
 
-/// Parses `sha256-<64 hex>` or `sha512-<128 hex>` (hex digits of either case).
-pub fn parse_hash(text: &str) -> Result<Hash, String> {
+/// Parses `sha256-<64 hex>` (spec 3.1.0 and later) or `sha512-<128 hex>` (hex
+/// digits of either case) in a config of spec 3.`minor`.0.
+pub fn parse_hash(text: &str, minor: u32) -> Result<Hash, String> {
     let Some((name, hex)) = text.split_once('-') else {
         return Err(format!("hash {text:?} is not ALGORITHM-HEX, e.g. sha512-<128 hex digits>"));
     };
     let (algorithm, len) = match name {
+        "sha256" if minor == 0 => return Err("sha256 needs spec 3.1.0 or later; spec 3.0.0 knows only sha512".into()),
         "sha256" => (HashAlgorithm::Sha256, 64),
         "sha512" => (HashAlgorithm::Sha512, 128),
         other => return Err(format!("hash algorithm {other:?} is not supported; use sha256 or sha512")),
     };
-    if hex.len() != len || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if hex.len() != len {
         return Err(format!("{name} hash must be {len} hex digits, found {:?}", hex));
+    }
+    if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        // keel's rule: a digest that is not hex can never match (Ignition fails at first boot).
+        return Err(format!("{name} hash {hex:?} is not hex, so no data can match it"));
     }
     Ok(Hash { algorithm, hex: hex.to_ascii_lowercase() })
 }
@@ -172,7 +229,12 @@ fn node_common(w: &mut Walker<'_>, node: &Node, path: &JsonPath, known: &[&Membe
     for m in known {
         let p = path.key(&m.key);
         match m.key.as_str() {
-            "path" => p_out = w.string(&m.value, &p),
+            "path" => {
+                p_out = w.string(&m.value, &p);
+                if matches!(m.value.kind, Kind::Null) {
+                    w.error(&p, &m.value, "path is required (null is not a path)");
+                }
+            }
             "overwrite" => overwrite = w.boolean(&m.value, &p).unwrap_or(false),
             "user" => owner.user = id_or_name(w, &m.value, &p),
             "group" => owner.group = id_or_name(w, &m.value, &p),
@@ -196,6 +258,8 @@ fn id_or_name(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<IdOrNa
             name = w.string(&m.value, &p);
         }
     }
+    // An empty name is no name, as in Ignition (`{"id": 0, "name": ""}` is uid 0).
+    let name = name.filter(|n| !n.is_empty());
     match (id, name) {
         (Some(_), Some(_)) => {
             w.error(path, node, "set either id or name, not both");
@@ -212,10 +276,16 @@ fn walk_file(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<FileEnt
     let known = w.known(members, path, FILE_KEYS);
     let (file_path, overwrite, owner) = node_common(w, node, path, &known);
     let mut f = FileEntry { overwrite, owner, ..FileEntry::default() };
+    let mut contents_source_set = false;
     for m in known {
         let p = path.key(&m.key);
         match m.key.as_str() {
-            "contents" => f.contents = resource(w, &m.value, &p),
+            "contents" => {
+                if let Some((r, set)) = resource_keys(w, &m.value, &p, RESOURCE_KEYS) {
+                    f.contents = Some(r);
+                    contents_source_set = set;
+                }
+            }
             "append" => {
                 for (i, item) in w.array(&m.value, &p).iter().enumerate() {
                     f.append.extend(resource(w, item, &p.index(i)));
@@ -224,6 +294,10 @@ fn walk_file(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<FileEnt
             "mode" => f.mode = w.uint(&m.value, &p),
             _ => {}
         }
+    }
+    if overwrite && !contents_source_set {
+        let at = super::walk::member(node, "overwrite").map_or(node, |m| &m.value);
+        w.error(&path.key("overwrite"), at, "overwrite is true but contents.source is not set; give the file a source");
     }
     f.path = file_path?;
     Some(f)
@@ -248,6 +322,9 @@ fn walk_link(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Option<LinkEnt
             "target" => {
                 has_target = true;
                 target = w.string(&m.value, &p);
+                if matches!(m.value.kind, Kind::Null) {
+                    w.error(&p, &m.value, "link target is required (null is not a target)");
+                }
             }
             "hard" => hard = w.boolean(&m.value, &p).unwrap_or(false),
             _ => {}

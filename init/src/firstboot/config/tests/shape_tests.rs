@@ -152,17 +152,26 @@ fn http_headers_follow_ignitions_rules() {
     let file = |headers: &str, source: &str| {
         storage("files", &format!(r#"{{"path":"/etc/a","contents":{{"source":"{source}","httpHeaders":{headers}}}}}"#))
     };
-    let (c, _) = parse(file(r#"[{"name":"Authorization","value":"Bearer x"},{"name":"X-Empty"}]"#, "https://h/a").as_bytes()).unwrap();
-    let headers = &c.files[0].contents.as_ref().unwrap().http_headers;
-    assert_eq!((headers[0].name.as_str(), headers[0].value.as_str(), headers[1].value.as_str()), ("Authorization", "Bearer x", ""));
+    let (c, _) = parse(file(r#"[{"name":"Authorization","value":"Bearer x"}]"#, "HTTPS://h/a").as_bytes()).unwrap();
+    let contents = c.files[0].contents.as_ref().unwrap();
+    assert_eq!((contents.http_headers[0].name.as_str(), contents.http_headers[0].value.as_str()), ("Authorization", "Bearer x"));
+    assert_eq!(contents.source.as_deref(), Some("https://h/a"), "the scheme is lowercased for the fetcher");
+    only_error(&file(r#"[{"name":"A"}]"#, "http://h/a"), "storage.files[0].contents.httpHeaders[0].value", "missing");
+    only_error(&file(r#"[{"name":"A","value":""}]"#, "http://h/a"), "storage.files[0].contents.httpHeaders[0].value", "empty");
+    only_error(
+        &file(r#"[{"name":"A","value":"b"},{"name":"A","value":"c"}]"#, "http://h/a"),
+        "storage.files[0].contents.httpHeaders[1].name",
+        "given twice",
+    );
     only_error(&file(r#"[{"name":"A","value":"b"}]"#, "data:,x"), "storage.files[0].contents.httpHeaders", "only sent with http");
     only_error(
         &file(r#"[{"name":"A","value":"b"},{"name":"a","value":"c"}]"#, "http://h/a"),
         "storage.files[0].contents.httpHeaders[1].name",
         "twice",
     );
+    only_error(&file(r#"[{"name":"","value":"b"}]"#, "http://h/a"), "storage.files[0].contents.httpHeaders[0].name", "empty");
     only_error(
-        &file(r#"[{"name":"","value":"b"}]"#, "http://h/a"),
+        &file(r#"[{"name":"a b","value":"b"}]"#, "http://h/a"),
         "storage.files[0].contents.httpHeaders[0].name",
         "not a valid HTTP token",
     );
@@ -172,7 +181,7 @@ fn http_headers_follow_ignitions_rules() {
         "storage.files[0].contents.httpHeaders[0].value",
         "line break",
     );
-    only_error(&file(r#"[{"name":"A","valeu":"b"}]"#, "http://h/a"), "storage.files[0].contents.httpHeaders[0].valeu", "value");
+    only_error(&file(r#"[{"name":"A","value":"b","valeu":"b"}]"#, "http://h/a"), "storage.files[0].contents.httpHeaders[0].valeu", "value");
 }
 
 #[test]
@@ -226,12 +235,23 @@ fn compression_and_hashes() {
     assert_eq!(r.compression, None);
     assert_eq!(r.verification.as_ref().unwrap().hex, h256);
     let h512 = "AB".repeat(64);
-    let (c, _) = ok(&storage("files", &format!(r#"{{"path":"/etc/a","contents":{{"verification":{{"hash":"sha512-{h512}"}}}}}}"#)));
+    let (c, _) =
+        ok(&storage("files", &format!(r#"{{"path":"/etc/a","contents":{{"source":"","verification":{{"hash":"sha512-{h512}"}}}}}}"#)));
     assert_eq!(c.files[0].contents.as_ref().unwrap().verification.as_ref().unwrap().hex, "ab".repeat(64));
-    let file = |hash: &str| storage("files", &format!(r#"{{"path":"/etc/a","contents":{{"verification":{{"hash":"{hash}"}}}}}}"#));
+    assert_eq!(c.files[0].contents.as_ref().unwrap().source, None, "\"\" is no source");
+    let file = |hash: &str| {
+        storage("files", &format!(r#"{{"path":"/etc/a","contents":{{"source":"data:,x","verification":{{"hash":"{hash}"}}}}}}"#))
+    };
     let path = "storage.files[0].contents.verification.hash";
     only_error(&file(&format!("sha256-{}", "a".repeat(63))), path, "64 hex digits");
-    only_error(&file(&format!("sha512-{}", "g".repeat(128))), path, "128 hex digits");
+    only_error(&file(&format!("sha512-{}", "g".repeat(128))), path, "is not hex");
+    // Ignition's rules: a hash needs a source (null is none; "" is one); 3.0.0 knows only sha512.
+    let no_source = format!(r#"{{"path":"/etc/a","contents":{{"source":null,"verification":{{"hash":"sha512-{h512}"}}}}}}"#);
+    only_error(&storage("files", &no_source), path, "needs a source");
+    let v30 = format!(
+        r#"{{"ignition":{{"version":"3.0.0"}},"storage":{{"files":[{{"path":"/etc/a","contents":{{"source":"data:,x","verification":{{"hash":"sha256-{h256}"}}}}}}]}}}}"#
+    );
+    only_error(&v30, path, "3.0.0 knows only sha512");
     only_error(&file(&format!("md5-{}", "a".repeat(32))), path, "\"md5\" is not supported");
     only_error(&file("abc"), path, "ALGORITHM-HEX");
     only_error(

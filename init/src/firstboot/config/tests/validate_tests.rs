@@ -108,7 +108,7 @@ fn overwrite_needs_a_source() {
 
 #[test]
 fn sources() {
-    for s in ["data:,x", "data:;base64,aGk=", "http://10.0.2.2:8080/c.ign", "https://example.com/x?y=z", "HTTPS://example.com"] {
+    for s in ["data:,x", "data:;base64,aGk=", "http://10.0.2.2:8080/c.ign", "https://example.com/x?y=z", "https://example.com"] {
         assert!(check_source(s).is_ok(), "{s}");
     }
     for (s, needle) in [
@@ -119,8 +119,10 @@ fn sources() {
         ("ftp://x/y", "use data:, http: or https:"),
         ("/etc/passwd", "not a URL"),
         ("", "not a URL"),
-        ("http:/x", "not a valid http URL"),
-        ("https:///x", "not a valid https URL"),
+        ("http:/x", "keel cannot fetch"),
+        ("https:///x", "keel cannot fetch"),
+        ("http://h/%zz", "not a valid URL"),
+        ("http://h/a\u{1}", "not a valid URL"),
         ("data:;base64,%%%", "malformed data URL"),
     ] {
         let e = check_source(s).unwrap_err();

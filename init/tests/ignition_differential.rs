@@ -1,0 +1,165 @@
+//! Differential test of keel's first-boot config validator against Ignition's.
+//!
+//! The table `data/ignition/differential.json` lists configs, each with the spec
+//! versions it is tried under, Ignition's verdict, the Ignition rule that verdict comes
+//! from, and — where keel differs on purpose — the class of the difference:
+//! `by-design:FEATURE` (a feature keel refuses: systemd, disks, …) or `keel-only:RULE`
+//! (a rule keel adds, documented with its reason in the validator's module doc).
+//!
+//! For spec 3.0.0–3.3.0 every config also goes through Ignition's own validator,
+//! `ignition-validate` (Debian's `ignition` package, installed by
+//! scripts/install-deps.sh), and the table's verdict must be the one it gives: the
+//! table cannot drift from Ignition. For 3.4.0–3.6.0, which that validator predates,
+//! the recorded verdict comes from reading Ignition's `config/v3_*/types` validate
+//! functions, and the rule named is where it comes from.
+//!
+//! keel must agree with Ignition everywhere except the classed differences, and a
+//! difference is only ever keel refusing what Ignition accepts.
+
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Spec versions `ignition-validate` 2.14 knows.
+const ORACLE_VERSIONS: &[&str] = &["3.0.0", "3.1.0", "3.2.0", "3.3.0"];
+
+struct Case {
+    name: String,
+    versions: Vec<String>,
+    ignition_valid: bool,
+    rule: String,
+    class: Option<String>,
+    config: Option<Value>,
+    text: Option<String>,
+}
+
+fn load() -> Vec<Case> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/ignition/differential.json");
+    let table: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&path).expect("read the table")).expect("the table is JSON");
+    table
+        .into_iter()
+        .map(|c| {
+            let s = |k: &str| c.get(k).and_then(Value::as_str).map(str::to_string);
+            Case {
+                name: s("name").expect("a name"),
+                versions: c["versions"].as_array().expect("versions").iter().map(|v| v.as_str().expect("a version").to_string()).collect(),
+                ignition_valid: match s("ignition").as_deref() {
+                    Some("valid") => true,
+                    Some("invalid") => false,
+                    other => panic!("{:?}: ignition must be valid or invalid, not {other:?}", s("name")),
+                },
+                rule: s("rule").unwrap_or_default(),
+                class: s("keel"),
+                config: c.get("config").cloned(),
+                text: s("text"),
+            }
+        })
+        .collect()
+}
+
+/// The config text of `case` under `version` (`None`: the text as written).
+fn text_of(case: &Case, version: Option<&str>) -> String {
+    match (&case.text, &case.config, version) {
+        (Some(text), _, Some(v)) => text.replace("$VERSION", v),
+        (Some(text), _, None) => text.clone(),
+        (None, Some(config), Some(v)) => {
+            let mut config = config.clone();
+            let root = config.as_object_mut().expect("a config object");
+            let ignition = root.entry("ignition").or_insert_with(|| Value::Object(Default::default()));
+            ignition.as_object_mut().expect("an ignition object").insert("version".into(), Value::String(v.into()));
+            serde_json::to_string(&config).expect("serialize")
+        }
+        _ => panic!("{}: a config needs versions", case.name),
+    }
+}
+
+/// Ignition's verdict from `ignition-validate` (true: valid).
+fn oracle(dir: &std::path::Path, text: &str) -> bool {
+    let file = dir.join("config.ign");
+    std::fs::write(&file, text).expect("write the config");
+    let out = Command::new("ignition-validate")
+        .arg(&file)
+        .output()
+        .unwrap_or_else(|e| panic!("ignition-validate: {e}; install it with scripts/install-deps.sh (Debian package ignition)"));
+    match out.status.code() {
+        Some(0) => true,
+        Some(1) => false,
+        other => panic!("ignition-validate exited with {other:?}: {}", String::from_utf8_lossy(&out.stderr)),
+    }
+}
+
+#[test]
+fn keel_agrees_with_ignition() {
+    let cases = load();
+    let dir = std::env::temp_dir().join(format!("keel-ignition-differential-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut failures = Vec::new();
+    let (mut configs, mut oracle_runs, mut agree_valid, mut agree_invalid) = (0, 0, 0, 0);
+    let mut classes: BTreeMap<String, usize> = BTreeMap::new();
+    let mut names = std::collections::HashSet::new();
+    for case in &cases {
+        assert!(names.insert(case.name.as_str()), "{}: name used twice", case.name);
+        assert!(!case.rule.is_empty(), "{}: every verdict names the Ignition rule it comes from", case.name);
+        if let Some(class) = &case.class {
+            let known = class.strip_prefix("by-design:").or_else(|| class.strip_prefix("keel-only:"));
+            assert!(known.is_some_and(|k| !k.is_empty()), "{}: class {class:?} is neither by-design:X nor keel-only:X", case.name);
+            assert!(case.ignition_valid, "{}: a deliberate difference must be keel refusing what Ignition accepts", case.name);
+        }
+        let runs: Vec<Option<&str>> =
+            if case.versions.is_empty() { vec![None] } else { case.versions.iter().map(|v| Some(v.as_str())).collect() };
+        for version in runs {
+            configs += 1;
+            let label = format!("{} [{}]", case.name, version.unwrap_or("as written"));
+            let text = text_of(case, version);
+            if version.is_none_or(|v| ORACLE_VERSIONS.contains(&v)) {
+                oracle_runs += 1;
+                let ignition = oracle(&dir, &text);
+                if ignition != case.ignition_valid {
+                    failures.push(format!(
+                        "{label}: the table says Ignition finds it {}, ignition-validate says {}",
+                        verdict(case.ignition_valid),
+                        verdict(ignition)
+                    ));
+                    continue;
+                }
+            }
+            let keel = keel_init::firstboot::config::parse(text.as_bytes());
+            let keel_valid = keel.is_ok();
+            match &case.class {
+                None if keel_valid == case.ignition_valid => {
+                    if keel_valid {
+                        agree_valid += 1
+                    } else {
+                        agree_invalid += 1
+                    }
+                }
+                None => failures.push(format!(
+                    "{label}: Ignition finds it {} ({}), keel {}{}",
+                    verdict(case.ignition_valid),
+                    case.rule,
+                    verdict(keel_valid),
+                    keel.err().map(|r| format!(":\n{r}")).unwrap_or_default()
+                )),
+                Some(class) if !keel_valid => *classes.entry(class.clone()).or_default() += 1,
+                Some(class) => failures.push(format!("{label}: classed {class}, but keel accepts it")),
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("configs in the table: {configs} ({} cases; {oracle_runs} checked with ignition-validate)", cases.len());
+    println!("agree-valid: {agree_valid}");
+    println!("agree-invalid: {agree_invalid}");
+    for (class, n) in &classes {
+        println!("{class}: {n}");
+    }
+    assert!(failures.is_empty(), "{} disagreement(s):\n{}", failures.len(), failures.join("\n"));
+}
+
+fn verdict(valid: bool) -> &'static str {
+    if valid {
+        "valid"
+    } else {
+        "invalid"
+    }
+}
