@@ -70,6 +70,11 @@ enum Command {
     Validate {
         /// The config file.
         config: PathBuf,
+        /// Print the report as JSON: {"valid", "errors", "warnings", "problems": [{"path",
+        /// "line", "column", "severity", "message"}]}, the form keel writes to
+        /// /run/keel/firstboot.json.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -159,7 +164,7 @@ fn dispatch(command: Command) -> Result<ExitCode, CliError> {
             println!("{}", describe_disk(&out, &disk));
             Ok(ExitCode::SUCCESS)
         }
-        Command::Validate { config } => Ok(validate(&config)),
+        Command::Validate { config, json } => Ok(validate(&config, json)),
         Command::Disk { host, out, format, size } => {
             let spec = HostSpec::load(&host)?;
             keel_build::declarations::check(&spec)?;
@@ -182,8 +187,9 @@ fn dispatch(command: Command) -> Result<ExitCode, CliError> {
     }
 }
 
-/// `keel-build validate CONFIG`: the report on stdout, exit 0 valid, 1 invalid.
-fn validate(path: &Path) -> ExitCode {
+/// `keel-build validate [--json] CONFIG`: the report on stdout (one line per problem,
+/// or JSON), exit 0 valid, 1 invalid.
+fn validate(path: &Path, json: bool) -> ExitCode {
     let text = match std::fs::read(path) {
         Ok(text) => text,
         Err(e) => {
@@ -195,6 +201,10 @@ fn validate(path: &Path) -> ExitCode {
         Ok((_, warnings)) => (warnings, true),
         Err(report) => (report, false),
     };
+    if json {
+        println!("{}", keel_init::firstboot::config::report_json(&report));
+        return if valid { ExitCode::SUCCESS } else { ExitCode::from(1) };
+    }
     for line in report.to_string().lines() {
         println!("{}: {line}", path.display());
     }
