@@ -97,13 +97,16 @@ fn serve_once(listener: TcpListener, body: &'static str) -> std::thread::JoinHan
 fn an_uppercase_http_source_is_fetched_with_its_headers() {
     let root = Root::new("http");
     // Negative control: headers on a data: source are refused.
-    let status = root.apply(&file_config(r#"{"path":"/etc/a","contents":{"source":"data:,x","httpHeaders":[{"name":"X-Keel","value":"1"}]}}"#));
+    let status =
+        root.apply(&file_config(r#"{"path":"/etc/a","contents":{"source":"data:,x","httpHeaders":[{"name":"X-Keel","value":"1"}]}}"#));
     assert!(status.failed(), "{status:?}");
     assert!(!root.0.join("etc/a").exists());
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let server = serve_once(listener, "fetched\n");
-    let file = format!(r#"{{"path":"/etc/a","contents":{{"source":"HTTP://127.0.0.1:{port}/a","httpHeaders":[{{"name":"X-Keel","value":"yes"}}]}}}}"#);
+    let file = format!(
+        r#"{{"path":"/etc/a","contents":{{"source":"HTTP://127.0.0.1:{port}/a","httpHeaders":[{{"name":"X-Keel","value":"yes"}}]}}}}"#
+    );
     let status = root.apply(&file_config(&file));
     assert!(!status.failed(), "{status:?}");
     assert_eq!(std::fs::read_to_string(root.0.join("etc/a")).unwrap(), "fetched\n");

@@ -2,8 +2,10 @@
 //!
 //! serde_json does not report the positions of values, but keel's first-boot report
 //! names the line and column of each problem, so the config is parsed into a [`Node`]
-//! tree here and walked afterwards. The parser is strict: duplicate keys, lone UTF-16
-//! surrogates, control characters in strings and trailing garbage are errors. It
+//! tree here and walked afterwards. The parser is strict: a byte order mark, duplicate
+//! keys, lone UTF-16 surrogates, control characters in strings and trailing garbage
+//! are errors (duplicate keys and lone surrogates are keel's rules: Go's reader, which
+//! Ignition uses, keeps the last duplicate and replaces a lone surrogate). It
 //! stops at the first syntax error (nothing after it can be trusted).
 //!
 //! Limits: documents above [`MAX_SIZE`] bytes and nesting deeper than [`MAX_DEPTH`]
@@ -85,7 +87,8 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
         return Err(parser.error(format!("config is {} bytes; the limit is {MAX_SIZE}", text.len())));
     }
     if text.starts_with('\u{feff}') {
-        parser.pos = 3;
+        // Ignition's JSON reader refuses it too.
+        return Err(parser.error("the config starts with a byte order mark; save it as UTF-8 without one".into()));
     }
     parser.skip_ws();
     let node = parser.value()?;

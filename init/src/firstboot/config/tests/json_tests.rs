@@ -68,8 +68,9 @@ fn rejects_trailing_data_duplicate_keys_and_deep_nesting() {
 }
 
 #[test]
-fn accepts_bom_and_whitespace() {
-    assert!(parse("\u{feff} \r\n\t{}\n").is_ok());
+fn accepts_whitespace_but_not_a_byte_order_mark() {
+    assert!(parse(" \r\n\t{}\n").is_ok());
+    assert!(parse("\u{feff}{}").unwrap_err().message.contains("byte order mark"));
 }
 
 #[test]
