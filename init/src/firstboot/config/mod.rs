@@ -6,11 +6,66 @@
 //! tree into keel's own typed [`Config`], then validates the whole config, collecting
 //! every problem instead of stopping at the first.
 //!
-//! Strictness, unlike Ignition: unknown keys are errors (with a "did you mean"
-//! suggestion); features keel does not implement (`systemd.units`, `storage.disks`,
-//! `raid`, `filesystems`, `luks`, `kernelArguments`, most user options) are errors that
-//! say what to do instead, unless their value is empty; duplicate JSON keys are errors.
-//! TLS CAs, proxies and HTTP headers are parsed and checked here and used by the fetcher.
+//! # Ignition's rules
+//!
+//! keel refuses every config Ignition refuses and gives what Ignition accepts
+//! Ignition's meaning. This is checked against Ignition itself by
+//! `init/tests/ignition_differential.rs` (`ignition-validate` for specs 3.0–3.3; the
+//! rule of Ignition's `config/v3_*/types` named for each 3.4–3.6 verdict):
+//! - JSON: syntax and value types (a byte order mark is not JSON); `ignition.version`
+//!   a known spec;
+//! - paths ([`mod@validate`]): non-empty, absolute, clean; no path twice across files,
+//!   directories and links; nothing below a link of the config; no hard link to a
+//!   directory of the config; link targets required from 3.3.0 (null or absent path
+//!   or target is an error, never a dropped entry);
+//! - modes 0–0o7777 (`-0` is 0); `overwrite` needs `contents.source` (`""` is one);
+//! - owners: not both an `id` and a non-empty `name` (`"name": ""` is no name);
+//! - resources: `compression` `gzip` or empty; `verification.hash` `sha512-HEX` (or
+//!   `sha256-HEX` from 3.1.0) of the right length, and only with a source; sources
+//!   parse as URLs ([`url_syntax`], Go's `net/url` rules) with a scheme Ignition knows,
+//!   `data:` URLs per RFC 2397 as Ignition reads them ([`data_url`]); `"source": ""`
+//!   is no source; `httpHeaders` only with an http(s) source (the scheme read
+//!   case-insensitively; keel stores it lowercased), each with a non-empty name and
+//!   value; merge and CA references need a source (from 3.1.0);
+//! - proxies: when set (`""` included) an http or https URL;
+//! - duplicates: merge sources, CA sources, users, groups, a user's groups, SSH keys,
+//!   `noProxy` entries, header names (`append` may repeat, as in Ignition).
+//!
+//! # keel's own rules
+//!
+//! Each refuses configs Ignition accepts, for the reason given (with the differential
+//! test's class):
+//! - features keel does not have are errors that say what to do instead, unless their
+//!   value is empty: `systemd.units`, `storage.disks`, `raid`, `filesystems`, `luks`,
+//!   `kernelArguments`, s3/gs/tftp/arn sources, most user options (class `by-design:*`);
+//! - every path strictly below one of [`WRITABLE_TREES`]: the rest is the read-only
+//!   image (class `writable-trees`); no NUL in paths (class `path-nul`);
+//! - unknown keys, keys newer than the declared spec, duplicate JSON keys, invalid
+//!   UTF-8, lone surrogates and experimental specs are errors: Ignition ignores or
+//!   rewrites them, so a typo or a newer feature would silently vanish (a 3.0.0
+//!   merge's `compression` is such a key) (classes `unknown-keys`,
+//!   `duplicate-json-keys`, `json-strict`, `experimental-spec`);
+//! - user and group names valid for useradd (`[a-z_][a-z0-9_-]*`, 32 at most, also for
+//!   owners) and required: Ignition fails at first boot on the rest (class `names`); ids and
+//!   timeouts non-negative 32-bit, ids not 2³²−1 (-1) (class `integer-range`);
+//! - passwd fields without `:` or line breaks, absolute shell and home, non-empty SSH
+//!   keys: they would corrupt /etc/passwd, /etc/shadow or authorized_keys
+//!   (class `passwd-fields`);
+//! - http(s) sources keel's fetcher can fetch (a host, no user information, a port
+//!   1–65535, no spaces) (class `fetchable-url`); proxies `http://HOST:PORT`, which is what
+//!   keel's fetcher speaks to a proxy (class `proxy-http-only`);
+//! - header names are HTTP tokens, unique case-insensitively (class `header-names`); values
+//!   present and without line breaks (Ignition's fetcher refuses a header without a
+//!   value; a line break would split the request) (class `header-value`);
+//! - hashes are hex, data: CAs are PEM certificates, gzip data: URLs hold gzip:
+//!   otherwise they can never be used and Ignition fails at first boot (classes
+//!   `hash-hex`, `ca-pem`, `gzip-data`);
+//! - hard-link targets absolute (class `hard-link-absolute`); link targets required before
+//!   3.3.0 too (class `link-target`); 3.0.0 merge references need a source too
+//!   (class `source-required`): nothing could be linked or fetched otherwise.
+//!
+//! Warnings (the config is still applied): setuid/setgid files, world-writable files
+//! and directories without the sticky bit.
 //!
 //! Limitations: `ignition.config.merge`/`replace` are parsed, not fetched (see the
 //! fetcher); hashes are checked for format here, against the data by the applier;

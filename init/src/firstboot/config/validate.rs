@@ -1,13 +1,12 @@
-//! Semantic rules over a typed [`Config`] (Ignition's, plus keel's own).
+//! Semantic rules over a typed [`Config`]: Ignition's and keel's own, as the module
+//! doc of [`super`] lists them (which is which, and why keel adds each of its own).
 //!
-//! Ignition's: absolute, clean paths; no path used twice across files, directories
-//! and links; nothing below a configured link; mode ≤ 0o7777; overwrite needs a
-//! source; non-empty link targets, absolute targets for hard links; data:, http: and
-//! https: sources only, data: URLs well-formed (and gzip data really gzip); valid,
-//! unique user and group names.
-//! keel's: every path strictly below one of [`WRITABLE_TREES`] (never /usr outside
-//! /usr/local); warnings for setuid/setgid files and world-writable files (or
-//! directories without the sticky bit).
+//! Ignition's, here: clean absolute paths, no path twice, nothing below a link, no
+//! hard link to a directory of the config; modes; URL syntax and schemes, data: URLs;
+//! header rules; proxy URLs; duplicate merge/CA sources and `noProxy` entries.
+//! keel's, here: the writable trees ([`WRITABLE_TREES`]); data:, http and https
+//! sources only, fetchable by keel; absolute hard-link targets; owner name syntax;
+//! PEM CAs and gzip data; header tokens and line breaks; warnings for risky modes.
 
 use super::data_url::decode_data_url;
 use super::report::{JsonPath, Problem, Severity};
