@@ -161,10 +161,14 @@ impl<'t> Walker<'t> {
         }
     }
 
-    /// A list of strings (each wrong item reported).
+    /// A list of strings (each wrong item reported; `null` is `""`, as Ignition reads it).
     pub fn strings(&mut self, node: &Node, path: &JsonPath) -> Vec<String> {
         let items = self.array(node, path);
-        items.iter().enumerate().filter_map(|(i, n)| self.string(n, &path.index(i))).collect()
+        items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| if matches!(n.kind, Kind::Null) { Some(String::new()) } else { self.string(n, &path.index(i)) })
+            .collect()
     }
 
     /// The members whose keys are allowed here in this spec version; every other key

@@ -39,6 +39,8 @@ pub fn walk_storage(w: &mut Walker<'_>, node: &Node, path: &JsonPath, config: &m
 }
 
 /// Walks each item of an array with `f`, keeping the JSON index of every item read.
+/// A `null` item is walked as `{}`, as Ignition reads it (so its required keys are
+/// reported missing; it is never dropped silently).
 pub fn each<T>(
     w: &mut Walker<'_>,
     node: &Node,
@@ -49,10 +51,14 @@ pub fn each<T>(
 ) {
     for (i, item) in w.array(node, path).iter().enumerate() {
         let p = path.index(i);
+        let empty;
+        let item = if matches!(item.kind, Kind::Null) {
+            empty = Node { offset: item.offset, kind: Kind::Object(Vec::new()) };
+            &empty
+        } else {
+            item
+        };
         let Some(_) = w.object(item, &p) else {
-            if matches!(item.kind, super::json::Kind::Null) {
-                w.error(&p, item, "expected an object, found null");
-            }
             continue;
         };
         if let Some(value) = f(w, item, &p) {
@@ -154,6 +160,10 @@ fn http_headers(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> Vec<HttpHea
     let mut headers = Vec::new();
     for (i, item) in w.array(node, path).iter().enumerate() {
         let p = path.index(i);
+        if matches!(item.kind, Kind::Null) {
+            w.error(&p.key("name"), item, "a null header has no name");
+            continue;
+        }
         let Some(members) = w.object(item, &p) else { continue };
         let (mut name, mut value) = (None, None);
         for m in w.known(members, &p, &[key("name"), key("value")]) {
