@@ -14,7 +14,14 @@
 //! functions, and the rule named is where it comes from.
 //!
 //! keel must agree with Ignition everywhere except the classed differences, and a
-//! difference is only ever keel refusing what Ignition accepts.
+//! difference is only ever keel refusing what Ignition accepts, for its class's reason
+//! (its error says so, see [`reason`]).
+//!
+//! Table entries: `name`; `versions` (the config is tried under each, its
+//! `ignition.version` set; empty: as written); `ignition` (`valid` or `invalid`);
+//! `rule` (the Ignition rule or its absence); `keel` (the class, absent when keel
+//! agrees); and the config as `config` (JSON), `text` (`$VERSION` replaced; for
+//! invalid JSON, duplicate keys, …) or `text_base64` (bytes that are not UTF-8 text).
 
 use serde_json::Value;
 use std::collections::BTreeMap;

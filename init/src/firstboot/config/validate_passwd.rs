@@ -1,5 +1,8 @@
-//! Rules for `passwd`: valid, unique names; fields that cannot break /etc/passwd,
-//! /etc/group or /etc/shadow (no ':' or newlines); absolute shells and homes.
+//! Rules for `passwd`. Ignition's: no user, group, group of a user or SSH key of a
+//! user twice. keel's own (Ignition accepts these and fails at first boot, or writes
+//! broken files): names valid for useradd; fields that cannot break /etc/passwd,
+//! /etc/group or /etc/shadow (no ':' or newlines); absolute shells and homes;
+//! non-empty SSH keys; ids other than 2³²−1.
 
 use super::report::JsonPath;
 use super::types::Config;
