@@ -74,7 +74,7 @@ pub struct Timeouts {
 /// (`ignition.security.tls.certificateAuthorities[]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigRef {
-    /// The URL as written (data:, http: or https:).
+    /// The URL as written (data:, http: or https:; an http(s) scheme lowercased).
     pub source: String,
     /// Compression of the fetched bytes.
     pub compression: Option<Compression>,
@@ -104,7 +104,8 @@ pub struct FileEntry {
 /// A piece of data: file contents, an appended fragment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resource {
-    /// The URL as written (data:, http: or https:); `None`: empty.
+    /// The URL as written (data:, http: or https:; an http(s) scheme lowercased);
+    /// `None` (also for `""`, as in Ignition): empty.
     pub source: Option<String>,
     /// Compression of the fetched bytes.
     pub compression: Option<Compression>,

@@ -338,8 +338,8 @@ fn walk_proxy(w: &mut Walker<'_>, node: &Node, path: &JsonPath) -> ProxySettings
         let p = path.key(&m.key);
         match m.key.as_str() {
             // `""` is a (bad) proxy URL, not "no proxy": only absent or null is unset.
-            "httpProxy" => proxy.http_proxy = w.string(&m.value, &p),
-            "httpsProxy" => proxy.https_proxy = w.string(&m.value, &p),
+            "httpProxy" => proxy.http_proxy = w.string(&m.value, &p).map(super::walk_storage::lowercase_http_scheme),
+            "httpsProxy" => proxy.https_proxy = w.string(&m.value, &p).map(super::walk_storage::lowercase_http_scheme),
             _ => proxy.no_proxy = w.strings(&m.value, &p),
         }
     }

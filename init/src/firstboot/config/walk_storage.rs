@@ -143,8 +143,9 @@ fn resource_keys(w: &mut Walker<'_>, node: &Node, path: &JsonPath, keys: &[KeyRu
     Some((r, source_set))
 }
 
-/// `HTTP://h/p` → `http://h/p` (other URLs unchanged).
-fn lowercase_http_scheme(source: String) -> String {
+/// `HTTP://h/p` → `http://h/p` (other URLs unchanged): schemes are case-insensitive,
+/// keel's fetcher reads the lowercase form.
+pub fn lowercase_http_scheme(source: String) -> String {
     match source.split_once(':') {
         Some((scheme, rest))
             if ["http", "https"].iter().any(|s| scheme.eq_ignore_ascii_case(s)) && scheme.bytes().any(|b| b.is_ascii_uppercase()) =>
