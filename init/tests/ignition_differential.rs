@@ -234,3 +234,149 @@ fn verdict(valid: bool) -> &'static str {
         "invalid"
     }
 }
+
+/// Pieces random source URLs are made of: the characters and fragments where URL and
+/// data: URL parsers differ (escapes, reserved and unsafe characters, case, padding).
+const DATA_PIECES: &[&str] = &[
+    "data:",
+    "DATA:",
+    ",",
+    ";",
+    ";base64",
+    "base64",
+    "=",
+    "%",
+    "%2",
+    "%zz",
+    "%41",
+    "%e9",
+    "a",
+    "Zm9v",
+    "YQ==",
+    "YQ",
+    "==",
+    "text",
+    "/",
+    "plain",
+    "x-",
+    "x",
+    "charset",
+    "utf-8",
+    "\"",
+    "\\",
+    "é",
+    " ",
+    "#",
+    "?",
+    "+",
+    "'",
+    "(",
+    "*",
+    "~",
+    "[",
+    "{",
+    "<",
+    "@",
+    ":",
+    "!",
+    "$",
+    "&",
+    "application",
+    "octet-stream",
+    "\n",
+];
+const HTTP_PIECES: &[&str] = &[
+    "http://",
+    "https://",
+    "HTTP://",
+    "http:",
+    "//",
+    "/",
+    "h",
+    "example.com",
+    ":",
+    "80",
+    ":8x",
+    "[",
+    "]",
+    "::1",
+    "%",
+    "%zz",
+    "%41",
+    "%e9",
+    "%25",
+    "@",
+    "u",
+    "?",
+    "#",
+    " ",
+    "a",
+    "é",
+    "{",
+    "|",
+    "\\",
+    "^",
+    "`",
+    "\"",
+    "<",
+    ">",
+    "'",
+    "!",
+    "$",
+    "&",
+    "(",
+    "*",
+    "+",
+    ",",
+    ";",
+    "=",
+    "~",
+    "-",
+    "_",
+    ".",
+];
+
+/// Random sources (a fixed seed, so a failure reproduces) through both validators:
+/// keel never accepts one Ignition refuses, and refuses one Ignition accepts only for
+/// its own fetchability rule or a scheme it does not support.
+#[test]
+fn random_sources_agree_with_ignition() {
+    let dir = std::env::temp_dir().join(format!("keel-ignition-random-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let (mut agree, mut keel_only, mut failures) = (0, 0, Vec::new());
+    for i in 0..400 {
+        let (pieces, prefixes): (&[&str], &[&str]) = if i % 2 == 0 {
+            (DATA_PIECES, &["data:", "data:;", "data:text/", ""])
+        } else {
+            (HTTP_PIECES, &["http://", "https://h", "http://h/", ""])
+        };
+        let mut source = prefixes[next(prefixes.len())].to_string();
+        for _ in 0..1 + next(8) {
+            source.push_str(pieces[next(pieces.len())]);
+        }
+        let config = serde_json::json!({"ignition": {"version": "3.3.0"}, "storage": {"files": [{"path": "/etc/a", "contents": {"source": source}}]}});
+        let text = config.to_string();
+        let ignition = oracle(&dir, text.as_bytes());
+        match (ignition, keel_init::firstboot::config::parse(text.as_bytes())) {
+            (true, Ok(_)) | (false, Err(_)) => agree += 1,
+            (true, Err(report))
+                if report.to_string().contains("keel cannot fetch") || report.to_string().contains("not supported by keel") =>
+            {
+                keel_only += 1
+            }
+            (true, Err(report)) => failures.push(format!("{source:?}: Ignition accepts it, keel refuses it:\n{report}")),
+            (false, Ok(_)) => failures.push(format!("{source:?}: Ignition refuses it, keel accepts it")),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("random sources: {agree} agree, {keel_only} refused by keel's own rules");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(agree > 300, "the generator should mostly make configs both validators judge alike");
+}
