@@ -91,6 +91,8 @@ pub struct SystemLauncher {
     running: BTreeMap<ContainerName, (LaunchPlan, Option<ContainerCgroup>)>,
     /// Test option `keel.test.fail_launch`: the starts to fail, and after which step.
     faults: BTreeMap<ContainerName, LaunchStep>,
+    /// Tests' negative control: a failed start gives nothing back.
+    leak_on_failure: bool,
 }
 
 impl SystemLauncher {
@@ -104,6 +106,7 @@ impl SystemLauncher {
             network,
             running: BTreeMap::new(),
             faults: BTreeMap::new(),
+            leak_on_failure: false,
         }
     }
 
@@ -117,6 +120,12 @@ impl SystemLauncher {
     /// container fails right after `STEP`, to prove a failed start gives back all it took.
     pub fn fail_launches(&mut self, faults: impl IntoIterator<Item = (ContainerName, LaunchStep)>) {
         self.faults.extend(faults);
+    }
+
+    /// Test-only negative control: a failed start gives back nothing, so a test can
+    /// show its leak checks see what a start takes.
+    pub fn leak_on_failure(&mut self, leak: bool) {
+        self.leak_on_failure = leak;
     }
 
     fn injected(&self, name: &ContainerName, step: LaunchStep) -> Result<(), (LaunchStep, LaunchCause)> {
@@ -281,6 +290,10 @@ impl Launcher for SystemLauncher {
         let mut taken = Vec::new();
         match self.start(spec, &mut taken) {
             Ok(launched) => Ok(launched),
+            Err((step, cause)) if self.leak_on_failure => {
+                drop(taken); // nothing taken has a Drop that would give it back
+                Err(LaunchError::Failed { step, cause: Box::new(cause), cleanup: CleanupErrors::default() })
+            }
             Err((step, cause)) => {
                 let cleanup = unwind(taken, |t| self.give_back(t)).into_iter().flatten().collect();
                 Err(LaunchError::Failed { step, cause: Box::new(cause), cleanup: CleanupErrors(cleanup) })
