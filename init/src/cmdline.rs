@@ -5,7 +5,7 @@
 //! with the defaults.
 
 use crate::kmod::ModuleName;
-use keel_supervisor::manager::LaunchStep;
+use keel_supervisor::manager::{LaunchFault, LaunchStep};
 use keel_supervisor::spec::ContainerName;
 
 /// The options keel understands, with their defaults.
@@ -19,10 +19,10 @@ pub struct BootOptions {
     pub shutdown_grace_secs: Option<u64>,
     /// `keel.test.panic=STEP`: test-only, panic inside the named boot step.
     pub panic_in_step: Option<String>,
-    /// `keel.test.fail_launch=NAME:STEP[,NAME:STEP…]`: test-only, every start of
+    /// `keel.test.fail_launch=NAME:STEP[:leak][,…]`: test-only, every start of
     /// container NAME fails right after STEP (see `LaunchStep`), to prove a failed start
-    /// gives back everything it took.
-    pub fail_launch: Vec<(ContainerName, LaunchStep)>,
+    /// gives back everything it took (`:leak`: gives back nothing, the tests' negative control).
+    pub fail_launch: Vec<(ContainerName, LaunchFault)>,
     /// `keel.firstboot`: run the first-boot config even though /var has its marker.
     pub force_firstboot: bool,
     /// `keel.config.url=URL`: where the first-boot config is (`data:` or `http://`).
@@ -148,7 +148,7 @@ fn apply(options: &mut BootOptions, name: &str, value: Option<String>) -> Result
         ("keel.test.panic", Some(v)) if !v.is_empty() => options.panic_in_step = Some(v),
         ("keel.test.fail_launch", Some(v)) if !v.is_empty() => {
             options.fail_launch = parse_fail_launch(&v)
-                .ok_or_else(|| bad(&v, "expected NAME:STEP[,NAME:STEP…], STEP one of image, network, cgroup, pipes, hooks, started"))?
+                .ok_or_else(|| bad(&v, "expected NAME:STEP[:leak][,…], STEP one of image, network, cgroup, pipes, hooks, started"))?
         }
         ("keel.firstboot", None) => options.force_firstboot = true,
         ("keel.firstboot", Some(v)) => {
@@ -186,13 +186,20 @@ fn apply(options: &mut BootOptions, name: &str, value: Option<String>) -> Result
     Ok(())
 }
 
-/// `NAME:STEP[,NAME:STEP…]` of `keel.test.fail_launch`; None when any pair is bad.
-fn parse_fail_launch(value: &str) -> Option<Vec<(ContainerName, LaunchStep)>> {
+/// `NAME:STEP[:leak][,…]` of `keel.test.fail_launch`; None when any item is bad.
+fn parse_fail_launch(value: &str) -> Option<Vec<(ContainerName, LaunchFault)>> {
     value
         .split(',')
-        .map(|pair| {
-            let (name, step) = pair.split_once(':')?;
-            Some((ContainerName::new(name).ok()?, LaunchStep::from_name(step)?))
+        .map(|item| {
+            let mut parts = item.split(':');
+            let name = ContainerName::new(parts.next()?).ok()?;
+            let after = LaunchStep::from_name(parts.next()?)?;
+            let leak = match parts.next() {
+                None => false,
+                Some("leak") => true,
+                Some(_) => return None,
+            };
+            parts.next().is_none().then_some((name, LaunchFault { after, leak }))
         })
         .collect()
 }
@@ -215,12 +222,18 @@ mod tests {
 
     #[test]
     fn fail_launch_names_containers_and_steps() {
-        let (options, problems) = parse("keel.test.fail_launch=a:network,b-2:started");
+        let (options, problems) = parse("keel.test.fail_launch=a:network,b-2:started:leak");
         assert!(problems.is_empty(), "{problems:?}");
-        let got: Vec<(String, LaunchStep)> = options.fail_launch.iter().map(|(n, s)| (n.to_string(), *s)).collect();
-        assert_eq!(got, [("a".to_string(), LaunchStep::Network), ("b-2".to_string(), LaunchStep::Started)]);
-        for bad in ["keel.test.fail_launch=a:nope", "keel.test.fail_launch=a", "keel.test.fail_launch=../x:image", "keel.test.fail_launch"]
-        {
+        let got: Vec<(String, LaunchStep, bool)> = options.fail_launch.iter().map(|(n, f)| (n.to_string(), f.after, f.leak)).collect();
+        assert_eq!(got, [("a".to_string(), LaunchStep::Network, false), ("b-2".to_string(), LaunchStep::Started, true)]);
+        for bad in [
+            "keel.test.fail_launch=a:nope",
+            "keel.test.fail_launch=a",
+            "keel.test.fail_launch=../x:image",
+            "keel.test.fail_launch=a:image:keep",
+            "keel.test.fail_launch=a:image:leak:x",
+            "keel.test.fail_launch",
+        ] {
             let (options, problems) = parse(bad);
             assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
             assert!(options.fail_launch.is_empty(), "{bad}");

@@ -59,11 +59,12 @@ pub fn load(containers_dir: &Path, network: Option<crate::network::Shared>, rese
 /// The test option `keel.test.fail_launch` (read here from /proc/cmdline, so the boot
 /// sequence needs no knob for a test-only option; bad values are reported by the boot's
 /// own reading of the command line).
-fn test_faults() -> Vec<(ContainerName, keel_supervisor::manager::LaunchStep)> {
+fn test_faults() -> Vec<(ContainerName, keel_supervisor::manager::LaunchFault)> {
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let faults = crate::cmdline::parse(&cmdline).0.fail_launch;
-    for (name, step) in &faults {
-        warn!("container {name}: every start fails after step {step} (test option keel.test.fail_launch)");
+    for (name, fault) in &faults {
+        let leak = if fault.leak { ", giving nothing back" } else { "" };
+        warn!("container {name}: every start fails after step {}{leak} (test option keel.test.fail_launch)", fault.after);
     }
     faults
 }

@@ -11,7 +11,7 @@ use common::Fixture;
 use keel_init::network::{attach::ContainerNetworks, HostNetwork};
 use keel_netconf::config::{default_config, Network};
 use keel_supervisor::cgroup::CgroupTree;
-use keel_supervisor::manager::{LaunchError, LaunchStep, Launcher, SystemLauncher};
+use keel_supervisor::manager::{LaunchError, LaunchFault, LaunchStep, Launcher, SystemLauncher};
 use keel_supervisor::spec::{self, ContainerName};
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -85,7 +85,7 @@ fn a_launch_failing_at_each_step_leaves_no_lease_veth_or_state_dir() {
         for (i, step) in LaunchStep::ALL.into_iter().enumerate() {
             let name = format!("c{i}");
             let spec = declaration(&s.fx, &name);
-            s.launcher.fail_launches([(ContainerName::new(&name).unwrap(), step)]);
+            s.launcher.fail_launches([(ContainerName::new(&name).unwrap(), LaunchFault { after: step, leak: false })]);
             let error = s.launcher.launch(&spec).expect_err("the injected failure");
             assert_eq!(error.step(), Some(step), "{error}");
             assert!(error.cleanup().is_empty(), "step {step}: cleanup failed: {error}");
@@ -106,9 +106,8 @@ fn a_start_that_keeps_what_it_took_is_seen_leaking() {
     in_netns(|| {
         let mut s = setup("launch-leak");
         // Negative control: the same failure as above, with the cleanup skipped.
-        s.launcher.leak_on_failure(true);
         let spec = declaration(&s.fx, "leaky");
-        s.launcher.fail_launches([(spec.name.clone(), LaunchStep::Started)]);
+        s.launcher.fail_launches([(spec.name.clone(), LaunchFault { after: LaunchStep::Started, leak: true })]);
         let error = s.launcher.launch(&spec).expect_err("the injected failure");
         assert!(matches!(error, LaunchError::Failed { step: LaunchStep::Started, .. }), "{error}");
         let left = leftovers(&s.ipam_dir, &s.state_root.join("leaky"), "leaky");

@@ -89,10 +89,18 @@ pub struct SystemLauncher {
     tree: CgroupTree,
     network: Box<dyn NetworkAttacher>,
     running: BTreeMap<ContainerName, (LaunchPlan, Option<ContainerCgroup>)>,
-    /// Test option `keel.test.fail_launch`: the starts to fail, and after which step.
-    faults: BTreeMap<ContainerName, LaunchStep>,
-    /// Tests' negative control: a failed start gives nothing back.
-    leak_on_failure: bool,
+    /// Test option `keel.test.fail_launch`: the starts to fail, and how.
+    faults: BTreeMap<ContainerName, LaunchFault>,
+}
+
+/// A test-only failure of a start (`keel.test.fail_launch=NAME:STEP[:leak]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaunchFault {
+    /// The start fails right after this step.
+    pub after: LaunchStep,
+    /// Negative control: the failed start gives back nothing, so a test can show its
+    /// leak checks see what a start takes.
+    pub leak: bool,
 }
 
 impl SystemLauncher {
@@ -106,7 +114,6 @@ impl SystemLauncher {
             network,
             running: BTreeMap::new(),
             faults: BTreeMap::new(),
-            leak_on_failure: false,
         }
     }
 
@@ -116,21 +123,15 @@ impl SystemLauncher {
         self
     }
 
-    /// Test-only (`keel.test.fail_launch=NAME:STEP`): every start of each named
-    /// container fails right after `STEP`, to prove a failed start gives back all it took.
-    pub fn fail_launches(&mut self, faults: impl IntoIterator<Item = (ContainerName, LaunchStep)>) {
+    /// Test-only (`keel.test.fail_launch=NAME:STEP[:leak]`): every start of each named
+    /// container fails right after its step, to prove a failed start gives back all it took.
+    pub fn fail_launches(&mut self, faults: impl IntoIterator<Item = (ContainerName, LaunchFault)>) {
         self.faults.extend(faults);
-    }
-
-    /// Test-only negative control: a failed start gives back nothing, so a test can
-    /// show its leak checks see what a start takes.
-    pub fn leak_on_failure(&mut self, leak: bool) {
-        self.leak_on_failure = leak;
     }
 
     fn injected(&self, name: &ContainerName, step: LaunchStep) -> Result<(), (LaunchStep, LaunchCause)> {
         match self.faults.get(name) {
-            Some(at) if *at == step => Err((step, LaunchCause::Injected(step))),
+            Some(fault) if fault.after == step => Err((step, LaunchCause::Injected(step))),
             _ => Ok(()),
         }
     }
@@ -154,7 +155,7 @@ impl SystemLauncher {
         // Even a failed attach may have taken something (an address, a file).
         taken.push(Taken::Network(spec.name.clone()));
         let hooks = self.network.attach(spec, &mut plan).map_err(|e| (LaunchStep::Network, e.into()))?;
-        let mut hooks = OomScoreReset { inner: hooks, fail: self.faults.get(&spec.name) == Some(&LaunchStep::Hooks) };
+        let mut hooks = OomScoreReset { inner: hooks, fail: self.faults.get(&spec.name).is_some_and(|f| f.after == LaunchStep::Hooks) };
         self.injected(&spec.name, LaunchStep::Network)?;
 
         let cgroup_step = |e: CgroupError| (LaunchStep::Cgroup, LaunchCause::Cgroup(e));
@@ -290,7 +291,7 @@ impl Launcher for SystemLauncher {
         let mut taken = Vec::new();
         match self.start(spec, &mut taken) {
             Ok(launched) => Ok(launched),
-            Err((step, cause)) if self.leak_on_failure => {
+            Err((step, cause)) if self.faults.get(&spec.name).is_some_and(|f| f.leak) => {
                 drop(taken); // nothing taken has a Drop that would give it back
                 Err(LaunchError::Failed { step, cause: Box::new(cause), cleanup: CleanupErrors::default() })
             }

@@ -16,7 +16,7 @@ mod output;
 
 pub use info::{ContainerDetail, ContainerInfo, ContainerStats};
 pub use launch_error::{AttachError, CleanupError, LaunchCause, LaunchError, LaunchStep, ProbeError};
-pub use launcher::{Launched, Launcher, NetworkAttacher, NoNetworks, SystemLauncher};
+pub use launcher::{LaunchFault, Launched, Launcher, NetworkAttacher, NoNetworks, SystemLauncher};
 pub use load::{load_dir, Declaration, CONTAINERS_DIR};
 pub use output::{LogSink, OutputPipe};
 
