@@ -180,7 +180,9 @@ pub fn check_config(c: &mut Checker<'_>, config: &Config) {
         let p = c.entry(&["ignition", "security", "tls", "certificateAuthorities"], i);
         check_reference(c, r, &p);
         if r.source.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("data:")) && r.compression.is_none() {
-            if let Err(e) = decode_data_url(&r.source).and_then(|pem| keel_netconf::http::tls::parse_pem_certificates(&pem)) {
+            if let Err(e) =
+                decode_data_url(&r.source).and_then(|pem| keel_netconf::http::tls::parse_pem_certificates(&pem).map_err(|e| e.to_string()))
+            {
                 c.error(&p.key("source"), format!("not a usable CA certificate: {e}"));
             }
         }
@@ -215,7 +217,7 @@ fn check_proxy(c: &mut Checker<'_>, proxy: &ProxySettings) {
             _ => keel_netconf::http::Proxy::new(None, Some(url), Vec::new()),
         };
         if let Err(e) = result {
-            c.error(&JsonPath::of(&["ignition", "proxy", key]), e);
+            c.error(&JsonPath::of(&["ignition", "proxy", key]), e.to_string());
         }
     }
 }
