@@ -98,6 +98,19 @@ fn a_launch_failing_at_each_step_leaves_no_lease_veth_or_state_dir() {
         let left = leftovers(&s.ipam_dir, &s.state_root.join("ok"), "ok");
         assert!(left.lease && left.veths == [format!("kv{}", launched.pid)] && left.state_dir, "{left:?}");
         s.launcher.kill_all(&spec.name, launched.pid);
+        let _ = nix::sys::wait::waitpid(launched.pid, None);
+        s.launcher.release(&spec.name);
+        // What the container had before a failed start stays its own: its address and
+        // its state directory (its writable layer) survive the failure.
+        std::fs::write(s.state_root.join("ok/upper/kept"), "written by the first run").unwrap();
+        for step in [LaunchStep::Network, LaunchStep::Hooks] {
+            s.launcher.fail_launches([(spec.name.clone(), LaunchFault { after: step, leak: false })]);
+            let error = s.launcher.launch(&spec).expect_err("the injected failure");
+            assert!(error.cleanup().is_empty(), "{error}");
+            let left = leftovers(&s.ipam_dir, &s.state_root.join("ok"), "ok");
+            assert_eq!(left, Leftovers { lease: true, veths: Vec::new(), state_dir: true }, "after {step}");
+            assert!(s.state_root.join("ok/upper/kept").exists(), "the writable layer went with a failed start after {step}");
+        }
     });
 }
 
