@@ -145,7 +145,7 @@ fn run_steps(boot: &mut Boot) {
     let mut late_firstboot = boot.options.firstboot_needs_network();
     if !late_firstboot {
         boot.step("firstboot", false, |b| run_firstboot(b, false));
-        late_firstboot = boot.state.firstboot.as_ref().is_some_and(|f| f.state == "deferred");
+        late_firstboot = boot.state.firstboot.as_ref().is_some_and(|f| f.state == crate::firstboot::run::FirstbootState::Deferred);
         if !late_firstboot {
             boot.step("hostname", false, set_hostname);
         }
@@ -192,20 +192,20 @@ fn run_firstboot(boot: &mut Boot, network: bool) -> Result<(), String> {
     let status = run::run(Path::new("/"), Path::new(run::MARKER), options.force_firstboot, &sources, &mut fetcher);
     drop(fetcher);
     run::write_report(&status);
-    let result = match status.state.as_str() {
-        "skipped" => {
+    let result = match status.state {
+        run::FirstbootState::Skipped => {
             info!("firstboot: not a first boot ({} exists)", run::MARKER);
             Ok(())
         }
-        "deferred" => {
+        run::FirstbootState::Deferred => {
             info!("firstboot: the config fetches over http(s); it is applied once the network is up");
             Ok(())
         }
-        "no-config" => {
+        run::FirstbootState::NoConfig => {
             info!("firstboot: no config found (fw_cfg, keel.config.url, config drive, keel.platform): nothing to apply");
             Ok(())
         }
-        "applied" => {
+        run::FirstbootState::Applied => {
             let [files, dirs, links, users] = status.written.unwrap_or_default();
             info!(
                 "firstboot: applied the config from {}: {files} file(s), {dirs} director(ies), {links} link(s), {users} user(s)",
@@ -216,7 +216,7 @@ fn run_firstboot(boot: &mut Boot, network: bool) -> Result<(), String> {
             }
             Ok(())
         }
-        _ => {
+        run::FirstbootState::Failed => {
             for line in run::failure_box(&status) {
                 logger::marker(&line);
             }

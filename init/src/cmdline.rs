@@ -5,6 +5,8 @@
 //! with the defaults.
 
 use crate::kmod::ModuleName;
+use keel_supervisor::manager::{LaunchFault, LaunchStep};
+use keel_supervisor::spec::ContainerName;
 
 /// The options keel understands, with their defaults.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -17,6 +19,10 @@ pub struct BootOptions {
     pub shutdown_grace_secs: Option<u64>,
     /// `keel.test.panic=STEP`: test-only, panic inside the named boot step.
     pub panic_in_step: Option<String>,
+    /// `keel.test.fail_launch=NAME:STEP[:leak][,…]`: test-only, every start of
+    /// container NAME fails right after STEP (see `LaunchStep`), to prove a failed start
+    /// gives back everything it took (`:leak`: gives back nothing, the tests' negative control).
+    pub fail_launch: Vec<(ContainerName, LaunchFault)>,
     /// `keel.firstboot`: run the first-boot config even though /var has its marker.
     pub force_firstboot: bool,
     /// `keel.config.url=URL`: where the first-boot config is (`data:` or `http://`).
@@ -80,7 +86,7 @@ pub enum OptionError {
     },
 }
 
-const KNOWN: &str = "keel.debug, keel.modules, keel.shutdown_grace, keel.firstboot, keel.config.url, keel.config.timeout, keel.platform, keel.metadata.url, keel.root, keel.test.panic";
+const KNOWN: &str = "keel.debug, keel.modules, keel.shutdown_grace, keel.firstboot, keel.config.url, keel.config.timeout, keel.platform, keel.metadata.url, keel.root, keel.test.panic, keel.test.fail_launch";
 
 /// Split a command line into words; double quotes group words as the kernel does.
 pub fn split_words(cmdline: &str) -> Vec<String> {
@@ -140,6 +146,10 @@ fn apply(options: &mut BootOptions, name: &str, value: Option<String>) -> Result
             options.shutdown_grace_secs = Some(secs.ok_or_else(|| bad(&v, "expected whole seconds, 0 to 3600"))?);
         }
         ("keel.test.panic", Some(v)) if !v.is_empty() => options.panic_in_step = Some(v),
+        ("keel.test.fail_launch", Some(v)) if !v.is_empty() => {
+            options.fail_launch = parse_fail_launch(&v)
+                .ok_or_else(|| bad(&v, "expected NAME:STEP[:leak][,…], STEP one of image, network, cgroup, pipes, hooks, started"))?
+        }
         ("keel.firstboot", None) => options.force_firstboot = true,
         ("keel.firstboot", Some(v)) => {
             options.force_firstboot = parse_bool(&v).ok_or_else(|| bad(&v, "expected 0, 1, yes, no, true or false"))?
@@ -164,6 +174,7 @@ fn apply(options: &mut BootOptions, name: &str, value: Option<String>) -> Result
             "keel.modules"
             | "keel.shutdown_grace"
             | "keel.test.panic"
+            | "keel.test.fail_launch"
             | "keel.config.url"
             | "keel.config.timeout"
             | "keel.platform"
@@ -173,6 +184,24 @@ fn apply(options: &mut BootOptions, name: &str, value: Option<String>) -> Result
         _ => return Err(OptionError::Unknown { name: name.into(), known: KNOWN }),
     }
     Ok(())
+}
+
+/// `NAME:STEP[:leak][,…]` of `keel.test.fail_launch`; None when any item is bad.
+fn parse_fail_launch(value: &str) -> Option<Vec<(ContainerName, LaunchFault)>> {
+    value
+        .split(',')
+        .map(|item| {
+            let mut parts = item.split(':');
+            let name = ContainerName::new(parts.next()?).ok()?;
+            let after = LaunchStep::from_name(parts.next()?)?;
+            let leak = match parts.next() {
+                None => false,
+                Some("leak") => true,
+                Some(_) => return None,
+            };
+            parts.next().is_none().then_some((name, LaunchFault { after, leak }))
+        })
+        .collect()
 }
 
 fn parse_bool(value: &str) -> Option<bool> {
@@ -190,6 +219,26 @@ fn is_module_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fail_launch_names_containers_and_steps() {
+        let (options, problems) = parse("keel.test.fail_launch=a:network,b-2:started:leak");
+        assert!(problems.is_empty(), "{problems:?}");
+        let got: Vec<(String, LaunchStep, bool)> = options.fail_launch.iter().map(|(n, f)| (n.to_string(), f.after, f.leak)).collect();
+        assert_eq!(got, [("a".to_string(), LaunchStep::Network, false), ("b-2".to_string(), LaunchStep::Started, true)]);
+        for bad in [
+            "keel.test.fail_launch=a:nope",
+            "keel.test.fail_launch=a",
+            "keel.test.fail_launch=../x:image",
+            "keel.test.fail_launch=a:image:keep",
+            "keel.test.fail_launch=a:image:leak:x",
+            "keel.test.fail_launch",
+        ] {
+            let (options, problems) = parse(bad);
+            assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+            assert!(options.fail_launch.is_empty(), "{bad}");
+        }
+    }
 
     #[test]
     fn reads_keel_options_and_ignores_the_kernels() {

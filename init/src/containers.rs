@@ -41,7 +41,7 @@ pub fn load(containers_dir: &Path, network: Option<crate::network::Shared>, rese
         }
         Err(e) => problems.push(format!("host reserve: {e}; containers share the host's memory and tasks without a cap")),
     }
-    let launcher = SystemLauncher::new(
+    let mut launcher = SystemLauncher::new(
         PathBuf::from(STATE_ROOT),
         tree,
         match network {
@@ -49,10 +49,24 @@ pub fn load(containers_dir: &Path, network: Option<crate::network::Shared>, rese
             None => Box::new(keel_supervisor::manager::NoNetworks),
         },
     );
+    launcher.fail_launches(test_faults());
     let sink = FileAndConsole::new(PathBuf::from(logs::DEFAULT_DIR));
     let mut manager = Manager::new(Box::new(launcher), Box::new(sink), logs::DEFAULT_DIR);
     manager.load(declarations);
     (manager, problems)
+}
+
+/// The test option `keel.test.fail_launch` (read here from /proc/cmdline, so the boot
+/// sequence needs no knob for a test-only option; bad values are reported by the boot's
+/// own reading of the command line).
+fn test_faults() -> Vec<(ContainerName, keel_supervisor::manager::LaunchFault)> {
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let faults = crate::cmdline::parse(&cmdline).0.fail_launch;
+    for (name, fault) in &faults {
+        let leak = if fault.leak { ", giving nothing back" } else { "" };
+        warn!("container {name}: every start fails after step {}{leak} (test option keel.test.fail_launch)", fault.after);
+    }
+    faults
 }
 
 /// Container output into per-container log files, echoed on the console.

@@ -50,9 +50,9 @@ fn run(file: &Path) -> Result<i32, String> {
     let state_root = std::env::var_os("KEEL_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| DEFAULT_STATE_ROOT.into());
     let image_root =
         std::env::var_os("KEEL_IMAGE_STORE").map(PathBuf::from).unwrap_or_else(|| keel_supervisor::image::store::DEFAULT_ROOT.into());
-    let (spec, mut plan) = keel_supervisor::image::run::plan(&image_root, &spec, &state_root, cgroup2)?;
+    let (spec, mut plan) = keel_supervisor::image::run::plan(&image_root, &spec, &state_root, cgroup2).map_err(|e| e.to_string())?;
     let mut network = attacher(&spec, &state_root);
-    let mut hooks = network.attach(&spec, &mut plan)?;
+    let mut hooks = network.attach(&spec, &mut plan).map_err(|e| e.to_string())?;
     let cgroup = if cgroup2 { Some(tree.prepare(&spec.name, &spec.resources).map_err(|e| e.to_string())?) } else { None };
     let cgroup_fd = cgroup.as_ref().map(|c| c.open_main_fd()).transpose().map_err(|e| format!("open cgroup: {e}"))?;
     let signals = block_signals()?;
@@ -103,7 +103,11 @@ fn attacher(spec: &spec::ContainerSpec, state_root: &Path) -> Box<dyn NetworkAtt
 struct LoopbackAttacher;
 
 impl NetworkAttacher for LoopbackAttacher {
-    fn attach(&mut self, _spec: &spec::ContainerSpec, _plan: &mut runtime::LaunchPlan) -> Result<Box<dyn runtime::StartHooks>, String> {
+    fn attach(
+        &mut self,
+        _spec: &spec::ContainerSpec,
+        _plan: &mut runtime::LaunchPlan,
+    ) -> Result<Box<dyn runtime::StartHooks>, keel_supervisor::manager::AttachError> {
         Ok(Box::new(crate::network::attach::LoopbackOnly))
     }
     fn detach(&mut self, _name: &spec::ContainerName) {}

@@ -374,3 +374,59 @@ fn an_overflowing_duration_leaves_the_other_containers_running() {
     let console = guest.console();
     assert!(!console.contains("panicked"), "a panic on the console:\n{console}");
 }
+
+/// One container per step a start can fail after (test option keel.test.fail_launch),
+/// one failing with its cleanup skipped (negative control), one that starts.
+const FAILING_STEPS: &[(&str, &str)] =
+    &[("fnet", "network"), ("fcg", "cgroup"), ("fpipe", "pipes"), ("fhook", "hooks"), ("fstart", "started")];
+
+/// Issue 12: a start failing after each of its steps leaves no cgroup, state directory,
+/// IPAM lease or veth behind (the host test `launch_cleanup` covers the same without
+/// cgroups). Negative control: `leaky` fails after its process started with its cleanup
+/// skipped, and the same checks see its cgroup, state directory, lease and veth.
+#[test]
+fn a_failed_launch_leaves_no_cgroup_state_dir_lease_or_veth_behind() {
+    let declaration = "image = \"@IMAGE@\"\ncommand = [\"/bin/sleep\", \"3600\"]\nrestart = \"no\"\nstop_timeout = \"1s\"\n\n[resources]\nmemory_max = \"64M\"\n";
+    let mut declarations: Vec<(&str, &str)> = FAILING_STEPS.iter().map(|(name, _)| (*name, declaration)).collect();
+    declarations.extend([("leaky", declaration), ("ok", declaration)]);
+    let image = host_image("containers-failed-launch", &declarations);
+    let faults: Vec<String> =
+        FAILING_STEPS.iter().map(|(name, step)| format!("{name}:{step}")).chain(["leaky:started:leak".into()]).collect();
+    let mut guest = Guest::boot(
+        &image,
+        "failed-launch",
+        BootOptions { extra_cmdline: format!("keel.test.fail_launch={}", faults.join(",")), ..Default::default() },
+    );
+    guest.wait_ready();
+    let ok = guest.wait_container("ok", Duration::from_secs(60), |c| c.state == "running");
+    let injected = |c: &keel_supervisor::manager::ContainerInfo| c.detail.as_deref().is_some_and(|d| d.contains("injected failure"));
+    for (name, step) in FAILING_STEPS.iter().copied().chain([("leaky", "started")]) {
+        let info = guest.wait_container(name, Duration::from_secs(60), injected);
+        let detail = info.detail.unwrap_or_default();
+        assert!(detail.starts_with(&format!("{step}: ")), "{name}: {detail}");
+        assert!(!detail.contains("could not be given back"), "{name}: {detail}");
+    }
+    let leases = guest.exec(&["cat", "/var/lib/keel/ipam/keel0.json"]).stdout;
+    let veths: Vec<String> =
+        guest.exec(&["ls", "/sys/class/net"]).stdout.split_whitespace().filter(|l| l.starts_with("kv")).map(String::from).collect();
+    let exists = |path: &str| guest.exec(&["test", "-e", path]).exit_code == 0;
+    let taken = |name: &str| {
+        (
+            exists(&format!("/sys/fs/cgroup/keel/{name}")),
+            exists(&format!("/var/lib/keel/containers/{name}")),
+            leases.contains(&format!("\"{name}\"")),
+        )
+    };
+    for (name, step) in FAILING_STEPS {
+        assert_eq!(
+            taken(name),
+            (false, false, false),
+            "{name} (failed after {step}) left (cgroup, state dir, lease) behind; leases {leases}"
+        );
+    }
+    // Negative control, and the container that runs: the checks see what a start takes.
+    assert_eq!(taken("leaky"), (true, true, true), "the leak of leaky is not seen; leases {leases}");
+    assert_eq!(taken("ok"), (true, true, true), "leases {leases}");
+    let ok_veth = format!("kv{}", ok.pid.expect("ok's pid"));
+    assert!(veths.contains(&ok_veth) && veths.len() == 2, "expected ok's {ok_veth} and leaky's veth only: {veths:?}");
+}

@@ -43,10 +43,9 @@ pub fn run_in(pid: Pid, plan: &LaunchPlan, cgroup_dir: Option<&Path>, argv: &[St
 }
 
 /// Start a healthcheck in a forked helper; the helper exits 0 when the check passed.
-pub fn spawn_check(pid: Pid, plan: &LaunchPlan, cgroup_dir: Option<&Path>, argv: &[String], timeout: Duration) -> Result<Pid, String> {
+pub fn spawn_check(pid: Pid, plan: &LaunchPlan, cgroup_dir: Option<&Path>, argv: &[String], timeout: Duration) -> Result<Pid, nix::Error> {
     run_forked(|| match run_in(pid, plan, cgroup_dir, argv, timeout) {
         Ok(result) => result.exit_code,
         Err(_) => 1,
     })
-    .map_err(|e| format!("fork: {e}"))
 }

@@ -5,10 +5,10 @@
 //! Every outcome is reported on the console, in /run/keel/firstboot.json and over
 //! `keelctl firstboot`.
 
-use super::apply::{self, HashAlg, PlannedDir, PlannedFile, PlannedLink, WritePlan};
+use super::apply::{self, HashAlg, PlannedDir, PlannedFile, PlannedLink, ResourceError, WritePlan};
 use super::config::{self, Compression, Config, HashAlgorithm, HttpHeader, Problem, Report, Resource, Severity};
 use crate::cmdline::Platform;
-use keel_netconf::http::{self, Client, Fetched};
+use keel_netconf::http::{self, Client, Fetched, HttpError, TlsError};
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 use std::path::Path;
@@ -34,12 +34,100 @@ pub struct ReportedProblem {
     pub message: String,
 }
 
+/// Where first boot ended; serialized as the words `keelctl firstboot` and
+/// /run/keel/firstboot.json have always shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FirstbootState {
+    /// `skipped`: not a first boot (the marker exists).
+    Skipped,
+    /// `no-config`: no config anywhere, which is an empty config (the marker is written).
+    NoConfig,
+    /// `deferred`: the config fetches over http(s) and the network is not up yet.
+    Deferred,
+    /// `applied`: written, marker last.
+    Applied,
+    /// `failed`: nothing written, no container starts.
+    Failed,
+}
+
+impl FirstbootState {
+    /// The word shown for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FirstbootState::Skipped => "skipped",
+            FirstbootState::NoConfig => "no-config",
+            FirstbootState::Deferred => "deferred",
+            FirstbootState::Applied => "applied",
+            FirstbootState::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for FirstbootState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a config or resource could not be fetched.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// A `data:` URL that does not decode.
+    #[error("{reason}")]
+    DataUrl {
+        /// The decoder's message.
+        reason: String,
+    },
+    /// An http(s) request failed.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// The source answered 404 where a file was expected.
+    #[error("{url}: HTTP 404 Not Found")]
+    NotFound {
+        /// The URL (abbreviated).
+        url: String,
+    },
+    /// Neither `data:`, `http://` nor `https://`.
+    #[error("{url}: unsupported URL scheme")]
+    UnsupportedScheme {
+        /// The URL (abbreviated).
+        url: String,
+    },
+    /// The bytes fail their decompression or hash check.
+    #[error(transparent)]
+    Resource(#[from] ResourceError),
+    /// User data that looked gzipped did not decompress.
+    #[error("gzip-compressed config: {0}")]
+    GzipConfig(#[source] ResourceError),
+    /// A CA that is not usable.
+    #[error(transparent)]
+    Ca(#[from] TlsError),
+    /// The AWS metadata token is not text.
+    #[error("{url}: the token is not text")]
+    TokenNotText {
+        /// The token URL.
+        url: String,
+    },
+    /// The AWS metadata service has no IMDSv2 token service.
+    #[error("{url}: HTTP 404 Not Found (no IMDSv2 token service)")]
+    NoTokenService {
+        /// The token URL.
+        url: String,
+    },
+    /// Reading QEMU fw_cfg or a config drive failed.
+    #[error("{reason}")]
+    Local {
+        /// The reader's message, naming the device or file.
+        reason: String,
+    },
+}
+
 /// What the first-boot step did: `keelctl firstboot` and /run/keel/firstboot.json.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FirstbootStatus {
-    /// `skipped` (not a first boot), `no-config`, `deferred` (needs the network, which
-    /// is not up yet), `applied` or `failed`.
-    pub state: String,
+    /// Where first boot ended.
+    pub state: FirstbootState,
     /// Where the config came from.
     pub source: Option<String>,
     /// Every problem found (errors and warnings).
@@ -49,17 +137,17 @@ pub struct FirstbootStatus {
 }
 
 impl FirstbootStatus {
-    fn new(state: &str, source: Option<String>) -> Self {
-        FirstbootStatus { state: state.into(), source, problems: Vec::new(), written: None }
+    fn new(state: FirstbootState, source: Option<String>) -> Self {
+        FirstbootStatus { state, source, problems: Vec::new(), written: None }
     }
 
     /// Whether containers may start: not when the config failed.
     pub fn failed(&self) -> bool {
-        self.state == "failed"
+        self.state == FirstbootState::Failed
     }
 
     fn fail(mut self, path: &str, message: impl Into<String>) -> Self {
-        self.state = "failed".into();
+        self.state = FirstbootState::Failed;
         self.problems.push(ReportedProblem { severity: "error".into(), path: path.into(), line: 0, column: 0, message: message.into() });
         self
     }
@@ -139,22 +227,22 @@ impl<'a> Fetcher<'a> {
 
     /// The bytes behind a source URL: `data:`, `http://` or `https://` (a 404 is an
     /// error here), fetched with `headers`.
-    pub fn fetch_url(&mut self, url: &str, headers: &[HttpHeader]) -> Result<Vec<u8>, String> {
+    pub fn fetch_url(&mut self, url: &str, headers: &[HttpHeader]) -> Result<Vec<u8>, FetchError> {
         if url.starts_with("data:") {
-            config::decode_data_url(url)
+            config::decode_data_url(url).map_err(|reason| FetchError::DataUrl { reason })
         } else if url.starts_with("http://") || url.starts_with("https://") {
             let headers: Vec<(&str, &str)> = headers.iter().map(|h| (h.name.as_str(), h.value.as_str())).collect();
             match self.http("GET", url, &headers, None)? {
                 Fetched::Found(response) => Ok(response.body),
-                Fetched::NotFound => Err(format!("{}: HTTP 404 Not Found", abbreviate(url))),
+                Fetched::NotFound => Err(FetchError::NotFound { url: abbreviate(url) }),
             }
         } else {
-            Err(format!("{}: unsupported URL scheme", abbreviate(url)))
+            Err(FetchError::UnsupportedScheme { url: abbreviate(url) })
         }
     }
 
     /// One http(s) request with retries; `fallback` is used when the host name does not resolve.
-    fn http(&mut self, method: &str, url: &str, headers: &[(&str, &str)], fallback: Option<IpAddr>) -> Result<Fetched, String> {
+    fn http(&mut self, method: &str, url: &str, headers: &[(&str, &str)], fallback: Option<IpAddr>) -> Result<Fetched, HttpError> {
         let mut parsed = http::parse_url(url)?;
         parsed.fallback = fallback;
         self.client.fetch(method, &parsed, &abbreviate(url), headers, self.timeout, &mut *self.wait)
@@ -167,7 +255,7 @@ impl<'a> Fetcher<'a> {
         let proxy = &config.proxy;
         match http::Proxy::new(proxy.http_proxy.as_deref(), proxy.https_proxy.as_deref(), proxy.no_proxy.clone()) {
             Ok(p) => self.client.set_proxy(p),
-            Err(e) => problems.push(problem("ignition.proxy", e)),
+            Err(e) => problems.push(problem("ignition.proxy", e.to_string())),
         }
         if let Some(secs) = config.timeouts.http_response_headers.filter(|s| *s > 0) {
             self.client.set_read_timeout(Duration::from_secs(u64::from(secs)));
@@ -179,23 +267,23 @@ impl<'a> Fetcher<'a> {
             self.trusted.push(ca.source.clone());
             let path = format!("ignition.security.tls.certificateAuthorities[{i}]");
             let pem = self.fetch_reference(ca);
-            if let Err(e) = pem.and_then(|pem| self.client.add_ca_pem(&pem)) {
-                problems.push(problem(&path, e));
+            if let Err(e) = pem.and_then(|pem| Ok(self.client.add_ca_pem(&pem)?)) {
+                problems.push(problem(&path, e.to_string()));
             }
         }
         problems
     }
 
     /// The bytes of a reference (config or CA): fetched, decompressed, hash-checked.
-    fn fetch_reference(&mut self, reference: &config::ConfigRef) -> Result<Vec<u8>, String> {
+    fn fetch_reference(&mut self, reference: &config::ConfigRef) -> Result<Vec<u8>, FetchError> {
         let bytes = self.fetch_url(&reference.source, &reference.http_headers)?;
         let hash = reference.verification.as_ref().map(|h| (hash_alg(h.algorithm), h.hex.clone()));
-        apply::resolve_resource(bytes, reference.compression == Some(Compression::Gzip), hash)
+        Ok(apply::resolve_resource(bytes, reference.compression == Some(Compression::Gzip), hash)?)
     }
 
     /// The user data of `platform`'s metadata service under `base` (None: its default
     /// address). `Ok(None)`: the service has no user data (404), which is no config.
-    pub fn metadata(&mut self, platform: Platform, base: Option<&str>) -> Result<Option<(Vec<u8>, String)>, String> {
+    pub fn metadata(&mut self, platform: Platform, base: Option<&str>) -> Result<Option<(Vec<u8>, String)>, FetchError> {
         const LINK_LOCAL: &str = "http://169.254.169.254";
         let found = |fetched: Fetched, url: String| match fetched {
             Fetched::Found(response) => Some((response.body, url)),
@@ -207,9 +295,9 @@ impl<'a> Fetcher<'a> {
                 let token_url = format!("{base}/latest/api/token");
                 let token = match self.http("PUT", &token_url, &[("X-aws-ec2-metadata-token-ttl-seconds", "21600")], None)? {
                     Fetched::Found(response) => {
-                        String::from_utf8(response.body).map_err(|_| format!("{token_url}: the token is not text"))?
+                        String::from_utf8(response.body).map_err(|_| FetchError::TokenNotText { url: token_url.clone() })?
                     }
-                    Fetched::NotFound => return Err(format!("{token_url}: HTTP 404 Not Found (no IMDSv2 token service)")),
+                    Fetched::NotFound => return Err(FetchError::NoTokenService { url: token_url }),
                 };
                 let url = format!("{base}/latest/user-data");
                 let fetched = self.http("GET", &url, &[("X-aws-ec2-metadata-token", token.trim())], None)?;
@@ -234,15 +322,16 @@ impl<'a> Fetcher<'a> {
 /// config drive (when `sources.config_drive`), then the metadata service of
 /// `keel.platform=`. `Ok(None)`: no config anywhere (including a config drive or a
 /// metadata service without user data), which is an empty config.
-pub fn fetch_config(sources: &Sources, fetcher: &mut Fetcher) -> Result<Option<(Vec<u8>, String)>, String> {
-    if let Some(bytes) = crate::fwcfg::read_config()? {
+pub fn fetch_config(sources: &Sources, fetcher: &mut Fetcher) -> Result<Option<(Vec<u8>, String)>, FetchError> {
+    let local = |reason| FetchError::Local { reason };
+    if let Some(bytes) = crate::fwcfg::read_config().map_err(local)? {
         return Ok(Some((bytes, "QEMU fw_cfg opt/com.coreos/config".into())));
     }
     if let Some(url) = sources.url {
         return fetcher.fetch_url(url, &[]).map(|bytes| Some((bytes, format!("keel.config.url={}", abbreviate(url)))));
     }
     if sources.config_drive {
-        if let Some(found) = super::configdrive::read_config()? {
+        if let Some(found) = super::configdrive::read_config().map_err(local)? {
             return Ok(Some(found));
         }
     }
@@ -272,14 +361,14 @@ fn abbreviate(url: &str) -> String {
 }
 
 /// The bytes behind a source URL (`data:`, `http://` or `https://`, with the default timeout).
-pub fn fetch_url(url: &str) -> Result<Vec<u8>, String> {
+pub fn fetch_url(url: &str) -> Result<Vec<u8>, FetchError> {
     Fetcher::default().fetch_url(url, &[])
 }
 
 /// User data is often gzipped by cloud tooling: detected by its magic bytes.
-fn gunzip_if_compressed(bytes: Vec<u8>) -> Result<Vec<u8>, String> {
+fn gunzip_if_compressed(bytes: Vec<u8>) -> Result<Vec<u8>, FetchError> {
     if bytes.starts_with(&[0x1f, 0x8b]) {
-        apply::resolve_resource(bytes, true, None).map_err(|e| format!("gzip-compressed config: {e}"))
+        apply::resolve_resource(bytes, true, None).map_err(FetchError::GzipConfig)
     } else {
         Ok(bytes)
     }
@@ -293,9 +382,9 @@ pub fn plan(config: &Config, fetcher: &mut Fetcher) -> Result<WritePlan, Vec<(St
         let source = resource.source.as_deref()?;
         let result = fetcher.fetch_url(source, &resource.http_headers).and_then(|bytes| {
             let hash = resource.verification.as_ref().map(|h| (hash_alg(h.algorithm), h.hex.clone()));
-            apply::resolve_resource(bytes, resource.compression == Some(Compression::Gzip), hash)
+            Ok(apply::resolve_resource(bytes, resource.compression == Some(Compression::Gzip), hash)?)
         });
-        result.map_err(|e| problems.push((path, e))).ok()
+        result.map_err(|e| problems.push((path, e.to_string()))).ok()
     };
     let mut files = Vec::new();
     for (i, file) in config.files.iter().enumerate() {
@@ -362,7 +451,7 @@ fn hash_alg(algorithm: HashAlgorithm) -> HashAlg {
 /// fetched with the CAs and proxy of the config that references them.
 fn resolve_references(config: Config, status: &mut FirstbootStatus, fetcher: &mut Fetcher) -> Option<Config> {
     let mut load = |reference: &config::ConfigRef, path: &str, status: &mut FirstbootStatus| -> Option<Config> {
-        let bytes = fetcher.fetch_reference(reference).map_err(|e| status.problems.push(problem(path, e))).ok()?;
+        let bytes = fetcher.fetch_reference(reference).map_err(|e| status.problems.push(problem(path, e.to_string()))).ok()?;
         match config::parse(&bytes) {
             Ok((child, warnings)) => {
                 status.add_report(&warnings);
@@ -402,23 +491,23 @@ pub fn run(root: &Path, marker: &Path, forced: bool, sources: &Sources, fetcher:
         let mut journal = marker.as_os_str().to_owned();
         journal.push(".journal");
         let _ = std::fs::remove_file(journal);
-        return FirstbootStatus::new("skipped", None);
+        return FirstbootStatus::new(FirstbootState::Skipped, None);
     }
     let (bytes, source) = match fetch_config(sources, fetcher) {
         Ok(Some(found)) => found,
         Ok(None) => {
-            let status = FirstbootStatus::new("no-config", None);
+            let status = FirstbootStatus::new(FirstbootState::NoConfig, None);
             return match apply::apply(root, &WritePlan::default(), marker) {
                 Ok(_) => status,
                 Err(e) => status.fail("", e.to_string()),
             };
         }
-        Err(e) => return FirstbootStatus::new("failed", None).fail("source", e),
+        Err(e) => return FirstbootStatus::new(FirstbootState::Failed, None).fail("source", e.to_string()),
     };
-    let mut status = FirstbootStatus::new("failed", Some(source));
+    let mut status = FirstbootStatus::new(FirstbootState::Failed, Some(source));
     let bytes = match gunzip_if_compressed(bytes) {
         Ok(bytes) => bytes,
-        Err(e) => return status.fail("", e),
+        Err(e) => return status.fail("", e.to_string()),
     };
     let config = match config::parse(&bytes) {
         Ok((config, warnings)) => {
@@ -431,7 +520,7 @@ pub fn run(root: &Path, marker: &Path, forced: bool, sources: &Sources, fetcher:
         }
     };
     if !sources.network && config.needs_network() {
-        status.state = "deferred".into();
+        status.state = FirstbootState::Deferred;
         return status;
     }
     // `ignition.timeouts.httpTotal` bounds each fetch the config asks for (0: no limit).
@@ -462,7 +551,7 @@ pub fn run(root: &Path, marker: &Path, forced: bool, sources: &Sources, fetcher:
     log::info!("firstboot: applying {} file(s)…", plan.files.len());
     match apply::apply(root, &plan, marker) {
         Ok(report) => {
-            status.state = "applied".into();
+            status.state = FirstbootState::Applied;
             status.written = Some([report.files, report.directories, report.links, report.users]);
             status
         }
@@ -535,13 +624,13 @@ mod tests {
     fn a_valid_config_is_applied_once_then_skipped() {
         let root = Root::new("good");
         let status = run_url(&root, false, Some(&data_url(GOOD)));
-        assert_eq!(status.state, "applied", "{status:?}");
+        assert_eq!(status.state, FirstbootState::Applied, "{status:?}");
         assert_eq!(std::fs::read_to_string(root.0.join("etc/motd")).unwrap(), "hello\n");
         assert!(root.marker().exists());
         let again = run_url(&root, false, Some(&data_url(GOOD)));
-        assert_eq!(again.state, "skipped");
+        assert_eq!(again.state, FirstbootState::Skipped);
         let forced = run_url(&root, true, Some(&data_url(GOOD)));
-        assert_eq!(forced.state, "applied", "keel.firstboot runs it again: {forced:?}");
+        assert_eq!(forced.state, FirstbootState::Applied, "keel.firstboot runs it again: {forced:?}");
     }
 
     #[test]
@@ -584,7 +673,7 @@ mod tests {
         };
         let root = Root::new("merge-ok");
         let status = run_url(&root, false, Some(&data_url(&parent(&sha512))));
-        assert_eq!(status.state, "applied", "{status:?}");
+        assert_eq!(status.state, FirstbootState::Applied, "{status:?}");
         assert_eq!(std::fs::read_to_string(root.0.join("etc/child")).unwrap(), "from-child");
         assert!(root.0.join("etc/parent").exists());
 
@@ -604,17 +693,50 @@ mod tests {
         let remote = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/a","contents":{"source":"data:,a"}},{"path":"/etc/b","append":[{"source":"https://h/b"}]}]}}"#;
         let sources = Sources { url: Some(&data_url(remote)), ..Default::default() };
         let status = run(&root.0, &root.marker(), false, &sources, &mut Fetcher::default());
-        assert_eq!(status.state, "deferred", "{status:?}");
+        assert_eq!(status.state, FirstbootState::Deferred, "{status:?}");
         assert!(!root.0.join("etc/a").exists() && !root.marker().exists());
         let sources = Sources { url: Some(&data_url(GOOD)), ..Default::default() };
-        assert_eq!(run(&root.0, &root.marker(), false, &sources, &mut Fetcher::default()).state, "applied");
+        assert_eq!(run(&root.0, &root.marker(), false, &sources, &mut Fetcher::default()).state, FirstbootState::Applied);
+    }
+
+    #[test]
+    fn the_state_is_serialized_as_the_words_keelctl_always_showed() {
+        for (state, word) in [
+            (FirstbootState::Skipped, "skipped"),
+            (FirstbootState::NoConfig, "no-config"),
+            (FirstbootState::Deferred, "deferred"),
+            (FirstbootState::Applied, "applied"),
+            (FirstbootState::Failed, "failed"),
+        ] {
+            let status = FirstbootStatus::new(state, None);
+            let json = serde_json::to_value(&status).unwrap();
+            assert_eq!(json["state"], word, "{json}");
+            assert_eq!((state.to_string(), state.name()), (word.to_string(), word));
+            let back: FirstbootStatus = serde_json::from_value(json).unwrap();
+            assert_eq!(back.state, state);
+        }
+        // A report written by an earlier version reads back.
+        let old = r#"{"state":"applied","source":"x","problems":[],"written":[1,0,0,0]}"#;
+        assert_eq!(serde_json::from_str::<FirstbootStatus>(old).unwrap().state, FirstbootState::Applied);
+        assert!(serde_json::from_str::<FirstbootStatus>(&old.replace("applied", "done")).is_err());
+    }
+
+    #[test]
+    fn fetch_errors_are_typed() {
+        let mut fetcher = Fetcher::new(Duration::from_millis(100), |_| {});
+        assert!(matches!(fetcher.fetch_url("ftp://h/x", &[]), Err(FetchError::UnsupportedScheme { .. })));
+        assert!(matches!(fetcher.fetch_url("data:nocomma", &[]), Err(FetchError::DataUrl { .. })));
+        assert!(matches!(fetcher.fetch_url("http://h:0/x", &[]), Err(FetchError::Http(HttpError::BadUrl { .. }))));
+        let gz = gunzip_if_compressed(vec![0x1f, 0x8b, 0, 0]).unwrap_err();
+        assert!(matches!(gz, FetchError::GzipConfig(ResourceError::Gzip(_))), "{gz:?}");
+        assert!(gz.to_string().starts_with("gzip-compressed config: gzip: "), "{gz}");
     }
 
     #[test]
     fn no_config_is_an_empty_config() {
         let root = Root::new("none");
         let status = run_url(&root, false, None);
-        assert_eq!(status.state, "no-config");
+        assert_eq!(status.state, FirstbootState::NoConfig);
         assert!(root.marker().exists());
     }
 
@@ -647,7 +769,7 @@ mod tests {
         );
         let configs = serve(None, vec![("/config.ign", config.into_bytes())]);
         let status = run_url(&root, false, Some(&format!("http://127.0.0.1:{}/config.ign", configs.port)));
-        assert_eq!(status.state, "applied", "{status:?}");
+        assert_eq!(status.state, FirstbootState::Applied, "{status:?}");
         assert_eq!(std::fs::read_to_string(root.0.join("etc/blob")).unwrap(), "blob\n");
         assert_eq!(configs.requests()[0].header("connection"), Some("close"));
     }
@@ -663,7 +785,7 @@ mod tests {
         );
         let root = Root::new("https");
         let status = run_url(&root, false, Some(&data_url(&config)));
-        assert_eq!(status.state, "applied", "{status:?}");
+        assert_eq!(status.state, FirstbootState::Applied, "{status:?}");
         assert_eq!(std::fs::read_to_string(root.0.join("etc/secret")).unwrap(), "s3cret");
         assert_eq!(std::fs::read_to_string(root.0.join("etc/from-child")).unwrap(), "child");
         let seen = server.requests();

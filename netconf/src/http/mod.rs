@@ -10,6 +10,7 @@
 //! network comes up: transport errors and 5xx answers are retried with the [`backoff`]
 //! schedule (100 ms doubling to 5 s) until a total timeout.
 
+mod error;
 mod proxy;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
@@ -17,6 +18,7 @@ pub mod tls;
 mod url;
 pub mod wire;
 
+pub use error::{HttpError, TlsError};
 pub use proxy::Proxy;
 pub use tls::TrustStore;
 pub use url::{parse_url, Scheme, Url};
@@ -62,8 +64,9 @@ impl Transport {
     }
 }
 
-/// Called with the head of a 2xx answer before its body is streamed.
-pub type BeforeBody<'a> = &'a mut dyn FnMut(&Response) -> Result<(), String>;
+/// Called with the head of a 2xx answer before its body is streamed (e.g. to prepare
+/// the sink); its error ends the request as [`HttpError::Sink`].
+pub type BeforeBody<'a> = &'a mut dyn FnMut(&Response) -> std::io::Result<()>;
 
 /// An HTTP(S) client: trusted CAs, proxy settings, timeouts.
 #[derive(Default)]
@@ -88,7 +91,7 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1u64 << attempt.min(16))).min(Duration::from_secs(5))
 }
 
-fn addresses(url: &Url) -> Result<Vec<SocketAddr>, String> {
+fn addresses(url: &Url) -> Result<Vec<SocketAddr>, HttpError> {
     if let Ok(ip) = url.host.parse::<IpAddr>() {
         return Ok(vec![SocketAddr::new(ip, url.port)]);
     }
@@ -97,24 +100,36 @@ fn addresses(url: &Url) -> Result<Vec<SocketAddr>, String> {
         Ok(addrs) => {
             let addrs: Vec<SocketAddr> = addrs.collect();
             if addrs.is_empty() {
-                fallback.ok_or_else(|| format!("{} resolves to no address", url.host))
+                fallback.ok_or_else(|| HttpError::NoAddress { host: url.host.clone() })
             } else {
                 Ok(addrs)
             }
         }
-        Err(e) => fallback.ok_or_else(|| format!("resolve {}: {e}", url.host)),
+        Err(source) => fallback.ok_or_else(|| HttpError::Resolve { host: url.host.clone(), source }),
     }
 }
 
-fn connect_tcp(url: &Url, timeout: Duration) -> Result<TcpStream, String> {
-    let mut last = String::from("no address");
+fn connect_tcp(url: &Url, timeout: Duration) -> Result<TcpStream, HttpError> {
+    let mut last = HttpError::NoAddress { host: url.host.clone() };
+    let timeout = timeout.clamp(Duration::from_millis(50), CONNECT_TIMEOUT);
     for addr in addresses(url)? {
-        match TcpStream::connect_timeout(&addr, timeout.clamp(Duration::from_millis(50), CONNECT_TIMEOUT)) {
+        match TcpStream::connect_timeout(&addr, timeout) {
             Ok(s) => return Ok(s),
-            Err(e) => last = format!("connect {addr}: {e}"),
+            Err(source) if matches!(source.kind(), std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock) => {
+                last = HttpError::Timeout { what: format!("connect {addr}"), after: timeout }
+            }
+            Err(source) => last = HttpError::Connect { addr, source },
         }
     }
     Err(last)
+}
+
+/// A read or write on a socket whose timeout passed is a [`HttpError::Timeout`].
+fn timed(error: HttpError, after: Duration) -> HttpError {
+    match error {
+        HttpError::Io { what, source } => HttpError::io(what, source, after),
+        other => other,
+    }
 }
 
 fn is_redirect(status: u16) -> bool {
@@ -133,7 +148,7 @@ impl Client {
     }
 
     /// Trust the PEM certificates in `pem` as well; returns how many were added.
-    pub fn add_ca_pem(&mut self, pem: &[u8]) -> Result<usize, String> {
+    pub fn add_ca_pem(&mut self, pem: &[u8]) -> Result<usize, TlsError> {
         let added = self.trust.add_pem(pem)?;
         self.tls_config = None;
         Ok(added)
@@ -149,7 +164,7 @@ impl Client {
         self.read_timeout = Some(timeout);
     }
 
-    fn tls_config(&mut self) -> Result<Arc<rustls::ClientConfig>, String> {
+    fn tls_config(&mut self) -> Result<Arc<rustls::ClientConfig>, TlsError> {
         if let Some(config) = &self.tls_config {
             return Ok(config.clone());
         }
@@ -159,23 +174,27 @@ impl Client {
     }
 
     /// A connection to `url`'s origin, directly or through the proxy, TLS set up for https.
-    fn connect(&mut self, url: &Url, timeout: Duration) -> Result<(Transport, bool), String> {
+    fn connect(&mut self, url: &Url, timeout: Duration) -> Result<(Transport, bool), HttpError> {
         let proxy = self.proxy.for_url(url).cloned();
         let tcp = connect_tcp(proxy.as_ref().unwrap_or(url), timeout)?;
-        let read_timeout = Some(self.read_timeout.unwrap_or(READ_TIMEOUT));
-        tcp.set_read_timeout(read_timeout).map_err(|e| e.to_string())?;
-        tcp.set_write_timeout(read_timeout).map_err(|e| e.to_string())?;
+        let read_timeout = Some(self.read_timeout());
+        tcp.set_read_timeout(read_timeout).map_err(|source| HttpError::Io { what: "set read timeout".into(), source })?;
+        tcp.set_write_timeout(read_timeout).map_err(|source| HttpError::Io { what: "set write timeout".into(), source })?;
         match (url.scheme, proxy) {
             (Scheme::Http, proxy) => Ok((Transport::Plain(tcp), proxy.is_some())),
             (Scheme::Https, proxy) => {
                 let tcp = match proxy {
-                    Some(proxy) => tunnel(tcp, url, &proxy)?,
+                    Some(proxy) => tunnel(tcp, url, &proxy, self.read_timeout())?,
                     None => tcp,
                 };
                 let stream = tls::connect(self.tls_config()?, &url.host, tcp)?;
                 Ok((Transport::Tls(Box::new(stream)), false))
             }
         }
+    }
+
+    fn read_timeout(&self) -> Duration {
+        self.read_timeout.unwrap_or(READ_TIMEOUT)
     }
 
     /// One exchange, no redirects: the head, with a 2xx body streamed into `sink` (after
@@ -191,8 +210,9 @@ impl Client {
         sink: &mut dyn Write,
         limit: u64,
         before_body: BeforeBody<'_>,
-    ) -> Result<Response, String> {
+    ) -> Result<Response, HttpError> {
         let (mut transport, absolute) = self.connect(url, timeout)?;
+        let after = self.read_timeout();
         let target = if absolute { url.to_string() } else { url.path.clone() };
         let mut text = format!("{method} {target} HTTP/1.1\r\nHost: {}\r\nUser-Agent: keel\r\nConnection: close\r\n", url.host_header());
         if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("accept")) {
@@ -205,12 +225,12 @@ impl Client {
             text.push_str("Content-Length: 0\r\n");
         }
         text.push_str("\r\n");
-        transport.send(text.as_bytes()).map_err(|e| format!("send: {e}"))?;
+        transport.send(text.as_bytes()).map_err(|source| HttpError::io("send", source, after))?;
         let mut reader = BufReader::new(transport);
-        let mut head = wire::read_head(&mut reader)?;
+        let mut head = wire::read_head(&mut reader).map_err(|e| timed(e, after))?;
         if head.is_success() {
-            before_body(&head)?;
-            wire::read_body_into(&mut reader, method, &head, sink, limit)?;
+            before_body(&head).map_err(HttpError::Sink)?;
+            wire::read_body_into(&mut reader, method, &head, sink, limit).map_err(|e| timed(e, after))?;
         } else {
             let mut body = Vec::new();
             // An error's body is only informative: a cut-off one is fine.
@@ -230,7 +250,7 @@ impl Client {
         timeout: Duration,
         sink: &mut dyn Write,
         limit: u64,
-    ) -> Result<Response, String> {
+    ) -> Result<Response, HttpError> {
         self.request_streaming(method, url, headers, timeout, sink, limit, &mut |_| Ok(()))
     }
 
@@ -247,16 +267,17 @@ impl Client {
         sink: &mut dyn Write,
         limit: u64,
         before_body: BeforeBody<'_>,
-    ) -> Result<Response, String> {
+    ) -> Result<Response, HttpError> {
         let mut url = url.clone();
         let mut method = method.to_string();
         let mut headers: Vec<(&str, &str)> = headers.to_vec();
         for _ in 0..=MAX_REDIRECTS {
-            let response =
-                self.exchange(&method, &url, &headers, timeout, sink, limit, &mut *before_body).map_err(|e| format!("{url}: {e}"))?;
+            let response = self
+                .exchange(&method, &url, &headers, timeout, sink, limit, &mut *before_body)
+                .map_err(|e| HttpError::At { url: url.to_string(), source: Box::new(e) })?;
             let location = response.header("location").filter(|_| is_redirect(response.status));
             let Some(location) = location else { return Ok(response) };
-            let next = url.join(location)?;
+            let next = url.join(location).map_err(|e| HttpError::At { url: url.to_string(), source: Box::new(e) })?;
             if next.host != url.host || next.port != url.port {
                 headers.retain(|(n, _)| !n.eq_ignore_ascii_case("authorization"));
             }
@@ -265,11 +286,11 @@ impl Client {
             }
             url = next;
         }
-        Err(format!("{url}: more than {MAX_REDIRECTS} redirects"))
+        Err(HttpError::At { url: url.to_string(), source: Box::new(HttpError::TooManyRedirects { limit: MAX_REDIRECTS }) })
     }
 
     /// One request (following redirects), the body in memory (at most [`MAX_BODY`]).
-    pub fn request(&mut self, method: &str, url: &Url, headers: &[(&str, &str)], timeout: Duration) -> Result<Response, String> {
+    pub fn request(&mut self, method: &str, url: &Url, headers: &[(&str, &str)], timeout: Duration) -> Result<Response, HttpError> {
         let mut body = Vec::new();
         let mut response = self.request_into(method, url, headers, timeout, &mut body, MAX_BODY as u64)?;
         if response.is_success() {
@@ -290,7 +311,7 @@ impl Client {
         headers: &[(&str, &str)],
         total: Duration,
         wait: &mut dyn FnMut(Duration),
-    ) -> Result<Fetched, String> {
+    ) -> Result<Fetched, HttpError> {
         let end = Instant::now() + total;
         let mut attempt = 0;
         loop {
@@ -298,14 +319,22 @@ impl Client {
             let last = match self.request(method, url, headers, remaining) {
                 Ok(r) if r.is_success() => return Ok(Fetched::Found(r)),
                 Ok(r) if r.status == 404 => return Ok(Fetched::NotFound),
-                Ok(r) if r.status < 500 => return Err(format!("{shown}: HTTP {} {}", r.status, r.reason)),
-                Ok(r) => format!("HTTP {} {}", r.status, r.reason),
-                Err(e) if e.contains("TLS handshake") && e.contains("certificate") => return Err(format!("{shown}: {e}")),
+                Ok(r) if r.status < 500 => {
+                    let source = Box::new(HttpError::Status { status: r.status, reason: r.reason });
+                    return Err(HttpError::Fetch { shown: shown.to_string(), source });
+                }
+                Ok(r) => HttpError::Status { status: r.status, reason: r.reason },
+                Err(e) if e.is_certificate_error() => return Err(HttpError::Fetch { shown: shown.to_string(), source: Box::new(e) }),
                 Err(e) => e,
             };
             let remaining = end.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(format!("{shown}: gave up after {} s and {} attempt(s): {last}", total.as_secs(), attempt + 1));
+                return Err(HttpError::GaveUp {
+                    shown: shown.to_string(),
+                    secs: total.as_secs(),
+                    attempts: attempt + 1,
+                    last: Box::new(last),
+                });
             }
             wait(backoff(attempt).min(remaining));
             attempt += 1;
@@ -314,16 +343,22 @@ impl Client {
 }
 
 /// Open a `CONNECT` tunnel to `url`'s origin through `proxy` over `tcp`.
-fn tunnel(mut tcp: TcpStream, url: &Url, proxy: &Url) -> Result<TcpStream, String> {
+fn tunnel(mut tcp: TcpStream, url: &Url, proxy: &Url, after: Duration) -> Result<TcpStream, HttpError> {
     let request = format!("CONNECT {0} HTTP/1.1\r\nHost: {0}\r\nUser-Agent: keel\r\n\r\n", url.authority());
-    tcp.write_all(request.as_bytes()).map_err(|e| format!("proxy {}: send: {e}", proxy.authority()))?;
+    let via = |e: HttpError| HttpError::Proxy { proxy: proxy.authority(), source: Box::new(timed(e, after)) };
+    tcp.write_all(request.as_bytes()).map_err(|source| via(HttpError::Io { what: "send".into(), source }))?;
     let mut reader = BufReader::new(tcp);
-    let head = wire::read_head(&mut reader).map_err(|e| format!("proxy {}: {e}", proxy.authority()))?;
+    let head = wire::read_head(&mut reader).map_err(via)?;
     if !head.is_success() {
-        return Err(format!("proxy {} refused the tunnel to {}: HTTP {} {}", proxy.authority(), url.authority(), head.status, head.reason));
+        return Err(HttpError::ProxyRefused {
+            proxy: proxy.authority(),
+            target: url.authority(),
+            status: head.status,
+            reason: head.reason,
+        });
     }
     if !reader.buffer().is_empty() {
-        return Err(format!("proxy {}: sent data before the TLS handshake", proxy.authority()));
+        return Err(HttpError::ProxyEarlyData { proxy: proxy.authority() });
     }
     Ok(reader.into_inner())
 }

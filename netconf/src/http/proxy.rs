@@ -3,6 +3,7 @@
 //! of Ignition's `ignition.proxy` and of the usual `*_proxy` variables.
 
 use super::url::{parse_url, Scheme, Url};
+use super::HttpError;
 use std::net::IpAddr;
 
 /// Proxy settings; the proxies themselves are reached over plain http.
@@ -20,12 +21,15 @@ pub struct Proxy {
 impl Proxy {
     /// Settings from proxy URLs as written (`http://host:port`); an `https://` proxy
     /// URL is refused because keel talks to proxies in plain http.
-    pub fn new(http: Option<&str>, https: Option<&str>, no_proxy: Vec<String>) -> Result<Proxy, String> {
-        let parse = |url: Option<&str>| -> Result<Option<Url>, String> {
+    pub fn new(http: Option<&str>, https: Option<&str>, no_proxy: Vec<String>) -> Result<Proxy, HttpError> {
+        let parse = |url: Option<&str>| -> Result<Option<Url>, HttpError> {
             let Some(url) = url else { return Ok(None) };
             let parsed = parse_url(url)?;
             if parsed.scheme == Scheme::Https {
-                return Err(format!("{url}: keel talks to proxies over plain http; write the proxy as http://HOST:PORT"));
+                return Err(HttpError::BadUrl {
+                    url: url.to_string(),
+                    reason: "keel talks to proxies over plain http; write the proxy as http://HOST:PORT".into(),
+                });
             }
             Ok(Some(parsed))
         };
@@ -119,7 +123,7 @@ mod tests {
 
     #[test]
     fn https_proxy_urls_are_refused() {
-        let err = Proxy::new(None, Some("https://proxy:3128"), vec![]).unwrap_err();
+        let err = Proxy::new(None, Some("https://proxy:3128"), vec![]).unwrap_err().to_string();
         assert!(err.contains("plain http"), "{err}");
         assert!(Proxy::new(Some("ftp://x"), None, vec![]).is_err());
     }

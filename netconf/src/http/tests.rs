@@ -57,7 +57,8 @@ fn fetch_reports_404_and_refusals() {
     let u = url(&format!("http://127.0.0.1:{}/x", server.port));
     assert_eq!(Client::new().fetch("GET", &u, "u", &[], Duration::from_secs(5), &mut no_wait).unwrap(), Fetched::NotFound);
     let err = Client::new().fetch("PUT", &u, "the-url", &[], Duration::from_secs(5), &mut no_wait).unwrap_err();
-    assert!(err.contains("the-url") && err.contains("403"), "{err}");
+    assert!(matches!(err.root(), HttpError::Status { status: 403, .. }), "{err:?}");
+    assert_eq!(err.to_string(), "the-url: HTTP 403 Forbidden");
     assert_eq!(server.requests()[1].header("content-length"), Some("0"));
 }
 
@@ -66,6 +67,9 @@ fn fetch_gives_up_naming_the_url_and_cause() {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let u = url(&format!("http://127.0.0.1:{port}/x"));
     let err = Client::new().fetch("GET", &u, "http://here", &[], Duration::from_millis(300), &mut std::thread::sleep).unwrap_err();
+    assert!(matches!(&err, HttpError::GaveUp { attempts, .. } if *attempts > 1), "{err:?}");
+    assert!(matches!(err.root(), HttpError::Connect { .. }), "{err:?}");
+    let err = err.to_string();
     assert!(err.contains("http://here") && err.contains("gave up") && err.contains("connect"), "{err}");
 }
 
@@ -91,20 +95,22 @@ fn https_refuses_unknown_cas_and_wrong_names_without_retrying() {
     let mut client = Client::with_trust(TrustStore::empty());
     client.add_ca_pem(other.pem.as_bytes()).unwrap();
     let err = client.fetch("GET", &u, "https://shown", &[], Duration::from_secs(5), &mut no_wait).unwrap_err();
+    assert!(err.is_certificate_error() && matches!(err, HttpError::Fetch { .. }), "not retried: {err:?}");
+    let err = err.to_string();
     assert!(err.contains("https://shown") && err.contains("not signed by a trusted CA"), "{err}");
     let mut client = Client::with_trust(TrustStore::empty());
     client.add_ca_pem(ca.pem.as_bytes()).unwrap();
-    let err = client.fetch("GET", &u, "https://shown", &[], Duration::from_secs(5), &mut no_wait).unwrap_err();
+    let err = client.fetch("GET", &u, "https://shown", &[], Duration::from_secs(5), &mut no_wait).unwrap_err().to_string();
     assert!(err.contains("issued for another name") && err.contains("other.example"), "{err}");
     let err = Client::with_trust(TrustStore::empty()).request("GET", &u, &[], Duration::from_secs(5)).unwrap_err();
-    assert!(err.contains("no trusted CA certificates"), "{err}");
+    assert!(matches!(err.root(), HttpError::Tls(TlsError::NoTrustedCa { .. })), "{err:?}");
     assert!(server.requests().is_empty());
 }
 
 #[test]
 fn bad_pem_is_refused() {
     let mut client = Client::new();
-    assert!(client.add_ca_pem(b"hello").unwrap_err().contains("no PEM certificate"));
+    assert!(matches!(client.add_ca_pem(b"hello"), Err(TlsError::NoCertificate)));
     let broken = "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n";
     assert!(client.add_ca_pem(broken.as_bytes()).is_err());
 }
@@ -131,7 +137,7 @@ fn redirects_are_followed_and_credentials_stay_on_their_host() {
 fn redirect_loops_end() {
     let server = scripted(None, vec![b"HTTP/1.1 302 Found\r\nLocation: /again\r\nContent-Length: 0\r\n\r\n".to_vec()]);
     let err = Client::new().request("GET", &url(&format!("http://127.0.0.1:{}/", server.port)), &[], Duration::from_secs(5)).unwrap_err();
-    assert!(err.contains("redirects"), "{err}");
+    assert!(matches!(err.root(), HttpError::TooManyRedirects { limit: MAX_REDIRECTS }), "{err:?}");
 }
 
 #[test]
@@ -191,5 +197,22 @@ fn a_refused_tunnel_is_reported() {
     let mut client = Client::new();
     client.set_proxy(Proxy::new(None, Some(&format!("http://127.0.0.1:{}", proxy.port)), vec![]).unwrap());
     let err = client.request("GET", &url("https://secure.example/x"), &[], Duration::from_secs(5)).unwrap_err();
-    assert!(err.contains("refused the tunnel") && err.contains("403"), "{err}");
+    assert!(matches!(err.root(), HttpError::ProxyRefused { status: 403, .. }), "{err:?}");
+    assert!(err.to_string().contains("refused the tunnel"), "{err}");
+}
+
+#[test]
+fn a_server_that_never_answers_is_a_timeout() {
+    // Connections land in the listener's backlog and are never answered.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let u = url(&format!("http://127.0.0.1:{}/x", listener.local_addr().unwrap().port()));
+    let mut client = Client::new();
+    client.set_read_timeout(Duration::from_millis(200));
+    let err = client.request("GET", &u, &[], Duration::from_secs(5)).unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert!(matches!(err.root(), HttpError::Timeout { after, .. } if *after == Duration::from_millis(200)), "{err:?}");
+    // Negative control: a server that answers is no timeout.
+    let server = scripted(None, vec![answer("200 OK", b"x")]);
+    let ok = client.request("GET", &url(&format!("http://127.0.0.1:{}/", server.port)), &[], Duration::from_secs(5));
+    assert_eq!(ok.unwrap().status, 200);
 }

@@ -6,6 +6,7 @@
 //! ca-certificates by keel-build) plus any added at run time (Ignition's
 //! `ignition.security.tls.certificateAuthorities`, a registry's own CA).
 
+use super::TlsError;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::io::{Read, Write};
@@ -30,12 +31,11 @@ impl Default for TrustStore {
 }
 
 /// The PEM certificates in `pem`; an error when there is none or one is malformed.
-pub fn parse_pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certs = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("not a valid PEM certificate bundle: {e}"))?;
+pub fn parse_pem_certificates(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs =
+        CertificateDer::pem_slice_iter(pem).collect::<Result<Vec<_>, _>>().map_err(|e| TlsError::BadPem { reason: e.to_string() })?;
     if certs.is_empty() {
-        return Err("no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into());
+        return Err(TlsError::NoCertificate);
     }
     Ok(certs)
 }
@@ -47,7 +47,7 @@ impl TrustStore {
     }
 
     /// Trust the PEM certificates in `pem` too; returns how many were added.
-    pub fn add_pem(&mut self, pem: &[u8]) -> Result<usize, String> {
+    pub fn add_pem(&mut self, pem: &[u8]) -> Result<usize, TlsError> {
         let certs = parse_pem_certificates(pem)?;
         let added = certs.len();
         self.extra.extend(certs);
@@ -55,23 +55,23 @@ impl TrustStore {
     }
 
     /// The rustls client configuration for these CAs.
-    pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, String> {
+    pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsError> {
         let mut roots = rustls::RootCertStore::empty();
         if let Some(bundle) = self.bundle.as_ref().filter(|b| b.exists()) {
-            let pem = std::fs::read(bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
+            let pem = std::fs::read(bundle).map_err(|source| TlsError::Bundle { path: bundle.display().to_string(), source })?;
             let certs = CertificateDer::pem_slice_iter(&pem).filter_map(Result::ok);
             roots.add_parsable_certificates(certs);
         }
         for cert in &self.extra {
-            roots.add(cert.clone()).map_err(|e| format!("a configured CA certificate is not usable: {e}"))?;
+            roots.add(cert.clone()).map_err(TlsError::UnusableCa)?;
         }
         if roots.is_empty() {
-            return Err(format!("no trusted CA certificates: {SYSTEM_BUNDLE} is missing and none were configured"));
+            return Err(TlsError::NoTrustedCa { bundle: SYSTEM_BUNDLE });
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS setup: {e}"))?
+            .map_err(TlsError::Setup)?
             .with_root_certificates(roots)
             .with_no_client_auth();
         Ok(Arc::new(config))
@@ -83,17 +83,18 @@ pub type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
 /// The handshake with `host` over `tcp`; errors say what failed, e.g. a certificate
 /// signed by no trusted CA or issued for another name.
-pub fn connect(config: Arc<rustls::ClientConfig>, host: &str, mut tcp: TcpStream) -> Result<TlsStream, String> {
-    let name = ServerName::try_from(host.to_string()).map_err(|e| format!("{host}: not a valid TLS server name: {e}"))?;
-    let mut conn = rustls::ClientConnection::new(config, name).map_err(|e| format!("TLS with {host}: {e}"))?;
+pub fn connect(config: Arc<rustls::ClientConfig>, host: &str, mut tcp: TcpStream) -> Result<TlsStream, TlsError> {
+    let name =
+        ServerName::try_from(host.to_string()).map_err(|e| TlsError::ServerName { host: host.to_string(), reason: e.to_string() })?;
+    let mut conn = rustls::ClientConnection::new(config, name).map_err(TlsError::Setup)?;
     while conn.is_handshaking() {
-        conn.complete_io(&mut tcp).map_err(|e| handshake_error(host, &e))?;
+        conn.complete_io(&mut tcp).map_err(|e| handshake_error(host, e))?;
     }
     Ok(rustls::StreamOwned::new(conn, tcp))
 }
 
-fn handshake_error(host: &str, e: &std::io::Error) -> String {
-    let text = e.to_string();
+fn handshake_error(host: &str, source: std::io::Error) -> TlsError {
+    let text = source.to_string();
     let hint = if text.contains("UnknownIssuer") {
         " (the server's certificate is not signed by a trusted CA)"
     } else if text.contains("NotValidForName") || text.contains("not valid for name") {
@@ -103,7 +104,7 @@ fn handshake_error(host: &str, e: &std::io::Error) -> String {
     } else {
         ""
     };
-    format!("TLS handshake with {host}: {text}{hint}")
+    TlsError::Handshake { host: host.to_string(), source, hint }
 }
 
 /// Reads that treat a peer closing without `close_notify` as the end of the stream

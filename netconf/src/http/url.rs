@@ -1,5 +1,6 @@
 //! `http://` and `https://` URLs taken apart, and redirect targets resolved against them.
 
+use super::HttpError;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -69,7 +70,7 @@ impl Url {
     }
 
     /// The target of a redirect: an absolute URL, or a path on this URL's origin.
-    pub fn join(&self, location: &str) -> Result<Url, String> {
+    pub fn join(&self, location: &str) -> Result<Url, HttpError> {
         if location.starts_with("http://") || location.starts_with("https://") {
             return parse_url(location);
         }
@@ -93,21 +94,25 @@ impl fmt::Display for Url {
     }
 }
 
-fn check_path(path: &str, url: &str) -> Result<(), String> {
+fn check_path(path: &str, url: &str) -> Result<(), HttpError> {
     if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{url}: spaces or control characters in the path"));
+        return Err(bad(url, "spaces or control characters in the path"));
     }
     Ok(())
 }
 
+fn bad(url: &str, reason: impl Into<String>) -> HttpError {
+    HttpError::BadUrl { url: url.to_string(), reason: reason.into() }
+}
+
 /// Parse `http[s]://host[:port][/path][?query]`; the fragment is dropped.
-pub fn parse_url(url: &str) -> Result<Url, String> {
+pub fn parse_url(url: &str) -> Result<Url, HttpError> {
     let (scheme, rest) = if let Some(rest) = url.strip_prefix("http://") {
         (Scheme::Http, rest)
     } else if let Some(rest) = url.strip_prefix("https://") {
         (Scheme::Https, rest)
     } else {
-        return Err(format!("{url}: not an http:// or https:// URL"));
+        return Err(bad(url, "not an http:// or https:// URL"));
     };
     let (authority, path) = match rest.find(['/', '?', '#']) {
         Some(i) if rest.as_bytes()[i] == b'/' => (&rest[..i], rest[i..].to_string()),
@@ -119,13 +124,13 @@ pub fn parse_url(url: &str) -> Result<Url, String> {
         Some(p) => p.to_string(),
     };
     if authority.contains('@') {
-        return Err(format!("{url}: user information in URLs is not supported"));
+        return Err(bad(url, "user information in URLs is not supported"));
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (host, after) = v6.split_once(']').ok_or_else(|| format!("{url}: unclosed '[' in the host"))?;
+        let (host, after) = v6.split_once(']').ok_or_else(|| bad(url, "unclosed '[' in the host"))?;
         match after {
             "" => (host, None),
-            p => (host, Some(p.strip_prefix(':').ok_or_else(|| format!("{url}: bad text after the IPv6 address"))?)),
+            p => (host, Some(p.strip_prefix(':').ok_or_else(|| bad(url, "bad text after the IPv6 address"))?)),
         }
     } else {
         match authority.split_once(':') {
@@ -134,11 +139,11 @@ pub fn parse_url(url: &str) -> Result<Url, String> {
         }
     };
     if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("{url}: no valid host"));
+        return Err(bad(url, "no valid host"));
     }
     let port = match port {
         None => scheme.default_port(),
-        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| format!("{url}: bad port {p:?}"))?,
+        Some(p) => p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| bad(url, format!("bad port {p:?}")))?,
     };
     check_path(&path, url)?;
     Ok(Url { scheme, host: host.to_string(), port, path, fallback: None })

@@ -1,6 +1,7 @@
 //! HTTP/1.1 on the wire: status lines, header lines, chunked bodies and whole responses,
 //! read from any `BufRead` so they are tested on byte strings.
 
+use super::HttpError;
 use std::io::{BufRead, Read, Write};
 
 /// The longest status line or header line accepted.
@@ -9,39 +10,39 @@ const MAX_LINE: usize = 8 << 10;
 const MAX_HEADERS: usize = 100;
 
 /// Parse `HTTP/1.x CODE REASON` into the code and reason.
-pub fn parse_status_line(line: &str) -> Result<(u16, String), String> {
+pub fn parse_status_line(line: &str) -> Result<(u16, String), HttpError> {
     let line = line.trim_end_matches(['\r', '\n']);
     let mut parts = line.splitn(3, ' ');
     let version = parts.next().unwrap_or("");
     if !(version == "HTTP/1.1" || version == "HTTP/1.0") {
-        return Err(format!("not an HTTP/1.x status line: {line:?}"));
+        return Err(HttpError::malformed(format!("not an HTTP/1.x status line: {line:?}")));
     }
     let code = parts.next().unwrap_or("");
     let code = (code.len() == 3).then(|| code.parse::<u16>().ok()).flatten().filter(|c| (100..600).contains(c));
-    let code = code.ok_or_else(|| format!("bad status code in {line:?}"))?;
+    let code = code.ok_or_else(|| HttpError::malformed(format!("bad status code in {line:?}")))?;
     Ok((code, parts.next().unwrap_or("").to_string()))
 }
 
 /// Parse one `Name: value` header line; the name is lowercased, the value trimmed.
-pub fn parse_header(line: &str) -> Result<(String, String), String> {
+pub fn parse_header(line: &str) -> Result<(String, String), HttpError> {
     let line = line.trim_end_matches(['\r', '\n']);
-    let (name, value) = line.split_once(':').ok_or_else(|| format!("bad header line {line:?}"))?;
+    let (name, value) = line.split_once(':').ok_or_else(|| HttpError::malformed(format!("bad header line {line:?}")))?;
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(format!("bad header name in {line:?}"));
+        return Err(HttpError::malformed(format!("bad header name in {line:?}")));
     }
     Ok((name.to_ascii_lowercase(), value.trim().to_string()))
 }
 
-fn read_line(reader: &mut impl BufRead) -> Result<String, String> {
+fn read_line(reader: &mut impl BufRead) -> Result<String, HttpError> {
     let mut line = Vec::new();
-    reader.take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line).map_err(|e| format!("read: {e}"))?;
+    reader.take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line).map_err(|source| HttpError::Io { what: "read".into(), source })?;
     if line.len() > MAX_LINE {
-        return Err("line too long".into());
+        return Err(HttpError::malformed("line too long"));
     }
     if !line.ends_with(b"\n") {
-        return Err("connection closed in the middle of a line".into());
+        return Err(HttpError::malformed("connection closed in the middle of a line"));
     }
-    String::from_utf8(line).map_err(|_| "line is not UTF-8".into())
+    String::from_utf8(line).map_err(|_| HttpError::malformed("line is not UTF-8"))
 }
 
 /// Counts what goes into a sink and stops past a limit.
@@ -52,37 +53,37 @@ struct Limited<'a> {
 }
 
 impl Limited<'_> {
-    fn copy(&mut self, reader: &mut impl Read, len: u64, what: &str) -> Result<(), String> {
+    fn copy(&mut self, reader: &mut impl Read, len: u64, what: &'static str) -> Result<(), HttpError> {
         if self.written.saturating_add(len) > self.limit {
-            return Err(format!("body larger than {} bytes", self.limit));
+            return Err(HttpError::TooLarge { length: None, limit: self.limit });
         }
-        let copied = std::io::copy(&mut reader.take(len), self.sink).map_err(|e| format!("{what}: {e}"))?;
+        let copied = std::io::copy(&mut reader.take(len), self.sink).map_err(|source| HttpError::Io { what: what.into(), source })?;
         self.written += copied;
         if copied < len {
-            return Err(format!("{what} cut short after {copied} of {len} bytes"));
+            return Err(HttpError::CutShort { what, got: copied, expected: len });
         }
         Ok(())
     }
 }
 
 /// Decode a chunked body (RFC 9112 §7.1) of at most `limit` bytes; trailers are skipped.
-pub fn decode_chunked(reader: &mut impl BufRead, limit: usize) -> Result<Vec<u8>, String> {
+pub fn decode_chunked(reader: &mut impl BufRead, limit: usize) -> Result<Vec<u8>, HttpError> {
     let mut body = Vec::new();
     decode_chunked_into(reader, &mut Limited { sink: &mut body, written: 0, limit: limit as u64 })?;
     Ok(body)
 }
 
-fn decode_chunked_into(reader: &mut impl BufRead, out: &mut Limited<'_>) -> Result<(), String> {
+fn decode_chunked_into(reader: &mut impl BufRead, out: &mut Limited<'_>) -> Result<(), HttpError> {
     loop {
-        let line = read_line(reader).map_err(|e| format!("chunked body: {e}"))?;
+        let line = read_line(reader)?;
         let size = line.trim_end_matches(['\r', '\n']).split(';').next().unwrap_or("").trim();
         let size = (!size.is_empty() && size.len() <= 16)
             .then(|| u64::from_str_radix(size, 16).ok())
             .flatten()
-            .ok_or_else(|| format!("chunked body: bad chunk size {:?}", line.trim_end()))?;
+            .ok_or_else(|| HttpError::malformed(format!("chunked body: bad chunk size {:?}", line.trim_end())))?;
         if size == 0 {
             loop {
-                let trailer = read_line(reader).map_err(|e| format!("chunked body trailer: {e}"))?;
+                let trailer = read_line(reader)?;
                 if trailer.trim_end_matches(['\r', '\n']).is_empty() {
                     return Ok(());
                 }
@@ -90,9 +91,9 @@ fn decode_chunked_into(reader: &mut impl BufRead, out: &mut Limited<'_>) -> Resu
         }
         out.copy(reader, size, "chunked body: chunk")?;
         let mut crlf = [0u8; 2];
-        reader.read_exact(&mut crlf).map_err(|e| format!("chunked body: {e}"))?;
+        reader.read_exact(&mut crlf).map_err(|source| HttpError::Io { what: "chunked body".into(), source })?;
         if &crlf != b"\r\n" {
-            return Err("chunked body: no CRLF after a chunk".into());
+            return Err(HttpError::malformed("chunked body: no CRLF after a chunk"));
         }
     }
 }
@@ -123,7 +124,7 @@ impl Response {
 }
 
 /// Read the status line and headers; the body is left in `reader`.
-pub fn read_head(reader: &mut impl BufRead) -> Result<Response, String> {
+pub fn read_head(reader: &mut impl BufRead) -> Result<Response, HttpError> {
     let (status, reason) = parse_status_line(&read_line(reader)?)?;
     let mut headers = Vec::new();
     loop {
@@ -132,7 +133,7 @@ pub fn read_head(reader: &mut impl BufRead) -> Result<Response, String> {
             break;
         }
         if headers.len() >= MAX_HEADERS {
-            return Err("too many headers".into());
+            return Err(HttpError::malformed("too many headers"));
         }
         headers.push(parse_header(&line)?);
     }
@@ -146,7 +147,13 @@ fn has_body(method: &str, head: &Response) -> bool {
 
 /// Read the body that follows `head` into `sink`: by `Content-Length`, chunked, or to
 /// the end of the stream; at most `limit` bytes. Returns the number of bytes written.
-pub fn read_body_into(reader: &mut impl BufRead, method: &str, head: &Response, sink: &mut dyn Write, limit: u64) -> Result<u64, String> {
+pub fn read_body_into(
+    reader: &mut impl BufRead,
+    method: &str,
+    head: &Response,
+    sink: &mut dyn Write,
+    limit: u64,
+) -> Result<u64, HttpError> {
     let mut out = Limited { sink, written: 0, limit };
     if !has_body(method, head) {
         return Ok(0);
@@ -155,15 +162,16 @@ pub fn read_body_into(reader: &mut impl BufRead, method: &str, head: &Response, 
     if chunked {
         decode_chunked_into(reader, &mut out)?;
     } else if let Some(length) = head.header("content-length") {
-        let length: u64 = length.parse().map_err(|_| format!("bad Content-Length {length:?}"))?;
+        let length: u64 = length.parse().map_err(|_| HttpError::malformed(format!("bad Content-Length {length:?}")))?;
         if length > limit {
-            return Err(format!("body of {length} bytes is larger than {limit} bytes"));
+            return Err(HttpError::TooLarge { length: Some(length), limit });
         }
         out.copy(reader, length, "body")?;
     } else {
-        let copied = std::io::copy(&mut reader.take(limit.saturating_add(1)), out.sink).map_err(|e| format!("read body: {e}"))?;
+        let copied = std::io::copy(&mut reader.take(limit.saturating_add(1)), out.sink)
+            .map_err(|source| HttpError::Io { what: "read body".into(), source })?;
         if copied > limit {
-            return Err(format!("body larger than {limit} bytes"));
+            return Err(HttpError::TooLarge { length: None, limit });
         }
         out.written = copied;
     }
@@ -171,7 +179,7 @@ pub fn read_body_into(reader: &mut impl BufRead, method: &str, head: &Response, 
 }
 
 /// Read a whole response (status line, headers, body in memory) of a request with `method`.
-pub fn read_response(reader: &mut impl BufRead, method: &str, limit: usize) -> Result<Response, String> {
+pub fn read_response(reader: &mut impl BufRead, method: &str, limit: usize) -> Result<Response, HttpError> {
     let mut response = read_head(reader)?;
     let mut body = Vec::new();
     read_body_into(reader, method, &response, &mut body, limit as u64)?;
@@ -207,7 +215,7 @@ mod tests {
         {
             assert!(decode_chunked(&mut &bad[..], 100).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
-        assert!(decode_chunked(&mut &b"5\r\nhello\r\n0\r\n\r\n"[..], 4).unwrap_err().contains("larger"));
+        assert!(matches!(decode_chunked(&mut &b"5\r\nhello\r\n0\r\n\r\n"[..], 4), Err(HttpError::TooLarge { length: None, limit: 4 })));
     }
 
     #[test]
@@ -216,11 +224,12 @@ mod tests {
         assert_eq!(read("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabcdef").unwrap().body, b"abc");
         assert_eq!(read("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n0\r\n\r\n").unwrap().body, b"ab");
         assert_eq!(read("HTTP/1.0 200 OK\r\n\r\nto the end").unwrap().body, b"to the end");
-        assert!(read("HTTP/1.0 200 OK\r\n\r\nmore than ten").unwrap_err().contains("larger"));
-        assert!(read("HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n").unwrap_err().contains("larger"));
-        assert!(read("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab").unwrap_err().contains("cut short"));
-        assert!(read("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n").is_err());
-        assert!(read("HTTP/1.1 200 OK\r\nContent").is_err());
+        assert!(matches!(read("HTTP/1.0 200 OK\r\n\r\nmore than ten"), Err(HttpError::TooLarge { length: None, limit: 10 })));
+        assert!(matches!(read("HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n"), Err(HttpError::TooLarge { length: Some(11), limit: 10 })));
+        let short = read("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab");
+        assert!(matches!(short, Err(HttpError::CutShort { what: "body", got: 2, expected: 5 })), "{short:?}");
+        assert!(matches!(read("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n"), Err(HttpError::Malformed { .. })));
+        assert!(matches!(read("HTTP/1.1 200 OK\r\nContent"), Err(HttpError::Malformed { .. })));
         let r = read("HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n").unwrap();
         assert_eq!((r.status, r.header("content-length")), (404, Some("0")));
         let r = read_response(&mut &b"HTTP/1.1 200 Connection established\r\n\r\n"[..], "CONNECT", 10).unwrap();

@@ -1,33 +1,59 @@
 //! What a container start needs from its image: the layer directories for its overlay
 //! and its declaration with the image config's defaults filled in.
 
-use super::{defaults, import, store::Store};
+use super::{defaults, import, store::Store, ImageError};
 use crate::runtime::LaunchPlan;
 use crate::spec::{ContainerSpec, ImageRef};
 use std::path::Path;
 
+/// Why a container's image could not be made ready for a start: the launcher's first
+/// step, kept apart from the later ones so a caller can tell "no image" from "no network".
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The image store could not be opened or made walkable.
+    #[error("image store: {0}")]
+    Store(#[source] ImageError),
+    /// The image could not be imported into the store or read from it.
+    #[error("image {reference}: {source}")]
+    Import {
+        /// The image as the declaration names it.
+        reference: String,
+        /// The store's error.
+        source: ImageError,
+    },
+    /// The image config's defaults do not fit the declaration.
+    #[error("image {reference}: {reason}")]
+    Defaults {
+        /// The image as the declaration names it.
+        reference: String,
+        /// What does not fit.
+        reason: String,
+    },
+}
+
 /// For a declaration with an image reference: import it into the store at `store_root`
 /// when it is not there (or its file changed), and return the declaration completed by
 /// the image config plus the layers, top first. A root filesystem directory passes through.
-pub fn prepare(store_root: &Path, spec: &ContainerSpec) -> Result<(ContainerSpec, Vec<std::path::PathBuf>), String> {
+pub fn prepare(store_root: &Path, spec: &ContainerSpec) -> Result<(ContainerSpec, Vec<std::path::PathBuf>), PlanError> {
     match &spec.image {
         ImageRef::Rootfs(dir) => Ok((spec.clone(), vec![dir.clone()])),
         ImageRef::Image(source) => {
-            let store = Store::open(store_root).map_err(|e| format!("image store: {e}"))?;
-            let resolved = import::ensure(&store, source).map_err(|e| format!("image {source}: {e}"))?;
+            let store = Store::open(store_root).map_err(PlanError::Store)?;
+            let resolved = import::ensure(&store, source)
+                .map_err(|source_error| PlanError::Import { reference: source.to_string(), source: source_error })?;
             if spec.user_namespace.is_some() {
                 // Its root mounts the overlay and must walk to the layers (see crate::privdir).
-                store.allow_traversal().map_err(|e| format!("image store: {e}"))?;
+                store.allow_traversal().map_err(PlanError::Store)?;
             }
             let process = resolved.config.config.clone().unwrap_or_default();
-            let merged = defaults::apply(spec, &process).map_err(|e| format!("image {source}: {e}"))?;
+            let merged = defaults::apply(spec, &process).map_err(|reason| PlanError::Defaults { reference: source.to_string(), reason })?;
             Ok((merged, resolved.lowers))
         }
     }
 }
 
 /// `runtime::plan` for a declaration whose image may need the store.
-pub fn plan(store_root: &Path, spec: &ContainerSpec, state_root: &Path, cgroup2: bool) -> Result<(ContainerSpec, LaunchPlan), String> {
+pub fn plan(store_root: &Path, spec: &ContainerSpec, state_root: &Path, cgroup2: bool) -> Result<(ContainerSpec, LaunchPlan), PlanError> {
     let (spec, lowers) = prepare(store_root, spec)?;
     let mut plan = crate::runtime::plan(&spec, state_root, cgroup2);
     plan.root.lowers = lowers;

@@ -2,15 +2,16 @@
 //! kill its cgroup, run a healthcheck. PID 1 uses [`SystemLauncher`]; the manager's
 //! unit tests use a fake, so lifecycle rules are tested without processes.
 
-use crate::cgroup::{CgroupStats, CgroupTree, ContainerCgroup};
-use crate::runtime::{self, LaunchPlan, NoHooks, StartHooks, Stdio};
+use super::launch_error::{unwind, AttachError, CleanupError, CleanupErrors, LaunchCause, LaunchError, LaunchStep, ProbeError};
+use crate::cgroup::{CgroupError, CgroupStats, CgroupTree, ContainerCgroup};
+use crate::runtime::{self, HookError, LaunchPlan, NoHooks, SpawnError, StartHooks, Stdio};
 use crate::spec::{ContainerName, ContainerSpec};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::collections::BTreeMap;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A container that reached execve.
 #[derive(Debug)]
@@ -25,8 +26,9 @@ pub struct Launched {
 
 /// Starting, stopping and probing containers.
 pub trait Launcher {
-    /// Start `spec`'s process in its namespaces and cgroup.
-    fn launch(&mut self, spec: &ContainerSpec) -> Result<Launched, String>;
+    /// Start `spec`'s process in its namespaces and cgroup. A start that fails gives
+    /// back everything it took (network, cgroup, state directory) before it returns.
+    fn launch(&mut self, spec: &ContainerSpec) -> Result<Launched, LaunchError>;
     /// Send `signal` to the container's PID 1.
     fn signal(&mut self, pid: Pid, signal: i32);
     /// Kill every process of the container (cgroup.kill; SIGKILL to `pid` without a cgroup).
@@ -35,9 +37,9 @@ pub trait Launcher {
     fn release(&mut self, name: &ContainerName) -> Option<CgroupStats>;
     /// Start a healthcheck command inside the running container; the returned process
     /// exits 0 when healthy.
-    fn healthcheck(&mut self, name: &ContainerName, pid: Pid, argv: &[String], timeout: Duration) -> Result<Pid, String>;
+    fn healthcheck(&mut self, name: &ContainerName, pid: Pid, argv: &[String], timeout: Duration) -> Result<Pid, ProbeError>;
     /// Current cgroup figures.
-    fn stats(&self, name: &ContainerName) -> Result<CgroupStats, String>;
+    fn stats(&self, name: &ContainerName) -> Result<CgroupStats, ProbeError>;
     /// The cgroup directory of a running container.
     fn cgroup_dir(&self, name: &ContainerName) -> Option<PathBuf>;
     /// The launch plan of a running container (for `exec`).
@@ -50,10 +52,20 @@ pub trait NetworkAttacher {
     /// Before a start: reserve what `spec` needs on its network, add what the container
     /// must see to `plan` (e.g. /etc/resolv.conf and /etc/hosts binds), and return the
     /// hooks that wire the new network namespace during the start.
-    fn attach(&mut self, spec: &ContainerSpec, plan: &mut LaunchPlan) -> Result<Box<dyn StartHooks>, String>;
-    /// The container's process ended, or its start failed: drop what only a running
-    /// container needs (its published ports). Its address stays reserved.
+    fn attach(&mut self, spec: &ContainerSpec, plan: &mut LaunchPlan) -> Result<Box<dyn StartHooks>, AttachError>;
+    /// The container's process ended: drop what only a running container needs (its
+    /// published ports). Its address stays reserved.
     fn detach(&mut self, name: &ContainerName);
+    /// A start failed after [`attach`](Self::attach) was called (whether it succeeded
+    /// or failed half-way): give back everything that attach took — what [`detach`]
+    /// drops, the files it wrote, and the address when that attach allocated it (an
+    /// address the container held before stays its own). Returns every failure.
+    ///
+    /// [`detach`]: Self::detach
+    fn undo_attach(&mut self, name: &ContainerName) -> Vec<AttachError> {
+        self.detach(name);
+        Vec::new()
+    }
 }
 
 /// For hosts without container networks (`keel run` without a network, unit tests):
@@ -61,9 +73,9 @@ pub trait NetworkAttacher {
 pub struct NoNetworks;
 
 impl NetworkAttacher for NoNetworks {
-    fn attach(&mut self, spec: &ContainerSpec, _plan: &mut LaunchPlan) -> Result<Box<dyn StartHooks>, String> {
+    fn attach(&mut self, spec: &ContainerSpec, _plan: &mut LaunchPlan) -> Result<Box<dyn StartHooks>, AttachError> {
         match &spec.network {
-            crate::spec::NetworkMode::Named(name) => Err(format!("network {name:?}: container networks are not set up here")),
+            crate::spec::NetworkMode::Named(name) => Err(AttachError::Unavailable { network: name.clone() }),
             _ => Ok(Box::new(NoHooks)),
         }
     }
@@ -77,14 +89,163 @@ pub struct SystemLauncher {
     tree: CgroupTree,
     network: Box<dyn NetworkAttacher>,
     running: BTreeMap<ContainerName, (LaunchPlan, Option<ContainerCgroup>)>,
+    /// Test option `keel.test.fail_launch`: the starts to fail, and how.
+    faults: BTreeMap<ContainerName, LaunchFault>,
+}
+
+/// A test-only failure of a start (`keel.test.fail_launch=NAME:STEP[:leak]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LaunchFault {
+    /// The start fails right after this step.
+    pub after: LaunchStep,
+    /// Negative control: the failed start gives back nothing, so a test can show its
+    /// leak checks see what a start takes.
+    pub leak: bool,
 }
 
 impl SystemLauncher {
     /// Containers keep their state (overlay upper) under `state_root`; cgroups go under
     /// `tree`; `network` connects them to their networks.
     pub fn new(state_root: PathBuf, tree: CgroupTree, network: Box<dyn NetworkAttacher>) -> Self {
-        SystemLauncher { state_root, image_root: crate::image::store::DEFAULT_ROOT.into(), tree, network, running: BTreeMap::new() }
+        SystemLauncher {
+            state_root,
+            image_root: crate::image::store::DEFAULT_ROOT.into(),
+            tree,
+            network,
+            running: BTreeMap::new(),
+            faults: BTreeMap::new(),
+        }
     }
+
+    /// The image store to read images from (default [`crate::image::store::DEFAULT_ROOT`]).
+    pub fn with_image_root(mut self, image_root: PathBuf) -> Self {
+        self.image_root = image_root;
+        self
+    }
+
+    /// Test-only (`keel.test.fail_launch=NAME:STEP[:leak]`): every start of each named
+    /// container fails right after its step, to prove a failed start gives back all it took.
+    pub fn fail_launches(&mut self, faults: impl IntoIterator<Item = (ContainerName, LaunchFault)>) {
+        self.faults.extend(faults);
+    }
+
+    fn injected(&self, name: &ContainerName, step: LaunchStep) -> Result<(), (LaunchStep, LaunchCause)> {
+        match self.faults.get(name) {
+            Some(fault) if fault.after == step => Err((step, LaunchCause::Injected(step))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The steps of a start; each pushes onto `taken` what it must give back if a later
+    /// step fails. On success the cgroup moves to `running` and `taken` is left empty.
+    fn start(&mut self, spec: &ContainerSpec, taken: &mut Vec<Taken>) -> Result<Launched, (LaunchStep, LaunchCause)> {
+        let cgroup2 = self.tree.is_v2();
+        if spec.resources.any() && !cgroup2 {
+            return Err((LaunchStep::Image, LaunchCause::NoCgroup2));
+        }
+        let (merged, mut plan) =
+            crate::image::run::plan(&self.image_root, spec, &self.state_root, cgroup2).map_err(|e| (LaunchStep::Image, e.into()))?;
+        let spec = &merged;
+        if let Some(state) = plan.root.merged.parent().filter(|dir| !dir.exists()) {
+            // Made by the network's files or by the spawn: this start's, so gone if it fails.
+            taken.push(Taken::StateDir(state.to_path_buf()));
+        }
+        self.injected(&spec.name, LaunchStep::Image)?;
+
+        // Even a failed attach may have taken something (an address, a file).
+        taken.push(Taken::Network(spec.name.clone()));
+        let hooks = self.network.attach(spec, &mut plan).map_err(|e| (LaunchStep::Network, e.into()))?;
+        let mut hooks = OomScoreReset { inner: hooks, fail: self.faults.get(&spec.name).is_some_and(|f| f.after == LaunchStep::Hooks) };
+        self.injected(&spec.name, LaunchStep::Network)?;
+
+        let cgroup_step = |e: CgroupError| (LaunchStep::Cgroup, LaunchCause::Cgroup(e));
+        let cgroup_fd = if cgroup2 {
+            let cgroup = self.tree.prepare(&spec.name, &spec.resources).map_err(cgroup_step)?;
+            let opened = cgroup.open_main_fd();
+            let path = cgroup.main_dir();
+            taken.push(Taken::Cgroup(cgroup));
+            Some(opened.map_err(|source| (LaunchStep::Cgroup, LaunchCause::CgroupOpen { path, source }))?)
+        } else {
+            None
+        };
+        self.injected(&spec.name, LaunchStep::Cgroup)?;
+
+        let pipes = |e| (LaunchStep::Pipes, LaunchCause::Pipes(e));
+        let (stdout, stdout_w) = output_pipe().map_err(pipes)?;
+        let (stderr, stderr_w) = output_pipe().map_err(pipes)?;
+        self.injected(&spec.name, LaunchStep::Pipes)?;
+
+        let stdio = Stdio { stdout: stdout_w.as_raw_fd(), stderr: stderr_w.as_raw_fd() };
+        let spawned = runtime::spawn_with_hooks(&plan, stdio, cgroup_fd.as_ref().map(|fd| fd.as_fd()), &mut hooks);
+        drop((stdout_w, stderr_w));
+        taken.push(Taken::Hooks(Box::new(hooks)));
+        let pid = spawned.map_err(|e| {
+            let step = if matches!(e, SpawnError::Hook { .. }) { LaunchStep::Hooks } else { LaunchStep::Started };
+            (step, LaunchCause::Spawn(e))
+        })?;
+        taken.push(Taken::Process(pid));
+        self.injected(&spec.name, LaunchStep::Started)?;
+
+        let cgroup = taken.drain(..).find_map(|t| match t {
+            Taken::Cgroup(cgroup) => Some(cgroup),
+            _ => None,
+        });
+        self.running.insert(spec.name.clone(), (plan, cgroup));
+        Ok(Launched { pid, stdout: Some(stdout), stderr: Some(stderr) })
+    }
+
+    /// Give back one thing a failed start took.
+    fn give_back(&mut self, taken: Taken) -> Result<(), Vec<CleanupError>> {
+        let one = |r: Result<(), CleanupError>| r.map_err(|e| vec![e]);
+        match taken {
+            Taken::Process(pid) => one(match kill(pid, Signal::SIGKILL) {
+                Ok(()) | Err(nix::Error::ESRCH) => Ok(()),
+                Err(source) => Err(CleanupError::Kill { pid: pid.as_raw(), source }),
+            }),
+            Taken::Hooks(mut hooks) => one(hooks.undo().map_err(CleanupError::Hooks)),
+            Taken::Cgroup(cgroup) => one(discard_cgroup(&cgroup, CGROUP_DRAIN).map_err(CleanupError::Cgroup)),
+            Taken::Network(name) => {
+                let errors: Vec<CleanupError> = self.network.undo_attach(&name).into_iter().map(CleanupError::Network).collect();
+                if errors.is_empty() {
+                    Ok(())
+                } else {
+                    Err(errors)
+                }
+            }
+            Taken::StateDir(path) => one(match std::fs::remove_dir_all(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(CleanupError::StateDir { path, source: e }),
+                _ => Ok(()),
+            }),
+        }
+    }
+}
+
+/// What a start took, given back in reverse order when a later step fails.
+enum Taken {
+    /// The state directory, which did not exist before the start.
+    StateDir(PathBuf),
+    /// The network attachment of the container.
+    Network(ContainerName),
+    /// The container's cgroup, created by the start.
+    Cgroup(ContainerCgroup),
+    /// The start hooks, which may have made a veth.
+    Hooks(Box<dyn StartHooks>),
+    /// The container's process, which reached execve.
+    Process(Pid),
+}
+
+/// How long a failed start waits for its killed processes to leave the cgroup before
+/// removing it.
+const CGROUP_DRAIN: Duration = Duration::from_secs(2);
+
+/// Kill what is in `cgroup`, wait up to `drain` for it to empty, remove it.
+fn discard_cgroup(cgroup: &ContainerCgroup, drain: Duration) -> Result<(), CgroupError> {
+    cgroup.kill()?;
+    let end = Instant::now() + drain;
+    while !cgroup.is_empty().unwrap_or(true) && Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    cgroup.remove()
 }
 
 /// The network's start hooks, plus one step in the parent while the child waits:
@@ -93,67 +254,53 @@ impl SystemLauncher {
 /// 0 before it runs a single instruction of its own.
 struct OomScoreReset {
     inner: Box<dyn StartHooks>,
+    /// Test option: fail right after the network's hooks ran.
+    fail: bool,
 }
 
 impl StartHooks for OomScoreReset {
-    fn after_clone(&mut self, pid: Pid) -> Result<(), String> {
-        crate::cgroup::oom::set_oom_score_adj(Some(pid.as_raw()), 0).map_err(|e| format!("oom_score_adj: {e}"))?;
-        self.inner.after_clone(pid)
+    fn after_clone(&mut self, pid: Pid) -> Result<(), HookError> {
+        crate::cgroup::oom::set_oom_score_adj(Some(pid.as_raw()), 0)
+            .map_err(|source| HookError::Io { what: "oom_score_adj".into(), source })?;
+        self.inner.after_clone(pid)?;
+        if self.fail {
+            return Err(HookError::Injected);
+        }
+        Ok(())
     }
-    fn in_child(&self) -> Result<(), String> {
+    fn in_child(&self) -> Result<(), HookError> {
         self.inner.in_child()
+    }
+    fn undo(&mut self) -> Result<(), HookError> {
+        self.inner.undo()
     }
 }
 
 /// A pipe whose read end does not block PID 1 and whose write end goes to the container.
-fn output_pipe() -> Result<(OwnedFd, OwnedFd), String> {
+fn output_pipe() -> Result<(OwnedFd, OwnedFd), nix::Error> {
     use nix::fcntl::OFlag;
-    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-    let flags = nix::fcntl::fcntl(read.as_fd(), nix::fcntl::FcntlArg::F_GETFL).map_err(|e| format!("fcntl: {e}"))?;
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let flags = nix::fcntl::fcntl(read.as_fd(), nix::fcntl::FcntlArg::F_GETFL)?;
     let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
-    nix::fcntl::fcntl(read.as_fd(), nix::fcntl::FcntlArg::F_SETFL(flags)).map_err(|e| format!("fcntl: {e}"))?;
+    nix::fcntl::fcntl(read.as_fd(), nix::fcntl::FcntlArg::F_SETFL(flags))?;
     Ok((read, write))
 }
 
 impl Launcher for SystemLauncher {
-    fn launch(&mut self, spec: &ContainerSpec) -> Result<Launched, String> {
-        let cgroup2 = self.tree.is_v2();
-        if spec.resources.any() && !cgroup2 {
-            return Err("resources: limits need cgroup v2, which is not mounted at /sys/fs/cgroup".into());
-        }
-        let (merged, mut plan) = crate::image::run::plan(&self.image_root, spec, &self.state_root, cgroup2)?;
-        let spec = &merged;
-        let hooks = self.network.attach(spec, &mut plan)?;
-        let cgroup = match cgroup2.then(|| self.tree.prepare(&spec.name, &spec.resources)).transpose() {
-            Ok(cgroup) => cgroup,
-            Err(e) => {
-                self.network.detach(&spec.name);
-                return Err(e.to_string());
+    fn launch(&mut self, spec: &ContainerSpec) -> Result<Launched, LaunchError> {
+        let mut taken = Vec::new();
+        match self.start(spec, &mut taken) {
+            Ok(launched) => Ok(launched),
+            Err((step, cause)) if self.faults.get(&spec.name).is_some_and(|f| f.leak) => {
+                drop(taken); // nothing taken has a Drop that would give it back
+                Err(LaunchError::Failed { step, cause: Box::new(cause), cleanup: CleanupErrors::default() })
             }
-        };
-        let cgroup_fd = cgroup.as_ref().map(|c| c.open_main_fd()).transpose().map_err(|e| format!("open cgroup: {e}"))?;
-        let mut hooks = OomScoreReset { inner: hooks };
-        let (stdout, stdout_w) = output_pipe()?;
-        let (stderr, stderr_w) = output_pipe()?;
-        let stdio = Stdio { stdout: stdout_w.as_raw_fd(), stderr: stderr_w.as_raw_fd() };
-        let spawned = runtime::spawn_with_hooks(&plan, stdio, cgroup_fd.as_ref().map(|fd| fd.as_fd()), &mut hooks);
-        drop((stdout_w, stderr_w));
-        match spawned {
-            Ok(pid) => {
-                self.running.insert(spec.name.clone(), (plan, cgroup));
-                Ok(Launched { pid, stdout: Some(stdout), stderr: Some(stderr) })
-            }
-            Err(e) => {
-                if let Some(cgroup) = cgroup {
-                    let _ = cgroup.kill();
-                    let _ = cgroup.remove();
-                }
-                self.network.detach(&spec.name);
-                Err(e.to_string())
+            Err((step, cause)) => {
+                let cleanup = unwind(taken, |t| self.give_back(t)).into_iter().flatten().collect();
+                Err(LaunchError::Failed { step, cause: Box::new(cause), cleanup: CleanupErrors(cleanup) })
             }
         }
     }
-
     fn signal(&mut self, pid: Pid, signal: i32) {
         if let Ok(signal) = Signal::try_from(signal) {
             let _ = kill(pid, signal);
@@ -187,17 +334,17 @@ impl Launcher for SystemLauncher {
         stats
     }
 
-    fn healthcheck(&mut self, name: &ContainerName, pid: Pid, argv: &[String], timeout: Duration) -> Result<Pid, String> {
-        let (plan, cgroup) = self.running.get(name).ok_or("not running")?;
+    fn healthcheck(&mut self, name: &ContainerName, pid: Pid, argv: &[String], timeout: Duration) -> Result<Pid, ProbeError> {
+        let (plan, cgroup) = self.running.get(name).ok_or_else(|| ProbeError::NotRunning { name: name.to_string() })?;
         let cgroup_dir = cgroup.as_ref().map(|c| c.dir().to_path_buf());
-        crate::health::spawn_check(pid, plan, cgroup_dir.as_deref(), argv, timeout)
+        crate::health::spawn_check(pid, plan, cgroup_dir.as_deref(), argv, timeout).map_err(ProbeError::Fork)
     }
 
-    fn stats(&self, name: &ContainerName) -> Result<CgroupStats, String> {
+    fn stats(&self, name: &ContainerName) -> Result<CgroupStats, ProbeError> {
         match self.running.get(name) {
-            Some((_, Some(cgroup))) => cgroup.stats().map_err(|e| e.to_string()),
-            Some((_, None)) => Err("no cgroup: cgroup v2 is not mounted on this host".into()),
-            None => Err(format!("{name} is not running")),
+            Some((_, Some(cgroup))) => Ok(cgroup.stats()?),
+            Some((_, None)) => Err(ProbeError::NoCgroup),
+            None => Err(ProbeError::NotRunning { name: name.to_string() }),
         }
     }
 

@@ -9,12 +9,14 @@
 
 pub mod deps;
 pub mod info;
+pub mod launch_error;
 pub mod launcher;
 mod load;
 mod output;
 
 pub use info::{ContainerDetail, ContainerInfo, ContainerStats};
-pub use launcher::{Launched, Launcher, NetworkAttacher, NoNetworks, SystemLauncher};
+pub use launch_error::{AttachError, CleanupError, LaunchCause, LaunchError, LaunchStep, ProbeError};
+pub use launcher::{LaunchFault, Launched, Launcher, NetworkAttacher, NoNetworks, SystemLauncher};
 pub use load::{load_dir, Declaration, CONTAINERS_DIR};
 pub use output::{LogSink, OutputPipe};
 
@@ -262,7 +264,7 @@ impl Manager {
             }
             Err(problem) => {
                 warn!("container {name}: cannot start: {problem}");
-                entry.detail = Some(problem);
+                entry.detail = Some(problem.to_string());
                 // A start that fails counts as a failed run for the restart policy.
                 self.after_exit(name, 127, now);
             }
@@ -604,7 +606,7 @@ impl Manager {
     pub fn stats(&self, name: &str) -> Result<ContainerStats, String> {
         let name = self.known(name)?;
         let entry = &self.entries[&name];
-        let cgroup = self.launcher.stats(&name)?;
+        let cgroup = self.launcher.stats(&name).map_err(|e| e.to_string())?;
         Ok(ContainerStats { name: name.to_string(), oom_kills: entry.oom_kills + cgroup.oom_kill, cgroup })
     }
 

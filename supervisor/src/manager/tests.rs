@@ -21,11 +21,17 @@ struct Calls {
 struct FakeLauncher(Rc<RefCell<Calls>>);
 
 impl Launcher for FakeLauncher {
-    fn launch(&mut self, spec: &ContainerSpec) -> Result<Launched, String> {
+    fn launch(&mut self, spec: &ContainerSpec) -> Result<Launched, LaunchError> {
         let mut calls = self.0.borrow_mut();
         calls.log.push(format!("launch {}", spec.name));
         if calls.failing.contains(spec.name.as_str()) {
-            return Err("image /nope: no such root filesystem directory".into());
+            let source = std::io::Error::new(std::io::ErrorKind::NotFound, "no such root filesystem directory");
+            let cause = crate::runtime::SpawnError::Prepare { name: spec.name.to_string(), what: "image /nope".into(), source };
+            return Err(LaunchError::Failed {
+                step: LaunchStep::Started,
+                cause: Box::new(LaunchCause::Spawn(cause)),
+                cleanup: launch_error::CleanupErrors::default(),
+            });
         }
         calls.next_pid += 1;
         Ok(Launched { pid: Pid::from_raw(100 + calls.next_pid), stdout: None, stderr: None })
@@ -40,13 +46,13 @@ impl Launcher for FakeLauncher {
         let calls = self.0.borrow();
         Some(CgroupStats { oom_kill: calls.oom_on_release, ..calls.current })
     }
-    fn healthcheck(&mut self, name: &ContainerName, _pid: Pid, _argv: &[String], _timeout: Duration) -> Result<Pid, String> {
+    fn healthcheck(&mut self, name: &ContainerName, _pid: Pid, _argv: &[String], _timeout: Duration) -> Result<Pid, ProbeError> {
         let mut calls = self.0.borrow_mut();
         calls.log.push(format!("check {name}"));
         calls.next_pid += 1;
         Ok(Pid::from_raw(100 + calls.next_pid))
     }
-    fn stats(&self, _name: &ContainerName) -> Result<CgroupStats, String> {
+    fn stats(&self, _name: &ContainerName) -> Result<CgroupStats, ProbeError> {
         Ok(self.0.borrow().current)
     }
     fn cgroup_dir(&self, _name: &ContainerName) -> Option<PathBuf> {

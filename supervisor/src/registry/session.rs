@@ -77,15 +77,16 @@ impl<'c> Session<'c> {
             if let Some(a) = &authorization {
                 headers.push(("Authorization", a));
             }
-            let response = self.client.request_streaming("GET", url, &headers, TIMEOUT, sink, limit, &mut *before_body)?;
+            let response =
+                self.client.request_streaming("GET", url, &headers, TIMEOUT, sink, limit, &mut *before_body).map_err(|e| e.to_string())?;
             if response.status != 401 || self.token.is_some() {
                 return Ok(response);
             }
             let challenge =
                 response.header("www-authenticate").ok_or_else(|| format!("{url}: HTTP 401 without a WWW-Authenticate challenge"))?;
             let challenge = auth::parse_challenge(challenge)?;
-            let token_url = http::parse_url(&auth::token_url(&challenge, &self.repository)?)?;
-            let answer = self.client.request("GET", &token_url, &[], TIMEOUT)?;
+            let token_url = http::parse_url(&auth::token_url(&challenge, &self.repository)?).map_err(|e| e.to_string())?;
+            let answer = self.client.request("GET", &token_url, &[], TIMEOUT).map_err(|e| e.to_string())?;
             if !answer.is_success() {
                 return Err(format!("token service {token_url}: HTTP {} {}", answer.status, answer.reason));
             }
@@ -134,9 +135,9 @@ impl<'c> Session<'c> {
             // A server that ignores the range answers 200 with the whole blob: start over
             // (the file is opened for appending, so writes follow the new length).
             let restart = file.try_clone().map_err(|e| e.to_string())?;
-            let mut before_body = |head: &Response| -> Result<(), String> {
+            let mut before_body = |head: &Response| -> std::io::Result<()> {
                 if have > 0 && head.status != 206 {
-                    restart.set_len(0).map_err(|e| format!("{}: {e}", partial.display()))?;
+                    restart.set_len(0).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", partial.display())))?;
                 }
                 Ok(())
             };

@@ -40,7 +40,7 @@ pub fn run(plan: &LaunchPlan, go: OwnedFd, errors: OwnedFd, stdio: Stdio, hooks:
         close_inherited_fds(&[go.as_raw_fd(), errors.as_raw_fd(), stdio.stdout, stdio.stderr])?;
         leave_session()?;
         wait_for_parent(go)?;
-        hooks.in_child()?;
+        hooks.in_child().map_err(|e| e.to_string())?;
         setup_and_exec(plan, stdio)
     }))
     .unwrap_or_else(|_| Err("the container's setup panicked".into()));

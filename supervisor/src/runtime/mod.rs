@@ -20,4 +20,4 @@ pub mod users;
 pub use child::Stdio;
 pub use enter::{enter, enter_with_output, EnterTarget};
 pub use plan::{plan, LaunchPlan};
-pub use spawn::{spawn, spawn_with_hooks, NoHooks, SpawnError, StartHooks};
+pub use spawn::{spawn, spawn_with_hooks, HookError, NoHooks, SpawnError, StartHooks};

@@ -38,6 +38,14 @@ pub enum SpawnError {
         /// The deadline.
         after: Duration,
     },
+    /// A start hook (the network's) failed in the parent; the child was killed.
+    #[error("container {name}: {source}")]
+    Hook {
+        /// Container.
+        name: String,
+        /// The hook's error.
+        source: HookError,
+    },
     /// The child reported a failed step before exec.
     #[error("container {name}: {message}")]
     Child {
@@ -102,24 +110,65 @@ pub(super) fn read_report(pipe: OwnedFd, deadline: Duration) -> Report {
     }
 }
 
+/// Why a start hook failed. The launcher turns it into a failed start (the child is
+/// killed and everything the start took is given back); in the child it becomes the
+/// report read by the parent.
+#[derive(Debug, thiserror::Error)]
+pub enum HookError {
+    /// Something the hook needs is not there (e.g. the network's bridge).
+    #[error("{what} {name} does not exist")]
+    Missing {
+        /// What kind of thing ("bridge").
+        what: &'static str,
+        /// Its name.
+        name: String,
+    },
+    /// A netlink request failed.
+    #[error("{what}: {source}")]
+    Netlink {
+        /// What was being done, e.g. "create veth kv42".
+        what: String,
+        /// The kernel's or the socket's error.
+        source: keel_netconf::NetlinkError,
+    },
+    /// A file (in /proc or elsewhere) could not be written.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, e.g. "oom_score_adj".
+        what: String,
+        /// The system's error.
+        source: std::io::Error,
+    },
+    /// A test-only failure (`keel.test.fail_launch`), to prove a failed start gives
+    /// back everything it took.
+    #[error("injected failure after the start hooks (test option)")]
+    Injected,
+}
+
 /// Work done around a start by something outside the runtime — the container network:
 /// a veth whose peer is born in the new network namespace, then the address inside it.
 pub trait StartHooks {
     /// In the parent, after clone and the id maps, before the child goes on.
-    fn after_clone(&mut self, pid: Pid) -> Result<(), String>;
+    fn after_clone(&mut self, pid: Pid) -> Result<(), HookError>;
     /// In the child, inside its new namespaces, before its root is built (still
     /// privileged, still seeing the host's files).
-    fn in_child(&self) -> Result<(), String>;
+    fn in_child(&self) -> Result<(), HookError>;
+    /// The start failed after `after_clone`: remove what it made on the host side
+    /// (e.g. the host end of a veth), so a failed start leaves nothing behind. Safe to
+    /// call when `after_clone` never ran or already failed.
+    fn undo(&mut self) -> Result<(), HookError> {
+        Ok(())
+    }
 }
 
 /// No work around the start.
 pub struct NoHooks;
 
 impl StartHooks for NoHooks {
-    fn after_clone(&mut self, _pid: Pid) -> Result<(), String> {
+    fn after_clone(&mut self, _pid: Pid) -> Result<(), HookError> {
         Ok(())
     }
-    fn in_child(&self) -> Result<(), String> {
+    fn in_child(&self) -> Result<(), HookError> {
         Ok(())
     }
 }
@@ -158,9 +207,9 @@ pub fn spawn_with_hooks(
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
                 return Err(prepare("write uid/gid maps")(e));
             }
-            if let Err(message) = hooks.after_clone(pid) {
+            if let Err(source) = hooks.after_clone(pid) {
                 let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
-                return Err(SpawnError::Child { name: plan.name.clone(), message });
+                return Err(SpawnError::Hook { name: plan.name.clone(), source });
             }
             let _ = std::fs::File::from(go_write).write_all(&[1]);
             match read_report(err_read, START_DEADLINE) {

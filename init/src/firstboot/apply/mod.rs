@@ -22,7 +22,7 @@ mod stage;
 pub mod write;
 
 pub use plan::{IdOrName, PlannedDir, PlannedFile, PlannedGroup, PlannedLink, PlannedUser, WritePlan};
-pub use resource::{resolve_resource, HashAlg, MAX_RESOURCE_SIZE};
+pub use resource::{resolve_resource, HashAlg, ResourceError, MAX_RESOURCE_SIZE};
 pub use write::{apply, ApplyError, ApplyErrorKind, ApplyReport, ApplyStep};
 
 #[cfg(test)]

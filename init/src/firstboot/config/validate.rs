@@ -184,7 +184,9 @@ pub fn check_config(c: &mut Checker<'_>, config: &Config) {
             c.error(&p, format!("CA source {:?} is listed twice", r.source));
         }
         if r.source.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("data:")) && r.compression.is_none() {
-            if let Err(e) = decode_data_url(&r.source).and_then(|pem| keel_netconf::http::tls::parse_pem_certificates(&pem)) {
+            if let Err(e) =
+                decode_data_url(&r.source).and_then(|pem| keel_netconf::http::tls::parse_pem_certificates(&pem).map_err(|e| e.to_string()))
+            {
                 c.error(&p.key("source"), format!("not a usable CA certificate: {e}"));
             }
         }
