@@ -63,9 +63,7 @@ pub fn replay(target: &Target) -> usize {
 pub fn network_toml(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     if let Ok(config) = config::parse(&text, "network.toml") {
-        for network in &config.networks {
-            assert!(config::check_network_name(&network.name).is_ok(), "an accepted network has a bad name: {:?}", network.name);
-        }
+        check_networks(&config);
     }
     for line in text.lines().take(64) {
         if let Ok(port) = config::parse_port(line) {
@@ -80,6 +78,23 @@ pub fn network_toml(data: &[u8]) {
             assert_eq!(config::Ipv6Net::parse(&net.to_string()), Ok(net), "CIDR {line:?} does not round-trip");
         }
         let _ = config::parse_mac(line);
+    }
+}
+
+/// What the validator promises of an accepted network.toml, checked independently:
+/// valid names, the gateway a host of its subnet, no two networks on one bridge or on
+/// overlapping subnets, MTUs in range.
+pub fn check_networks(config: &config::NetworkConfig) {
+    assert!(!config.networks.is_empty(), "an accepted config without networks");
+    for (i, n) in config.networks.iter().enumerate() {
+        assert!(config::check_network_name(&n.name).is_ok() && config::check_ifname(&n.bridge).is_ok(), "bad names accepted: {n:?}");
+        assert!(n.subnet.contains(n.gateway) && n.gateway != n.subnet.network() && n.subnet.prefix <= 30, "bad gateway accepted: {n:?}");
+        for o in &config.networks[i + 1..] {
+            assert!(n.bridge != o.bridge && !n.subnet.overlaps(&o.subnet), "conflicting networks accepted: {n:?} {o:?}");
+        }
+    }
+    for uplink in &config.uplinks {
+        assert!(uplink.mtu.is_none_or(|mtu| (68..=65535).contains(&mtu)), "MTU accepted: {uplink:?}");
     }
 }
 

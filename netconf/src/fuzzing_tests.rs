@@ -140,6 +140,18 @@ proptest! {
     }
 }
 
+/// Negative control: the independent check refuses two networks on overlapping subnets.
+#[test]
+#[should_panic(expected = "conflicting networks accepted")]
+fn network_check_sees_overlapping_subnets() {
+    let mut config = config::default_config();
+    let mut second = config.networks[0].clone();
+    second.name = "other".into();
+    second.bridge = "other0".into();
+    config.networks.push(second);
+    check_networks(&config);
+}
+
 #[test]
 fn every_target_replays_its_committed_corpus() {
     for target in TARGETS {
