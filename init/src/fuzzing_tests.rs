@@ -123,6 +123,7 @@ fn the_fuzz_crate_has_exactly_the_targets() {
     assert_eq!(names.len(), all().len(), "two targets share a name");
     for target in all() {
         assert!(find(target.name).is_some());
+        assert!(repo().join(format!("fuzz/fuzz_targets/{}.rs", target.name)).is_file(), "{}: no fuzz/fuzz_targets file", target.name);
         let seeds = std::fs::read_dir(corpus_dir(target.name)).map(|d| d.count()).unwrap_or(0);
         assert!(seeds > 0, "{}: no committed corpus", target.name);
     }
