@@ -4,7 +4,7 @@ TARGET     := x86_64-unknown-linux-gnu
 BIN        := target/$(TARGET)/release
 DEMO_DIR   := target/demo
 
-.PHONY: all deps check-deps build demo test bench-boot bench-init bench-run bench-image clean
+.PHONY: all deps check-deps build demo test fuzz bench-boot bench-init bench-run bench-image clean
 
 all: build
 
@@ -57,6 +57,12 @@ bench-image: deps
 test: check-deps
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) test --release --workspace -- --test-threads=2
+
+# Every parser of outside input under libFuzzer (cargo-fuzz, installed when missing),
+# FUZZ_SECS seconds per target (default 60) from the committed corpus in fuzz/corpus;
+# crashes land in fuzz/artifacts. See scripts/fuzz.sh for FUZZ_TARGETS and FUZZ_DRY_RUN.
+fuzz:
+	@scripts/fuzz.sh
 
 clean:
 	$(CARGO) clean

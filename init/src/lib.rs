@@ -18,6 +18,8 @@ pub mod ctl;
 pub mod event_loop;
 pub mod exec_helper;
 pub mod firstboot;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod fwcfg;
 pub mod gpt;
 pub mod grow;

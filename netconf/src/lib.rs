@@ -18,6 +18,8 @@ pub mod addr;
 pub mod bridge;
 pub mod config;
 pub mod dhcp;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod http;
 pub mod ipam;
 pub mod link;

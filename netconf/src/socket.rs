@@ -163,45 +163,64 @@ impl RouteSocket {
         let dump = flags & NLM_F_DUMP == NLM_F_DUMP;
         let bytes = encode_message(message, NLM_F_REQUEST | flags, sequence);
         let sock_err = |source| NetlinkError::Socket { what: what.to_string(), source };
-        let bad = |reason: String| NetlinkError::BadReply { what: what.to_string(), reason };
         self.socket.send(&bytes, 0).map_err(sock_err)?;
         let mut buffer = vec![0u8; 64 * 1024];
         let mut replies = Vec::new();
         loop {
             let len = self.socket.recv(&mut &mut buffer[..], 0).map_err(sock_err)?;
-            let mut offset = 0;
-            while offset + 16 <= len {
-                let datagram = &buffer[offset..len];
-                let length = u32::from_ne_bytes([datagram[0], datagram[1], datagram[2], datagram[3]]) as usize;
-                if length < 16 || length > datagram.len() {
-                    return Err(bad(format!("message length {length} out of bounds")));
-                }
-                let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&datagram[..length]).map_err(|e| bad(e.to_string()))?;
-                offset += (length + 3) & !3;
-                if reply.header.sequence_number != sequence {
-                    continue;
-                }
-                match reply.payload {
-                    NetlinkPayload::InnerMessage(inner) => {
-                        replies.push(inner);
-                        if !dump {
-                            return Ok(replies);
-                        }
-                    }
-                    NetlinkPayload::Done(_) => return Ok(replies),
-                    NetlinkPayload::Error(error) => {
-                        return match error.code {
-                            None => Ok(replies),
-                            Some(code) => {
-                                Err(NetlinkError::Kernel { what: what.to_string(), source: std::io::Error::from_raw_os_error(-code.get()) })
-                            }
-                        }
-                    }
-                    _ => {}
-                }
+            if read_replies(&buffer[..len], sequence, dump, what, &mut replies)? {
+                return Ok(replies);
             }
         }
     }
+}
+
+/// Decode one datagram of answers to the query with `sequence`: the messages it
+/// answers with are appended to `replies`; true when the query is done (its one
+/// reply, NLMSG_DONE at the end of a `dump`, or an ACK), a kernel error when it was
+/// refused. Messages of other sequence numbers are skipped. Pure, so the decoding of
+/// kernel replies is tested (and fuzzed) on byte strings.
+pub(crate) fn read_replies(
+    datagram: &[u8],
+    sequence: u32,
+    dump: bool,
+    what: &str,
+    replies: &mut Vec<RouteNetlinkMessage>,
+) -> Result<bool, NetlinkError> {
+    let bad = |reason: String| NetlinkError::BadReply { what: what.to_string(), reason };
+    let len = datagram.len();
+    let mut offset = 0;
+    while offset + 16 <= len {
+        let rest = &datagram[offset..];
+        let length = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if length < 16 || length > rest.len() {
+            return Err(bad(format!("message length {length} out of bounds")));
+        }
+        let reply = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&rest[..length]).map_err(|e| bad(e.to_string()))?;
+        offset += (length + 3) & !3;
+        if reply.header.sequence_number != sequence {
+            continue;
+        }
+        match reply.payload {
+            NetlinkPayload::InnerMessage(inner) => {
+                replies.push(inner);
+                if !dump {
+                    return Ok(true);
+                }
+            }
+            NetlinkPayload::Done(_) => return Ok(true),
+            NetlinkPayload::Error(error) => {
+                return match error.code {
+                    None => Ok(true),
+                    Some(code) => {
+                        Err(NetlinkError::Kernel { what: what.to_string(), source: std::io::Error::from_raw_os_error(-code.get()) })
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(false)
 }
 
 /// The bytes of `message` as a netlink request asking for an acknowledgement.
@@ -224,7 +243,7 @@ pub fn encode_message(message: RouteNetlinkMessage, flags: u16, sequence: u32) -
 /// The (sequence, error code) of every NLMSG_ERROR (ACK when the code is 0) in a datagram.
 /// Only the headers are read: an error message echoes the refused request, which
 /// need not be decodable.
-fn acks(datagram: &[u8], what: &str) -> Result<Vec<(u32, i32)>, NetlinkError> {
+pub(crate) fn acks(datagram: &[u8], what: &str) -> Result<Vec<(u32, i32)>, NetlinkError> {
     const NLMSG_ERROR: u16 = 2;
     let bad = |reason: String| NetlinkError::BadReply { what: what.to_string(), reason };
     let mut found = Vec::new();

@@ -12,6 +12,8 @@
 pub mod cgroup;
 pub mod control;
 pub mod forked;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod health;
 pub mod image;
 pub mod logs;

@@ -273,7 +273,7 @@ fn send(batch: &ruleset::Batch) -> Result<(), NftError> {
 }
 
 /// `(sequence, error)` of every NLMSG_ERROR in a datagram.
-fn parse_answers(datagram: &[u8]) -> Result<Vec<(u32, i32)>, NftError> {
+pub(crate) fn parse_answers(datagram: &[u8]) -> Result<Vec<(u32, i32)>, NftError> {
     let mut answers = Vec::new();
     let mut offset = 0;
     while offset + 16 <= datagram.len() {

@@ -13,10 +13,10 @@ use std::fs;
 use std::io::Read;
 use std::path::Path;
 
-/// One entry of the archive's manifest.json.
+/// One entry of the archive's manifest.json (crate-visible for the fuzz targets).
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct DockerEntry {
+pub(crate) struct DockerEntry {
     config: String,
     #[serde(default)]
     repo_tags: Option<Vec<String>>,
