@@ -17,6 +17,9 @@ pub struct BootOptions {
     pub shutdown_grace_secs: Option<u64>,
     /// `keel.test.panic=STEP`: test-only, panic inside the named boot step.
     pub panic_in_step: Option<String>,
+    /// `keel.test.unbounded`: test-only, the negative control of the bounded-I/O tests:
+    /// no console echo budget, no cap on control connections and no idle timeout.
+    pub unbounded: bool,
     /// `keel.firstboot`: run the first-boot config even though /var has its marker.
     pub force_firstboot: bool,
     /// `keel.config.url=URL`: where the first-boot config is (`data:` or `http://`).
@@ -80,7 +83,7 @@ pub enum OptionError {
     },
 }
 
-const KNOWN: &str = "keel.debug, keel.modules, keel.shutdown_grace, keel.firstboot, keel.config.url, keel.config.timeout, keel.platform, keel.metadata.url, keel.root, keel.test.panic";
+const KNOWN: &str = "keel.debug, keel.modules, keel.shutdown_grace, keel.firstboot, keel.config.url, keel.config.timeout, keel.platform, keel.metadata.url, keel.root, keel.test.panic, keel.test.unbounded";
 
 /// Split a command line into words; double quotes group words as the kernel does.
 pub fn split_words(cmdline: &str) -> Vec<String> {
@@ -140,6 +143,7 @@ fn apply(options: &mut BootOptions, name: &str, value: Option<String>) -> Result
             options.shutdown_grace_secs = Some(secs.ok_or_else(|| bad(&v, "expected whole seconds, 0 to 3600"))?);
         }
         ("keel.test.panic", Some(v)) if !v.is_empty() => options.panic_in_step = Some(v),
+        ("keel.test.unbounded", None) => options.unbounded = true,
         ("keel.firstboot", None) => options.force_firstboot = true,
         ("keel.firstboot", Some(v)) => {
             options.force_firstboot = parse_bool(&v).ok_or_else(|| bad(&v, "expected 0, 1, yes, no, true or false"))?
@@ -196,6 +200,8 @@ mod tests {
         let (options, problems) = parse("console=ttyS0 quiet keel.debug keel.modules=virtio-net,bridge keel.shutdown_grace=3");
         assert!(problems.is_empty(), "{problems:?}");
         assert!(options.debug);
+        assert!(!options.unbounded);
+        assert!(parse("keel.test.unbounded").0.unbounded);
         assert_eq!(options.extra_modules, vec![ModuleName::new("virtio_net"), ModuleName::new("bridge")]);
         assert_eq!(options.shutdown_grace_secs, Some(3));
     }
