@@ -354,6 +354,11 @@ impl Connection {
         self.closed || (self.eof && self.requests.is_empty() && self.output.is_empty() && self.activity.in_flight == 0)
     }
 
+    /// Whether it was closed (it is dropped at the end of the turn).
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
     /// Mark it for dropping; the socket is shut down at once.
     pub fn close(&mut self) {
         if let Transport::Socket(stream) = &self.transport {

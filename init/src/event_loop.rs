@@ -245,6 +245,7 @@ impl EventLoop {
             }
         }
         self.serve_requests();
+        self.recycle_port();
         self.close_idle(Instant::now());
         self.connections.retain(|_, c| !c.finished());
         if let Some(uplink) = self.uplink.as_mut() {
@@ -430,8 +431,12 @@ impl EventLoop {
         if flags.contains(PollFlags::POLLIN) {
             port.read(&self.limits, now);
         }
-        if port.finished() {
-            // EOF or a line too long: start over with the next client of the port.
+    }
+
+    /// The port's client finished (EOF, after its answers) or misbehaved (a line too
+    /// long): start over with the next client of the port.
+    fn recycle_port(&mut self) {
+        if let Some(port) = self.port.as_mut().filter(|p| p.finished()) {
             port.reset();
             self.port_quiet_until = Some(Instant::now() + PORT_QUIET);
         }
@@ -475,7 +480,7 @@ impl EventLoop {
     /// the rest goes out when it is writable. Never waits. A connection that is gone is
     /// an error; one whose client lets replies pile up past the cap is closed.
     pub fn send(&mut self, id: ConnectionId, response: &Response) -> Result<(), SendError> {
-        let connection = self.connection_mut(id).ok_or(SendError::Gone(id))?;
+        let connection = self.connection_mut(id).filter(|c| !c.is_closed()).ok_or(SendError::Gone(id))?;
         connection.send(response.to_line().as_bytes(), Instant::now()).map_err(|full| {
             warn!("control connection {id}: the client does not read its replies ({full}); closed");
             SendError::Overflow(id, full)
