@@ -225,26 +225,16 @@ impl EventLoop {
     /// Wait for one batch of events and handle them.
     fn turn(&mut self) {
         let ready = self.wait();
-        for (source, flags) in ready {
-            match source {
-                Source::Signals => self.on_signals(),
-                Source::Listener => self.on_accept(),
-                Source::Connection(id) => self.on_connection(id, flags),
-                Source::Port => self.on_port(flags),
-                Source::Button(index) => self.on_button(index),
-                Source::Output(name, index) => {
-                    if let Some(manager) = self.manager.as_mut() {
-                        manager.on_output(&name, index);
-                    }
-                }
-                Source::Uplink => {
-                    if let Some(uplink) = self.uplink.as_mut() {
-                        uplink.on_readable(Instant::now());
-                    }
-                }
-            }
+        // Control requests are answered before container output is copied: a flooding
+        // container then delays a request by at most the rest of one pipe event.
+        let (outputs, others): (Vec<_>, Vec<_>) = ready.into_iter().partition(|(source, _)| matches!(source, Source::Output(..)));
+        for (source, flags) in others {
+            self.on_ready(source, flags);
         }
         self.serve_requests();
+        for (source, flags) in outputs {
+            self.on_ready(source, flags);
+        }
         self.recycle_port();
         self.close_idle(Instant::now());
         self.connections.retain(|_, c| !c.finished());
@@ -253,6 +243,27 @@ impl EventLoop {
         }
         if let Some(manager) = self.manager.as_mut() {
             manager.tick(Instant::now());
+        }
+    }
+
+    /// Handle one source that poll(2) reported.
+    fn on_ready(&mut self, source: Source, flags: PollFlags) {
+        match source {
+            Source::Signals => self.on_signals(),
+            Source::Listener => self.on_accept(),
+            Source::Connection(id) => self.on_connection(id, flags),
+            Source::Port => self.on_port(flags),
+            Source::Button(index) => self.on_button(index),
+            Source::Output(name, index) => {
+                if let Some(manager) = self.manager.as_mut() {
+                    manager.on_output(&name, index);
+                }
+            }
+            Source::Uplink => {
+                if let Some(uplink) = self.uplink.as_mut() {
+                    uplink.on_readable(Instant::now());
+                }
+            }
         }
     }
 

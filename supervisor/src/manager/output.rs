@@ -16,8 +16,10 @@ pub trait LogSink {
 }
 
 /// Most bytes copied from one pipe per readiness event, so one chatty container cannot
-/// starve the rest of PID 1's event loop.
-const MAX_PER_EVENT: usize = 64 * 1024;
+/// starve the rest of PID 1's event loop: 16 KiB (about a thousand lines to split, log
+/// and echo) keeps one event to a few milliseconds even under emulation, which bounds
+/// how long a control request waits behind a flood.
+const MAX_PER_EVENT: usize = 16 * 1024;
 
 /// The read end of one container output pipe.
 pub struct OutputPipe {
