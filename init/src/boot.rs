@@ -319,7 +319,7 @@ fn pull_images(boot: &mut Boot) -> Result<(), String> {
 
 fn load_containers(boot: &mut Boot) -> Result<(), String> {
     let dir = Path::new(keel_supervisor::manager::CONTAINERS_DIR);
-    let (manager, problems) = crate::containers::load(dir, boot.network.clone(), &boot.settings.reserved);
+    let (manager, problems) = crate::containers::load(dir, boot.network.clone(), &boot.settings.reserved, boot.options.unbounded);
     if let Some(network) = &boot.network {
         let declared: Vec<String> = manager.ps(std::time::Instant::now()).into_iter().map(|c| c.name).collect();
         crate::network::release_undeclared(&mut network.borrow_mut(), &declared);
@@ -436,6 +436,10 @@ fn set_hostname(boot: &mut Boot) -> Result<(), String> {
 fn open_control_socket(boot: &mut Boot) -> Result<(), String> {
     let listener = bind_socket(Path::new(DEFAULT_SOCKET)).map_err(|e| format!("bind {DEFAULT_SOCKET}: {e}"))?;
     boot.event_loop.set_listener(listener);
+    if boot.options.unbounded {
+        boot.event_loop.set_control_limits(crate::connections::ControlLimits::unbounded());
+        info!("keel.test.unbounded: no cap on control connections, no idle timeout, no console echo budget");
+    }
     info!("control socket at {DEFAULT_SOCKET}");
     Ok(())
 }

@@ -23,6 +23,9 @@ pub struct BootOptions {
     /// container NAME fails right after STEP (see `LaunchStep`), to prove a failed start
     /// gives back everything it took (`:leak`: gives back nothing, the tests' negative control).
     pub fail_launch: Vec<(ContainerName, LaunchFault)>,
+    /// `keel.test.unbounded`: test-only, the negative control of the bounded-I/O tests:
+    /// no console echo budget, no cap on control connections and no idle timeout.
+    pub unbounded: bool,
     /// `keel.firstboot`: run the first-boot config even though /var has its marker.
     pub force_firstboot: bool,
     /// `keel.config.url=URL`: where the first-boot config is (`data:` or `http://`).
@@ -86,7 +89,7 @@ pub enum OptionError {
     },
 }
 
-const KNOWN: &str = "keel.debug, keel.modules, keel.shutdown_grace, keel.firstboot, keel.config.url, keel.config.timeout, keel.platform, keel.metadata.url, keel.root, keel.test.panic, keel.test.fail_launch";
+const KNOWN: &str = "keel.debug, keel.modules, keel.shutdown_grace, keel.firstboot, keel.config.url, keel.config.timeout, keel.platform, keel.metadata.url, keel.root, keel.test.panic, keel.test.fail_launch, keel.test.unbounded";
 
 /// Split a command line into words; double quotes group words as the kernel does.
 pub fn split_words(cmdline: &str) -> Vec<String> {
@@ -150,6 +153,7 @@ fn apply(options: &mut BootOptions, name: &str, value: Option<String>) -> Result
             options.fail_launch = parse_fail_launch(&v)
                 .ok_or_else(|| bad(&v, "expected NAME:STEP[:leak][,…], STEP one of image, network, cgroup, pipes, hooks, started"))?
         }
+        ("keel.test.unbounded", None) => options.unbounded = true,
         ("keel.firstboot", None) => options.force_firstboot = true,
         ("keel.firstboot", Some(v)) => {
             options.force_firstboot = parse_bool(&v).ok_or_else(|| bad(&v, "expected 0, 1, yes, no, true or false"))?
@@ -245,6 +249,8 @@ mod tests {
         let (options, problems) = parse("console=ttyS0 quiet keel.debug keel.modules=virtio-net,bridge keel.shutdown_grace=3");
         assert!(problems.is_empty(), "{problems:?}");
         assert!(options.debug);
+        assert!(!options.unbounded);
+        assert!(parse("keel.test.unbounded").0.unbounded);
         assert_eq!(options.extra_modules, vec![ModuleName::new("virtio_net"), ModuleName::new("bridge")]);
         assert_eq!(options.shutdown_grace_secs, Some(3));
     }

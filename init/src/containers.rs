@@ -4,7 +4,7 @@
 
 use keel_supervisor::cgroup::reserve::{self, HostReserve};
 use keel_supervisor::cgroup::CgroupTree;
-use keel_supervisor::logs::{self, BoundedConsole, ContainerLog, LogFile, Stream};
+use keel_supervisor::logs::{self, BoundedConsole, ContainerLog, EchoBudget, LogFile, Stream};
 use keel_supervisor::manager::{self, LogSink, Manager, SystemLauncher};
 use keel_supervisor::spec::ContainerName;
 use log::{info, warn};
@@ -17,8 +17,14 @@ pub const STATE_ROOT: &str = "/var/lib/keel/containers";
 
 /// Build the manager from /etc/keel/containers. Problems with files that are not
 /// declarations at all are returned for the boot error list; bad declarations are kept
-/// in the manager (shown by `keelctl ps`) and returned too.
-pub fn load(containers_dir: &Path, network: Option<crate::network::Shared>, reserve: &HostReserve) -> (Manager, Vec<String>) {
+/// in the manager (shown by `keelctl ps`) and returned too. `unbounded_echo` (the
+/// test-only `keel.test.unbounded`) lifts the console echo budget.
+pub fn load(
+    containers_dir: &Path,
+    network: Option<crate::network::Shared>,
+    reserve: &HostReserve,
+    unbounded_echo: bool,
+) -> (Manager, Vec<String>) {
     let (declarations, mut problems) = manager::load_dir(containers_dir);
     problems.extend(declarations.iter().filter_map(|d| d.spec.as_ref().err().cloned()));
     // Container state and images are private (0700); narrow what an earlier version left wider.
@@ -50,7 +56,8 @@ pub fn load(containers_dir: &Path, network: Option<crate::network::Shared>, rese
         },
     );
     launcher.fail_launches(test_faults());
-    let sink = FileAndConsole::new(PathBuf::from(logs::DEFAULT_DIR));
+    let budget = if unbounded_echo { EchoBudget::new(logs::ECHO_INTERVAL, usize::MAX) } else { EchoBudget::default() };
+    let sink = FileAndConsole::new(PathBuf::from(logs::DEFAULT_DIR), budget);
     let mut manager = Manager::new(Box::new(launcher), Box::new(sink), logs::DEFAULT_DIR);
     manager.load(declarations);
     (manager, problems)
@@ -78,8 +85,8 @@ struct FileAndConsole {
 }
 
 impl FileAndConsole {
-    fn new(dir: PathBuf) -> Self {
-        FileAndConsole { dir, logs: BTreeMap::new(), console: BoundedConsole::open_console(), failing: BTreeMap::new() }
+    fn new(dir: PathBuf, budget: EchoBudget) -> Self {
+        FileAndConsole { dir, logs: BTreeMap::new(), console: BoundedConsole::open_console(budget), failing: BTreeMap::new() }
     }
 
     /// The log of container `name`, opened on first use. A free-standing borrow of the
@@ -114,6 +121,8 @@ impl LogSink for FileAndConsole {
     fn finish(&mut self, name: &ContainerName) {
         let log = Self::log_for(&mut self.logs, &self.dir, name);
         let result = log.finish(SystemTime::now(), &mut self.console);
+        // A flood that ends with the container would leave its drops unannounced.
+        self.console.announce_dropped();
         self.note(name, result);
     }
 }

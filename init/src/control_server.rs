@@ -3,21 +3,21 @@
 //!
 //! Everything here is non-blocking: a slow or hostile client can never stall PID 1.
 //! Input is framed into lines by [`LineBuffer`]; a line longer than
-//! [`MAX_LINE`] is refused and the connection dropped.
+//! [`MAX_LINE`] is refused and the connection dropped. The connections themselves, with
+//! their caps and outboxes, are in [`crate::connections`].
 
 use keel_supervisor::control::MAX_LINE;
 use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 /// Splits a byte stream into lines, refusing lines longer than a bound.
 #[derive(Debug, Default)]
 pub struct LineBuffer {
     pending: Vec<u8>,
-    closed: bool,
 }
 
 /// A line longer than [`MAX_LINE`] arrived.
@@ -25,14 +25,9 @@ pub struct LineBuffer {
 pub struct LineTooLong;
 
 impl LineBuffer {
-    /// A buffer whose channel is finished (its connection is dropped).
-    pub fn closed() -> Self {
-        LineBuffer { pending: Vec::new(), closed: true }
-    }
-
-    /// Whether the channel is finished.
-    pub fn is_closed(&self) -> bool {
-        self.closed
+    /// Bytes of a line begun but not finished.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
     }
 
     /// Add bytes; return the complete lines they finish (without the newline).
@@ -54,38 +49,40 @@ impl LineBuffer {
     }
 }
 
-/// One accepted client of the unix socket.
-pub struct Connection {
-    /// The client's stream (non-blocking).
-    pub stream: UnixStream,
-    /// Bytes received but not yet a full line.
-    pub buffer: LineBuffer,
-}
-
 /// What reading a channel produced.
+#[derive(Debug, PartialEq, Eq)]
 pub enum ReadOutcome {
-    /// These request lines arrived.
+    /// These request lines arrived; the channel stays open.
     Lines(Vec<String>),
+    /// These lines arrived, then the peer finished sending (answer them, then close).
+    LinesThenClosed(Vec<String>),
     /// The peer went away or misbehaved; drop the connection.
     Closed,
 }
 
-/// Read whatever is available from a non-blocking reader into its line buffer.
-pub fn read_lines(reader: &mut impl Read, buffer: &mut LineBuffer) -> ReadOutcome {
+/// Read what is available from a non-blocking reader into its line buffer, at most
+/// `limit` bytes (more stay in the kernel's buffer for a later turn).
+pub fn read_lines(reader: &mut impl Read, buffer: &mut LineBuffer, limit: usize) -> ReadOutcome {
     let mut lines = Vec::new();
     let mut chunk = [0u8; 4096];
-    loop {
-        match reader.read(&mut chunk) {
-            Ok(0) => return if lines.is_empty() { ReadOutcome::Closed } else { ReadOutcome::Lines(lines) },
-            Ok(n) => match buffer.push(&chunk[..n]) {
-                Ok(more) => lines.extend(more),
-                Err(LineTooLong) => return ReadOutcome::Closed,
-            },
-            Err(e) if e.kind() == ErrorKind::WouldBlock => return ReadOutcome::Lines(lines),
+    let mut left = limit;
+    while left > 0 {
+        let want = left.min(chunk.len());
+        match reader.read(&mut chunk[..want]) {
+            Ok(0) => return ReadOutcome::LinesThenClosed(lines),
+            Ok(n) => {
+                left -= n;
+                match buffer.push(&chunk[..n]) {
+                    Ok(more) => lines.extend(more),
+                    Err(LineTooLong) => return ReadOutcome::Closed,
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
             Err(e) if e.kind() == ErrorKind::Interrupted => continue,
             Err(_) => return ReadOutcome::Closed,
         }
     }
+    ReadOutcome::Lines(lines)
 }
 
 /// Bind the control socket at `path` with mode 0600, replacing a stale one.
@@ -107,8 +104,6 @@ pub struct SerialPort {
     pub path: PathBuf,
     /// The open port (non-blocking).
     pub file: File,
-    /// Bytes received but not yet a full line.
-    pub buffer: LineBuffer,
 }
 
 impl SerialPort {
@@ -118,7 +113,7 @@ impl SerialPort {
             std::io::Error::new(ErrorKind::NotFound, format!("no virtio-serial port named {name} (is virtio_console loaded?)"))
         })?;
         let file = std::fs::OpenOptions::new().read(true).write(true).custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC).open(&path)?;
-        Ok(SerialPort { path, file, buffer: LineBuffer::default() })
+        Ok(SerialPort { path, file })
     }
 }
 
@@ -138,6 +133,8 @@ fn find_port(name: &str) -> Option<PathBuf> {
 }
 
 /// Write all of `bytes` to a possibly non-blocking fd, waiting (bounded) when it is full.
+/// For forked helpers only (they may wait); PID 1's loop queues replies in an
+/// [`crate::connections::Outbox`] instead.
 pub fn write_all_fd(fd: BorrowedFd<'_>, mut bytes: &[u8]) -> std::io::Result<()> {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let mut stalls = 0;
@@ -165,6 +162,14 @@ mod tests {
         let mut buffer = LineBuffer::default();
         assert_eq!(buffer.push(b"{\"a\":1}\n{\"b\"").unwrap(), vec!["{\"a\":1}".to_string()]);
         assert_eq!(buffer.push(b":2}\n\n").unwrap(), vec!["{\"b\":2}".to_string()]);
+    }
+
+    #[test]
+    fn a_read_takes_at_most_its_limit() {
+        let mut input: &[u8] = b"{\"a\":1}\n{\"b\":2}\n";
+        let mut buffer = LineBuffer::default();
+        assert_eq!(read_lines(&mut input, &mut buffer, 9), ReadOutcome::Lines(vec!["{\"a\":1}".to_string()]));
+        assert_eq!(read_lines(&mut input, &mut buffer, 100), ReadOutcome::LinesThenClosed(vec!["{\"b\":2}".to_string()]));
     }
 
     #[test]

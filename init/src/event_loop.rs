@@ -2,8 +2,13 @@
 //! channels, the power buttons and the containers' output pipes, with the container
 //! manager's next deadline as the timeout. It never returns and never stops on an error: each
 //! handler's failure or panic is logged and the loop goes on.
+//!
+//! Control replies never wait: each is queued on its connection ([`EventLoop::send`], by
+//! [`ConnectionId`]) and written as far as the socket takes it, the rest when poll(2)
+//! says the socket is writable. Connections are bounded ([`ControlLimits`]).
 
-use crate::control_server::{read_lines, Connection, LineBuffer, ReadOutcome, SerialPort};
+use crate::connections::{self, Connection, ConnectionId, ControlLimits, Transport};
+use crate::control_server::SerialPort;
 use crate::power_button::{contains_power_press, INPUT_EVENT_SIZE};
 use crate::reaper::reap_all;
 use crate::shutdown::{shutdown, PowerAction};
@@ -16,9 +21,10 @@ use log::{debug, error, info, warn};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
+use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::io::Read;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -67,9 +73,14 @@ const PORT_QUIET: Duration = Duration::from_millis(250);
 pub struct EventLoop {
     signals: Option<SignalFd>,
     listener: Option<UnixListener>,
-    connections: Vec<Connection>,
-    port: Option<SerialPort>,
+    connections: BTreeMap<ConnectionId, Connection>,
+    port: Option<Connection>,
     port_quiet_until: Option<Instant>,
+    limits: ControlLimits,
+    next_id: u64,
+    /// Exec helpers that answer a connection themselves, by pid: while one runs, its
+    /// connection is not idle.
+    exec_helpers: BTreeMap<nix::unistd::Pid, ConnectionId>,
     buttons: Vec<(PathBuf, File)>,
     manager: Option<Manager>,
     uplink: Option<crate::network::uplink::DhcpUplink>,
@@ -83,7 +94,7 @@ pub struct EventLoop {
 enum Source {
     Signals,
     Listener,
-    Connection(usize),
+    Connection(ConnectionId),
     Port,
     Button(usize),
     Output(ContainerName, usize),
@@ -102,9 +113,12 @@ impl EventLoop {
         EventLoop {
             signals,
             listener: None,
-            connections: Vec::new(),
+            connections: BTreeMap::new(),
             port: None,
             port_quiet_until: None,
+            limits: ControlLimits::default(),
+            next_id: 1,
+            exec_helpers: BTreeMap::new(),
             buttons: Vec::new(),
             manager: None,
             uplink: None,
@@ -126,7 +140,20 @@ impl EventLoop {
 
     /// Serve the control protocol on this virtio-serial port too.
     pub fn set_port(&mut self, port: SerialPort) {
-        self.port = Some(port);
+        let id = self.fresh_id();
+        self.port = Some(Connection::new(id, Transport::Port(port.file), &self.limits, Instant::now()));
+    }
+
+    /// Bound control connections by `limits` instead of the defaults (the test-only
+    /// `keel.test.unbounded` lifts the caps).
+    pub fn set_control_limits(&mut self, limits: ControlLimits) {
+        self.limits = limits;
+    }
+
+    fn fresh_id(&mut self) -> ConnectionId {
+        let id = ConnectionId(self.next_id);
+        self.next_id += 1;
+        id
     }
 
     /// Watch these power buttons.
@@ -198,31 +225,45 @@ impl EventLoop {
     /// Wait for one batch of events and handle them.
     fn turn(&mut self) {
         let ready = self.wait();
-        for (source, flags) in ready {
-            match source {
-                Source::Signals => self.on_signals(),
-                Source::Listener => self.on_accept(),
-                Source::Connection(index) => self.on_connection(index),
-                Source::Port => self.on_port(flags),
-                Source::Button(index) => self.on_button(index),
-                Source::Output(name, index) => {
-                    if let Some(manager) = self.manager.as_mut() {
-                        manager.on_output(&name, index);
-                    }
-                }
-                Source::Uplink => {
-                    if let Some(uplink) = self.uplink.as_mut() {
-                        uplink.on_readable(Instant::now());
-                    }
-                }
-            }
+        // Control requests are answered before container output is copied: a flooding
+        // container then delays a request by at most the rest of one pipe event.
+        let (outputs, others): (Vec<_>, Vec<_>) = ready.into_iter().partition(|(source, _)| matches!(source, Source::Output(..)));
+        for (source, flags) in others {
+            self.on_ready(source, flags);
         }
-        self.connections.retain(|c| c.buffer_alive());
+        self.serve_requests();
+        for (source, flags) in outputs {
+            self.on_ready(source, flags);
+        }
+        self.recycle_port();
+        self.close_idle(Instant::now());
+        self.connections.retain(|_, c| !c.finished());
         if let Some(uplink) = self.uplink.as_mut() {
             uplink.on_timer(Instant::now());
         }
         if let Some(manager) = self.manager.as_mut() {
             manager.tick(Instant::now());
+        }
+    }
+
+    /// Handle one source that poll(2) reported.
+    fn on_ready(&mut self, source: Source, flags: PollFlags) {
+        match source {
+            Source::Signals => self.on_signals(),
+            Source::Listener => self.on_accept(),
+            Source::Connection(id) => self.on_connection(id, flags),
+            Source::Port => self.on_port(flags),
+            Source::Button(index) => self.on_button(index),
+            Source::Output(name, index) => {
+                if let Some(manager) = self.manager.as_mut() {
+                    manager.on_output(&name, index);
+                }
+            }
+            Source::Uplink => {
+                if let Some(uplink) = self.uplink.as_mut() {
+                    uplink.on_readable(Instant::now());
+                }
+            }
         }
     }
 
@@ -232,8 +273,11 @@ impl EventLoop {
         let mut sources = Vec::new();
         let mut fds: Vec<PollFd> = Vec::new();
         fn add<'fd>(sources: &mut Vec<Source>, source: Source, fd: BorrowedFd<'fd>) -> PollFd<'fd> {
+            add_for(sources, source, fd, PollFlags::POLLIN)
+        }
+        fn add_for<'fd>(sources: &mut Vec<Source>, source: Source, fd: BorrowedFd<'fd>, flags: PollFlags) -> PollFd<'fd> {
             sources.push(source);
-            PollFd::new(fd, PollFlags::POLLIN)
+            PollFd::new(fd, flags)
         }
         if let Some(signals) = &self.signals {
             fds.push(add(&mut sources, Source::Signals, signals.as_fd()));
@@ -241,11 +285,12 @@ impl EventLoop {
         if let Some(listener) = &self.listener {
             fds.push(add(&mut sources, Source::Listener, listener.as_fd()));
         }
-        for (i, connection) in self.connections.iter().enumerate() {
-            fds.push(add(&mut sources, Source::Connection(i), connection.stream.as_fd()));
+        for (id, connection) in &self.connections {
+            let interest = connection.interest(&self.limits);
+            fds.push(add_for(&mut sources, Source::Connection(*id), connection.transport.as_fd(), interest));
         }
         if let (Some(port), None) = (&self.port, port_quiet) {
-            fds.push(add(&mut sources, Source::Port, port.as_fd()));
+            fds.push(add_for(&mut sources, Source::Port, port.transport.as_fd(), port.interest(&self.limits)));
         }
         for (i, (_, button)) in self.buttons.iter().enumerate() {
             fds.push(add(&mut sources, Source::Button(i), button.as_fd()));
@@ -258,11 +303,19 @@ impl EventLoop {
         if let Some(uplink) = &self.uplink {
             fds.push(add(&mut sources, Source::Uplink, uplink.fd()));
         }
-        let deadline =
-            [port_quiet, self.manager.as_ref().and_then(Manager::next_deadline), self.uplink.as_ref().and_then(|u| u.next_deadline())]
-                .into_iter()
-                .flatten()
-                .min();
+        // Requests left over from the last turn (the per-turn cap) are served at once.
+        let pending_requests = self.connections.values().chain(self.port.as_ref()).any(Connection::has_requests).then_some(now);
+        let idle_deadline = self.connections.values().filter_map(|c| c.activity.expires(self.limits.idle_timeout)).min();
+        let deadline = [
+            port_quiet,
+            self.manager.as_ref().and_then(Manager::next_deadline),
+            self.uplink.as_ref().and_then(|u| u.next_deadline()),
+            pending_requests,
+            idle_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let timeout = match (deadline, &self.signals) {
             (Some(until), _) => {
                 PollTimeout::try_from(until.saturating_duration_since(now) + Duration::from_millis(1)).unwrap_or(PollTimeout::MAX)
@@ -300,6 +353,10 @@ impl EventLoop {
                 Ok(Signal::SIGCHLD) => {
                     let now = Instant::now();
                     for child in reap_all().reaped {
+                        if let Some(id) = self.exec_helpers.remove(&child.pid) {
+                            self.job_finished(id, now);
+                            continue;
+                        }
                         let known = self.manager.as_mut().is_some_and(|m| m.on_exit(child.pid, child.code, now));
                         if !known {
                             debug!("reaped pid {} (exit {})", child.pid, child.code);
@@ -315,58 +372,152 @@ impl EventLoop {
         }
     }
 
+    /// Accept new clients (a few per turn). Past the cap, the longest-idle connection
+    /// makes room; when every connection waits for a job, the new one gets one error
+    /// line and is closed.
     fn on_accept(&mut self) {
-        let Some(listener) = &self.listener else { return };
-        loop {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    if stream.set_nonblocking(true).is_ok() {
-                        self.connections.push(Connection { stream, buffer: LineBuffer::default() });
-                    }
-                }
+        for _ in 0..connections::MAX_ACCEPTS_PER_TURN {
+            let Some(listener) = &self.listener else { return };
+            let stream = match listener.accept() {
+                Ok((stream, _)) => stream,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
                     warn!("control socket accept: {e}");
                     return;
                 }
+            };
+            if stream.set_nonblocking(true).is_err() {
+                continue;
             }
+            let now = Instant::now();
+            if self.connections.len() >= self.limits.max_connections {
+                let table = self.connections.iter().map(|(id, c)| (*id, c.activity));
+                match connections::eviction_candidate(table) {
+                    Some(victim) => {
+                        debug!("control connection {victim}: closed to make room (the longest idle of {})", self.connections.len());
+                        if let Some(mut old) = self.connections.remove(&victim) {
+                            old.close();
+                        }
+                    }
+                    None => {
+                        let refusal = Response::failure(
+                            0,
+                            format!("too many control connections ({} waiting for answers); try again later", self.connections.len()),
+                        );
+                        let _ = nix::unistd::write(stream.as_fd(), refusal.to_line().as_bytes());
+                        warn!("control socket: refused a connection: {} open, none idle", self.connections.len());
+                        continue;
+                    }
+                }
+            }
+            let id = self.fresh_id();
+            self.connections.insert(id, Connection::new(id, Transport::Socket(stream), &self.limits, now));
         }
     }
 
-    fn on_connection(&mut self, index: usize) {
-        let Some(connection) = self.connections.get_mut(index) else { return };
-        let lines = match read_lines(&mut connection.stream, &mut connection.buffer) {
-            ReadOutcome::Lines(lines) => lines,
-            ReadOutcome::Closed => {
-                connection.close();
-                return;
-            }
-        };
-        for line in lines {
-            let Some(connection) = self.connections.get(index) else { return };
-            let Ok(channel) = connection.stream.try_clone() else { return };
-            self.on_request(&line, channel.as_fd());
+    /// A client's socket is readable or writable (or broke).
+    fn on_connection(&mut self, id: ConnectionId, flags: PollFlags) {
+        let Some(connection) = self.connections.get_mut(&id) else { return };
+        let now = Instant::now();
+        if flags.contains(PollFlags::POLLOUT) {
+            connection.flush(now);
+        }
+        if flags.intersects(PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
+            connection.read(&self.limits, now);
         }
     }
 
     fn on_port(&mut self, flags: PollFlags) {
+        let Some(port) = self.port.as_mut() else { return };
         if flags.contains(PollFlags::POLLHUP) && !flags.contains(PollFlags::POLLIN) {
+            // The host side is closed: its client is gone, and so are its answers.
+            port.reset();
             self.port_quiet_until = Some(Instant::now() + PORT_QUIET);
             return;
         }
-        let Some(port) = self.port.as_mut() else { return };
-        let lines = match read_lines(&mut port.file, &mut port.buffer) {
-            ReadOutcome::Lines(lines) => lines,
-            ReadOutcome::Closed => {
-                self.port_quiet_until = Some(Instant::now() + PORT_QUIET);
-                return;
-            }
-        };
-        for line in lines {
-            let Some(port) = &self.port else { return };
-            let Ok(channel) = port.file.try_clone() else { return };
-            self.on_request(&line, channel.as_fd());
+        let now = Instant::now();
+        if flags.contains(PollFlags::POLLOUT) {
+            port.flush(now);
         }
+        if flags.contains(PollFlags::POLLIN) {
+            port.read(&self.limits, now);
+        }
+    }
+
+    /// The port's client finished (EOF, after its answers) or misbehaved (a line too
+    /// long): start over with the next client of the port.
+    fn recycle_port(&mut self) {
+        if let Some(port) = self.port.as_mut().filter(|p| p.finished()) {
+            port.reset();
+            self.port_quiet_until = Some(Instant::now() + PORT_QUIET);
+        }
+    }
+
+    /// Handle waiting request lines: at most the per-turn cap on each connection.
+    fn serve_requests(&mut self) {
+        let max = self.limits.max_requests_per_turn;
+        let mut work: Vec<(ConnectionId, Vec<String>)> =
+            self.connections.iter_mut().filter(|(_, c)| c.has_requests()).map(|(id, c)| (*id, c.take_requests(max))).collect();
+        if let Some(port) = self.port.as_mut().filter(|p| p.has_requests()) {
+            work.push((port.id, port.take_requests(max)));
+        }
+        for (id, lines) in work {
+            for line in lines {
+                self.on_request(&line, id);
+            }
+        }
+    }
+
+    /// Close the connections idle past the timeout.
+    fn close_idle(&mut self, now: Instant) {
+        let table = self.connections.iter().map(|(id, c)| (*id, c.activity));
+        for id in connections::expired(table, self.limits.idle_timeout, now) {
+            if let Some(connection) = self.connections.get_mut(&id) {
+                debug!("control connection {id}: idle for {:?}; closed", self.limits.idle_timeout.unwrap_or_default());
+                connection.close();
+            }
+        }
+    }
+
+    /// The connection `id` (a socket client or the port).
+    fn connection_mut(&mut self, id: ConnectionId) -> Option<&mut Connection> {
+        match self.port.as_mut() {
+            Some(port) if port.id == id => Some(port),
+            _ => self.connections.get_mut(&id),
+        }
+    }
+
+    /// Queue `response` as a line on connection `id` and write what its socket takes now;
+    /// the rest goes out when it is writable. Never waits. A connection that is gone is
+    /// an error; one whose client lets replies pile up past the cap is closed.
+    pub fn send(&mut self, id: ConnectionId, response: &Response) -> Result<(), SendError> {
+        let connection = self.connection_mut(id).filter(|c| !c.is_closed()).ok_or(SendError::Gone(id))?;
+        connection.send(response.to_line().as_bytes(), Instant::now()).map_err(|full| {
+            warn!("control connection {id}: the client does not read its replies ({full}); closed");
+            SendError::Overflow(id, full)
+        })
+    }
+
+    /// A job (an exec helper, a worker) will answer on connection `id` later: until
+    /// [`EventLoop::job_finished`], the connection is neither idle nor evicted.
+    pub fn job_started(&mut self, id: ConnectionId) {
+        if let Some(connection) = self.connection_mut(id) {
+            connection.activity.in_flight += 1;
+        }
+    }
+
+    /// A job started with [`EventLoop::job_started`] is over.
+    pub fn job_finished(&mut self, id: ConnectionId, now: Instant) {
+        if let Some(connection) = self.connection_mut(id) {
+            connection.activity.in_flight = connection.activity.in_flight.saturating_sub(1);
+            connection.activity.last_active = now;
+        }
+    }
+
+    /// A duplicate of connection `id`'s descriptor, for a helper that answers on it itself.
+    fn channel_fd(&mut self, id: ConnectionId) -> Result<OwnedFd, String> {
+        let connection = self.connection_mut(id).ok_or_else(|| format!("control connection {id} is gone"))?;
+        connection.transport.as_fd().try_clone_to_owned().map_err(|e| e.to_string())
     }
 
     fn on_button(&mut self, index: usize) {
@@ -386,41 +537,44 @@ impl EventLoop {
         }
     }
 
-    /// Answer one request line on `channel`.
-    fn on_request(&mut self, line: &str, channel: BorrowedFd<'_>) {
+    /// Answer one request line from connection `channel`.
+    fn on_request(&mut self, line: &str, channel: ConnectionId) {
         let request = match parse_request(line) {
             Ok(request) => request,
-            Err(response) => return reply(channel, &response),
+            Err(response) => return self.reply(channel, &response),
         };
         let id = request.id;
         let after = match request.command {
             Command::Status => {
-                reply(channel, &Response::success(id, self.status()));
+                self.reply(channel, &Response::success(id, self.status()));
                 After::Continue
             }
             Command::Poweroff => {
-                reply(channel, &Response::success(id, "powering off"));
+                self.reply(channel, &Response::success(id, "powering off"));
                 After::Shutdown(PowerAction::PowerOff, "keelctl poweroff")
             }
             Command::Reboot => {
-                reply(channel, &Response::success(id, "rebooting"));
+                self.reply(channel, &Response::success(id, "rebooting"));
                 After::Shutdown(PowerAction::Reboot, "keelctl reboot")
             }
             Command::Exec { argv, timeout_secs, container } => {
                 let timeout = Duration::from_secs(timeout_secs.unwrap_or(DEFAULT_EXEC_TIMEOUT_SECS));
                 if let Err(e) = self.exec(id, argv, timeout, container, channel) {
-                    reply(channel, &Response::failure(id, e));
+                    self.reply(channel, &Response::failure(id, e));
                 }
                 After::Continue
             }
             Command::Logs { name, tail, offset } => {
-                reply(channel, &container_logs(id, &name, tail, offset));
+                self.reply(channel, &container_logs(id, &name, tail, offset));
                 After::Continue
             }
             Command::Firstboot => {
                 match &self.state.firstboot {
-                    Some(status) => reply(channel, &Response::success(id, status)),
-                    None => reply(channel, &Response::failure(id, "the first-boot step did not run")),
+                    Some(status) => {
+                        let response = Response::success(id, status);
+                        self.reply(channel, &response)
+                    }
+                    None => self.reply(channel, &Response::failure(id, "the first-boot step did not run")),
                 }
                 After::Continue
             }
@@ -431,19 +585,21 @@ impl EventLoop {
             | Command::ImageRm { .. }
             | Command::ImagePrune) => {
                 let in_use = self.manager.as_ref().map(|m| m.image_references()).unwrap_or_default();
-                reply(channel, &crate::images::request(id, command, &in_use));
+                let response = crate::images::request(id, command, &in_use);
+                self.reply(channel, &response);
                 After::Continue
             }
             Command::NetworkLs => {
-                reply(channel, &self.network_request(id, None));
+                self.reply(channel, &self.network_request(id, None));
                 After::Continue
             }
             Command::NetworkInspect { name } => {
-                reply(channel, &self.network_request(id, Some(&name)));
+                self.reply(channel, &self.network_request(id, Some(&name)));
                 After::Continue
             }
             other => {
-                reply(channel, &self.container_request(id, other));
+                let response = self.container_request(id, other);
+                self.reply(channel, &response);
                 After::Continue
             }
         };
@@ -452,16 +608,24 @@ impl EventLoop {
         }
     }
 
+    /// Queue one response line on `channel`; a client that went away (or does not read
+    /// its replies) is not an error worth more than a debug line.
+    fn reply(&mut self, channel: ConnectionId, response: &Response) {
+        if let Err(e) = self.send(channel, response) {
+            debug!("control reply: {e}");
+        }
+    }
+
     /// `exec`, on the host or in a container, in a forked helper that answers itself.
     fn exec(
-        &self,
+        &mut self,
         id: u64,
         argv: Vec<String>,
         timeout: Duration,
         container: Option<String>,
-        channel: BorrowedFd<'_>,
+        channel: ConnectionId,
     ) -> Result<(), String> {
-        let fd = channel.try_clone_to_owned().map_err(|e| e.to_string())?;
+        let fd = self.channel_fd(channel)?;
         let spawned = match container {
             None => exec_helper::spawn(id, || exec_helper::run(&argv, timeout), fd),
             Some(name) => {
@@ -470,7 +634,10 @@ impl EventLoop {
                 exec_helper::spawn(id, || keel_supervisor::health::run_in(pid, &plan, cgroup.as_deref(), &argv, timeout), fd)
             }
         };
-        spawned.map(drop).map_err(|e| format!("exec: cannot fork: {e}"))
+        let pid = spawned.map_err(|e| format!("exec: cannot fork: {e}"))?;
+        self.exec_helpers.insert(pid, channel);
+        self.job_started(channel);
+        Ok(())
     }
 
     /// Container commands answered by the manager.
@@ -532,28 +699,15 @@ impl EventLoop {
     }
 }
 
-impl Connection {
-    /// Mark the connection finished; it is dropped after this turn.
-    fn close(&mut self) {
-        let _ = self.stream.shutdown(std::net::Shutdown::Both);
-        self.buffer = LineBuffer::closed();
-    }
-
-    fn buffer_alive(&self) -> bool {
-        !self.buffer.is_closed()
-    }
-}
-
-/// Write one response line; a client that went away is not an error worth more than a debug line.
-fn reply(channel: BorrowedFd<'_>, response: &Response) {
-    let mut file = match channel.try_clone_to_owned() {
-        Ok(fd) => File::from(fd),
-        Err(e) => return debug!("control reply: {e}"),
-    };
-    if let Err(e) = crate::control_server::write_all_fd(file.as_fd(), response.to_line().as_bytes()) {
-        debug!("control reply: {e}");
-    }
-    let _ = file.flush();
+/// Why a reply could not be queued.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The connection was closed (its client left, or it was idle or evicted).
+    #[error("control connection {0} is gone")]
+    Gone(ConnectionId),
+    /// The client let its replies pile up past the cap; the connection was closed.
+    #[error("control connection {0}: {1}; closed")]
+    Overflow(ConnectionId, connections::OutboxFull),
 }
 
 /// PID 1's resident memory in KiB, from /proc/self/status.

@@ -12,6 +12,7 @@
 pub mod boot;
 pub mod clock;
 pub mod cmdline;
+pub mod connections;
 pub mod containers;
 pub mod control_server;
 pub mod ctl;

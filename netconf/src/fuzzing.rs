@@ -175,9 +175,9 @@ pub fn http_url(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let mut lines = text.splitn(2, '\n');
     let Ok(url) = http::parse_url(lines.next().unwrap_or("")) else { return };
-    assert_eq!(http::parse_url(&url.to_string()).as_ref(), Ok(&url), "{url} does not round-trip");
+    assert_eq!(http::parse_url(&url.to_string()).ok().as_ref(), Some(&url), "{url} does not round-trip");
     if let Some(Ok(next)) = lines.next().map(|location| url.join(location)) {
-        assert_eq!(http::parse_url(&next.to_string()).as_ref(), Ok(&next), "redirect target {next} does not round-trip");
+        assert_eq!(http::parse_url(&next.to_string()).ok().as_ref(), Some(&next), "redirect target {next} does not round-trip");
     }
 }
 

@@ -285,7 +285,9 @@ impl Client {
                 return Err(ClientError::Closed { path: self.path.clone() });
             }
             if let Ok(response) = serde_json::from_str::<Response>(answer.trim()) {
-                if response.id == id {
+                // Id 0 and not ok: the server refused the request or the connection
+                // (e.g. too many connections) before it could read our id.
+                if response.id == id || (response.id == 0 && !response.ok) {
                     return Ok(response);
                 }
             }

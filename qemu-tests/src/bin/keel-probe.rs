@@ -19,6 +19,12 @@
 //! - `latency SOCKET N`: send N `status` requests, one at a time, over keel's control
 //!   socket and print `latency p50 A ms p99 B ms max C ms` (from inside the guest, where
 //!   the serial transport's own delay does not count).
+//! - `ask SOCKET CMD`: send one `{"cmd":CMD}` request on a new connection to keel's
+//!   control socket and print `ask CMD: ok|failed (ERROR) in T ms`; exit 0 when ok.
+//! - `hold SOCKET N SECS REPORT`: detach, then for SECS seconds hold N idle connections
+//!   to keel's control socket, plus one that sends a byte a second and never ends its
+//!   line, plus one that pipelines `ps` requests and never reads the replies; then write
+//!   what keel did to each (`idle: …`, `trickle: …`, `nonreader: …`) to the file REPORT.
 //! - `tiocsti TEXT`: push TEXT into the input of the terminal on fd 0, 1 or 2 (the first
 //!   that is one) with TIOCSTI, as if typed (CVE-2017-5226); prints `tiocsti: ok` or
 //!   `tiocsti: ERROR`, exit 0 only when every byte went in.
@@ -60,6 +66,11 @@ fn main() {
         ["tiocsti", text] => tiocsti(text),
         ["flood", secs] => secs.parse().map(flood).unwrap_or_else(|_| usage()),
         ["latency", socket, n] => n.parse().map(|n| latency(socket, n)).unwrap_or_else(|_| usage()),
+        ["ask", socket, cmd] => ask(socket, cmd),
+        ["hold", socket, n, secs, report] => match (n.parse(), secs.parse()) {
+            (Ok(n), Ok(secs)) => hold(socket, n, secs, report),
+            _ => usage(),
+        },
         ["seccomp"] => seccomp_probe(),
         ["serve", address, secs] => secs.parse().map(|s| attacks::serve(address, s)).unwrap_or_else(|_| usage()),
         ["fetch", address] => fetch(address, 5),
@@ -77,7 +88,7 @@ fn main() {
 }
 
 fn usage() -> i32 {
-    eprintln!("usage: keel-probe orphans N | zombies | hold-zombie SECS | deny | seccomp | tiocsti TEXT | flood SECS | latency SOCKET N | fetch IP:PORT [SECS] | hog SECS MIB | devcg DIR | devices [LEAF] | attack … | serve IP:PORT SECS");
+    eprintln!("usage: keel-probe orphans N | zombies | hold-zombie SECS | deny | seccomp | tiocsti TEXT | flood SECS | latency SOCKET N | ask SOCKET CMD | hold SOCKET N SECS REPORT | fetch IP:PORT [SECS] | hog SECS MIB | devcg DIR | devices [LEAF] | attack … | serve IP:PORT SECS");
     2
 }
 
@@ -398,4 +409,133 @@ fn latency(socket: &str, n: usize) -> i32 {
     let at = |q: f64| times[((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1].as_secs_f64() * 1000.0;
     println!("latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms", at(0.5), at(0.99), at(1.0));
     0
+}
+
+fn ask(socket: &str, cmd: &str) -> i32 {
+    use std::io::{BufRead, Write};
+    let started = std::time::Instant::now();
+    let answer = (|| -> std::io::Result<String> {
+        let stream = std::os::unix::net::UnixStream::connect(socket)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut reader = std::io::BufReader::new(stream.try_clone()?);
+        let mut writer = stream;
+        writeln!(writer, "{{\"id\":1,\"cmd\":\"{cmd}\"}}")?;
+        let mut line = String::new();
+        reader.read_line(&mut line)?;
+        Ok(line)
+    })();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    match answer {
+        Ok(line) if line.contains("\"ok\":true") => {
+            println!("ask {cmd}: ok in {ms:.1} ms");
+            0
+        }
+        Ok(line) => {
+            println!("ask {cmd}: failed ({}) in {ms:.1} ms", line.trim());
+            1
+        }
+        Err(e) => {
+            println!("ask {cmd}: failed ({e}) in {ms:.1} ms");
+            1
+        }
+    }
+}
+
+/// Whether keel closed `stream`: a read sees EOF or an error (the probe never sends on
+/// these, so any byte that arrives is an answer and does not count).
+fn closed_by_peer(stream: &mut std::os::unix::net::UnixStream) -> bool {
+    use std::io::Read;
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+fn hold(socket: &str, count: usize, secs: u64, report: &str) -> i32 {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    if fork_or_die().is_some() {
+        return 0;
+    }
+    let _ = nix::unistd::setsid();
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors, so the exec helper sees EOF.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+    let mut idle: Vec<(UnixStream, bool)> = Vec::new();
+    let mut refused = 0;
+    for _ in 0..count {
+        match UnixStream::connect(socket) {
+            Ok(stream) => {
+                let _ = stream.set_nonblocking(true);
+                idle.push((stream, false));
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    let started = std::time::Instant::now();
+    let mut trickle = UnixStream::connect(socket).ok();
+    let mut trickle_closed: Option<Duration> = None;
+    let partial = b"{\"id\":1,\"cmd\":\"ps\"                                                                        ";
+    let mut nonreader = UnixStream::connect(socket).ok();
+    if let Some(stream) = &nonreader {
+        let _ = stream.set_nonblocking(true);
+    }
+    let mut sent = 0u64;
+    let mut nonreader_closed: Option<Duration> = None;
+    let mut tick = 0usize;
+    while started.elapsed() < Duration::from_secs(secs) {
+        if let (Some(stream), None) = (trickle.as_mut(), trickle_closed) {
+            let byte = partial[tick % partial.len()];
+            if stream.write_all(&[byte]).is_err() {
+                trickle_closed = Some(started.elapsed());
+            }
+        }
+        if let (Some(stream), None) = (nonreader.as_mut(), nonreader_closed) {
+            loop {
+                let request = format!("{{\"id\":{sent},\"cmd\":\"ps\"}}\n");
+                match stream.write(request.as_bytes()) {
+                    Ok(n) if n == request.len() => sent += 1,
+                    // A part went: finish the line blocking-free later; count it sent.
+                    Ok(_) => {
+                        sent += 1;
+                        break;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        nonreader_closed = Some(started.elapsed());
+                        break;
+                    }
+                }
+            }
+        }
+        for (stream, closed) in idle.iter_mut().filter(|(_, closed)| !*closed) {
+            *closed = closed_by_peer(stream);
+        }
+        tick += 1;
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let closed = idle.iter().filter(|(_, closed)| *closed).count();
+    let mut text = format!("idle: {} opened, {closed} closed by keel, {refused} refused\n", idle.len());
+    text += &match (trickle.is_some(), trickle_closed) {
+        (false, _) => "trickle: could not connect\n".to_string(),
+        (true, Some(after)) => format!("trickle: closed by keel after {} s\n", after.as_secs()),
+        (true, None) => format!("trickle: open after {secs} s\n"),
+    };
+    text += &match (nonreader.is_some(), nonreader_closed) {
+        (false, _) => "nonreader: could not connect\n".to_string(),
+        (true, Some(after)) => format!("nonreader: closed by keel after {sent} requests, {} s\n", after.as_secs()),
+        (true, None) => format!("nonreader: open after {sent} requests\n"),
+    };
+    let _ = std::fs::write(format!("{report}.tmp"), text);
+    let _ = std::fs::rename(format!("{report}.tmp"), report);
+    exit_now(0)
 }

@@ -6,13 +6,70 @@
 //! lines, and drops lines when that buffer is full, counting them; once there is room
 //! again it says `keel: N console lines dropped (the log files have them)`. The log files
 //! keep everything: the console is a best-effort view.
+//!
+//! A buffer alone is not enough: QEMU's emulated UART (and a virtual console) never
+//! reports full, so every byte would be pushed through it, one emulated port write each,
+//! at PID 1's expense. An [`EchoBudget`] therefore also limits what is echoed to
+//! [`ECHO_BURST_BYTES`] per [`ECHO_INTERVAL`] (journald's RateLimitIntervalSec/Burst, in
+//! bytes); lines over the budget are dropped and counted the same way.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 /// Bytes of console output kept waiting for a slow console.
 pub const CONSOLE_BUFFER: usize = 64 * 1024;
+
+/// The window of the console echo budget. One second, so that a burst is announced
+/// (and echo resumes) within a second of the flood slowing down.
+pub const ECHO_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Bytes of container output echoed to the console per [`ECHO_INTERVAL`]: 8 KiB, below
+/// what a 115200-baud serial line carries (about 11.5 KB/s), so a real serial console is
+/// never the bottleneck and an emulated one costs PID 1 little; still some hundred lines
+/// a second, more than a person reads.
+pub const ECHO_BURST_BYTES: usize = 8 * 1024;
+
+/// A fixed-window byte budget: at most `burst` bytes per `interval`. Pure; the caller
+/// passes `now`.
+#[derive(Debug, Clone)]
+pub struct EchoBudget {
+    interval: Duration,
+    burst: usize,
+    window: Option<Instant>,
+    used: usize,
+}
+
+impl EchoBudget {
+    /// A budget of `burst` bytes per `interval`.
+    pub fn new(interval: Duration, burst: usize) -> EchoBudget {
+        EchoBudget { interval, burst, window: None, used: 0 }
+    }
+
+    /// Whether a line of `len` bytes may be echoed at `now`; if so, it is charged. A line
+    /// longer than the whole budget goes through when it is the first of its window (it
+    /// would never fit otherwise).
+    pub fn admit(&mut self, len: usize, now: Instant) -> bool {
+        let expired = self.window.is_none_or(|start| now.saturating_duration_since(start) >= self.interval);
+        if expired {
+            self.window = Some(now);
+            self.used = 0;
+        }
+        if self.used > 0 && self.used.saturating_add(len) > self.burst {
+            return false;
+        }
+        self.used = self.used.saturating_add(len);
+        true
+    }
+}
+
+impl Default for EchoBudget {
+    /// [`ECHO_BURST_BYTES`] per [`ECHO_INTERVAL`].
+    fn default() -> EchoBudget {
+        EchoBudget::new(ECHO_INTERVAL, ECHO_BURST_BYTES)
+    }
+}
 
 /// A non-blocking writer with a bounded buffer that drops whole lines when full.
 pub struct BoundedConsole {
@@ -22,21 +79,28 @@ pub struct BoundedConsole {
     dropped: u64,
     /// Part of a line written without its newline, kept until the line is complete.
     partial: Vec<u8>,
+    budget: EchoBudget,
 }
 
 impl BoundedConsole {
-    /// Echo to `fd`, made non-blocking here, keeping at most `capacity` bytes waiting.
+    /// Echo to `fd`, made non-blocking here, keeping at most `capacity` bytes waiting,
+    /// within the default [`EchoBudget`].
     pub fn new(fd: OwnedFd, capacity: usize) -> BoundedConsole {
-        let _ = set_nonblocking(&fd);
-        BoundedConsole { fd: Some(fd), pending: VecDeque::new(), capacity, dropped: 0, partial: Vec::new() }
+        BoundedConsole::with_budget(fd, capacity, EchoBudget::default())
     }
 
-    /// /dev/console, or a sink when it cannot be opened.
-    pub fn open_console() -> BoundedConsole {
+    /// Echo to `fd` like [`BoundedConsole::new`], within `budget`.
+    pub fn with_budget(fd: OwnedFd, capacity: usize, budget: EchoBudget) -> BoundedConsole {
+        let _ = set_nonblocking(&fd);
+        BoundedConsole { fd: Some(fd), pending: VecDeque::new(), capacity, dropped: 0, partial: Vec::new(), budget }
+    }
+
+    /// /dev/console within `budget`, or a sink when it cannot be opened.
+    pub fn open_console(budget: EchoBudget) -> BoundedConsole {
         let fd = std::fs::File::options().write(true).open("/dev/console").ok().map(OwnedFd::from);
         match fd {
-            Some(fd) => BoundedConsole::new(fd, CONSOLE_BUFFER),
-            None => BoundedConsole { fd: None, pending: VecDeque::new(), capacity: 0, dropped: 0, partial: Vec::new() },
+            Some(fd) => BoundedConsole::with_budget(fd, CONSOLE_BUFFER, budget),
+            None => BoundedConsole { fd: None, pending: VecDeque::new(), capacity: 0, dropped: 0, partial: Vec::new(), budget },
         }
     }
 
@@ -50,22 +114,59 @@ impl BoundedConsole {
         self.pending.len()
     }
 
-    /// Queue one complete line, or count it as dropped when there is no room.
-    fn queue_line(&mut self, line: &[u8]) {
-        if self.dropped > 0 {
-            let notice = format!("keel: {} console lines dropped (the log files have them)\n", self.dropped);
-            if self.pending.len() + notice.len() + line.len() > self.capacity {
-                self.dropped += 1;
-                return;
-            }
-            self.pending.extend(notice.as_bytes());
-            self.dropped = 0;
-        }
-        if self.pending.len() + line.len() > self.capacity {
+    /// Queue one complete line, or count it as dropped when it is over the budget at
+    /// `now` or there is no room. Dropped lines are announced before the next line queued.
+    fn queue_line(&mut self, line: &[u8], now: Instant) {
+        let notice = (self.dropped > 0).then(|| dropped_notice(self.dropped));
+        let notice_len = notice.as_ref().map_or(0, String::len);
+        if self.pending.len() + notice_len + line.len() > self.capacity || !self.budget.admit(line.len(), now) {
             self.dropped += 1;
             return;
         }
+        if let Some(notice) = notice {
+            self.pending.extend(notice.as_bytes());
+            self.dropped = 0;
+        }
         self.pending.extend(line);
+    }
+
+    /// Queue the notice of lines dropped so far, if any and if it fits, without waiting
+    /// for a next line (say, when a container ends its flood by exiting).
+    pub fn announce_dropped(&mut self) {
+        if self.dropped == 0 || self.fd.is_none() {
+            return;
+        }
+        let notice = dropped_notice(self.dropped);
+        if self.pending.len() + notice.len() <= self.capacity {
+            self.pending.extend(notice.as_bytes());
+            self.dropped = 0;
+        }
+        self.pump();
+    }
+
+    /// Take `bytes` as written at `now`: complete lines are queued (or dropped), a
+    /// trailing part waits for its newline; then the console gets what it takes without
+    /// waiting. [`Write::write`] calls this with the current time.
+    pub fn write_at(&mut self, bytes: &[u8], now: Instant) {
+        if self.fd.is_none() {
+            return;
+        }
+        let mut rest = bytes;
+        while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+            let (line, tail) = rest.split_at(end + 1);
+            if self.partial.is_empty() {
+                self.queue_line(line, now);
+            } else {
+                let mut whole = std::mem::take(&mut self.partial);
+                whole.extend_from_slice(line);
+                self.queue_line(&whole, now);
+            }
+            rest = tail;
+        }
+        if self.partial.len() + rest.len() <= self.capacity {
+            self.partial.extend_from_slice(rest);
+        }
+        self.pump();
     }
 
     /// Write what the console takes now, without waiting.
@@ -90,6 +191,11 @@ impl BoundedConsole {
     }
 }
 
+/// The console line that announces `count` dropped lines.
+fn dropped_notice(count: u64) -> String {
+    format!("keel: {count} console lines dropped (the log files have them)\n")
+}
+
 fn set_nonblocking(fd: &OwnedFd) -> nix::Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
     let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
@@ -100,25 +206,7 @@ impl Write for BoundedConsole {
     /// Takes every byte at once: complete lines are queued (or dropped), a trailing part
     /// waits for its newline; then the console gets what it takes without waiting.
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        if self.fd.is_none() {
-            return Ok(bytes.len());
-        }
-        let mut rest = bytes;
-        while let Some(end) = rest.iter().position(|b| *b == b'\n') {
-            let (line, tail) = rest.split_at(end + 1);
-            if self.partial.is_empty() {
-                self.queue_line(line);
-            } else {
-                let mut whole = std::mem::take(&mut self.partial);
-                whole.extend_from_slice(line);
-                self.queue_line(&whole);
-            }
-            rest = tail;
-        }
-        if self.partial.len() + rest.len() <= self.capacity {
-            self.partial.extend_from_slice(rest);
-        }
-        self.pump();
+        self.write_at(bytes, Instant::now());
         Ok(bytes.len())
     }
 
@@ -135,9 +223,91 @@ mod tests {
     use std::time::{Duration, Instant};
 
     /// A pipe standing in for a console that nobody reads: it fills up at 64 KiB.
+    /// (No echo budget: these tests are about the buffer.)
     fn stalled_console(capacity: usize) -> (BoundedConsole, std::fs::File) {
         let (read, write) = nix::unistd::pipe().unwrap();
-        (BoundedConsole::new(write, capacity), std::fs::File::from(read))
+        (BoundedConsole::with_budget(write, capacity, EchoBudget::new(ECHO_INTERVAL, usize::MAX)), std::fs::File::from(read))
+    }
+
+    /// A console that takes everything at once (as QEMU's emulated UART does), with
+    /// `budget`; the pipe's reader is returned to see what was echoed.
+    fn fast_console(budget: EchoBudget) -> (BoundedConsole, std::fs::File) {
+        let (read, write) = nix::unistd::pipe().unwrap();
+        nix::fcntl::fcntl(&write, nix::fcntl::FcntlArg::F_SETPIPE_SZ(1 << 20)).unwrap();
+        (BoundedConsole::with_budget(write, CONSOLE_BUFFER, budget), std::fs::File::from(read))
+    }
+
+    fn drain(reader: &mut std::fs::File) -> String {
+        let mut out = vec![0u8; 1 << 20];
+        let n = reader.read(&mut out).unwrap();
+        String::from_utf8_lossy(&out[..n]).into_owned()
+    }
+
+    /// The sum of the counts in every drop notice of `text`.
+    fn announced(text: &str) -> u64 {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("keel: ")?.strip_suffix(" console lines dropped (the log files have them)"))
+            .map(|n| n.parse::<u64>().unwrap())
+            .sum()
+    }
+
+    #[test]
+    fn the_budget_admits_its_burst_per_window() {
+        let t0 = Instant::now();
+        let mut budget = EchoBudget::new(Duration::from_secs(1), 100);
+        assert!(budget.admit(60, t0));
+        assert!(budget.admit(40, t0 + Duration::from_millis(500)));
+        assert!(!budget.admit(1, t0 + Duration::from_millis(999)), "over the burst");
+        // A new window starts with the next line at or after the interval.
+        assert!(budget.admit(100, t0 + Duration::from_secs(1)));
+        assert!(!budget.admit(1, t0 + Duration::from_millis(1500)));
+        // A line larger than the burst goes through alone as the first of a window.
+        assert!(budget.admit(500, t0 + Duration::from_secs(3)));
+        assert!(!budget.admit(1, t0 + Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn lines_over_the_budget_are_dropped_counted_and_announced() {
+        let t0 = Instant::now();
+        let line = "flood| 0123456789\n"; // 18 bytes
+        let (mut console, mut reader) = fast_console(EchoBudget::new(Duration::from_secs(1), 180));
+        for _ in 0..1000 {
+            console.write_at(line.as_bytes(), t0 + Duration::from_millis(10));
+        }
+        let first = drain(&mut reader);
+        assert_eq!(first.matches("flood| ").count(), 10, "{first}");
+        assert_eq!(console.dropped(), 990);
+        // The next window: the notice, then the line.
+        console.write_at(b"after\n", t0 + Duration::from_millis(1010));
+        let second = drain(&mut reader);
+        assert_eq!(second, "keel: 990 console lines dropped (the log files have them)\nafter\n");
+        assert_eq!(console.dropped(), 0);
+    }
+
+    #[test]
+    fn without_a_budget_a_fast_console_takes_every_line() {
+        // Control for the test above: a console that never fills drops nothing by itself.
+        let t0 = Instant::now();
+        let line = "flood| 0123456789\n";
+        let (mut console, mut reader) = fast_console(EchoBudget::new(Duration::from_secs(1), usize::MAX));
+        for _ in 0..1000 {
+            console.write_at(line.as_bytes(), t0);
+        }
+        assert_eq!(drain(&mut reader).matches("flood| ").count(), 1000);
+        assert_eq!(console.dropped(), 0);
+    }
+
+    #[test]
+    fn drops_are_announced_without_a_next_line() {
+        let t0 = Instant::now();
+        let (mut console, mut reader) = fast_console(EchoBudget::new(Duration::from_secs(1), 10));
+        console.write_at(b"one line\ntwo\nthree\n", t0);
+        console.announce_dropped();
+        let text = drain(&mut reader);
+        assert_eq!(text, "one line\nkeel: 2 console lines dropped (the log files have them)\n");
+        assert_eq!(announced(&text), 2);
+        console.announce_dropped();
+        assert_eq!(console.pending(), 0, "nothing more to announce");
     }
 
     #[test]

@@ -19,6 +19,8 @@
 //! - One writer per container: two `LogFile`s on the same name would rotate each other.
 //! - The console echo never waits ([`BoundedConsole`]): lines the console cannot take
 //!   are buffered up to [`CONSOLE_BUFFER`], then dropped and counted; the files keep all.
+//!   It is also rate-limited ([`EchoBudget`]: [`ECHO_BURST_BYTES`] per [`ECHO_INTERVAL`]
+//!   for all containers together), since an emulated console never fills.
 
 mod console;
 mod error;
@@ -27,7 +29,7 @@ mod lines;
 mod read;
 mod timestamp;
 
-pub use console::{BoundedConsole, CONSOLE_BUFFER};
+pub use console::{BoundedConsole, EchoBudget, CONSOLE_BUFFER, ECHO_BURST_BYTES, ECHO_INTERVAL};
 pub use error::{LogError, RecordError};
 pub use file::{log_path, rotated_path, ContainerLog, LogFile, DEFAULT_DIR, DEFAULT_KEEP, DEFAULT_MAX_BYTES};
 pub use lines::{format_console, format_record, format_record_stamped, parse_record, LineSplitter, Record, Stream, MAX_LINE_BYTES};

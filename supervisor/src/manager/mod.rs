@@ -644,7 +644,7 @@ impl Manager {
     fn drain_output(&mut self, name: &ContainerName) {
         let Some(entry) = self.entries.get_mut(name) else { return };
         for mut pipe in std::mem::take(&mut entry.output) {
-            pipe.pump(name, self.logs.as_mut());
+            pipe.drain(name, self.logs.as_mut());
         }
         self.logs.finish(name);
     }

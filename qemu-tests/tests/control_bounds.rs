@@ -1,0 +1,240 @@
+//! Bounded I/O in PID 1's loop (issue 12, point 3), each test one real boot:
+//! - a container floods stdout for 30 s: control requests keep their p99 under 100 ms, the
+//!   console echoes what its budget allows and announces the rest as dropped, and the log
+//!   files keep every line;
+//! - 500 idle control connections, one client sending a byte a second and one that never
+//!   reads its replies: `keelctl ps` still answers at once, PID 1 holds at most its cap of
+//!   connections, and the slow clients are closed.
+//!
+//! Each has a negative control booted with `keel.test.unbounded` (no echo budget, no
+//! connection cap, no idle timeout) that shows the checks see the difference.
+//!
+//! The clients run inside the guest (keel-probe `latency`, `ask`, `hold`) on the control
+//! socket: the virtio-serial transport's own delay would hide PID 1's.
+
+use keel_init::connections::{IDLE_TIMEOUT, MAX_CONNECTIONS};
+use keel_qemu_tests::{build_image, busybox_host, declare_container, target_dir, BootOptions, Guest, TestImage};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const SOCKET: &str = "/run/keel/control.sock";
+
+/// A host with the busybox container image and the given declarations (name, text).
+fn host_image(name: &str, declarations: &[(&str, &str)]) -> TestImage {
+    let dir = target_dir().join("qemu-tests").join(name);
+    std::fs::create_dir_all(&dir).expect("create image dir");
+    let mut host = busybox_host("keel-bounds", &["virtio_pci", "virtio_console", "button", "evdev", "overlay"], 3);
+    for (container, text) in declarations {
+        declare_container(&dir, &mut host, container, text);
+    }
+    build_image(name, &host, env!("CARGO_BIN_EXE_keel-probe").as_ref())
+}
+
+fn boot(image: &TestImage, name: &str, unbounded: bool) -> Guest {
+    let extra_cmdline = if unbounded { "keel.test.unbounded".to_string() } else { String::new() };
+    let mut guest = Guest::boot(image, name, BootOptions { extra_cmdline, ..Default::default() });
+    guest.wait_ready();
+    guest
+}
+
+/// The number after `word` in `text` (`p99 12.5 ms` → 12.5).
+fn number_after(text: &str, word: &str) -> Option<f64> {
+    text.split_whitespace().skip_while(|w| *w != word).nth(1)?.parse().ok()
+}
+
+// --- the flood ---
+
+const FLOOD_SECS: u64 = 30;
+
+fn flood_image() -> &'static TestImage {
+    static IMAGE: OnceLock<TestImage> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let flood =
+            format!("image = \"@IMAGE@\"\ncommand = [\"keel-probe\", \"flood\", \"{FLOOD_SECS}\"]\nrestart = \"no\"\nnetwork = \"none\"\n");
+        host_image(
+            "bounds-flood",
+            &[("flood", &flood), ("calm", "image = \"@IMAGE@\"\ncommand = [\"/bin/sleep\", \"3600\"]\nnetwork = \"none\"\n")],
+        )
+    })
+}
+
+/// What one flood did.
+struct Flood {
+    /// p99 of `status` during the flood, in ms.
+    p99: f64,
+    /// Lines the container wrote (its `flood done N` line included).
+    written: u64,
+    /// `flood|` lines the console echoed.
+    echoed: u64,
+    /// The sum of the console's `keel: N console lines dropped` notices.
+    dropped: u64,
+}
+
+/// The sum of the counts in every drop notice on the console.
+fn announced_drops(console: &str) -> u64 {
+    console
+        .lines()
+        .filter_map(|l| {
+            let at = l.find("keel: ")?;
+            l[at + 6..].strip_suffix(" console lines dropped (the log files have them)")?.parse::<u64>().ok()
+        })
+        .sum()
+}
+
+/// Boot, measure `status` latency from inside the guest while the flood runs, wait for
+/// it to end, and check that the log files have every line.
+fn run_flood(name: &str, unbounded: bool) -> Flood {
+    let guest = boot(flood_image(), name, unbounded);
+    guest.wait_container("flood", Duration::from_secs(60), |c| c.state == "running");
+    let measured = guest.exec(&["keel-probe", "latency", SOCKET, "300"]);
+    assert_eq!(measured.exit_code, 0, "{measured:?}");
+    let flooding = guest.container("flood").state == "running";
+    eprintln!("[{name}] control requests during the flood: {}", measured.stdout.trim());
+    let done = guest.wait_container("flood", Duration::from_secs(180), |c| c.state != "running");
+    assert!(flooding, "the flood ended before the latency was measured: {done:?}");
+    let p99 = number_after(&measured.stdout, "p99").unwrap_or_else(|| guest.fail(&format!("no p99 in {measured:?}")));
+
+    // The log files keep every line: the numbered ones plus `flood done N`.
+    let counted = guest.exec(&[
+        "sh",
+        "-c",
+        "cat /var/log/keel/flood.log.3 /var/log/keel/flood.log.2 /var/log/keel/flood.log.1 /var/log/keel/flood.log 2>/dev/null \
+         | grep -c ' stdout flood [0-9]*$'; grep -h 'stdout flood done' /var/log/keel/flood.log*",
+    ]);
+    let mut lines = counted.stdout.lines();
+    let kept: u64 = lines.next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+    let numbered: u64 = lines.next().and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(u64::MAX);
+    assert_eq!(kept, numbered, "the log files lost lines: {counted:?}");
+    assert!(numbered > 10_000, "the flood wrote only {numbered} lines");
+    let written = numbered + 1;
+
+    // Every line is either echoed or counted in a notice; the last notice comes when the
+    // container ends, and the serial line may still be carrying the echo.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (echoed, dropped) = loop {
+        let console = guest.console();
+        let echoed = console.matches("flood| flood ").count() as u64;
+        let dropped = announced_drops(&console);
+        if echoed + dropped >= written || Instant::now() > deadline {
+            break (echoed, dropped);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    eprintln!("[{name}] {written} lines written, {echoed} echoed on the console, {dropped} announced as dropped");
+    assert_eq!(echoed + dropped, written, "console lines echoed + announced as dropped != lines written");
+    assert_eq!(guest.container("calm").state, "running");
+    Flood { p99, written, echoed, dropped }
+}
+
+/// Done-when: a container writing to stdout as fast as it can for 30 s; control requests
+/// keep their p99 under 100 ms, the console says how many lines were dropped, the log file
+/// has them all.
+#[test]
+fn a_flooding_container_costs_control_requests_little_and_the_console_counts_its_drops() {
+    let flood = run_flood("flood", false);
+    assert!(flood.dropped > 0, "the console announced no dropped lines");
+    let budget_lines = (keel_supervisor::logs::ECHO_BURST_BYTES as u64 / "flood| flood 0\n".len() as u64 + 1) * (FLOOD_SECS + 10);
+    assert!(flood.echoed <= budget_lines, "{} lines echoed, over the budget's {budget_lines}", flood.echoed);
+    assert!(flood.p99 < 100.0, "p99 of status during the flood: {} ms (written {})", flood.p99, flood.written);
+}
+
+/// Negative control: without the echo budget, QEMU's serial console takes every line (so
+/// nothing is announced as dropped) and PID 1 spends its time pushing them through the
+/// emulated UART: control requests are slow.
+#[test]
+fn without_the_echo_budget_the_console_takes_every_line_and_requests_are_slow() {
+    let flood = run_flood("flood-unbounded", true);
+    assert_eq!(flood.dropped, 0, "lines were dropped without the budget");
+    assert_eq!(flood.echoed, flood.written);
+    assert!(flood.p99 >= 100.0, "control: p99 {} ms even without the budget; the p99 check cannot tell", flood.p99);
+}
+
+// --- many connections ---
+
+const HOLD_SECS: u64 = IDLE_TIMEOUT.as_secs() + 15;
+
+fn connections_image() -> &'static TestImage {
+    static IMAGE: OnceLock<TestImage> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        host_image("bounds-conn", &[("calm", "image = \"@IMAGE@\"\ncommand = [\"/bin/sleep\", \"3600\"]\nnetwork = \"none\"\n")])
+    })
+}
+
+/// Sockets PID 1 has open.
+fn pid1_sockets(guest: &Guest) -> usize {
+    let listed = guest.exec(&["sh", "-c", "ls -l /proc/1/fd | grep -c socket:"]);
+    listed.stdout.trim().parse().unwrap_or_else(|_| guest.fail(&format!("cannot count PID 1's sockets: {listed:?}")))
+}
+
+/// What the hostile clients saw.
+struct Held {
+    /// Sockets PID 1 held while they were connected, over its own before.
+    extra_sockets: usize,
+    /// `keel-probe ask … ps` while they were connected, in ms.
+    ps_ms: f64,
+    /// keel-probe hold's report.
+    report: String,
+}
+
+fn run_connections(name: &str, unbounded: bool) -> Held {
+    let guest = boot(connections_image(), name, unbounded);
+    guest.wait_container("calm", Duration::from_secs(60), |c| c.state == "running");
+    let before = pid1_sockets(&guest);
+    let report_path = "/run/keel-probe-hold.txt";
+    let held = guest.exec(&["keel-probe", "hold", SOCKET, "500", &HOLD_SECS.to_string(), report_path]);
+    assert_eq!(held.exit_code, 0, "{held:?}");
+    // Let the 500 connect (the probe connects one after the other).
+    std::thread::sleep(Duration::from_secs(8));
+    let ps = guest.exec(&["keel-probe", "ask", SOCKET, "ps"]);
+    eprintln!("[{name}] while held: {}", ps.stdout.trim());
+    assert_eq!(ps.exit_code, 0, "{ps:?}");
+    let ps_ms = number_after(&ps.stdout, "in").unwrap_or_else(|| guest.fail(&format!("no time in {ps:?}")));
+    let latency = guest.exec(&["keel-probe", "latency", SOCKET, "50"]);
+    eprintln!("[{name}] status while held: {}", latency.stdout.trim());
+    let during = pid1_sockets(&guest);
+    let deadline = Instant::now() + Duration::from_secs(HOLD_SECS + 60);
+    let report = loop {
+        let read = guest.exec(&["cat", report_path]);
+        if read.exit_code == 0 && read.stdout.contains("nonreader:") {
+            break read.stdout;
+        }
+        if Instant::now() > deadline {
+            guest.fail("keel-probe hold wrote no report");
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    };
+    eprintln!("[{name}] PID 1 sockets: {before} before, {during} while held\n{report}");
+    Held { extra_sockets: during.saturating_sub(before), ps_ms, report }
+}
+
+/// Done-when: 500 idle control connections held open plus one client that sends a byte a
+/// second; a normal `keelctl ps` still answers at once. Besides: PID 1 never holds more
+/// than its cap, the trickling client is closed at the idle timeout, and a client that
+/// never reads its replies is disconnected.
+#[test]
+fn idle_and_slow_control_clients_do_not_hold_pid_1() {
+    let held = run_connections("connections", false);
+    assert!(held.ps_ms < 1000.0, "ps took {} ms", held.ps_ms);
+    assert!(held.extra_sockets <= MAX_CONNECTIONS, "PID 1 held {} control connections (cap {MAX_CONNECTIONS})", held.extra_sockets);
+    assert!(held.report.contains("idle: 500 opened, 500 closed by keel"), "{}", held.report);
+    let trickle = held
+        .report
+        .lines()
+        .find_map(|l| l.strip_prefix("trickle: closed by keel after ")?.strip_suffix(" s")?.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("the trickling client was not closed: {}", held.report));
+    let timeout = IDLE_TIMEOUT.as_secs();
+    assert!((timeout - 2..=timeout + 10).contains(&trickle), "closed after {trickle} s, the idle timeout is {timeout} s");
+    assert!(held.report.contains("nonreader: closed by keel"), "{}", held.report);
+}
+
+/// Negative control: without the cap and the idle timeout, PID 1 holds all 500 and the
+/// trickling client keeps its slot; the checks above see both.
+#[test]
+fn without_the_cap_and_idle_timeout_pid_1_holds_every_connection() {
+    let held = run_connections("connections-unbounded", true);
+    assert!(held.extra_sockets >= 500, "only {} extra sockets without the cap", held.extra_sockets);
+    assert!(held.report.contains("idle: 500 opened, 0 closed by keel"), "{}", held.report);
+    assert!(held.report.contains(&format!("trickle: open after {HOLD_SECS} s")), "{}", held.report);
+    // The reply cap is not lifted: the client that does not read is still disconnected.
+    assert!(held.report.contains("nonreader: closed by keel"), "{}", held.report);
+}
