@@ -181,12 +181,12 @@ fn run(cli: Cli) -> Result<i32, String> {
         CtlCommand::Image(ImageCommand::Ls) => call(Command::ImageLs, timeout)?,
         CtlCommand::Image(ImageCommand::Inspect { reference }) => call(Command::ImageInspect { reference: reference.clone() }, timeout)?,
         CtlCommand::Image(ImageCommand::Load { file }) => {
-            call(Command::ImageLoad { source: file.clone() }, timeout.max(Duration::from_secs(300)))?
+            call(Command::ImageLoad { source: file.clone(), progress: false }, timeout.max(Duration::from_secs(300)))?
         }
         CtlCommand::Image(ImageCommand::Rm { reference }) => call(Command::ImageRm { reference: reference.clone() }, timeout)?,
         CtlCommand::Image(ImageCommand::Prune) => call(Command::ImagePrune, timeout)?,
         CtlCommand::Image(ImageCommand::Pull { reference }) => {
-            call(Command::ImagePull { reference: reference.clone() }, timeout.max(Duration::from_secs(600)))?
+            call(Command::ImagePull { reference: reference.clone(), progress: false }, timeout.max(Duration::from_secs(600)))?
         }
         CtlCommand::Logs { name, follow, tail } => {
             let mut result = call(Command::Logs { name: name.clone(), tail: *tail, offset: None }, timeout)?;

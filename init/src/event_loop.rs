@@ -355,7 +355,7 @@ impl EventLoop {
         let mut gone = Vec::new();
         for waiter in self.jobs.subscribers(id) {
             for item in &moved {
-                let line = keel_supervisor::control::ProgressLine::new(waiter.request, id, item.clone()).to_line();
+                let line = keel_supervisor::control::ProgressLine::new(waiter.request, id, Some(item.clone())).to_line();
                 if !send_deferred(&waiter.channel, &line) {
                     gone.push(waiter.request);
                     break;
@@ -488,12 +488,17 @@ impl EventLoop {
                 }
                 After::Continue
             }
-            command @ (Command::ImageLs
-            | Command::ImageInspect { .. }
-            | Command::ImageLoad { .. }
-            | Command::ImagePull { .. }
-            | Command::ImageRm { .. }
-            | Command::ImagePrune) => {
+            command @ (Command::ImageInspect { .. } | Command::ImageLoad { .. } | Command::ImagePull { .. }) => {
+                if let Err(e) = self.image_job(id, command, channel) {
+                    reply(channel, &Response::failure(id, e));
+                }
+                After::Continue
+            }
+            Command::ImageJobs => {
+                reply(channel, &Response::success(id, self.jobs.list(Instant::now())));
+                After::Continue
+            }
+            command @ (Command::ImageLs | Command::ImageRm { .. } | Command::ImagePrune) => {
                 let in_use = self.manager.as_ref().map(|m| m.image_references()).unwrap_or_default();
                 reply(channel, &crate::images::request(id, command, &in_use));
                 After::Continue
@@ -514,6 +519,26 @@ impl EventLoop {
         if let After::Shutdown(action, reason) = after {
             self.shutdown(action, reason);
         }
+    }
+
+    /// `image pull | load | inspect`: start the job (or join the same one already
+    /// running); the request's reply is sent when it ends, progress lines before that
+    /// when asked. PID 1 goes on at once.
+    fn image_job(&mut self, id: u64, command: Command, channel: BorrowedFd<'_>) -> Result<(), String> {
+        let (kind, target, progress) = crate::images::job_of(&command).ok_or("not an image job")?;
+        let job = match self.jobs.find_running(kind, &target) {
+            Some(job) => job,
+            None => self.jobs.start(kind, &target, crate::images::job_work(command)).map_err(|e| e.to_string())?,
+        };
+        let channel = channel.try_clone_to_owned().map_err(|e| format!("control channel: {e}"))?;
+        if progress {
+            let first = keel_supervisor::control::ProgressLine::new(id, job, None).to_line();
+            send_deferred(&channel, &first);
+            for item in self.jobs.items(job) {
+                send_deferred(&channel, &keel_supervisor::control::ProgressLine::new(id, job, Some(item)).to_line());
+            }
+        }
+        self.jobs.wait_for(job, crate::jobs::Waiter { request: id, channel, progress }).map_err(|_| format!("job {job} ended at once"))
     }
 
     /// `exec`, on the host or in a container, in a forked helper that answers itself.
