@@ -39,7 +39,7 @@ fn explain(message: String) -> String {
         return message;
     }
     let free = nix::sys::statvfs::statvfs(store::DEFAULT_ROOT)
-        .map(|s| format!("{} MiB free", (s.blocks_available() as u64 * s.fragment_size() as u64) >> 20))
+        .map(|s| format!("{} MiB free", s.blocks_available().saturating_mul(s.fragment_size()) >> 20))
         .unwrap_or_else(|_| "free space unknown".into());
     format!("no space left on /var ({free}); nothing of the image was kept: {message}")
 }
