@@ -11,7 +11,7 @@ use crate::shutdown::{shutdown, PowerAction};
 use crate::{boot::panic_message, exec_helper};
 use keel_supervisor::control::{parse_request, Command, LogsResult, Response, Status, DEFAULT_EXEC_TIMEOUT_SECS};
 use keel_supervisor::logs::{self, LogOffset};
-use keel_supervisor::manager::Manager;
+use keel_supervisor::manager::{ImageNeed, Manager};
 use keel_supervisor::spec::ContainerName;
 use log::{debug, error, info, warn};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -78,6 +78,8 @@ pub struct EventLoop {
     grace: Duration,
     state: HostState,
     jobs: Jobs,
+    /// Jobs that bring a container's image, with the image reference the manager waits on.
+    image_jobs: std::collections::HashMap<keel_supervisor::worker::JobId, String>,
 }
 
 /// Which source a poll entry belongs to.
@@ -118,6 +120,7 @@ impl EventLoop {
             grace: Duration::from_secs(5),
             state: HostState::default(),
             jobs: Jobs::new(Some(PathBuf::from(keel_supervisor::cgroup::DEFAULT_ROOT)), None),
+            image_jobs: std::collections::HashMap::new(),
         }
     }
 
@@ -184,6 +187,41 @@ impl EventLoop {
         &mut self.jobs
     }
 
+    /// Start (or join) the job that brings an image containers need: a pull or an
+    /// import in a worker. The manager is told when it starts and when it ends.
+    pub fn start_image_need(&mut self, need: ImageNeed) -> Result<keel_supervisor::worker::JobId, String> {
+        let reference = need.reference();
+        let started = match self.jobs.find_running(need.kind, &reference) {
+            Some(job) => Ok(job),
+            None => self.jobs.start(need.kind, &reference, crate::images::need_work(need.source.clone())).map_err(|e| e.to_string()),
+        };
+        match &started {
+            Ok(job) => {
+                self.image_jobs.insert(*job, reference.clone());
+                if let Some(manager) = self.manager.as_mut() {
+                    manager.image_job_started(&reference, need.kind, *job);
+                }
+            }
+            Err(e) => {
+                if let Some(manager) = self.manager.as_mut() {
+                    manager.image_done(&reference, Err(e.clone()), Instant::now());
+                }
+            }
+        }
+        started
+    }
+
+    /// Tick the manager, then start the image jobs its containers wait for.
+    fn tick_manager(&mut self, now: Instant) {
+        let Some(manager) = self.manager.as_mut() else { return };
+        manager.tick(now);
+        for need in manager.take_image_needs() {
+            if let Err(e) = self.start_image_need(need) {
+                warn!("{e}");
+            }
+        }
+    }
+
     /// Supervise these containers.
     pub fn set_manager(&mut self, manager: Manager) {
         self.manager = Some(manager);
@@ -197,9 +235,7 @@ impl EventLoop {
         self.state = state;
         self.grace = grace;
         self.on_reaped(reap_all().reaped);
-        if let Some(manager) = self.manager.as_mut() {
-            manager.tick(Instant::now());
-        }
+        self.tick_manager(Instant::now());
         loop {
             if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.turn())) {
                 error!("event loop: panicked: {}; continuing", panic_message(&payload));
@@ -241,9 +277,7 @@ impl EventLoop {
         if let Some(uplink) = self.uplink.as_mut() {
             uplink.on_timer(Instant::now());
         }
-        if let Some(manager) = self.manager.as_mut() {
-            manager.tick(Instant::now());
-        }
+        self.tick_manager(Instant::now());
     }
 
     fn wait(&mut self) -> Vec<(Source, PollFlags)> {
@@ -368,8 +402,15 @@ impl EventLoop {
         }
     }
 
-    /// A job ended: answer the requests that waited for it.
+    /// A job ended: answer the requests that waited for it; containers waiting for its
+    /// image start (or count a failed start).
     fn on_job_end(&mut self, end: JobEnd) {
+        if let Some(reference) = self.image_jobs.remove(&end.id) {
+            if let Some(manager) = self.manager.as_mut() {
+                let result = end.result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+                manager.image_done(&reference, result, Instant::now());
+            }
+        }
         let response = |request: u64| match &end.result {
             Ok(value) => Response::success(request, value),
             Err(e) => Response::failure(request, e.to_string()),

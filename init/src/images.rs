@@ -33,6 +33,27 @@ pub fn job_work(command: Command) -> impl FnOnce(&mut Reporter) -> Result<serde_
     }
 }
 
+/// The work of a job that brings a container's image (a boot pull, an import at a
+/// first start): wait up to a minute for a registry to answer (the network may still
+/// be coming up; PID 1 drives DHCP meanwhile), then pull or import under the store lock.
+pub fn need_work(source: ImageSource) -> impl FnOnce(&mut Reporter) -> Result<serde_json::Value, String> {
+    move |reporter| {
+        let _observed = keel_supervisor::image::observe::install(reporter.clone());
+        if let ImageSource::Registry(r) = &source {
+            let probe = import::registry_api_url(r);
+            if let Ok(url) = keel_netconf::http::parse_url(&probe) {
+                let mut client = keel_netconf::http::Client::new();
+                // Any answer (even 401 or a certificate error) means the network is up.
+                let _ = client.fetch("GET", &url, &probe, &[], std::time::Duration::from_secs(60), &mut std::thread::sleep);
+            }
+        }
+        let store = Store::open(store::DEFAULT_ROOT).map_err(|e| explain(e.to_string()))?;
+        let _lock = store.lock(true).map_err(|e| e.to_string())?;
+        let resolved = import::ensure(&store, &source).map_err(|e| explain(format!("{source}: {e}")))?;
+        Ok(serde_json::json!({ "manifest": resolved.manifest.to_string(), "layers": resolved.lowers.len() }))
+    }
+}
+
 /// A full /var said plainly (with what is free), the cause kept after it.
 fn explain(message: String) -> String {
     if !keel_supervisor::image::error::is_no_space(&message) {

@@ -69,6 +69,20 @@ pub fn ensure(store: &Store, source: &ImageSource) -> Result<Resolved, ImageErro
     import(store, source)
 }
 
+/// The image named by `source` when it is in the store, current and unpacked (what a
+/// container start needs, on PID 1's thread); else an error saying it is not in the store.
+pub fn ready(store: &Store, source: &ImageSource) -> Result<Resolved, ImageError> {
+    let name = source.to_string();
+    let entry = store.lookup(&name)?.ok_or_else(|| ImageError::invalid(&name, "not in the store (a pull or import job brings it)"))?;
+    if !matches!(source, ImageSource::Registry(_)) && entry.stamp != stamp(source) {
+        return Err(ImageError::invalid(&name, "changed since it was imported (an import job brings it)"));
+    }
+    if !store.unpacked(&entry.manifest)? {
+        return Err(ImageError::invalid(&name, "layers not unpacked (an import job unpacks them)"));
+    }
+    store.unpack(&entry.manifest)
+}
+
 /// The host that serves a registry's API (Docker Hub's differs from its name).
 fn api_host(registry: &str) -> &str {
     if registry == "docker.io" {

@@ -283,6 +283,12 @@ impl Store {
         Ok((m, config))
     }
 
+    /// Whether every layer of `manifest` is unpacked (so [`unpack`](Self::unpack) has nothing to do).
+    pub fn unpacked(&self, manifest: &Digest) -> Result<bool, ImageError> {
+        let (_, config) = self.manifest_and_config(manifest)?;
+        Ok(config.rootfs.diff_ids.iter().all(|d| self.layer_path(d).is_dir()))
+    }
+
     /// Unpack every layer of `manifest` not unpacked yet, within the store's limits
     /// (the per-image ones count the layers unpacked here); layers top first.
     pub fn unpack(&self, manifest: &Digest) -> Result<Resolved, ImageError> {
