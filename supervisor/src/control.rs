@@ -307,6 +307,17 @@ impl Client {
 
     /// Send `command` and return the raw response that carries our id.
     pub fn request(&mut self, command: Command, timeout: Duration) -> Result<Response, ClientError> {
+        self.request_with_progress(command, timeout, &mut |_| {})
+    }
+
+    /// Send `command` and return its response; each [`ProgressLine`] for it before that
+    /// goes to `on_progress`. `timeout` bounds each wait for a line, not the whole call.
+    pub fn request_with_progress(
+        &mut self,
+        command: Command,
+        timeout: Duration,
+        on_progress: &mut dyn FnMut(ProgressLine),
+    ) -> Result<Response, ClientError> {
         let id = fresh_id();
         let mut line =
             serde_json::to_string(&Request { id, command }).map_err(|e| ClientError::Remote(format!("cannot encode request: {e}")))?;
@@ -323,6 +334,10 @@ impl Client {
             if let Ok(response) = serde_json::from_str::<Response>(answer.trim()) {
                 if response.id == id {
                     return Ok(response);
+                }
+            } else if let Ok(progress) = serde_json::from_str::<ProgressLine>(answer.trim()) {
+                if progress.id == id {
+                    on_progress(progress);
                 }
             }
         }
