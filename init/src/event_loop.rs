@@ -390,7 +390,7 @@ impl EventLoop {
         for waiter in self.jobs.subscribers(id) {
             for item in &moved {
                 let line = keel_supervisor::control::ProgressLine::new(waiter.request, id, Some(item.clone())).to_line();
-                if !send_deferred(&waiter.channel, &line) {
+                if !send_progress(&waiter.channel, &line) {
                     gone.push(waiter.request);
                     break;
                 }
@@ -687,6 +687,21 @@ fn reply(channel: BorrowedFd<'_>, response: &Response) {
         debug!("control reply: {e}");
     }
     let _ = file.flush();
+}
+
+/// Send a progress line without waiting: a client that cannot take it now misses it
+/// (the next one carries the newer figures). False when the client is gone.
+fn send_progress(channel: &OwnedFd, line: &str) -> bool {
+    match nix::unistd::write(channel, line.as_bytes()) {
+        Ok(n) if n == line.len() => true,
+        // Part of the line went out: the rest must follow, or the stream is garbled.
+        Ok(n) => send_deferred(channel, &line[n..]),
+        Err(nix::Error::EAGAIN | nix::Error::EINTR) => true,
+        Err(e) => {
+            debug!("progress line: {e}");
+            false
+        }
+    }
 }
 
 /// Send a line to a request that waits for a job (a progress line or its deferred

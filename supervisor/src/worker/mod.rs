@@ -17,7 +17,7 @@ mod tests;
 
 pub use cgroup::{WorkerCgroup, WORKERS_GROUP};
 pub use child::Reporter;
-pub use lines::{LineBuffer, LineError, MAX_EVENT_LINE};
+pub use lines::{LineBuffer, LineError, MAX_EVENT_LINE, MAX_INSPECT_LINE};
 pub use parent::{spawn, Outcome, Worker};
 
 use serde::{Deserialize, Serialize};
