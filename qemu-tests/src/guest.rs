@@ -160,6 +160,8 @@ impl Guest {
                 | Command::NetworkLs
                 | Command::NetworkInspect { .. }
                 | Command::Firstboot
+                | Command::ImageLs
+                | Command::ImageJobs
         );
         match Client::connect(&self.control)?.call(command.clone(), timeout) {
             Err(ClientError::Io { .. }) if query => Client::connect(&self.control)?.call(command, timeout),
