@@ -9,13 +9,14 @@
 
 use crate::connections::{self, Connection, ConnectionId, ControlLimits, Transport};
 use crate::control_server::SerialPort;
+use crate::jobs::{JobEnd, Jobs};
 use crate::power_button::{contains_power_press, INPUT_EVENT_SIZE};
 use crate::reaper::reap_all;
 use crate::shutdown::{shutdown, PowerAction};
 use crate::{boot::panic_message, exec_helper};
 use keel_supervisor::control::{parse_request, Command, LogsResult, Response, Status, DEFAULT_EXEC_TIMEOUT_SECS};
 use keel_supervisor::logs::{self, LogOffset};
-use keel_supervisor::manager::Manager;
+use keel_supervisor::manager::{ImageNeed, Manager};
 use keel_supervisor::spec::ContainerName;
 use log::{debug, error, info, warn};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -87,6 +88,9 @@ pub struct EventLoop {
     network: Option<crate::network::Shared>,
     grace: Duration,
     state: HostState,
+    jobs: Jobs,
+    /// Jobs that bring a container's image, with the image reference the manager waits on.
+    image_jobs: std::collections::HashMap<keel_supervisor::worker::JobId, String>,
 }
 
 /// Which source a poll entry belongs to.
@@ -99,7 +103,11 @@ enum Source {
     Button(usize),
     Output(ContainerName, usize),
     Uplink,
+    Job(keel_supervisor::worker::JobId),
 }
+
+/// How long workers get between SIGTERM and SIGKILL at shutdown.
+const JOB_CANCEL_GRACE: Duration = Duration::from_secs(2);
 
 /// What a request asks the loop to do after answering.
 enum After {
@@ -125,6 +133,8 @@ impl EventLoop {
             network: None,
             grace: Duration::from_secs(5),
             state: HostState::default(),
+            jobs: Jobs::new(Some(PathBuf::from(keel_supervisor::cgroup::DEFAULT_ROOT)), None),
+            image_jobs: std::collections::HashMap::new(),
         }
     }
 
@@ -199,6 +209,46 @@ impl EventLoop {
         self.network = Some(network);
     }
 
+    /// The jobs registry (boot steps start jobs in it before the loop runs).
+    pub fn jobs_mut(&mut self) -> &mut Jobs {
+        &mut self.jobs
+    }
+
+    /// Start (or join) the job that brings an image containers need: a pull or an
+    /// import in a worker. The manager is told when it starts and when it ends.
+    pub fn start_image_need(&mut self, need: ImageNeed) -> Result<keel_supervisor::worker::JobId, String> {
+        let reference = need.reference();
+        let started = match self.jobs.find_running(need.kind, &reference) {
+            Some(job) => Ok(job),
+            None => self.jobs.start(need.kind, &reference, crate::images::need_work(need.source.clone())).map_err(|e| e.to_string()),
+        };
+        match &started {
+            Ok(job) => {
+                self.image_jobs.insert(*job, reference.clone());
+                if let Some(manager) = self.manager.as_mut() {
+                    manager.image_job_started(&reference, need.kind, *job);
+                }
+            }
+            Err(e) => {
+                if let Some(manager) = self.manager.as_mut() {
+                    manager.image_done(&reference, Err(e.clone()), Instant::now());
+                }
+            }
+        }
+        started
+    }
+
+    /// Tick the manager, then start the image jobs its containers wait for.
+    fn tick_manager(&mut self, now: Instant) {
+        let Some(manager) = self.manager.as_mut() else { return };
+        manager.tick(now);
+        for need in manager.take_image_needs() {
+            if let Err(e) = self.start_image_need(need) {
+                warn!("{e}");
+            }
+        }
+    }
+
     /// Supervise these containers.
     pub fn set_manager(&mut self, manager: Manager) {
         self.manager = Some(manager);
@@ -211,10 +261,8 @@ impl EventLoop {
         }
         self.state = state;
         self.grace = grace;
-        reap_all();
-        if let Some(manager) = self.manager.as_mut() {
-            manager.tick(Instant::now());
-        }
+        self.on_reaped(reap_all().reaped);
+        self.tick_manager(Instant::now());
         loop {
             if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.turn())) {
                 error!("event loop: panicked: {}; continuing", panic_message(&payload));
@@ -224,6 +272,10 @@ impl EventLoop {
 
     /// Wait for one batch of events and handle them.
     fn turn(&mut self) {
+        if self.signals.is_none() {
+            let reaped = reap_all().reaped;
+            self.on_reaped(reaped);
+        }
         let ready = self.wait();
         // Control requests are answered before container output is copied: a flooding
         // container then delays a request by at most the rest of one pipe event.
@@ -235,15 +287,16 @@ impl EventLoop {
         for (source, flags) in outputs {
             self.on_ready(source, flags);
         }
+        for end in self.jobs.tick(Instant::now()) {
+            self.on_job_end(end);
+        }
         self.recycle_port();
         self.close_idle(Instant::now());
         self.connections.retain(|_, c| !c.finished());
         if let Some(uplink) = self.uplink.as_mut() {
             uplink.on_timer(Instant::now());
         }
-        if let Some(manager) = self.manager.as_mut() {
-            manager.tick(Instant::now());
-        }
+        self.tick_manager(Instant::now());
     }
 
     /// Handle one source that poll(2) reported.
@@ -264,6 +317,7 @@ impl EventLoop {
                     uplink.on_readable(Instant::now());
                 }
             }
+            Source::Job(id) => self.on_job_readable(id),
         }
     }
 
@@ -306,12 +360,16 @@ impl EventLoop {
         // Requests left over from the last turn (the per-turn cap) are served at once.
         let pending_requests = self.connections.values().chain(self.port.as_ref()).any(Connection::has_requests).then_some(now);
         let idle_deadline = self.connections.values().filter_map(|c| c.activity.expires(self.limits.idle_timeout)).min();
+        for (id, fd) in self.jobs.fds() {
+            fds.push(add(&mut sources, Source::Job(id), fd));
+        }
         let deadline = [
             port_quiet,
             self.manager.as_ref().and_then(Manager::next_deadline),
             self.uplink.as_ref().and_then(|u| u.next_deadline()),
             pending_requests,
             idle_deadline,
+            self.jobs.next_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -323,9 +381,6 @@ impl EventLoop {
             (None, None) => PollTimeout::from(1000u16),
             (None, Some(_)) => PollTimeout::NONE,
         };
-        if self.signals.is_none() {
-            reap_all();
-        }
         match poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(nix::Error::EINTR) => return Vec::new(),
@@ -350,25 +405,86 @@ impl EventLoop {
         }
         for number in received {
             match Signal::try_from(number) {
-                Ok(Signal::SIGCHLD) => {
-                    let now = Instant::now();
-                    for child in reap_all().reaped {
-                        if let Some(id) = self.exec_helpers.remove(&child.pid) {
-                            self.job_finished(id, now);
-                            continue;
-                        }
-                        let known = self.manager.as_mut().is_some_and(|m| m.on_exit(child.pid, child.code, now));
-                        if !known {
-                            debug!("reaped pid {} (exit {})", child.pid, child.code);
-                        }
-                    }
-                }
+                Ok(Signal::SIGCHLD) => self.on_reaped(reap_all().reaped),
                 Ok(Signal::SIGTERM) => self.shutdown(PowerAction::PowerOff, "SIGTERM"),
                 Ok(Signal::SIGPWR) => self.shutdown(PowerAction::PowerOff, "SIGPWR"),
                 Ok(Signal::SIGINT) => self.shutdown(PowerAction::Reboot, "ctrl-alt-del (SIGINT)"),
                 Ok(other) => info!("ignoring {other}"),
                 Err(_) => info!("ignoring signal {number}"),
             }
+        }
+    }
+
+    /// Offer each reaped child to the exec helpers and jobs first (a worker), then to the manager.
+    fn on_reaped(&mut self, reaped: Vec<crate::reaper::Reaped>) {
+        let now = Instant::now();
+        for child in reaped {
+            if let Some(id) = self.exec_helpers.remove(&child.pid) {
+                self.job_finished(id, now);
+                continue;
+            }
+            if let Some(end) = self.jobs.on_exit(child.pid, child.code, now) {
+                self.on_job_end(end);
+                continue;
+            }
+            let known = self.manager.as_mut().is_some_and(|m| m.on_exit(child.pid, child.code, now));
+            if !known {
+                debug!("reaped pid {} (exit {})", child.pid, child.code);
+            }
+        }
+    }
+
+    /// A worker wrote: read its events; progress goes to the requests following it.
+    fn on_job_readable(&mut self, id: keel_supervisor::worker::JobId) {
+        let moved = self.jobs.on_readable(id, Instant::now());
+        if moved.is_empty() {
+            return;
+        }
+        let subscribers: Vec<(u64, ConnectionId)> = self.jobs.subscribers(id).map(|w| (w.request, w.channel)).collect();
+        let mut gone = Vec::new();
+        for (request, channel) in subscribers {
+            for item in &moved {
+                let line = keel_supervisor::control::ProgressLine::new(request, id, Some(item.clone())).to_line();
+                if !self.send_progress(channel, &line) {
+                    gone.push(request);
+                    break;
+                }
+            }
+        }
+        if !gone.is_empty() {
+            // The client went away (e.g. Ctrl-C on keelctl): the job goes on without it.
+            self.jobs.retain_waiters(id, |w| !gone.contains(&w.request));
+        }
+    }
+
+    /// Queue a progress line on `channel` unless its client is behind (then this line is
+    /// skipped: progress never piles up). False when the connection is gone.
+    fn send_progress(&mut self, channel: ConnectionId, line: &str) -> bool {
+        let limit = self.limits.max_buffered_output / 2;
+        let Some(connection) = self.connection_mut(channel).filter(|c| !c.is_closed()) else { return false };
+        if connection.output_len() + line.len() > limit {
+            return true;
+        }
+        connection.send(line.as_bytes(), Instant::now()).is_ok()
+    }
+
+    /// A job ended: answer the requests that waited for it; containers waiting for its
+    /// image start (or count a failed start).
+    fn on_job_end(&mut self, end: JobEnd) {
+        let now = Instant::now();
+        if let Some(reference) = self.image_jobs.remove(&end.id) {
+            if let Some(manager) = self.manager.as_mut() {
+                let result = end.result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+                manager.image_done(&reference, result, now);
+            }
+        }
+        for waiter in &end.waiters {
+            let response = match &end.result {
+                Ok(value) => Response::success(waiter.request, value),
+                Err(e) => Response::failure(waiter.request, e.to_string()),
+            };
+            self.reply(waiter.channel, &response);
+            self.job_finished(waiter.channel, now);
         }
     }
 
@@ -578,12 +694,18 @@ impl EventLoop {
                 }
                 After::Continue
             }
-            command @ (Command::ImageLs
-            | Command::ImageInspect { .. }
-            | Command::ImageLoad { .. }
-            | Command::ImagePull { .. }
-            | Command::ImageRm { .. }
-            | Command::ImagePrune) => {
+            command @ (Command::ImageInspect { .. } | Command::ImageLoad { .. } | Command::ImagePull { .. }) => {
+                if let Err(e) = self.image_job(id, command, channel) {
+                    self.reply(channel, &Response::failure(id, e));
+                }
+                After::Continue
+            }
+            Command::ImageJobs => {
+                let list = self.jobs.list(Instant::now());
+                self.reply(channel, &Response::success(id, list));
+                After::Continue
+            }
+            command @ (Command::ImageLs | Command::ImageRm { .. } | Command::ImagePrune) => {
                 let in_use = self.manager.as_ref().map(|m| m.image_references()).unwrap_or_default();
                 let response = crate::images::request(id, command, &in_use);
                 self.reply(channel, &response);
@@ -614,6 +736,27 @@ impl EventLoop {
         if let Err(e) = self.send(channel, response) {
             debug!("control reply: {e}");
         }
+    }
+
+    /// `image pull | load | inspect`: start the job (or join the same one already
+    /// running); the request's reply is sent when it ends, progress lines before that
+    /// when asked. PID 1 goes on at once.
+    fn image_job(&mut self, id: u64, command: Command, channel: ConnectionId) -> Result<(), String> {
+        let (kind, target, progress) = crate::images::job_of(&command).ok_or("not an image job")?;
+        let job = match self.jobs.find_running(kind, &target) {
+            Some(job) => job,
+            None => self.jobs.start(kind, &target, crate::images::job_work(command)).map_err(|e| e.to_string())?,
+        };
+        if progress {
+            let first = keel_supervisor::control::ProgressLine::new(id, job, None).to_line();
+            self.send_progress(channel, &first);
+            for item in self.jobs.items(job) {
+                self.send_progress(channel, &keel_supervisor::control::ProgressLine::new(id, job, Some(item)).to_line());
+            }
+        }
+        self.jobs.wait_for(job, crate::jobs::Waiter { request: id, channel, progress }).map_err(|_| format!("job {job} ended at once"))?;
+        self.job_started(channel);
+        Ok(())
     }
 
     /// `exec`, on the host or in a container, in a forked helper that answers itself.
@@ -690,6 +833,9 @@ impl EventLoop {
 
     fn shutdown(&mut self, action: PowerAction, reason: &str) {
         self.listener = None;
+        for end in self.jobs.cancel_all(JOB_CANCEL_GRACE) {
+            self.on_job_end(end);
+        }
         if let Some(mut manager) = self.manager.take() {
             info!("shutdown ({reason}): stopping containers");
             let mut reap = || reap_all().reaped.into_iter().map(|c| (c.pid, c.code)).collect();

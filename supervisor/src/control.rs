@@ -94,13 +94,21 @@ pub enum Command {
         /// `oci-archive:FILE`, `docker-archive:FILE`, `oci:DIR[:TAG]`, or a plain FILE
         /// (an archive; its kind is found from its contents).
         source: String,
+        /// Send [`ProgressLine`]s before the response.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        progress: bool,
     },
     /// Pull a registry image (`REGISTRY/REPO:TAG` or `…@sha256:…`) into the store; a tag
     /// is pulled again (blobs already stored are not downloaded again).
     ImagePull {
         /// The registry reference.
         reference: String,
+        /// Send [`ProgressLine`]s before the response.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        progress: bool,
     },
+    /// Running and recently finished jobs (pulls, loads, imports, inspects).
+    ImageJobs,
     /// Remove an image name (blobs stay until `image_prune`).
     ImageRm {
         /// A name or manifest digest.
@@ -176,6 +184,34 @@ impl Response {
     /// The response as one line, newline included.
     pub fn to_line(&self) -> String {
         let mut line = serde_json::to_string(self).unwrap_or_else(|_| format!("{{\"id\":{},\"ok\":false}}", self.id));
+        line.push('\n');
+        line
+    }
+}
+
+/// A progress line sent for a request that waits for a job (`image pull`/`load` with
+/// `progress`), before its response. It has no `ok`, so a client that does not follow
+/// progress skips it like an answer for another id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressLine {
+    /// The request's id.
+    pub id: u64,
+    /// The job that moved.
+    pub job: crate::worker::JobId,
+    /// The item that moved, with its rate (none in the first line, which only names the job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<crate::worker::ItemInfo>,
+}
+
+impl ProgressLine {
+    /// The line for request `id` about `item` of `job`.
+    pub fn new(id: u64, job: crate::worker::JobId, progress: Option<crate::worker::ItemInfo>) -> Self {
+        ProgressLine { id, job, progress }
+    }
+
+    /// As one line, newline included.
+    pub fn to_line(&self) -> String {
+        let mut line = serde_json::to_string(self).unwrap_or_default();
         line.push('\n');
         line
     }
@@ -271,6 +307,17 @@ impl Client {
 
     /// Send `command` and return the raw response that carries our id.
     pub fn request(&mut self, command: Command, timeout: Duration) -> Result<Response, ClientError> {
+        self.request_with_progress(command, timeout, &mut |_| {})
+    }
+
+    /// Send `command` and return its response; each [`ProgressLine`] for it before that
+    /// goes to `on_progress`. `timeout` bounds each wait for a line, not the whole call.
+    pub fn request_with_progress(
+        &mut self,
+        command: Command,
+        timeout: Duration,
+        on_progress: &mut dyn FnMut(ProgressLine),
+    ) -> Result<Response, ClientError> {
         let id = fresh_id();
         let mut line =
             serde_json::to_string(&Request { id, command }).map_err(|e| ClientError::Remote(format!("cannot encode request: {e}")))?;
@@ -289,6 +336,10 @@ impl Client {
                 // (e.g. too many connections) before it could read our id.
                 if response.id == id || (response.id == 0 && !response.ok) {
                     return Ok(response);
+                }
+            } else if let Ok(progress) = serde_json::from_str::<ProgressLine>(answer.trim()) {
+                if progress.id == id {
+                    on_progress(progress);
                 }
             }
         }
