@@ -3,6 +3,7 @@
 //! is caught and logged the same way. Critical failures leave the host in the
 //! emergency state, where PID 1 still reaps, answers the control channel and powers off.
 
+use crate::boot_error::{BootError, ImageFailure};
 use crate::cmdline::{self, BootOptions};
 use crate::control_server::{bind_socket, SerialPort};
 use crate::event_loop::{EventLoop, HostState, Phase};
@@ -42,7 +43,7 @@ struct Boot {
 
 impl Boot {
     /// Run one named step: log its failure or panic, never propagate either.
-    fn step<T>(&mut self, name: &str, critical: bool, body: impl FnOnce(&mut Boot) -> Result<T, String>) -> Option<T> {
+    fn step<T>(&mut self, name: &str, critical: bool, body: impl FnOnce(&mut Boot) -> Result<T, BootError>) -> Option<T> {
         let inject = self.options.panic_in_step.as_deref() == Some(name);
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             if inject {
@@ -52,7 +53,7 @@ impl Boot {
         }));
         let problem = match outcome {
             Ok(Ok(value)) => return Some(value),
-            Ok(Err(message)) => format!("{name}: {message}"),
+            Ok(Err(error)) => format!("{name}: {error}"),
             Err(payload) => format!("{name}: panicked: {}", panic_message(&payload)),
         };
         error!("{problem}");
@@ -130,13 +131,10 @@ fn run_steps(boot: &mut Boot) {
         boot.options = options;
         logger::set_verbose(boot.options.debug);
     }
-    if let Some(settings) = boot.step("settings", false, |_| settings::load(Path::new(settings::SETTINGS_PATH)).map_err(|e| e.to_string()))
-    {
+    if let Some(settings) = boot.step("settings", false, |_| Ok(settings::load(Path::new(settings::SETTINGS_PATH))?)) {
         boot.settings = settings;
     }
-    boot.step("ctrl-alt-del", false, |_| {
-        nix::sys::reboot::set_cad_enabled(false).map_err(|e| format!("cannot route ctrl-alt-del to keel: {e}"))
-    });
+    boot.step("ctrl-alt-del", false, |_| nix::sys::reboot::set_cad_enabled(false).map_err(BootError::CtrlAltDel));
     boot.step("modules", false, load_modules);
     boot.step("storage", false, mount_var);
     // An http or metadata source, or a config that fetches over http(s), needs the
@@ -150,7 +148,7 @@ fn run_steps(boot: &mut Boot) {
             boot.step("hostname", false, set_hostname);
         }
     }
-    boot.step("loopback", false, |_| keel_netconf::set_link_up("lo").map_err(|e| e.to_string()));
+    boot.step("loopback", false, |_| Ok(keel_netconf::set_link_up("lo")?));
     boot.step("network", false, bring_up_network);
     if late_firstboot {
         boot.step("firstboot", false, |b| run_firstboot(b, true));
@@ -173,8 +171,8 @@ fn run_steps(boot: &mut Boot) {
 /// attempts of an http fetch the uplink's DHCP client is driven here (the event loop
 /// does not run yet), so the fetch succeeds as soon as the lease is bound. Before the
 /// network step (`network` false) a config that fetches over http(s) is deferred.
-fn run_firstboot(boot: &mut Boot, network: bool) -> Result<(), String> {
-    use crate::firstboot::run;
+fn run_firstboot(boot: &mut Boot, network: bool) -> Result<(), BootError> {
+    use crate::firstboot::{job::FirstbootFailure, run};
     if !crate::storage::var_is_persistent() {
         info!("/var is not persistent: every boot is a first boot");
     }
@@ -220,7 +218,7 @@ fn run_firstboot(boot: &mut Boot, network: bool) -> Result<(), String> {
             for line in run::failure_box(&status) {
                 logger::marker(&line);
             }
-            Err(format!("the config failed with {} problem(s); see keelctl firstboot", status.problems.len()))
+            Err(FirstbootFailure::Config { problems: status.problems.len() }.into())
         }
     };
     boot.state.firstboot = Some(status);
@@ -229,7 +227,7 @@ fn run_firstboot(boot: &mut Boot, network: bool) -> Result<(), String> {
 
 /// The host's networks: the declaration, bridges, forwarding, the uplink (static now,
 /// DHCP in the event loop, so nothing waits for a server) and keel's firewall table.
-fn bring_up_network(boot: &mut Boot) -> Result<(), String> {
+fn bring_up_network(boot: &mut Boot) -> Result<(), BootError> {
     use crate::network::{self, HostNetwork};
     let path = Path::new(keel_netconf::config::CONFIG_PATH);
     let (config, mut problems) = match network::load_config(path) {
@@ -268,7 +266,7 @@ fn bring_up_network(boot: &mut Boot) -> Result<(), String> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(problems.join("; "))
+        Err(BootError::Network(problems))
     }
 }
 
@@ -278,7 +276,7 @@ fn bring_up_network(boot: &mut Boot) -> Result<(), String> {
 /// uplink's DHCP client is driven, for up to a minute, so a first start does not fail
 /// only because the lease was not bound yet. A failed pull is reported here and again
 /// by the container's start.
-fn pull_images(boot: &mut Boot) -> Result<(), String> {
+fn pull_images(boot: &mut Boot) -> Result<(), BootError> {
     use keel_supervisor::image::{import, store, ImageSource, Store};
     let (declarations, _) = keel_supervisor::manager::load_dir(Path::new(keel_supervisor::manager::CONTAINERS_DIR));
     let mut wanted: Vec<ImageSource> = Vec::new();
@@ -292,7 +290,7 @@ fn pull_images(boot: &mut Boot) -> Result<(), String> {
     if wanted.is_empty() {
         return Ok(());
     }
-    let store = Store::open(store::DEFAULT_ROOT).map_err(|e| format!("image store: {e}"))?;
+    let store = Store::open(store::DEFAULT_ROOT).map_err(BootError::ImageStore)?;
     let mut problems = Vec::new();
     for source in wanted {
         let ImageSource::Registry(r) = &source else { continue };
@@ -307,17 +305,17 @@ fn pull_images(boot: &mut Boot) -> Result<(), String> {
             let _ = client.fetch("GET", &url, &probe, &[], Duration::from_secs(60), &mut |wait| event_loop.pump_uplink(wait));
         }
         if let Err(e) = import::import(&store, &source) {
-            problems.push(format!("{source}: {e}"));
+            problems.push(ImageFailure { image: source.to_string(), source: e });
         }
     }
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(problems.join("; "))
+        Err(BootError::Images(problems))
     }
 }
 
-fn load_containers(boot: &mut Boot) -> Result<(), String> {
+fn load_containers(boot: &mut Boot) -> Result<(), BootError> {
     let dir = Path::new(keel_supervisor::manager::CONTAINERS_DIR);
     let (manager, problems) = crate::containers::load(dir, boot.network.clone(), &boot.settings.reserved);
     if let Some(network) = &boot.network {
@@ -330,7 +328,7 @@ fn load_containers(boot: &mut Boot) -> Result<(), String> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(problems.join("; "))
+        Err(BootError::Containers(problems))
     }
 }
 
@@ -338,9 +336,9 @@ fn load_containers(boot: &mut Boot) -> Result<(), String> {
 /// helpers PID 1 forks (exec, pulls, workers) inherit the value and so are never chosen
 /// over a container. Containers and commands exec'd into them get 0 back (see
 /// keel_supervisor::cgroup::oom).
-fn protect_from_oom() -> Result<(), String> {
+fn protect_from_oom() -> Result<(), BootError> {
     use keel_supervisor::cgroup::oom::{set_oom_score_adj, OOM_SCORE_ADJ_MIN};
-    set_oom_score_adj(None, OOM_SCORE_ADJ_MIN).map_err(|e| e.to_string())
+    set_oom_score_adj(None, OOM_SCORE_ADJ_MIN).map_err(BootError::OomScore)
 }
 
 fn announce(state: &HostState) {
@@ -358,30 +356,24 @@ fn announce(state: &HostState) {
     }
 }
 
-fn mount_early() -> Result<(), String> {
+fn mount_early() -> Result<(), BootError> {
     let mut failures = Vec::new();
-    let mut critical = false;
     for entry in mounts::early_mounts() {
         match mounts::apply(&entry) {
             Ok(()) => info!("mounted {} on {}", entry.fstype, entry.target),
-            Err(e) => {
-                critical |= e.critical;
-                failures.push(e.to_string());
-            }
+            Err(e) => failures.push(e),
         }
     }
-    match (failures.is_empty(), critical) {
-        (true, _) => Ok(()),
-        (false, true) => Err(failures.join("; ")),
-        (false, false) => {
-            failures.iter().for_each(|f| error!("{f}"));
-            Ok(())
-        }
+    if failures.iter().any(|f| f.critical) {
+        Err(BootError::Mounts(failures))
+    } else {
+        failures.iter().for_each(|f| error!("{f}"));
+        Ok(())
     }
 }
 
-fn read_cmdline(boot: &mut Boot) -> Result<BootOptions, String> {
-    let text = std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("read /proc/cmdline: {e}"))?;
+fn read_cmdline(boot: &mut Boot) -> Result<BootOptions, BootError> {
+    let text = std::fs::read_to_string("/proc/cmdline").map_err(BootError::Cmdline)?;
     let (options, problems) = cmdline::parse(&text);
     for problem in problems {
         error!("{problem}");
@@ -390,7 +382,7 @@ fn read_cmdline(boot: &mut Boot) -> Result<BootOptions, String> {
     Ok(options)
 }
 
-fn load_modules(boot: &mut Boot) -> Result<(), String> {
+fn load_modules(boot: &mut Boot) -> Result<(), BootError> {
     let listed = match std::fs::read_to_string(modload::MODULE_LIST_PATH) {
         Ok(text) => modload::parse_module_list(&text),
         Err(_) => Vec::new(),
@@ -400,49 +392,50 @@ fn load_modules(boot: &mut Boot) -> Result<(), String> {
         return Ok(());
     }
     let dir = modload::modules_dir();
-    let mut loader = ModuleLoader::open(&dir).map_err(|e| e.to_string())?;
+    let mut loader = ModuleLoader::open(&dir).map_err(BootError::ModuleLoader)?;
     let mut failed = Vec::new();
     for name in &wanted {
         match loader.load(name) {
             Ok(()) => log::debug!("loaded module {name}"),
-            Err(e) => failed.push(e.to_string()),
+            Err(e) => failed.push(e),
         }
     }
     info!("loaded {} of {} modules", wanted.len() - failed.len(), wanted.len());
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(failed.join("; "))
+        Err(BootError::Modules(failed))
     }
 }
 
 /// Mount the data disk labelled keel-var on /var, when there is one.
-fn mount_var(_: &mut Boot) -> Result<crate::storage::VarStorage, String> {
-    crate::storage::mount_var().map_err(|e| e.to_string())
+fn mount_var(_: &mut Boot) -> Result<crate::storage::VarStorage, BootError> {
+    Ok(crate::storage::mount_var()?)
 }
 
-fn set_hostname(boot: &mut Boot) -> Result<(), String> {
-    let text = std::fs::read_to_string("/etc/hostname").map_err(|e| format!("read /etc/hostname: {e}"))?;
+fn set_hostname(boot: &mut Boot) -> Result<(), BootError> {
+    let text = std::fs::read_to_string("/etc/hostname").map_err(BootError::HostnameRead)?;
     let name = text.trim();
     if name.is_empty() {
-        return Err("/etc/hostname is empty".into());
+        return Err(BootError::HostnameEmpty);
     }
-    nix::unistd::sethostname(name).map_err(|e| format!("sethostname({name}): {e}"))?;
+    nix::unistd::sethostname(name).map_err(|source| BootError::Sethostname { name: name.to_string(), source })?;
     boot.state.hostname = name.to_string();
     info!("hostname set to {name}");
     Ok(())
 }
 
-fn open_control_socket(boot: &mut Boot) -> Result<(), String> {
-    let listener = bind_socket(Path::new(DEFAULT_SOCKET)).map_err(|e| format!("bind {DEFAULT_SOCKET}: {e}"))?;
+fn open_control_socket(boot: &mut Boot) -> Result<(), BootError> {
+    let listener =
+        bind_socket(Path::new(DEFAULT_SOCKET)).map_err(|source| BootError::ControlSocket { path: DEFAULT_SOCKET.into(), source })?;
     boot.event_loop.set_listener(listener);
     info!("control socket at {DEFAULT_SOCKET}");
     Ok(())
 }
 
-fn open_control_port(boot: &mut Boot, name: &str) -> Result<(), String> {
+fn open_control_port(boot: &mut Boot, name: &str) -> Result<(), BootError> {
     // The port's device node appears shortly after virtio_console binds; wait up to 3 s.
-    let mut last = String::new();
+    let mut last = std::io::Error::from(std::io::ErrorKind::NotFound);
     for _ in 0..30 {
         match SerialPort::open(name) {
             Ok(port) => {
@@ -450,17 +443,17 @@ fn open_control_port(boot: &mut Boot, name: &str) -> Result<(), String> {
                 boot.event_loop.set_port(port);
                 return Ok(());
             }
-            Err(e) => last = e.to_string(),
+            Err(e) => last = e,
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Err(last)
+    Err(BootError::ControlPort(last))
 }
 
-fn watch_power_button(boot: &mut Boot) -> Result<(), String> {
+fn watch_power_button(boot: &mut Boot) -> Result<(), BootError> {
     let buttons = power_button::open_all();
     if buttons.is_empty() {
-        return Err("no power button input device (are the button and evdev modules in the image?)".into());
+        return Err(BootError::NoPowerButton);
     }
     for (path, _) in &buttons {
         info!("watching power button {}", path.display());
