@@ -389,6 +389,19 @@ fn resolve_references(config: Config, status: &mut FirstbootStatus, fetcher: &mu
     Some(base)
 }
 
+/// A merge or replace can join configs that are each valid into one that is not (a file
+/// below the other config's link, one path twice), so the result is checked whole again.
+/// Only its errors are added (each config's warnings were reported when it was parsed);
+/// their paths index the merged config's lists.
+fn revalidate_merged(merged: &Config, status: &mut FirstbootStatus) {
+    let report = config::validate(merged);
+    status.problems.extend(report.errors().map(|p| {
+        let mut p = reported(p);
+        p.path = format!("merged config → {}", p.path);
+        p
+    }));
+}
+
 fn problem(path: &str, message: String) -> ReportedProblem {
     ReportedProblem { severity: "error".into(), path: path.into(), line: 0, column: 0, message }
 }
@@ -443,10 +456,17 @@ pub fn run(root: &Path, marker: &Path, forced: bool, sources: &Sources, fetcher:
     if failed(&status) {
         return status;
     }
+    let referenced = config.replace.is_some() || !config.merge.is_empty();
     let config = match resolve_references(config, &mut status, fetcher) {
         Some(config) if !failed(&status) => config,
         _ => return status,
     };
+    if referenced {
+        revalidate_merged(&config, &mut status);
+        if failed(&status) {
+            return status;
+        }
+    }
     // The merged config's own CAs and proxy are used for the files it names.
     status.problems.extend(fetcher.configure(&config));
     if failed(&status) {
@@ -596,6 +616,25 @@ mod tests {
             "{status:?}"
         );
         assert!(!root.0.join("etc/parent").exists() && !root.marker().exists());
+    }
+
+    /// Each config is valid alone, the merge is not (a file below the parent's link): the
+    /// merged config is checked whole again and refused before anything is written.
+    #[test]
+    fn a_merge_that_makes_the_config_invalid_is_refused() {
+        let child = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/app/conf","contents":{"source":"data:,c"}}]}}"#;
+        let parent = format!(
+            r#"{{"ignition":{{"version":"3.4.0","config":{{"merge":[{{"source":"{}"}}]}}}},"storage":{{"links":[{{"path":"/etc/app","target":"/var/lib/app"}}],"files":[{{"path":"/etc/other","contents":{{"source":"data:,o"}}}}]}}}}"#,
+            data_url(child)
+        );
+        assert!(config::parse(child.as_bytes()).is_ok() && config::parse(parent.as_bytes()).is_ok(), "each config alone is valid");
+        let root = Root::new("merge-invalid");
+        let status = run_url(&root, false, Some(&data_url(&parent)));
+        assert!(status.failed(), "{status:?}");
+        let p = status.problems.iter().find(|p| p.severity == "error").expect("an error");
+        assert_eq!(p.path, "merged config → storage.files[1].path", "{status:?}");
+        assert!(p.message.contains("is below \"/etc/app\""), "{p:?}");
+        assert!(!root.0.join("etc/other").exists() && !root.0.join("etc/app").exists() && !root.marker().exists());
     }
 
     #[test]
