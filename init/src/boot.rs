@@ -129,6 +129,7 @@ fn run_steps(boot: &mut Boot) {
     boot.step("oom-score", false, |_| protect_from_oom());
     if let Some(options) = boot.step("cmdline", false, read_cmdline) {
         boot.options = options;
+        boot.event_loop.jobs_mut().set_memory_override(boot.options.worker_memory_max);
         logger::set_verbose(boot.options.debug);
     }
     if let Some(settings) = boot.step("settings", false, |_| Ok(settings::load(Path::new(settings::SETTINGS_PATH))?)) {

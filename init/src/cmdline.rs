@@ -34,6 +34,9 @@ pub struct BootOptions {
     /// `keel.root=NAME`: the GPT partition name of the read-only root (disk images);
     /// the initramfs stage switches to it (`sysroot`), the rest of the boot only notes it.
     pub root: Option<String>,
+    /// `keel.test.worker_memory=SIZE`: test-only, the memory.max of every worker
+    /// (pull, load, import…) instead of its kind's default, to provoke an OOM kill.
+    pub worker_memory_max: Option<u64>,
 }
 
 /// The default of `keel.config.timeout`.
@@ -80,7 +83,7 @@ pub enum OptionError {
     },
 }
 
-const KNOWN: &str = "keel.debug, keel.modules, keel.shutdown_grace, keel.firstboot, keel.config.url, keel.config.timeout, keel.platform, keel.metadata.url, keel.root, keel.test.panic";
+const KNOWN: &str = "keel.debug, keel.modules, keel.shutdown_grace, keel.firstboot, keel.config.url, keel.config.timeout, keel.platform, keel.metadata.url, keel.root, keel.test.panic, keel.test.worker_memory";
 
 /// Split a command line into words; double quotes group words as the kernel does.
 pub fn split_words(cmdline: &str) -> Vec<String> {
@@ -160,6 +163,10 @@ fn apply(options: &mut BootOptions, name: &str, value: Option<String>) -> Result
         ("keel.metadata.url", Some(v)) if v.starts_with("http://") => options.metadata_url = Some(v.trim_end_matches('/').to_string()),
         ("keel.metadata.url", Some(v)) => return Err(bad(&v, "expected http://IP:PORT")),
         ("keel.root", Some(v)) if !v.is_empty() => options.root = Some(v),
+        ("keel.test.worker_memory", Some(v)) => {
+            let bytes = keel_supervisor::spec::units::parse_bytes(&v).ok().filter(|b| *b >= 1 << 20);
+            options.worker_memory_max = Some(bytes.ok_or_else(|| bad(&v, "expected a size of at least 1M, e.g. 16M"))?);
+        }
         (
             "keel.modules"
             | "keel.shutdown_grace"
@@ -167,7 +174,8 @@ fn apply(options: &mut BootOptions, name: &str, value: Option<String>) -> Result
             | "keel.config.url"
             | "keel.config.timeout"
             | "keel.platform"
-            | "keel.root",
+            | "keel.root"
+            | "keel.test.worker_memory",
             _,
         ) => return Err(bad("", "needs a value")),
         _ => return Err(OptionError::Unknown { name: name.into(), known: KNOWN }),

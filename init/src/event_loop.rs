@@ -4,6 +4,7 @@
 //! handler's failure or panic is logged and the loop goes on.
 
 use crate::control_server::{read_lines, Connection, LineBuffer, ReadOutcome, SerialPort};
+use crate::jobs::{JobEnd, Jobs};
 use crate::power_button::{contains_power_press, INPUT_EVENT_SIZE};
 use crate::reaper::reap_all;
 use crate::shutdown::{shutdown, PowerAction};
@@ -18,7 +19,7 @@ use nix::sys::signal::Signal;
 use nix::sys::signalfd::SignalFd;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -76,6 +77,7 @@ pub struct EventLoop {
     network: Option<crate::network::Shared>,
     grace: Duration,
     state: HostState,
+    jobs: Jobs,
 }
 
 /// Which source a poll entry belongs to.
@@ -88,7 +90,11 @@ enum Source {
     Button(usize),
     Output(ContainerName, usize),
     Uplink,
+    Job(keel_supervisor::worker::JobId),
 }
+
+/// How long workers get between SIGTERM and SIGKILL at shutdown.
+const JOB_CANCEL_GRACE: Duration = Duration::from_secs(2);
 
 /// What a request asks the loop to do after answering.
 enum After {
@@ -111,6 +117,7 @@ impl EventLoop {
             network: None,
             grace: Duration::from_secs(5),
             state: HostState::default(),
+            jobs: Jobs::new(Some(PathBuf::from(keel_supervisor::cgroup::DEFAULT_ROOT)), None),
         }
     }
 
@@ -172,6 +179,11 @@ impl EventLoop {
         self.network = Some(network);
     }
 
+    /// The jobs registry (boot steps start jobs in it before the loop runs).
+    pub fn jobs_mut(&mut self) -> &mut Jobs {
+        &mut self.jobs
+    }
+
     /// Supervise these containers.
     pub fn set_manager(&mut self, manager: Manager) {
         self.manager = Some(manager);
@@ -184,7 +196,7 @@ impl EventLoop {
         }
         self.state = state;
         self.grace = grace;
-        reap_all();
+        self.on_reaped(reap_all().reaped);
         if let Some(manager) = self.manager.as_mut() {
             manager.tick(Instant::now());
         }
@@ -197,6 +209,10 @@ impl EventLoop {
 
     /// Wait for one batch of events and handle them.
     fn turn(&mut self) {
+        if self.signals.is_none() {
+            let reaped = reap_all().reaped;
+            self.on_reaped(reaped);
+        }
         let ready = self.wait();
         for (source, flags) in ready {
             match source {
@@ -215,7 +231,11 @@ impl EventLoop {
                         uplink.on_readable(Instant::now());
                     }
                 }
+                Source::Job(id) => self.on_job_readable(id),
             }
+        }
+        for end in self.jobs.tick(Instant::now()) {
+            self.on_job_end(end);
         }
         self.connections.retain(|c| c.buffer_alive());
         if let Some(uplink) = self.uplink.as_mut() {
@@ -258,11 +278,18 @@ impl EventLoop {
         if let Some(uplink) = &self.uplink {
             fds.push(add(&mut sources, Source::Uplink, uplink.fd()));
         }
-        let deadline =
-            [port_quiet, self.manager.as_ref().and_then(Manager::next_deadline), self.uplink.as_ref().and_then(|u| u.next_deadline())]
-                .into_iter()
-                .flatten()
-                .min();
+        for (id, fd) in self.jobs.fds() {
+            fds.push(add(&mut sources, Source::Job(id), fd));
+        }
+        let deadline = [
+            port_quiet,
+            self.manager.as_ref().and_then(Manager::next_deadline),
+            self.uplink.as_ref().and_then(|u| u.next_deadline()),
+            self.jobs.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let timeout = match (deadline, &self.signals) {
             (Some(until), _) => {
                 PollTimeout::try_from(until.saturating_duration_since(now) + Duration::from_millis(1)).unwrap_or(PollTimeout::MAX)
@@ -270,9 +297,6 @@ impl EventLoop {
             (None, None) => PollTimeout::from(1000u16),
             (None, Some(_)) => PollTimeout::NONE,
         };
-        if self.signals.is_none() {
-            reap_all();
-        }
         match poll(&mut fds, timeout) {
             Ok(_) => {}
             Err(nix::Error::EINTR) => return Vec::new(),
@@ -297,21 +321,61 @@ impl EventLoop {
         }
         for number in received {
             match Signal::try_from(number) {
-                Ok(Signal::SIGCHLD) => {
-                    let now = Instant::now();
-                    for child in reap_all().reaped {
-                        let known = self.manager.as_mut().is_some_and(|m| m.on_exit(child.pid, child.code, now));
-                        if !known {
-                            debug!("reaped pid {} (exit {})", child.pid, child.code);
-                        }
-                    }
-                }
+                Ok(Signal::SIGCHLD) => self.on_reaped(reap_all().reaped),
                 Ok(Signal::SIGTERM) => self.shutdown(PowerAction::PowerOff, "SIGTERM"),
                 Ok(Signal::SIGPWR) => self.shutdown(PowerAction::PowerOff, "SIGPWR"),
                 Ok(Signal::SIGINT) => self.shutdown(PowerAction::Reboot, "ctrl-alt-del (SIGINT)"),
                 Ok(other) => info!("ignoring {other}"),
                 Err(_) => info!("ignoring signal {number}"),
             }
+        }
+    }
+
+    /// Offer each reaped child to the jobs first (a worker), then to the manager.
+    fn on_reaped(&mut self, reaped: Vec<crate::reaper::Reaped>) {
+        let now = Instant::now();
+        for child in reaped {
+            if let Some(end) = self.jobs.on_exit(child.pid, child.code, now) {
+                self.on_job_end(end);
+                continue;
+            }
+            let known = self.manager.as_mut().is_some_and(|m| m.on_exit(child.pid, child.code, now));
+            if !known {
+                debug!("reaped pid {} (exit {})", child.pid, child.code);
+            }
+        }
+    }
+
+    /// A worker wrote: read its events; progress goes to the requests following it.
+    fn on_job_readable(&mut self, id: keel_supervisor::worker::JobId) {
+        let moved = self.jobs.on_readable(id, Instant::now());
+        if moved.is_empty() {
+            return;
+        }
+        let mut gone = Vec::new();
+        for waiter in self.jobs.subscribers(id) {
+            for item in &moved {
+                let line = keel_supervisor::control::ProgressLine::new(waiter.request, id, item.clone()).to_line();
+                if !send_deferred(&waiter.channel, &line) {
+                    gone.push(waiter.request);
+                    break;
+                }
+            }
+        }
+        if !gone.is_empty() {
+            // The client went away (e.g. Ctrl-C on keelctl): the job goes on without it.
+            self.jobs.retain_waiters(id, |w| !gone.contains(&w.request));
+        }
+    }
+
+    /// A job ended: answer the requests that waited for it.
+    fn on_job_end(&mut self, end: JobEnd) {
+        let response = |request: u64| match &end.result {
+            Ok(value) => Response::success(request, value),
+            Err(e) => Response::failure(request, e.to_string()),
+        };
+        for waiter in &end.waiters {
+            send_deferred(&waiter.channel, &response(waiter.request).to_line());
         }
     }
 
@@ -523,6 +587,9 @@ impl EventLoop {
 
     fn shutdown(&mut self, action: PowerAction, reason: &str) {
         self.listener = None;
+        for end in self.jobs.cancel_all(JOB_CANCEL_GRACE) {
+            self.on_job_end(end);
+        }
         if let Some(mut manager) = self.manager.take() {
             info!("shutdown ({reason}): stopping containers");
             let mut reap = || reap_all().reaped.into_iter().map(|c| (c.pid, c.code)).collect();
@@ -554,6 +621,19 @@ fn reply(channel: BorrowedFd<'_>, response: &Response) {
         debug!("control reply: {e}");
     }
     let _ = file.flush();
+}
+
+/// Send a line to a request that waits for a job (a progress line or its deferred
+/// reply) on `channel`, a duplicate of the client's channel. False when the client is
+/// gone. The one place to switch to the control connections' outbox.
+fn send_deferred(channel: &OwnedFd, line: &str) -> bool {
+    match crate::control_server::write_all_fd(channel.as_fd(), line.as_bytes()) {
+        Ok(()) => true,
+        Err(e) => {
+            debug!("deferred control reply: {e}");
+            false
+        }
+    }
 }
 
 /// PID 1's resident memory in KiB, from /proc/self/status.

@@ -24,6 +24,7 @@ pub mod gpt;
 pub mod grow;
 pub mod images;
 pub mod init_cmd;
+pub mod jobs;
 pub mod kmod;
 pub mod logger;
 pub mod modload;

@@ -181,6 +181,33 @@ impl Response {
     }
 }
 
+/// A progress line sent for a request that waits for a job (`image pull`/`load` with
+/// `progress`), before its response. It has no `ok`, so a client that does not follow
+/// progress skips it like an answer for another id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressLine {
+    /// The request's id.
+    pub id: u64,
+    /// The job that moved.
+    pub job: crate::worker::JobId,
+    /// The item that moved, with its rate.
+    pub progress: crate::worker::ItemInfo,
+}
+
+impl ProgressLine {
+    /// The line for request `id` about `item` of `job`.
+    pub fn new(id: u64, job: crate::worker::JobId, progress: crate::worker::ItemInfo) -> Self {
+        ProgressLine { id, job, progress }
+    }
+
+    /// As one line, newline included.
+    pub fn to_line(&self) -> String {
+        let mut line = serde_json::to_string(self).unwrap_or_default();
+        line.push('\n');
+        line
+    }
+}
+
 /// Parse a request line; on error, the response to send back (naming what is wrong).
 pub fn parse_request(line: &str) -> Result<Request, Response> {
     serde_json::from_str(line.trim()).map_err(|err| {

@@ -22,3 +22,4 @@ pub mod restart;
 pub mod runtime;
 pub mod security;
 pub mod spec;
+pub mod worker;
