@@ -2,6 +2,13 @@
 //! the ones after it. A failing step adds its cause to the boot errors; a panicking step
 //! is caught and logged the same way. Critical failures leave the host in the
 //! emergency state, where PID 1 still reaps, answers the control channel and powers off.
+//!
+//! First boot runs in a worker ([`firstboot`]) while the event loop already answers the
+//! control channel, reaps and drives DHCP; the steps that read what it writes (hostname,
+//! network for a local config, images, containers) run from the loop when it ends, and
+//! only then is the host `ready`.
+
+mod firstboot;
 
 use crate::boot_error::{BootError, ImageFailure};
 use crate::cmdline::{self, BootOptions};
@@ -32,18 +39,48 @@ pub const HANDLED_SIGNALS: [Signal; 9] = [
     Signal::SIGALRM,
 ];
 
-/// What the boot steps gather for the event loop.
-struct Boot {
-    state: HostState,
+/// What the boot steps gather for the event loop, which they set up as they go (the
+/// host's state lives in the loop from the start, so `status` sees every step's outcome).
+struct Boot<'l> {
     options: BootOptions,
     settings: Settings,
-    event_loop: EventLoop,
+    event_loop: &'l mut EventLoop,
     network: Option<crate::network::Shared>,
 }
 
-impl Boot {
+/// A boot waiting for a job (first boot): what its remaining steps need, moved out of
+/// the [`Boot`] into the loop's continuation.
+struct Suspended {
+    options: BootOptions,
+    settings: Settings,
+    network: Option<crate::network::Shared>,
+}
+
+impl Suspended {
+    /// The boot again, on the loop that ran while it waited.
+    fn resume(self, event_loop: &mut EventLoop) -> Boot<'_> {
+        Boot { options: self.options, settings: self.settings, network: self.network, event_loop }
+    }
+}
+
+impl Boot<'_> {
+    /// What the host knows about itself (in the loop).
+    fn state(&mut self) -> &mut HostState {
+        self.event_loop.state_mut()
+    }
+
+    /// Move what the remaining steps need out of this boot (left with defaults).
+    fn suspend(&mut self) -> Suspended {
+        Suspended { options: std::mem::take(&mut self.options), settings: std::mem::take(&mut self.settings), network: self.network.take() }
+    }
+
+    /// Seconds between SIGTERM and SIGKILL at shutdown.
+    fn grace(&self) -> Duration {
+        Duration::from_secs(self.options.shutdown_grace_secs.unwrap_or(self.settings.shutdown_grace_secs))
+    }
+
     /// Run one named step: log its failure or panic, never propagate either.
-    fn step<T>(&mut self, name: &str, critical: bool, body: impl FnOnce(&mut Boot) -> Result<T, BootError>) -> Option<T> {
+    fn step<T>(&mut self, name: &str, critical: bool, body: impl FnOnce(&mut Self) -> Result<T, BootError>) -> Option<T> {
         let inject = self.options.panic_in_step.as_deref() == Some(name);
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             if inject {
@@ -57,9 +94,9 @@ impl Boot {
             Err(payload) => format!("{name}: panicked: {}", panic_message(&payload)),
         };
         error!("{problem}");
-        self.state.boot_errors.push(problem);
+        self.state().boot_errors.push(problem);
         if critical {
-            self.state.phase = Phase::Emergency;
+            self.state().phase = Phase::Emergency;
         }
         None
     }
@@ -101,29 +138,24 @@ pub fn pid1_main() -> ! {
         error!("{failure}; continuing on the initramfs root (containers cannot pivot_root)");
     }
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC);
-    let mut boot = Boot {
-        state: HostState::default(),
-        options: BootOptions::default(),
-        settings: Settings::default(),
-        event_loop: EventLoop::new(signals.ok()),
-        network: None,
-    };
+    let mut event_loop = EventLoop::new(signals.ok());
+    let mut boot = Boot { options: BootOptions::default(), settings: Settings::default(), event_loop: &mut event_loop, network: None };
     if let Some(failure) = std::env::var_os(sysroot::ROOT_ERROR_ENV) {
         std::env::remove_var(sysroot::ROOT_ERROR_ENV);
-        boot.state.phase = Phase::Emergency;
-        boot.state.boot_errors.push(format!("root: {}; running on the initramfs", failure.to_string_lossy()));
+        boot.state().phase = Phase::Emergency;
+        boot.state().boot_errors.push(format!("root: {}; running on the initramfs", failure.to_string_lossy()));
     }
     if boot.event_loop.signals_missing() {
-        boot.state.phase = Phase::Emergency;
-        boot.state.boot_errors.push("signalfd: cannot watch signals; reaping and shutdown are degraded".into());
+        boot.state().phase = Phase::Emergency;
+        boot.state().boot_errors.push("signalfd: cannot watch signals; reaping and shutdown are degraded".into());
     }
-    run_steps(&mut boot);
-    announce(&boot.state);
-    let grace = Duration::from_secs(boot.options.shutdown_grace_secs.unwrap_or(boot.settings.shutdown_grace_secs));
-    boot.event_loop.run(boot.state, grace)
+    let grace = run_steps(&mut boot);
+    event_loop.run(grace)
 }
 
-fn run_steps(boot: &mut Boot) {
+/// The steps up to first boot; the rest run when it ends (now, or from the loop when it
+/// runs in a worker). Returns the shutdown grace.
+fn run_steps(boot: &mut Boot) -> Duration {
     boot.step("mounts", true, |_| mount_early());
     logger::attach_kmsg();
     boot.step("oom-score", false, |_| protect_from_oom());
@@ -138,92 +170,50 @@ fn run_steps(boot: &mut Boot) {
     boot.step("ctrl-alt-del", false, |_| nix::sys::reboot::set_cad_enabled(false).map_err(BootError::CtrlAltDel));
     boot.step("modules", false, load_modules);
     boot.step("storage", false, mount_var);
-    // An http or metadata source, or a config that fetches over http(s), needs the
-    // uplink: first boot then runs after the network step (and a network.toml it
-    // writes applies from the next boot on). A local config runs before it.
-    let mut late_firstboot = boot.options.firstboot_needs_network();
-    if !late_firstboot {
-        boot.step("firstboot", false, |b| run_firstboot(b, false));
-        late_firstboot = boot.state.firstboot.as_ref().is_some_and(|f| f.state == "deferred");
-        if !late_firstboot {
-            boot.step("hostname", false, set_hostname);
-        }
-    }
-    boot.step("loopback", false, |_| Ok(keel_netconf::set_link_up("lo")?));
-    boot.step("network", false, bring_up_network);
-    if late_firstboot {
-        boot.step("firstboot", false, |b| run_firstboot(b, true));
-        boot.step("hostname", false, set_hostname);
-    }
+    let grace = boot.grace();
+    // The control channel and the power button work while first boot runs.
     boot.step("control", true, open_control_socket);
     if let Some(port) = boot.settings.control_port.clone() {
         boot.step("control-port", false, |b| open_control_port(b, &port));
     }
     boot.step("power-button", false, watch_power_button);
-    if boot.state.firstboot.as_ref().is_some_and(|f| f.failed()) {
+    // An http or metadata source, or a config that fetches over http(s), needs the
+    // uplink: first boot then runs after the network step (and a network.toml it
+    // writes applies from the next boot on). A local config runs before it.
+    if boot.options.firstboot_needs_network() {
+        network_steps(boot);
+        firstboot::start(boot, true);
+    } else {
+        firstboot::start(boot, false);
+    }
+    grace
+}
+
+/// The loopback interface, then the host's networks.
+fn network_steps(boot: &mut Boot) {
+    boot.step("loopback", false, |_| Ok(keel_netconf::set_link_up("lo")?));
+    boot.step("network", false, bring_up_network);
+}
+
+/// The steps after first boot, then `ready`: the hostname it may have written, the
+/// network (unless it ran before first boot), the images and containers (not when the
+/// config failed).
+fn after_firstboot(boot: &mut Boot, network_done: bool) {
+    boot.step("hostname", false, set_hostname);
+    if !network_done {
+        network_steps(boot);
+    }
+    if boot.state().firstboot.as_ref().is_some_and(|f| f.failed()) {
         error!("containers: not started, because the first-boot config failed");
     } else {
         boot.step("images", false, pull_images);
         boot.step("containers", false, load_containers);
     }
-}
-
-/// First boot: fetch, validate and apply the Ignition-style config, once. Between the
-/// attempts of an http fetch the uplink's DHCP client is driven here (the event loop
-/// does not run yet), so the fetch succeeds as soon as the lease is bound. Before the
-/// network step (`network` false) a config that fetches over http(s) is deferred.
-fn run_firstboot(boot: &mut Boot, network: bool) -> Result<(), BootError> {
-    use crate::firstboot::{job::FirstbootFailure, run};
-    if !crate::storage::var_is_persistent() {
-        info!("/var is not persistent: every boot is a first boot");
+    let state = boot.state();
+    if state.phase == Phase::Booting {
+        state.phase = Phase::Ready;
     }
-    let options = &boot.options;
-    let sources = run::Sources {
-        url: options.config_url.as_deref(),
-        platform: options.platform,
-        metadata_url: options.metadata_url.as_deref(),
-        config_drive: true,
-        network,
-    };
-    let timeout = Duration::from_secs(options.config_timeout_secs.unwrap_or(cmdline::DEFAULT_CONFIG_TIMEOUT_SECS));
-    let event_loop = &mut boot.event_loop;
-    let mut fetcher = run::Fetcher::new(timeout, |wait| event_loop.pump_uplink(wait));
-    let status = run::run(Path::new("/"), Path::new(run::MARKER), options.force_firstboot, &sources, &mut fetcher);
-    drop(fetcher);
-    run::write_report(&status);
-    let result = match status.state.as_str() {
-        "skipped" => {
-            info!("firstboot: not a first boot ({} exists)", run::MARKER);
-            Ok(())
-        }
-        "deferred" => {
-            info!("firstboot: the config fetches over http(s); it is applied once the network is up");
-            Ok(())
-        }
-        "no-config" => {
-            info!("firstboot: no config found (fw_cfg, keel.config.url, config drive, keel.platform): nothing to apply");
-            Ok(())
-        }
-        "applied" => {
-            let [files, dirs, links, users] = status.written.unwrap_or_default();
-            info!(
-                "firstboot: applied the config from {}: {files} file(s), {dirs} director(ies), {links} link(s), {users} user(s)",
-                status.source.as_deref().unwrap_or("?")
-            );
-            for warning in status.problems.iter().filter(|p| p.severity == "warning") {
-                log::warn!("firstboot: {} {}", warning.path, warning.message);
-            }
-            Ok(())
-        }
-        _ => {
-            for line in run::failure_box(&status) {
-                logger::marker(&line);
-            }
-            Err(FirstbootFailure::Config { problems: status.problems.len() }.into())
-        }
-    };
-    boot.state.firstboot = Some(status);
-    result
+    announce(state);
 }
 
 /// The host's networks: the declaration, bridges, forwarding, the uplink (static now,
@@ -378,7 +368,7 @@ fn read_cmdline(boot: &mut Boot) -> Result<BootOptions, BootError> {
     let (options, problems) = cmdline::parse(&text);
     for problem in problems {
         error!("{problem}");
-        boot.state.boot_errors.push(format!("cmdline: {problem}"));
+        boot.state().boot_errors.push(format!("cmdline: {problem}"));
     }
     Ok(options)
 }
@@ -421,7 +411,7 @@ fn set_hostname(boot: &mut Boot) -> Result<(), BootError> {
         return Err(BootError::HostnameEmpty);
     }
     nix::unistd::sethostname(name).map_err(|source| BootError::Sethostname { name: name.to_string(), source })?;
-    boot.state.hostname = name.to_string();
+    boot.state().hostname = name.to_string();
     info!("hostname set to {name}");
     Ok(())
 }

@@ -58,7 +58,13 @@ pub struct HostState {
     pub boot_errors: Vec<String>,
     /// What the first-boot step did.
     pub firstboot: Option<crate::firstboot::run::FirstbootStatus>,
+    /// The first-boot job while it runs (the boot waits for it in the loop).
+    pub firstboot_job: Option<keel_supervisor::worker::JobId>,
 }
+
+/// Boot work that waits for a job's end: the loop calls it with the job's result (the
+/// boot steps that follow first boot run this way, while the loop answers).
+pub type AfterJob = Box<dyn FnOnce(&mut EventLoop, Result<serde_json::Value, keel_supervisor::worker::WorkerError>)>;
 
 /// While the host end of the virtio-serial port is closed, poll(2) reports POLLHUP
 /// at once; the port is then left out of the poll set for this long.
@@ -78,6 +84,7 @@ pub struct EventLoop {
     grace: Duration,
     state: HostState,
     jobs: Jobs,
+    after_jobs: Vec<(keel_supervisor::worker::JobId, AfterJob)>,
 }
 
 /// Which source a poll entry belongs to.
@@ -118,6 +125,7 @@ impl EventLoop {
             grace: Duration::from_secs(5),
             state: HostState::default(),
             jobs: Jobs::new(Some(PathBuf::from(keel_supervisor::cgroup::DEFAULT_ROOT)), None),
+            after_jobs: Vec::new(),
         }
     }
 
@@ -184,17 +192,25 @@ impl EventLoop {
         &mut self.jobs
     }
 
+    /// What the host knows about itself (the boot steps record into it, before and
+    /// while the loop runs).
+    pub fn state_mut(&mut self) -> &mut HostState {
+        &mut self.state
+    }
+
+    /// Call `then` with job `id`'s result when it ends (the loop runs meanwhile).
+    pub fn after_job(&mut self, id: keel_supervisor::worker::JobId, then: AfterJob) {
+        self.after_jobs.push((id, then));
+    }
+
     /// Supervise these containers.
     pub fn set_manager(&mut self, manager: Manager) {
         self.manager = Some(manager);
     }
 
-    /// Run forever.
-    pub fn run(mut self, mut state: HostState, grace: Duration) -> ! {
-        if state.phase == Phase::Booting {
-            state.phase = Phase::Ready;
-        }
-        self.state = state;
+    /// Run forever. The boot may still be waiting for a job (phase `booting`); it
+    /// finishes from the loop (see [`EventLoop::after_job`]).
+    pub fn run(mut self, grace: Duration) -> ! {
         self.grace = grace;
         self.on_reaped(reap_all().reaped);
         if let Some(manager) = self.manager.as_mut() {
@@ -377,6 +393,10 @@ impl EventLoop {
         for waiter in &end.waiters {
             send_deferred(&waiter.channel, &response(waiter.request).to_line());
         }
+        if let Some(index) = self.after_jobs.iter().position(|(id, _)| *id == end.id) {
+            let (_, then) = self.after_jobs.remove(index);
+            then(self, end.result);
+        }
     }
 
     fn on_accept(&mut self) {
@@ -482,9 +502,12 @@ impl EventLoop {
                 After::Continue
             }
             Command::Firstboot => {
-                match &self.state.firstboot {
-                    Some(status) => reply(channel, &Response::success(id, status)),
-                    None => reply(channel, &Response::failure(id, "the first-boot step did not run")),
+                match (&self.state.firstboot, self.state.firstboot_job) {
+                    (Some(status), _) => reply(channel, &Response::success(id, status)),
+                    (None, Some(job)) => {
+                        reply(channel, &Response::failure(id, format!("first boot is still running (job {job}); ask again when it ends")))
+                    }
+                    (None, None) => reply(channel, &Response::failure(id, "the first-boot step did not run")),
                 }
                 After::Continue
             }

@@ -58,6 +58,12 @@ impl FirstbootStatus {
         self.state == "failed"
     }
 
+    /// A first boot that produced no report of its own (its worker could not start, died
+    /// or was stopped): failed, with `message` (which names the job and the cause).
+    pub fn job_failed(message: impl Into<String>) -> Self {
+        FirstbootStatus::new("failed", None).fail("", message)
+    }
+
     fn fail(mut self, path: &str, message: impl Into<String>) -> Self {
         self.state = "failed".into();
         self.problems.push(ReportedProblem { severity: "error".into(), path: path.into(), line: 0, column: 0, message: message.into() });
@@ -107,6 +113,9 @@ pub struct Sources<'a> {
     pub network: bool,
 }
 
+/// Where a [`Fetcher`] sends its milestones.
+type Notes<'a> = Box<dyn FnMut(&str) + 'a>;
+
 /// Fetches source URLs: `data:` at once, `http://` and `https://` retried for up to
 /// `timeout` while the network comes up, calling `wait` between attempts (PID 1 drives
 /// the uplink's DHCP client there; tests and tools just sleep). Its [`Client`] trusts
@@ -118,6 +127,8 @@ pub struct Fetcher<'a> {
     client: Client,
     /// The CA sources already trusted (a merged config repeats its parent's).
     trusted: Vec<String>,
+    /// Where milestones go besides the log (a worker's log is off: it reports them to PID 1).
+    notes: Option<Notes<'a>>,
 }
 
 impl Default for Fetcher<'_> {
@@ -129,12 +140,26 @@ impl Default for Fetcher<'_> {
 impl<'a> Fetcher<'a> {
     /// A fetcher retrying each http(s) source for up to `timeout`, calling `wait` between tries.
     pub fn new(timeout: Duration, wait: impl FnMut(Duration) + 'a) -> Self {
-        Fetcher { timeout, wait: Box::new(wait), client: Client::new(), trusted: Vec::new() }
+        Fetcher { timeout, wait: Box::new(wait), client: Client::new(), trusted: Vec::new(), notes: None }
+    }
+
+    /// Also send milestones ("applying N file(s)…") to `notes`.
+    pub fn with_notes(mut self, notes: impl FnMut(&str) + 'a) -> Self {
+        self.notes = Some(Box::new(notes));
+        self
+    }
+
+    /// A milestone: logged, and sent to the notes when there are.
+    fn note(&mut self, line: &str) {
+        log::info!("{line}");
+        if let Some(notes) = self.notes.as_mut() {
+            notes(line);
+        }
     }
 
     /// A fetcher with its own https client (e.g. one trusting a test CA).
     pub fn with_client(timeout: Duration, wait: impl FnMut(Duration) + 'a, client: Client) -> Self {
-        Fetcher { timeout, wait: Box::new(wait), client, trusted: Vec::new() }
+        Fetcher { timeout, wait: Box::new(wait), client, trusted: Vec::new(), notes: None }
     }
 
     /// The bytes behind a source URL: `data:`, `http://` or `https://` (a 404 is an
@@ -479,7 +504,7 @@ pub fn run(root: &Path, marker: &Path, forced: bool, sources: &Sources, fetcher:
             return status;
         }
     };
-    log::info!("firstboot: applying {} file(s)…", plan.files.len());
+    fetcher.note(&format!("firstboot: applying {} file(s)…", plan.files.len()));
     match apply::apply(root, &plan, marker) {
         Ok(report) => {
             status.state = "applied".into();

@@ -1,0 +1,110 @@
+//! The first-boot step: in a worker (see [`crate::firstboot::job`]) while the event loop
+//! runs, then the rest of the boot from the loop when the job ends. A boot that is not a
+//! first boot (the marker exists) needs no worker: it goes on at once.
+//!
+//! The sequence, as a small state machine over the job's end:
+//! local sources → (job) → `deferred`? network, network sources → (job) → rest;
+//! otherwise → rest (network included); network sources → (job) → rest.
+
+use super::{after_firstboot, network_steps, Boot};
+use crate::boot_error::BootError;
+use crate::firstboot::job::{self, FirstbootFailure, FirstbootJob};
+use crate::firstboot::run::{self, FirstbootStatus};
+use crate::logger;
+use keel_supervisor::worker::{JobKind, WorkerError};
+use log::info;
+use std::path::Path;
+
+/// Start first boot (`network`: whether the network step ran). Not a first boot: done at
+/// once. Else its worker starts and the boot goes on from the loop when it ends; a
+/// worker that cannot start is a failed first boot and the boot goes on now.
+pub(super) fn start(boot: &mut Boot, network: bool) {
+    if !crate::storage::var_is_persistent() {
+        info!("/var is not persistent: every boot is a first boot");
+    }
+    let marker = Path::new(run::MARKER);
+    if !run::is_first_boot(marker, boot.options.force_firstboot) {
+        // Only a stat and the removal of a stale journal: no worker needed.
+        let status = run::run(Path::new("/"), marker, false, &run::Sources::default(), &mut run::Fetcher::default());
+        return ended(boot, network, status, None);
+    }
+    let job = FirstbootJob::new(&boot.options, network);
+    let limits = job.limits(boot.event_loop.jobs_mut().limits(JobKind::Firstboot));
+    let target = job.target();
+    match boot.event_loop.jobs_mut().start_with(JobKind::Firstboot, target, limits, move |reporter| job.work(reporter)) {
+        Ok(id) => {
+            boot.state().firstboot_job = Some(id);
+            let suspended = boot.suspend();
+            boot.event_loop.after_job(
+                id,
+                Box::new(move |event_loop, result| {
+                    let mut boot = suspended.resume(event_loop);
+                    boot.state().firstboot_job = None;
+                    // Cancelled: the host is shutting down; record why, start nothing more.
+                    let cancelled = matches!(result, Err(WorkerError::Cancelled { .. }));
+                    let (status, failure) = job::outcome(result);
+                    if cancelled {
+                        boot.step("firstboot", false, |b| record(b, status, failure));
+                    } else {
+                        ended(&mut boot, network, status, failure);
+                    }
+                }),
+            );
+        }
+        Err(e) => {
+            let failure = FirstbootFailure::Start(e);
+            ended(boot, network, FirstbootStatus::job_failed(failure.to_string()), Some(failure));
+        }
+    }
+}
+
+/// First boot ended with `status` (and `failure` when its job did not report): record
+/// it, then run first boot again over the network when it was deferred, else the rest.
+fn ended(boot: &mut Boot, network: bool, status: FirstbootStatus, failure: Option<FirstbootFailure>) {
+    boot.step("firstboot", false, |b| record(b, status, failure));
+    let deferred = boot.state().firstboot.as_ref().is_some_and(|f| f.state == "deferred");
+    if deferred && !network {
+        network_steps(boot);
+        return start(boot, true);
+    }
+    after_firstboot(boot, network);
+}
+
+/// Log the outcome, write the report, keep it for `keelctl firstboot`; a failed first
+/// boot is the step's error.
+fn record(boot: &mut Boot, status: FirstbootStatus, failure: Option<FirstbootFailure>) -> Result<(), BootError> {
+    run::write_report(&status);
+    let result = match status.state.as_str() {
+        "skipped" => {
+            info!("firstboot: not a first boot ({} exists)", run::MARKER);
+            Ok(())
+        }
+        "deferred" => {
+            info!("firstboot: the config fetches over http(s); it is applied once the network is up");
+            Ok(())
+        }
+        "no-config" => {
+            info!("firstboot: no config found (fw_cfg, keel.config.url, config drive, keel.platform): nothing to apply");
+            Ok(())
+        }
+        "applied" => {
+            let [files, dirs, links, users] = status.written.unwrap_or_default();
+            info!(
+                "firstboot: applied the config from {}: {files} file(s), {dirs} director(ies), {links} link(s), {users} user(s)",
+                status.source.as_deref().unwrap_or("?")
+            );
+            for warning in status.problems.iter().filter(|p| p.severity == "warning") {
+                log::warn!("firstboot: {} {}", warning.path, warning.message);
+            }
+            Ok(())
+        }
+        _ => {
+            for line in run::failure_box(&status) {
+                logger::marker(&line);
+            }
+            Err(failure.unwrap_or(FirstbootFailure::Config { problems: status.problems.len() }).into())
+        }
+    };
+    boot.state().firstboot = Some(status);
+    result
+}
