@@ -154,9 +154,10 @@ impl EventLoop {
         self.uplink = Some(uplink);
     }
 
-    /// During boot, before the loop runs: drive only the uplink's DHCP client for
-    /// `duration` (sleep when there is none). First boot waits this way between the
-    /// attempts of an http fetch, so the lease can arrive while it waits.
+    /// During boot: drive only the uplink's DHCP client for `duration` (sleep when there
+    /// is none). The boot's registry probe waits this way between attempts, so the lease
+    /// can arrive while it waits. (First boot needs no such wait: it runs in a worker
+    /// while the loop itself drives DHCP.)
     pub fn pump_uplink(&mut self, duration: Duration) {
         let end = Instant::now() + duration;
         loop {

@@ -7,8 +7,12 @@
 //! Negative control: on a keel that runs first boot on PID 1's own thread, the first
 //! `status` asked once the fetch has begun is only answered when the fetch gives up
 //! (the test then fails on the latency it prints).
+//!
+//! And a first-boot worker that runs out of memory (a test-only cap,
+//! `keel.test.worker_memory`, below what its config decompresses) is a failed first
+//! boot naming the job and the OOM kill; PID 1 stays up and answers.
 
-use keel_qemu_tests::{build_image, BootOptions, Guest, TestImage};
+use keel_qemu_tests::{build_image, target_dir, BootOptions, Guest, TestImage};
 use keel_supervisor::control::Command;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,7 +24,7 @@ hostname = "keel-fba"
 busybox = "/bin/busybox"
 
 [kernel]
-modules = ["virtio_pci", "virtio_console", "virtio_net", "button", "evdev"]
+modules = ["virtio_pci", "virtio_console", "virtio_net", "qemu_fw_cfg", "button", "evdev"]
 
 [control]
 virtio_serial = true
@@ -108,6 +112,11 @@ fn a_silent_https_source_does_not_delay_status() {
         assert_eq!(status["state"], "booting", "status {i} during first boot: {status}");
         std::thread::sleep(Duration::from_millis(300));
     }
+    let early = guest.call(Command::Firstboot, Duration::from_secs(30));
+    assert!(
+        early.as_ref().is_err_and(|e| e.to_string().contains("first boot is still running (job ")),
+        "keelctl firstboot while it runs: {early:?}"
+    );
     assert!(
         fetching.elapsed() < Duration::from_secs(CONFIG_TIMEOUT_SECS),
         "the status requests outlasted the config timeout, so they did not all run while first boot waited"
@@ -133,6 +142,88 @@ fn a_silent_https_source_does_not_delay_status() {
     assert!(status["boot_errors"].to_string().contains("firstboot"), "{status}");
     let marker = guest.exec(&["sh", "-c", "ls /var/lib/keel/firstboot.done 2>&1"]);
     assert!(marker.stdout.contains("No such file"), "a failed first boot wrote its marker: {marker:?}");
+    guest.call(Command::Poweroff, Duration::from_secs(20)).unwrap_or_else(|e| guest.fail(&e.to_string()));
+    if !guest.wait_exit(Duration::from_secs(60)).is_some_and(|s| s.success()) {
+        guest.fail("did not power off");
+    }
+}
+
+/// A gzip-compressed file that decompresses to this much (zeros), more than the worker's cap.
+const INFLATED: usize = 64 << 20;
+/// The first-boot worker's memory cap in this test.
+const WORKER_MEMORY: &str = "32M";
+
+/// `data` gzip-compressed, by the host's gzip.
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("gzip")
+        .args(["-c", "-n", "-9"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run gzip");
+    let mut stdin = child.stdin.take().expect("gzip stdin");
+    let input = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().expect("gzip output");
+    writer.join().expect("gzip writer").expect("write to gzip");
+    assert!(out.status.success(), "gzip: {out:?}");
+    out.stdout
+}
+
+/// `bytes` as a percent-encoded `data:` URL.
+fn data_url_bytes(bytes: &[u8]) -> String {
+    let encoded: String =
+        bytes.iter().map(|b| if b.is_ascii_alphanumeric() { (*b as char).to_string() } else { format!("%{b:02X}") }).collect();
+    format!("data:,{encoded}")
+}
+
+/// The worker decompresses 64 MiB under a 32 MiB cap: the OOM killer ends it, first boot
+/// fails naming the job and the cause, nothing is written, and PID 1 answers throughout.
+/// Negative control: the same config under the default cap is applied, so the failure
+/// is the cap's doing, not the config's.
+#[test]
+fn a_first_boot_worker_out_of_memory_is_a_failed_first_boot() {
+    let dir = target_dir().join("qemu-tests").join("firstboot-async");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = format!(
+        r#"{{"ignition":{{"version":"3.4.0"}},"storage":{{"files":[{{"path":"/etc/small","contents":{{"source":"data:,s"}}}},{{"path":"/var/lib/big","contents":{{"compression":"gzip","source":"{}"}}}}]}}}}"#,
+        data_url_bytes(&gzip(&vec![0u8; INFLATED]))
+    );
+    assert!(config.len() < 1 << 20, "the config ({} bytes) should stay small for fw_cfg", config.len());
+    let path = dir.join("oom.ign");
+    std::fs::write(&path, config).unwrap();
+
+    let mut control = Guest::boot(image(), "worker-default-cap", BootOptions { config: Some(path.clone()), ..Default::default() });
+    control.wait_ready();
+    let applied = control.call(Command::Firstboot, Duration::from_secs(30)).unwrap_or_else(|e| control.fail(&e.to_string()));
+    assert_eq!(applied["state"], "applied", "negative control: under the default cap the config applies: {applied}");
+    let size = control.exec(&["stat", "-c", "%s", "/var/lib/big"]);
+    assert_eq!(size.stdout.trim(), INFLATED.to_string(), "{size:?}");
+    control.call(Command::Poweroff, Duration::from_secs(20)).unwrap_or_else(|e| control.fail(&e.to_string()));
+    if !control.wait_exit(Duration::from_secs(60)).is_some_and(|s| s.success()) {
+        control.fail("did not power off");
+    }
+
+    let options =
+        BootOptions { config: Some(path), extra_cmdline: format!("keel.test.worker_memory={WORKER_MEMORY}"), ..Default::default() };
+    let mut guest = Guest::boot(image(), "worker-oom", options);
+    guest.wait_ready();
+    let firstboot = guest.call(Command::Firstboot, Duration::from_secs(30)).unwrap_or_else(|e| guest.fail(&e.to_string()));
+    assert_eq!(firstboot["state"], "failed", "{firstboot}");
+    let problems = firstboot["problems"].to_string();
+    assert!(
+        problems.contains("firstboot config (local) (job 1): worker was killed by the OOM killer (memory.max 32 MiB)"),
+        "the failure does not name the job and the OOM kill: {firstboot}"
+    );
+    let console = guest.console();
+    for needle in ["first-boot config FAILED", "containers: not started", "killed by the OOM killer"] {
+        assert!(console.contains(needle), "console lacks {needle:?}:\n{console}");
+    }
+    let status = guest.call(Command::Status, Duration::from_secs(30)).unwrap_or_else(|e| guest.fail(&e.to_string()));
+    assert_eq!(status["state"], "ready", "{status}");
+    let written = guest.exec(&["sh", "-c", "ls /etc/small /var/lib/big /var/lib/keel/firstboot.done 2>&1 | grep -c 'No such file'"]);
+    assert_eq!(written.stdout.trim(), "3", "something was written: {written:?}");
     guest.call(Command::Poweroff, Duration::from_secs(20)).unwrap_or_else(|e| guest.fail(&e.to_string()));
     if !guest.wait_exit(Duration::from_secs(60)).is_some_and(|s| s.success()) {
         guest.fail("did not power off");

@@ -58,16 +58,37 @@ pub(super) fn start(boot: &mut Boot, network: bool) {
     }
 }
 
+/// What the boot does once a first-boot run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// The config fetches over http(s) and the network is not up: bring it up, run again.
+    NetworkThenAgain,
+    /// Go on with the rest of the boot (`network_done`: the network step already ran).
+    Rest {
+        /// Whether the network step ran before first boot.
+        network_done: bool,
+    },
+}
+
+/// The next stage after a run with `network` (whether the network step ran) ended in `status`. Pure.
+fn next(network: bool, status: Option<&FirstbootStatus>) -> Next {
+    match status {
+        Some(s) if s.state == "deferred" && !network => Next::NetworkThenAgain,
+        _ => Next::Rest { network_done: network },
+    }
+}
+
 /// First boot ended with `status` (and `failure` when its job did not report): record
 /// it, then run first boot again over the network when it was deferred, else the rest.
 fn ended(boot: &mut Boot, network: bool, status: FirstbootStatus, failure: Option<FirstbootFailure>) {
     boot.step("firstboot", false, |b| record(b, status, failure));
-    let deferred = boot.state().firstboot.as_ref().is_some_and(|f| f.state == "deferred");
-    if deferred && !network {
-        network_steps(boot);
-        return start(boot, true);
+    match next(network, boot.state().firstboot.as_ref()) {
+        Next::NetworkThenAgain => {
+            network_steps(boot);
+            start(boot, true);
+        }
+        Next::Rest { network_done } => after_firstboot(boot, network_done),
     }
-    after_firstboot(boot, network);
 }
 
 /// Log the outcome, write the report, keep it for `keelctl firstboot`; a failed first
@@ -107,4 +128,28 @@ fn record(boot: &mut Boot, status: FirstbootStatus, failure: Option<FirstbootFai
     };
     boot.state().firstboot = Some(status);
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: &str) -> FirstbootStatus {
+        let mut status = FirstbootStatus::job_failed("x");
+        status.state = state.to_string();
+        status
+    }
+
+    #[test]
+    fn a_deferred_local_run_brings_the_network_up_and_runs_again_once() {
+        assert_eq!(next(false, Some(&status("deferred"))), Next::NetworkThenAgain);
+        // Over the network a config is never deferred again; if it were, the boot goes on.
+        assert_eq!(next(true, Some(&status("deferred"))), Next::Rest { network_done: true });
+        for state in ["applied", "skipped", "no-config", "failed"] {
+            assert_eq!(next(false, Some(&status(state))), Next::Rest { network_done: false }, "{state}");
+            assert_eq!(next(true, Some(&status(state))), Next::Rest { network_done: true }, "{state}");
+        }
+        // A step that panicked recorded no report: the boot goes on.
+        assert_eq!(next(false, None), Next::Rest { network_done: false });
+    }
 }

@@ -117,8 +117,8 @@ pub struct Sources<'a> {
 type Notes<'a> = Box<dyn FnMut(&str) + 'a>;
 
 /// Fetches source URLs: `data:` at once, `http://` and `https://` retried for up to
-/// `timeout` while the network comes up, calling `wait` between attempts (PID 1 drives
-/// the uplink's DHCP client there; tests and tools just sleep). Its [`Client`] trusts
+/// `timeout` while the network comes up, calling `wait` between attempts (the first-boot
+/// worker, tests and tools sleep; PID 1's loop drives DHCP meanwhile). Its [`Client`] trusts
 /// the image's CA bundle plus the config's `ignition.security.tls` CAs, and goes
 /// through the config's `ignition.proxy`.
 pub struct Fetcher<'a> {
