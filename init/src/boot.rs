@@ -2,7 +2,15 @@
 //! the ones after it. A failing step adds its cause to the boot errors; a panicking step
 //! is caught and logged the same way. Critical failures leave the host in the
 //! emergency state, where PID 1 still reaps, answers the control channel and powers off.
+//!
+//! First boot runs in a worker ([`firstboot`]) while the event loop already answers the
+//! control channel, reaps and drives DHCP; the steps that read what it writes (hostname,
+//! network for a local config, images, containers) run from the loop when it ends, and
+//! only then is the host `ready`.
 
+mod firstboot;
+
+use crate::boot_error::{BootError, ImageFailure};
 use crate::cmdline::{self, BootOptions};
 use crate::control_server::{bind_socket, SerialPort};
 use crate::event_loop::{EventLoop, HostState, Phase};
@@ -31,18 +39,48 @@ pub const HANDLED_SIGNALS: [Signal; 9] = [
     Signal::SIGALRM,
 ];
 
-/// What the boot steps gather for the event loop.
-struct Boot {
-    state: HostState,
+/// What the boot steps gather for the event loop, which they set up as they go (the
+/// host's state lives in the loop from the start, so `status` sees every step's outcome).
+struct Boot<'l> {
     options: BootOptions,
     settings: Settings,
-    event_loop: EventLoop,
+    event_loop: &'l mut EventLoop,
     network: Option<crate::network::Shared>,
 }
 
-impl Boot {
+/// A boot waiting for a job (first boot): what its remaining steps need, moved out of
+/// the [`Boot`] into the loop's continuation.
+struct Suspended {
+    options: BootOptions,
+    settings: Settings,
+    network: Option<crate::network::Shared>,
+}
+
+impl Suspended {
+    /// The boot again, on the loop that ran while it waited.
+    fn resume(self, event_loop: &mut EventLoop) -> Boot<'_> {
+        Boot { options: self.options, settings: self.settings, network: self.network, event_loop }
+    }
+}
+
+impl Boot<'_> {
+    /// What the host knows about itself (in the loop).
+    fn state(&mut self) -> &mut HostState {
+        self.event_loop.state_mut()
+    }
+
+    /// Move what the remaining steps need out of this boot (left with defaults).
+    fn suspend(&mut self) -> Suspended {
+        Suspended { options: std::mem::take(&mut self.options), settings: std::mem::take(&mut self.settings), network: self.network.take() }
+    }
+
+    /// Seconds between SIGTERM and SIGKILL at shutdown.
+    fn grace(&self) -> Duration {
+        Duration::from_secs(self.options.shutdown_grace_secs.unwrap_or(self.settings.shutdown_grace_secs))
+    }
+
     /// Run one named step: log its failure or panic, never propagate either.
-    fn step<T>(&mut self, name: &str, critical: bool, body: impl FnOnce(&mut Boot) -> Result<T, String>) -> Option<T> {
+    fn step<T>(&mut self, name: &str, critical: bool, body: impl FnOnce(&mut Self) -> Result<T, BootError>) -> Option<T> {
         let inject = self.options.panic_in_step.as_deref() == Some(name);
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             if inject {
@@ -52,13 +90,13 @@ impl Boot {
         }));
         let problem = match outcome {
             Ok(Ok(value)) => return Some(value),
-            Ok(Err(message)) => format!("{name}: {message}"),
+            Ok(Err(error)) => format!("{name}: {error}"),
             Err(payload) => format!("{name}: panicked: {}", panic_message(&payload)),
         };
         error!("{problem}");
-        self.state.boot_errors.push(problem);
+        self.state().boot_errors.push(problem);
         if critical {
-            self.state.phase = Phase::Emergency;
+            self.state().phase = Phase::Emergency;
         }
         None
     }
@@ -100,29 +138,24 @@ pub fn pid1_main() -> ! {
         error!("{failure}; continuing on the initramfs root (containers cannot pivot_root)");
     }
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC);
-    let mut boot = Boot {
-        state: HostState::default(),
-        options: BootOptions::default(),
-        settings: Settings::default(),
-        event_loop: EventLoop::new(signals.ok()),
-        network: None,
-    };
+    let mut event_loop = EventLoop::new(signals.ok());
+    let mut boot = Boot { options: BootOptions::default(), settings: Settings::default(), event_loop: &mut event_loop, network: None };
     if let Some(failure) = std::env::var_os(sysroot::ROOT_ERROR_ENV) {
         std::env::remove_var(sysroot::ROOT_ERROR_ENV);
-        boot.state.phase = Phase::Emergency;
-        boot.state.boot_errors.push(format!("root: {}; running on the initramfs", failure.to_string_lossy()));
+        boot.state().phase = Phase::Emergency;
+        boot.state().boot_errors.push(format!("root: {}; running on the initramfs", failure.to_string_lossy()));
     }
     if boot.event_loop.signals_missing() {
-        boot.state.phase = Phase::Emergency;
-        boot.state.boot_errors.push("signalfd: cannot watch signals; reaping and shutdown are degraded".into());
+        boot.state().phase = Phase::Emergency;
+        boot.state().boot_errors.push("signalfd: cannot watch signals; reaping and shutdown are degraded".into());
     }
-    run_steps(&mut boot);
-    announce(&boot.state);
-    let grace = Duration::from_secs(boot.options.shutdown_grace_secs.unwrap_or(boot.settings.shutdown_grace_secs));
-    boot.event_loop.run(boot.state, grace)
+    let grace = run_steps(&mut boot);
+    event_loop.run(grace)
 }
 
-fn run_steps(boot: &mut Boot) {
+/// The steps up to first boot; the rest run when it ends (now, or from the loop when it
+/// runs in a worker). Returns the shutdown grace.
+fn run_steps(boot: &mut Boot) -> Duration {
     boot.step("mounts", true, |_| mount_early());
     logger::attach_kmsg();
     boot.step("oom-score", false, |_| protect_from_oom());
@@ -131,106 +164,61 @@ fn run_steps(boot: &mut Boot) {
         boot.event_loop.jobs_mut().set_memory_override(boot.options.worker_memory_max);
         logger::set_verbose(boot.options.debug);
     }
-    if let Some(settings) = boot.step("settings", false, |_| settings::load(Path::new(settings::SETTINGS_PATH)).map_err(|e| e.to_string()))
-    {
+    if let Some(settings) = boot.step("settings", false, |_| Ok(settings::load(Path::new(settings::SETTINGS_PATH))?)) {
         boot.settings = settings;
     }
-    boot.step("ctrl-alt-del", false, |_| {
-        nix::sys::reboot::set_cad_enabled(false).map_err(|e| format!("cannot route ctrl-alt-del to keel: {e}"))
-    });
+    boot.step("ctrl-alt-del", false, |_| nix::sys::reboot::set_cad_enabled(false).map_err(BootError::CtrlAltDel));
     boot.step("modules", false, load_modules);
     boot.step("storage", false, mount_var);
-    // An http or metadata source, or a config that fetches over http(s), needs the
-    // uplink: first boot then runs after the network step (and a network.toml it
-    // writes applies from the next boot on). A local config runs before it.
-    let mut late_firstboot = boot.options.firstboot_needs_network();
-    if !late_firstboot {
-        boot.step("firstboot", false, |b| run_firstboot(b, false));
-        late_firstboot = boot.state.firstboot.as_ref().is_some_and(|f| f.state == crate::firstboot::run::FirstbootState::Deferred);
-        if !late_firstboot {
-            boot.step("hostname", false, set_hostname);
-        }
-    }
-    boot.step("loopback", false, |_| keel_netconf::set_link_up("lo").map_err(|e| e.to_string()));
-    boot.step("network", false, bring_up_network);
-    if late_firstboot {
-        boot.step("firstboot", false, |b| run_firstboot(b, true));
-        boot.step("hostname", false, set_hostname);
-    }
+    let grace = boot.grace();
+    // The control channel and the power button work while first boot runs.
     boot.step("control", true, open_control_socket);
     if let Some(port) = boot.settings.control_port.clone() {
         boot.step("control-port", false, |b| open_control_port(b, &port));
     }
     boot.step("power-button", false, watch_power_button);
-    if boot.state.firstboot.as_ref().is_some_and(|f| f.failed()) {
+    // An http or metadata source, or a config that fetches over http(s), needs the
+    // uplink: first boot then runs after the network step (and a network.toml it
+    // writes applies from the next boot on). A local config runs before it.
+    if boot.options.firstboot_needs_network() {
+        network_steps(boot);
+        firstboot::start(boot, true);
+    } else {
+        firstboot::start(boot, false);
+    }
+    grace
+}
+
+/// The loopback interface, then the host's networks.
+fn network_steps(boot: &mut Boot) {
+    boot.step("loopback", false, |_| Ok(keel_netconf::set_link_up("lo")?));
+    boot.step("network", false, bring_up_network);
+}
+
+/// The steps after first boot, then `ready`: the hostname it may have written, the
+/// network (unless it ran before first boot), the images and containers (not when the
+/// config failed).
+fn after_firstboot(boot: &mut Boot, network_done: bool) {
+    boot.step("hostname", false, set_hostname);
+    if !network_done {
+        network_steps(boot);
+    }
+    if boot.state().firstboot.as_ref().is_some_and(|f| f.failed()) {
         error!("containers: not started, because the first-boot config failed");
     } else {
         boot.step("images", false, pull_images);
         boot.step("containers", false, load_containers);
     }
-}
-
-/// First boot: fetch, validate and apply the Ignition-style config, once. Between the
-/// attempts of an http fetch the uplink's DHCP client is driven here (the event loop
-/// does not run yet), so the fetch succeeds as soon as the lease is bound. Before the
-/// network step (`network` false) a config that fetches over http(s) is deferred.
-fn run_firstboot(boot: &mut Boot, network: bool) -> Result<(), String> {
-    use crate::firstboot::run;
-    if !crate::storage::var_is_persistent() {
-        info!("/var is not persistent: every boot is a first boot");
+    let state = boot.state();
+    if state.phase == Phase::Booting {
+        state.phase = Phase::Ready;
     }
-    let options = &boot.options;
-    let sources = run::Sources {
-        url: options.config_url.as_deref(),
-        platform: options.platform,
-        metadata_url: options.metadata_url.as_deref(),
-        config_drive: true,
-        network,
-    };
-    let timeout = Duration::from_secs(options.config_timeout_secs.unwrap_or(cmdline::DEFAULT_CONFIG_TIMEOUT_SECS));
-    let event_loop = &mut boot.event_loop;
-    let mut fetcher = run::Fetcher::new(timeout, |wait| event_loop.pump_uplink(wait));
-    let status = run::run(Path::new("/"), Path::new(run::MARKER), options.force_firstboot, &sources, &mut fetcher);
-    drop(fetcher);
-    run::write_report(&status);
-    let result = match status.state {
-        run::FirstbootState::Skipped => {
-            info!("firstboot: not a first boot ({} exists)", run::MARKER);
-            Ok(())
-        }
-        run::FirstbootState::Deferred => {
-            info!("firstboot: the config fetches over http(s); it is applied once the network is up");
-            Ok(())
-        }
-        run::FirstbootState::NoConfig => {
-            info!("firstboot: no config found (fw_cfg, keel.config.url, config drive, keel.platform): nothing to apply");
-            Ok(())
-        }
-        run::FirstbootState::Applied => {
-            let [files, dirs, links, users] = status.written.unwrap_or_default();
-            info!(
-                "firstboot: applied the config from {}: {files} file(s), {dirs} director(ies), {links} link(s), {users} user(s)",
-                status.source.as_deref().unwrap_or("?")
-            );
-            for warning in status.problems.iter().filter(|p| p.severity == "warning") {
-                log::warn!("firstboot: {} {}", warning.path, warning.message);
-            }
-            Ok(())
-        }
-        run::FirstbootState::Failed => {
-            for line in run::failure_box(&status) {
-                logger::marker(&line);
-            }
-            Err(format!("the config failed with {} problem(s); see keelctl firstboot", status.problems.len()))
-        }
-    };
-    boot.state.firstboot = Some(status);
-    result
+    announce(state);
 }
 
 /// The host's networks: the declaration, bridges, forwarding, the uplink (static now,
 /// DHCP in the event loop, so nothing waits for a server) and keel's firewall table.
-fn bring_up_network(boot: &mut Boot) -> Result<(), String> {
+fn bring_up_network(boot: &mut Boot) -> Result<(), BootError> {
     use crate::network::{self, HostNetwork};
     let path = Path::new(keel_netconf::config::CONFIG_PATH);
     let (config, mut problems) = match network::load_config(path) {
@@ -269,7 +257,7 @@ fn bring_up_network(boot: &mut Boot) -> Result<(), String> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(problems.join("; "))
+        Err(BootError::Network(problems))
     }
 }
 
@@ -279,7 +267,7 @@ fn bring_up_network(boot: &mut Boot) -> Result<(), String> {
 /// uplink's DHCP client is driven, for up to a minute, so a first start does not fail
 /// only because the lease was not bound yet. A failed pull is reported here and again
 /// by the container's start.
-fn pull_images(boot: &mut Boot) -> Result<(), String> {
+fn pull_images(boot: &mut Boot) -> Result<(), BootError> {
     use keel_supervisor::image::{store, ImageSource, Store};
     use keel_supervisor::manager::ImageNeed;
     use keel_supervisor::worker::JobKind;
@@ -295,7 +283,7 @@ fn pull_images(boot: &mut Boot) -> Result<(), String> {
     if wanted.is_empty() {
         return Ok(());
     }
-    let store = Store::open(store::DEFAULT_ROOT).map_err(|e| format!("image store: {e}"))?;
+    let store = Store::open(store::DEFAULT_ROOT).map_err(BootError::ImageStore)?;
     let mut problems = Vec::new();
     // Each pull runs in a worker; the boot does not wait. Containers that need the
     // image wait for its job (the manager is told when it ends).
@@ -305,17 +293,17 @@ fn pull_images(boot: &mut Boot) -> Result<(), String> {
         }
         match boot.event_loop.start_image_need(ImageNeed { kind: JobKind::Pull, source: source.clone() }) {
             Ok(job) => info!("image {source}: pulling in the background (job {job})"),
-            Err(e) => problems.push(e),
+            Err(e) => problems.push(ImageFailure { image: source.to_string(), source: e }),
         }
     }
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(problems.join("; "))
+        Err(BootError::Images(problems))
     }
 }
 
-fn load_containers(boot: &mut Boot) -> Result<(), String> {
+fn load_containers(boot: &mut Boot) -> Result<(), BootError> {
     let dir = Path::new(keel_supervisor::manager::CONTAINERS_DIR);
     let (manager, problems) = crate::containers::load(dir, boot.network.clone(), &boot.settings.reserved, boot.options.unbounded);
     if let Some(network) = &boot.network {
@@ -328,7 +316,7 @@ fn load_containers(boot: &mut Boot) -> Result<(), String> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(problems.join("; "))
+        Err(BootError::Containers(problems))
     }
 }
 
@@ -336,9 +324,9 @@ fn load_containers(boot: &mut Boot) -> Result<(), String> {
 /// helpers PID 1 forks (exec, pulls, workers) inherit the value and so are never chosen
 /// over a container. Containers and commands exec'd into them get 0 back (see
 /// keel_supervisor::cgroup::oom).
-fn protect_from_oom() -> Result<(), String> {
+fn protect_from_oom() -> Result<(), BootError> {
     use keel_supervisor::cgroup::oom::{set_oom_score_adj, OOM_SCORE_ADJ_MIN};
-    set_oom_score_adj(None, OOM_SCORE_ADJ_MIN).map_err(|e| e.to_string())
+    set_oom_score_adj(None, OOM_SCORE_ADJ_MIN).map_err(BootError::OomScore)
 }
 
 fn announce(state: &HostState) {
@@ -356,39 +344,33 @@ fn announce(state: &HostState) {
     }
 }
 
-fn mount_early() -> Result<(), String> {
+fn mount_early() -> Result<(), BootError> {
     let mut failures = Vec::new();
-    let mut critical = false;
     for entry in mounts::early_mounts() {
         match mounts::apply(&entry) {
             Ok(()) => info!("mounted {} on {}", entry.fstype, entry.target),
-            Err(e) => {
-                critical |= e.critical;
-                failures.push(e.to_string());
-            }
+            Err(e) => failures.push(e),
         }
     }
-    match (failures.is_empty(), critical) {
-        (true, _) => Ok(()),
-        (false, true) => Err(failures.join("; ")),
-        (false, false) => {
-            failures.iter().for_each(|f| error!("{f}"));
-            Ok(())
-        }
+    if failures.iter().any(|f| f.critical) {
+        Err(BootError::Mounts(failures))
+    } else {
+        failures.iter().for_each(|f| error!("{f}"));
+        Ok(())
     }
 }
 
-fn read_cmdline(boot: &mut Boot) -> Result<BootOptions, String> {
-    let text = std::fs::read_to_string("/proc/cmdline").map_err(|e| format!("read /proc/cmdline: {e}"))?;
+fn read_cmdline(boot: &mut Boot) -> Result<BootOptions, BootError> {
+    let text = std::fs::read_to_string("/proc/cmdline").map_err(BootError::Cmdline)?;
     let (options, problems) = cmdline::parse(&text);
     for problem in problems {
         error!("{problem}");
-        boot.state.boot_errors.push(format!("cmdline: {problem}"));
+        boot.state().boot_errors.push(format!("cmdline: {problem}"));
     }
     Ok(options)
 }
 
-fn load_modules(boot: &mut Boot) -> Result<(), String> {
+fn load_modules(boot: &mut Boot) -> Result<(), BootError> {
     let listed = match std::fs::read_to_string(modload::MODULE_LIST_PATH) {
         Ok(text) => modload::parse_module_list(&text),
         Err(_) => Vec::new(),
@@ -398,41 +380,42 @@ fn load_modules(boot: &mut Boot) -> Result<(), String> {
         return Ok(());
     }
     let dir = modload::modules_dir();
-    let mut loader = ModuleLoader::open(&dir).map_err(|e| e.to_string())?;
+    let mut loader = ModuleLoader::open(&dir).map_err(BootError::ModuleLoader)?;
     let mut failed = Vec::new();
     for name in &wanted {
         match loader.load(name) {
             Ok(()) => log::debug!("loaded module {name}"),
-            Err(e) => failed.push(e.to_string()),
+            Err(e) => failed.push(e),
         }
     }
     info!("loaded {} of {} modules", wanted.len() - failed.len(), wanted.len());
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(failed.join("; "))
+        Err(BootError::Modules(failed))
     }
 }
 
 /// Mount the data disk labelled keel-var on /var, when there is one.
-fn mount_var(_: &mut Boot) -> Result<crate::storage::VarStorage, String> {
-    crate::storage::mount_var().map_err(|e| e.to_string())
+fn mount_var(_: &mut Boot) -> Result<crate::storage::VarStorage, BootError> {
+    Ok(crate::storage::mount_var()?)
 }
 
-fn set_hostname(boot: &mut Boot) -> Result<(), String> {
-    let text = std::fs::read_to_string("/etc/hostname").map_err(|e| format!("read /etc/hostname: {e}"))?;
+fn set_hostname(boot: &mut Boot) -> Result<(), BootError> {
+    let text = std::fs::read_to_string("/etc/hostname").map_err(BootError::HostnameRead)?;
     let name = text.trim();
     if name.is_empty() {
-        return Err("/etc/hostname is empty".into());
+        return Err(BootError::HostnameEmpty);
     }
-    nix::unistd::sethostname(name).map_err(|e| format!("sethostname({name}): {e}"))?;
-    boot.state.hostname = name.to_string();
+    nix::unistd::sethostname(name).map_err(|source| BootError::Sethostname { name: name.to_string(), source })?;
+    boot.state().hostname = name.to_string();
     info!("hostname set to {name}");
     Ok(())
 }
 
-fn open_control_socket(boot: &mut Boot) -> Result<(), String> {
-    let listener = bind_socket(Path::new(DEFAULT_SOCKET)).map_err(|e| format!("bind {DEFAULT_SOCKET}: {e}"))?;
+fn open_control_socket(boot: &mut Boot) -> Result<(), BootError> {
+    let listener =
+        bind_socket(Path::new(DEFAULT_SOCKET)).map_err(|source| BootError::ControlSocket { path: DEFAULT_SOCKET.into(), source })?;
     boot.event_loop.set_listener(listener);
     if boot.options.unbounded {
         boot.event_loop.set_control_limits(crate::connections::ControlLimits::unbounded());
@@ -442,9 +425,9 @@ fn open_control_socket(boot: &mut Boot) -> Result<(), String> {
     Ok(())
 }
 
-fn open_control_port(boot: &mut Boot, name: &str) -> Result<(), String> {
+fn open_control_port(boot: &mut Boot, name: &str) -> Result<(), BootError> {
     // The port's device node appears shortly after virtio_console binds; wait up to 3 s.
-    let mut last = String::new();
+    let mut last = std::io::Error::from(std::io::ErrorKind::NotFound);
     for _ in 0..30 {
         match SerialPort::open(name) {
             Ok(port) => {
@@ -452,17 +435,17 @@ fn open_control_port(boot: &mut Boot, name: &str) -> Result<(), String> {
                 boot.event_loop.set_port(port);
                 return Ok(());
             }
-            Err(e) => last = e.to_string(),
+            Err(e) => last = e,
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Err(last)
+    Err(BootError::ControlPort(last))
 }
 
-fn watch_power_button(boot: &mut Boot) -> Result<(), String> {
+fn watch_power_button(boot: &mut Boot) -> Result<(), BootError> {
     let buttons = power_button::open_all();
     if buttons.is_empty() {
-        return Err("no power button input device (are the button and evdev modules in the image?)".into());
+        return Err(BootError::NoPowerButton);
     }
     for (path, _) in &buttons {
         info!("watching power button {}", path.display());

@@ -64,7 +64,13 @@ pub struct HostState {
     pub boot_errors: Vec<String>,
     /// What the first-boot step did.
     pub firstboot: Option<crate::firstboot::run::FirstbootStatus>,
+    /// The first-boot job while it runs (the boot waits for it in the loop).
+    pub firstboot_job: Option<keel_supervisor::worker::JobId>,
 }
+
+/// Boot work that waits for a job's end: the loop calls it with the job's result (the
+/// boot steps that follow first boot run this way, while the loop answers).
+pub type AfterJob = Box<dyn FnOnce(&mut EventLoop, Result<serde_json::Value, keel_supervisor::worker::WorkerError>)>;
 
 /// While the host end of the virtio-serial port is closed, poll(2) reports POLLHUP
 /// at once; the port is then left out of the poll set for this long.
@@ -91,6 +97,7 @@ pub struct EventLoop {
     jobs: Jobs,
     /// Jobs that bring a container's image, with the image reference the manager waits on.
     image_jobs: std::collections::HashMap<keel_supervisor::worker::JobId, String>,
+    after_jobs: Vec<(keel_supervisor::worker::JobId, AfterJob)>,
 }
 
 /// Which source a poll entry belongs to.
@@ -135,6 +142,7 @@ impl EventLoop {
             state: HostState::default(),
             jobs: Jobs::new(Some(PathBuf::from(keel_supervisor::cgroup::DEFAULT_ROOT)), None),
             image_jobs: std::collections::HashMap::new(),
+            after_jobs: Vec::new(),
         }
     }
 
@@ -176,9 +184,10 @@ impl EventLoop {
         self.uplink = Some(uplink);
     }
 
-    /// During boot, before the loop runs: drive only the uplink's DHCP client for
-    /// `duration` (sleep when there is none). First boot waits this way between the
-    /// attempts of an http fetch, so the lease can arrive while it waits.
+    /// During boot: drive only the uplink's DHCP client for `duration` (sleep when there
+    /// is none). The boot's registry probe waits this way between attempts, so the lease
+    /// can arrive while it waits. (First boot needs no such wait: it runs in a worker
+    /// while the loop itself drives DHCP.)
     pub fn pump_uplink(&mut self, duration: Duration) {
         let end = Instant::now() + duration;
         loop {
@@ -216,11 +225,11 @@ impl EventLoop {
 
     /// Start (or join) the job that brings an image containers need: a pull or an
     /// import in a worker. The manager is told when it starts and when it ends.
-    pub fn start_image_need(&mut self, need: ImageNeed) -> Result<keel_supervisor::worker::JobId, String> {
+    pub fn start_image_need(&mut self, need: ImageNeed) -> Result<keel_supervisor::worker::JobId, keel_supervisor::worker::WorkerError> {
         let reference = need.reference();
         let started = match self.jobs.find_running(need.kind, &reference) {
             Some(job) => Ok(job),
-            None => self.jobs.start(need.kind, &reference, crate::images::need_work(need.source.clone())).map_err(|e| e.to_string()),
+            None => self.jobs.start(need.kind, &reference, crate::images::need_work(need.source.clone())),
         };
         match &started {
             Ok(job) => {
@@ -231,7 +240,7 @@ impl EventLoop {
             }
             Err(e) => {
                 if let Some(manager) = self.manager.as_mut() {
-                    manager.image_done(&reference, Err(e.clone()), Instant::now());
+                    manager.image_done(&reference, Err(e.to_string()), Instant::now());
                 }
             }
         }
@@ -249,17 +258,25 @@ impl EventLoop {
         }
     }
 
+    /// What the host knows about itself (the boot steps record into it, before and
+    /// while the loop runs).
+    pub fn state_mut(&mut self) -> &mut HostState {
+        &mut self.state
+    }
+
+    /// Call `then` with job `id`'s result when it ends (the loop runs meanwhile).
+    pub fn after_job(&mut self, id: keel_supervisor::worker::JobId, then: AfterJob) {
+        self.after_jobs.push((id, then));
+    }
+
     /// Supervise these containers.
     pub fn set_manager(&mut self, manager: Manager) {
         self.manager = Some(manager);
     }
 
-    /// Run forever.
-    pub fn run(mut self, mut state: HostState, grace: Duration) -> ! {
-        if state.phase == Phase::Booting {
-            state.phase = Phase::Ready;
-        }
-        self.state = state;
+    /// Run forever. The boot may still be waiting for a job (phase `booting`); it
+    /// finishes from the loop (see [`EventLoop::after_job`]).
+    pub fn run(mut self, grace: Duration) -> ! {
         self.grace = grace;
         self.on_reaped(reap_all().reaped);
         self.tick_manager(Instant::now());
@@ -486,6 +503,10 @@ impl EventLoop {
             self.reply(waiter.channel, &response);
             self.job_finished(waiter.channel, now);
         }
+        if let Some(index) = self.after_jobs.iter().position(|(id, _)| *id == end.id) {
+            let (_, then) = self.after_jobs.remove(index);
+            then(self, end.result);
+        }
     }
 
     /// Accept new clients (a few per turn). Past the cap, the longest-idle connection
@@ -685,12 +706,14 @@ impl EventLoop {
                 After::Continue
             }
             Command::Firstboot => {
-                match &self.state.firstboot {
-                    Some(status) => {
+                match (&self.state.firstboot, self.state.firstboot_job) {
+                    (Some(status), _) => {
                         let response = Response::success(id, status);
                         self.reply(channel, &response)
                     }
-                    None => self.reply(channel, &Response::failure(id, "the first-boot step did not run")),
+                    (None, Some(job)) => self
+                        .reply(channel, &Response::failure(id, format!("first boot is still running (job {job}); ask again when it ends"))),
+                    (None, None) => self.reply(channel, &Response::failure(id, "the first-boot step did not run")),
                 }
                 After::Continue
             }

@@ -10,6 +10,7 @@
 //! those steps arrive with their issues.
 
 pub mod boot;
+pub mod boot_error;
 pub mod clock;
 pub mod cmdline;
 pub mod connections;

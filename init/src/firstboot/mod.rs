@@ -8,4 +8,5 @@
 pub mod apply;
 pub mod config;
 pub mod configdrive;
+pub mod job;
 pub mod run;

@@ -146,6 +146,12 @@ impl FirstbootStatus {
         self.state == FirstbootState::Failed
     }
 
+    /// A first boot that produced no report of its own (its worker could not start, died
+    /// or was stopped): failed, with `message` (which names the job and the cause).
+    pub fn job_failed(message: impl Into<String>) -> Self {
+        FirstbootStatus::new(FirstbootState::Failed, None).fail("", message)
+    }
+
     fn fail(mut self, path: &str, message: impl Into<String>) -> Self {
         self.state = FirstbootState::Failed;
         self.problems.push(ReportedProblem { severity: "error".into(), path: path.into(), line: 0, column: 0, message: message.into() });
@@ -195,9 +201,12 @@ pub struct Sources<'a> {
     pub network: bool,
 }
 
+/// Where a [`Fetcher`] sends its milestones.
+type Notes<'a> = Box<dyn FnMut(&str) + 'a>;
+
 /// Fetches source URLs: `data:` at once, `http://` and `https://` retried for up to
-/// `timeout` while the network comes up, calling `wait` between attempts (PID 1 drives
-/// the uplink's DHCP client there; tests and tools just sleep). Its [`Client`] trusts
+/// `timeout` while the network comes up, calling `wait` between attempts (the first-boot
+/// worker, tests and tools sleep; PID 1's loop drives DHCP meanwhile). Its [`Client`] trusts
 /// the image's CA bundle plus the config's `ignition.security.tls` CAs, and goes
 /// through the config's `ignition.proxy`.
 pub struct Fetcher<'a> {
@@ -206,6 +215,8 @@ pub struct Fetcher<'a> {
     client: Client,
     /// The CA sources already trusted (a merged config repeats its parent's).
     trusted: Vec<String>,
+    /// Where milestones go besides the log (a worker's log is off: it reports them to PID 1).
+    notes: Option<Notes<'a>>,
 }
 
 impl Default for Fetcher<'_> {
@@ -217,12 +228,26 @@ impl Default for Fetcher<'_> {
 impl<'a> Fetcher<'a> {
     /// A fetcher retrying each http(s) source for up to `timeout`, calling `wait` between tries.
     pub fn new(timeout: Duration, wait: impl FnMut(Duration) + 'a) -> Self {
-        Fetcher { timeout, wait: Box::new(wait), client: Client::new(), trusted: Vec::new() }
+        Fetcher { timeout, wait: Box::new(wait), client: Client::new(), trusted: Vec::new(), notes: None }
+    }
+
+    /// Also send milestones ("applying N file(s)…") to `notes`.
+    pub fn with_notes(mut self, notes: impl FnMut(&str) + 'a) -> Self {
+        self.notes = Some(Box::new(notes));
+        self
+    }
+
+    /// A milestone: logged, and sent to the notes when there are.
+    fn note(&mut self, line: &str) {
+        log::info!("{line}");
+        if let Some(notes) = self.notes.as_mut() {
+            notes(line);
+        }
     }
 
     /// A fetcher with its own https client (e.g. one trusting a test CA).
     pub fn with_client(timeout: Duration, wait: impl FnMut(Duration) + 'a, client: Client) -> Self {
-        Fetcher { timeout, wait: Box::new(wait), client, trusted: Vec::new() }
+        Fetcher { timeout, wait: Box::new(wait), client, trusted: Vec::new(), notes: None }
     }
 
     /// The bytes behind a source URL: `data:`, `http://` or `https://` (a 404 is an
@@ -478,6 +503,19 @@ fn resolve_references(config: Config, status: &mut FirstbootStatus, fetcher: &mu
     Some(base)
 }
 
+/// A merge or replace can join configs that are each valid into one that is not (a file
+/// below the other config's link, one path twice), so the result is checked whole again.
+/// Only its errors are added (each config's warnings were reported when it was parsed);
+/// their paths index the merged config's lists.
+fn revalidate_merged(merged: &Config, status: &mut FirstbootStatus) {
+    let report = config::validate(merged);
+    status.problems.extend(report.errors().map(|p| {
+        let mut p = reported(p);
+        p.path = format!("merged config → {}", p.path);
+        p
+    }));
+}
+
 fn problem(path: &str, message: String) -> ReportedProblem {
     ReportedProblem { severity: "error".into(), path: path.into(), line: 0, column: 0, message }
 }
@@ -532,10 +570,17 @@ pub fn run(root: &Path, marker: &Path, forced: bool, sources: &Sources, fetcher:
     if failed(&status) {
         return status;
     }
+    let referenced = config.replace.is_some() || !config.merge.is_empty();
     let config = match resolve_references(config, &mut status, fetcher) {
         Some(config) if !failed(&status) => config,
         _ => return status,
     };
+    if referenced {
+        revalidate_merged(&config, &mut status);
+        if failed(&status) {
+            return status;
+        }
+    }
     // The merged config's own CAs and proxy are used for the files it names.
     status.problems.extend(fetcher.configure(&config));
     if failed(&status) {
@@ -548,7 +593,7 @@ pub fn run(root: &Path, marker: &Path, forced: bool, sources: &Sources, fetcher:
             return status;
         }
     };
-    log::info!("firstboot: applying {} file(s)…", plan.files.len());
+    fetcher.note(&format!("firstboot: applying {} file(s)…", plan.files.len()));
     match apply::apply(root, &plan, marker) {
         Ok(report) => {
             status.state = FirstbootState::Applied;
@@ -685,6 +730,25 @@ mod tests {
             "{status:?}"
         );
         assert!(!root.0.join("etc/parent").exists() && !root.marker().exists());
+    }
+
+    /// Each config is valid alone, the merge is not (a file below the parent's link): the
+    /// merged config is checked whole again and refused before anything is written.
+    #[test]
+    fn a_merge_that_makes_the_config_invalid_is_refused() {
+        let child = r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/app/conf","contents":{"source":"data:,c"}}]}}"#;
+        let parent = format!(
+            r#"{{"ignition":{{"version":"3.4.0","config":{{"merge":[{{"source":"{}"}}]}}}},"storage":{{"links":[{{"path":"/etc/app","target":"/var/lib/app"}}],"files":[{{"path":"/etc/other","contents":{{"source":"data:,o"}}}}]}}}}"#,
+            data_url(child)
+        );
+        assert!(config::parse(child.as_bytes()).is_ok() && config::parse(parent.as_bytes()).is_ok(), "each config alone is valid");
+        let root = Root::new("merge-invalid");
+        let status = run_url(&root, false, Some(&data_url(&parent)));
+        assert!(status.failed(), "{status:?}");
+        let p = status.problems.iter().find(|p| p.severity == "error").expect("an error");
+        assert_eq!(p.path, "merged config → storage.files[1].path", "{status:?}");
+        assert!(p.message.contains("is below \"/etc/app\""), "{p:?}");
+        assert!(!root.0.join("etc/other").exists() && !root.0.join("etc/app").exists() && !root.marker().exists());
     }
 
     #[test]

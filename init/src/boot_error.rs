@@ -1,0 +1,130 @@
+//! Why a boot step failed: one variant per step (or per way it fails), each carrying the
+//! typed error of the module that failed, so the boot code matches on causes instead of
+//! parsing text. Its Display is the text `keelctl status` shows in `boot_errors` (after
+//! the step's name), the same text the steps reported when they returned `String`s.
+//!
+//! Limitation: the network module and the container declarations report their problems
+//! as text lists (their own error types are strings today); those variants carry that
+//! list as it is.
+
+use crate::firstboot::job::FirstbootFailure;
+use crate::modload::LoadError;
+use crate::mounts::MountError;
+use crate::settings::SettingsError;
+use crate::storage::StorageError;
+use keel_netconf::NetlinkError;
+use keel_supervisor::image::ImageError;
+use std::fmt::Display;
+use std::path::PathBuf;
+
+/// A boot step's failure. [`crate::boot`] records `"{step}: {error}"` in the boot errors.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    /// `mounts`: critical early mounts failed (the non-critical ones are only logged).
+    #[error("{}", join(.0))]
+    Mounts(Vec<MountError>),
+    /// `oom-score`: PID 1's oom_score_adj could not be set.
+    #[error("{0}")]
+    OomScore(#[source] std::io::Error),
+    /// `cmdline`: /proc/cmdline could not be read.
+    #[error("read /proc/cmdline: {0}")]
+    Cmdline(#[source] std::io::Error),
+    /// `settings`: /etc/keel/keel.toml is unreadable or invalid.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// `ctrl-alt-del`: the kernel would not route ctrl-alt-del to PID 1 as SIGINT.
+    #[error("cannot route ctrl-alt-del to keel: {0}")]
+    CtrlAltDel(#[source] nix::Error),
+    /// `modules`: the module loader could not start (modules.dep unreadable).
+    #[error(transparent)]
+    ModuleLoader(LoadError),
+    /// `modules`: these modules did not load (the others did).
+    #[error("{}", join(.0))]
+    Modules(Vec<LoadError>),
+    /// `storage`: /var could not be made persistent.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// `firstboot`: the config failed, or its worker could not run or died.
+    #[error(transparent)]
+    Firstboot(#[from] FirstbootFailure),
+    /// `loopback`: `lo` could not be brought up.
+    #[error(transparent)]
+    Loopback(#[from] NetlinkError),
+    /// `network`: the network module's problems (bridges, uplink, firewall), as it words them.
+    #[error("{}", .0.join("; "))]
+    Network(Vec<String>),
+    /// `hostname`: /etc/hostname could not be read.
+    #[error("read /etc/hostname: {0}")]
+    HostnameRead(#[source] std::io::Error),
+    /// `hostname`: /etc/hostname holds no name.
+    #[error("/etc/hostname is empty")]
+    HostnameEmpty,
+    /// `hostname`: the kernel refused the name.
+    #[error("sethostname({name}): {source}")]
+    Sethostname {
+        /// The name from /etc/hostname.
+        name: String,
+        /// The errno.
+        #[source]
+        source: nix::Error,
+    },
+    /// `control`: the control socket could not be bound (critical: nothing could ask PID 1).
+    #[error("bind {}: {source}", path.display())]
+    ControlSocket {
+        /// The socket path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `control-port`: the virtio-serial control port did not appear.
+    #[error("{0}")]
+    ControlPort(#[source] std::io::Error),
+    /// `power-button`: no input device reports a power button.
+    #[error("no power button input device (are the button and evdev modules in the image?)")]
+    NoPowerButton,
+    /// `images`: the image store could not be opened.
+    #[error("image store: {0}")]
+    ImageStore(#[source] ImageError),
+    /// `images`: the pulls of these images could not be started (the containers using them report it again).
+    #[error("{}", join(.0))]
+    Images(Vec<ImageFailure>),
+    /// `containers`: files that are not declarations, and declarations that are invalid.
+    #[error("{}", .0.join("; "))]
+    Containers(Vec<String>),
+}
+
+/// One image whose pull the boot could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{image}: {source}")]
+pub struct ImageFailure {
+    /// The image as declared (`registry/name:tag`).
+    pub image: String,
+    /// Why its worker could not start.
+    #[source]
+    pub source: keel_supervisor::worker::WorkerError,
+}
+
+/// The items' texts joined by "; ".
+fn join<T: Display>(items: &[T]) -> String {
+    items.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_read_as_one_line_and_causes_keep_their_text() {
+        let mounts = BootError::Mounts(vec![
+            MountError { fstype: "proc", target: "/proc", critical: true, source: nix::Error::EPERM },
+            MountError { fstype: "sysfs", target: "/sys", critical: true, source: nix::Error::ENODEV },
+        ]);
+        assert_eq!(mounts.to_string(), "mount proc on /proc: EPERM: Operation not permitted; mount sysfs on /sys: ENODEV: No such device");
+        let host = BootError::Sethostname { name: "x".into(), source: nix::Error::EINVAL };
+        assert_eq!(host.to_string(), "sethostname(x): EINVAL: Invalid argument");
+        assert_eq!(BootError::Network(vec!["a".into(), "b".into()]).to_string(), "a; b");
+        let bind = BootError::ControlSocket { path: "/run/keel/control.sock".into(), source: std::io::Error::from_raw_os_error(13) };
+        assert!(bind.to_string().starts_with("bind /run/keel/control.sock: Permission denied"), "{bind}");
+    }
+}
