@@ -1,7 +1,7 @@
 //! `http://` and `https://` URLs taken apart, and redirect targets resolved against them.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 /// The two schemes keel speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +125,9 @@ pub fn parse_url(url: &str) -> Result<Url, String> {
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (host, after) = v6.split_once(']').ok_or_else(|| format!("{url}: unclosed '[' in the host"))?;
+        if host.parse::<Ipv6Addr>().is_err() {
+            return Err(format!("{url}: {host:?} in brackets is not an IPv6 address"));
+        }
         match after {
             "" => (host, None),
             p => (host, Some(p.strip_prefix(':').ok_or_else(|| format!("{url}: bad text after the IPv6 address"))?)),
@@ -177,6 +180,10 @@ mod tests {
             "http://u@h/",
             "http://h/a b",
             "https://",
+            // Found by the http_url fuzz target: anything in brackets was taken as the
+            // host, and "[1" printed back as a URL that no longer parsed.
+            "https://[[1]:843/",
+            "http://[example.com]/",
         ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
