@@ -2,7 +2,7 @@
 
 use super::HttpError;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 /// The two schemes keel speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,6 +130,9 @@ pub fn parse_url(url: &str) -> Result<Url, HttpError> {
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (host, after) = v6.split_once(']').ok_or_else(|| bad(url, "unclosed '[' in the host"))?;
+        if host.parse::<Ipv6Addr>().is_err() {
+            return Err(bad(url, format!("{host:?} in brackets is not an IPv6 address")));
+        }
         match after {
             "" => (host, None),
             p => (host, Some(p.strip_prefix(':').ok_or_else(|| bad(url, "bad text after the IPv6 address"))?)),
@@ -182,6 +185,10 @@ mod tests {
             "http://u@h/",
             "http://h/a b",
             "https://",
+            // Found by the http_url fuzz target: anything in brackets was taken as the
+            // host, and "[1" printed back as a URL that no longer parsed.
+            "https://[[1]:843/",
+            "http://[example.com]/",
         ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
