@@ -160,6 +160,7 @@ fn run_steps(boot: &mut Boot) {
     if let Some(port) = boot.settings.control_port.clone() {
         boot.step("control-port", false, |b| open_control_port(b, &port));
     }
+    boot.step("api", false, start_api);
     boot.step("power-button", false, watch_power_button);
     if boot.state.firstboot.as_ref().is_some_and(|f| f.failed()) {
         error!("containers: not started, because the first-boot config failed");
@@ -270,6 +271,20 @@ fn bring_up_network(boot: &mut Boot) -> Result<(), String> {
     } else {
         Err(problems.join("; "))
     }
+}
+
+/// The remote API, when /etc/keel/api.toml exists: its port opened in the firewall and
+/// the `keel api` process supervised by the event loop.
+fn start_api(boot: &mut Boot) -> Result<(), String> {
+    let Some(config) = crate::api::config::load(Path::new(crate::api::CONFIG_PATH)).map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    info!("api: serving the control protocol over TLS on port {}", config.port);
+    boot.event_loop.set_api(crate::api::supervise::ApiProcess::new(crate::api::CONFIG_PATH, std::time::Instant::now()));
+    let network = boot.network.as_ref().ok_or("no network: the API port cannot be opened")?;
+    network.borrow_mut().api_port = Some(config.port);
+    let applied = network.borrow().apply_firewall();
+    applied
 }
 
 /// Read the container declarations; the event loop starts them once boot is done.

@@ -76,6 +76,7 @@ pub struct EventLoop {
     network: Option<crate::network::Shared>,
     grace: Duration,
     state: HostState,
+    api: Option<crate::api::supervise::ApiProcess>,
 }
 
 /// Which source a poll entry belongs to.
@@ -111,6 +112,7 @@ impl EventLoop {
             network: None,
             grace: Duration::from_secs(5),
             state: HostState::default(),
+            api: None,
         }
     }
 
@@ -172,6 +174,11 @@ impl EventLoop {
         self.network = Some(network);
     }
 
+    /// Supervise the remote API process.
+    pub fn set_api(&mut self, api: crate::api::supervise::ApiProcess) {
+        self.api = Some(api);
+    }
+
     /// Supervise these containers.
     pub fn set_manager(&mut self, manager: Manager) {
         self.manager = Some(manager);
@@ -224,6 +231,9 @@ impl EventLoop {
         if let Some(manager) = self.manager.as_mut() {
             manager.tick(Instant::now());
         }
+        if let Some(api) = self.api.as_mut() {
+            api.tick(Instant::now());
+        }
     }
 
     fn wait(&mut self) -> Vec<(Source, PollFlags)> {
@@ -258,11 +268,15 @@ impl EventLoop {
         if let Some(uplink) = &self.uplink {
             fds.push(add(&mut sources, Source::Uplink, uplink.fd()));
         }
-        let deadline =
-            [port_quiet, self.manager.as_ref().and_then(Manager::next_deadline), self.uplink.as_ref().and_then(|u| u.next_deadline())]
-                .into_iter()
-                .flatten()
-                .min();
+        let deadline = [
+            port_quiet,
+            self.manager.as_ref().and_then(Manager::next_deadline),
+            self.uplink.as_ref().and_then(|u| u.next_deadline()),
+            self.api.as_ref().and_then(|a| a.next_deadline()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let timeout = match (deadline, &self.signals) {
             (Some(until), _) => {
                 PollTimeout::try_from(until.saturating_duration_since(now) + Duration::from_millis(1)).unwrap_or(PollTimeout::MAX)
@@ -300,7 +314,8 @@ impl EventLoop {
                 Ok(Signal::SIGCHLD) => {
                     let now = Instant::now();
                     for child in reap_all().reaped {
-                        let known = self.manager.as_mut().is_some_and(|m| m.on_exit(child.pid, child.code, now));
+                        let known = self.manager.as_mut().is_some_and(|m| m.on_exit(child.pid, child.code, now))
+                            || self.api.as_mut().is_some_and(|a| a.on_exit(child.pid, child.code, now));
                         if !known {
                             debug!("reaped pid {} (exit {})", child.pid, child.code);
                         }
@@ -523,6 +538,9 @@ impl EventLoop {
 
     fn shutdown(&mut self, action: PowerAction, reason: &str) {
         self.listener = None;
+        if let Some(api) = self.api.as_mut() {
+            api.stop();
+        }
         if let Some(mut manager) = self.manager.take() {
             info!("shutdown ({reason}): stopping containers");
             let mut reap = || reap_all().reaped.into_iter().map(|c| (c.pid, c.code)).collect();

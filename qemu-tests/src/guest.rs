@@ -141,6 +141,11 @@ impl Guest {
         panic!("[{}] {message}\n----- console -----\n{}\n-------------------", self.name, self.console())
     }
 
+    /// The unix socket QEMU serves the guest's virtio-serial control port on (for `keelctl --socket`).
+    pub fn control_socket(&self) -> &std::path::Path {
+        &self.control
+    }
+
     /// Send one control request over the virtio-serial channel.
     /// Queries that change nothing are asked once more on a new connection when the
     /// first answer does not come in time: a TCG guest on a loaded machine can stall

@@ -51,12 +51,18 @@ impl ApiProcess {
             return;
         }
         self.start_at = None;
-        let spawned = std::process::Command::new("/proc/self/exe")
-            .arg0("keel")
-            .arg("api")
-            .arg(&self.config)
-            .stdin(std::process::Stdio::null())
-            .spawn();
+        let mut command = std::process::Command::new("/proc/self/exe");
+        command.arg0("keel").arg("api").arg(&self.config).stdin(std::process::Stdio::null());
+        // SAFETY: runs in the forked child before exec; sigprocmask is async-signal-safe and
+        // touches only the empty set on the stack. PID 1's blocked signals (SIGTERM among
+        // them) must not stay blocked in the API process, or stop() could not end it.
+        unsafe {
+            command.pre_exec(|| {
+                nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&nix::sys::signal::SigSet::empty()), None)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let spawned = command.spawn();
         match spawned {
             Ok(child) => {
                 info!("api: started (pid {})", child.id());
@@ -72,9 +78,9 @@ impl ApiProcess {
     }
 
     /// A child was reaped: whether it was the API process (then its restart is scheduled).
-    pub fn on_exit(&mut self, pid: i32, code: i32, now: Instant) -> bool {
+    pub fn on_exit(&mut self, pid: Pid, code: i32, now: Instant) -> bool {
         let Some((ours, started)) = self.pid else { return false };
-        if ours.as_raw() != pid {
+        if ours != pid {
             return false;
         }
         self.pid = None;
@@ -115,12 +121,12 @@ mod tests {
         let mut api = ApiProcess::new("/nonexistent", now);
         api.pid = Some((Pid::from_raw(4242), now));
         api.start_at = None;
-        assert!(!api.on_exit(4243, 0, now));
-        assert!(api.on_exit(4242, 1, now + Duration::from_secs(2)));
+        assert!(!api.on_exit(Pid::from_raw(4243), 0, now));
+        assert!(api.on_exit(Pid::from_raw(4242), 1, now + Duration::from_secs(2)));
         assert_eq!(api.next_deadline(), Some(now + Duration::from_secs(2) + FIRST_DELAY));
         api.pid = Some((Pid::from_raw(4244), now));
         api.stop();
-        assert!(api.on_exit(4244, 0, now));
+        assert!(api.on_exit(Pid::from_raw(4244), 0, now));
         assert_eq!(api.next_deadline(), None, "stopped: no restart");
     }
 }
