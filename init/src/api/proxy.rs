@@ -44,6 +44,7 @@ pub struct Proxy {
     idle_timeout: Duration,
     handshake_timeout: Duration,
     active: AtomicUsize,
+    in_flight: AtomicUsize,
 }
 
 /// Serve the API described by `config` until the process is killed.
@@ -61,12 +62,44 @@ pub fn serve(config: &ApiConfig) -> Result<(), ProxyError> {
         .map_err(|source| ProxyError::Bind { port: config.port, source })?;
     eprintln!("keel api: listening on port {} (TLS 1.3, client certificates); server certificate sha256 {shown}", config.port);
     let proxy = Arc::new(Proxy::new(server, DEFAULT_SOCKET.into(), AuditLog::open(AUDIT_LOG.as_ref(), super::audit::MAX_BYTES), config));
+    stop_on_sigterm(proxy.clone());
     proxy.run(listener);
     Ok(())
 }
 
+/// How long a SIGTERM waits for the requests in flight (e.g. `poweroff`'s answer, which PID 1
+/// writes just before it stops this process) to be relayed.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// SIGTERM (PID 1's stop, or the shutdown's kill of every process): relay the answers
+/// in flight, then exit. The signal is blocked before any thread starts and taken by one.
+fn stop_on_sigterm(proxy: Arc<Proxy>) {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    if set.thread_block().is_err() {
+        return;
+    }
+    std::thread::spawn(move || {
+        while set.wait().is_ok_and(|s| s != Signal::SIGTERM) {}
+        let until = std::time::Instant::now() + DRAIN;
+        while proxy.in_flight.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::process::exit(0);
+    });
+}
+
 /// Decrements the active-connection count when a connection ends.
 struct Slot<'a>(&'a AtomicUsize);
+
+impl<'a> Slot<'a> {
+    /// Count one more until the slot is dropped.
+    fn take(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Slot(counter)
+    }
+}
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
@@ -96,6 +129,7 @@ impl Proxy {
             idle_timeout: config.idle_timeout,
             handshake_timeout: config.handshake_timeout,
             active: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
         }
     }
 
@@ -181,6 +215,7 @@ impl Proxy {
             if text.trim().is_empty() {
                 continue;
             }
+            let _in_flight = Slot::take(&self.in_flight);
             let request = match parse_request(&text) {
                 Ok(request) => request,
                 Err(response) => {
