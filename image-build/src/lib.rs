@@ -37,6 +37,7 @@ pub mod names;
 pub mod qemu;
 pub mod qmp;
 pub mod run;
+pub mod serial_mux;
 pub mod shutdown;
 pub mod tree;
 

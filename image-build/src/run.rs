@@ -43,6 +43,9 @@ pub enum RunError {
     /// QEMU could not be started.
     #[error("cannot start {QEMU}: {0} (is QEMU installed?)")]
     Spawn(#[source] io::Error),
+    /// The control socket could not be served.
+    #[error("control socket: {0}")]
+    Control(#[source] io::Error),
     /// Waiting for QEMU failed.
     #[error("waiting for {QEMU}: {0}")]
     Wait(#[source] io::Error),
@@ -83,6 +86,18 @@ pub fn run_qemu(config: &QemuConfig) -> Result<i32, RunError> {
         // A leftover socket of an earlier run would only make connect fail later.
         let _ = std::fs::remove_file(qmp);
     }
+    // The control socket clients use is served by keel-build, multiplexed over one
+    // connection to QEMU's chardev (next to it, `.qemu`) that stays open: see serial_mux.
+    let mut config = config.clone();
+    if let Some(control) = config.control_socket.clone() {
+        let mut qemu = control.clone().into_os_string();
+        qemu.push(".qemu");
+        let qemu = PathBuf::from(qemu);
+        check_socket_path(&qemu)?;
+        crate::serial_mux::spawn(qemu.clone(), &control).map_err(RunError::Control)?;
+        config.control_socket = Some(qemu);
+    }
+    let config = &config;
     let mut mask = SigSet::empty();
     for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGCHLD] {
         mask.add(signal);

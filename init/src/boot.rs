@@ -176,6 +176,7 @@ fn run_steps(boot: &mut Boot) -> Duration {
     if let Some(port) = boot.settings.control_port.clone() {
         boot.step("control-port", false, |b| open_control_port(b, &port));
     }
+    boot.step("api", false, start_api);
     boot.step("power-button", false, watch_power_button);
     // An http or metadata source, or a config that fetches over http(s), needs the
     // uplink: first boot then runs after the network step (and a network.toml it
@@ -259,6 +260,20 @@ fn bring_up_network(boot: &mut Boot) -> Result<(), BootError> {
     } else {
         Err(BootError::Network(problems))
     }
+}
+
+/// The remote API, when /etc/keel/api.toml exists: its port opened in the firewall and
+/// the `keel api` process supervised by the event loop.
+fn start_api(boot: &mut Boot) -> Result<(), BootError> {
+    let Some(config) = crate::api::config::load(Path::new(crate::api::CONFIG_PATH))? else {
+        return Ok(());
+    };
+    info!("api: serving the control protocol over TLS on port {}", config.port);
+    boot.event_loop.set_api(crate::api::supervise::ApiProcess::new(crate::api::CONFIG_PATH, std::time::Instant::now()));
+    let network = boot.network.as_ref().ok_or(BootError::ApiWithoutNetwork)?;
+    network.borrow_mut().api_port = Some(config.port);
+    let applied = network.borrow().apply_firewall();
+    applied.map_err(BootError::ApiFirewall)
 }
 
 /// Read the container declarations; the event loop starts them once boot is done.

@@ -89,6 +89,15 @@ pub enum BootError {
     /// `images`: the pulls of these images could not be started (the containers using them report it again).
     #[error("{}", join(.0))]
     Images(Vec<ImageFailure>),
+    /// `api`: /etc/keel/api.toml is not a valid API configuration.
+    #[error("{0}")]
+    ApiConfig(#[from] crate::api::config::ApiConfigError),
+    /// `api`: the API is configured but the network step did not run, so its port cannot be opened.
+    #[error("no network: the API port cannot be opened")]
+    ApiWithoutNetwork,
+    /// `api`: the firewall with the API port open could not be applied.
+    #[error("firewall with the API port: {0}")]
+    ApiFirewall(String),
     /// `containers`: files that are not declarations, and declarations that are invalid.
     #[error("{}", .0.join("; "))]
     Containers(Vec<String>),

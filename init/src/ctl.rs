@@ -3,6 +3,7 @@
 //! It talks to /run/keel/control.sock inside the host, or to the socket QEMU exposes
 //! for the guest's virtio-serial port (`keel-build run --control-socket PATH`).
 
+use crate::api::remote::{self, Context};
 use crate::firstboot::run::FirstbootStatus;
 use crate::network::inspect::NetworkSummary;
 use clap::{Parser, Subcommand};
@@ -16,9 +17,27 @@ use std::time::Duration;
 #[derive(Debug, Parser)]
 #[command(name = "keelctl", version, about = "Operate a keel host over its control channel")]
 pub struct Cli {
-    /// Control socket to talk to.
-    #[arg(long, global = true, default_value = DEFAULT_SOCKET)]
-    socket: PathBuf,
+    /// Control socket to talk to (default /run/keel/control.sock).
+    #[arg(long, global = true)]
+    socket: Option<PathBuf>,
+    /// A host's remote API, HOST[:PORT] (port 50000 by default), over TLS with a client certificate.
+    #[arg(long, global = true)]
+    host: Option<String>,
+    /// With --host: PEM of the CA that signed the host's server certificate.
+    #[arg(long, global = true)]
+    ca: Option<PathBuf>,
+    /// With --host: the server certificate's SHA-256 as the host's console shows it (instead of --ca).
+    #[arg(long, global = true)]
+    fingerprint: Option<String>,
+    /// With --host: client certificate (PEM); its subject O= is the role (admin, read-only).
+    #[arg(long, global = true)]
+    cert: Option<PathBuf>,
+    /// With --host: the client certificate's key (PEM).
+    #[arg(long, global = true)]
+    key: Option<PathBuf>,
+    /// A context of the keelctl config file ($KEELCONFIG or ~/.config/keel/keelctl.toml) instead of the current one.
+    #[arg(long, global = true)]
+    context: Option<String>,
     /// Seconds to wait for an answer.
     #[arg(long, global = true, default_value_t = 30)]
     timeout: u64,
@@ -94,6 +113,25 @@ enum CtlCommand {
     /// Container images in the host's store.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Contexts of the keelctl config file: hosts and the certificates to reach them with.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Add (or replace) a context from --host and --ca/--fingerprint, --cert, --key; the first one becomes current.
+    Add {
+        /// Context name.
+        name: String,
+    },
+    /// Make a context the current one.
+    Use {
+        /// Context name.
+        name: String,
+    },
+    /// List the contexts (* marks the current one).
+    Ls,
 }
 
 #[derive(Debug, Subcommand)]
@@ -230,8 +268,78 @@ fn jobs_table(jobs: &[keel_supervisor::worker::JobInfo]) -> String {
     out
 }
 
+/// The `--host` options as a context (None without `--host`).
+fn host_context(cli: &Cli) -> Option<Context> {
+    Some(Context {
+        host: cli.host.clone()?,
+        ca: cli.ca.clone(),
+        fingerprint: cli.fingerprint.clone(),
+        cert: cli.cert.clone(),
+        key: cli.key.clone(),
+    })
+}
+
+/// `keelctl config add|use|ls`.
+fn run_config(cli: &Cli, command: &ConfigCommand) -> Result<i32, String> {
+    let path = remote::config_path();
+    let mut config = remote::load_config(&path).map_err(|e| e.to_string())?;
+    match command {
+        ConfigCommand::Add { name } => {
+            let mut context = host_context(cli).ok_or("config add needs --host (and --ca or --fingerprint, --cert, --key)")?;
+            remote::absolute(&mut context);
+            config.contexts.insert(name.clone(), context);
+            if config.current.is_none() {
+                config.current = Some(name.clone());
+            }
+        }
+        ConfigCommand::Use { name } => {
+            if !config.contexts.contains_key(name) {
+                return Err(format!("{}: no context named {name}", path.display()));
+            }
+            config.current = Some(name.clone());
+        }
+        ConfigCommand::Ls => {
+            println!("  {:<16} {:<28} AUTH", "NAME", "HOST");
+            for (name, c) in &config.contexts {
+                let mark = if config.current.as_deref() == Some(name.as_str()) { "*" } else { " " };
+                let trust = if c.ca.is_some() { "ca" } else { "fingerprint" };
+                let cert = c.cert.as_ref().map_or("no certificate".into(), |p| p.display().to_string());
+                println!("{mark} {name:<16} {:<28} {trust}, {cert}", c.host);
+            }
+            return Ok(0);
+        }
+    }
+    remote::save_config(&path, &config).map_err(|e| e.to_string())?;
+    Ok(0)
+}
+
+/// The channel to talk over: `--host`, else `--socket`, else `--context` or the config
+/// file's current context, else the local control socket.
+fn connect(cli: &Cli, timeout: Duration) -> Result<Client, String> {
+    if let Some(context) = host_context(cli) {
+        return remote::connect(&context, timeout).map_err(|e| e.to_string());
+    }
+    if let Some(socket) = &cli.socket {
+        return Client::connect(socket).map_err(|e| e.to_string());
+    }
+    let path = remote::config_path();
+    let config =
+        if cli.context.is_some() || path.exists() { remote::load_config(&path).map_err(|e| e.to_string())? } else { Default::default() };
+    match cli.context.as_ref().or(config.current.as_ref()) {
+        Some(name) => {
+            let context = config.contexts.get(name).ok_or_else(|| format!("{}: no context named {name}", path.display()))?;
+            remote::connect(context, timeout).map_err(|e| e.to_string())
+        }
+        None => Client::connect(std::path::Path::new(DEFAULT_SOCKET)).map_err(|e| e.to_string()),
+    }
+}
+
 fn run(cli: Cli) -> Result<i32, String> {
-    let mut client = Client::connect(&cli.socket).map_err(|e| e.to_string())?;
+    if let CtlCommand::Config(command) = &cli.command {
+        return run_config(&cli, command);
+    }
+    let timeout = Duration::from_secs(cli.timeout);
+    let mut client = connect(&cli, timeout)?;
     match &cli.command {
         CtlCommand::Image(ImageCommand::Pull { reference }) => {
             return follow_job(&mut client, Command::ImagePull { reference: reference.clone(), progress: true }, cli.json)
@@ -241,7 +349,6 @@ fn run(cli: Cli) -> Result<i32, String> {
         }
         _ => {}
     }
-    let timeout = Duration::from_secs(cli.timeout);
     let mut call = |command: Command, wait: Duration| client.call(command, wait).map_err(|e| e.to_string());
     let named = |name: &String| name.clone();
     let result = match &cli.command {
@@ -267,6 +374,7 @@ fn run(cli: Cli) -> Result<i32, String> {
         CtlCommand::Image(ImageCommand::Load { .. } | ImageCommand::Pull { .. }) => unreachable!("followed above"),
         CtlCommand::Image(ImageCommand::Rm { reference }) => call(Command::ImageRm { reference: reference.clone() }, timeout)?,
         CtlCommand::Image(ImageCommand::Prune) => call(Command::ImagePrune, timeout)?,
+        CtlCommand::Config(_) => unreachable!("answered before connecting"),
         CtlCommand::Logs { name, follow, tail } => {
             let mut result = call(Command::Logs { name: name.clone(), tail: *tail, offset: None }, timeout)?;
             loop {

@@ -98,6 +98,7 @@ pub struct EventLoop {
     /// Jobs that bring a container's image, with the image reference the manager waits on.
     image_jobs: std::collections::HashMap<keel_supervisor::worker::JobId, String>,
     after_jobs: Vec<(keel_supervisor::worker::JobId, AfterJob)>,
+    api: Option<crate::api::supervise::ApiProcess>,
 }
 
 /// Which source a poll entry belongs to.
@@ -143,6 +144,7 @@ impl EventLoop {
             jobs: Jobs::new(Some(PathBuf::from(keel_supervisor::cgroup::DEFAULT_ROOT)), None),
             image_jobs: std::collections::HashMap::new(),
             after_jobs: Vec::new(),
+            api: None,
         }
     }
 
@@ -269,6 +271,11 @@ impl EventLoop {
         self.after_jobs.push((id, then));
     }
 
+    /// Supervise the remote API process.
+    pub fn set_api(&mut self, api: crate::api::supervise::ApiProcess) {
+        self.api = Some(api);
+    }
+
     /// Supervise these containers.
     pub fn set_manager(&mut self, manager: Manager) {
         self.manager = Some(manager);
@@ -314,6 +321,9 @@ impl EventLoop {
             uplink.on_timer(Instant::now());
         }
         self.tick_manager(Instant::now());
+        if let Some(api) = self.api.as_mut() {
+            api.tick(Instant::now());
+        }
     }
 
     /// Handle one source that poll(2) reported.
@@ -387,6 +397,7 @@ impl EventLoop {
             pending_requests,
             idle_deadline,
             self.jobs.next_deadline(),
+            self.api.as_ref().and_then(|a| a.next_deadline()),
         ]
         .into_iter()
         .flatten()
@@ -444,7 +455,8 @@ impl EventLoop {
                 self.on_job_end(end);
                 continue;
             }
-            let known = self.manager.as_mut().is_some_and(|m| m.on_exit(child.pid, child.code, now));
+            let known = self.manager.as_mut().is_some_and(|m| m.on_exit(child.pid, child.code, now))
+                || self.api.as_mut().is_some_and(|a| a.on_exit(child.pid, child.code, now));
             if !known {
                 debug!("reaped pid {} (exit {})", child.pid, child.code);
             }
@@ -858,6 +870,9 @@ impl EventLoop {
         self.listener = None;
         for end in self.jobs.cancel_all(JOB_CANCEL_GRACE) {
             self.on_job_end(end);
+        }
+        if let Some(api) = self.api.as_mut() {
+            api.stop();
         }
         if let Some(mut manager) = self.manager.take() {
             info!("shutdown ({reason}): stopping containers");

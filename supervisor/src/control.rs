@@ -10,7 +10,7 @@
 //! ```
 
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -281,10 +281,23 @@ pub enum ClientError {
     Remote(String),
 }
 
+/// A byte stream a [`Client`] talks over: a unix socket, or the remote API's TLS
+/// connection (keelctl `--host`), so every transport shares one client.
+pub trait Transport: Read + Write + Send {
+    /// Bound the wait of the next reads.
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()>;
+}
+
+impl Transport for UnixStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
+        UnixStream::set_read_timeout(self, timeout)
+    }
+}
+
 /// A connection to a keel control channel (the guest socket or QEMU's chardev socket).
 pub struct Client {
     path: String,
-    stream: BufReader<UnixStream>,
+    stream: BufReader<Box<dyn Transport>>,
 }
 
 impl Client {
@@ -292,7 +305,12 @@ impl Client {
     pub fn connect(path: &Path) -> Result<Self, ClientError> {
         let name = path.display().to_string();
         let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect { path: name.clone(), source })?;
-        Ok(Client { path: name, stream: BufReader::new(stream) })
+        Ok(Client::over(name, Box::new(stream)))
+    }
+
+    /// A client over an established `transport`; `name` names it in errors.
+    pub fn over(name: String, transport: Box<dyn Transport>) -> Self {
+        Client { path: name, stream: BufReader::new(transport) }
     }
 
     /// Send `command` and wait up to `timeout` for its answer; a failed command is an error.

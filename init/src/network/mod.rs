@@ -63,6 +63,8 @@ pub struct HostNetwork {
     /// Each attached container's resolv.conf (bind-mounted into it), rewritten in place
     /// when the host's DNS changes.
     pub resolv_files: BTreeMap<String, std::path::PathBuf>,
+    /// The remote API's TCP port, opened on input from the uplink when the API is configured.
+    pub api_port: Option<u16>,
 }
 
 /// Where container networks keep their allocations.
@@ -81,6 +83,7 @@ impl HostNetwork {
             metadata_access: BTreeMap::new(),
             resolv_conf: "# keel: no DNS server known yet\n".into(),
             resolv_files: BTreeMap::new(),
+            api_port: None,
         }
     }
 
@@ -103,7 +106,7 @@ impl HostNetwork {
                 .collect(),
             published: self.published.values().flatten().cloned().collect(),
             input_drop: self.config.firewall.input == InputPolicy::Drop,
-            allow: self.config.firewall.allow.clone(),
+            allow: self.config.firewall.allow.iter().copied().chain(self.api_port.map(|p| (keel_netconf::config::Proto::Tcp, p))).collect(),
             metadata_hosts: self.metadata_access.values().map(|(v4, _)| *v4).collect(),
             metadata_hosts6: self.metadata_access.values().filter_map(|(_, v6)| *v6).collect(),
         }
@@ -313,5 +316,14 @@ mod tests {
         assert_eq!(state.metadata_hosts6, ["fd00::5".parse::<Ipv6Addr>().unwrap()]);
         let open = host("[firewall]\ninput = \"accept\"\n");
         assert!(!open.firewall_state().input_drop, "accept is kept when written");
+    }
+
+    #[test]
+    fn api_port_is_allowed_only_when_configured() {
+        use keel_netconf::config::Proto;
+        let mut net = host("[firewall]\nallow = [\"tcp/22\"]\n");
+        assert_eq!(net.firewall_state().allow, [(Proto::Tcp, 22)], "no API: its port stays closed");
+        net.api_port = Some(50000);
+        assert_eq!(net.firewall_state().allow, [(Proto::Tcp, 22), (Proto::Tcp, 50000)]);
     }
 }

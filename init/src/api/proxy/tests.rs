@@ -1,0 +1,164 @@
+//! The API end to end in one process: a real TLS listener, certificates made here with
+//! rcgen, and a stand-in control socket that answers each command with its name.
+
+use super::*;
+use crate::api::config;
+use crate::api::remote::{self, Context};
+use keel_supervisor::control::{Client, ClientError};
+use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SerialNumber};
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+fn ca(name: &str) -> Ca {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    Ca { cert: params.self_signed(&key).unwrap(), key }
+}
+
+/// A client certificate: CN, O, serial, and whether it expired yesterday.
+fn issue(dir: &Path, ca: &Ca, file: &str, cn: &str, org: &str, serial: u8, expired: bool) -> (PathBuf, PathBuf) {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, cn);
+    params.distinguished_name.push(DnType::OrganizationName, org);
+    params.serial_number = Some(SerialNumber::from(vec![serial]));
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
+    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    let (cert_path, key_path) = (dir.join(format!("{file}.pem")), dir.join(format!("{file}.key")));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    (cert_path, key_path)
+}
+
+/// Answers every request with `{"ok":true,"result":"<cmd> done"}`.
+fn fake_control(path: &Path) {
+    let listener = UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                    let request = parse_request(&line).unwrap();
+                    let answer = Response::success(request.id, format!("{} done", command_name(&request.command)));
+                    let _ = stream.write_all(answer.to_line().as_bytes());
+                    line.clear();
+                }
+            });
+        }
+    });
+}
+
+struct Fixture {
+    dir: PathBuf,
+    port: u16,
+    fingerprint: String,
+    audit: PathBuf,
+}
+
+fn start(dir: &Path, ca: &Ca) -> Fixture {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.cert.pem()).unwrap();
+    std::fs::write(dir.join("denied"), "# revoked\n00:66\n").unwrap();
+    let control = dir.join("control.sock");
+    fake_control(&control);
+    let (chain, key) = tls::ensure_server_key(&dir.join("server"), "keel-test").unwrap();
+    let fingerprint = tls::fingerprint(&chain[0]);
+    let server = tls::server_config(tls::load_certs(&dir.join("ca.pem")).unwrap(), dir.join("denied"), chain, key).unwrap();
+    let text = format!("client_ca = \"{}\"\nmax_connections = 4\n", dir.join("ca.pem").display());
+    let settings = config::parse(&text, "api.toml").unwrap();
+    let audit = dir.join("audit.log");
+    let proxy = Arc::new(Proxy::new(server, control, AuditLog::open(&audit, 1 << 20), &settings));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || proxy.run(listener));
+    Fixture { dir: dir.into(), port, fingerprint, audit }
+}
+
+impl Fixture {
+    fn call(&self, cert: Option<&(PathBuf, PathBuf)>, command: Command) -> Result<serde_json::Value, String> {
+        let context = Context {
+            host: format!("127.0.0.1:{}", self.port),
+            fingerprint: Some(self.fingerprint.clone()),
+            cert: cert.map(|c| c.0.clone()),
+            key: cert.map(|c| c.1.clone()),
+            ..Default::default()
+        };
+        let mut client: Client = remote::connect(&context, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        client.call(command, Duration::from_secs(10)).map_err(|e: ClientError| e.to_string())
+    }
+
+    fn audit_lines(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.audit).unwrap_or_default().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
+
+fn exec() -> Command {
+    Command::Exec { argv: vec!["true".into()], timeout_secs: None, container: None }
+}
+
+#[test]
+fn roles_certificates_and_audit() {
+    let dir = std::env::temp_dir().join(format!("keel-api-proxy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ours = ca("keel test CA");
+    let other = ca("someone else's CA");
+    let f = start(&dir, &ours);
+    let admin = issue(&dir, &ours, "admin", "alice", "admin", 0x11, false);
+    let reader = issue(&dir, &ours, "reader", "bob", "read-only", 0x22, false);
+    let roleless = issue(&dir, &ours, "roleless", "carol", "ops", 0x33, false);
+    let foreign = issue(&dir, &other, "foreign", "mallory", "admin", 0x44, false);
+    let expired = issue(&dir, &ours, "expired", "dave", "admin", 0x55, true);
+    let revoked = issue(&dir, &ours, "revoked", "erin", "admin", 0x66, false);
+
+    // Admin: everything goes through.
+    assert_eq!(f.call(Some(&admin), Command::Ps).unwrap(), "ps done");
+    assert_eq!(f.call(Some(&admin), exec()).unwrap(), "exec done", "negative control for the refusals below");
+    assert_eq!(f.call(Some(&admin), Command::Poweroff).unwrap(), "poweroff done");
+    // Read-only: the allowlist, nothing else.
+    assert_eq!(f.call(Some(&reader), Command::Ps).unwrap(), "ps done");
+    for command in [exec(), Command::Poweroff, Command::Stop { name: "web".into() }] {
+        let err = f.call(Some(&reader), command.clone()).unwrap_err();
+        assert!(err.contains("refused: the read-only role may not run"), "{command:?}: {err}");
+    }
+    let err = f.call(Some(&roleless), Command::Ps).unwrap_err();
+    assert!(err.contains("no keel role"), "{err}");
+    // Refused in the handshake: another CA, no certificate, expired, revoked.
+    for (what, cert) in [("other CA", Some(&foreign)), ("no certificate", None), ("expired", Some(&expired)), ("revoked", Some(&revoked))] {
+        let err = f.call(cert, Command::Ps).unwrap_err();
+        assert!(err.contains("alert") || err.contains("tls") || err.contains("closed"), "{what}: {err}");
+    }
+    // Negative control for the deny list: remove the serial and the same certificate works.
+    std::fs::write(f.dir.join("denied"), "# none\n").unwrap();
+    assert_eq!(f.call(Some(&revoked), Command::Ps).unwrap(), "ps done");
+
+    let audit = f.audit_lines();
+    let find = |cn: &str, cmd: &str, result: &str| {
+        audit.iter().any(|e| e["cn"].as_str() == Some(cn) && e["cmd"].as_str() == Some(cmd) && e["result"].as_str() == Some(result))
+    };
+    assert!(find("alice", "ps", "ok") && find("alice", "exec", "ok") && find("alice", "poweroff", "ok"), "{audit:#?}");
+    assert!(find("bob", "ps", "ok") && find("bob", "exec", "refused") && find("bob", "poweroff", "refused"), "{audit:#?}");
+    assert!(find("carol", "ps", "refused"), "{audit:#?}");
+    assert!(find("mallory", "-", "refused") && find("dave", "-", "refused") && find("erin", "-", "refused"), "{audit:#?}");
+    assert!(find("erin", "ps", "ok"), "{audit:#?}");
+    let dave = audit.iter().find(|e| e["cn"] == "dave").unwrap();
+    assert!(dave["detail"].as_str().unwrap().to_lowercase().contains("expired"), "{dave}");
+    let erin = audit.iter().find(|e| e["cn"] == "erin").unwrap();
+    assert!(erin["detail"].as_str().unwrap().to_lowercase().contains("revoked"), "{erin}");
+    assert!(audit.iter().any(|e| e["cn"].is_null() && e["result"] == "refused"), "the connection without a certificate: {audit:#?}");
+    assert_eq!(audit.iter().find(|e| e["cn"] == "alice").unwrap()["serial"], "11");
+    let _ = std::fs::remove_dir_all(&dir);
+}
