@@ -268,7 +268,9 @@ fn bring_up_network(boot: &mut Boot) -> Result<(), BootError> {
 /// only because the lease was not bound yet. A failed pull is reported here and again
 /// by the container's start.
 fn pull_images(boot: &mut Boot) -> Result<(), BootError> {
-    use keel_supervisor::image::{import, store, ImageSource, Store};
+    use keel_supervisor::image::{store, ImageSource, Store};
+    use keel_supervisor::manager::ImageNeed;
+    use keel_supervisor::worker::JobKind;
     let (declarations, _) = keel_supervisor::manager::load_dir(Path::new(keel_supervisor::manager::CONTAINERS_DIR));
     let mut wanted: Vec<ImageSource> = Vec::new();
     for spec in declarations.iter().filter_map(|d| d.spec.as_ref().ok()) {
@@ -283,20 +285,15 @@ fn pull_images(boot: &mut Boot) -> Result<(), BootError> {
     }
     let store = Store::open(store::DEFAULT_ROOT).map_err(BootError::ImageStore)?;
     let mut problems = Vec::new();
+    // Each pull runs in a worker; the boot does not wait. Containers that need the
+    // image wait for its job (the manager is told when it ends).
     for source in wanted {
-        let ImageSource::Registry(r) = &source else { continue };
         if store.lookup(&source.to_string()).ok().flatten().is_some() {
             continue;
         }
-        let probe = import::registry_api_url(r);
-        if let Ok(url) = keel_netconf::http::parse_url(&probe) {
-            let event_loop = &mut boot.event_loop;
-            let mut client = keel_netconf::http::Client::new();
-            // Any answer (even 401 or a certificate error) means the network is up.
-            let _ = client.fetch("GET", &url, &probe, &[], Duration::from_secs(60), &mut |wait| event_loop.pump_uplink(wait));
-        }
-        if let Err(e) = import::import(&store, &source) {
-            problems.push(ImageFailure { image: source.to_string(), source: e });
+        match boot.event_loop.start_image_need(ImageNeed { kind: JobKind::Pull, source: source.clone() }) {
+            Ok(job) => info!("image {source}: pulling in the background (job {job})"),
+            Err(e) => problems.push(ImageFailure { image: source.to_string(), source: e }),
         }
     }
     if problems.is_empty() {

@@ -14,6 +14,7 @@ use crate::settings::SettingsError;
 use crate::storage::StorageError;
 use keel_netconf::NetlinkError;
 use keel_supervisor::image::ImageError;
+use keel_supervisor::worker::WorkerError;
 use std::fmt::Display;
 use std::path::PathBuf;
 
@@ -86,7 +87,7 @@ pub enum BootError {
     /// `images`: the image store could not be opened.
     #[error("image store: {0}")]
     ImageStore(#[source] ImageError),
-    /// `images`: these images could not be pulled (the containers using them report it again).
+    /// `images`: the pulls of these images could not be started (the containers using them report it again).
     #[error("{}", join(.0))]
     Images(Vec<ImageFailure>),
     /// `containers`: files that are not declarations, and declarations that are invalid.
@@ -94,15 +95,15 @@ pub enum BootError {
     Containers(Vec<String>),
 }
 
-/// One image the boot could not pull.
+/// One image whose pull the boot could not start.
 #[derive(Debug, thiserror::Error)]
 #[error("{image}: {source}")]
 pub struct ImageFailure {
     /// The image as declared (`registry/name:tag`).
     pub image: String,
-    /// Why.
+    /// Why its worker did not start.
     #[source]
-    pub source: ImageError,
+    pub source: WorkerError,
 }
 
 /// The items' texts joined by "; ".

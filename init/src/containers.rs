@@ -52,6 +52,7 @@ pub fn load(containers_dir: &Path, network: Option<crate::network::Shared>, rese
     let sink = FileAndConsole::new(PathBuf::from(logs::DEFAULT_DIR));
     let mut manager = Manager::new(Box::new(launcher), Box::new(sink), logs::DEFAULT_DIR);
     manager.load(declarations);
+    manager.set_image_check(Box::new(keel_supervisor::manager::StoreCheck { root: keel_supervisor::image::store::DEFAULT_ROOT.into() }));
     (manager, problems)
 }
 

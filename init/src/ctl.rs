@@ -106,11 +106,13 @@ enum ImageCommand {
         reference: String,
     },
     /// Import an archive or OCI layout that is on the host (oci-archive:F, docker-archive:F, oci:DIR[:TAG], or F).
+    /// Shows progress; Ctrl-C stops watching, not the load.
     Load {
         /// The file (a path on the keel host).
         file: String,
     },
     /// Pull an image from a registry into the store (https; see /etc/keel/registries.toml for http).
+    /// Shows progress per layer; Ctrl-C stops watching, not the pull (see `keelctl image jobs`).
     Pull {
         /// REGISTRY/REPO:TAG or REPO@sha256:…
         reference: String,
@@ -122,6 +124,8 @@ enum ImageCommand {
     },
     /// Delete blobs and layers that no name and no declared container uses.
     Prune,
+    /// Running and recently finished image jobs: id, kind, state, age, progress, target.
+    Jobs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,8 +160,87 @@ pub fn main(args: Vec<String>) -> i32 {
 /// How often `logs -f` asks for new lines.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(300);
 
+/// How long keelctl waits for the next line of a pull or load (a job's own deadline is an hour).
+const JOB_LINE_WAIT: Duration = Duration::from_secs(3600);
+
+/// `image pull | load`: follow the job's progress until its reply.
+fn follow_job(client: &mut Client, command: Command, json: bool) -> Result<i32, String> {
+    use crate::progress_view::{Mode, Viewer};
+    use std::io::IsTerminal;
+    let mode = if json {
+        Mode::Json
+    } else if std::io::stdout().is_terminal() {
+        Mode::Bar
+    } else {
+        Mode::Lines
+    };
+    let mut viewer = Viewer::new(std::io::stdout(), mode);
+    let mut announced = false;
+    let response = client
+        .request_with_progress(command, JOB_LINE_WAIT, &mut |line| {
+            viewer.on_line(line, std::time::Instant::now());
+            if let (false, Some(job), false) = (announced, viewer.job(), json) {
+                announced = true;
+                eprintln!("job {job} (Ctrl-C stops watching; the job goes on: keelctl image jobs)");
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    match (response.ok, json) {
+        (true, true) => println!("{}", serde_json::json!({ "event": "done", "result": response.result })),
+        (true, false) => println!("{}", response.result.as_ref().and_then(|r| r.as_str()).unwrap_or("ok")),
+        (false, true) => {
+            println!("{}", serde_json::json!({ "event": "failed", "error": response.error }));
+            return Ok(1);
+        }
+        (false, false) => return Err(response.error.unwrap_or_else(|| "failed".into())),
+    }
+    Ok(0)
+}
+
+/// The `keelctl image jobs` table.
+fn jobs_table(jobs: &[keel_supervisor::worker::JobInfo]) -> String {
+    use crate::progress_view::size;
+    let mut out = format!("{:<4} {:<9} {:<8} {:>7}  {:<28} {}\n", "ID", "KIND", "STATE", "AGE", "PROGRESS", "TARGET");
+    for job in jobs {
+        let done: u64 = job.items.iter().map(|i| i.progress.done).sum();
+        let total: u64 = job.items.iter().filter_map(|i| i.progress.total).sum();
+        let rate: f64 = job.items.iter().filter(|i| i.progress.total != Some(i.progress.done)).map(|i| i.rate).sum();
+        let progress = match (job.items.len(), total) {
+            (0, _) => "-".to_string(),
+            (n, 0) => format!("{} ({n} items)", size(done)),
+            (n, total) if rate > 0.0 && job.state == keel_supervisor::worker::JobState::Running => {
+                format!("{}/{} ({n}) {}/s", size(done), size(total), size(rate as u64))
+            }
+            (n, total) => format!("{}/{} ({n})", size(done), size(total)),
+        };
+        let state = serde_json::to_value(job.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+        out.push_str(&format!(
+            "{:<4} {:<9} {:<8} {:>7}  {:<28} {}\n",
+            job.id,
+            job.kind,
+            state,
+            short_duration(job.age_secs),
+            progress,
+            job.target
+        ));
+        if let Some(error) = &job.error {
+            out.push_str(&format!("     error: {error}\n"));
+        }
+    }
+    out
+}
+
 fn run(cli: Cli) -> Result<i32, String> {
     let mut client = Client::connect(&cli.socket).map_err(|e| e.to_string())?;
+    match &cli.command {
+        CtlCommand::Image(ImageCommand::Pull { reference }) => {
+            return follow_job(&mut client, Command::ImagePull { reference: reference.clone(), progress: true }, cli.json)
+        }
+        CtlCommand::Image(ImageCommand::Load { file }) => {
+            return follow_job(&mut client, Command::ImageLoad { source: file.clone(), progress: true }, cli.json)
+        }
+        _ => {}
+    }
     let timeout = Duration::from_secs(cli.timeout);
     let mut call = |command: Command, wait: Duration| client.call(command, wait).map_err(|e| e.to_string());
     let named = |name: &String| name.clone();
@@ -180,14 +263,10 @@ fn run(cli: Cli) -> Result<i32, String> {
         CtlCommand::Network(NetworkCommand::Inspect { name }) => call(Command::NetworkInspect { name: named(name) }, timeout)?,
         CtlCommand::Image(ImageCommand::Ls) => call(Command::ImageLs, timeout)?,
         CtlCommand::Image(ImageCommand::Inspect { reference }) => call(Command::ImageInspect { reference: reference.clone() }, timeout)?,
-        CtlCommand::Image(ImageCommand::Load { file }) => {
-            call(Command::ImageLoad { source: file.clone() }, timeout.max(Duration::from_secs(300)))?
-        }
+        CtlCommand::Image(ImageCommand::Jobs) => call(Command::ImageJobs, timeout)?,
+        CtlCommand::Image(ImageCommand::Load { .. } | ImageCommand::Pull { .. }) => unreachable!("followed above"),
         CtlCommand::Image(ImageCommand::Rm { reference }) => call(Command::ImageRm { reference: reference.clone() }, timeout)?,
         CtlCommand::Image(ImageCommand::Prune) => call(Command::ImagePrune, timeout)?,
-        CtlCommand::Image(ImageCommand::Pull { reference }) => {
-            call(Command::ImagePull { reference: reference.clone() }, timeout.max(Duration::from_secs(600)))?
-        }
         CtlCommand::Logs { name, follow, tail } => {
             let mut result = call(Command::Logs { name: name.clone(), tail: *tail, offset: None }, timeout)?;
             loop {
@@ -234,6 +313,7 @@ fn run(cli: Cli) -> Result<i32, String> {
             crate::images::print_ls(&decode::<Vec<keel_supervisor::image::inspect::ImageSummary>>(result)?)
         }
         CtlCommand::Image(ImageCommand::Inspect { .. }) => crate::images::print_inspect(&decode(result)?),
+        CtlCommand::Image(ImageCommand::Jobs) => print!("{}", jobs_table(&decode::<Vec<keel_supervisor::worker::JobInfo>>(result)?)),
         _ => println!("{}", result.as_str().unwrap_or("ok")),
     }
     Ok(0)
@@ -357,6 +437,49 @@ fn print_status(status: Status) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn jobs_table_shows_progress_and_errors() {
+        use keel_supervisor::worker::{ItemInfo, JobId, JobInfo, JobKind, JobState, Progress};
+        let item = |done, total| ItemInfo {
+            progress: Progress { item: "abc".into(), phase: "download".into(), done, total: Some(total) },
+            rate: 1048576.0,
+        };
+        let jobs = vec![
+            JobInfo {
+                id: JobId(3),
+                kind: JobKind::Pull,
+                target: "r:5000/app:1".into(),
+                state: JobState::Running,
+                error: None,
+                items: vec![item(1 << 20, 4 << 20), item(0, 4 << 20)],
+                age_secs: 12.0,
+                run_secs: 12.0,
+            },
+            JobInfo {
+                id: JobId(2),
+                kind: JobKind::Load,
+                target: "/x.tar".into(),
+                state: JobState::Failed,
+                error: Some("load /x.tar (job 2): no space left on /var".into()),
+                items: vec![],
+                age_secs: 70.0,
+                run_secs: 3.0,
+            },
+        ];
+        let table = jobs_table(&jobs);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[1].starts_with("3    pull      running")
+                && lines[1].contains("1.0 MiB/8.0 MiB (2) 2.0 MiB/s")
+                && lines[1].ends_with("r:5000/app:1"),
+            "{table}"
+        );
+        assert!(
+            lines[2].starts_with("2    load      failed") && lines[3].contains("error: load /x.tar (job 2): no space left on /var"),
+            "{table}"
+        );
+    }
+
     use super::*;
 
     fn info(name: &str, state: &str, pids_limit_hits: u64, oom_killed: u64) -> ContainerInfo {

@@ -11,7 +11,7 @@ use crate::shutdown::{shutdown, PowerAction};
 use crate::{boot::panic_message, exec_helper};
 use keel_supervisor::control::{parse_request, Command, LogsResult, Response, Status, DEFAULT_EXEC_TIMEOUT_SECS};
 use keel_supervisor::logs::{self, LogOffset};
-use keel_supervisor::manager::Manager;
+use keel_supervisor::manager::{ImageNeed, Manager};
 use keel_supervisor::spec::ContainerName;
 use log::{debug, error, info, warn};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -85,6 +85,8 @@ pub struct EventLoop {
     state: HostState,
     jobs: Jobs,
     after_jobs: Vec<(keel_supervisor::worker::JobId, AfterJob)>,
+    /// Jobs that bring a container's image, with the image reference the manager waits on.
+    image_jobs: std::collections::HashMap<keel_supervisor::worker::JobId, String>,
 }
 
 /// Which source a poll entry belongs to.
@@ -126,6 +128,7 @@ impl EventLoop {
             state: HostState::default(),
             jobs: Jobs::new(Some(PathBuf::from(keel_supervisor::cgroup::DEFAULT_ROOT)), None),
             after_jobs: Vec::new(),
+            image_jobs: std::collections::HashMap::new(),
         }
     }
 
@@ -204,6 +207,41 @@ impl EventLoop {
         self.after_jobs.push((id, then));
     }
 
+    /// Start (or join) the job that brings an image containers need: a pull or an
+    /// import in a worker. The manager is told when it starts and when it ends.
+    pub fn start_image_need(&mut self, need: ImageNeed) -> Result<keel_supervisor::worker::JobId, keel_supervisor::worker::WorkerError> {
+        let reference = need.reference();
+        let started = match self.jobs.find_running(need.kind, &reference) {
+            Some(job) => Ok(job),
+            None => self.jobs.start(need.kind, &reference, crate::images::need_work(need.source.clone())),
+        };
+        match &started {
+            Ok(job) => {
+                self.image_jobs.insert(*job, reference.clone());
+                if let Some(manager) = self.manager.as_mut() {
+                    manager.image_job_started(&reference, need.kind, *job);
+                }
+            }
+            Err(e) => {
+                if let Some(manager) = self.manager.as_mut() {
+                    manager.image_done(&reference, Err(e.to_string()), Instant::now());
+                }
+            }
+        }
+        started
+    }
+
+    /// Tick the manager, then start the image jobs its containers wait for.
+    fn tick_manager(&mut self, now: Instant) {
+        let Some(manager) = self.manager.as_mut() else { return };
+        manager.tick(now);
+        for need in manager.take_image_needs() {
+            if let Err(e) = self.start_image_need(need) {
+                warn!("{e}");
+            }
+        }
+    }
+
     /// Supervise these containers.
     pub fn set_manager(&mut self, manager: Manager) {
         self.manager = Some(manager);
@@ -214,9 +252,7 @@ impl EventLoop {
     pub fn run(mut self, grace: Duration) -> ! {
         self.grace = grace;
         self.on_reaped(reap_all().reaped);
-        if let Some(manager) = self.manager.as_mut() {
-            manager.tick(Instant::now());
-        }
+        self.tick_manager(Instant::now());
         loop {
             if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.turn())) {
                 error!("event loop: panicked: {}; continuing", panic_message(&payload));
@@ -258,9 +294,7 @@ impl EventLoop {
         if let Some(uplink) = self.uplink.as_mut() {
             uplink.on_timer(Instant::now());
         }
-        if let Some(manager) = self.manager.as_mut() {
-            manager.tick(Instant::now());
-        }
+        self.tick_manager(Instant::now());
     }
 
     fn wait(&mut self) -> Vec<(Source, PollFlags)> {
@@ -372,8 +406,8 @@ impl EventLoop {
         let mut gone = Vec::new();
         for waiter in self.jobs.subscribers(id) {
             for item in &moved {
-                let line = keel_supervisor::control::ProgressLine::new(waiter.request, id, item.clone()).to_line();
-                if !send_deferred(&waiter.channel, &line) {
+                let line = keel_supervisor::control::ProgressLine::new(waiter.request, id, Some(item.clone())).to_line();
+                if !send_progress(&waiter.channel, &line) {
                     gone.push(waiter.request);
                     break;
                 }
@@ -385,8 +419,15 @@ impl EventLoop {
         }
     }
 
-    /// A job ended: answer the requests that waited for it.
+    /// A job ended: answer the requests that waited for it; containers waiting for its
+    /// image start (or count a failed start).
     fn on_job_end(&mut self, end: JobEnd) {
+        if let Some(reference) = self.image_jobs.remove(&end.id) {
+            if let Some(manager) = self.manager.as_mut() {
+                let result = end.result.as_ref().map(|_| ()).map_err(|e| e.to_string());
+                manager.image_done(&reference, result, Instant::now());
+            }
+        }
         let response = |request: u64| match &end.result {
             Ok(value) => Response::success(request, value),
             Err(e) => Response::failure(request, e.to_string()),
@@ -512,12 +553,17 @@ impl EventLoop {
                 }
                 After::Continue
             }
-            command @ (Command::ImageLs
-            | Command::ImageInspect { .. }
-            | Command::ImageLoad { .. }
-            | Command::ImagePull { .. }
-            | Command::ImageRm { .. }
-            | Command::ImagePrune) => {
+            command @ (Command::ImageInspect { .. } | Command::ImageLoad { .. } | Command::ImagePull { .. }) => {
+                if let Err(e) = self.image_job(id, command, channel) {
+                    reply(channel, &Response::failure(id, e));
+                }
+                After::Continue
+            }
+            Command::ImageJobs => {
+                reply(channel, &Response::success(id, self.jobs.list(Instant::now())));
+                After::Continue
+            }
+            command @ (Command::ImageLs | Command::ImageRm { .. } | Command::ImagePrune) => {
                 let in_use = self.manager.as_ref().map(|m| m.image_references()).unwrap_or_default();
                 reply(channel, &crate::images::request(id, command, &in_use));
                 After::Continue
@@ -538,6 +584,26 @@ impl EventLoop {
         if let After::Shutdown(action, reason) = after {
             self.shutdown(action, reason);
         }
+    }
+
+    /// `image pull | load | inspect`: start the job (or join the same one already
+    /// running); the request's reply is sent when it ends, progress lines before that
+    /// when asked. PID 1 goes on at once.
+    fn image_job(&mut self, id: u64, command: Command, channel: BorrowedFd<'_>) -> Result<(), String> {
+        let (kind, target, progress) = crate::images::job_of(&command).ok_or("not an image job")?;
+        let job = match self.jobs.find_running(kind, &target) {
+            Some(job) => job,
+            None => self.jobs.start(kind, &target, crate::images::job_work(command)).map_err(|e| e.to_string())?,
+        };
+        let channel = channel.try_clone_to_owned().map_err(|e| format!("control channel: {e}"))?;
+        if progress {
+            let first = keel_supervisor::control::ProgressLine::new(id, job, None).to_line();
+            send_deferred(&channel, &first);
+            for item in self.jobs.items(job) {
+                send_deferred(&channel, &keel_supervisor::control::ProgressLine::new(id, job, Some(item)).to_line());
+            }
+        }
+        self.jobs.wait_for(job, crate::jobs::Waiter { request: id, channel, progress }).map_err(|_| format!("job {job} ended at once"))
     }
 
     /// `exec`, on the host or in a container, in a forked helper that answers itself.
@@ -645,6 +711,21 @@ fn reply(channel: BorrowedFd<'_>, response: &Response) {
         debug!("control reply: {e}");
     }
     let _ = file.flush();
+}
+
+/// Send a progress line without waiting: a client that cannot take it now misses it
+/// (the next one carries the newer figures). False when the client is gone.
+fn send_progress(channel: &OwnedFd, line: &str) -> bool {
+    match nix::unistd::write(channel, line.as_bytes()) {
+        Ok(n) if n == line.len() => true,
+        // Part of the line went out: the rest must follow, or the stream is garbled.
+        Ok(n) => send_deferred(channel, &line[n..]),
+        Err(nix::Error::EAGAIN | nix::Error::EINTR) => true,
+        Err(e) => {
+            debug!("progress line: {e}");
+            false
+        }
+    }
 }
 
 /// Send a line to a request that waits for a job (a progress line or its deferred

@@ -4,7 +4,66 @@
 use keel_supervisor::control::{Command, Response};
 use keel_supervisor::image::inspect::{self, ImageDetail, ImageSummary};
 use keel_supervisor::image::{import, reference, store, ImageSource, Store};
+use keel_supervisor::worker::{JobKind, Reporter};
 use std::path::{Path, PathBuf};
+
+/// The image requests that run as a job in a worker (they read, verify, decompress or
+/// download for as long as the image takes): the job's kind, its target, and whether
+/// the client asked for progress lines.
+pub fn job_of(command: &Command) -> Option<(JobKind, String, bool)> {
+    match command {
+        Command::ImagePull { reference, progress } => Some((JobKind::Pull, reference.clone(), *progress)),
+        Command::ImageLoad { source, progress } => Some((JobKind::Load, source.clone(), *progress)),
+        Command::ImageInspect { reference } => Some((JobKind::Inspect, reference.clone(), false)),
+        _ => None,
+    }
+}
+
+/// The work of an image job, run in its worker: progress from deep in the import goes
+/// to `reporter`; the store is held (see [`Store::lock`]) while it is written.
+pub fn job_work(command: Command) -> impl FnOnce(&mut Reporter) -> Result<serde_json::Value, String> {
+    move |reporter| {
+        let _observed = keel_supervisor::image::observe::install(reporter.clone());
+        let store = Store::open(store::DEFAULT_ROOT).map_err(|e| explain(e.to_string()))?;
+        let _lock = match command {
+            Command::ImageInspect { .. } => None,
+            _ => Some(store.lock(true).map_err(|e| e.to_string())?),
+        };
+        answer(&store, command, &[]).map_err(explain)
+    }
+}
+
+/// The work of a job that brings a container's image (a boot pull, an import at a
+/// first start): wait up to a minute for a registry to answer (the network may still
+/// be coming up; PID 1 drives DHCP meanwhile), then pull or import under the store lock.
+pub fn need_work(source: ImageSource) -> impl FnOnce(&mut Reporter) -> Result<serde_json::Value, String> {
+    move |reporter| {
+        let _observed = keel_supervisor::image::observe::install(reporter.clone());
+        if let ImageSource::Registry(r) = &source {
+            let probe = import::registry_api_url(r);
+            if let Ok(url) = keel_netconf::http::parse_url(&probe) {
+                let mut client = keel_netconf::http::Client::new();
+                // Any answer (even 401 or a certificate error) means the network is up.
+                let _ = client.fetch("GET", &url, &probe, &[], std::time::Duration::from_secs(60), &mut std::thread::sleep);
+            }
+        }
+        let store = Store::open(store::DEFAULT_ROOT).map_err(|e| explain(e.to_string()))?;
+        let _lock = store.lock(true).map_err(|e| e.to_string())?;
+        let resolved = import::ensure(&store, &source).map_err(|e| explain(format!("{source}: {e}")))?;
+        Ok(serde_json::json!({ "manifest": resolved.manifest.to_string(), "layers": resolved.lowers.len() }))
+    }
+}
+
+/// A full /var said plainly (with what is free), the cause kept after it.
+fn explain(message: String) -> String {
+    if !keel_supervisor::image::error::is_no_space(&message) {
+        return message;
+    }
+    let free = nix::sys::statvfs::statvfs(store::DEFAULT_ROOT)
+        .map(|s| format!("{} MiB free", s.blocks_available().saturating_mul(s.fragment_size()) >> 20))
+        .unwrap_or_else(|_| "free space unknown".into());
+    format!("no space left on /var ({free}); nothing of the image was kept: {message}")
+}
 
 /// Answer an image request. `in_use`: the image references of declared containers.
 pub fn request(id: u64, command: Command, in_use: &[String]) -> Response {
@@ -20,13 +79,13 @@ fn answer(store: &Store, command: Command, in_use: &[String]) -> Result<serde_js
     match command {
         Command::ImageLs => json(serde_json::to_value(inspect::list(store).map_err(|e| e.to_string())?)),
         Command::ImageInspect { reference } => json(serde_json::to_value(inspect::inspect(store, &reference).map_err(|e| e.to_string())?)),
-        Command::ImageLoad { source } => {
+        Command::ImageLoad { source, .. } => {
             let source = load_source(&source).map_err(|e| e.to_string())?;
             let resolved = import::import(store, &source).map_err(|e| format!("{source}: {e}"))?;
             log::info!("image {source} loaded: {} ({} layers)", resolved.manifest, resolved.lowers.len());
             Ok(format!("loaded {source}: {} ({} layers)", resolved.manifest, resolved.lowers.len()).into())
         }
-        Command::ImagePull { reference } => {
+        Command::ImagePull { reference, .. } => {
             let source = match reference::parse(&reference)? {
                 source @ ImageSource::Registry(_) => source,
                 other => return Err(format!("{other}: not a registry reference; use `keelctl image load` for files")),
@@ -35,6 +94,7 @@ fn answer(store: &Store, command: Command, in_use: &[String]) -> Result<serde_js
             Ok(format!("pulled {source}: {} ({} layers)", resolved.manifest, resolved.lowers.len()).into())
         }
         Command::ImageRm { reference } => {
+            let _lock = store.lock(false).map_err(|e| e.to_string())?;
             let entry = store.lookup(&reference).map_err(|e| e.to_string())?.ok_or_else(|| format!("{reference}: no such image"))?;
             for used in in_use {
                 if store.lookup(used).ok().flatten().is_some_and(|e| e.manifest == entry.manifest) {
@@ -45,6 +105,7 @@ fn answer(store: &Store, command: Command, in_use: &[String]) -> Result<serde_js
             Ok(format!("removed {}", removed.join(", ")).into())
         }
         Command::ImagePrune => {
+            let _lock = store.lock(false).map_err(|e| e.to_string())?;
             let keep: Vec<_> = in_use.iter().filter_map(|r| store.lookup(r).ok().flatten()).map(|e| e.manifest).collect();
             let (blobs, layers, bytes) = store.prune(&keep).map_err(|e| e.to_string())?;
             Ok(format!("pruned {blobs} blobs ({bytes} bytes) and {layers} layers").into())

@@ -25,6 +25,26 @@ pub const FINISHED_KEPT: usize = 16;
 /// Least time between two console lines about one item of a job.
 pub const CONSOLE_INTERVAL: Duration = Duration::from_secs(5);
 
+/// A worker may use at most this share of the machine's RAM (1/N), so its page cache
+/// and buffers are reclaimed inside its cgroup instead of starving PID 1 and the
+/// containers (a 512 MiB cap on a 512 MiB machine let a pull's writeback stall the host).
+pub const RAM_SHARE: u64 = 4;
+
+/// The least memory.max a worker gets from [`RAM_SHARE`], whatever the RAM.
+pub const MIN_WORKER_MEMORY: u64 = 64 << 20;
+
+/// The memory.max of a worker: its kind's default, at most 1/[`RAM_SHARE`] of `mem_total`
+/// (not below [`MIN_WORKER_MEMORY`]); `memory_override` (a test knob) wins over both.
+pub fn worker_memory(kind_default: u64, mem_total: Option<u64>, memory_override: Option<u64>) -> u64 {
+    if let Some(max) = memory_override {
+        return max;
+    }
+    match mem_total {
+        Some(total) => kind_default.min((total / RAM_SHARE).max(MIN_WORKER_MEMORY)),
+        None => kind_default,
+    }
+}
+
 /// How long a cancelled worker has between SIGTERM and SIGKILL while the loop runs.
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
@@ -170,9 +190,9 @@ impl Jobs {
     /// The limits a job of `kind` gets here.
     pub fn limits(&self, kind: JobKind) -> JobLimits {
         let mut limits = JobLimits::for_kind(kind);
-        if let Some(max) = self.memory_override {
-            limits.memory_max = max;
-        }
+        let mem_total =
+            std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| keel_supervisor::cgroup::reserve::parse_mem_total(&text).ok());
+        limits.memory_max = worker_memory(limits.memory_max, mem_total, self.memory_override);
         limits
     }
 
@@ -554,7 +574,17 @@ mod tests {
     fn memory_override_replaces_every_kinds_cap() {
         let jobs = Jobs::new(None, Some(16 << 20));
         assert_eq!(jobs.limits(JobKind::Import).memory_max, 16 << 20);
-        assert_eq!(Jobs::new(None, None).limits(JobKind::Import).memory_max, worker::IMAGE_MEMORY_MAX);
+        assert!(Jobs::new(None, None).limits(JobKind::Import).memory_max <= worker::IMAGE_MEMORY_MAX);
+    }
+
+    #[test]
+    fn a_worker_gets_at_most_a_share_of_the_ram() {
+        let default = worker::IMAGE_MEMORY_MAX;
+        assert_eq!(worker_memory(default, Some(512 << 20), None), 128 << 20);
+        assert_eq!(worker_memory(default, Some(16 << 30), None), default);
+        assert_eq!(worker_memory(default, Some(128 << 20), None), MIN_WORKER_MEMORY);
+        assert_eq!(worker_memory(default, None, None), default);
+        assert_eq!(worker_memory(default, Some(512 << 20), Some(16 << 20)), 16 << 20);
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod modload;
 pub mod mounts;
 pub mod network;
 pub mod power_button;
+pub mod progress_view;
 pub mod reaper;
 pub mod run_cmd;
 mod scratch;

@@ -50,6 +50,11 @@ fn run(file: &Path) -> Result<i32, String> {
     let state_root = std::env::var_os("KEEL_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| DEFAULT_STATE_ROOT.into());
     let image_root =
         std::env::var_os("KEEL_IMAGE_STORE").map(PathBuf::from).unwrap_or_else(|| keel_supervisor::image::store::DEFAULT_ROOT.into());
+    // `keel run` is a command, not PID 1: it imports in the foreground when needed.
+    if let keel_supervisor::spec::ImageRef::Image(source) = &spec.image {
+        let store = keel_supervisor::image::Store::open(&image_root).map_err(|e| format!("image store: {e}"))?;
+        keel_supervisor::image::import::ensure(&store, source).map_err(|e| format!("image {source}: {e}"))?;
+    }
     let (spec, mut plan) = keel_supervisor::image::run::plan(&image_root, &spec, &state_root, cgroup2)?;
     let mut network = attacher(&spec, &state_root);
     let mut hooks = network.attach(&spec, &mut plan)?;

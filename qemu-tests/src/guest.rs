@@ -89,6 +89,11 @@ impl Guest {
         Guest { name: name.to_string(), child, console, control, qmp, exit: None }
     }
 
+    /// The QEMU-side socket of the guest's control channel (for a keelctl run on this machine).
+    pub fn control_socket(&self) -> &std::path::Path {
+        &self.control
+    }
+
     /// Everything the console printed so far.
     pub fn console(&self) -> String {
         self.console.text.lock().map(|t| t.clone()).unwrap_or_default()
@@ -155,6 +160,8 @@ impl Guest {
                 | Command::NetworkLs
                 | Command::NetworkInspect { .. }
                 | Command::Firstboot
+                | Command::ImageLs
+                | Command::ImageJobs
         );
         match Client::connect(&self.control)?.call(command.clone(), timeout) {
             Err(ClientError::Io { .. }) if query => Client::connect(&self.control)?.call(command, timeout),

@@ -658,7 +658,8 @@ fn layer_attacks(guest: &Guest, suite: &mut Suite) {
 /// (and reported), so the rest of the boot has room.
 fn sparse_attack(guest: &Guest, suite: &mut Suite) {
     let source = "oci-archive:/usr/share/keel/images/escape/sparse.tar";
-    let loaded = guest.call(Command::ImageLoad { source: source.into() }, Duration::from_secs(150)).map_err(|e| e.to_string());
+    let loaded =
+        guest.call(Command::ImageLoad { source: source.into(), progress: false }, Duration::from_secs(150)).map_err(|e| e.to_string());
     let left = host(guest, "df -k /var | tail -n 1; find /var/lib/keel -xdev -type f -size +8192k -print -exec rm -f {} +").stdout;
     let refused = match &loaded {
         Ok(_) => false,

@@ -124,11 +124,12 @@ fn multi_layer_oci_archive_runs_with_its_config_and_a_tampered_one_is_refused() 
 
     // keelctl image load: a docker archive shares every layer with the OCI one; a
     // tampered archive is refused and PID 1 carries on.
-    let loaded = call(&guest, Command::ImageLoad { source: "/usr/share/keel/images/app.docker.tar".into() }).unwrap();
+    let loaded = call(&guest, Command::ImageLoad { source: "/usr/share/keel/images/app.docker.tar".into(), progress: false }).unwrap();
     assert!(loaded.as_str().unwrap_or_default().contains("3 layers"), "{loaded}");
     let count = guest.exec(&["/bin/sh", "-c", "ls /var/lib/keel/images/layers | wc -l"]);
     assert_eq!(count.stdout.trim(), "3", "layers are stored once");
-    let err = call(&guest, Command::ImageLoad { source: "oci-archive:/usr/share/keel/images/bad.tar".into() }).unwrap_err();
+    let err =
+        call(&guest, Command::ImageLoad { source: "oci-archive:/usr/share/keel/images/bad.tar".into(), progress: false }).unwrap_err();
     assert!(err.contains(&format!("blob sha256:{tampered_blob}")), "{err}");
 
     // rm refuses an image a declaration uses; rm + prune drop the rest.

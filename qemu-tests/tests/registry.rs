@@ -134,7 +134,8 @@ fn an_image_pulled_at_boot_from_an_https_registry_runs() {
     guest.wait_container("other", Duration::from_secs(60), |c| c.state == "running");
 
     // `keelctl image pull` again: every blob is already there.
-    let again = guest.call(Command::ImagePull { reference: format!("{registry}/keel/app:v1") }, Duration::from_secs(120)).unwrap();
+    let again =
+        guest.call(Command::ImagePull { reference: format!("{registry}/keel/app:v1"), progress: false }, Duration::from_secs(120)).unwrap();
     assert!(again.as_str().unwrap_or_default().contains("3 layers"), "{again}");
     guest.call(Command::Poweroff, Duration::from_secs(20)).unwrap();
     assert!(guest.wait_exit(Duration::from_secs(60)).is_some_and(|s| s.success()), "did not power off");

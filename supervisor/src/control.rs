@@ -94,13 +94,21 @@ pub enum Command {
         /// `oci-archive:FILE`, `docker-archive:FILE`, `oci:DIR[:TAG]`, or a plain FILE
         /// (an archive; its kind is found from its contents).
         source: String,
+        /// Send [`ProgressLine`]s before the response.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        progress: bool,
     },
     /// Pull a registry image (`REGISTRY/REPO:TAG` or `…@sha256:…`) into the store; a tag
     /// is pulled again (blobs already stored are not downloaded again).
     ImagePull {
         /// The registry reference.
         reference: String,
+        /// Send [`ProgressLine`]s before the response.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        progress: bool,
     },
+    /// Running and recently finished jobs (pulls, loads, imports, inspects).
+    ImageJobs,
     /// Remove an image name (blobs stay until `image_prune`).
     ImageRm {
         /// A name or manifest digest.
@@ -190,13 +198,14 @@ pub struct ProgressLine {
     pub id: u64,
     /// The job that moved.
     pub job: crate::worker::JobId,
-    /// The item that moved, with its rate.
-    pub progress: crate::worker::ItemInfo,
+    /// The item that moved, with its rate (none in the first line, which only names the job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<crate::worker::ItemInfo>,
 }
 
 impl ProgressLine {
     /// The line for request `id` about `item` of `job`.
-    pub fn new(id: u64, job: crate::worker::JobId, progress: crate::worker::ItemInfo) -> Self {
+    pub fn new(id: u64, job: crate::worker::JobId, progress: Option<crate::worker::ItemInfo>) -> Self {
         ProgressLine { id, job, progress }
     }
 
@@ -298,6 +307,17 @@ impl Client {
 
     /// Send `command` and return the raw response that carries our id.
     pub fn request(&mut self, command: Command, timeout: Duration) -> Result<Response, ClientError> {
+        self.request_with_progress(command, timeout, &mut |_| {})
+    }
+
+    /// Send `command` and return its response; each [`ProgressLine`] for it before that
+    /// goes to `on_progress`. `timeout` bounds each wait for a line, not the whole call.
+    pub fn request_with_progress(
+        &mut self,
+        command: Command,
+        timeout: Duration,
+        on_progress: &mut dyn FnMut(ProgressLine),
+    ) -> Result<Response, ClientError> {
         let id = fresh_id();
         let mut line =
             serde_json::to_string(&Request { id, command }).map_err(|e| ClientError::Remote(format!("cannot encode request: {e}")))?;
@@ -314,6 +334,10 @@ impl Client {
             if let Ok(response) = serde_json::from_str::<Response>(answer.trim()) {
                 if response.id == id {
                     return Ok(response);
+                }
+            } else if let Ok(progress) = serde_json::from_str::<ProgressLine>(answer.trim()) {
+                if progress.id == id {
+                    on_progress(progress);
                 }
             }
         }

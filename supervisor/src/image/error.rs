@@ -34,9 +34,18 @@ pub enum ImageError {
     /// A manifest, index or config is larger than the document limit.
     #[error("{what} {origin}: {limit}; refusing the image")]
     DocumentTooLarge { what: &'static str, origin: String, limit: super::limits::LimitExceeded },
+    /// Another process (an import in a worker) holds the store's lock.
+    #[error("the image store is busy (an import holds {}); try again when it ends", path.display())]
+    Busy { path: PathBuf },
     /// The image is not usable here, or the reference is unknown.
     #[error("{reference}: {message}")]
     Invalid { reference: String, message: String },
+}
+
+/// Whether an error text comes from a full filesystem (ENOSPC), so a caller can say
+/// "no space left" plainly and free what the failed work wrote.
+pub fn is_no_space(text: &str) -> bool {
+    text.contains("os error 28") || text.contains("No space left on device")
 }
 
 impl ImageError {

@@ -69,6 +69,20 @@ pub fn ensure(store: &Store, source: &ImageSource) -> Result<Resolved, ImageErro
     import(store, source)
 }
 
+/// The image named by `source` when it is in the store, current and unpacked (what a
+/// container start needs, on PID 1's thread); else an error saying it is not in the store.
+pub fn ready(store: &Store, source: &ImageSource) -> Result<Resolved, ImageError> {
+    let name = source.to_string();
+    let entry = store.lookup(&name)?.ok_or_else(|| ImageError::invalid(&name, "not in the store (a pull or import job brings it)"))?;
+    if !matches!(source, ImageSource::Registry(_)) && entry.stamp != stamp(source) {
+        return Err(ImageError::invalid(&name, "changed since it was imported (an import job brings it)"));
+    }
+    if !store.unpacked(&entry.manifest)? {
+        return Err(ImageError::invalid(&name, "layers not unpacked (an import job unpacks them)"));
+    }
+    store.unpack(&entry.manifest)
+}
+
 /// The host that serves a registry's API (Docker Hub's differs from its name).
 fn api_host(registry: &str) -> &str {
     if registry == "docker.io" {
@@ -102,11 +116,20 @@ fn fetch_registry(store: &Store, r: &RegistryRef) -> Result<Fetched, ImageError>
     let pulls = store.root().join("pulls");
     crate::privdir::ensure(&pulls).map_err(ImageError::io("make private", &pulls))?;
     let dir = pulls.join(safe);
-    log::info!("image {r}: pulling from {}", spec.registry);
-    let pulled = pull_to_layout(&mut client, &spec, &dir, &mut |line| log::info!("pull {line}")).map_err(|e| ImageError::invalid(r, e))?;
-    let fetched = fetch_layout(store, &dir, None)?;
+    super::observe::log(&format!("image {r}: pulling from {}", spec.registry));
+    // A full /var: drop the partial download too (it holds the space; resuming it later
+    // would fail the same way). Any other failure keeps it, so the next pull resumes.
+    let drop_partial = |text: &str| {
+        if super::error::is_no_space(text) {
+            let _ = fs::remove_dir_all(&dir);
+        }
+    };
+    let pulled = pull_to_layout(&mut client, &spec, &dir, &mut |line| super::observe::log(&format!("pull {line}")))
+        .inspect_err(|e| drop_partial(e))
+        .map_err(|e| ImageError::invalid(r, e))?;
+    let fetched = fetch_layout(store, &dir, None).inspect_err(|e| drop_partial(&e.to_string()))?;
     let _ = fs::remove_dir_all(&dir);
-    log::info!("image {r}: pulled {} ({} bytes downloaded)", pulled.manifest_digest, pulled.downloaded);
+    super::observe::log(&format!("image {r}: pulled {} ({} bytes downloaded)", pulled.manifest_digest, pulled.downloaded));
     Ok(Fetched { manifest: fetched.manifest, tags: Vec::new() })
 }
 
@@ -143,7 +166,9 @@ fn fetch_layout(store: &Store, dir: &Path, tag: Option<&str>) -> Result<Fetched,
         let path = dir.join("blobs/sha256").join(desc.digest.hex());
         let file = fs::File::open(&path)
             .map_err(|_| ImageError::MissingBlob { digest: desc.digest.clone(), origin: dir.display().to_string() })?;
-        store.put_or_verify(&desc.digest, Some(desc.size), file, &path.display().to_string()).map(|_| ())
+        store.put_or_verify(&desc.digest, Some(desc.size), file, &path.display().to_string())?;
+        super::observe::progress(&super::observe::item_of(desc.digest.as_str()), "copy", desc.size, Some(desc.size));
+        Ok(())
     };
     let chosen = pick_manifest(&index, tag).map_err(|e| ImageError::invalid(dir.display(), e))?;
     let tags = chosen.annotations.get(REF_NAME).cloned().into_iter().collect();
@@ -195,6 +220,8 @@ fn fetch_oci_archive(store: &Store, file: &Path) -> Result<Fetched, ImageError> 
             let digest = Digest::from_hex(hex).map_err(|e| ImageError::invalid(&origin, format!("{name}: {e}")))?;
             sizes.insert(digest.clone(), entry.header().size().unwrap_or(0));
             store.put_or_verify(&digest, None, entry, &format!("{origin} ({name})"))?;
+            let size = sizes.get(&digest).copied().unwrap_or(0);
+            super::observe::progress(&super::observe::item_of(digest.as_str()), "copy", size, Some(size));
         }
         Ok(())
     })?;

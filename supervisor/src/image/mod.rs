@@ -24,6 +24,7 @@ pub mod import;
 pub mod inspect;
 pub mod layer;
 pub mod limits;
+pub mod observe;
 pub mod oci;
 pub mod reference;
 pub mod run;

@@ -147,6 +147,27 @@ impl Store {
         first.map_or(Ok(()), Err)
     }
 
+    /// Hold the store for writing until the returned lock drops: an exclusive flock on
+    /// `<root>/lock`. Imports in workers take turns with it (a failed import's cleanup
+    /// removes blobs no name uses, which would include another import's in flight).
+    /// With `wait` false, a store held by another process is [`ImageError::Busy`].
+    pub fn lock(&self, wait: bool) -> Result<nix::fcntl::Flock<fs::File>, ImageError> {
+        use nix::fcntl::{Flock, FlockArg};
+        let path = self.root.join("lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(ImageError::io("open", &path))?;
+        let arg = if wait { FlockArg::LockExclusive } else { FlockArg::LockExclusiveNonblock };
+        Flock::lock(file, arg).map_err(|(_, errno)| match errno {
+            nix::Error::EWOULDBLOCK => ImageError::Busy { path: path.clone() },
+            errno => ImageError::Io { what: "lock", path: path.clone(), source: errno.into() },
+        })
+    }
+
     /// The store's directory.
     pub fn root(&self) -> &Path {
         &self.root
@@ -262,6 +283,12 @@ impl Store {
         Ok((m, config))
     }
 
+    /// Whether every layer of `manifest` is unpacked (so [`unpack`](Self::unpack) has nothing to do).
+    pub fn unpacked(&self, manifest: &Digest) -> Result<bool, ImageError> {
+        let (_, config) = self.manifest_and_config(manifest)?;
+        Ok(config.rootfs.diff_ids.iter().all(|d| self.layer_path(d).is_dir()))
+    }
+
     /// Unpack every layer of `manifest` not unpacked yet, within the store's limits
     /// (the per-image ones count the layers unpacked here); layers top first.
     pub fn unpack(&self, manifest: &Digest) -> Result<Resolved, ImageError> {
@@ -271,7 +298,10 @@ impl Store {
         for (desc, diff_id) in m.layers.iter().zip(&config.rootfs.diff_ids) {
             let dir = self.layer_path(diff_id);
             if !dir.is_dir() {
+                let item = super::observe::item_of(desc.digest.as_str());
+                super::observe::progress(&item, "unpack", 0, Some(desc.size));
                 self.unpack_layer(&desc.digest, diff_id, &below, &meter)?;
+                super::observe::progress(&item, "unpack", desc.size, Some(desc.size));
             }
             below.insert(0, dir);
         }

@@ -8,11 +8,13 @@
 //! are unit-tested with a fake launcher and a fake clock.
 
 pub mod deps;
+mod images;
 pub mod info;
 pub mod launcher;
 mod load;
 mod output;
 
+pub use images::{ImageCheck, ImageNeed, StoreCheck};
 pub use info::{ContainerDetail, ContainerInfo, ContainerStats};
 pub use launcher::{Launched, Launcher, NetworkAttacher, NoNetworks, SystemLauncher};
 pub use load::{load_dir, Declaration, CONTAINERS_DIR};
@@ -103,6 +105,8 @@ struct Entry {
     oom_kills: u64,
     pids_limit_hits: u64,
     output: Vec<OutputPipe>,
+    /// The image reference it waits for (a pull or import job), if any.
+    awaiting_image: Option<String>,
 }
 
 impl Entry {
@@ -128,6 +132,7 @@ impl Entry {
             oom_kills: 0,
             pids_limit_hits: 0,
             output: Vec::new(),
+            awaiting_image: None,
         }
     }
 }
@@ -138,13 +143,15 @@ pub struct Manager {
     launcher: Box<dyn Launcher>,
     logs: Box<dyn LogSink>,
     log_dir: String,
+    images: Option<Box<dyn ImageCheck>>,
+    image_needs: Vec<ImageNeed>,
 }
 
 impl Manager {
     /// A manager acting through `launcher`, writing container output to `logs`
     /// (whose files live in `log_dir`, shown by `inspect`).
     pub fn new(launcher: Box<dyn Launcher>, logs: Box<dyn LogSink>, log_dir: &str) -> Self {
-        Manager { entries: BTreeMap::new(), launcher, logs, log_dir: log_dir.to_string() }
+        Manager { entries: BTreeMap::new(), launcher, logs, log_dir: log_dir.to_string(), images: None, image_needs: Vec::new() }
     }
 
     /// Take in the declarations (valid or not); each bad one is logged with its errors,
@@ -183,6 +190,7 @@ impl Manager {
         for name in names {
             let Some(entry) = self.entries.get(&name) else { continue };
             match entry.phase {
+                Phase::Waiting if entry.awaiting_image.is_some() => {}
                 Phase::Waiting => match self.unmet_dependency(&name) {
                     None => self.launch(&name, now),
                     Some(reason) => self.set_detail(&name, Some(reason)),
@@ -241,6 +249,9 @@ impl Manager {
 
     fn launch(&mut self, name: &ContainerName, now: Instant) {
         let Some(spec) = self.entries.get(name).and_then(|e| e.spec.as_ref().ok()).cloned() else { return };
+        if self.image_pending(name, &spec) {
+            return;
+        }
         let result = self.launcher.launch(&spec);
         let Some(entry) = self.entries.get_mut(name) else { return };
         entry.started = Some((now, SystemTime::now()));

@@ -326,3 +326,54 @@ fn shutdown_stops_dependents_first_and_independent_ones_together() {
         assert_eq!(state(&m, name, Instant::now()).state, "stopped");
     }
 }
+
+/// An image check saying the image of the containers named in `missing` needs a pull.
+struct MissingImages(Rc<RefCell<BTreeSet<String>>>);
+
+impl ImageCheck for MissingImages {
+    fn need(&self, spec: &ContainerSpec) -> Option<ImageNeed> {
+        self.0.borrow().contains(spec.name.as_str()).then(|| ImageNeed {
+            kind: crate::worker::JobKind::Pull,
+            source: crate::image::reference::parse("registry.test/app:1").unwrap(),
+        })
+    }
+}
+
+#[test]
+fn a_container_whose_image_is_missing_waits_for_the_job_then_starts() {
+    let (mut m, calls) = manager(vec![declaration("web", ""), declaration("api", ""), declaration("db", "")]);
+    let missing = Rc::new(RefCell::new(BTreeSet::from(["web".to_string(), "api".to_string()])));
+    m.set_image_check(Box::new(MissingImages(missing.clone())));
+    let t0 = Instant::now();
+    m.tick(t0);
+    assert_eq!(calls.borrow().log, vec!["launch db"], "no launch while the image is missing");
+    let needs = m.take_image_needs();
+    assert_eq!(needs.len(), 1, "one need per reference: {needs:?}");
+    let reference = needs[0].reference();
+    m.image_job_started(&reference, crate::worker::JobKind::Pull, crate::worker::JobId(3));
+    let web = m.ps(t0).into_iter().find(|c| c.name == "web").unwrap();
+    assert_eq!((web.state.as_str(), web.detail.as_deref()), ("waiting", Some("waiting for image pull (job 3)")));
+    m.tick(t0 + Duration::from_secs(1));
+    assert!(m.take_image_needs().is_empty(), "waiting containers do not ask again");
+    missing.borrow_mut().clear();
+    m.image_done(&reference, Ok(()), t0 + Duration::from_secs(2));
+    m.tick(t0 + Duration::from_secs(2));
+    assert_eq!(calls.borrow().log, vec!["launch db", "launch api", "launch web"]);
+}
+
+#[test]
+fn a_failed_image_job_is_a_failed_start_under_the_restart_policy() {
+    let (mut m, calls) = manager(vec![declaration("web", "restart = \"on-failure\"")]);
+    let missing = Rc::new(RefCell::new(BTreeSet::from(["web".to_string()])));
+    m.set_image_check(Box::new(MissingImages(missing)));
+    let t0 = Instant::now();
+    m.tick(t0);
+    let reference = m.take_image_needs()[0].reference();
+    m.image_done(&reference, Err("pull registry.test/app:1 (job 1): worker was killed by the OOM killer".into()), t0);
+    let web = m.ps(t0).pop().unwrap();
+    assert_eq!(web.state, "restarting");
+    assert!(web.detail.unwrap().contains("OOM killer"));
+    assert!(calls.borrow().log.is_empty());
+    m.tick(t0 + Duration::from_secs(600));
+    assert_eq!(m.take_image_needs().len(), 1, "the retry asks for a new job");
+}

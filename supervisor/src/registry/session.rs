@@ -140,7 +140,9 @@ impl<'c> Session<'c> {
                 }
                 Ok(())
             };
-            let result = self.get(&url, &headers, &mut file, limit, &mut before_body);
+            let item = crate::image::observe::item_of(digest);
+            let mut counting = Counting { inner: &mut file, done: have, item: &item, total: size };
+            let result = self.get(&url, &headers, &mut counting, limit, &mut before_body);
             match result {
                 Ok(r) if r.is_success() => {
                     progress(on_disk(&partial), size);
@@ -169,6 +171,27 @@ impl<'c> Session<'c> {
             return Err(format!("blob {digest}: digest mismatch, the registry sent data with digest {got}; refused"));
         }
         std::fs::rename(&partial, dest).map_err(|e| format!("{}: {e}", dest.display()))
+    }
+}
+
+/// A sink that reports each write's running total as download progress (rate-limited
+/// further down, in the worker's reporter).
+struct Counting<'a, W: Write> {
+    inner: &'a mut W,
+    done: u64,
+    item: &'a str,
+    total: Option<u64>,
+}
+
+impl<W: Write> Write for Counting<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.done += n as u64;
+        crate::image::observe::progress(self.item, "download", self.done, self.total);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 

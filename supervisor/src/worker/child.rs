@@ -4,10 +4,12 @@
 #![allow(unsafe_code)]
 
 use super::{Progress, WorkerCgroup, WorkerEvent};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// Least time between two progress lines of one item (≤ 5 a second).
@@ -24,31 +26,41 @@ pub(super) fn due(last: Option<&(Instant, String)>, now: Instant, progress: &Pro
     }
 }
 
-/// The child's handle on its event pipe: `work` reports progress and log lines here.
-pub struct Reporter {
-    pipe: Option<File>,
+struct Pipe {
+    file: Option<File>,
     sent: HashMap<String, (Instant, String)>,
+}
+
+/// The child's handle on its event pipe: `work` reports progress and log lines here.
+/// Clones share the pipe and the rate limits (one can be handed to
+/// [`crate::image::observe`] while `work` holds another).
+#[derive(Clone)]
+pub struct Reporter {
+    pipe: Rc<RefCell<Pipe>>,
 }
 
 impl Reporter {
     /// A reporter writing to `pipe` (in a worker, the event pipe's write end).
     pub fn new(pipe: File) -> Self {
-        Reporter { pipe: Some(pipe), sent: HashMap::new() }
+        Reporter { pipe: Rc::new(RefCell::new(Pipe { file: Some(pipe), sent: HashMap::new() })) }
     }
 
     /// A reporter that drops everything (to run a job's work in-process, e.g. in tests
     /// or in `keel image unpack`).
     pub fn discard() -> Self {
-        Reporter { pipe: None, sent: HashMap::new() }
+        Reporter { pipe: Rc::new(RefCell::new(Pipe { file: None, sent: HashMap::new() })) }
     }
 
     /// Report how far an item is; rate-limited per item.
     pub fn progress(&mut self, progress: Progress) {
         let now = Instant::now();
-        if !due(self.sent.get(&progress.item), now, &progress) {
-            return;
+        {
+            let mut pipe = self.pipe.borrow_mut();
+            if !due(pipe.sent.get(&progress.item), now, &progress) {
+                return;
+            }
+            pipe.sent.insert(progress.item.clone(), (now, progress.phase.clone()));
         }
-        self.sent.insert(progress.item.clone(), (now, progress.phase.clone()));
         self.send(&WorkerEvent::Progress(progress));
     }
 
@@ -58,12 +70,13 @@ impl Reporter {
     }
 
     pub(super) fn send(&mut self, event: &WorkerEvent) {
-        let Some(pipe) = self.pipe.as_mut() else { return };
+        let mut pipe = self.pipe.borrow_mut();
+        let Some(file) = pipe.file.as_mut() else { return };
         let Ok(mut line) = serde_json::to_string(event) else { return };
         line.push('\n');
-        if pipe.write_all(line.as_bytes()).is_err() {
+        if file.write_all(line.as_bytes()).is_err() {
             // PID 1 stopped listening (it cancelled the job); nothing more to say.
-            self.pipe = None;
+            pipe.file = None;
         }
     }
 }
@@ -129,8 +142,8 @@ pub(super) fn run_child(
 impl Reporter {
     /// Write raw bytes on the pipe (tests of the parent's protocol checks).
     pub(super) fn raw(&mut self, bytes: &[u8]) {
-        if let Some(pipe) = self.pipe.as_mut() {
-            let _ = pipe.write_all(bytes);
+        if let Some(file) = self.pipe.borrow_mut().file.as_mut() {
+            let _ = file.write_all(bytes);
         }
     }
 }

@@ -4,6 +4,9 @@
 /// Longest event line PID 1 accepts from a worker; a longer one is a protocol error.
 pub const MAX_EVENT_LINE: usize = 1 << 20;
 
+/// Longest line from an `inspect` worker, whose result lists every path of every layer.
+pub const MAX_INSPECT_LINE: usize = 64 << 20;
+
 /// Why the buffer refused input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LineError {

@@ -17,7 +17,7 @@ mod tests;
 
 pub use cgroup::{WorkerCgroup, WORKERS_GROUP};
 pub use child::Reporter;
-pub use lines::{LineBuffer, LineError, MAX_EVENT_LINE};
+pub use lines::{LineBuffer, LineError, MAX_EVENT_LINE, MAX_INSPECT_LINE};
 pub use parent::{spawn, Outcome, Worker};
 
 use serde::{Deserialize, Serialize};
@@ -32,7 +32,7 @@ pub struct JobId(pub u64);
 
 impl fmt::Display for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
+        f.pad(&self.0.to_string())
     }
 }
 
@@ -67,7 +67,7 @@ impl JobKind {
 
 impl fmt::Display for JobKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.word())
+        f.pad(self.word())
     }
 }
 

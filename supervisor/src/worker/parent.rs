@@ -2,7 +2,7 @@
 //! enforce its deadline, kill it, and turn how it ended into the job's result.
 
 use super::child::{run_child, Reporter};
-use super::lines::LineBuffer;
+use super::lines::{LineBuffer, MAX_EVENT_LINE, MAX_INSPECT_LINE};
 use super::{job_label, JobId, JobKind, JobLimits, WorkerCgroup, WorkerError, WorkerEvent};
 use crate::forked::run_forked;
 use nix::fcntl::OFlag;
@@ -140,7 +140,8 @@ pub fn spawn(
         limits,
         started: Instant::now(),
         pipe: Some(File::from(read_end)),
-        buffer: LineBuffer::default(),
+        // Its result is one line: an inspect's lists every path of the image.
+        buffer: LineBuffer::new(if kind == JobKind::Inspect { MAX_INSPECT_LINE } else { MAX_EVENT_LINE }),
         cgroup,
         outcome: None,
         protocol: None,

@@ -454,3 +454,38 @@ fn a_docker_archive_with_a_document_over_the_limit_is_refused_and_leaves_nothing
     let store = Store::open(tmp.path().join("store")).unwrap();
     assert_eq!(import::import(&store, &source).unwrap().lowers.len(), 1);
 }
+
+#[test]
+fn a_start_finds_the_image_or_says_which_job_brings_it() {
+    use crate::image::run::need;
+    use crate::worker::JobKind;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let layout = tmp.path().join("layout");
+    write_layout(&layout, &[base()], true, "v1");
+    let text = format!("image = \"oci:{}\"\ncommand = [\"/bin/true\"]\n", layout.display());
+    let spec = crate::spec::parse("app", &text, "app.toml").unwrap();
+    let source = ImageSource::OciLayout { path: layout.clone(), tag: None };
+    let store = Store::open(&root).unwrap();
+
+    // Not imported: a start does not import, it names the job that does.
+    assert_eq!(need(&root, &spec).map(|n| n.kind), Some(JobKind::Import));
+    let err = import::ready(&store, &source).unwrap_err().to_string();
+    assert!(err.contains("not in the store"), "{err}");
+
+    // Imported (as a job would): nothing needed, and the start finds its layers.
+    import::ensure(&store, &source).unwrap();
+    assert_eq!(need(&root, &spec), None);
+    assert_eq!(import::ready(&store, &source).unwrap().lowers.len(), 1);
+
+    // Layers gone (pruned by hand): an import job unpacks them again.
+    for entry in fs::read_dir(root.join("layers")).unwrap() {
+        fs::remove_dir_all(entry.unwrap().path()).unwrap();
+    }
+    assert_eq!(need(&root, &spec).map(|n| n.kind), Some(JobKind::Import));
+    assert!(import::ready(&store, &source).unwrap_err().to_string().contains("not unpacked"));
+
+    // A registry image not in the store needs a pull.
+    let pulled = crate::spec::parse("web", "image = \"registry.test/app:1\"\n", "web.toml").unwrap();
+    assert_eq!(need(&root, &pulled).map(|n| n.kind), Some(JobKind::Pull));
+}
