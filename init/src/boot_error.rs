@@ -14,6 +14,7 @@ use crate::settings::SettingsError;
 use crate::storage::StorageError;
 use keel_netconf::NetlinkError;
 use keel_supervisor::image::ImageError;
+use keel_supervisor::worker::WorkerError;
 use std::fmt::Display;
 use std::path::PathBuf;
 

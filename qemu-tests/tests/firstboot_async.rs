@@ -148,10 +148,13 @@ fn a_silent_https_source_does_not_delay_status() {
     }
 }
 
-/// A gzip-compressed file that decompresses to this much (zeros), more than the worker's cap.
-const INFLATED: usize = 40 << 20;
+/// A gzip-compressed file that decompresses to this much (zeros), more than the worker's
+/// cap. Small enough for the default cap (a quarter of the guest's RAM, 114 MiB here):
+/// the worker holds the decompressed data and also pays for the file it stages on the
+/// tmpfs root (charged to its cgroup); a 40 MiB file already did not fit.
+const INFLATED: usize = 24 << 20;
 /// The first-boot worker's memory cap in this test.
-const WORKER_MEMORY: &str = "16M";
+const WORKER_MEMORY: &str = "8M";
 
 /// `data` gzip-compressed, by the host's gzip.
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -178,7 +181,7 @@ fn data_url_bytes(bytes: &[u8]) -> String {
     format!("data:,{encoded}")
 }
 
-/// The worker decompresses 40 MiB under a 16 MiB cap: the OOM killer ends it, first boot
+/// The worker decompresses 24 MiB under an 8 MiB cap: the OOM killer ends it, first boot
 /// fails naming the job and the cause, nothing is written, and PID 1 answers throughout.
 /// Negative control: the same config under the default cap is applied, so the failure
 /// is the cap's doing, not the config's.
@@ -213,7 +216,7 @@ fn a_first_boot_worker_out_of_memory_is_a_failed_first_boot() {
     assert_eq!(firstboot["state"], "failed", "{firstboot}");
     let problems = firstboot["problems"].to_string();
     assert!(
-        problems.contains("firstboot config (local) (job 1): worker was killed by the OOM killer (memory.max 16 MiB)"),
+        problems.contains("firstboot config (local) (job 1): worker was killed by the OOM killer (memory.max 8 MiB)"),
         "the failure does not name the job and the OOM kill: {firstboot}"
     );
     let console = guest.console();
