@@ -112,7 +112,7 @@ pub struct ImageFailure {
     pub image: String,
     /// Why its worker could not start.
     #[source]
-    pub source: keel_supervisor::worker::WorkerError,
+    pub source: WorkerError,
 }
 
 /// The items' texts joined by "; ".
