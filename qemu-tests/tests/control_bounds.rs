@@ -94,17 +94,27 @@ fn run_flood(name: &str, unbounded: bool) -> Flood {
     assert!(flooding, "the flood ended before the latency was measured: {done:?}");
     let p99 = number_after(&measured.stdout, "p99").unwrap_or_else(|| guest.fail(&format!("no p99 in {measured:?}")));
 
-    // The log files keep every line: the numbered ones plus `flood done N`.
+    // The log files keep every line: `flood done N` and the numbered lines before it, in
+    // order and without a gap. (At full speed the flood writes more than the files
+    // retain, 10 MiB × 4: rotation drops the oldest file whole, so what is kept must be
+    // the unbroken run of the newest lines, ending at N - 1.)
     let counted = guest.exec(&[
         "sh",
         "-c",
         "cat /var/log/keel/flood.log.3 /var/log/keel/flood.log.2 /var/log/keel/flood.log.1 /var/log/keel/flood.log 2>/dev/null \
-         | grep -c ' stdout flood [0-9]*$'; grep -h 'stdout flood done' /var/log/keel/flood.log*",
+         | awk '/ stdout flood [0-9]+$/ { n = $NF; if (count > 0 && n != last + 1) gaps++; if (count == 0) first = n; last = n; count++ } \
+                END { print first, last, count, gaps + 0 }'; \
+         grep -h 'stdout flood done' /var/log/keel/flood.log*",
     ]);
     let mut lines = counted.stdout.lines();
-    let kept: u64 = lines.next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+    let run: Vec<u64> = lines.next().unwrap_or("").split_whitespace().filter_map(|w| w.parse().ok()).collect();
     let numbered: u64 = lines.next().and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(u64::MAX);
-    assert_eq!(kept, numbered, "the log files lost lines: {counted:?}");
+    let [first, last, kept, gaps] = run[..] else { guest.fail(&format!("cannot read the log files: {counted:?}")) };
+    eprintln!("[{name}] log files: lines {first}..={last} ({kept} kept, {gaps} gaps) of {numbered} numbered + flood done");
+    assert_eq!(gaps, 0, "the log files lost lines in the middle: {counted:?}");
+    assert_eq!(last + 1, numbered, "the log files lost the last lines: {counted:?}");
+    assert_eq!(kept, last - first + 1, "{counted:?}");
+    assert!(first == 0 || kept * 40 > 30 * 1024 * 1024, "lines before {first} are gone though the files hold only {kept} lines");
     assert!(numbered > 10_000, "the flood wrote only {numbered} lines");
     let written = numbered + 1;
 
