@@ -7,7 +7,9 @@
 //!   connections, and the slow clients are closed.
 //!
 //! Each has a negative control booted with `keel.test.unbounded` (no echo budget, no
-//! connection cap, no idle timeout) that shows the checks see the difference.
+//! connection cap, no idle timeout) that shows the checks see the difference (for the
+//! flood: the drop count; the p99 is bounded by the loop's ordering and event size, see
+//! the control's comment).
 //!
 //! The clients run inside the guest (keel-probe `latency`, `ask`, `hold`) on the control
 //! socket: the virtio-serial transport's own delay would hide PID 1's.
@@ -148,15 +150,17 @@ fn a_flooding_container_costs_control_requests_little_and_the_console_counts_its
     assert!(flood.p99 < 100.0, "p99 of status during the flood: {} ms (written {})", flood.p99, flood.written);
 }
 
-/// Negative control: without the echo budget, QEMU's serial console takes every line (so
-/// nothing is announced as dropped) and PID 1 spends its time pushing them through the
-/// emulated UART: control requests are slow.
+/// Negative control: without the echo budget, QEMU's serial console takes every line,
+/// so nothing is announced as dropped (the drop check above sees it). The p99 is printed
+/// only: what keeps it low is that requests are served before container output and a
+/// pipe event is 4 KiB (16 KiB and requests after output gave 288 ms), not the budget,
+/// which lets PID 1 copy about three times more lines in the same time.
 #[test]
-fn without_the_echo_budget_the_console_takes_every_line_and_requests_are_slow() {
+fn without_the_echo_budget_the_console_takes_every_line() {
     let flood = run_flood("flood-unbounded", true);
     assert_eq!(flood.dropped, 0, "lines were dropped without the budget");
     assert_eq!(flood.echoed, flood.written);
-    assert!(flood.p99 >= 100.0, "control: p99 {} ms even without the budget; the p99 check cannot tell", flood.p99);
+    eprintln!("[flood-unbounded] p99 {} ms", flood.p99);
 }
 
 // --- many connections ---
