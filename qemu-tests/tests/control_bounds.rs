@@ -7,13 +7,16 @@
 //!   connections, and the slow clients are closed.
 //!
 //! Each has a negative control booted with `keel.test.unbounded` (no echo budget, no
-//! connection cap, no idle timeout) that shows the checks see the difference.
+//! connection cap, no idle timeout) that shows the checks see the difference (for the
+//! flood: the drop count; the p99 is bounded by the loop's ordering and event size, see
+//! the control's comment).
 //!
 //! The clients run inside the guest (keel-probe `latency`, `ask`, `hold`) on the control
 //! socket: the virtio-serial transport's own delay would hide PID 1's.
 
 use keel_init::connections::{IDLE_TIMEOUT, MAX_CONNECTIONS};
 use keel_qemu_tests::{build_image, busybox_host, declare_container, target_dir, BootOptions, Guest, TestImage};
+use keel_supervisor::logs;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -94,17 +97,30 @@ fn run_flood(name: &str, unbounded: bool) -> Flood {
     assert!(flooding, "the flood ended before the latency was measured: {done:?}");
     let p99 = number_after(&measured.stdout, "p99").unwrap_or_else(|| guest.fail(&format!("no p99 in {measured:?}")));
 
-    // The log files keep every line: the numbered ones plus `flood done N`.
+    // The log files keep every line: `flood done N` and the numbered lines before it, in
+    // order and without a gap. (At full speed the flood writes more than the files
+    // retain, 10 MiB × 4: rotation drops the oldest file whole, so what is kept must be
+    // the unbroken run of the newest lines, ending at N - 1.)
     let counted = guest.exec(&[
         "sh",
         "-c",
         "cat /var/log/keel/flood.log.3 /var/log/keel/flood.log.2 /var/log/keel/flood.log.1 /var/log/keel/flood.log 2>/dev/null \
-         | grep -c ' stdout flood [0-9]*$'; grep -h 'stdout flood done' /var/log/keel/flood.log*",
+         | awk '{ bytes += length($0) + 1 } \
+                / stdout flood [0-9]+$/ { n = $NF; if (count > 0 && n != last + 1) gaps++; if (count == 0) first = n; last = n; count++ } \
+                END { print first, last, count, gaps + 0, bytes }'; \
+         grep -h 'stdout flood done' /var/log/keel/flood.log*",
     ]);
     let mut lines = counted.stdout.lines();
-    let kept: u64 = lines.next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+    let run: Vec<u64> = lines.next().unwrap_or("").split_whitespace().filter_map(|w| w.parse().ok()).collect();
     let numbered: u64 = lines.next().and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(u64::MAX);
-    assert_eq!(kept, numbered, "the log files lost lines: {counted:?}");
+    let [first, last, kept, gaps, bytes] = run[..] else { guest.fail(&format!("cannot read the log files: {counted:?}")) };
+    eprintln!("[{name}] log files: lines {first}..={last} ({kept} kept, {bytes} bytes, {gaps} gaps) of {numbered} numbered + flood done");
+    assert_eq!(gaps, 0, "the log files lost lines in the middle: {counted:?}");
+    assert_eq!(last + 1, numbered, "the log files lost the last lines: {counted:?}");
+    assert_eq!(kept, last - first + 1, "{counted:?}");
+    // Lines may be gone only when every rotated file was full.
+    let full = u64::from(logs::DEFAULT_KEEP) * (logs::DEFAULT_MAX_BYTES - 4096);
+    assert!(first == 0 || bytes >= full, "lines before {first} are gone though the files hold only {bytes} bytes");
     assert!(numbered > 10_000, "the flood wrote only {numbered} lines");
     let written = numbered + 1;
 
@@ -138,15 +154,17 @@ fn a_flooding_container_costs_control_requests_little_and_the_console_counts_its
     assert!(flood.p99 < 100.0, "p99 of status during the flood: {} ms (written {})", flood.p99, flood.written);
 }
 
-/// Negative control: without the echo budget, QEMU's serial console takes every line (so
-/// nothing is announced as dropped) and PID 1 spends its time pushing them through the
-/// emulated UART: control requests are slow.
+/// Negative control: without the echo budget, QEMU's serial console takes every line,
+/// so nothing is announced as dropped (the drop check above sees it). The p99 is printed
+/// only: what keeps it low is that requests are served before container output and a
+/// pipe event is 4 KiB (16 KiB and requests after output gave 288 ms), not the budget,
+/// which lets PID 1 copy about three times more lines in the same time.
 #[test]
-fn without_the_echo_budget_the_console_takes_every_line_and_requests_are_slow() {
+fn without_the_echo_budget_the_console_takes_every_line() {
     let flood = run_flood("flood-unbounded", true);
     assert_eq!(flood.dropped, 0, "lines were dropped without the budget");
     assert_eq!(flood.echoed, flood.written);
-    assert!(flood.p99 >= 100.0, "control: p99 {} ms even without the budget; the p99 check cannot tell", flood.p99);
+    eprintln!("[flood-unbounded] p99 {} ms", flood.p99);
 }
 
 // --- many connections ---

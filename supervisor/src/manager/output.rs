@@ -18,9 +18,9 @@ pub trait LogSink {
 /// Most bytes copied from one pipe per readiness event, so one chatty container cannot
 /// starve the rest of PID 1's event loop. A control request waits behind at most the
 /// rest of one event per flooding pipe, so an event must stay short even on a slow,
-/// emulated CPU: 4 KiB (a page, a few hundred short lines to split, log and echo) took
-/// about 12 ms in a loaded TCG guest (16 KiB gave a p99 of 116 ms for `status` during a
-/// flood, see qemu-tests/tests/control_bounds.rs). The pipe is polled again at once, so
+/// emulated CPU: 4 KiB (a page, a few hundred short lines to split, log and echo). In a
+/// loaded TCG guest, `status` during a flood had a p99 of 116 ms with 16 KiB per event
+/// and 70 ms with 4 KiB (qemu-tests/tests/control_bounds.rs). The pipe is polled again at once, so
 /// throughput only pays one poll(2) per page.
 const MAX_PER_EVENT: usize = 4 * 1024;
 
