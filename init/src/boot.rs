@@ -38,6 +38,8 @@ struct Boot {
     settings: Settings,
     event_loop: EventLoop,
     network: Option<crate::network::Shared>,
+    /// The boot's second half, after ready (modules, then bridges and firewall).
+    late: Option<crate::late_boot::LateBoot>,
 }
 
 impl Boot {
@@ -106,6 +108,7 @@ pub fn pid1_main() -> ! {
         settings: Settings::default(),
         event_loop: EventLoop::new(signals.ok()),
         network: None,
+        late: None,
     };
     if let Some(failure) = std::env::var_os(sysroot::ROOT_ERROR_ENV) {
         std::env::remove_var(sysroot::ROOT_ERROR_ENV);
@@ -117,6 +120,9 @@ pub fn pid1_main() -> ! {
         boot.state.boot_errors.push("signalfd: cannot watch signals; reaping and shutdown are degraded".into());
     }
     run_steps(&mut boot);
+    if let Some(late) = boot.late.take() {
+        boot.event_loop.set_late(late);
+    }
     announce(&boot.state);
     let grace = Duration::from_secs(boot.options.shutdown_grace_secs.unwrap_or(boot.settings.shutdown_grace_secs));
     boot.event_loop.run(boot.state, grace)
@@ -167,6 +173,28 @@ fn run_steps(boot: &mut Boot) {
         boot.step("images", false, pull_images);
         boot.step("containers", false, load_containers);
     }
+    boot.step("watchdog", false, arm_watchdog);
+    if let Some(secs) = boot.options.wedge_secs {
+        boot.event_loop.set_test_wedge(Duration::from_secs(secs));
+    }
+}
+
+/// Arm the hardware watchdog, when the machine has one, for the loop to pet.
+fn arm_watchdog(boot: &mut Boot) -> Result<(), String> {
+    let secs = boot.options.watchdog_secs.unwrap_or(boot.settings.watchdog_secs);
+    if secs == 0 {
+        info!("watchdog: off (watchdog_secs = 0)");
+        return Ok(());
+    }
+    match crate::watchdog::Watchdog::arm(secs).map_err(|e| e.to_string())? {
+        Some(watchdog) => {
+            let s = watchdog.status();
+            info!("watchdog: {} ({}) armed, timeout {} s", s.device, s.identity, s.timeout_secs);
+            boot.event_loop.set_watchdog(watchdog);
+        }
+        None => info!("watchdog: no hardware watchdog on this machine"),
+    }
+    Ok(())
 }
 
 /// First boot: fetch, validate and apply the Ignition-style config, once. Between the
@@ -243,7 +271,11 @@ fn bring_up_network(boot: &mut Boot) -> Result<(), String> {
     if let Err(e) = keel_netconf::set_route_localnet("all", false) {
         problems.push(format!("route_localnet off on all: {e}"));
     }
-    problems.extend(network::bring_up_bridges(&shared.borrow()));
+    // With modules still loading, the bridges and firewall come after ready (late_boot).
+    match boot.late.as_mut() {
+        Some(late) => late.set_network(shared.clone()),
+        None => problems.extend(network::bring_up_bridges(&shared.borrow())),
+    }
     let uplink = network::choose_uplink(&shared.borrow().config);
     match uplink {
         Ok(Some((link, keel_netconf::config::UplinkMode::Dhcp, _))) => {
@@ -395,7 +427,15 @@ fn load_modules(boot: &mut Boot) -> Result<(), String> {
         Ok(text) => modload::parse_module_list(&text),
         Err(_) => Vec::new(),
     };
-    let wanted: Vec<ModuleName> = listed.into_iter().chain(boot.options.extra_modules.iter().cloned()).collect();
+    let listed: Vec<ModuleName> = listed.into_iter().chain(boot.options.extra_modules.iter().cloned()).collect();
+    // Without a signalfd PID 1 would never learn that the loader is done.
+    let (wanted, after_ready) = match boot.event_loop.signals_missing() {
+        false => modload::split(listed),
+        true => (listed, Vec::new()),
+    };
+    if !after_ready.is_empty() {
+        boot.late = Some(crate::late_boot::LateBoot::start(after_ready));
+    }
     if wanted.is_empty() {
         return Ok(());
     }

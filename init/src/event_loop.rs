@@ -76,6 +76,9 @@ pub struct EventLoop {
     network: Option<crate::network::Shared>,
     grace: Duration,
     state: HostState,
+    late: Option<crate::late_boot::LateBoot>,
+    watchdog: Option<crate::watchdog::Watchdog>,
+    wedge: Option<Duration>,
 }
 
 /// Which source a poll entry belongs to.
@@ -111,7 +114,25 @@ impl EventLoop {
             network: None,
             grace: Duration::from_secs(5),
             state: HostState::default(),
+            late: None,
+            watchdog: None,
+            wedge: None,
         }
+    }
+
+    /// Pet this hardware watchdog from the loop; disarm it at a clean shutdown.
+    pub fn set_watchdog(&mut self, watchdog: crate::watchdog::Watchdog) {
+        self.watchdog = Some(watchdog);
+    }
+
+    /// Test-only (`keel.test.wedge`): block the loop for `duration` once it starts.
+    pub fn set_test_wedge(&mut self, duration: Duration) {
+        self.wedge = Some(duration);
+    }
+
+    /// Finish this part of the boot once its loader exits; no container starts before.
+    pub fn set_late(&mut self, late: crate::late_boot::LateBoot) {
+        self.late = Some(late);
     }
 
     /// Whether signals cannot be watched (then reaping falls back to a periodic pass).
@@ -184,9 +205,16 @@ impl EventLoop {
         }
         self.state = state;
         self.grace = grace;
-        reap_all();
-        if let Some(manager) = self.manager.as_mut() {
-            manager.tick(Instant::now());
+        for child in reap_all().reaped {
+            if let Some(late) = self.late.as_mut() {
+                late.on_exit(child.pid, child.code);
+            }
+        }
+        self.tick_containers();
+        if let Some(wedge) = self.wedge.take() {
+            crate::logger::marker(&format!("keel: test: wedging the event loop for {} s (keel.test.wedge)", wedge.as_secs()));
+            std::thread::sleep(wedge);
+            crate::logger::marker("keel: test: the event loop runs again");
         }
         loop {
             if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.turn())) {
@@ -221,7 +249,22 @@ impl EventLoop {
         if let Some(uplink) = self.uplink.as_mut() {
             uplink.on_timer(Instant::now());
         }
-        if let Some(manager) = self.manager.as_mut() {
+        self.tick_containers();
+        if let Some(watchdog) = self.watchdog.as_mut() {
+            watchdog.pet_if_due(Instant::now());
+        }
+    }
+
+    /// Finish the late boot when it is due, then let the manager start what is due;
+    /// containers wait for the late boot (its bridges and firewall).
+    fn tick_containers(&mut self) {
+        if self.late.as_ref().is_some_and(crate::late_boot::LateBoot::due) {
+            for problem in self.late.take().map(crate::late_boot::LateBoot::finish).unwrap_or_default() {
+                error!("{problem}");
+                self.state.boot_errors.push(problem);
+            }
+        }
+        if let (Some(manager), None) = (self.manager.as_mut(), &self.late) {
             manager.tick(Instant::now());
         }
     }
@@ -258,11 +301,15 @@ impl EventLoop {
         if let Some(uplink) = &self.uplink {
             fds.push(add(&mut sources, Source::Uplink, uplink.fd()));
         }
-        let deadline =
-            [port_quiet, self.manager.as_ref().and_then(Manager::next_deadline), self.uplink.as_ref().and_then(|u| u.next_deadline())]
-                .into_iter()
-                .flatten()
-                .min();
+        let deadline = [
+            port_quiet,
+            self.manager.as_ref().and_then(Manager::next_deadline),
+            self.uplink.as_ref().and_then(|u| u.next_deadline()),
+            self.watchdog.as_ref().map(crate::watchdog::Watchdog::next_pet),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let timeout = match (deadline, &self.signals) {
             (Some(until), _) => {
                 PollTimeout::try_from(until.saturating_duration_since(now) + Duration::from_millis(1)).unwrap_or(PollTimeout::MAX)
@@ -300,7 +347,8 @@ impl EventLoop {
                 Ok(Signal::SIGCHLD) => {
                     let now = Instant::now();
                     for child in reap_all().reaped {
-                        let known = self.manager.as_mut().is_some_and(|m| m.on_exit(child.pid, child.code, now));
+                        let known = self.late.as_mut().is_some_and(|late| late.on_exit(child.pid, child.code))
+                            || self.manager.as_mut().is_some_and(|m| m.on_exit(child.pid, child.code, now));
                         if !known {
                             debug!("reaped pid {} (exit {})", child.pid, child.code);
                         }
@@ -478,6 +526,12 @@ impl EventLoop {
         let Some(manager) = self.manager.as_mut() else {
             return Response::failure(id, "no containers on this host");
         };
+        if self.late.is_some() && matches!(command, Command::Start { .. } | Command::Restart { .. }) {
+            return Response::failure(
+                id,
+                "containers start once the boot has loaded their modules and applied the firewall; try again in a moment",
+            );
+        }
         let now = Instant::now();
         let answer = |result: Result<String, String>| match result {
             Ok(text) => Response::success(id, text),
@@ -518,10 +572,14 @@ impl EventLoop {
             uptime_secs: crate::clock::since_boot().as_secs_f64(),
             boot_errors: self.state.boot_errors.clone(),
             pid1_rss_kib: own_rss_kib(),
+            watchdog: self.watchdog.as_ref().map(|w| w.status().clone()),
         }
     }
 
     fn shutdown(&mut self, action: PowerAction, reason: &str) {
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.disarm();
+        }
         self.listener = None;
         if let Some(mut manager) = self.manager.take() {
             info!("shutdown ({reason}): stopping containers");

@@ -63,6 +63,10 @@ pub struct HostNetwork {
     /// Each attached container's resolv.conf (bind-mounted into it), rewritten in place
     /// when the host's DNS changes.
     pub resolv_files: BTreeMap<String, std::path::PathBuf>,
+    /// While true, [`apply_firewall`](Self::apply_firewall) does nothing: the boot has
+    /// not loaded nf_tables yet (it loads after ready); its late step clears this and
+    /// applies the table before any container may start (see `late_boot`).
+    pub firewall_held: bool,
 }
 
 /// Where container networks keep their allocations.
@@ -81,6 +85,7 @@ impl HostNetwork {
             metadata_access: BTreeMap::new(),
             resolv_conf: "# keel: no DNS server known yet\n".into(),
             resolv_files: BTreeMap::new(),
+            firewall_held: false,
         }
     }
 
@@ -113,6 +118,9 @@ impl HostNetwork {
     /// then turn `route_localnet` on for exactly the bridges that need it (a port published
     /// on 127.0.0.1 by one of their containers) and off for the others.
     pub fn apply_firewall(&self) -> Result<(), String> {
+        if self.firewall_held {
+            return Ok(());
+        }
         let state = self.firewall_state();
         nft::apply(&state).map_err(|e| format!("firewall: {e}"))?;
         let needed = state.localnet_bridges();
