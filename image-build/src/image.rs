@@ -162,6 +162,9 @@ pub fn keel_config(spec: &HostSpec) -> String {
         text.push_str(&format!("control_port = \"{CONTROL_PORT}\"\n"));
     }
     text.push_str(&format!("shutdown_grace_secs = {}\n", spec.control.shutdown_grace_secs));
+    if let Some(secs) = spec.control.watchdog_secs {
+        text.push_str(&format!("watchdog_secs = {secs}\n"));
+    }
     if let Some(reserved) = &spec.reserved {
         text.push_str(&format!("\n[reserved]\nmemory = \"{}\"\npids = {}\n", reserved.memory, reserved.pids));
     }

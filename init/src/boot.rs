@@ -186,13 +186,13 @@ fn arm_watchdog(boot: &mut Boot) -> Result<(), String> {
         info!("watchdog: off (watchdog_secs = 0)");
         return Ok(());
     }
-    match crate::watchdog::Watchdog::arm(secs).map_err(|e| e.to_string())? {
-        Some(watchdog) => {
-            let s = watchdog.status();
-            info!("watchdog: {} ({}) armed, timeout {} s", s.device, s.identity, s.timeout_secs);
-            boot.event_loop.set_watchdog(watchdog);
-        }
-        None => info!("watchdog: no hardware watchdog on this machine"),
+    // Its driver may be among the modules loading after ready: arm it when they are in.
+    if let Some(late) = boot.late.as_mut() {
+        late.arm_watchdog_after(secs);
+        return Ok(());
+    }
+    if let Some(watchdog) = crate::watchdog::arm_logged(secs).map_err(|e| e.to_string())? {
+        boot.event_loop.set_watchdog(watchdog);
     }
     Ok(())
 }

@@ -125,7 +125,8 @@ impl EventLoop {
         self.watchdog = Some(watchdog);
     }
 
-    /// Test-only (`keel.test.wedge`): block the loop for `duration` once it starts.
+    /// Test-only (`keel.test.wedge`): block the loop for `duration` once the boot is
+    /// complete (the late boot done, the watchdog armed).
     pub fn set_test_wedge(&mut self, duration: Duration) {
         self.wedge = Some(duration);
     }
@@ -211,11 +212,6 @@ impl EventLoop {
             }
         }
         self.tick_containers();
-        if let Some(wedge) = self.wedge.take() {
-            crate::logger::marker(&format!("keel: test: wedging the event loop for {} s (keel.test.wedge)", wedge.as_secs()));
-            std::thread::sleep(wedge);
-            crate::logger::marker("keel: test: the event loop runs again");
-        }
         loop {
             if let Err(payload) = catch_unwind(AssertUnwindSafe(|| self.turn())) {
                 error!("event loop: panicked: {}; continuing", panic_message(&payload));
@@ -258,11 +254,19 @@ impl EventLoop {
     /// Finish the late boot when it is due, then let the manager start what is due;
     /// containers wait for the late boot (its bridges and firewall).
     fn tick_containers(&mut self) {
-        if self.late.as_ref().is_some_and(crate::late_boot::LateBoot::due) {
-            for problem in self.late.take().map(crate::late_boot::LateBoot::finish).unwrap_or_default() {
+        if let Some(late) = self.late.take_if(|late| late.due()) {
+            let outcome = late.finish();
+            for problem in outcome.problems {
                 error!("{problem}");
                 self.state.boot_errors.push(problem);
             }
+            self.watchdog = outcome.watchdog.or(self.watchdog.take());
+        }
+        if let (None, Some(wedge)) = (&self.late, self.wedge) {
+            self.wedge = None;
+            crate::logger::marker(&format!("keel: test: wedging the event loop for {} s (keel.test.wedge)", wedge.as_secs()));
+            std::thread::sleep(wedge);
+            crate::logger::marker("keel: test: the event loop runs again");
         }
         if let (Some(manager), None) = (self.manager.as_mut(), &self.late) {
             manager.tick(Instant::now());

@@ -5,7 +5,8 @@
 //! leaves idle and on several it runs alongside. PID 1 never waits for it: it reaps
 //! the loader like any child, and only then brings up the container bridges and
 //! applies keel's firewall (which need `bridge` and nf_tables). Until that is done no
-//! container starts, so no port is ever published without its firewall.
+//! container starts, so no port is ever published without its firewall. The hardware
+//! watchdog is armed then too (its driver is one of these modules).
 //!
 //! Limitations: the loader reports failures on the console and as a count in its exit
 //! code, not module by module to PID 1; without a signalfd (PID 1 cannot learn of its
@@ -29,6 +30,16 @@ pub struct LateBoot {
     since: Instant,
     /// The host's networks, whose bridges and firewall wait for the modules.
     network: Option<crate::network::Shared>,
+    /// The watchdog timeout to arm with once the modules are in (None: leave it off).
+    watchdog_secs: Option<u32>,
+}
+
+/// What the late boot hands back to the loop.
+pub struct LateOutcome {
+    /// Problems for the boot error list.
+    pub problems: Vec<String>,
+    /// The hardware watchdog, when one was armed.
+    pub watchdog: Option<crate::watchdog::Watchdog>,
 }
 
 /// Exit code of a loader that could not read modules.dep.
@@ -54,7 +65,7 @@ impl LateBoot {
                 (None, load_all(&modules))
             }
         };
-        LateBoot { loader, failed, modules: count, since, network: None }
+        LateBoot { loader, failed, modules: count, since, network: None, watchdog_secs: None }
     }
 
     /// The networks whose bridges and firewall [`finish`](Self::finish) brings up. Their
@@ -62,6 +73,11 @@ impl LateBoot {
     pub fn set_network(&mut self, network: crate::network::Shared) {
         network.borrow_mut().firewall_held = true;
         self.network = Some(network);
+    }
+
+    /// Arm the hardware watchdog with `secs` in [`finish`](Self::finish).
+    pub fn arm_watchdog_after(&mut self, secs: u32) {
+        self.watchdog_secs = Some(secs);
     }
 
     /// A reaped child: whether it was the loader (then its exit is recorded).
@@ -79,9 +95,9 @@ impl LateBoot {
         self.loader.is_none()
     }
 
-    /// Bridges up and firewall applied, now that their modules are in. Returns the
-    /// problems, for the boot error list; after this, containers may start.
-    pub fn finish(self) -> Vec<String> {
+    /// Bridges up, firewall applied and watchdog armed, now that their modules are in.
+    /// After this, containers may start.
+    pub fn finish(self) -> LateOutcome {
         let mut problems = Vec::new();
         match self.failed {
             0 => {}
@@ -100,7 +116,15 @@ impl LateBoot {
             self.modules,
             self.since.elapsed().as_millis()
         );
-        problems
+        let watchdog = match self.watchdog_secs.map(crate::watchdog::arm_logged) {
+            Some(Ok(watchdog)) => watchdog,
+            Some(Err(e)) => {
+                problems.push(format!("watchdog: {e}"));
+                None
+            }
+            None => None,
+        };
+        LateOutcome { problems, watchdog }
     }
 }
 

@@ -71,6 +71,7 @@ pub enum Stage {
 /// Modules that nothing before `keel: ready` needs: container plumbing (overlay,
 /// bridge, veth and theirs), nftables (the firewall is applied once they are in, and
 /// no container starts before that) and filesystems the boot mounts only on demand.
+/// Watchdog drivers too: PID 1 arms the watchdog when the late boot is done.
 /// The power button (`button`, `evdev`) is not here: a press before its driver is bound
 /// is lost, not queued, and a cloud "stop" may come right after ready.
 pub const AFTER_READY: &[&str] = &[
@@ -90,6 +91,7 @@ pub const AFTER_READY: &[&str] = &[
     "cdrom",
     "libcrc32c",
     "x_tables",
+    "i6300esb",
 ];
 
 /// Name prefixes of after-ready module families: netfilter and nftables, codepages.

@@ -193,6 +193,19 @@ impl Watchdog {
     }
 }
 
+/// Arm the watchdog (when there is one) and say so on the console.
+pub fn arm_logged(secs: u32) -> Result<Option<Watchdog>, WatchdogError> {
+    let armed = Watchdog::arm(secs)?;
+    match &armed {
+        Some(watchdog) => {
+            let s = watchdog.status();
+            info!("watchdog: {} ({}) armed, timeout {} s", s.device, s.identity, s.timeout_secs);
+        }
+        None => info!("watchdog: no hardware watchdog on this machine"),
+    }
+    Ok(armed)
+}
+
 /// The driver's identity string (NUL-padded).
 fn identity(raw: &[u8; 32]) -> String {
     let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
