@@ -120,10 +120,11 @@ pub fn pid1_main() -> ! {
         boot.state.boot_errors.push("signalfd: cannot watch signals; reaping and shutdown are degraded".into());
     }
     run_steps(&mut boot);
-    if let Some(late) = boot.late.take() {
+    announce(&boot.state);
+    if let Some(mut late) = boot.late.take() {
+        late.spawn();
         boot.event_loop.set_late(late);
     }
-    announce(&boot.state);
     let grace = Duration::from_secs(boot.options.shutdown_grace_secs.unwrap_or(boot.settings.shutdown_grace_secs));
     boot.event_loop.run(boot.state, grace)
 }
@@ -434,7 +435,7 @@ fn load_modules(boot: &mut Boot) -> Result<(), String> {
         true => (listed, Vec::new()),
     };
     if !after_ready.is_empty() {
-        boot.late = Some(crate::late_boot::LateBoot::start(after_ready));
+        boot.late = Some(crate::late_boot::LateBoot::new(after_ready));
     }
     if wanted.is_empty() {
         return Ok(());

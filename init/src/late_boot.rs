@@ -1,8 +1,10 @@
 //! The part of the boot that `keel: ready` does not wait for (issue 12, point 5).
 //!
 //! The modules ready does not need (see [`modload::Stage`]) are loaded by a forked
-//! loader process at the lowest CPU priority, so on one CPU it uses the time PID 1
-//! leaves idle and on several it runs alongside. PID 1 never waits for it: it reaps
+//! loader process at the lowest CPU priority. With several CPUs it starts as soon as
+//! the boot's own modules are in and runs alongside the boot; with one it starts just
+//! after `keel: ready` (on one CPU, module init under the boot's feet only slows the
+//! boot: both want the CPU and the same kernel locks). PID 1 never waits for it: it reaps
 //! the loader like any child, and only then brings up the container bridges and
 //! applies keel's firewall (which need `bridge` and nf_tables). Until that is done no
 //! container starts, so no port is ever published without its firewall. The hardware
@@ -20,6 +22,8 @@ use std::time::Instant;
 
 /// The late half of the boot while it is under way.
 pub struct LateBoot {
+    /// The modules, until the loader is started.
+    pending: Option<Vec<ModuleName>>,
     /// The loader process, until it is reaped.
     loader: Option<Pid>,
     /// Its exit code once reaped (the number of modules that failed, capped).
@@ -46,26 +50,44 @@ pub struct LateOutcome {
 const NO_MODULES_DEP: i32 = 101;
 
 impl LateBoot {
-    /// Fork the loader for `modules`. When it cannot fork, the modules are loaded here
-    /// and now (a slower boot, not a broken one).
-    pub fn start(modules: Vec<ModuleName>) -> LateBoot {
+    /// The late boot of `modules`, its loader started now when the machine has several
+    /// CPUs, else by [`spawn`](Self::spawn) after ready.
+    pub fn new(modules: Vec<ModuleName>) -> LateBoot {
         let count = modules.len();
-        let since = Instant::now();
+        let mut late = LateBoot {
+            pending: Some(modules),
+            loader: None,
+            failed: 0,
+            modules: count,
+            since: Instant::now(),
+            network: None,
+            watchdog_secs: None,
+        };
+        if std::thread::available_parallelism().is_ok_and(|n| n.get() > 1) {
+            late.spawn();
+        }
+        late
+    }
+
+    /// Fork the loader, unless it was already. When it cannot fork, the modules are
+    /// loaded here and now (a slower boot, not a broken one).
+    pub fn spawn(&mut self) {
+        let Some(modules) = self.pending.take() else { return };
+        self.since = Instant::now();
         let spawned = keel_supervisor::forked::run_forked(|| {
             lower_priority();
             load_all(&modules)
         });
-        let (loader, failed) = match spawned {
+        match spawned {
             Ok(pid) => {
-                info!("loading {count} module(s) after ready (loader pid {pid})");
-                (Some(pid), 0)
+                info!("loading {} module(s) after ready (loader pid {pid})", self.modules);
+                self.loader = Some(pid);
             }
             Err(e) => {
-                error!("cannot fork the module loader ({e}); loading {count} module(s) now");
-                (None, load_all(&modules))
+                error!("cannot fork the module loader ({e}); loading {} module(s) now", self.modules);
+                self.failed = load_all(&modules);
             }
-        };
-        LateBoot { loader, failed, modules: count, since, network: None, watchdog_secs: None }
+        }
     }
 
     /// The networks whose bridges and firewall [`finish`](Self::finish) brings up. Their
@@ -92,7 +114,7 @@ impl LateBoot {
 
     /// Whether the loader is done and [`finish`](Self::finish) is due.
     pub fn due(&self) -> bool {
-        self.loader.is_none()
+        self.pending.is_none() && self.loader.is_none()
     }
 
     /// Bridges up, firewall applied and watchdog armed, now that their modules are in.
