@@ -287,7 +287,7 @@ mod tests {
         let args: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         let expected = "-machine pc -m 512 -smp 1 -nodefaults -no-user-config -display none -serial stdio \
 -kernel /o/vmlinuz -initrd /o/initramfs.img -append |console=ttyS0 quiet| -accel tcg \
--netdev user,id=net0 -device virtio-net-pci,netdev=net0";
+-netdev user,id=net0 -device virtio-net-pci,netdev=net0 -device i6300esb -action watchdog=reset";
         let joined = args.iter().map(|a| if a.contains(' ') { format!("|{a}|") } else { a.clone() });
         assert_eq!(joined.collect::<Vec<_>>().join(" "), expected);
     }

@@ -89,6 +89,8 @@ fn without_a_watchdog_the_wedged_loop_hangs() {
 fn a_running_loop_keeps_the_watchdog_fed_and_poweroff_disarms_it() {
     let mut guest = boot("fed", &format!("keel.watchdog={TIMEOUT_SECS}"), false);
     guest.wait_ready();
+    // Armed once the modules loading after ready are in.
+    guest.wait_for(&format!("armed, timeout {TIMEOUT_SECS} s"), Duration::from_secs(120));
     let first = status(&guest);
     let watchdog = first.watchdog.clone().unwrap_or_else(|| guest.fail("status shows no watchdog"));
     assert_eq!(watchdog.device, "/dev/watchdog0");
@@ -101,7 +103,7 @@ fn a_running_loop_keeps_the_watchdog_fed_and_poweroff_disarms_it() {
     assert_eq!(guest.console().matches(BOOT_MARK).count(), 1, "the guest rebooted although the loop ran");
     // keelctl in the guest prints it too.
     let printed = guest.exec(&["/usr/bin/keelctl", "status"]);
-    assert!(printed.stdout.contains(&format!("watchdog:  /dev/watchdog0 (")), "{printed:?}");
+    assert!(printed.stdout.contains("watchdog:  /dev/watchdog0 ("), "{printed:?}");
     // A clean power-off (3 s grace, like a long container stop) disarms it first.
     guest.qmp("system_powerdown");
     match guest.wait_exit(Duration::from_secs(60)) {
