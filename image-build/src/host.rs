@@ -125,11 +125,15 @@ pub struct ControlSpec {
     /// Seconds containers get between SIGTERM and SIGKILL at shutdown.
     #[serde(default = "default_grace")]
     pub shutdown_grace_secs: u32,
+    /// Seconds of the hardware watchdog keel arms and pets (written to keel.toml as
+    /// `watchdog_secs`; 0 leaves it off; keel's default of 30 s when not given).
+    #[serde(default)]
+    pub watchdog_secs: Option<u32>,
 }
 
 impl Default for ControlSpec {
     fn default() -> Self {
-        ControlSpec { virtio_serial: false, shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS }
+        ControlSpec { virtio_serial: false, shutdown_grace_secs: DEFAULT_SHUTDOWN_GRACE_SECS, watchdog_secs: None }
     }
 }
 
@@ -228,6 +232,7 @@ modules = ["virtio-pci", "button"]
 [control]
 virtio_serial = true
 shutdown_grace_secs = 9
+watchdog_secs = 12
 [[files]]
 source = "probe"
 path = "/usr/bin/keel-probe"
@@ -252,6 +257,7 @@ target = "bar"
         assert_eq!(names, ["virtio_pci", "button"]);
         assert!(spec.control.virtio_serial);
         assert_eq!(spec.control.shutdown_grace_secs, 9);
+        assert_eq!(spec.control.watchdog_secs, Some(12));
         assert_eq!(spec.files[0].source, Path::new("/cfg/probe"));
         assert_eq!(spec.files[0].mode.map(FileMode::bits), Some(0o755));
         assert_eq!(spec.symlinks[0].target.as_str(), "bar");
@@ -261,7 +267,7 @@ target = "bar"
     fn minimal_spec_gets_defaults() {
         let spec = parse("hostname = \"h\"\n").unwrap();
         assert_eq!(spec.kernel, KernelSpec::default());
-        assert_eq!(spec.control, ControlSpec { virtio_serial: false, shutdown_grace_secs: 5 });
+        assert_eq!(spec.control, ControlSpec { virtio_serial: false, shutdown_grace_secs: 5, watchdog_secs: None });
         assert!(spec.files.is_empty() && spec.symlinks.is_empty() && spec.busybox.is_none());
     }
 

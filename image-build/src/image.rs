@@ -162,6 +162,9 @@ pub fn keel_config(spec: &HostSpec) -> String {
         text.push_str(&format!("control_port = \"{CONTROL_PORT}\"\n"));
     }
     text.push_str(&format!("shutdown_grace_secs = {}\n", spec.control.shutdown_grace_secs));
+    if let Some(secs) = spec.control.watchdog_secs {
+        text.push_str(&format!("watchdog_secs = {secs}\n"));
+    }
     if let Some(reserved) = &spec.reserved {
         text.push_str(&format!("\n[reserved]\nmemory = \"{}\"\npids = {}\n", reserved.memory, reserved.pids));
     }
@@ -171,7 +174,8 @@ pub fn keel_config(spec: &HostSpec) -> String {
 /// Modules every keel image loads, for what keel itself does: overlay roots for
 /// containers, bridges and veth pairs for their networks, and the nf_tables pieces of
 /// keel's firewall table (NAT chains, masquerade, DNAT, conntrack state, fib), ext4
-/// for the data disk mounted on /var, and vfat (with the nls tables of the kernel's
+/// for the data disk mounted on /var, i6300esb for QEMU's hardware watchdog (which
+/// PID 1 arms and pets), and vfat (with the nls tables of the kernel's
 /// default codepage 437 and iocharset ascii) and isofs for a first-boot config drive
 /// (a few small modules: they do not slow the boot noticeably).
 /// `crc32c_generic` comes first: nf_tables needs libcrc32c, and ext4 and jbd2 need the
@@ -194,6 +198,7 @@ pub const BASE_MODULES: &[&str] = &[
     "nft_masq",
     "nft_ct",
     "nft_fib_inet",
+    "i6300esb",
 ];
 
 /// The image's modules: those of the base set the kernel has as modules (a built-in

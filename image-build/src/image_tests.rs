@@ -68,6 +68,8 @@ fn minimal_image_has_the_contract_files() {
     assert_eq!(text(&entries, "/etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n");
     assert_eq!(text(&entries, "/etc/group"), "root:x:0:\n");
     assert_eq!(text(&entries, "/etc/keel/keel.toml"), "shutdown_grace_secs = 5\n");
+    let entries = plan_of("hostname = \"demo\"\n[control]\nwatchdog_secs = 0\n", &[]).unwrap();
+    assert_eq!(text(&entries, "/etc/keel/keel.toml"), "shutdown_grace_secs = 5\nwatchdog_secs = 0\n");
     assert_eq!(text(&entries, "/etc/keel/modules"), "");
     assert_eq!(text(&entries, "/lib/modules/6.1.0/modules.dep"), "");
     let mut sorted = entries.clone();

@@ -162,6 +162,9 @@ pub struct QemuConfig {
     pub extra_args: Vec<String>,
     /// Exit instead of rebooting when the guest reboots (or panics).
     pub no_reboot: bool,
+    /// An i6300esb hardware watchdog that resets the machine when it fires (keel arms
+    /// and pets it; a wedged PID 1 then reboots the guest). On by default.
+    pub watchdog: bool,
     /// The accelerator.
     pub accel: Accel,
     /// Boot a disk image under UEFI; `kernel`, `initrd` and `append` are then unused.
@@ -185,6 +188,7 @@ impl QemuConfig {
             fw_cfg_config: None,
             extra_args: Vec::new(),
             no_reboot: false,
+            watchdog: true,
             accel: Accel::Tcg,
             uefi: None,
         }
@@ -245,6 +249,9 @@ impl QemuConfig {
         // Under UEFI, no network boot ROM: the firmware would try PXE before the disk.
         let nic = if self.uefi.is_some() { "virtio-net-pci,netdev=net0,romfile=" } else { "virtio-net-pci,netdev=net0" };
         push(&["-netdev", &netdev, "-device", nic]);
+        if self.watchdog {
+            push(&["-device", "i6300esb", "-action", "watchdog=reset"]);
+        }
         if self.no_reboot {
             push(&["-no-reboot"]);
         }
@@ -280,7 +287,7 @@ mod tests {
         let args: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
         let expected = "-machine pc -m 512 -smp 1 -nodefaults -no-user-config -display none -serial stdio \
 -kernel /o/vmlinuz -initrd /o/initramfs.img -append |console=ttyS0 quiet| -accel tcg \
--netdev user,id=net0 -device virtio-net-pci,netdev=net0";
+-netdev user,id=net0 -device virtio-net-pci,netdev=net0 -device i6300esb -action watchdog=reset";
         let joined = args.iter().map(|a| if a.contains(' ') { format!("|{a}|") } else { a.clone() });
         assert_eq!(joined.collect::<Vec<_>>().join(" "), expected);
     }
@@ -301,7 +308,7 @@ mod tests {
             args.contains("-drive file=/o/disk.qcow2,format=qcow2,if=none,id=boot0 -device virtio-blk-pci,drive=boot0,bootindex=0"),
             "{args}"
         );
-        assert!(args.ends_with("-device virtio-net-pci,netdev=net0,romfile="), "{args}");
+        assert!(args.contains("-device virtio-net-pci,netdev=net0,romfile= -device i6300esb"), "{args}");
     }
 
     #[test]
@@ -342,10 +349,22 @@ mod tests {
                 "user,id=net0,hostfwd=tcp::8080-:80,hostfwd=udp::5353-:53",
                 "-device",
                 "virtio-net-pci,netdev=net0",
+                "-device",
+                "i6300esb",
+                "-action",
+                "watchdog=reset",
                 "-no-reboot",
                 "-s",
             ]
         );
+    }
+
+    #[test]
+    fn the_watchdog_can_be_left_out() {
+        let mut config = config();
+        assert!(config.args().join(" ").contains("-device i6300esb -action watchdog=reset"));
+        config.watchdog = false;
+        assert!(!config.args().join(" ").contains("i6300esb"));
     }
 
     #[test]

@@ -46,6 +46,8 @@ struct Boot<'l> {
     settings: Settings,
     event_loop: &'l mut EventLoop,
     network: Option<crate::network::Shared>,
+    /// The boot's second half, after ready (modules, then bridges and firewall).
+    late: Option<crate::late_boot::LateBoot>,
 }
 
 /// A boot waiting for a job (first boot): what its remaining steps need, moved out of
@@ -54,12 +56,13 @@ struct Suspended {
     options: BootOptions,
     settings: Settings,
     network: Option<crate::network::Shared>,
+    late: Option<crate::late_boot::LateBoot>,
 }
 
 impl Suspended {
     /// The boot again, on the loop that ran while it waited.
     fn resume(self, event_loop: &mut EventLoop) -> Boot<'_> {
-        Boot { options: self.options, settings: self.settings, network: self.network, event_loop }
+        Boot { options: self.options, settings: self.settings, network: self.network, late: self.late, event_loop }
     }
 }
 
@@ -71,7 +74,12 @@ impl Boot<'_> {
 
     /// Move what the remaining steps need out of this boot (left with defaults).
     fn suspend(&mut self) -> Suspended {
-        Suspended { options: std::mem::take(&mut self.options), settings: std::mem::take(&mut self.settings), network: self.network.take() }
+        Suspended {
+            options: std::mem::take(&mut self.options),
+            settings: std::mem::take(&mut self.settings),
+            network: self.network.take(),
+            late: self.late.take(),
+        }
     }
 
     /// Seconds between SIGTERM and SIGKILL at shutdown.
@@ -139,7 +147,8 @@ pub fn pid1_main() -> ! {
     }
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC);
     let mut event_loop = EventLoop::new(signals.ok());
-    let mut boot = Boot { options: BootOptions::default(), settings: Settings::default(), event_loop: &mut event_loop, network: None };
+    let mut boot =
+        Boot { options: BootOptions::default(), settings: Settings::default(), event_loop: &mut event_loop, network: None, late: None };
     if let Some(failure) = std::env::var_os(sysroot::ROOT_ERROR_ENV) {
         std::env::remove_var(sysroot::ROOT_ERROR_ENV);
         boot.state().phase = Phase::Emergency;
@@ -210,11 +219,37 @@ fn after_firstboot(boot: &mut Boot, network_done: bool) {
         boot.step("images", false, pull_images);
         boot.step("containers", false, load_containers);
     }
+    boot.step("watchdog", false, arm_watchdog);
+    if let Some(secs) = boot.options.wedge_secs {
+        boot.event_loop.set_test_wedge(Duration::from_secs(secs));
+    }
     let state = boot.state();
     if state.phase == Phase::Booting {
         state.phase = Phase::Ready;
     }
     announce(state);
+    if let Some(mut late) = boot.late.take() {
+        late.spawn();
+        boot.event_loop.set_late(late);
+    }
+}
+
+/// Arm the hardware watchdog, when the machine has one, for the loop to pet.
+fn arm_watchdog(boot: &mut Boot) -> Result<(), BootError> {
+    let secs = boot.options.watchdog_secs.unwrap_or(boot.settings.watchdog_secs);
+    if secs == 0 {
+        info!("watchdog: off (watchdog_secs = 0)");
+        return Ok(());
+    }
+    // Its driver may be among the modules loading after ready: arm it when they are in.
+    if let Some(late) = boot.late.as_mut() {
+        late.arm_watchdog_after(secs);
+        return Ok(());
+    }
+    if let Some(watchdog) = crate::watchdog::arm_logged(secs)? {
+        boot.event_loop.set_watchdog(watchdog);
+    }
+    Ok(())
 }
 
 /// The host's networks: the declaration, bridges, forwarding, the uplink (static now,
@@ -233,7 +268,11 @@ fn bring_up_network(boot: &mut Boot) -> Result<(), BootError> {
     if let Err(e) = keel_netconf::set_route_localnet("all", false) {
         problems.push(format!("route_localnet off on all: {e}"));
     }
-    problems.extend(network::bring_up_bridges(&shared.borrow()));
+    // With modules still loading, the bridges and firewall come after ready (late_boot).
+    match boot.late.as_mut() {
+        Some(late) => late.set_network(shared.clone()),
+        None => problems.extend(network::bring_up_bridges(&shared.borrow())),
+    }
     let uplink = network::choose_uplink(&shared.borrow().config);
     match uplink {
         Ok(Some((link, keel_netconf::config::UplinkMode::Dhcp, _))) => {
@@ -390,7 +429,15 @@ fn load_modules(boot: &mut Boot) -> Result<(), BootError> {
         Ok(text) => modload::parse_module_list(&text),
         Err(_) => Vec::new(),
     };
-    let wanted: Vec<ModuleName> = listed.into_iter().chain(boot.options.extra_modules.iter().cloned()).collect();
+    let listed: Vec<ModuleName> = listed.into_iter().chain(boot.options.extra_modules.iter().cloned()).collect();
+    // Without a signalfd PID 1 would never learn that the loader is done.
+    let (wanted, after_ready) = match boot.event_loop.signals_missing() {
+        false => modload::split(listed),
+        true => (listed, Vec::new()),
+    };
+    if !after_ready.is_empty() {
+        boot.late = Some(crate::late_boot::LateBoot::new(after_ready));
+    }
     if wanted.is_empty() {
         return Ok(());
     }

@@ -99,6 +99,9 @@ pub enum BootError {
     /// `api`: the firewall with the API port open could not be applied.
     #[error("firewall with the API port: {0}")]
     ApiFirewall(String),
+    /// `watchdog`: the hardware watchdog could not be armed.
+    #[error("{0}")]
+    Watchdog(#[from] crate::watchdog::WatchdogError),
     /// `containers`: files that are not declarations, and declarations that are invalid.
     #[error("{}", .0.join("; "))]
     Containers(Vec<String>),

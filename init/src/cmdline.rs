@@ -46,6 +46,11 @@ pub struct BootOptions {
     /// `keel.test.worker_memory=SIZE`: test-only, the memory.max of every worker
     /// (pull, load, import…) instead of its kind's default, to provoke an OOM kill.
     pub worker_memory_max: Option<u64>,
+    /// `keel.watchdog=SECS`: overrides keel.toml's `watchdog_secs` (0: leave it off).
+    pub watchdog_secs: Option<u32>,
+    /// `keel.test.wedge=SECS`: test-only, block the event loop for SECS once it starts
+    /// (after ready), as a wedged PID 1 would, so the watchdog's reset can be tested.
+    pub wedge_secs: Option<u64>,
 }
 
 /// The default of `keel.config.timeout`.
@@ -92,7 +97,7 @@ pub enum OptionError {
     },
 }
 
-const KNOWN: &str = "keel.debug, keel.modules, keel.shutdown_grace, keel.firstboot, keel.config.url, keel.config.timeout, keel.platform, keel.metadata.url, keel.root, keel.test.panic, keel.test.fail_launch, keel.test.unbounded, keel.test.worker_memory";
+const KNOWN: &str = "keel.debug, keel.modules, keel.shutdown_grace, keel.firstboot, keel.config.url, keel.config.timeout, keel.platform, keel.metadata.url, keel.root, keel.watchdog, keel.test.panic, keel.test.fail_launch, keel.test.unbounded, keel.test.worker_memory, keel.test.wedge";
 
 /// Split a command line into words; double quotes group words as the kernel does.
 pub fn split_words(cmdline: &str) -> Vec<String> {
@@ -157,6 +162,14 @@ fn apply(options: &mut BootOptions, name: &str, value: Option<String>) -> Result
                 .ok_or_else(|| bad(&v, "expected NAME:STEP[:leak][,…], STEP one of image, network, cgroup, pipes, hooks, started"))?
         }
         ("keel.test.unbounded", None) => options.unbounded = true,
+        ("keel.test.wedge", Some(v)) => {
+            let secs = v.parse::<u64>().ok().filter(|s| (1..=3600).contains(s));
+            options.wedge_secs = Some(secs.ok_or_else(|| bad(&v, "expected whole seconds, 1 to 3600"))?);
+        }
+        ("keel.watchdog", Some(v)) => {
+            let secs = v.parse::<u32>().ok().filter(|s| *s <= 3600);
+            options.watchdog_secs = Some(secs.ok_or_else(|| bad(&v, "expected whole seconds, 0 (off) to 3600"))?);
+        }
         ("keel.firstboot", None) => options.force_firstboot = true,
         ("keel.firstboot", Some(v)) => {
             options.force_firstboot = parse_bool(&v).ok_or_else(|| bad(&v, "expected 0, 1, yes, no, true or false"))?
@@ -186,6 +199,8 @@ fn apply(options: &mut BootOptions, name: &str, value: Option<String>) -> Result
             | "keel.shutdown_grace"
             | "keel.test.panic"
             | "keel.test.fail_launch"
+            | "keel.test.wedge"
+            | "keel.watchdog"
             | "keel.config.url"
             | "keel.config.timeout"
             | "keel.platform"
@@ -298,6 +313,24 @@ mod tests {
         let (options, problems) = parse("keel.config.url=data:,x keel.config.timeout=0 keel.platform=azure keel.metadata.url=ftp://x");
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(!options.firstboot_needs_network());
+    }
+
+    #[test]
+    fn watchdog_and_wedge_are_read_and_checked() {
+        let (options, problems) = parse("keel.watchdog=5 keel.test.wedge=60");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!((options.watchdog_secs, options.wedge_secs), (Some(5), Some(60)));
+        assert_eq!(parse("keel.watchdog=0").0.watchdog_secs, Some(0));
+        let (options, problems) = parse("keel.watchdog=3601 keel.test.wedge=0 keel.test.wedge");
+        assert_eq!((options.watchdog_secs, options.wedge_secs), (None, None));
+        let names: Vec<&str> = problems
+            .iter()
+            .map(|p| match p {
+                OptionError::BadValue { name, .. } => name.as_str(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(names, ["keel.watchdog", "keel.test.wedge", "keel.test.wedge"]);
     }
 
     #[test]

@@ -528,11 +528,20 @@ fn print_stats(stats: &ContainerStats) {
     println!("pids limit: {} fork(s) refused", c.pids_limit_hits);
 }
 
+/// The `watchdog:` line of `keelctl status`.
+fn watchdog_line(watchdog: Option<&keel_supervisor::control::WatchdogStatus>) -> String {
+    match watchdog {
+        Some(w) => format!("{} ({}), timeout {} s", w.device, w.identity, w.timeout_secs),
+        None => "none".to_string(),
+    }
+}
+
 fn print_status(status: Status) {
     println!("hostname:  {}", status.hostname);
     println!("state:     {}", status.state);
     println!("uptime:    {:.1} s", status.uptime_secs);
     println!("pid 1 rss: {} KiB", status.pid1_rss_kib);
+    println!("watchdog:  {}", watchdog_line(status.watchdog.as_ref()));
     if status.boot_errors.is_empty() {
         println!("boot errors: none");
     } else {
@@ -613,5 +622,13 @@ mod tests {
         let column = lines[0].find("LIMITS").unwrap();
         assert_eq!(&lines[1][column..], "pids-limit-hit:1285,oom-killed:3");
         assert_eq!(&lines[2][column..], "-");
+    }
+
+    #[test]
+    fn status_names_the_watchdog_or_none() {
+        use keel_supervisor::control::WatchdogStatus;
+        let armed = WatchdogStatus { device: "/dev/watchdog0".into(), identity: "i6300ESB timer".into(), timeout_secs: 30 };
+        assert_eq!(watchdog_line(Some(&armed)), "/dev/watchdog0 (i6300ESB timer), timeout 30 s");
+        assert_eq!(watchdog_line(None), "none");
     }
 }

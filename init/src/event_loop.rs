@@ -99,6 +99,9 @@ pub struct EventLoop {
     image_jobs: std::collections::HashMap<keel_supervisor::worker::JobId, String>,
     after_jobs: Vec<(keel_supervisor::worker::JobId, AfterJob)>,
     api: Option<crate::api::supervise::ApiProcess>,
+    late: Option<crate::late_boot::LateBoot>,
+    watchdog: Option<crate::watchdog::Watchdog>,
+    wedge: Option<Duration>,
 }
 
 /// Which source a poll entry belongs to.
@@ -145,7 +148,26 @@ impl EventLoop {
             image_jobs: std::collections::HashMap::new(),
             after_jobs: Vec::new(),
             api: None,
+            late: None,
+            watchdog: None,
+            wedge: None,
         }
+    }
+
+    /// Pet this hardware watchdog from the loop; disarm it at a clean shutdown.
+    pub fn set_watchdog(&mut self, watchdog: crate::watchdog::Watchdog) {
+        self.watchdog = Some(watchdog);
+    }
+
+    /// Test-only (`keel.test.wedge`): block the loop for `duration` once the boot is
+    /// complete (the late boot done, the watchdog armed).
+    pub fn set_test_wedge(&mut self, duration: Duration) {
+        self.wedge = Some(duration);
+    }
+
+    /// Finish this part of the boot once its loader exits; no container starts before.
+    pub fn set_late(&mut self, late: crate::late_boot::LateBoot) {
+        self.late = Some(late);
     }
 
     /// Whether signals cannot be watched (then reaping falls back to a periodic pass).
@@ -249,8 +271,27 @@ impl EventLoop {
         started
     }
 
-    /// Tick the manager, then start the image jobs its containers wait for.
+    /// Finish the late boot when it is due, then tick the manager and start the image
+    /// jobs its containers wait for. Containers wait for the late boot (its bridges and
+    /// firewall).
     fn tick_manager(&mut self, now: Instant) {
+        if let Some(late) = self.late.take_if(|late| late.due()) {
+            let outcome = late.finish();
+            for problem in outcome.problems {
+                error!("{problem}");
+                self.state.boot_errors.push(problem);
+            }
+            self.watchdog = outcome.watchdog.or(self.watchdog.take());
+        }
+        if let (None, Some(wedge)) = (&self.late, self.wedge) {
+            self.wedge = None;
+            crate::logger::marker(&format!("keel: test: wedging the event loop for {} s (keel.test.wedge)", wedge.as_secs()));
+            std::thread::sleep(wedge);
+            crate::logger::marker("keel: test: the event loop runs again");
+        }
+        if self.late.is_some() {
+            return;
+        }
         let Some(manager) = self.manager.as_mut() else { return };
         manager.tick(now);
         for need in manager.take_image_needs() {
@@ -321,6 +362,9 @@ impl EventLoop {
             uplink.on_timer(Instant::now());
         }
         self.tick_manager(Instant::now());
+        if let Some(watchdog) = self.watchdog.as_mut() {
+            watchdog.pet_if_due(Instant::now());
+        }
         if let Some(api) = self.api.as_mut() {
             api.tick(Instant::now());
         }
@@ -398,6 +442,7 @@ impl EventLoop {
             idle_deadline,
             self.jobs.next_deadline(),
             self.api.as_ref().and_then(|a| a.next_deadline()),
+            self.watchdog.as_ref().map(crate::watchdog::Watchdog::next_pet),
         ]
         .into_iter()
         .flatten()
@@ -455,7 +500,8 @@ impl EventLoop {
                 self.on_job_end(end);
                 continue;
             }
-            let known = self.manager.as_mut().is_some_and(|m| m.on_exit(child.pid, child.code, now))
+            let known = self.late.as_mut().is_some_and(|late| late.on_exit(child.pid, child.code))
+                || self.manager.as_mut().is_some_and(|m| m.on_exit(child.pid, child.code, now))
                 || self.api.as_mut().is_some_and(|a| a.on_exit(child.pid, child.code, now));
             if !known {
                 debug!("reaped pid {} (exit {})", child.pid, child.code);
@@ -823,6 +869,12 @@ impl EventLoop {
         let Some(manager) = self.manager.as_mut() else {
             return Response::failure(id, "no containers on this host");
         };
+        if self.late.is_some() && matches!(command, Command::Start { .. } | Command::Restart { .. }) {
+            return Response::failure(
+                id,
+                "containers start once the boot has loaded their modules and applied the firewall; try again in a moment",
+            );
+        }
         let now = Instant::now();
         let answer = |result: Result<String, String>| match result {
             Ok(text) => Response::success(id, text),
@@ -863,10 +915,14 @@ impl EventLoop {
             uptime_secs: crate::clock::since_boot().as_secs_f64(),
             boot_errors: self.state.boot_errors.clone(),
             pid1_rss_kib: own_rss_kib(),
+            watchdog: self.watchdog.as_ref().map(|w| w.status().clone()),
         }
     }
 
     fn shutdown(&mut self, action: PowerAction, reason: &str) {
+        if let Some(watchdog) = self.watchdog.take() {
+            watchdog.disarm();
+        }
         self.listener = None;
         for end in self.jobs.cancel_all(JOB_CANCEL_GRACE) {
             self.on_job_end(end);

@@ -22,6 +22,14 @@ pub struct Settings {
     /// `systemReserved`. Default: memory `max(10 % of RAM, 128 MiB)`, 1024 tasks.
     #[serde(default)]
     pub reserved: HostReserve,
+    /// Seconds of the hardware watchdog PID 1 arms and pets (like systemd's
+    /// `RuntimeWatchdogSec`); 0 leaves it off.
+    #[serde(default = "default_watchdog")]
+    pub watchdog_secs: u32,
+}
+
+fn default_watchdog() -> u32 {
+    crate::watchdog::DEFAULT_TIMEOUT_SECS
 }
 
 fn default_grace() -> u64 {
@@ -30,7 +38,12 @@ fn default_grace() -> u64 {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { control_port: None, shutdown_grace_secs: default_grace(), reserved: HostReserve::default() }
+        Settings {
+            control_port: None,
+            shutdown_grace_secs: default_grace(),
+            reserved: HostReserve::default(),
+            watchdog_secs: default_watchdog(),
+        }
     }
 }
 
@@ -79,6 +92,10 @@ mod tests {
         let s = parse("control_port = \"org.keel.control\"\nshutdown_grace_secs = 2\n", "k.toml").unwrap();
         assert_eq!(s.control_port.as_deref(), Some("org.keel.control"));
         assert_eq!(s.shutdown_grace_secs, 2);
+        assert_eq!(s.watchdog_secs, 30);
+        assert_eq!(parse("watchdog_secs = 0\n", "k.toml").unwrap().watchdog_secs, 0);
+        let err = parse("watchdog_secs = -1\n", "k.toml").unwrap_err().to_string();
+        assert!(err.contains("watchdog_secs"), "{err}");
     }
 
     #[test]

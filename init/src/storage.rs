@@ -206,6 +206,7 @@ pub fn mount_var() -> Result<VarStorage, StorageError> {
         grow_partition(partition);
     }
     let _ = std::fs::create_dir_all(VAR_DIR);
+    load_fs_modules("ext4");
     mount(Some(&device), VAR_DIR, Some("ext4"), var_mount_flags(), None::<&str>)
         .map_err(|source| StorageError::Mount { device: device.clone(), source })?;
     info!("mounted {} (ext4, label {VAR_LABEL}) on {VAR_DIR}: /var is persistent", device.display());
@@ -262,6 +263,14 @@ fn mount_tmpfs(target: &str, data: &str) -> Result<(), StorageError> {
 /// files below, the changes on /var/lib/keel/overlay/TREE.
 pub const PERSISTENT_TREES: [&str; 6] = ["/etc", "/home", "/root", "/opt", "/srv", "/usr/local"];
 
+/// The boot defers filesystem modules (see `modload::Stage`); load one's now, before
+/// its mount. A failure is only logged: the mount then says what is wrong.
+fn load_fs_modules(fstype: &str) {
+    if let Err(e) = crate::modload::load_for_fs(fstype) {
+        warn!("{fstype}: {e}");
+    }
+}
+
 /// Where the overlay layers of `tree` go on the data disk: (upper, work).
 pub fn overlay_dirs(var: &Path, tree: &str) -> (PathBuf, PathBuf) {
     let base = var.join("lib/keel/overlay").join(tree.trim_start_matches('/').replace('/', "_"));
@@ -271,6 +280,7 @@ pub fn overlay_dirs(var: &Path, tree: &str) -> (PathBuf, PathBuf) {
 /// Mount each of [`PERSISTENT_TREES`] as an overlay with its upper layer on `var`. A
 /// tree that fails stays as it is (logged): the host still boots.
 pub fn persist_writable_trees(var: &Path) {
+    load_fs_modules("overlay");
     for tree in PERSISTENT_TREES {
         let (upper, work) = overlay_dirs(var, tree);
         let result = (|| -> Result<(), String> {

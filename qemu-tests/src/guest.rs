@@ -32,6 +32,8 @@ pub struct BootOptions {
     /// Boot this disk image (raw, qcow2 or vhd; from `keel-build disk`) under UEFI
     /// (OVMF) instead of the image's kernel and initramfs; it is the first disk.
     pub uefi_disk: Option<PathBuf>,
+    /// Leave out QEMU's i6300esb watchdog (present by default, as on `keel-build run`).
+    pub no_watchdog: bool,
 }
 
 /// The console seen so far, shared with the thread that reads it.
@@ -78,6 +80,7 @@ impl Guest {
         config.disk = options.disk.clone();
         config.extra_disks = options.extra_disks.clone();
         config.fw_cfg_config = options.config.clone();
+        config.watchdog = !options.no_watchdog;
         let mut command = config.command();
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = command.spawn().expect("start qemu-system-x86_64");

@@ -238,6 +238,20 @@ pub struct Status {
     pub boot_errors: Vec<String>,
     /// Resident memory of PID 1 in KiB.
     pub pid1_rss_kib: u64,
+    /// The hardware watchdog PID 1 pets, if it armed one (absent from older hosts).
+    #[serde(default)]
+    pub watchdog: Option<WatchdogStatus>,
+}
+
+/// The hardware watchdog PID 1 armed: a wedged PID 1 resets the machine after `timeout_secs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchdogStatus {
+    /// The device node, e.g. `/dev/watchdog0`.
+    pub device: String,
+    /// The driver's identity, e.g. `i6300ESB timer`.
+    pub identity: String,
+    /// The timeout the hardware runs with, in seconds.
+    pub timeout_secs: u32,
 }
 
 /// The outcome of `exec`.

@@ -176,6 +176,10 @@ pub fn read_user_data(drive: &ConfigDrive, dir: &Path) -> Result<Option<Vec<u8>>
     let name = drive.source_name();
     std::fs::create_dir_all(dir).map_err(|e| format!("{name}: create {}: {e}", dir.display()))?;
     let fstype = drive.fstype.mount_name();
+    // The boot loads filesystem modules when first needed, not before ready.
+    if let Err(e) = crate::modload::load_for_fs(fstype) {
+        warn!("{name}: {e}");
+    }
     mount(Some(drive.device.as_path()), dir, Some(fstype), mount_flags(), None::<&str>)
         .map_err(|e| format!("{name}: mount as {fstype}: {e} (is the {fstype} module in the image?)"))?;
     let path = dir.join(drive.kind.user_data_path());

@@ -65,6 +65,10 @@ pub struct HostNetwork {
     pub resolv_files: BTreeMap<String, std::path::PathBuf>,
     /// The remote API's TCP port, opened on input from the uplink when the API is configured.
     pub api_port: Option<u16>,
+    /// While true, [`apply_firewall`](Self::apply_firewall) does nothing: the boot has
+    /// not loaded nf_tables yet (it loads after ready); its late step clears this and
+    /// applies the table before any container may start (see `late_boot`).
+    pub firewall_held: bool,
 }
 
 /// Where container networks keep their allocations.
@@ -84,6 +88,7 @@ impl HostNetwork {
             resolv_conf: "# keel: no DNS server known yet\n".into(),
             resolv_files: BTreeMap::new(),
             api_port: None,
+            firewall_held: false,
         }
     }
 
@@ -116,6 +121,9 @@ impl HostNetwork {
     /// then turn `route_localnet` on for exactly the bridges that need it (a port published
     /// on 127.0.0.1 by one of their containers) and off for the others.
     pub fn apply_firewall(&self) -> Result<(), String> {
+        if self.firewall_held {
+            return Ok(());
+        }
         let state = self.firewall_state();
         nft::apply(&state).map_err(|e| format!("firewall: {e}"))?;
         let needed = state.localnet_bridges();
