@@ -292,7 +292,7 @@ fn host(dir: &Path, port: u16, extra: &str) -> String {
         dir,
         &mut host,
         "other",
-        "image = \"@IMAGE@\"\ncommand = [\"/bin/sh\", \"-c\", \"exec sleep 36000\"]\nnetwork = \"none\"\n",
+        "image = \"@IMAGE@\"\ncommand = [\"/bin/sh\", \"-c\", \"exec sleep 36000\"]\nnetwork = \"none\"\nstop_timeout = \"1s\"\n",
     );
     host.push_str(extra);
     host
