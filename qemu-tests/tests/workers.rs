@@ -388,10 +388,23 @@ fn a_slow_pull_leaves_pid1_responsive_stops_at_power_down_and_resumes() {
     let before_second = registry.served.load(Ordering::SeqCst);
     let mut guest = Guest::boot(&image, "pull-2", options());
     guest.wait_ready();
+    // Poll the jobs with a long timeout, recording how long each answer takes while the
+    // worker writes ~300 MiB to the /var disk (download, copy into the store, unpack).
     let started = Instant::now();
-    wait_until(&guest, "the image in the store", Duration::from_secs(300), || {
-        images(&guest).iter().any(|i| i.names.iter().any(|n| n == &reference))
-    });
+    let mut slowest = Duration::ZERO;
+    loop {
+        let asked = Instant::now();
+        let listed = guest.call(Command::ImageJobs, Duration::from_secs(240)).unwrap_or_else(|e| guest.fail(&format!("image jobs: {e}")));
+        slowest = slowest.max(asked.elapsed());
+        let listed: Vec<JobInfo> = serde_json::from_value(listed).unwrap();
+        if listed.iter().any(|j| j.target == reference && j.state != JobState::Running) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(600), "the resumed pull did not end: {listed:?}");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    eprintln!("[workers] second boot: slowest control answer while the pull wrote to /var: {slowest:?}");
+    assert!(images(&guest).iter().any(|i| i.names.iter().any(|n| n == &reference)), "the resumed pull left no image");
     let second = registry.served.load(Ordering::SeqCst) - before_second;
     eprintln!("[workers] second boot fetched {second} of {} bytes; pull finished {:?} after ready", big.layer_bytes, started.elapsed());
     assert!(second < big.layer_bytes, "the pull started over: {second} bytes fetched again of {}", big.layer_bytes);
@@ -550,7 +563,7 @@ fn a_pull_onto_a_full_var_is_a_clear_error_and_leaves_nothing() {
     let leftovers = guest.exec(&[
         "/bin/sh",
         "-c",
-        "ls -A /var/lib/keel/images/pulls /var/lib/keel/images/tmp; ls /var/lib/keel/images/blobs/sha256 | wc -l",
+        "find /var/lib/keel/images/pulls /var/lib/keel/images/tmp /var/lib/keel/images/blobs -type f | wc -l",
     ]);
     assert_eq!(leftovers.stdout.trim(), "0", "staging left behind: {leftovers:?}");
     let after = guest.container("other");
