@@ -395,7 +395,7 @@ fn a_slow_pull_leaves_pid1_responsive_stops_at_power_down_and_resumes() {
     eprintln!("[workers] second boot fetched {second} of {} bytes; pull finished {:?} after ready", big.layer_bytes, started.elapsed());
     assert!(second < big.layer_bytes, "the pull started over: {second} bytes fetched again of {}", big.layer_bytes);
     assert!(second + before_second >= big.layer_bytes, "bytes went missing: {second} + {before_second}");
-    assert!(guest.console().contains(&format!("container big: image {reference} is ready")), "the waiting container was not told");
+    guest.wait_for(&format!("container big: image {reference} is ready"), Duration::from_secs(30));
     // Known problem (open): on this second boot the control channel stopped answering
     // while the resumed pull wrote ~300 MiB to the /var disk, and did not recover after
     // it; the boot's first requests were never answered. Not asserted here until found.
