@@ -27,7 +27,7 @@ pub fn job_work(command: Command) -> impl FnOnce(&mut Reporter) -> Result<serde_
         let store = Store::open(store::DEFAULT_ROOT).map_err(|e| explain(e.to_string()))?;
         let _lock = match command {
             Command::ImageInspect { .. } => None,
-            _ => Some(store.lock(true).map_err(|e| e.to_string())?),
+            _ => Some(hold(&store)?),
         };
         answer(&store, command, &[]).map_err(explain)
     }
@@ -48,10 +48,26 @@ pub fn need_work(source: ImageSource) -> impl FnOnce(&mut Reporter) -> Result<se
             }
         }
         let store = Store::open(store::DEFAULT_ROOT).map_err(|e| explain(e.to_string()))?;
-        let _lock = store.lock(true).map_err(|e| e.to_string())?;
+        let _lock = hold(&store)?;
         let resolved = import::ensure(&store, &source).map_err(|e| explain(format!("{source}: {e}")))?;
         Ok(serde_json::json!({ "manifest": resolved.manifest.to_string(), "layers": resolved.lowers.len() }))
     }
+}
+
+/// Take the store for writing (waiting for another import to end), then drop what a
+/// worker killed mid-write left in its `tmp/` (an OOM kill or a power cut runs no
+/// cleanup; only the lock holder writes there).
+fn hold(store: &Store) -> Result<nix::fcntl::Flock<std::fs::File>, String> {
+    let lock = store.lock(true).map_err(|e| e.to_string())?;
+    let tmp = store.root().join("tmp");
+    for entry in std::fs::read_dir(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?.flatten() {
+        let path = entry.path();
+        let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        if let Err(e) = removed {
+            keel_supervisor::image::observe::log(&format!("{}: cannot remove a leftover: {e}", path.display()));
+        }
+    }
+    Ok(lock)
 }
 
 /// A full /var said plainly (with what is free), the cause kept after it.
