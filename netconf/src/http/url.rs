@@ -130,7 +130,13 @@ pub fn parse_url(url: &str) -> Result<Url, HttpError> {
     }
     let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
         let (host, after) = v6.split_once(']').ok_or_else(|| bad(url, "unclosed '[' in the host"))?;
-        if host.parse::<Ipv6Addr>().is_err() {
+        // An IPv6 address, with an RFC 6874 zone (`%25` then the zone's name) when given.
+        let address = match host.split_once("%25") {
+            Some((address, zone)) if !zone.is_empty() => address,
+            Some(_) => host,
+            None => host,
+        };
+        if address.parse::<Ipv6Addr>().is_err() {
             return Err(bad(url, format!("{host:?} in brackets is not an IPv6 address")));
         }
         match after {
@@ -189,9 +195,18 @@ mod tests {
             // host, and "[1" printed back as a URL that no longer parsed.
             "https://[[1]:843/",
             "http://[example.com]/",
+            "http://[fe80::1%25]/",
+            "http://[example.com%25eth0]/",
         ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_zoned_ipv6_host_is_an_address_as_ignition_reads_it() {
+        // RFC 6874: the zone after `%25`; Ignition (Go's net/url) accepts it.
+        let url = parse_url("http://[fe80::1%25eth0]/a").unwrap();
+        assert_eq!(url.host, "fe80::1%25eth0");
     }
 
     #[test]
