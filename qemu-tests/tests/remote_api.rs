@@ -6,11 +6,11 @@
 //! the virtio-serial port is measured and printed.
 
 use keel_build::qemu::HostFwd;
+use keel_init::api::test_certs::{ca, issue};
 use keel_qemu_tests::{build_image, busybox_host, declare_container, keel_binary, target_dir, BootOptions, Guest};
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SerialNumber};
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
@@ -19,38 +19,6 @@ const API_PORT: u16 = 50000;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-fn ca(name: &str) -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    Ca { cert: params.self_signed(&key).unwrap(), key }
-}
-
-/// A client certificate (CN, O = role, serial) signed by `ca`, written as FILE.pem/.key.
-fn issue(dir: &Path, ca: &Ca, file: &str, cn: &str, org: &str, serial: u8, expired: bool) -> (PathBuf, PathBuf) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params.distinguished_name.push(DnType::OrganizationName, org);
-    params.serial_number = Some(SerialNumber::from(vec![serial]));
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    if expired {
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-    }
-    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    let paths = (dir.join(format!("{file}.pem")), dir.join(format!("{file}.key")));
-    std::fs::write(&paths.0, cert.pem()).unwrap();
-    std::fs::write(&paths.1, key.serialize_pem()).unwrap();
-    paths
 }
 
 /// `keel ctl --host 127.0.0.1:PORT --fingerprint FP [--cert C --key K] ARGS…`.

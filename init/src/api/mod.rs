@@ -12,6 +12,7 @@
 //! - [`proxy`]: the `keel api` process: accept, handshake, check, forward.
 //! - [`supervise`]: PID 1's side: start with backoff, restart, stop at shutdown.
 //! - [`remote`]: keelctl's side: `--host` over TLS and the keelctl config file's contexts.
+//! - `test_certs` (tests and the `testing` feature): throwaway CAs and client certificates.
 
 pub mod audit;
 pub mod config;
@@ -20,6 +21,8 @@ pub mod proxy;
 pub mod remote;
 pub mod roles;
 pub mod supervise;
+#[cfg(any(test, feature = "testing"))]
+pub mod test_certs;
 pub mod tls;
 
 pub use config::{ApiConfig, ApiConfigError, CONFIG_PATH};

@@ -4,42 +4,10 @@
 use super::*;
 use crate::api::config;
 use crate::api::remote::{self, Context};
+use crate::api::test_certs::{ca, issue, TestCa};
 use keel_supervisor::control::{Client, ClientError};
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, SerialNumber};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
-
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
-
-fn ca(name: &str) -> Ca {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    Ca { cert: params.self_signed(&key).unwrap(), key }
-}
-
-/// A client certificate: CN, O, serial, and whether it expired yesterday.
-fn issue(dir: &Path, ca: &Ca, file: &str, cn: &str, org: &str, serial: u8, expired: bool) -> (PathBuf, PathBuf) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, cn);
-    params.distinguished_name.push(DnType::OrganizationName, org);
-    params.serial_number = Some(SerialNumber::from(vec![serial]));
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-    if expired {
-        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-    }
-    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
-    let (cert_path, key_path) = (dir.join(format!("{file}.pem")), dir.join(format!("{file}.key")));
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, key.serialize_pem()).unwrap();
-    (cert_path, key_path)
-}
 
 /// Answers every request with `{"ok":true,"result":"<cmd> done"}`.
 fn fake_control(path: &Path) {
@@ -68,7 +36,7 @@ struct Fixture {
     audit: PathBuf,
 }
 
-fn start(dir: &Path, ca: &Ca) -> Fixture {
+fn start(dir: &Path, ca: &TestCa) -> Fixture {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("ca.pem"), ca.cert.pem()).unwrap();
     std::fs::write(dir.join("denied"), "# revoked\n00:66\n").unwrap();
