@@ -185,7 +185,6 @@ fn run_steps(boot: &mut Boot) -> Duration {
     if let Some(port) = boot.settings.control_port.clone() {
         boot.step("control-port", false, |b| open_control_port(b, &port));
     }
-    boot.step("api", false, start_api);
     boot.step("power-button", false, watch_power_button);
     // An http or metadata source, or a config that fetches over http(s), needs the
     // uplink: first boot then runs after the network step (and a network.toml it
@@ -213,6 +212,9 @@ fn after_firstboot(boot: &mut Boot, network_done: bool) {
     if !network_done {
         network_steps(boot);
     }
+    // After first boot (which may write /etc/keel/api.toml) and the network (whose
+    // firewall opens the API port).
+    boot.step("api", false, start_api);
     if boot.state().firstboot.as_ref().is_some_and(|f| f.failed()) {
         error!("containers: not started, because the first-boot config failed");
     } else {

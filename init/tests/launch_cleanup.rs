@@ -100,6 +100,12 @@ fn a_launch_failing_at_each_step_leaves_no_lease_veth_or_state_dir() {
         s.launcher.kill_all(&spec.name, launched.pid);
         let _ = nix::sys::wait::waitpid(launched.pid, None);
         s.launcher.release(&spec.name);
+        // The kernel drops the ended container's network namespace, and with it the
+        // veth pair, in a work queue: wait for that before looking for leftovers.
+        let gone_by = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !leftovers(&s.ipam_dir, &s.state_root.join("ok"), "ok").veths.is_empty() && std::time::Instant::now() < gone_by {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         // What the container had before a failed start stays its own: its address and
         // its state directory (its writable layer) survive the failure.
         std::fs::write(s.state_root.join("ok/upper/kept"), "written by the first run").unwrap();

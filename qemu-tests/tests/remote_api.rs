@@ -216,6 +216,8 @@ fn api_port_closed_when_not_configured() {
         vec![format!("tcp:{api}-:{API_PORT}").parse::<HostFwd>().unwrap(), format!("tcp:{allowed}-:50001").parse::<HostFwd>().unwrap()];
     let mut guest = Guest::boot(&image, name, BootOptions { hostfwd, ..Default::default() });
     guest.wait_ready();
+    // The firewall is applied once the modules loading after ready are in.
+    guest.wait_for("bridges and firewall up", Duration::from_secs(60));
     // Something listens on the API port, but without api.toml the firewall drops it.
     for port in [API_PORT, 50001] {
         let out = guest.exec(&["keel-probe", "serve", &format!("0.0.0.0:{port}"), "120"]);
