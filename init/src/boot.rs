@@ -293,7 +293,7 @@ fn bring_up_network(boot: &mut Boot) -> Result<(), BootError> {
         Err(e) => problems.push(e),
     }
     if let Err(e) = shared.borrow().apply_firewall() {
-        problems.push(e);
+        problems.push(e.to_string());
     }
     boot.event_loop.set_network(shared);
     if problems.is_empty() {

@@ -97,8 +97,8 @@ pub enum BootError {
     #[error("no network: the API port cannot be opened")]
     ApiWithoutNetwork,
     /// `api`: the firewall with the API port open could not be applied.
-    #[error("firewall with the API port: {0}")]
-    ApiFirewall(String),
+    #[error("with the API port: {0}")]
+    ApiFirewall(#[source] crate::network::FirewallError),
     /// `watchdog`: the hardware watchdog could not be armed.
     #[error("{0}")]
     Watchdog(#[from] crate::watchdog::WatchdogError),

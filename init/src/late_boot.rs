@@ -130,7 +130,7 @@ impl LateBoot {
             problems.extend(crate::network::bring_up_bridges(&network.borrow()));
             network.borrow_mut().firewall_held = false;
             if let Err(e) = network.borrow().apply_firewall() {
-                problems.push(e);
+                problems.push(e.to_string());
             }
         }
         info!(

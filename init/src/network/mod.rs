@@ -74,6 +74,22 @@ pub struct HostNetwork {
 /// Where container networks keep their allocations.
 pub const IPAM_DIR: &str = "/var/lib/keel/ipam";
 
+/// Why keel's firewall could not be applied.
+#[derive(Debug, thiserror::Error)]
+pub enum FirewallError {
+    /// The kernel refused the nftables batch.
+    #[error("firewall: {0}")]
+    Nft(#[source] nft::NftError),
+    /// route_localnet could not be switched on these bridges.
+    #[error("firewall: {}", localnet_problems(.0))]
+    RouteLocalnet(Vec<(String, std::io::Error)>),
+}
+
+/// "route_localnet on BRIDGE: ERROR", joined by "; ".
+fn localnet_problems(problems: &[(String, std::io::Error)]) -> String {
+    problems.iter().map(|(bridge, e)| format!("route_localnet on {bridge}: {e}")).collect::<Vec<_>>().join("; ")
+}
+
 impl HostNetwork {
     /// The networks of `config`, with allocations kept in `ipam_dir`.
     pub fn new(config: NetworkConfig, ipam_dir: &Path) -> Self {
@@ -120,12 +136,12 @@ impl HostNetwork {
     /// Replace keel's nftables table with [`firewall_state`](Self::firewall_state), atomically,
     /// then turn `route_localnet` on for exactly the bridges that need it (a port published
     /// on 127.0.0.1 by one of their containers) and off for the others.
-    pub fn apply_firewall(&self) -> Result<(), String> {
+    pub fn apply_firewall(&self) -> Result<(), FirewallError> {
         if self.firewall_held {
             return Ok(());
         }
         let state = self.firewall_state();
-        nft::apply(&state).map_err(|e| format!("firewall: {e}"))?;
+        nft::apply(&state).map_err(FirewallError::Nft)?;
         let needed = state.localnet_bridges();
         let mut problems = Vec::new();
         for bridge in &state.bridges {
@@ -133,14 +149,14 @@ impl HostNetwork {
             if let Err(e) = keel_netconf::set_route_localnet(&bridge.name, on) {
                 // A missing bridge (its creation failed, reported at boot) has no switch.
                 if on || e.kind() != std::io::ErrorKind::NotFound {
-                    problems.push(format!("route_localnet on {}: {e}", bridge.name));
+                    problems.push((bridge.name.clone(), e));
                 }
             }
         }
         if problems.is_empty() {
             Ok(())
         } else {
-            Err(format!("firewall: {}", problems.join("; ")))
+            Err(FirewallError::RouteLocalnet(problems))
         }
     }
 
