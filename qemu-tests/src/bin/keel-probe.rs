@@ -105,6 +105,18 @@ fn fork_or_die() -> Option<nix::unistd::Pid> {
     }
 }
 
+/// Point stdin, stdout and stderr at /dev/null, so a process left running in the
+/// background does not hold the exec helper's pipes open (the helper then sees EOF).
+fn stdio_to_null() {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        use std::os::fd::AsRawFd;
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors, which this process owns.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+}
+
 fn exit_now(code: i32) -> ! {
     // SAFETY: `_exit` ends a forked child without running the parent's exit handlers.
     unsafe { libc::_exit(code) }
@@ -162,13 +174,7 @@ fn hold_zombie(secs: u64) -> i32 {
         return 0;
     }
     let _ = nix::unistd::setsid();
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
-        use std::os::fd::AsRawFd;
-        for fd in 0..3 {
-            // SAFETY: dup2 onto the standard descriptors, so the exec helper sees EOF.
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
-        }
-    }
+    stdio_to_null();
     if fork_or_die().is_none() {
         exit_now(0);
     }
@@ -463,13 +469,7 @@ fn hold(socket: &str, count: usize, secs: u64, report: &str) -> i32 {
         return 0;
     }
     let _ = nix::unistd::setsid();
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
-        use std::os::fd::AsRawFd;
-        for fd in 0..3 {
-            // SAFETY: dup2 onto the standard descriptors, so the exec helper sees EOF.
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
-        }
-    }
+    stdio_to_null();
     let mut idle: Vec<(UnixStream, bool)> = Vec::new();
     let mut refused = 0;
     for _ in 0..count {

@@ -1057,12 +1057,7 @@ fn fork_bomb(secs: u64) -> i32 {
         }
         Ok(nix::unistd::ForkResult::Child) => {
             drop(read_end);
-            if let Ok(null) = fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
-                for fd in 0..3 {
-                    // SAFETY: dup2 onto the standard descriptors, so the exec helper sees EOF.
-                    unsafe { libc::dup2(null.as_raw_fd(), fd) };
-                }
-            }
+            super::stdio_to_null();
             let mut report = Some(fs::File::from(write_end));
             let hold = move || {
                 while Instant::now() < until {
@@ -1134,12 +1129,7 @@ pub fn serve(address: &str, secs: u64) -> i32 {
         }
     }
     let _ = nix::unistd::setsid();
-    if let Ok(null) = fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
-        for fd in 0..3 {
-            // SAFETY: dup2 onto the standard descriptors, so the exec helper sees EOF.
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
-        }
-    }
+    super::stdio_to_null();
     let _ = listener.set_nonblocking(true);
     let until = Instant::now() + Duration::from_secs(secs);
     while Instant::now() < until {
