@@ -175,6 +175,15 @@ enum NetworkCommand {
         /// Network name.
         name: String,
     },
+    /// Re-read /etc/keel/network.toml and apply what changed, live: new networks and
+    /// firewall changes at once; a network in use is changed or removed only with
+    /// --restart-attached. Prints what changed.
+    Reload {
+        /// Stop the containers of networks being changed or removed, and start them
+        /// again once the change is made (without it, such a change is refused).
+        #[arg(long)]
+        restart_attached: bool,
+    },
 }
 
 /// Run keelctl with `args` (argv[0] included); returns the process exit code.
@@ -368,6 +377,9 @@ fn run(cli: Cli) -> Result<i32, String> {
         CtlCommand::Network(NetworkCommand::Ls) => call(Command::NetworkLs, timeout)?,
         CtlCommand::Firstboot => call(Command::Firstboot, timeout)?,
         CtlCommand::Network(NetworkCommand::Inspect { name }) => call(Command::NetworkInspect { name: named(name) }, timeout)?,
+        CtlCommand::Network(NetworkCommand::Reload { restart_attached }) => {
+            call(Command::NetworkReload { restart_attached: *restart_attached }, timeout)?
+        }
         CtlCommand::Image(ImageCommand::Ls) => call(Command::ImageLs, timeout)?,
         CtlCommand::Image(ImageCommand::Inspect { reference }) => call(Command::ImageInspect { reference: reference.clone() }, timeout)?,
         CtlCommand::Image(ImageCommand::Jobs) => call(Command::ImageJobs, timeout)?,
@@ -416,6 +428,11 @@ fn run(cli: Cli) -> Result<i32, String> {
         CtlCommand::Stats { .. } => print_stats(&decode(result)?),
         CtlCommand::Network(NetworkCommand::Ls) => print_networks(&decode::<Vec<NetworkSummary>>(result)?),
         CtlCommand::Network(NetworkCommand::Inspect { .. }) => print_fields(&result),
+        CtlCommand::Network(NetworkCommand::Reload { .. }) => {
+            for line in decode::<crate::network::reload::NetworkReloadReport>(result)?.lines() {
+                println!("{line}");
+            }
+        }
         CtlCommand::Firstboot => return Ok(print_firstboot(&decode(result)?)),
         CtlCommand::Image(ImageCommand::Ls) => {
             crate::images::print_ls(&decode::<Vec<keel_supervisor::image::inspect::ImageSummary>>(result)?)

@@ -31,6 +31,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+mod network_reload;
+
 /// Where the host is in its life, as `status` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Phase {
@@ -102,6 +104,8 @@ pub struct EventLoop {
     late: Option<crate::late_boot::LateBoot>,
     watchdog: Option<crate::watchdog::Watchdog>,
     wedge: Option<Duration>,
+    /// A `network reload` waiting for its containers to stop.
+    network_reload: Option<network_reload::PendingReload>,
 }
 
 /// Which source a poll entry belongs to.
@@ -151,6 +155,7 @@ impl EventLoop {
             late: None,
             watchdog: None,
             wedge: None,
+            network_reload: None,
         }
     }
 
@@ -292,6 +297,7 @@ impl EventLoop {
         if self.late.is_some() {
             return;
         }
+        self.continue_network_reload(now);
         let Some(manager) = self.manager.as_mut() else { return };
         manager.tick(now);
         for need in manager.take_image_needs() {
@@ -798,6 +804,10 @@ impl EventLoop {
             }
             Command::NetworkInspect { name } => {
                 self.reply(channel, &self.network_request(id, Some(&name)));
+                After::Continue
+            }
+            Command::NetworkReload { restart_attached } => {
+                self.network_reload_request(id, restart_attached, channel);
                 After::Continue
             }
             other => {

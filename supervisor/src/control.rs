@@ -82,6 +82,15 @@ pub enum Command {
         /// Network name.
         name: String,
     },
+    /// Re-read /etc/keel/network.toml and apply the difference live: new networks,
+    /// firewall changes; networks in use are changed or removed only with
+    /// `restart_attached` (their containers are stopped first and started after).
+    NetworkReload {
+        /// Stop and start again the containers of networks being changed or removed,
+        /// instead of refusing.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        restart_attached: bool,
+    },
     /// The images in the store.
     ImageLs,
     /// One image: config defaults and every layer with what it adds, changes, removes.

@@ -64,7 +64,20 @@ mod tests {
     #[test]
     fn read_only_is_an_allowlist() {
         assert!(Role::ReadOnly.allows("ps") && Role::ReadOnly.allows("status") && Role::ReadOnly.allows("network_inspect"));
-        for cmd in ["exec", "poweroff", "reboot", "start", "stop", "restart", "image_pull", "image_rm", "firstboot", "apply", "new_thing"] {
+        for cmd in [
+            "exec",
+            "poweroff",
+            "reboot",
+            "start",
+            "stop",
+            "restart",
+            "image_pull",
+            "image_rm",
+            "firstboot",
+            "apply",
+            "network_reload",
+            "new_thing",
+        ] {
             assert!(!Role::ReadOnly.allows(cmd), "{cmd}");
             assert!(Role::Admin.allows(cmd), "{cmd}");
         }
@@ -86,5 +99,8 @@ mod tests {
         assert_eq!(command_name(&Command::NetworkLs), "network_ls");
         assert_eq!(command_name(&Command::Exec { argv: vec!["true".into()], timeout_secs: None, container: None }), "exec");
         assert_eq!(command_name(&Command::ImageInspect { reference: "x".into() }), "image_inspect");
+        let reload = Command::NetworkReload { restart_attached: true };
+        assert_eq!(command_name(&reload), "network_reload");
+        assert!(!Role::ReadOnly.allows(&command_name(&reload)), "network reload changes the host: admin only");
     }
 }

@@ -8,6 +8,8 @@
 
 pub mod attach;
 pub mod inspect;
+pub mod live;
+pub mod reload;
 pub mod uplink;
 
 use keel_netconf::config::{self, InputPolicy, NetworkConfig, UplinkMode, UplinkSelect};
