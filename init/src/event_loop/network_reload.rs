@@ -17,13 +17,16 @@ use log::{info, warn};
 use std::path::Path;
 use std::time::Instant;
 
+/// Requests answered when a pending reload is done: (request id, connection).
+type Waiters = Vec<(u64, ConnectionId)>;
+
 /// A reload waiting for its containers to stop.
 pub(super) struct PendingReload {
     plan: NetworkPlan,
     new: NetworkConfig,
     report: NetworkReloadReport,
-    /// Requests answered when it is done: (request id, connection).
-    waiters: Vec<(u64, ConnectionId)>,
+    /// Requests answered when it is done.
+    waiters: Waiters,
 }
 
 impl EventLoop {
@@ -113,10 +116,7 @@ impl EventLoop {
 
     /// The pending reload's outcome and waiters once its containers have stopped (None:
     /// not yet, or no reload pending).
-    fn try_finish_network_reload(
-        &mut self,
-        now: Instant,
-    ) -> Option<(Result<NetworkReloadReport, NetworkReloadError>, Vec<(u64, ConnectionId)>)> {
+    fn try_finish_network_reload(&mut self, now: Instant) -> Option<(Result<NetworkReloadReport, NetworkReloadError>, Waiters)> {
         let (pending, network) = (self.network_reload.as_mut()?, self.network.clone()?);
         let attached = live::attached_by_network(&network.borrow());
         let still: Vec<String> = pending.plan.disturbed().flat_map(|n| attached.get(n).cloned().unwrap_or_default()).collect();

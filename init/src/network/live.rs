@@ -57,8 +57,8 @@ pub enum NetworkReloadError {
         what: &'static str,
         /// The bridge.
         bridge: String,
-        /// The kernel's answer.
-        source: NetlinkError,
+        /// The kernel's answer (boxed: the error stays small on the success path).
+        source: Box<NetlinkError>,
         /// Problems undoing the bridge steps done before it (empty: all undone).
         undo: Vec<String>,
     },
@@ -66,8 +66,8 @@ pub enum NetworkReloadError {
     /// were undone.
     #[error("{source}; nothing was changed{}", undo_text(.undo))]
     Firewall {
-        /// The refusal.
-        source: FirewallError,
+        /// The refusal (boxed, as above).
+        source: Box<FirewallError>,
         /// Problems undoing the bridge steps (empty: all undone).
         undo: Vec<String>,
     },
@@ -138,7 +138,7 @@ pub fn apply(host: &mut HostNetwork, plan: &NetworkPlan, new: NetworkConfig) -> 
                 network: network.name.clone(),
                 what: "delete",
                 bridge: network.bridge.clone(),
-                source,
+                source: Box::new(source),
                 undo,
             });
         }
@@ -151,7 +151,7 @@ pub fn apply(host: &mut HostNetwork, plan: &NetworkPlan, new: NetworkConfig) -> 
                 network: network.name.clone(),
                 what: "create",
                 bridge: network.bridge.clone(),
-                source,
+                source: Box::new(source),
                 undo,
             });
         }
@@ -164,7 +164,7 @@ pub fn apply(host: &mut HostNetwork, plan: &NetworkPlan, new: NetworkConfig) -> 
         Err(source) => {
             host.config = old;
             let undo = bridges.undo();
-            return Err(NetworkReloadError::Firewall { source, undo });
+            return Err(NetworkReloadError::Firewall { source: Box::new(source), undo });
         }
     }
     release_leases(host, &plan.remove, &mut warnings);
