@@ -10,6 +10,7 @@
 //!    answers on the QEMU host through hostfwd, while `first` keeps its pid, its veth
 //!    (same interface index) and an HTTP connection opened through its published port
 //!    before the reload (its conntrack/NAT entry survived the firewall replacement);
+//!    and `allow = ["tcp/8081"]` opens a host service to the QEMU host (closed before);
 //! 4. changing net2's subnet while `late` uses it is refused naming `late` (negative
 //!    control: nothing moved), then allowed with `restart_attached`: `late` is stopped,
 //!    net2 rebuilt in the new subnet, `late` started again there (new pid, new address),
@@ -23,12 +24,11 @@ use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 const BOOT_TOML: &str = "[[network]]\nname = \"keel0\"\nsubnet = \"10.88.0.0/16\"\n";
-const WITH_NET2: &str =
-    "[[network]]\nname = \"keel0\"\nsubnet = \"10.88.0.0/16\"\n\n[[network]]\nname = \"net2\"\nsubnet = \"10.90.0.0/24\"\n";
+/// net2 added, and the host's port 8081 opened on the uplink.
+const WITH_NET2: &str = "[[network]]\nname = \"keel0\"\nsubnet = \"10.88.0.0/16\"\n\n[[network]]\nname = \"net2\"\nsubnet = \"10.90.0.0/24\"\n\n[firewall]\nallow = [\"tcp/8081\"]\n";
 /// Line 7 has a prefix with host bits set: the error must name it.
 const BAD: &str = "[[network]]\nname = \"keel0\"\nsubnet = \"10.88.0.0/16\"\n\n[[network]]\nname = \"net2\"\nsubnet = \"10.90.0.7/24\"\n";
-const NET2_MOVED: &str =
-    "[[network]]\nname = \"keel0\"\nsubnet = \"10.88.0.0/16\"\n\n[[network]]\nname = \"net2\"\nsubnet = \"10.91.0.0/24\"\n";
+const NET2_MOVED: &str = "[[network]]\nname = \"keel0\"\nsubnet = \"10.88.0.0/16\"\n\n[[network]]\nname = \"net2\"\nsubnet = \"10.91.0.0/24\"\n\n[firewall]\nallow = [\"tcp/8081\"]\n";
 const UPLINK: &str = "[[uplink]]\ninterface = \"eth0\"\n\n[[network]]\nname = \"keel0\"\nsubnet = \"10.88.0.0/16\"\n";
 
 const HTTPD: &str = "image = \"@IMAGE@\"\ncommand = [\"/bin/httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\nstop_timeout = \"1s\"\n";
@@ -107,9 +107,12 @@ fn reload_adds_a_network_live_and_refuses_to_pull_one_from_under_a_container() {
     declare_container(&dir, &mut host, "first", &format!("{HTTPD}ports = [\"80:80/tcp\"]\n"));
     declare_container(&dir, &mut host, "late", &format!("{HTTPD}network = \"net2\"\nports = [\"8090:80/tcp\"]\nrestart = \"no\"\n"));
     let image = build_image(name, &host, env!("CARGO_BIN_EXE_keel-probe").as_ref());
-    let (port_first, port_late) = (free_port(), free_port());
-    let hostfwd =
-        vec![format!("tcp:{port_first}-:80").parse::<HostFwd>().unwrap(), format!("tcp:{port_late}-:8090").parse::<HostFwd>().unwrap()];
+    let (port_first, port_late, port_host) = (free_port(), free_port(), free_port());
+    let hostfwd = vec![
+        format!("tcp:{port_first}-:80").parse::<HostFwd>().unwrap(),
+        format!("tcp:{port_late}-:8090").parse::<HostFwd>().unwrap(),
+        format!("tcp:{port_host}-:8081").parse::<HostFwd>().unwrap(),
+    ];
     let mut guest = Guest::boot(&image, name, BootOptions { hostfwd, ..Default::default() });
     guest.wait_ready();
     guest.wait_container("first", Duration::from_secs(60), |c| c.state == "running");
@@ -131,6 +134,12 @@ fn reload_adds_a_network_live_and_refuses_to_pull_one_from_under_a_container() {
     let err = reload(&guest, false).unwrap_err();
     assert!(err.contains("uplink changes need a reboot"), "{err}");
 
+    // A host service on port 8081: closed by the default input policy until `allow`ed.
+    let started = guest.exec(&["httpd", "-p", "8081", "-h", "/usr/share/keel/images/busybox/www"]);
+    assert_eq!(started.exit_code, 0, "{started:?}");
+    assert_eq!(guest.exec(&["keel-probe", "fetch", "127.0.0.1:8081"]).stdout, "from-the-container\n", "the host service does not run");
+    assert_eq!(fetch_until(port_host, Duration::from_secs(2)), None, "negative control: port 8081 is open before the reload");
+
     // 3. net2 added live; a connection into `first` opened before it survives.
     let held = TcpStream::connect(("127.0.0.1", port_first)).expect("connect to first's published port");
     std::thread::sleep(Duration::from_millis(500));
@@ -138,7 +147,11 @@ fn reload_adds_a_network_live_and_refuses_to_pull_one_from_under_a_container() {
     // Through keelctl in the guest: what it prints.
     let printed = guest.exec(&["keelctl", "network", "reload"]);
     assert_eq!(printed.exit_code, 0, "{printed:?}");
-    assert_eq!(printed.stdout, "added network net2 (bridge net2, subnet 10.90.0.0/24)\nunchanged: keel0\n", "{printed:?}");
+    assert_eq!(
+        printed.stdout, "added network net2 (bridge net2, subnet 10.90.0.0/24)\nfirewall: allow: +tcp/8081\nunchanged: keel0\n",
+        "{printed:?}"
+    );
+    assert_eq!(fetch_until(port_host, Duration::from_secs(20)).as_deref(), Some("from-the-container\n"), "allow tcp/8081 did not apply");
     // Once more: nothing left to do.
     let report = reload(&guest, false).unwrap_or_else(|e| guest.fail(&format!("reload: {e}")));
     assert_eq!(report["added"], serde_json::json!([]), "{report}");
@@ -155,6 +168,9 @@ fn reload_adds_a_network_live_and_refuses_to_pull_one_from_under_a_container() {
 
     // 4. Changing net2 while late uses it: refused naming late, then done with restart_attached.
     let (late_pid, _) = pid_and_veth(&guest, "late");
+    // Negative control of the held-connection check: one into late, which restarts, is cut.
+    let held_late = TcpStream::connect(("127.0.0.1", port_late)).expect("connect to late's published port");
+    std::thread::sleep(Duration::from_millis(500));
     write_network_toml(&guest, NET2_MOVED);
     let refused = guest.exec(&["keelctl", "network", "reload"]);
     let err = refused.stderr.clone();
@@ -166,6 +182,7 @@ fn reload_adds_a_network_live_and_refuses_to_pull_one_from_under_a_container() {
     assert_eq!(report["restarted"], serde_json::json!(["late"]), "{report}");
     assert!(report["changed"][0].as_str().unwrap_or_default().starts_with("net2: subnet 10.90.0.0/24 -> 10.91.0.0/24"), "{report}");
     let late_now = guest.wait_container("late", Duration::from_secs(30), |c| c.state == "running");
+    assert_eq!(get_on(held_late), None, "negative control: a connection into a restarted container still answers");
     assert_ne!(late_now.pid, Some(late_pid), "late was not restarted");
     let moved = address(&guest, "late", "net2").expect("late on net2 again");
     assert!(moved.starts_with("10.91.0."), "{moved}");
@@ -175,6 +192,10 @@ fn reload_adds_a_network_live_and_refuses_to_pull_one_from_under_a_container() {
     assert_eq!(fetch_until(port_late, Duration::from_secs(20)).as_deref(), Some("from-the-container\n"), "late's port after the move");
     assert_eq!(pid_and_veth(&guest, "first"), (first_pid, first_veth), "first was disturbed by the change of net2");
     assert_eq!(fetch_until(port_first, Duration::from_secs(20)).as_deref(), Some("from-the-container\n"));
+    // Negative control of the pid/veth check: a restart of first does change them.
+    guest.call(Command::Restart { name: "first".into() }, Duration::from_secs(30)).unwrap();
+    guest.wait_container("first", Duration::from_secs(30), |c| c.state == "running" && c.pid != Some(first_pid));
+    assert_ne!(pid_and_veth(&guest, "first").0, first_pid);
 
     guest.call(Command::Poweroff, Duration::from_secs(20)).unwrap();
     guest.wait_exit(Duration::from_secs(60));
