@@ -4,6 +4,9 @@
 //!
 //! A "container" is a veth pair whose host end is enslaved to keel0 (its peer in the
 //! namespace stays unconfigured); the checks read the kernel with `ip -j` and `nft`.
+//! Cases: a network added (the others untouched), removed (bridge and leases gone; an
+//! attached container refuses it), rebuilt (new address), and the undo after a bridge
+//! that cannot be made or a firewall batch that is refused (each with its control).
 
 use keel_init::network::live::{self, NetworkReloadError};
 use keel_init::network::reload::{plan, AttachedByNetwork};
@@ -146,6 +149,61 @@ fn removing_a_network_deletes_its_bridge_and_releases_its_leases() {
         assert!(!nft_bridges().contains("net2"), "{}", nft_bridges());
         assert_eq!(host.ipam.as_ref().unwrap().allocations("net2"), []);
         assert_eq!(host.ipam.as_ref().unwrap().lookup("keel0", "web"), Some(Ipv4Addr::new(10, 88, 0, 2)));
+        let _ = std::fs::remove_dir_all(ipam);
+    });
+}
+
+#[test]
+fn a_rebuilt_network_gets_its_new_address_and_a_failure_after_it_puts_the_old_one_back() {
+    in_netns(|| {
+        let (mut host, ipam) = host(WITH_NET2, "rebuild");
+        let moved = WITH_NET2.replace("10.90.0.0/24", "10.92.0.0/24");
+        // First a failure after the rebuild: net3's name is taken by a veth.
+        run("ip", &["link", "add", "net3", "type", "veth", "peer", "name", "net3-peer"]);
+        let failing = parse(&format!("{moved}\n[[network]]\nname = \"net3\"\nsubnet = \"10.91.0.0/24\"\n"), "network.toml").unwrap();
+        let plan_failing = plan(&host.config, &attached(&host), &failing, false).unwrap();
+        let err = live::apply(&mut host, &plan_failing, failing).unwrap_err();
+        assert!(matches!(&err, NetworkReloadError::Bridge { network, undo, .. } if network == "net3" && undo.is_empty()), "{err}");
+        assert_eq!(link("net2").expect("net2 made again").2, ["10.90.0.1/24"], "the undo did not put net2's old address back");
+        // Then the rebuild alone.
+        let new = parse(&moved, "network.toml").unwrap();
+        let plan = plan(&host.config, &attached(&host), &new, false).unwrap();
+        assert!(plan.change[0].rebuild);
+        live::apply(&mut host, &plan, new).unwrap();
+        assert_eq!(link("net2").expect("net2").2, ["10.92.0.1/24"]);
+        assert_eq!(link("kvweb").unwrap().1.as_deref(), Some("keel0"), "web left keel0");
+        let _ = std::fs::remove_dir_all(ipam);
+    });
+}
+
+#[test]
+fn a_refused_firewall_batch_undoes_the_bridges_and_keeps_the_declaration() {
+    in_netns(|| {
+        let (mut host, ipam) = host(BOOT, "firewall");
+        let before = nft_bridges();
+        let new = parse(WITH_NET2, "network.toml").unwrap();
+        let plan = plan(&host.config, &attached(&host), &new, false).unwrap();
+        // An uplink name nft refuses to express: the batch is never sent.
+        let uplink = |interface: &str| keel_init::network::UplinkStatus {
+            interface: interface.into(),
+            mode: "static".into(),
+            address: None,
+            gateway: None,
+            dns: Vec::new(),
+            lease_secs: None,
+            server: None,
+        };
+        host.uplink = Some(uplink("bad name"));
+        let old = host.config.clone();
+        let err = live::apply(&mut host, &plan, new.clone()).unwrap_err();
+        assert!(matches!(&err, NetworkReloadError::Firewall { undo, .. } if undo.is_empty()), "{err}");
+        assert_eq!(link("net2"), None, "net2 was left behind");
+        assert_eq!(host.config, old);
+        assert_eq!(nft_bridges(), before);
+        // Negative control: with a valid uplink name the same plan applies.
+        host.uplink = Some(uplink("eth9"));
+        live::apply(&mut host, &plan, new).unwrap();
+        assert!(link("net2").is_some() && nft_bridges().contains("\"net2\""));
         let _ = std::fs::remove_dir_all(ipam);
     });
 }
