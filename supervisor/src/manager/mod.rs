@@ -14,6 +14,7 @@ pub mod launch_error;
 pub mod launcher;
 mod load;
 mod output;
+pub mod plan;
 
 pub use images::{ImageCheck, ImageNeed, StoreCheck};
 pub use info::{ContainerDetail, ContainerInfo, ContainerStats};
