@@ -8,6 +8,7 @@
 //! are unit-tested with a fake launcher and a fake clock.
 
 pub mod deps;
+pub mod desired;
 mod images;
 pub mod info;
 pub mod launch_error;
