@@ -253,6 +253,40 @@ pub fn write_all_atomically(dir: &Path, contents: &[(PathBuf, &[u8])]) -> Result
     sync_dir(dir)
 }
 
+/// The work of a purge job (`rm --purge`, in a worker: a large writable layer takes long
+/// to delete): the container's state directory under `state_root` and its log files
+/// (`NAME.log` and the rotated ones) in `log_dir`. Bind-mounted host paths are the
+/// operator's and stay. Answers what it deleted.
+pub fn purge_work(
+    name: ContainerName,
+    state_root: PathBuf,
+    log_dir: PathBuf,
+) -> impl FnOnce(&mut keel_supervisor::worker::Reporter) -> Result<serde_json::Value, String> {
+    move |_| purge(&name, &state_root, &log_dir).map(|gone| serde_json::json!({ "deleted": gone }))
+}
+
+/// What [`purge_work`] does; every path is tried, the first failure is returned.
+pub fn purge(name: &ContainerName, state_root: &Path, log_dir: &Path) -> Result<Vec<String>, String> {
+    let mut gone = Vec::new();
+    let mut failure = None;
+    let state = keel_supervisor::runtime::plan::state_dir(state_root, name.as_str());
+    let logs = (0..=keel_supervisor::logs::DEFAULT_KEEP).map(|k| keel_supervisor::logs::rotated_path(log_dir, name, k));
+    for (path, is_dir) in std::iter::once((state, true)).chain(logs.map(|p| (p, false))) {
+        let result = if is_dir { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        match result {
+            Ok(()) => gone.push(path.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                failure.get_or_insert(format!("{}: {e}", path.display()));
+            }
+        }
+    }
+    match failure {
+        None => Ok(gone),
+        Some(failure) => Err(failure),
+    }
+}
+
 fn sync_dir(dir: &Path) -> Result<(), ReconcileError> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|source| ReconcileError::Write { path: dir.display().to_string(), source })
 }

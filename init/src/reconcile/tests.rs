@@ -211,3 +211,23 @@ fn reload_follows_hand_edits_and_refuses_a_bad_directory() {
     let report = reload(&mut host.manager, host.dir.path(), None, &forced, Instant::now()).unwrap();
     assert_eq!(report.plan.to_text(), "remove lone\nchange db: network\nrestart-dependent web (after db)\n");
 }
+
+#[test]
+fn purge_deletes_the_state_dir_and_every_log_of_that_container_only() {
+    let root = TempDir::new();
+    let (state, logs) = (root.path().join("state"), root.path().join("logs"));
+    std::fs::create_dir_all(state.join("web/upper/deep")).unwrap();
+    std::fs::create_dir_all(state.join("webby")).unwrap();
+    std::fs::create_dir_all(&logs).unwrap();
+    for file in ["web.log", "web.log.1", "web.log.3", "webby.log"] {
+        std::fs::write(logs.join(file), "x").unwrap();
+    }
+    let web = ContainerName::new("web").unwrap();
+    let gone = purge(&web, &state, &logs).unwrap();
+    assert_eq!(gone.len(), 4, "{gone:?}");
+    assert!(!state.join("web").exists() && state.join("webby").exists());
+    let mut left: Vec<String> = std::fs::read_dir(&logs).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    left.sort();
+    assert_eq!(left, ["webby.log"]);
+    assert!(purge(&web, &state, &logs).unwrap().is_empty(), "a second purge finds nothing");
+}

@@ -218,7 +218,7 @@ pub fn new_problems(
     old: &BTreeMap<ContainerName, Member>,
     network: Option<&NetworkConfig>,
 ) -> Vec<SetError> {
-    let before: BTreeSet<String> = check_set(old, network).iter().map(|e| without_place(e)).collect();
+    let before: BTreeSet<String> = check_set(old, network).iter().map(without_place).collect();
     check_set(new, network).into_iter().filter(|e| !before.contains(&without_place(e))).collect()
 }
 

@@ -129,12 +129,15 @@ fn every_key_is_named() {
     }
 }
 
-fn arbitrary_set() -> impl Strategy<Value = Vec<(u8, Vec<(u8, u8)>, u8)>> {
+/// One generated container: command variant, [(dependency index, condition)], digest.
+type Generated = (u8, Vec<(u8, u8)>, u8);
+
+fn arbitrary_set() -> impl Strategy<Value = Vec<Generated>> {
     // (command variant, [(dependency index, condition)], digest) for containers c0..c5.
     proptest::collection::vec((0u8..3, proptest::collection::vec((0u8..6, 0u8..3), 0..3), 0u8..2), 1..6)
 }
 
-fn build(set: &[(u8, Vec<(u8, u8)>, u8)]) -> BTreeMap<ContainerName, Wanted> {
+fn build(set: &[Generated]) -> BTreeMap<ContainerName, Wanted> {
     set.iter()
         .enumerate()
         .map(|(i, (command, deps, digest))| {
