@@ -916,6 +916,7 @@ impl EventLoop {
         };
         let dir = std::path::Path::new(keel_supervisor::manager::CONTAINERS_DIR);
         let now = Instant::now();
+        let what = crate::api::roles::command_name(&command);
         let result = match command {
             Command::Apply { files } => reconcile::apply(manager, dir, &files, network.as_ref(), false, now),
             Command::Diff { files } => reconcile::apply(manager, dir, &files, network.as_ref(), true, now),
@@ -926,10 +927,13 @@ impl EventLoop {
         match result {
             Ok(mut report) => {
                 report.networks = networks;
-                info!("reconcile: {}", report.plan.to_text().trim_end().replace('\n', "; "));
+                info!("{what}: {}", report.plan.to_text().trim_end().replace('\n', "; "));
                 Response::success(id, report)
             }
-            Err(e) => Response::failure(id, e.to_string()),
+            Err(e) => {
+                info!("{what}: refused: {}", e.to_string().replace('\n', "; "));
+                Response::failure(id, e.to_string())
+            }
         }
     }
 
