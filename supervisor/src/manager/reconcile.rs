@@ -60,13 +60,15 @@ impl Manager {
                     }
                 }
                 Action::Change => {
-                    let Some(declaration) = wanted.remove(&name) else { continue };
-                    let Ok(spec) = declaration.spec else { continue };
+                    // Without a new declaration (only the image digest moved), it restarts as declared.
+                    let declaration = wanted.remove(&name);
                     if let Some(entry) = self.entries.get_mut(&name) {
-                        info!("container {name}: declaration changed ({})", step.keys.join(", "));
-                        entry.file = declaration.file;
+                        info!("container {name}: changed ({})", step.keys.join(", "));
+                        if let Some(declaration) = &declaration {
+                            entry.file = declaration.file.clone();
+                        }
                     }
-                    self.mark_restart(&name, Some(spec));
+                    self.mark_restart(&name, declaration.and_then(|d| d.spec.ok()));
                 }
                 Action::RestartDependent => self.mark_restart(&name, None),
                 Action::Remove => {

@@ -446,3 +446,47 @@ fn a_reconcile_adds_and_removes() {
     assert_eq!(m.take_removed(), [Removed { name: ContainerName::new("old").unwrap(), purge: true }]);
     assert!(m.ps(t0).iter().all(|c| c.name != "old"));
 }
+
+/// An image check whose store names the digest in the shared cell for every image.
+struct Digests(Rc<RefCell<String>>);
+
+impl ImageCheck for Digests {
+    fn need(&self, _: &ContainerSpec) -> Option<ImageNeed> {
+        None
+    }
+    fn digest(&self, _: &ContainerSpec) -> Option<String> {
+        Some(self.0.borrow().clone())
+    }
+}
+
+#[test]
+fn a_new_digest_under_the_same_reference_restarts_the_container() {
+    let (mut m, calls) = manager(vec![declaration("app", ""), declaration("other", "")]);
+    let store = Rc::new(RefCell::new("sha256:aaaa".to_string()));
+    m.set_image_check(Box::new(Digests(store.clone())));
+    let t0 = Instant::now();
+    m.tick(t0);
+    let (app, other) = (pid_of(&m, "app"), pid_of(&m, "other"));
+    let wanted = |m: &Manager| -> BTreeMap<ContainerName, plan::Wanted> {
+        m.current()
+            .into_iter()
+            .map(|(n, c)| {
+                let spec = c.spec.unwrap();
+                let digest = if n.as_str() == "app" { m.image_digest(&spec) } else { c.digest };
+                (n, plan::Wanted { spec, digest })
+            })
+            .collect()
+    };
+    // Same digest in the store: nothing to do (the control).
+    assert!(plan::plan(&m.current(), &wanted(&m), &BTreeMap::new()).is_noop());
+    *store.borrow_mut() = "sha256:bbbb".into();
+    let planned = plan::plan(&m.current(), &wanted(&m), &BTreeMap::new());
+    assert_eq!(planned.steps[0], plan::Step { name: "app".into(), action: plan::Action::Change, keys: vec![plan::DIGEST_KEY.into()] });
+    m.apply_plan(&planned, BTreeMap::new(), false, t0);
+    assert_eq!(calls.borrow().log.last().unwrap(), &format!("signal {app} 15"));
+    m.on_exit(app, 143, t0);
+    m.tick(t0);
+    assert_eq!(calls.borrow().log.last().unwrap(), "launch app");
+    assert_eq!(m.current()[&ContainerName::new("app").unwrap()].digest.as_deref(), Some("sha256:bbbb"));
+    assert_eq!(pid_of(&m, "other"), other);
+}
