@@ -126,4 +126,9 @@ impl LogSink for FileAndConsole {
         self.console.announce_dropped();
         self.note(name, result);
     }
+
+    fn forget(&mut self, name: &ContainerName) {
+        self.logs.remove(name);
+        self.failing.remove(name);
+    }
 }

@@ -8,6 +8,7 @@ use crate::firstboot::run::FirstbootStatus;
 use crate::network::inspect::NetworkSummary;
 use clap::{Parser, Subcommand};
 use keel_supervisor::control::{Client, Command, ExecResult, LogsResult, Status, DEFAULT_SOCKET};
+use keel_supervisor::manager::desired::{self, DeclarationFile};
 use keel_supervisor::manager::{ContainerDetail, ContainerInfo, ContainerStats};
 use std::io::Write;
 use std::path::PathBuf;
@@ -104,6 +105,35 @@ enum CtlCommand {
     Stats {
         /// Container name.
         name: String,
+    },
+    /// Validate declaration files (with those on the host), write them into
+    /// /etc/keel/containers and reconcile: new containers start, changed ones restart
+    /// (with their started/healthy dependents), unchanged ones are not touched.
+    Apply {
+        /// NAME.toml files (the file name is the container's name).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show what `apply` would do with these files (add, change with the keys,
+    /// restart-dependent, unchanged); nothing is written.
+    Diff {
+        /// NAME.toml files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Stop a container and remove its declaration.
+    Rm {
+        /// Container name.
+        name: String,
+        /// Also delete its state: log files and state directory (writable layer).
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Read /etc/keel/containers again (after an edit by hand) and reconcile like apply.
+    Reload {
+        /// Restart the containers attached to a network the reload changes.
+        #[arg(long)]
+        restart_attached: bool,
     },
     /// Container networks.
     #[command(subcommand)]
@@ -369,6 +399,10 @@ fn run(cli: Cli) -> Result<i32, String> {
             timeout.max(Duration::from_secs(kill_after + 5)),
         )?,
         CtlCommand::Ps => call(Command::Ps, timeout)?,
+        CtlCommand::Apply { files } => call(Command::Apply { files: declaration_files(files)? }, timeout)?,
+        CtlCommand::Diff { files } => call(Command::Diff { files: declaration_files(files)? }, timeout)?,
+        CtlCommand::Rm { name, purge } => call(Command::Rm { name: named(name), purge: *purge }, timeout)?,
+        CtlCommand::Reload { restart_attached } => call(Command::Reload { restart_attached: *restart_attached }, timeout)?,
         CtlCommand::Inspect { name } => call(Command::Inspect { name: named(name) }, timeout)?,
         CtlCommand::Start { name } => call(Command::Start { name: named(name) }, timeout)?,
         CtlCommand::Stop { name } => call(Command::Stop { name: named(name) }, timeout)?,
@@ -424,6 +458,9 @@ fn run(cli: Cli) -> Result<i32, String> {
             return Ok(exec.exit_code);
         }
         CtlCommand::Ps => print_ps(&decode::<Vec<ContainerInfo>>(result)?),
+        CtlCommand::Apply { .. } | CtlCommand::Diff { .. } | CtlCommand::Rm { .. } | CtlCommand::Reload { .. } => {
+            print_reconcile(&decode(result)?)
+        }
         CtlCommand::Inspect { .. } => print_inspect(&decode(result)?),
         CtlCommand::Stats { .. } => print_stats(&decode(result)?),
         CtlCommand::Network(NetworkCommand::Ls) => print_networks(&decode::<Vec<NetworkSummary>>(result)?),
@@ -442,6 +479,39 @@ fn run(cli: Cli) -> Result<i32, String> {
         _ => println!("{}", result.as_str().unwrap_or("ok")),
     }
     Ok(0)
+}
+
+/// The files of `apply`/`diff`, read here and sent in the request (each at most
+/// [`desired::MAX_FILE_BYTES`]; the whole request must fit one control line).
+fn declaration_files(paths: &[PathBuf]) -> Result<Vec<DeclarationFile>, String> {
+    use std::io::Read;
+    let mut files = Vec::new();
+    let mut total = 0;
+    for path in paths {
+        let mut text = String::new();
+        let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        file.take(desired::MAX_FILE_BYTES as u64 + 1).read_to_string(&mut text).map_err(|e| format!("{}: {e}", path.display()))?;
+        if text.len() > desired::MAX_FILE_BYTES {
+            return Err(format!("{}: larger than {} bytes; not a declaration", path.display(), desired::MAX_FILE_BYTES));
+        }
+        total += text.len() + path.as_os_str().len();
+        files.push(DeclarationFile { path: path.display().to_string(), text });
+    }
+    // JSON escaping can grow the text; leave room for it under the line bound.
+    if total > keel_supervisor::control::MAX_LINE / 2 {
+        return Err(format!("{total} bytes of declarations in one request; apply fewer files at a time"));
+    }
+    Ok(files)
+}
+
+fn print_reconcile(report: &crate::reconcile::ReconcileReport) {
+    print!("{}", report.plan.to_text());
+    for file in &report.files {
+        println!("file {file}");
+    }
+    if let Some(networks) = &report.networks {
+        println!("{networks}");
+    }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, String> {

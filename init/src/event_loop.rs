@@ -305,6 +305,7 @@ impl EventLoop {
                 warn!("{e}");
             }
         }
+        self.purge_removed();
     }
 
     /// What the host knows about itself (the boot steps record into it, before and
@@ -798,6 +799,11 @@ impl EventLoop {
                 self.reply(channel, &response);
                 After::Continue
             }
+            command @ (Command::Apply { .. } | Command::Diff { .. } | Command::Rm { .. } | Command::Reload { .. }) => {
+                let response = self.reconcile_request(id, command);
+                self.reply(channel, &response);
+                After::Continue
+            }
             Command::NetworkLs => {
                 self.reply(channel, &self.network_request(id, None));
                 After::Continue
@@ -900,6 +906,77 @@ impl EventLoop {
             Command::Stop { name } => answer(manager.stop(&name, now)),
             Command::Restart { name } => answer(manager.restart(&name, now)),
             _ => Response::failure(id, "not a container command"),
+        }
+    }
+
+    /// `apply`, `diff`, `rm` and `reload` (see [`crate::reconcile`]): answered once the
+    /// plan has been started; the manager's ticks carry it out.
+    fn reconcile_request(&mut self, id: u64, command: Command) -> Response {
+        use crate::reconcile;
+        let (forced, networks) = match &command {
+            Command::Reload { restart_attached } => {
+                let (forced, note) = self.reload_networks_for_containers(*restart_attached);
+                (forced, Some(note))
+            }
+            _ => (reconcile::NetworkRestarts::new(), None),
+        };
+        let network = self.network.as_ref().map(|n| n.borrow().config.clone());
+        let Some(manager) = self.manager.as_mut() else {
+            return Response::failure(id, "no containers on this host");
+        };
+        let dir = std::path::Path::new(keel_supervisor::manager::CONTAINERS_DIR);
+        let now = Instant::now();
+        let what = crate::api::roles::command_name(&command);
+        let result = match command {
+            Command::Apply { files } => reconcile::apply(manager, dir, &files, network.as_ref(), false, now),
+            Command::Diff { files } => reconcile::apply(manager, dir, &files, network.as_ref(), true, now),
+            Command::Rm { name, purge } => reconcile::remove(manager, dir, &name, purge, now),
+            Command::Reload { .. } => reconcile::reload(manager, dir, network.as_ref(), &forced, now),
+            _ => return Response::failure(id, "not a reconcile command"),
+        };
+        match result {
+            Ok(mut report) => {
+                report.networks = networks;
+                info!("{what}: {}", report.plan.to_text().trim_end().replace('\n', "; "));
+                Response::success(id, report)
+            }
+            Err(e) => {
+                info!("{what}: refused: {}", e.to_string().replace('\n', "; "));
+                Response::failure(id, e.to_string())
+            }
+        }
+    }
+
+    /// MERGE POINT for the network half of `keelctl reload` (issue 14 point 3), built on
+    /// another branch as `reload_networks` / `keelctl network reload [--restart-attached]`:
+    /// plug it in here. It re-reads /etc/keel/network.toml and applies it live (before the
+    /// containers are checked, so their networks and ports are checked against the new
+    /// declaration), and returns the containers attached to a changed network that
+    /// `restart_attached` lets it restart, each with its reason; the container plan
+    /// restarts them as changes (with their dependents). Until it is merged, `reload`
+    /// re-reads container declarations only and its answer says so.
+    fn reload_networks_for_containers(&mut self, restart_attached: bool) -> (crate::reconcile::NetworkRestarts, String) {
+        let note = if restart_attached {
+            "not re-read (the network reload is not part of this build); --restart-attached restarted nothing"
+        } else {
+            "not re-read (the network reload is not part of this build)"
+        };
+        (crate::reconcile::NetworkRestarts::new(), format!("network.toml: {note}"))
+    }
+
+    /// A purge job for each container a reconcile removed with `--purge`.
+    fn purge_removed(&mut self) {
+        let Some(manager) = self.manager.as_mut() else { return };
+        for removed in manager.take_removed().into_iter().filter(|r| r.purge) {
+            let work = crate::reconcile::purge_work(
+                removed.name.clone(),
+                PathBuf::from(crate::containers::STATE_ROOT),
+                PathBuf::from(logs::DEFAULT_DIR),
+            );
+            match self.jobs.start(keel_supervisor::worker::JobKind::Purge, removed.name.as_str(), work) {
+                Ok(job) => info!("container {}: purging its state (job {job})", removed.name),
+                Err(e) => warn!("container {}: cannot purge its state: {e}", removed.name),
+            }
         }
     }
 

@@ -38,6 +38,7 @@ pub mod network;
 pub mod power_button;
 pub mod progress_view;
 pub mod reaper;
+pub mod reconcile;
 pub mod run_cmd;
 mod scratch;
 pub mod settings;

@@ -137,6 +137,33 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         offset: Option<crate::logs::LogOffset>,
     },
+    /// Validate these declaration files together with the ones in /etc/keel/containers,
+    /// write them there atomically and reconcile: new containers start, changed ones
+    /// restart (with their `started`/`healthy` dependents), the others are not touched.
+    Apply {
+        /// The files, each with the path it was read from (its stem is the container's name).
+        files: Vec<crate::manager::desired::DeclarationFile>,
+    },
+    /// What `apply` would do with these files; nothing is written or touched.
+    Diff {
+        /// The files.
+        files: Vec<crate::manager::desired::DeclarationFile>,
+    },
+    /// Stop a container and remove its declaration.
+    Rm {
+        /// Container name.
+        name: String,
+        /// Delete its state too: logs and state directory.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        purge: bool,
+    },
+    /// Read /etc/keel/containers again (after an edit by hand) and reconcile as `apply` does.
+    Reload {
+        /// Restart the containers attached to a network the reload changes (the network
+        /// half of the reload; refused without it).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        restart_attached: bool,
+    },
 }
 
 /// The answer to `logs`.

@@ -11,7 +11,7 @@ pub const READ_ONLY_ORG: &str = "read-only";
 
 /// The commands (their `cmd` names) a read-only client may send.
 pub const READ_ONLY_COMMANDS: &[&str] =
-    &["status", "ps", "inspect", "logs", "stats", "network_ls", "network_inspect", "image_ls", "image_inspect", "metrics"];
+    &["status", "ps", "inspect", "logs", "stats", "network_ls", "network_inspect", "image_ls", "image_inspect", "metrics", "diff"];
 
 /// What a client may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +64,23 @@ mod tests {
     #[test]
     fn read_only_is_an_allowlist() {
         assert!(Role::ReadOnly.allows("ps") && Role::ReadOnly.allows("status") && Role::ReadOnly.allows("network_inspect"));
-        for cmd in ["exec", "poweroff", "reboot", "start", "stop", "restart", "image_pull", "image_rm", "firstboot", "apply", "new_thing"] {
+        // `diff` only reads: it shows what an apply would do and changes nothing.
+        assert!(Role::ReadOnly.allows("diff"));
+        for cmd in [
+            "exec",
+            "poweroff",
+            "reboot",
+            "start",
+            "stop",
+            "restart",
+            "image_pull",
+            "image_rm",
+            "firstboot",
+            "apply",
+            "rm",
+            "reload",
+            "new_thing",
+        ] {
             assert!(!Role::ReadOnly.allows(cmd), "{cmd}");
             assert!(Role::Admin.allows(cmd), "{cmd}");
         }

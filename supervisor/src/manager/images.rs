@@ -30,6 +30,12 @@ impl ImageNeed {
 pub trait ImageCheck {
     /// None when `spec` can start now (no image, or its image is in the store and unpacked).
     fn need(&self, spec: &ContainerSpec) -> Option<ImageNeed>;
+    /// The manifest digest `spec`'s image reference names in the store now (None: no
+    /// image, or not in the store), recorded at each start so a reconcile can tell that
+    /// the image under a reference changed.
+    fn digest(&self, _spec: &ContainerSpec) -> Option<String> {
+        None
+    }
 }
 
 /// The check on the store at `root` (PID 1's, normally).
@@ -41,6 +47,12 @@ pub struct StoreCheck {
 impl ImageCheck for StoreCheck {
     fn need(&self, spec: &ContainerSpec) -> Option<ImageNeed> {
         crate::image::run::need(&self.root, spec)
+    }
+
+    fn digest(&self, spec: &ContainerSpec) -> Option<String> {
+        let crate::spec::ImageRef::Image(source) = &spec.image else { return None };
+        let store = crate::image::store::Store::open(&self.root).ok()?;
+        Some(store.lookup(&source.to_string()).ok()??.manifest.to_string())
     }
 }
 

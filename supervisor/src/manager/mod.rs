@@ -8,12 +8,15 @@
 //! are unit-tested with a fake launcher and a fake clock.
 
 pub mod deps;
+pub mod desired;
 mod images;
 pub mod info;
 pub mod launch_error;
 pub mod launcher;
 mod load;
 mod output;
+pub mod plan;
+mod reconcile;
 
 pub use images::{ImageCheck, ImageNeed, StoreCheck};
 pub use info::{ContainerDetail, ContainerInfo, ContainerStats};
@@ -21,6 +24,7 @@ pub use launch_error::{AttachError, CleanupError, LaunchCause, LaunchError, Laun
 pub use launcher::{LaunchFault, Launched, Launcher, NetworkAttacher, NoNetworks, SystemLauncher};
 pub use load::{load_dir, Declaration, CONTAINERS_DIR};
 pub use output::{LogSink, OutputPipe};
+pub use reconcile::Removed;
 
 use crate::logs::Stream;
 use crate::restart::{Decision, RestartState};
@@ -85,6 +89,13 @@ pub enum Health {
 enum AfterStop {
     Stay,
     Start,
+    /// A reconcile restart: take the next declaration (if any) and wait for the
+    /// dependencies again, so dependents start after what they depend on.
+    Requeue,
+    /// Removed: forget the container (and purge its state when asked).
+    Remove {
+        purge: bool,
+    },
 }
 
 /// One declared container.
@@ -109,6 +120,13 @@ struct Entry {
     output: Vec<OutputPipe>,
     /// The image reference it waits for (a pull or import job), if any.
     awaiting_image: Option<String>,
+    /// The image manifest digest its last start ran (for a reconcile's "changed").
+    image_digest: Option<String>,
+    /// A reconcile's new declaration, taken when the running process has stopped.
+    next_spec: Option<ContainerSpec>,
+    /// A reconcile restart held back until no running container that follows it is
+    /// still running (dependents stop first).
+    stop_pending: bool,
 }
 
 impl Entry {
@@ -135,6 +153,9 @@ impl Entry {
             pids_limit_hits: 0,
             output: Vec::new(),
             awaiting_image: None,
+            image_digest: None,
+            next_spec: None,
+            stop_pending: false,
         }
     }
 }
@@ -147,13 +168,23 @@ pub struct Manager {
     log_dir: String,
     images: Option<Box<dyn ImageCheck>>,
     image_needs: Vec<ImageNeed>,
+    /// Containers removed by a reconcile, for PID 1 (purge jobs).
+    removed: Vec<reconcile::Removed>,
 }
 
 impl Manager {
     /// A manager acting through `launcher`, writing container output to `logs`
     /// (whose files live in `log_dir`, shown by `inspect`).
     pub fn new(launcher: Box<dyn Launcher>, logs: Box<dyn LogSink>, log_dir: &str) -> Self {
-        Manager { entries: BTreeMap::new(), launcher, logs, log_dir: log_dir.to_string(), images: None, image_needs: Vec::new() }
+        Manager {
+            entries: BTreeMap::new(),
+            launcher,
+            logs,
+            log_dir: log_dir.to_string(),
+            images: None,
+            image_needs: Vec::new(),
+            removed: Vec::new(),
+        }
     }
 
     /// Take in the declarations (valid or not); each bad one is logged with its errors,
@@ -188,6 +219,7 @@ impl Manager {
     /// Do what is due at `now`: start containers whose dependencies are met or whose
     /// backoff ended, SIGKILL those past their stop timeout, run due healthchecks.
     pub fn tick(&mut self, now: Instant) {
+        self.begin_pending_stops(now);
         let names: Vec<ContainerName> = deps::start_order(&self.nodes());
         for name in names {
             let Some(entry) = self.entries.get(&name) else { continue };
@@ -265,6 +297,7 @@ impl Manager {
                 entry.pid = Some(launched.pid);
                 entry.ever_started = true;
                 entry.after_stop = AfterStop::Stay;
+                entry.image_digest = self.images.as_ref().and_then(|c| c.digest(&spec));
                 entry.health = spec.healthcheck.as_ref().map(|_| Health::Starting);
                 entry.health_failures = 0;
                 entry.next_check = spec.healthcheck.as_ref().map(|h| now + h.interval);
@@ -332,10 +365,21 @@ impl Manager {
         }
         if let Phase::Stopping(_) = entry.phase {
             entry.phase = Phase::Stopped;
-            if entry.after_stop == AfterStop::Start {
-                entry.restart = RestartState::default();
-                self.launch(name, now);
+            match entry.after_stop {
+                AfterStop::Start => {
+                    entry.restart = RestartState::default();
+                    self.launch(name, now);
+                }
+                AfterStop::Requeue => self.requeue(name),
+                AfterStop::Remove { purge } => self.forget(name, purge),
+                AfterStop::Stay => {}
             }
+            return;
+        }
+        if entry.stop_pending {
+            // A reconcile restart was waiting for its dependents to stop: it ended first.
+            entry.stop_pending = false;
+            self.requeue(name);
             return;
         }
         self.after_exit(name, code, now);

@@ -13,6 +13,9 @@ pub trait LogSink {
     fn write(&mut self, name: &ContainerName, stream: Stream, bytes: &[u8]);
     /// The container's process ended and its pipes are drained: flush partial lines.
     fn finish(&mut self, name: &ContainerName);
+    /// The container was removed (`keelctl rm`, a reload without its file): let go of
+    /// what is kept for it, e.g. its open log file, so a purge deletes the file for good.
+    fn forget(&mut self, _name: &ContainerName) {}
 }
 
 /// Most bytes copied from one pipe per readiness event, so one chatty container cannot

@@ -383,3 +383,110 @@ fn a_failed_image_job_is_a_failed_start_under_the_restart_policy() {
     m.tick(t0 + Duration::from_secs(600));
     assert_eq!(m.take_image_needs().len(), 1, "the retry asks for a new job");
 }
+
+/// Reconcile: `wanted` declarations against the manager, planned and carried out.
+fn reconcile(m: &mut Manager, wanted: Vec<Declaration>, purge: bool, now: Instant) -> plan::Plan {
+    let want: BTreeMap<ContainerName, plan::Wanted> =
+        wanted.iter().map(|d| (d.name.clone(), plan::Wanted { spec: d.spec.clone().unwrap(), digest: None })).collect();
+    let planned = plan::plan(&m.current(), &want, &BTreeMap::new());
+    m.apply_plan(&planned, wanted.into_iter().map(|d| (d.name.clone(), d)).collect(), purge, now);
+    planned
+}
+
+#[test]
+fn a_reconcile_restarts_the_changed_container_and_its_followers_dependents_first() {
+    let set = || vec![declaration("db", ""), declaration("web", "depends_on = [\"db\"]"), declaration("lone", "")];
+    let (mut m, calls) = manager(set());
+    let t0 = Instant::now();
+    m.tick(t0);
+    m.tick(t0);
+    let (db, web, lone) = (pid_of(&m, "db"), pid_of(&m, "web"), pid_of(&m, "lone"));
+    // The same set, written differently: nothing is touched.
+    calls.borrow_mut().log.clear();
+    assert!(reconcile(&mut m, set(), false, t0).is_noop());
+    m.tick(t0);
+    assert!(calls.borrow().log.is_empty(), "{:?}", calls.borrow().log);
+    // db changes: web (started) is signalled first, db only once web has ended.
+    let mut changed = set();
+    changed[0] = declaration("db", "env = { V = \"2\" }");
+    let planned = reconcile(&mut m, changed, false, t0);
+    assert_eq!(planned.names(plan::Action::Change), ["db"]);
+    assert_eq!(planned.names(plan::Action::RestartDependent), ["web"]);
+    assert_eq!(calls.borrow().log, [format!("signal {web} 15")]);
+    m.tick(t0);
+    assert_eq!(calls.borrow().log.len(), 1, "db is not stopped while web runs");
+    m.on_exit(web, 143, t0);
+    m.tick(t0);
+    assert_eq!(calls.borrow().log[1], format!("signal {db} 15"));
+    assert_eq!(state(&m, "web", t0).state, "waiting", "web waits for the new db");
+    m.on_exit(db, 143, t0);
+    m.tick(t0);
+    assert_eq!(calls.borrow().log[2..], ["launch db", "launch web"]);
+    assert_eq!(pid_of(&m, "lone"), lone, "an unchanged container keeps its process");
+    let env = &m.entries[&ContainerName::new("db").unwrap()].spec.as_ref().unwrap().env;
+    assert!(env.contains(&("V".to_string(), "2".to_string())), "{env:?}");
+    assert_eq!(state(&m, "db", t0).restarts, 0);
+}
+
+#[test]
+fn a_reconcile_adds_and_removes() {
+    let (mut m, calls) = manager(vec![declaration("db", ""), declaration("old", "")]);
+    let t0 = Instant::now();
+    m.tick(t0);
+    let old = pid_of(&m, "old");
+    let planned = reconcile(&mut m, vec![declaration("db", ""), declaration("new", "depends_on = [\"db\"]")], true, t0);
+    assert_eq!(planned.names(plan::Action::Remove), ["old"]);
+    assert_eq!(planned.names(plan::Action::Add), ["new"]);
+    assert_eq!(calls.borrow().log.last().unwrap(), &format!("signal {old} 15"));
+    assert_eq!(state(&m, "old", t0).state, "stopping");
+    assert!(m.take_removed().is_empty(), "removed only once its process ended");
+    m.tick(t0);
+    assert_eq!(calls.borrow().log.last().unwrap(), "launch new");
+    m.on_exit(old, 143, t0);
+    assert_eq!(m.take_removed(), [Removed { name: ContainerName::new("old").unwrap(), purge: true }]);
+    assert!(m.ps(t0).iter().all(|c| c.name != "old"));
+}
+
+/// An image check whose store names the digest in the shared cell for every image.
+struct Digests(Rc<RefCell<String>>);
+
+impl ImageCheck for Digests {
+    fn need(&self, _: &ContainerSpec) -> Option<ImageNeed> {
+        None
+    }
+    fn digest(&self, _: &ContainerSpec) -> Option<String> {
+        Some(self.0.borrow().clone())
+    }
+}
+
+#[test]
+fn a_new_digest_under_the_same_reference_restarts_the_container() {
+    let (mut m, calls) = manager(vec![declaration("app", ""), declaration("other", "")]);
+    let store = Rc::new(RefCell::new("sha256:aaaa".to_string()));
+    m.set_image_check(Box::new(Digests(store.clone())));
+    let t0 = Instant::now();
+    m.tick(t0);
+    let (app, other) = (pid_of(&m, "app"), pid_of(&m, "other"));
+    let wanted = |m: &Manager| -> BTreeMap<ContainerName, plan::Wanted> {
+        m.current()
+            .into_iter()
+            .map(|(n, c)| {
+                let spec = c.spec.unwrap();
+                let digest = if n.as_str() == "app" { m.image_digest(&spec) } else { c.digest };
+                (n, plan::Wanted { spec, digest })
+            })
+            .collect()
+    };
+    // Same digest in the store: nothing to do (the control).
+    assert!(plan::plan(&m.current(), &wanted(&m), &BTreeMap::new()).is_noop());
+    *store.borrow_mut() = "sha256:bbbb".into();
+    let planned = plan::plan(&m.current(), &wanted(&m), &BTreeMap::new());
+    assert_eq!(planned.steps[0], plan::Step { name: "app".into(), action: plan::Action::Change, keys: vec![plan::DIGEST_KEY.into()] });
+    m.apply_plan(&planned, BTreeMap::new(), false, t0);
+    assert_eq!(calls.borrow().log.last().unwrap(), &format!("signal {app} 15"));
+    m.on_exit(app, 143, t0);
+    m.tick(t0);
+    assert_eq!(calls.borrow().log.last().unwrap(), "launch app");
+    assert_eq!(m.current()[&ContainerName::new("app").unwrap()].digest.as_deref(), Some("sha256:bbbb"));
+    assert_eq!(pid_of(&m, "other"), other);
+}

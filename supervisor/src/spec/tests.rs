@@ -90,9 +90,11 @@ fn unknown_key_names_key_and_line() {
 }
 
 #[test]
-fn wrong_type_names_the_line() {
-    let (_, line, message) = only("x", "image = \"/img\"\ncommand = \"/a\"\n[resources]\npids_max = \"many\"\n");
-    assert_eq!(line, Some(4));
+fn wrong_type_names_the_line_and_key() {
+    let (key, line, message) = only("x", "image = \"/img\"\ncommand = \"/a\"\n[resources]\npids_max = \"many\"\n");
+    assert_eq!((key.as_str(), line), ("resources.pids_max", Some(4)));
+    let (key, line, _) = only("x", "# a comment\nimage = 5\n");
+    assert_eq!((key.as_str(), line), ("image", Some(2)));
     assert!(message.contains("invalid type"), "{message}");
 }
 

@@ -35,7 +35,7 @@ pub fn parse(name: &str, text: &str, file: &str) -> Result<ContainerSpec, SpecEr
         Err(e) => {
             let line = e.span().map(|span| text[..span.start.min(text.len())].matches('\n').count() + 1);
             let message = e.message().to_string();
-            let key = unknown_key(&message).unwrap_or_default();
+            let key = unknown_key(&message).or_else(|| line.and_then(|l| key_on_line(text, l))).unwrap_or_default();
             return Err(SpecErrors(vec![SpecError { file: file.into(), key, line, message }]));
         }
     };
@@ -44,6 +44,24 @@ pub fn parse(name: &str, text: &str, file: &str) -> Result<ContainerSpec, SpecEr
         Some(spec) if report.errors.is_empty() => Ok(spec),
         _ => Err(SpecErrors(report.errors)),
     }
+}
+
+/// The dotted key defined on 1-based `line` (`resources.pids_max` for `pids_max = …`
+/// under `[resources]`), for a TOML error that names a place but not the key.
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let mut table = String::new();
+    for raw in text.lines().take(line.saturating_sub(1)) {
+        let trimmed = raw.trim();
+        if trimmed.starts_with('[') {
+            table = trimmed.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+        }
+    }
+    let (left, _) = text.lines().nth(line.checked_sub(1)?)?.split_once('=')?;
+    let key = left.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('#') {
+        return None;
+    }
+    Some(if table.is_empty() { key.to_string() } else { format!("{table}.{key}") })
 }
 
 /// The key toml names in "unknown field `x`".

@@ -50,6 +50,9 @@ pub enum JobKind {
     Inspect,
     /// The first-boot config: fetch and apply.
     Firstboot,
+    /// `keelctl rm --purge`: delete a removed container's state directory and logs
+    /// (a large writable layer can take long to delete).
+    Purge,
 }
 
 impl JobKind {
@@ -61,6 +64,7 @@ impl JobKind {
             JobKind::Import => "import",
             JobKind::Inspect => "inspect",
             JobKind::Firstboot => "firstboot",
+            JobKind::Purge => "purge",
         }
     }
 }
@@ -98,7 +102,7 @@ impl JobLimits {
                 JobLimits { memory_max: IMAGE_MEMORY_MAX, deadline: Duration::from_secs(3600) }
             }
             JobKind::Inspect => JobLimits { memory_max: SMALL_MEMORY_MAX, deadline: Duration::from_secs(600) },
-            JobKind::Firstboot => JobLimits { memory_max: SMALL_MEMORY_MAX, deadline: Duration::from_secs(600) },
+            JobKind::Firstboot | JobKind::Purge => JobLimits { memory_max: SMALL_MEMORY_MAX, deadline: Duration::from_secs(600) },
         }
     }
 }
