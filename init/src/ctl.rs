@@ -129,9 +129,11 @@ enum CtlCommand {
         #[arg(long)]
         purge: bool,
     },
-    /// Read /etc/keel/containers again (after an edit by hand) and reconcile like apply.
+    /// Re-read /etc/keel/network.toml (applied live, as `network reload`), then
+    /// /etc/keel/containers (after an edit by hand) and reconcile like apply.
     Reload {
-        /// Restart the containers attached to a network the reload changes.
+        /// Stop the containers of networks being changed or removed, and start them
+        /// again once the change is made (without it, such a change is refused).
         #[arg(long)]
         restart_attached: bool,
     },

@@ -799,9 +799,13 @@ impl EventLoop {
                 self.reply(channel, &response);
                 After::Continue
             }
-            command @ (Command::Apply { .. } | Command::Diff { .. } | Command::Rm { .. } | Command::Reload { .. }) => {
-                let response = self.reconcile_request(id, command);
+            command @ (Command::Apply { .. } | Command::Diff { .. } | Command::Rm { .. }) => {
+                let response = self.reconcile_request(id, command, None);
                 self.reply(channel, &response);
+                After::Continue
+            }
+            Command::Reload { restart_attached } => {
+                self.reload_request(id, restart_attached, channel);
                 After::Continue
             }
             Command::NetworkLs => {
@@ -909,17 +913,13 @@ impl EventLoop {
         }
     }
 
-    /// `apply`, `diff`, `rm` and `reload` (see [`crate::reconcile`]): answered once the
-    /// plan has been started; the manager's ticks carry it out.
-    fn reconcile_request(&mut self, id: u64, command: Command) -> Response {
+    /// `apply`, `diff`, `rm` and the containers' half of `reload` (see
+    /// [`crate::reconcile`]): answered once the plan has been started; the manager's ticks
+    /// carry it out. `networks` is what the reload did with network.toml (its report's
+    /// lines), shown with the answer.
+    pub(super) fn reconcile_request(&mut self, id: u64, command: Command, networks: Option<String>) -> Response {
         use crate::reconcile;
-        let (forced, networks) = match &command {
-            Command::Reload { restart_attached } => {
-                let (forced, note) = self.reload_networks_for_containers(*restart_attached);
-                (forced, Some(note))
-            }
-            _ => (reconcile::NetworkRestarts::new(), None),
-        };
+        let forced = reconcile::NetworkRestarts::new();
         let network = self.network.as_ref().map(|n| n.borrow().config.clone());
         let Some(manager) = self.manager.as_mut() else {
             return Response::failure(id, "no containers on this host");
@@ -945,23 +945,6 @@ impl EventLoop {
                 Response::failure(id, e.to_string())
             }
         }
-    }
-
-    /// MERGE POINT for the network half of `keelctl reload` (issue 14 point 3), built on
-    /// another branch as `reload_networks` / `keelctl network reload [--restart-attached]`:
-    /// plug it in here. It re-reads /etc/keel/network.toml and applies it live (before the
-    /// containers are checked, so their networks and ports are checked against the new
-    /// declaration), and returns the containers attached to a changed network that
-    /// `restart_attached` lets it restart, each with its reason; the container plan
-    /// restarts them as changes (with their dependents). Until it is merged, `reload`
-    /// re-reads container declarations only and its answer says so.
-    fn reload_networks_for_containers(&mut self, restart_attached: bool) -> (crate::reconcile::NetworkRestarts, String) {
-        let note = if restart_attached {
-            "not re-read (the network reload is not part of this build); --restart-attached restarted nothing"
-        } else {
-            "not re-read (the network reload is not part of this build)"
-        };
-        (crate::reconcile::NetworkRestarts::new(), format!("network.toml: {note}"))
     }
 
     /// A purge job for each container a reconcile removed with `--purge`.

@@ -152,7 +152,7 @@ fn apply_diff_rm_and_reload_touch_only_what_changed() {
     assert_eq!(pid(&guest, "lone"), lone, "a hand edit alone restarted lone");
     let out = ok(&guest, &["reload"]);
     assert!(out.contains("change lone: command\n") && out.contains("unchanged db\n") && out.contains("unchanged web\n"), "{out}");
-    assert!(out.contains("network.toml: not re-read"), "{out}");
+    assert!(out.contains("network.toml: no network changes"), "{out}");
     let lone2 = guest.wait_container("lone", Duration::from_secs(60), |c| c.state == "running" && c.pid != Some(lone)).pid.unwrap();
     assert_eq!((pid(&guest, "db"), pid(&guest, "web"), pid(&guest, "extra")), (db2, web2, extra_pid));
     let args = guest.exec(&["sh", "-c", &format!("tr '\\0' ' ' < /proc/{lone2}/cmdline")]).stdout;

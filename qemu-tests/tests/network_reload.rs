@@ -17,7 +17,7 @@
 //!    its port answers again, and `first` is still untouched.
 
 use keel_build::qemu::HostFwd;
-use keel_qemu_tests::{build_image, busybox_host, declare_container, target_dir, BootOptions, Guest};
+use keel_qemu_tests::{build_image, busybox_host, declare_container, target_dir, BootOptions, Guest, BUSYBOX_IMAGE};
 use keel_supervisor::control::Command;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -29,6 +29,8 @@ const WITH_NET2: &str = "[[network]]\nname = \"keel0\"\nsubnet = \"10.88.0.0/16\
 /// Line 7 has a prefix with host bits set: the error must name it.
 const BAD: &str = "[[network]]\nname = \"keel0\"\nsubnet = \"10.88.0.0/16\"\n\n[[network]]\nname = \"net2\"\nsubnet = \"10.90.0.7/24\"\n";
 const NET2_MOVED: &str = "[[network]]\nname = \"keel0\"\nsubnet = \"10.88.0.0/16\"\n\n[[network]]\nname = \"net2\"\nsubnet = \"10.91.0.0/24\"\n\n[firewall]\nallow = [\"tcp/8081\"]\n";
+/// net3 added too (step 5, through `keelctl reload` with a new container on it).
+const WITH_NET3: &str = "[[network]]\nname = \"keel0\"\nsubnet = \"10.88.0.0/16\"\n\n[[network]]\nname = \"net2\"\nsubnet = \"10.91.0.0/24\"\n\n[[network]]\nname = \"net3\"\nsubnet = \"10.92.0.0/24\"\n\n[firewall]\nallow = [\"tcp/8081\"]\n";
 const UPLINK: &str = "[[uplink]]\ninterface = \"eth0\"\n\n[[network]]\nname = \"keel0\"\nsubnet = \"10.88.0.0/16\"\n";
 
 const HTTPD: &str = "image = \"@IMAGE@\"\ncommand = [\"/bin/httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\nstop_timeout = \"1s\"\n";
@@ -107,8 +109,9 @@ fn reload_adds_a_network_live_and_refuses_to_pull_one_from_under_a_container() {
     declare_container(&dir, &mut host, "first", &format!("{HTTPD}ports = [\"80:80/tcp\"]\n"));
     declare_container(&dir, &mut host, "late", &format!("{HTTPD}network = \"net2\"\nports = [\"8090:80/tcp\"]\nrestart = \"no\"\n"));
     let image = build_image(name, &host, env!("CARGO_BIN_EXE_keel-probe").as_ref());
-    let (port_first, port_late, port_host) = (free_port(), free_port(), free_port());
+    let (port_first, port_late, port_host, port_third) = (free_port(), free_port(), free_port(), free_port());
     let hostfwd = vec![
+        format!("tcp:{port_third}-:8092").parse::<HostFwd>().unwrap(),
         format!("tcp:{port_first}-:80").parse::<HostFwd>().unwrap(),
         format!("tcp:{port_late}-:8090").parse::<HostFwd>().unwrap(),
         format!("tcp:{port_host}-:8081").parse::<HostFwd>().unwrap(),
@@ -192,6 +195,25 @@ fn reload_adds_a_network_live_and_refuses_to_pull_one_from_under_a_container() {
     assert_eq!(fetch_until(port_late, Duration::from_secs(20)).as_deref(), Some("from-the-container\n"), "late's port after the move");
     assert_eq!(pid_and_veth(&guest, "first"), (first_pid, first_veth), "first was disturbed by the change of net2");
     assert_eq!(fetch_until(port_first, Duration::from_secs(20)).as_deref(), Some("from-the-container\n"));
+
+    // 5. `keelctl reload` (network.toml, then the container declarations) adds net3 and a
+    //    new container on it with a published port, live, in one command; first and late
+    //    are untouched. Control: the port does not answer before.
+    let late_pid = guest.container("late").pid;
+    assert_eq!(fetch_until(port_third, Duration::from_secs(2)), None, "negative control: port 8092 answers before the reload");
+    write_network_toml(&guest, WITH_NET3);
+    let third = format!("{HTTPD}network = \"net3\"\nports = [\"8092:80/tcp\"]\n").replace("@IMAGE@", BUSYBOX_IMAGE);
+    let out = guest.exec(&["sh", "-c", &format!("printf '%s' '{third}' > /etc/keel/containers/third.toml")]);
+    assert_eq!(out.exit_code, 0, "{out:?}");
+    let printed = guest.exec(&["keelctl", "reload"]);
+    assert_eq!(printed.exit_code, 0, "{printed:?}");
+    assert!(printed.stdout.contains("network.toml: added network net3") && printed.stdout.contains("add third"), "{printed:?}");
+    guest.wait_container("third", Duration::from_secs(60), |c| c.state == "running");
+    assert!(address(&guest, "third", "net3").is_some_and(|a| a.starts_with("10.92.0.")), "third on net3");
+    assert_eq!(fetch_until(port_third, Duration::from_secs(20)).as_deref(), Some("from-the-container\n"), "net3's published port");
+    assert_eq!(pid_and_veth(&guest, "first"), (first_pid, first_veth.clone()), "first was disturbed by reload");
+    assert_eq!(guest.container("late").pid, late_pid, "late was disturbed by reload");
+
     // Negative control of the pid/veth check: a restart of first does change them.
     guest.call(Command::Restart { name: "first".into() }, Duration::from_secs(30)).unwrap();
     guest.wait_container("first", Duration::from_secs(30), |c| c.state == "running" && c.pid != Some(first_pid));

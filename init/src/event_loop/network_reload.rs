@@ -12,7 +12,7 @@ use crate::connections::ConnectionId;
 use crate::network::live::{self, NetworkReloadError};
 use crate::network::reload::{self, NetworkPlan, NetworkReloadReport};
 use keel_netconf::config::NetworkConfig;
-use keel_supervisor::control::Response;
+use keel_supervisor::control::{Command, Response};
 use log::{info, warn};
 use std::path::Path;
 use std::time::Instant;
@@ -27,6 +27,8 @@ pub(super) struct PendingReload {
     report: NetworkReloadReport,
     /// Requests answered when it is done.
     waiters: Waiters,
+    /// `keelctl reload` requests: their containers' half runs when it is done.
+    then_containers: Waiters,
 }
 
 impl EventLoop {
@@ -68,10 +70,10 @@ impl EventLoop {
             }
         }
         report.waiting_for = plan.restart.clone();
-        self.network_reload = Some(PendingReload { plan, new, report: report.clone(), waiters: Vec::new() });
+        self.network_reload = Some(PendingReload { plan, new, report: report.clone(), waiters: Vec::new(), then_containers: Vec::new() });
         // Containers that were not running any more have let go already.
         match self.try_finish_network_reload(now) {
-            Some((result, _)) => result,
+            Some((result, _, _)) => result,
             None => Ok(report),
         }
     }
@@ -85,6 +87,35 @@ impl EventLoop {
                 self.job_started(channel);
             }
             None => self.reply(channel, &Response::failure(id, "no network reload under way")),
+        }
+    }
+
+    /// The `reload` request: network.toml first (so containers are checked against the
+    /// networks in force), then the container declarations. A network change that is
+    /// refused changes nothing, containers included; one that waits for containers to
+    /// stop (`--restart-attached`) reloads the containers when it is done.
+    pub(super) fn reload_request(&mut self, id: u64, restart_attached: bool, channel: ConnectionId) {
+        if self.network.is_none() {
+            let note = "network.toml: not re-read (networking is not set up on this host)".to_string();
+            let response = self.reconcile_request(id, Command::Reload { restart_attached }, Some(note));
+            self.reply(channel, &response);
+            return;
+        }
+        match self.reload_networks(restart_attached) {
+            Ok(report) if report.waiting_for.is_empty() => {
+                let response = self.reconcile_request(id, Command::Reload { restart_attached }, Some(network_note(&report)));
+                self.reply(channel, &response);
+            }
+            Ok(_) => {
+                if let Some(pending) = self.network_reload.as_mut() {
+                    pending.then_containers.push((id, channel));
+                    self.job_started(channel);
+                }
+            }
+            Err(e) => {
+                warn!("reload: network.toml: {e}");
+                self.reply(channel, &Response::failure(id, format!("network.toml: {e}; nothing was changed")));
+            }
         }
     }
 
@@ -103,7 +134,7 @@ impl EventLoop {
     /// Once every container of the pending reload has let go of its network: apply it,
     /// start them again, answer the waiters. Called every turn (from `tick_manager`).
     pub(super) fn continue_network_reload(&mut self, now: Instant) {
-        let Some((result, waiters)) = self.try_finish_network_reload(now) else { return };
+        let Some((result, waiters, then_containers)) = self.try_finish_network_reload(now) else { return };
         let response = |id| match &result {
             Ok(report) => Response::success(id, report),
             Err(e) => Response::failure(id, e.to_string()),
@@ -112,11 +143,19 @@ impl EventLoop {
             self.reply(channel, &response(id));
             self.job_finished(channel, now);
         }
+        for (id, channel) in then_containers {
+            let response = match &result {
+                Ok(report) => self.reconcile_request(id, Command::Reload { restart_attached: true }, Some(network_note(report))),
+                Err(e) => Response::failure(id, format!("network.toml: {e}; container declarations were not re-read")),
+            };
+            self.reply(channel, &response);
+            self.job_finished(channel, now);
+        }
     }
 
     /// The pending reload's outcome and waiters once its containers have stopped (None:
     /// not yet, or no reload pending).
-    fn try_finish_network_reload(&mut self, now: Instant) -> Option<(Result<NetworkReloadReport, NetworkReloadError>, Waiters)> {
+    fn try_finish_network_reload(&mut self, now: Instant) -> Option<(Result<NetworkReloadReport, NetworkReloadError>, Waiters, Waiters)> {
         let (pending, network) = (self.network_reload.as_mut()?, self.network.clone()?);
         let attached = live::attached_by_network(&network.borrow());
         let still: Vec<String> = pending.plan.disturbed().flat_map(|n| attached.get(n).cloned().unwrap_or_default()).collect();
@@ -134,7 +173,7 @@ impl EventLoop {
             pending.report.waiting_for = still;
             return None;
         }
-        let PendingReload { plan, new, mut report, waiters } = self.network_reload.take()?;
+        let PendingReload { plan, new, mut report, waiters, then_containers } = self.network_reload.take()?;
         report.waiting_for.clear();
         report.restarted = plan.restart.clone();
         let applied = live::apply(&mut network.borrow_mut(), &plan, new);
@@ -149,7 +188,7 @@ impl EventLoop {
         if let Err(e) = &result {
             warn!("network reload: {e} (its containers were started again: {})", plan.restart.join(", "));
         }
-        Some((result, waiters))
+        Some((result, waiters, then_containers))
     }
 
     /// Start `names` again, dependencies first; one problem per container that did not.
@@ -166,4 +205,13 @@ impl EventLoop {
         }
         problems
     }
+}
+
+/// What a reload did with network.toml, as the lines `keelctl network reload` prints.
+fn network_note(report: &NetworkReloadReport) -> String {
+    let lines = report.lines();
+    if lines.is_empty() {
+        return "network.toml: unchanged".to_string();
+    }
+    lines.iter().map(|l| format!("network.toml: {l}")).collect::<Vec<_>>().join("\n")
 }
