@@ -141,9 +141,10 @@ pub fn pid1_main() -> ! {
             // Survives the re-exec below, so the booted PID 1 can report it.
             std::env::set_var(sysroot::ROOT_ERROR_ENV, failure.to_string());
         }
-        info!("moving the root from the initramfs into a tmpfs");
-        let failure = switch_root::switch_to_tmpfs();
-        error!("{failure}; continuing on the initramfs root (containers cannot pivot_root)");
+        info!("moving the root from the initramfs's kernel mount onto a bind of it (containers need pivot_root)");
+        if let Err(failure) = switch_root::switch_to_bound_root() {
+            error!("{failure}; continuing on the initramfs root (containers cannot pivot_root)");
+        }
     }
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC);
     let mut event_loop = EventLoop::new(signals.ok());
