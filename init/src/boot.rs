@@ -90,12 +90,15 @@ impl Boot<'_> {
     /// Run one named step: log its failure or panic, never propagate either.
     fn step<T>(&mut self, name: &str, critical: bool, body: impl FnOnce(&mut Self) -> Result<T, BootError>) -> Option<T> {
         let inject = self.options.panic_in_step.as_deref() == Some(name);
+        let started = std::time::Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             if inject {
                 panic!("injected panic (keel.test.panic={name})");
             }
             body(self)
         }));
+        // With keel.debug, what each step cost (the console stamps say when it ended).
+        log::debug!("step {name}: {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
         let problem = match outcome {
             Ok(Ok(value)) => return Some(value),
             Ok(Err(error)) => format!("{name}: {error}"),
