@@ -16,7 +16,7 @@
 //!   the modules directory name, not read from the kernel image.
 //! - Module files are shipped as they are on the build host (compressed or not); the
 //!   guest kernel must be able to load that form.
-//! - x86_64 QEMU only (`-machine pc`).
+//! - x86_64 QEMU only (`-machine q35`).
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

@@ -16,6 +16,12 @@ pub const QEMU: &str = "qemu-system-x86_64";
 /// The fw_cfg key of the first-boot config (the one Fedora CoreOS uses), read in the
 /// guest by keel-init's `fwcfg` module.
 pub const FW_CFG_CONFIG_KEY: &str = "opt/com.coreos/config";
+/// The machine type: q35 (ICH9 chipset, PCI Express root bus).
+/// Its ACPI tables route each PCI interrupt in APIC mode through a link with one fixed
+/// GSI, so binding a PCI driver evaluates almost no AML. On i440fx (`pc`) every device
+/// behind one of the four PIIX links has the kernel's ACPI interpreter choose and
+/// program the link: about 0.1 s per virtio device under TCG, 0.2 s of each boot.
+pub const MACHINE: &str = "q35";
 /// Default guest memory in MiB.
 pub const DEFAULT_MEMORY_MB: u32 = 512;
 
@@ -203,7 +209,7 @@ impl QemuConfig {
     pub fn args(&self) -> Vec<String> {
         let mut args: Vec<String> = Vec::new();
         let mut push = |items: &[&str]| args.extend(items.iter().map(|s| s.to_string()));
-        push(&["-machine", "pc", "-m", &self.memory_mb.to_string(), "-smp", "1"]);
+        push(&["-machine", MACHINE, "-m", &self.memory_mb.to_string(), "-smp", "1"]);
         push(&["-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio"]);
         match &self.uefi {
             None => {
@@ -285,7 +291,7 @@ mod tests {
         let command = config().command();
         assert_eq!(command.get_program(), QEMU);
         let args: Vec<String> = command.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
-        let expected = "-machine pc -m 512 -smp 1 -nodefaults -no-user-config -display none -serial stdio \
+        let expected = "-machine q35 -m 512 -smp 1 -nodefaults -no-user-config -display none -serial stdio \
 -kernel /o/vmlinuz -initrd /o/initramfs.img -append |console=ttyS0 quiet| -accel tcg \
 -netdev user,id=net0 -device virtio-net-pci,netdev=net0 -device i6300esb -action watchdog=reset";
         let joined = args.iter().map(|a| if a.contains(' ') { format!("|{a}|") } else { a.clone() });
@@ -325,7 +331,7 @@ mod tests {
         config.extra_args = vec!["-s".into()];
         let args = config.args();
         let tail: Vec<&str> = args.iter().skip(18).map(String::as_str).collect();
-        assert_eq!(&args[..4], ["-machine", "pc", "-m", "1024"]);
+        assert_eq!(&args[..4], ["-machine", "q35", "-m", "1024"]);
         assert_eq!(
             tail,
             [

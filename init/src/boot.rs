@@ -90,12 +90,15 @@ impl Boot<'_> {
     /// Run one named step: log its failure or panic, never propagate either.
     fn step<T>(&mut self, name: &str, critical: bool, body: impl FnOnce(&mut Self) -> Result<T, BootError>) -> Option<T> {
         let inject = self.options.panic_in_step.as_deref() == Some(name);
+        let started = std::time::Instant::now();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             if inject {
                 panic!("injected panic (keel.test.panic={name})");
             }
             body(self)
         }));
+        // With keel.debug, what each step cost (the console stamps say when it ended).
+        log::debug!("step {name}: {:.1} ms", started.elapsed().as_secs_f64() * 1000.0);
         let problem = match outcome {
             Ok(Ok(value)) => return Some(value),
             Ok(Err(error)) => format!("{name}: {error}"),
@@ -141,9 +144,10 @@ pub fn pid1_main() -> ! {
             // Survives the re-exec below, so the booted PID 1 can report it.
             std::env::set_var(sysroot::ROOT_ERROR_ENV, failure.to_string());
         }
-        info!("moving the root from the initramfs into a tmpfs");
-        let failure = switch_root::switch_to_tmpfs();
-        error!("{failure}; continuing on the initramfs root (containers cannot pivot_root)");
+        info!("moving the root from the initramfs's kernel mount onto a bind of it (containers need pivot_root)");
+        if let Err(failure) = switch_root::switch_to_bound_root() {
+            error!("{failure}; continuing on the initramfs root (containers cannot pivot_root)");
+        }
     }
     let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC);
     let mut event_loop = EventLoop::new(signals.ok());

@@ -79,7 +79,7 @@ pub fn find_partname(sys_class_block: &Path, dev: &Path, name: &str) -> Option<P
 
 /// Whether this PID 1 should first switch to a disk root: it runs on the initramfs and
 /// the command line names a root partition. /proc is mounted to read the command line
-/// and detached again (the initramfs is copied into a tmpfs when no root is named).
+/// and detached again (the initramfs's own tree is bound as the root when no root is named).
 pub fn requested_root() -> Option<String> {
     let _ = std::fs::create_dir_all("/proc");
     let mounted = mount(Some("proc"), "/proc", Some("proc"), MsFlags::empty(), None::<&str>).is_ok();
@@ -92,7 +92,7 @@ pub fn requested_root() -> Option<String> {
 
 /// Mount the partition named `name` as the root and exec keel there. Returns only on
 /// failure, with the initramfs as it was (the kernel filesystems it mounted detached
-/// again, so the initramfs can still be copied into a tmpfs).
+/// again, so the initramfs's tree can still be bound as the root).
 pub fn switch_to_disk_root(name: &str) -> SysrootError {
     let error = match prepare(name) {
         Ok(()) => exec_keel(),

@@ -87,7 +87,7 @@ mod tests {
 
     const CONSOLE: &str = "SeaBIOS (version 1.16)\n\
         [    0.412000] Warning: something from the kernel\n\
-        [    0.731204] keel: moving the root from the initramfs into a tmpfs\n\
+        [    0.731204] keel: moving the root from the initramfs's kernel mount onto a bind of it\n\
         [    0.760000] keel: mounted proc on /proc\n\
         web | hello\n\
         [    1.204500] keel: ready (1.204 s since kernel start)\n\

@@ -45,9 +45,13 @@
 //!   the escape suite's attacks, one `attack NAME: blocked (…)` or
 //!   `attack NAME: SUCCEEDED (…)` line each (see `keel-probe/attacks.rs`).
 //! - `serve IP:PORT SECS`: detach and answer TCP connections on IP:PORT for SECS seconds.
+//! - `ns-root PID DEPTH`: what lies at the root of PID's mount namespace beneath DEPTH
+//!   mounts (see `keel-probe/nsroot.rs`; the root switch test).
 
 #[path = "keel-probe/attacks.rs"]
 mod attacks;
+#[path = "keel-probe/nsroot.rs"]
+mod nsroot;
 
 use nix::sys::wait::waitpid;
 use nix::unistd::{fork, ForkResult};
@@ -80,6 +84,7 @@ fn main() {
             _ => usage(),
         },
         ["devcg", dir] => devcg(dir),
+        ["ns-root", pid, depth] => nsroot::main(pid, depth),
         ["devices"] => devices(None),
         ["devices", leaf] => devices(Some(leaf)),
         _ => usage(),
@@ -88,7 +93,7 @@ fn main() {
 }
 
 fn usage() -> i32 {
-    eprintln!("usage: keel-probe orphans N | zombies | hold-zombie SECS | deny | seccomp | tiocsti TEXT | flood SECS | latency SOCKET N | ask SOCKET CMD | hold SOCKET N SECS REPORT | fetch IP:PORT [SECS] | hog SECS MIB | devcg DIR | devices [LEAF] | attack … | serve IP:PORT SECS");
+    eprintln!("usage: keel-probe orphans N | zombies | hold-zombie SECS | deny | seccomp | tiocsti TEXT | flood SECS | latency SOCKET N | ask SOCKET CMD | hold SOCKET N SECS REPORT | fetch IP:PORT [SECS] | hog SECS MIB | devcg DIR | devices [LEAF] | ns-root PID DEPTH | attack … | serve IP:PORT SECS");
     2
 }
 
