@@ -98,6 +98,10 @@ pub struct ImageSpec {
     /// An OCI archive to ship instead.
     #[serde(default, rename = "oci-archive")]
     pub oci_archive: Option<PathBuf>,
+    /// `admin = true` (with `busybox`): the admin image, with OpenSSH's sshd, sudo and
+    /// nsenter from the build machine (see [`crate::admin`]).
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// The `[kernel]` table.
@@ -180,6 +184,13 @@ impl HostSpec {
                     path: file.to_path_buf(),
                     key: format!("images[{i}]"),
                     message: format!("image {:?}: give exactly one of busybox or oci-archive", image.name.as_str()),
+                });
+            }
+            if image.admin && image.busybox.is_none() {
+                return Err(HostError::Invalid {
+                    path: file.to_path_buf(),
+                    key: format!("images[{i}].admin"),
+                    message: format!("image {:?}: admin = true is built on a busybox (busybox = PATH)", image.name.as_str()),
                 });
             }
         }

@@ -278,7 +278,10 @@ mod tests {
         let privileged = plan(&spec(&format!("privileged = true\nhost_pid = true\n{same}")), Path::new("/s"), true);
         let isolated = plan(&spec(same), Path::new("/s"), true);
         assert!(!privileged.clone_flags.contains(CloneFlags::CLONE_NEWPID) && privileged.privileged);
-        assert!(privileged.clone_flags.contains(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWCGROUP), "still its own mounts and cgroup view");
+        assert!(
+            privileged.clone_flags.contains(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWCGROUP),
+            "still its own mounts and cgroup view"
+        );
         assert_eq!(privileged.capabilities, ALL_CAPABILITIES);
         assert!(privileged.mounts.contains(&MountOp::Bind { source: "/dev".into(), target: "/dev".into(), read_only: false }));
         assert!(!privileged.mounts.iter().any(|m| matches!(m, MountOp::Fs { fstype: "tmpfs", target, .. } if target == Path::new("/dev"))));
@@ -287,7 +290,10 @@ mod tests {
         assert!(isolated.clone_flags.contains(CloneFlags::CLONE_NEWPID) && !isolated.privileged);
         assert_eq!(isolated.capabilities.count_ones(), 14);
         assert!(!isolated.mounts.iter().any(|m| matches!(m, MountOp::Bind { source, .. } if source == Path::new("/dev"))));
-        assert!(isolated.mounts.iter().any(|m| matches!(m, MountOp::Fs { fstype: "sysfs", flags, .. } if flags.contains(MsFlags::MS_RDONLY))));
+        assert!(isolated
+            .mounts
+            .iter()
+            .any(|m| matches!(m, MountOp::Fs { fstype: "sysfs", flags, .. } if flags.contains(MsFlags::MS_RDONLY))));
         assert_eq!(privileged.mounts.last(), isolated.mounts.last(), "declared mounts come last in both");
     }
 }

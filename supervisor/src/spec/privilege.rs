@@ -14,10 +14,7 @@ pub(super) fn privilege(raw: &RawContainer, r: &mut Report) -> Privilege {
             r.add("host_pid", "the host's PID namespace needs privileged = true");
         }
         if raw.host_network {
-            r.add(
-                "host_network",
-                "host_network needs privileged = true (network = \"host\" shares the host's network namespace alone)",
-            );
+            r.add("host_network", "host_network needs privileged = true (network = \"host\" shares the host's network namespace alone)");
         }
         return Privilege::Unprivileged;
     }

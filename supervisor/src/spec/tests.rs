@@ -298,7 +298,8 @@ fn privileged_refuses_settings_it_would_ignore() {
     let (key, line, message) = only("a", "image = \"/img\"\ncommand = \"/a\"\nprivileged = true\n[capabilities]\ndrop = [\"ALL\"]\n");
     assert_eq!((key.as_str(), line), ("capabilities", Some(4)));
     assert!(message.contains("every capability"), "{message}");
-    let (key, line, message) = only("a", "image = \"/img\"\ncommand = \"/a\"\nprivileged = true\n[user_namespace]\nuid_map = \"0:100000:65536\"\n");
+    let (key, line, message) =
+        only("a", "image = \"/img\"\ncommand = \"/a\"\nprivileged = true\n[user_namespace]\nuid_map = \"0:100000:65536\"\n");
     assert_eq!((key.as_str(), line), ("user_namespace", Some(4)));
     assert!(message.contains("host's root"), "{message}");
 }

@@ -129,7 +129,9 @@ fn instructions_encode_like_struct_bpf_insn() {
 
 #[test]
 fn a_privileged_container_gets_every_device_and_an_unprivileged_one_not() {
-    let privileged = |kind, access, major, minor| run(&build(rules_for(Privilege::Privileged { host_pid: false })), &ctx(kind, access, major, minor)) == 1;
+    let privileged = |kind, access, major, minor| {
+        run(&build(rules_for(Privilege::Privileged { host_pid: false })), &ctx(kind, access, major, minor)) == 1
+    };
     let isolated = |kind, access, major, minor| run(&build(rules_for(Privilege::Unprivileged)), &ctx(kind, access, major, minor)) == 1;
     for (kind, major, minor) in [(DeviceKind::Block, 253, 0), (DeviceKind::Char, 1, 1), (DeviceKind::Char, 10, 200)] {
         assert!(privileged(kind, Access::READ, major, minor) && privileged(kind, Access::WRITE, major, minor), "{major}:{minor}");
