@@ -71,33 +71,54 @@ pub struct AdminFiles {
     pub files: Vec<(PathBuf, u32)>,
 }
 
+/// One file `ldd` lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Library {
+    /// Its path on the build host (and in the image).
+    pub path: PathBuf,
+    /// The dynamic loader (the bare path without `=>`): the kernel executes it, so it
+    /// needs its execute bits (0755); the others are 0644.
+    pub loader: bool,
+}
+
+impl Library {
+    /// The mode it gets in the image.
+    pub fn mode(&self) -> u32 {
+        if self.loader {
+            0o755
+        } else {
+            0o644
+        }
+    }
+}
+
 /// The libraries `ldd` lists in `text`: the `=> /path` of each line and the bare
 /// absolute path of the dynamic loader; the vDSO (no file) is left out. A line saying
 /// `not found` is an error naming the library.
-pub fn parse_ldd(text: &str) -> Result<Vec<PathBuf>, String> {
+pub fn parse_ldd(text: &str) -> Result<Vec<Library>, String> {
     let mut libraries = Vec::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
         if line.contains("statically linked") {
             continue;
         }
-        let path = match line.split_once("=>") {
+        let (path, loader) = match line.split_once("=>") {
             Some((name, rest)) => {
                 let rest = rest.trim();
                 if rest.starts_with("not found") {
                     return Err(format!("{} not found", name.trim()));
                 }
-                rest.split_whitespace().next().unwrap_or_default()
+                (rest.split_whitespace().next().unwrap_or_default(), false)
             }
-            None => line.split_whitespace().next().unwrap_or_default(),
+            None => (line.split_whitespace().next().unwrap_or_default(), true),
         };
         if path.starts_with('/') {
-            libraries.push(PathBuf::from(path));
+            libraries.push(Library { path: PathBuf::from(path), loader });
         }
     }
     Ok(libraries)
 }
 
-fn ldd(path: &Path) -> Result<Vec<PathBuf>, AdminError> {
+fn ldd(path: &Path) -> Result<Vec<Library>, AdminError> {
     let failed = |message: String| AdminError::Ldd { path: path.to_path_buf(), message };
     let output = Command::new("ldd").arg(path).stdin(Stdio::null()).output().map_err(|e| failed(e.to_string()))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -117,7 +138,7 @@ pub fn gather() -> Result<AdminFiles, AdminError> {
             return Err(AdminError::Missing { path: path.to_path_buf() });
         }
         files.push((path.to_path_buf(), mode));
-        files.extend(ldd(path)?.into_iter().map(|library| (library, 0o644)));
+        files.extend(ldd(path)?.into_iter().map(|library| (library.path.clone(), library.mode())));
     }
     files.sort();
     files.dedup_by(|a, b| a.0 == b.0);
@@ -251,9 +272,14 @@ mod tests {
     #[test]
     fn ldd_output_gives_each_library_file_and_the_loader_but_not_the_vdso() {
         let libraries = parse_ldd(LDD).unwrap();
-        let expected = ["/lib/x86_64-linux-gnu/libcrypto.so.3", "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2"];
-        assert_eq!(libraries, expected.map(PathBuf::from));
-        assert_eq!(parse_ldd("\tstatically linked\n").unwrap(), Vec::<PathBuf>::new());
+        let expected = [
+            ("/lib/x86_64-linux-gnu/libcrypto.so.3", 0o644),
+            ("/lib/x86_64-linux-gnu/libc.so.6", 0o644),
+            ("/lib64/ld-linux-x86-64.so.2", 0o755),
+        ];
+        let got: Vec<(&str, u32)> = libraries.iter().map(|l| (l.path.to_str().unwrap(), l.mode())).collect();
+        assert_eq!(got, expected);
+        assert_eq!(parse_ldd("\tstatically linked\n").unwrap(), Vec::<Library>::new());
         let err = parse_ldd("\tlibwrap.so.0 => not found\n").unwrap_err();
         assert_eq!(err, "libwrap.so.0 not found");
     }
