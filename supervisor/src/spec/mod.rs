@@ -191,7 +191,8 @@ pub struct Healthcheck {
 /// A filesystem mounted into the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountSpec {
-    /// Bind a host directory or file from under /var.
+    /// Bind a host directory or file: from under /var (outside /var/lib/keel), or any
+    /// host path for a privileged container.
     Bind { source: PathBuf, target: PathBuf, read_only: bool },
     /// A fresh tmpfs.
     Tmpfs { target: PathBuf, size: Option<u64>, read_only: bool },

@@ -138,3 +138,14 @@ fn a_privileged_container_gets_every_device_and_an_unprivileged_one_not() {
         assert!(!isolated(kind, Access::READ, major, minor), "control: {major}:{minor} is denied without privileged");
     }
 }
+
+#[test]
+fn an_allow_all_rule_ends_the_program_with_no_unreachable_instruction() {
+    let program = build(&PRIVILEGED_RULES);
+    let exit = program.iter().position(|i| i.code == op::EXIT).unwrap();
+    assert_eq!(exit, program.len() - 1, "nothing after the first exit: the verifier refuses unreachable code");
+    assert!(program.iter().all(|i| i.code != op::JNE_IMM), "no test: every access is allowed");
+    // Control: the default rules keep their final `return 0` after the last rule.
+    let default = build(&DEFAULT_RULES);
+    assert!(default.iter().filter(|i| i.code == op::EXIT).count() > 1);
+}
