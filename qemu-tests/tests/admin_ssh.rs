@@ -208,9 +208,9 @@ fn ssh_into_the_admin_container_reaches_the_host_and_keeps_its_host_keys() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ops", "{}", text(&out));
     // 2. ...and reaches the host's namespaces through sudo and nsenter; without nsenter
     // the session is in the container's mount namespace (the control).
-    let host_ns = guest.exec(&["readlink", "/proc/1/ns/mnt", "/proc/1/ns/pid"]).stdout;
+    let host_ns = guest.exec(&["sh", "-c", "readlink /proc/1/ns/mnt; readlink /proc/1/ns/pid"]).stdout;
     let strict = ["-o", "StrictHostKeyChecking=yes"];
-    let out = ssh.run("ops", &key, &strict, "sudo nsenter -t 1 -a -- readlink /proc/self/ns/mnt /proc/self/ns/pid");
+    let out = ssh.run("ops", &key, &strict, "sudo nsenter -t 1 -a -- sh -c 'readlink /proc/self/ns/mnt; readlink /proc/self/ns/pid'");
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), host_ns, "sudo nsenter -t 1 -a reaches the host's namespaces");
     let out = ssh.run("ops", &key, &strict, "readlink /proc/self/ns/mnt");
