@@ -333,4 +333,18 @@ target = "bar"
             }
         }
     }
+
+    #[test]
+    fn an_admin_image_is_built_on_a_busybox() {
+        let base = "hostname = \"h\"\n[[images]]\nname = \"admin\"\nadmin = true\n";
+        let ok = HostSpec::parse(&format!("{base}busybox = \"/bin/busybox\"\n"), Path::new("/cfg/host.toml")).unwrap();
+        assert!(ok.images[0].admin);
+        match HostSpec::parse(&format!("{base}oci-archive = \"app.tar\"\n"), Path::new("/cfg/host.toml")) {
+            Err(HostError::Invalid { key, message, .. }) => {
+                assert_eq!(key, "images[0].admin");
+                assert!(message.contains("busybox"), "{message}");
+            }
+            other => panic!("expected an Invalid error, got {other:?}"),
+        }
+    }
 }
