@@ -21,13 +21,27 @@ build: deps
 
 # Build examples/demo/host.toml and boot it in QEMU (Ctrl-C powers it off cleanly), with
 # a persistent /var on target/demo/var.img (made on the first run) and the demo's
-# first-boot config. From another terminal:
+# first-boot config, whose user ops gets the demo's SSH key. From another terminal:
 #   target/x86_64-unknown-linux-gnu/release/keel ctl --socket target/demo/control.sock ps
 #   curl http://localhost:8080/
-demo: build
+#   ssh -p 2222 -i target/demo/ssh/id_ed25519 ops@localhost
+demo: build $(DEMO_DIR)/config.ign
 	$(BIN)/keel-build run examples/demo/host.toml --out $(DEMO_DIR) \
-		--control-socket $(DEMO_DIR)/control.sock --hostfwd tcp:8080-:80 \
-		--disk $(DEMO_DIR)/var.img --config examples/demo/config.ign
+		--control-socket $(DEMO_DIR)/control.sock --hostfwd tcp:8080-:80 --hostfwd tcp:2222-:22 \
+		--disk $(DEMO_DIR)/var.img --config $(DEMO_DIR)/config.ign
+
+# The demo's SSH key pair: DEMO ONLY, made here on the first `make demo` and kept in
+# target/demo (never committed, never used anywhere else).
+DEMO_KEY_PLACEHOLDER := ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDemoKeyOnlyForTheKeelDemo ops@demo
+$(DEMO_DIR)/ssh/id_ed25519:
+	mkdir -p $(DEMO_DIR)/ssh
+	ssh-keygen -q -t ed25519 -N '' -C ops@keel-demo -f $@
+
+# examples/demo/config.ign with the placeholder key of ops replaced by the demo key.
+$(DEMO_DIR)/config.ign: examples/demo/config.ign $(DEMO_DIR)/ssh/id_ed25519
+	sed "s|$(DEMO_KEY_PLACEHOLDER)|$$(cat $(DEMO_DIR)/ssh/id_ed25519.pub)|" $< > $@.tmp
+	grep -qF "$$(cat $(DEMO_DIR)/ssh/id_ed25519.pub)" $@.tmp
+	mv $@.tmp $@
 
 # The demo host booted 5 times under QEMU: kernel start -> exec of PID 1 (the kernel's
 # share), exec of PID 1 -> `keel: ready` (keel's share) and the total, as medians, from

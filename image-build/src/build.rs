@@ -66,6 +66,9 @@ pub enum BuildError {
     /// The image contents are inconsistent.
     #[error(transparent)]
     Plan(#[from] PlanError),
+    /// The admin image's programs or libraries could not be found.
+    #[error(transparent)]
+    Admin(#[from] crate::admin::AdminError),
     /// The initramfs could not be written.
     #[error("{}: {source}", path.display())]
     Initramfs {
@@ -222,7 +225,8 @@ pub fn plan_image(spec: &HostSpec, options: &BuildOptions) -> Result<(kernel::Ke
             verify_archive(archive).map_err(|message| BuildError::Image { name: image.name.to_string(), message })?;
         }
     }
-    let entries = image::plan(spec, &kernel, &applets, &image_applets, options)?;
+    let admin = if spec.images.iter().any(|image| image.admin) { crate::admin::gather()? } else { Default::default() };
+    let entries = image::plan(spec, &kernel, &applets, &image_applets, &admin, options)?;
     Ok((kernel, entries))
 }
 

@@ -116,6 +116,6 @@ mod tests {
     fn the_demo_declarations_validate() {
         let host = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/demo/host.toml");
         let spec = HostSpec::load(&host).unwrap();
-        assert_eq!(check(&spec).unwrap(), 2);
+        assert_eq!(check(&spec).unwrap(), 3, "web, hello and admin");
     }
 }

@@ -98,6 +98,10 @@ pub struct ImageSpec {
     /// An OCI archive to ship instead.
     #[serde(default, rename = "oci-archive")]
     pub oci_archive: Option<PathBuf>,
+    /// `admin = true` (with `busybox`): the admin image, with OpenSSH's sshd, sudo and
+    /// nsenter from the build machine (see [`crate::admin`]).
+    #[serde(default)]
+    pub admin: bool,
 }
 
 /// The `[kernel]` table.
@@ -180,6 +184,13 @@ impl HostSpec {
                     path: file.to_path_buf(),
                     key: format!("images[{i}]"),
                     message: format!("image {:?}: give exactly one of busybox or oci-archive", image.name.as_str()),
+                });
+            }
+            if image.admin && image.busybox.is_none() {
+                return Err(HostError::Invalid {
+                    path: file.to_path_buf(),
+                    key: format!("images[{i}].admin"),
+                    message: format!("image {:?}: admin = true is built on a busybox (busybox = PATH)", image.name.as_str()),
                 });
             }
         }
@@ -320,6 +331,20 @@ target = "bar"
                 }
                 other => panic!("expected an Invalid error, got {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn an_admin_image_is_built_on_a_busybox() {
+        let base = "hostname = \"h\"\n[[images]]\nname = \"admin\"\nadmin = true\n";
+        let ok = HostSpec::parse(&format!("{base}busybox = \"/bin/busybox\"\n"), Path::new("/cfg/host.toml")).unwrap();
+        assert!(ok.images[0].admin);
+        match HostSpec::parse(&format!("{base}oci-archive = \"app.tar\"\n"), Path::new("/cfg/host.toml")) {
+            Err(HostError::Invalid { key, message, .. }) => {
+                assert_eq!(key, "images[0].admin");
+                assert!(message.contains("busybox"), "{message}");
+            }
+            other => panic!("expected an Invalid error, got {other:?}"),
         }
     }
 }

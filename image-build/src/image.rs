@@ -99,6 +99,7 @@ pub fn plan(
     kernel: &KernelInfo,
     applets: &[String],
     image_applets: &[Vec<String>],
+    admin: &crate::admin::AdminFiles,
     options: &BuildOptions,
 ) -> Result<Vec<Entry>, PlanError> {
     let mut tree = Tree::new();
@@ -108,7 +109,7 @@ pub fn plan(
     add_user_entries(&mut tree, spec)?;
     add_busybox(&mut tree, spec, applets)?;
     for (image, applets) in spec.images.iter().zip(image_applets) {
-        add_image(&mut tree, image, applets)?;
+        add_image(&mut tree, image, applets, admin)?;
     }
     Ok(tree.into_entries()?)
 }
@@ -133,8 +134,14 @@ fn add_base_layout(tree: &mut Tree, spec: &HostSpec, kernel: &KernelInfo) -> Res
     tree.insert(fixed("/dev/console"), Node::CharDev { mode: 0o600, major: 5, minor: 1 })?;
     tree.insert(fixed("/dev/null"), Node::CharDev { mode: 0o666, major: 1, minor: 3 })?;
     tree.insert(fixed("/etc/hostname"), inline(0o644, format!("{}\n", spec.hostname)))?;
-    tree.insert(fixed("/etc/passwd"), inline(0o644, "root:x:0:0:root:/root:/bin/sh\n".into()))?;
-    tree.insert(fixed("/etc/group"), inline(0o644, "root:x:0:\n".into()))?;
+    let with_admin = spec.images.iter().any(|image| image.admin);
+    let (passwd, group) = crate::admin::host_accounts(with_admin);
+    if with_admin {
+        // The admin container binds the host's /home, which must exist without users too.
+        tree.insert(fixed("/home"), Node::Dir { mode: 0o755 })?;
+    }
+    tree.insert(fixed("/etc/passwd"), inline(0o644, passwd))?;
+    tree.insert(fixed("/etc/group"), inline(0o644, group))?;
     tree.insert(fixed(KEEL_CONFIG_PATH), inline(0o644, keel_config(spec)))?;
     tree.insert(fixed(MODULES_LIST_PATH), inline(0o644, modules_list(&image_modules(spec, kernel))))?;
     Ok(())
@@ -284,7 +291,7 @@ const IMAGE_DIRS: &[(&str, u32)] = &[
 ];
 
 /// A container root filesystem at IMAGES_DIR/NAME, made of a static busybox.
-fn add_image(tree: &mut Tree, image: &ImageSpec, applets: &[String]) -> Result<(), PlanError> {
+fn add_image(tree: &mut Tree, image: &ImageSpec, applets: &[String], admin: &crate::admin::AdminFiles) -> Result<(), PlanError> {
     let (busybox, archive) = (&image.busybox, &image.oci_archive);
     if let (None, Some(archive)) = (busybox, archive) {
         let path = fixed(IMAGES_DIR)
@@ -300,8 +307,12 @@ fn add_image(tree: &mut Tree, image: &ImageSpec, applets: &[String]) -> Result<(
     for (path, mode) in IMAGE_DIRS {
         tree.insert(at(path)?, Node::Dir { mode: *mode })?;
     }
-    tree.insert(at("etc/passwd")?, inline(0o644, "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".into()))?;
-    tree.insert(at("etc/group")?, inline(0o644, "root:x:0:\nnogroup:x:65534:\n".into()))?;
+    if image.admin {
+        crate::admin::add_admin(tree, &root, admin)?;
+    } else {
+        tree.insert(at("etc/passwd")?, inline(0o644, "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n".into()))?;
+        tree.insert(at("etc/group")?, inline(0o644, "root:x:0:\nnogroup:x:65534:\n".into()))?;
+    }
     install_busybox(tree, root.as_str(), busybox, applets)
 }
 

@@ -31,7 +31,7 @@ fn options() -> BuildOptions {
 
 fn plan_of(text: &str, applets: &[&str]) -> Result<Vec<Entry>, PlanError> {
     let applets: Vec<String> = applets.iter().map(|a| a.to_string()).collect();
-    plan(&spec(text), &kernel(), &applets, &[], &options())
+    plan(&spec(text), &kernel(), &applets, &[], &crate::admin::AdminFiles::default(), &options())
 }
 
 fn node<'a>(entries: &'a [Entry], path: &str) -> &'a Node {

@@ -21,6 +21,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod atomic;
 pub mod boot_initramfs;
 pub mod build;

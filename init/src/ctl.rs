@@ -541,7 +541,7 @@ fn ps_table(containers: &[ContainerInfo]) -> String {
         .iter()
         .map(|c| {
             [
-                c.name.clone(),
+                c.name_cell(),
                 c.state.clone(),
                 c.pid.map_or_else(dash, |p| p.to_string()),
                 c.restarts.to_string(),
@@ -700,7 +700,17 @@ mod tests {
             detail: None,
             pids_limit_hits,
             oom_killed,
+            privileged: None,
         }
+    }
+
+    #[test]
+    fn ps_marks_a_privileged_container() {
+        let admin = ContainerInfo { privileged: Some("privileged,host-pid".into()), ..info("admin", "running", 0, 0) };
+        let table = ps_table(&[admin, info("web", "running", 0, 0)]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[1].starts_with("admin [PRIV] "), "{table}");
+        assert!(lines[2].starts_with("web ") && !lines[2].contains("PRIV"), "{table}");
     }
 
     #[test]

@@ -58,7 +58,14 @@ fn run(file: &Path) -> Result<i32, String> {
     let (spec, mut plan) = keel_supervisor::image::run::plan(&image_root, &spec, &state_root, cgroup2).map_err(|e| e.to_string())?;
     let mut network = attacher(&spec, &state_root);
     let mut hooks = network.attach(&spec, &mut plan).map_err(|e| e.to_string())?;
-    let cgroup = if cgroup2 { Some(tree.prepare(&spec.name, &spec.resources).map_err(|e| e.to_string())?) } else { None };
+    let cgroup = if cgroup2 {
+        Some(
+            tree.prepare_with_devices(&spec.name, &spec.resources, keel_supervisor::cgroup::devices::rules_for(spec.privilege))
+                .map_err(|e| e.to_string())?,
+        )
+    } else {
+        None
+    };
     let cgroup_fd = cgroup.as_ref().map(|c| c.open_main_fd()).transpose().map_err(|e| format!("open cgroup: {e}"))?;
     let signals = block_signals()?;
     let stdio = Stdio { stdout: 1, stderr: 2 };

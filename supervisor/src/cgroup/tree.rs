@@ -87,6 +87,17 @@ impl CgroupTree {
     /// charged to, limited by and counted in `<root>/keel/<NAME>` (memory.events,
     /// pids.events), and cgroup v2's "no internal processes" rule never applies to it.
     pub fn prepare(&self, name: &ContainerName, resources: &Resources) -> Result<ContainerCgroup, CgroupError> {
+        self.prepare_with_devices(name, resources, &devices::DEFAULT_RULES)
+    }
+
+    /// [`prepare`](Self::prepare) with the device filter made of `rules` instead of the
+    /// OCI defaults (a privileged container's [`devices::PRIVILEGED_RULES`]).
+    pub fn prepare_with_devices(
+        &self,
+        name: &ContainerName,
+        resources: &Resources,
+        rules: &[devices::DeviceRule],
+    ) -> Result<ContainerCgroup, CgroupError> {
         let needed = controllers_needed(resources);
         self.check_controllers(&needed)?;
         let cgroup = self.container(name);
@@ -109,7 +120,7 @@ impl CgroupTree {
             fsio::write(&cgroup.dir().join(file), &data)?;
         }
         if self.device_filter {
-            devices::attach_default_filter(cgroup.dir())?;
+            devices::attach_filter(cgroup.dir(), rules)?;
         }
         fsio::mkdir(&cgroup.dir().join(MAIN_LEAF))?;
         Ok(cgroup)

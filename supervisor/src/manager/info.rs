@@ -35,9 +35,37 @@ pub struct ContainerInfo {
     /// Processes the OOM killer killed (`memory.events` `oom_kill`), all runs since boot.
     #[serde(default)]
     pub oom_killed: u64,
+    /// `privileged` or `privileged,host-pid` (and `,host-network`) for a privileged
+    /// declaration, so that `ps` and `inspect` always show which containers are root on
+    /// the host; None for an isolated one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileged: Option<String>,
+}
+
+/// The words [`ContainerInfo::privileged`] holds for `spec`.
+pub fn privilege_words(spec: &crate::spec::ContainerSpec) -> Option<String> {
+    if !spec.privilege.is_privileged() {
+        return None;
+    }
+    let mut words = vec!["privileged"];
+    if spec.privilege.host_pid() {
+        words.push("host-pid");
+    }
+    if spec.network == crate::spec::NetworkMode::Host {
+        words.push("host-network");
+    }
+    Some(words.join(","))
 }
 
 impl ContainerInfo {
+    /// The NAME cell of `keelctl ps`: the name, with ` [PRIV]` after a privileged one.
+    pub fn name_cell(&self) -> String {
+        match self.privileged {
+            Some(_) => format!("{} [PRIV]", self.name),
+            None => self.name.clone(),
+        }
+    }
+
     /// What `keelctl ps` shows in its LIMITS column: `pids-limit-hit` and `oom-killed`
     /// with their counts, comma separated; None when neither happened.
     pub fn limits_hit(&self) -> Option<String> {

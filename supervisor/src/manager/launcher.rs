@@ -160,7 +160,8 @@ impl SystemLauncher {
 
         let cgroup_step = |e: CgroupError| (LaunchStep::Cgroup, LaunchCause::Cgroup(e));
         let cgroup_fd = if cgroup2 {
-            let cgroup = self.tree.prepare(&spec.name, &spec.resources).map_err(cgroup_step)?;
+            let devices = crate::cgroup::devices::rules_for(spec.privilege);
+            let cgroup = self.tree.prepare_with_devices(&spec.name, &spec.resources, devices).map_err(cgroup_step)?;
             let opened = cgroup.open_main_fd();
             let path = cgroup.main_dir();
             taken.push(Taken::Cgroup(cgroup));

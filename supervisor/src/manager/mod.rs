@@ -619,6 +619,7 @@ impl Manager {
             detail: entry.detail.clone(),
             pids_limit_hits: entry.pids_limit_hits + current.pids_limit_hits,
             oom_killed: entry.oom_kills + current.oom_kill,
+            privileged: entry.spec.as_ref().ok().and_then(info::privilege_words),
         }
     }
 

@@ -100,7 +100,9 @@ fn setup_and_exec(plan: &LaunchPlan, stdio: Stdio) -> StepResult {
     let root = Root::open(merged).map_err(|e| format!("open the container's root: {e}"))?;
     rootfs::apply_mounts(&root, &plan.mounts)?;
     rootfs::write_sysctls(&root, &plan.sysctls)?;
-    rootfs::mask_and_protect(&root)?;
+    if !plan.privileged {
+        rootfs::mask_and_protect(&root)?;
+    }
     nix::unistd::sethostname(&plan.hostname).map_err(|e| format!("sethostname {}: {e}", plan.hostname))?;
     let reaper = plan.init.then(reaper::sealed_copy_of_self).transpose().map_err(|e| e.to_string())?;
     let null = root.open_in(Path::new("/dev/null"), OFlags::RDWR).map_err(|e| format!("open /dev/null: {e}"))?;
@@ -174,7 +176,7 @@ fn c_strings(items: &[String]) -> Result<Vec<CString>, String> {
 /// restrictions in the order the kernel needs: the uid change (keeping capabilities),
 /// the parent-death signal if asked (after the uid change, which clears it), the
 /// capability sets, no_new_privs, default signals, descriptors closed at exec, the
-/// seccomp filter, then execve of `program` with `argv` and the plan's environment.
+/// seccomp filter (neither no_new_privs nor seccomp for a privileged plan), then execve of `program` with `argv` and the plan's environment.
 pub(super) fn restrict_and_exec(
     plan: &LaunchPlan,
     identity: Identity,
@@ -188,10 +190,16 @@ pub(super) fn restrict_and_exec(
         nix::sys::prctl::set_pdeathsig(signal).map_err(|e| format!("parent death signal: {e}"))?;
     }
     security::caps::apply_capabilities(plan.capabilities).map_err(|e| format!("capabilities: {e}"))?;
-    security::caps::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
+    // A privileged container is root on the host by declaration: setuid programs (sudo)
+    // must work in it and nothing is filtered.
+    if !plan.privileged {
+        security::caps::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
+    }
     reset_signals();
     mark_fds_cloexec()?;
-    security::seccomp::install_default_filter(plan.capabilities).map_err(|e| format!("seccomp: {e}"))?;
+    if !plan.privileged {
+        security::seccomp::install_default_filter(plan.capabilities).map_err(|e| format!("seccomp: {e}"))?;
+    }
     match reaper {
         Some(keel) => exec_reaper(keel, program, argv, &plan.env),
         None => exec(program, argv, &plan.env),

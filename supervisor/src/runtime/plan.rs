@@ -81,6 +81,9 @@ pub struct LaunchPlan {
     /// Run keel's own reaper (`keel init`) as the container's PID 1, with the
     /// command as its child.
     pub init: bool,
+    /// `privileged = true`: every capability, no seccomp filter, no no_new_privs, no
+    /// masked or read-only paths (see [`crate::spec::Privilege`]).
+    pub privileged: bool,
 }
 
 /// Per-container state directory: `<state_root>/<name>`.
@@ -96,11 +99,10 @@ pub fn plan(spec: &ContainerSpec, state_root: &Path, cgroup2: bool) -> LaunchPla
     };
     let dir = state_dir(state_root, spec.name.as_str());
     let overlay = (!spec.read_only).then(|| (dir.join("upper"), dir.join("work")));
-    let mut flags = CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC
-        | CloneFlags::CLONE_NEWCGROUP;
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWCGROUP;
+    if !spec.privilege.host_pid() {
+        flags |= CloneFlags::CLONE_NEWPID;
+    }
     if spec.network != NetworkMode::Host {
         flags |= CloneFlags::CLONE_NEWNET;
     }
@@ -122,20 +124,49 @@ pub fn plan(spec: &ContainerSpec, state_root: &Path, cgroup2: bool) -> LaunchPla
         hostname: spec.hostname.clone(),
         sysctls: spec.sysctls.clone(),
         user: spec.user.clone(),
-        capabilities: effective_mask(&spec.cap_add, &spec.cap_drop),
+        capabilities: if spec.privilege.is_privileged() { ALL_CAPABILITIES } else { effective_mask(&spec.cap_add, &spec.cap_drop) },
         env,
         argv: spec.argv.clone(),
         workdir: spec.workdir.clone(),
         user_namespace: spec.user_namespace,
         init: spec.init,
+        privileged: spec.privilege.is_privileged(),
     }
 }
+
+/// Every capability bit (those above the kernel's last are ignored when applied).
+pub const ALL_CAPABILITIES: u64 = u64::MAX;
 
 /// The PATH a container gets when its declaration sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The filesystems every container gets, then its declared mounts.
 pub fn container_mounts(spec: &ContainerSpec, cgroup2: bool) -> Vec<MountOp> {
+    let mut ops = if spec.privilege.is_privileged() { privileged_mounts(cgroup2) } else { isolated_mounts(spec, cgroup2) };
+    ops.extend(declared_mounts(spec));
+    ops
+}
+
+/// A privileged container's filesystems: its own /proc (the host's processes with
+/// `host_pid`), the host's /dev whole (with its devpts, shm and every device), a
+/// writable /sys and cgroup2 tree.
+fn privileged_mounts(cgroup2: bool) -> Vec<MountOp> {
+    let nosuid_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    let secure = nosuid_nodev | MsFlags::MS_NOEXEC;
+    let mut ops = vec![
+        MountOp::Fs { fstype: "proc", target: "/proc".into(), flags: secure, data: String::new() },
+        MountOp::Bind { source: "/dev".into(), target: "/dev".into(), read_only: false },
+        MountOp::Fs { fstype: "sysfs", target: "/sys".into(), flags: secure, data: String::new() },
+    ];
+    if cgroup2 {
+        ops.push(MountOp::Fs { fstype: "cgroup2", target: "/sys/fs/cgroup".into(), flags: secure, data: String::new() });
+    }
+    ops
+}
+
+/// The filesystems every unprivileged container gets: its own /proc, a tmpfs /dev with
+/// the OCI default devices, a new devpts, shm and mqueue, /sys read-only.
+fn isolated_mounts(spec: &ContainerSpec, cgroup2: bool) -> Vec<MountOp> {
     let nosuid_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     let secure = nosuid_nodev | MsFlags::MS_NOEXEC;
     let fs = |fstype, target: &str, flags, data: &str| MountOp::Fs { fstype, target: target.into(), flags, data: data.into() };
@@ -168,6 +199,13 @@ pub fn container_mounts(spec: &ContainerSpec, cgroup2: bool) -> Vec<MountOp> {
     if cgroup2 && !sysfs_from_host {
         ops.push(fs("cgroup2", "/sys/fs/cgroup", secure | MsFlags::MS_RDONLY, ""));
     }
+    ops
+}
+
+/// The declaration's own mounts, after the standard ones.
+fn declared_mounts(spec: &ContainerSpec) -> Vec<MountOp> {
+    let nosuid_nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    let mut ops = Vec::new();
     for mount in &spec.mounts {
         ops.push(match mount {
             MountSpec::Bind { source, target, read_only } => {
@@ -232,5 +270,30 @@ mod tests {
             }
             other => panic!("unexpected last mount {other:?}"),
         }
+    }
+
+    #[test]
+    fn privileged_gets_the_host_pid_namespace_every_capability_and_the_host_dev() {
+        let same = "network = \"host\"\n[[mounts]]\ntype = \"bind\"\nsource = \"/var/lib/a\"\ntarget = \"/a\"\n";
+        let privileged = plan(&spec(&format!("privileged = true\nhost_pid = true\n{same}")), Path::new("/s"), true);
+        let isolated = plan(&spec(same), Path::new("/s"), true);
+        assert!(!privileged.clone_flags.contains(CloneFlags::CLONE_NEWPID) && privileged.privileged);
+        assert!(
+            privileged.clone_flags.contains(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWCGROUP),
+            "still its own mounts and cgroup view"
+        );
+        assert_eq!(privileged.capabilities, ALL_CAPABILITIES);
+        assert!(privileged.mounts.contains(&MountOp::Bind { source: "/dev".into(), target: "/dev".into(), read_only: false }));
+        assert!(!privileged.mounts.iter().any(|m| matches!(m, MountOp::Fs { fstype: "tmpfs", target, .. } if target == Path::new("/dev"))));
+        assert!(privileged.mounts.iter().all(|m| !matches!(m, MountOp::Fs { flags, .. } if flags.contains(MsFlags::MS_RDONLY))));
+        // Negative control: the same declaration without privileged = true.
+        assert!(isolated.clone_flags.contains(CloneFlags::CLONE_NEWPID) && !isolated.privileged);
+        assert_eq!(isolated.capabilities.count_ones(), 14);
+        assert!(!isolated.mounts.iter().any(|m| matches!(m, MountOp::Bind { source, .. } if source == Path::new("/dev"))));
+        assert!(isolated
+            .mounts
+            .iter()
+            .any(|m| matches!(m, MountOp::Fs { fstype: "sysfs", flags, .. } if flags.contains(MsFlags::MS_RDONLY))));
+        assert_eq!(privileged.mounts.last(), isolated.mounts.last(), "declared mounts come last in both");
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod capability;
 pub mod locate;
+mod privilege;
 pub mod raw;
 pub mod units;
 mod validate;
@@ -190,7 +191,8 @@ pub struct Healthcheck {
 /// A filesystem mounted into the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MountSpec {
-    /// Bind a host directory or file from under /var.
+    /// Bind a host directory or file: from under /var (outside /var/lib/keel), or any
+    /// host path for a privileged container.
     Bind { source: PathBuf, target: PathBuf, read_only: bool },
     /// A fresh tmpfs.
     Tmpfs { target: PathBuf, size: Option<u64>, read_only: bool },
@@ -304,6 +306,40 @@ pub struct ContainerSpec {
     /// default; a network's `metadata = true` opens it to all of that network's containers.
     /// (A `network = "host"` container is in the host's namespace and has the host's access.)
     pub metadata_access: bool,
+    /// `privileged = true` (and what comes with it); see [`Privilege`].
+    pub privilege: Privilege,
+}
+
+/// How much of the host a container gets. Unprivileged is the isolated default; a
+/// privileged container is an operator's tool (an admin shell, an agent) and runs like
+/// root on the host: every capability, no seccomp filter, no_new_privs off (setuid
+/// programs such as sudo work), the host's /dev, /proc and /sys without masks, binds of
+/// any host path, and optionally the host's PID namespace. It still runs in its own
+/// session, its own cgroup (limits apply) and its own mount namespace, as a child PID 1
+/// supervises like any other container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Privilege {
+    /// The default: namespaces, 14 capabilities, seccomp, masked paths, OCI devices.
+    #[default]
+    Unprivileged,
+    /// `privileged = true`.
+    Privileged {
+        /// `host_pid = true`: the host's PID namespace (PID 1 is keel, `nsenter -t 1`
+        /// reaches the host).
+        host_pid: bool,
+    },
+}
+
+impl Privilege {
+    /// Whether `privileged = true`.
+    pub fn is_privileged(self) -> bool {
+        matches!(self, Privilege::Privileged { .. })
+    }
+
+    /// Whether the container shares the host's PID namespace.
+    pub fn host_pid(self) -> bool {
+        matches!(self, Privilege::Privileged { host_pid: true })
+    }
 }
 
 #[cfg(test)]

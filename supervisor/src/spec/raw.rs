@@ -62,6 +62,12 @@ pub struct RawContainer {
     pub ports: Vec<String>,
     #[serde(default)]
     pub metadata_access: bool,
+    #[serde(default)]
+    pub privileged: bool,
+    #[serde(default)]
+    pub host_pid: bool,
+    #[serde(default)]
+    pub host_network: bool,
 }
 
 /// `[healthcheck]`.

@@ -250,3 +250,58 @@ fn ports_are_parsed_with_the_declaration() {
     let (_, _, message) = only("x", &format!("{base}ports = [\"80/sctp\"]\n"));
     assert!(message.starts_with("\"80/sctp\": "), "{message}");
 }
+
+const BIND_ETC: &str = "[[mounts]]\ntype = \"bind\"\nsource = \"/etc\"\ntarget = \"/host/etc\"\n";
+
+#[test]
+fn privileged_is_explicit_and_brings_host_pid_network_and_any_bind() {
+    let text = format!("image = \"/img\"\ncommand = \"/a\"\nprivileged = true\nhost_pid = true\nhost_network = true\n{BIND_ETC}");
+    let spec = parse("admin", &text, "f").unwrap();
+    assert_eq!(spec.privilege, Privilege::Privileged { host_pid: true });
+    assert_eq!(spec.network, NetworkMode::Host);
+    assert_eq!(spec.mounts, [MountSpec::Bind { source: "/etc".into(), target: "/host/etc".into(), read_only: false }]);
+    let plain = parse("web", "image = \"/img\"\ncommand = \"/a\"\n", "f").unwrap();
+    assert_eq!(plain.privilege, Privilege::Unprivileged, "unprivileged unless declared");
+    let no_pid = parse("admin", "image = \"/img\"\ncommand = \"/a\"\nprivileged = true\n", "f").unwrap();
+    assert_eq!(no_pid.privilege, Privilege::Privileged { host_pid: false });
+    assert_eq!(no_pid.network, NetworkMode::Named("keel0".into()), "host_network is opt-in");
+}
+
+#[test]
+fn a_bind_outside_var_is_refused_unprivileged_naming_privileged() {
+    let (key, line, message) = only("web", &format!("image = \"/img\"\ncommand = \"/a\"\n{BIND_ETC}"));
+    assert_eq!((key.as_str(), line), ("mounts[0].source", Some(5)), "{message}");
+    assert!(message.contains("under /var") && message.contains("privileged = true allows"), "{message}");
+    let state = "[[mounts]]\ntype = \"bind\"\nsource = \"/var/lib/keel/images\"\ntarget = \"/s\"\n";
+    let (key, _, message) = only("web", &format!("image = \"/img\"\ncommand = \"/a\"\n{state}"));
+    assert_eq!(key, "mounts[0].source");
+    assert!(message.contains("keel's own state") && message.contains("privileged = true allows it"), "{message}");
+    // Control: the same binds are accepted once the container is privileged.
+    let privileged = format!("image = \"/img\"\ncommand = \"/a\"\nprivileged = true\n{BIND_ETC}{state}");
+    assert_eq!(parse("admin", &privileged, "f").unwrap().mounts.len(), 2);
+}
+
+#[test]
+fn host_namespaces_need_privileged() {
+    let (key, line, message) = only("web", "image = \"/img\"\ncommand = \"/a\"\nhost_pid = true\n");
+    assert_eq!((key.as_str(), line), ("host_pid", Some(3)));
+    assert!(message.contains("privileged = true"), "{message}");
+    let (key, line, message) = only("web", "image = \"/img\"\ncommand = \"/a\"\nhost_network = true\n");
+    assert_eq!((key.as_str(), line), ("host_network", Some(3)));
+    assert!(message.contains("privileged = true") && message.contains("network = \"host\""), "{message}");
+    let (key, line, message) =
+        only("web", "image = \"/img\"\ncommand = \"/a\"\nprivileged = true\nhost_network = true\nnetwork = \"keel0\"\n");
+    assert_eq!((key.as_str(), line), ("host_network", Some(4)));
+    assert!(message.contains("contradict"), "{message}");
+}
+
+#[test]
+fn privileged_refuses_settings_it_would_ignore() {
+    let (key, line, message) = only("a", "image = \"/img\"\ncommand = \"/a\"\nprivileged = true\n[capabilities]\ndrop = [\"ALL\"]\n");
+    assert_eq!((key.as_str(), line), ("capabilities", Some(4)));
+    assert!(message.contains("every capability"), "{message}");
+    let (key, line, message) =
+        only("a", "image = \"/img\"\ncommand = \"/a\"\nprivileged = true\n[user_namespace]\nuid_map = \"0:100000:65536\"\n");
+    assert_eq!((key.as_str(), line), ("user_namespace", Some(4)));
+    assert!(message.contains("host's root"), "{message}");
+}

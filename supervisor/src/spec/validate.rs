@@ -8,14 +8,14 @@ use super::*;
 use std::path::{Component, Path};
 
 /// Collects problems with their key and line.
-struct Report<'a> {
+pub(super) struct Report<'a> {
     file: &'a str,
     text: &'a str,
     errors: Vec<SpecError>,
 }
 
 impl Report<'_> {
-    fn add(&mut self, key: &str, message: impl Into<String>) {
+    pub(super) fn add(&mut self, key: &str, message: impl Into<String>) {
         let path: Vec<&str> = key.split('.').collect();
         let line = line_of(self.text, &path).or_else(|| line_of(self.text, &path[..1]));
         self.errors.push(SpecError { file: self.file.into(), key: key.into(), line, message: message.into() });
@@ -92,7 +92,7 @@ fn build(name: &str, raw: RawContainer, r: &mut Report) -> Option<ContainerSpec>
     let healthcheck = raw.healthcheck.as_ref().and_then(|h| healthcheck(h, r));
     let stop_signal = r.check("stop_signal", parse_signal(raw.stop_signal.as_deref().unwrap_or("SIGTERM")));
     let stop_timeout = r.check("stop_timeout", parse_duration(raw.stop_timeout.as_deref().unwrap_or("10s")));
-    let mounts: Vec<MountSpec> = raw.mounts.iter().enumerate().filter_map(|(i, m)| mount(i, m, r)).collect();
+    let mounts: Vec<MountSpec> = raw.mounts.iter().enumerate().filter_map(|(i, m)| mount(i, m, raw.privileged, r)).collect();
     let resources = resources(&raw.resources, r);
     let cap_add = capabilities(&raw.capabilities.add, "capabilities.add", r);
     let cap_drop = capabilities(&raw.capabilities.drop, "capabilities.drop", r);
@@ -100,6 +100,7 @@ fn build(name: &str, raw: RawContainer, r: &mut Report) -> Option<ContainerSpec>
     let user_namespace = raw.user_namespace.as_ref().and_then(|u| user_namespace(u, r));
     let network = network(&raw, r);
     let ports = published_ports(&raw.ports, r);
+    let privilege = super::privilege::privilege(&raw, r);
     Some(ContainerSpec {
         name: name?,
         image: image?,
@@ -125,6 +126,7 @@ fn build(name: &str, raw: RawContainer, r: &mut Report) -> Option<ContainerSpec>
         network: network?,
         ports,
         metadata_access: raw.metadata_access,
+        privilege,
     })
 }
 
@@ -295,7 +297,7 @@ fn healthcheck(raw: &RawHealthcheck, r: &mut Report) -> Option<Healthcheck> {
     Some(Healthcheck { argv, interval: interval?, timeout: timeout?, retries: raw.retries.unwrap_or(3), start_period: start_period? })
 }
 
-fn mount(index: usize, raw: &RawMount, r: &mut Report) -> Option<MountSpec> {
+fn mount(index: usize, raw: &RawMount, privileged: bool, r: &mut Report) -> Option<MountSpec> {
     let key = format!("mounts[{index}]");
     let target = r.check(&format!("{key}.target"), absolute(&raw.target))?;
     match raw.kind.as_str() {
@@ -305,18 +307,21 @@ fn mount(index: usize, raw: &RawMount, r: &mut Report) -> Option<MountSpec> {
                 return None;
             };
             let source = r.check(&format!("{key}.source"), absolute(source))?;
-            if !source.starts_with("/var") {
-                r.add(
-                    &format!("{key}.source"),
-                    format!("{}: bind sources must be under /var (the only persistent, writable tree)", source.display()),
-                );
-                return None;
-            }
-            if source.starts_with(crate::runtime::rootfs::KEEL_STATE) {
+            if !privileged && !source.starts_with("/var") {
                 r.add(
                     &format!("{key}.source"),
                     format!(
-                        "{}: {} is keel's own state (images, other containers' roots) and is never bound into a container",
+                        "{}: bind sources must be under /var (the only persistent, writable tree); privileged = true allows any host path",
+                        source.display()
+                    ),
+                );
+                return None;
+            }
+            if !privileged && source.starts_with(crate::runtime::rootfs::KEEL_STATE) {
+                r.add(
+                    &format!("{key}.source"),
+                    format!(
+                        "{}: {} is keel's own state (images, other containers' roots) and is never bound into a container; privileged = true allows it",
                         source.display(),
                         crate::runtime::rootfs::KEEL_STATE
                     ),
@@ -428,7 +433,15 @@ fn id_map(text: &str) -> Result<IdMap, String> {
 pub const DEFAULT_NETWORK: &str = "keel0";
 
 fn network(raw: &RawContainer, r: &mut Report) -> Option<NetworkMode> {
-    let mode = match raw.network.as_deref().unwrap_or(DEFAULT_NETWORK) {
+    let declared = match (raw.host_network, raw.network.as_deref()) {
+        (true, Some(other)) if other != "host" => {
+            r.add("host_network", format!("host_network = true and network = {other:?} contradict each other"));
+            return None;
+        }
+        (true, _) => "host",
+        (false, named) => named.unwrap_or(DEFAULT_NETWORK),
+    };
+    let mode = match declared {
         "none" => NetworkMode::None,
         "host" => NetworkMode::Host,
         name if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) => {

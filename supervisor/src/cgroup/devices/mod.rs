@@ -23,7 +23,7 @@
 pub mod program;
 mod sys;
 
-pub use sys::{attach_default_filter, attached_programs, DeviceFilterError};
+pub use sys::{attach_default_filter, attach_filter, attached_programs, DeviceFilterError};
 
 /// Which devices a rule is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +100,18 @@ pub const DEFAULT_RULES: [DeviceRule; 11] = [
     rwm(5, Some(2)),
     rwm(136, None),
 ];
+
+/// A privileged container's rules: every device, as on the host (`a *:* rwm`).
+pub const PRIVILEGED_RULES: [DeviceRule; 1] = [DeviceRule { kind: DeviceKind::Any, major: None, minor: None, access: Access::ALL }];
+
+/// The rules of a container's filter: [`PRIVILEGED_RULES`] or [`DEFAULT_RULES`].
+pub fn rules_for(privilege: crate::spec::Privilege) -> &'static [DeviceRule] {
+    if privilege.is_privileged() {
+        &PRIVILEGED_RULES
+    } else {
+        &DEFAULT_RULES
+    }
+}
 
 #[cfg(test)]
 mod tests;

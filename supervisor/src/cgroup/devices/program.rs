@@ -153,11 +153,18 @@ fn rule_block(rule: &DeviceRule) -> Vec<Insn> {
     block
 }
 
-/// The whole program: prologue, one block per rule, `return 0`.
+/// The whole program: prologue, one block per rule, `return 0`. A rule that matches
+/// every access (a privileged container's `a *:* rwm`) ends the program: the kernel's
+/// verifier refuses instructions no path reaches.
 pub fn build(rules: &[DeviceRule]) -> Vec<Insn> {
     let mut program = prologue();
     for rule in rules {
-        program.extend(rule_block(rule));
+        let block = rule_block(rule);
+        let unconditional = block.len() == 2;
+        program.extend(block);
+        if unconditional {
+            return program;
+        }
     }
     program.extend(ret(0));
     program

@@ -6,7 +6,7 @@
 #![allow(unsafe_code)]
 
 use super::program::{build, bytecode};
-use super::DEFAULT_RULES;
+use super::{DeviceRule, DEFAULT_RULES};
 use nix::fcntl::{self, OFlag};
 use nix::sys::stat::Mode;
 use std::io;
@@ -135,9 +135,9 @@ fn owned_fd(raw: libc::c_long) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(raw as RawFd) }
 }
 
-/// Load the default device filter; retried once with the verifier's log on failure.
-fn load_default() -> Result<OwnedFd, DeviceFilterError> {
-    let code = bytecode(&build(&DEFAULT_RULES));
+/// Load a device filter of `rules`; retried once with the verifier's log on failure.
+fn load(rules: &[DeviceRule]) -> Result<OwnedFd, DeviceFilterError> {
+    let code = bytecode(&build(rules));
     let mut name = [0u8; 16];
     name[..10].copy_from_slice(b"keel_devcg");
     let mut attr = ProgLoadAttr {
@@ -174,8 +174,15 @@ fn open_cgroup(dir: &Path) -> Result<OwnedFd, DeviceFilterError> {
 /// every process there from then on; the program's fd is closed, the attachment keeps
 /// the program alive.
 pub fn attach_default_filter(dir: &Path) -> Result<(), DeviceFilterError> {
+    attach_filter(dir, &DEFAULT_RULES)
+}
+
+/// [`attach_default_filter`] with other rules: a privileged container's
+/// ([`super::PRIVILEGED_RULES`]) replaces the default filter an earlier, unprivileged
+/// declaration of the same name left on its reused cgroup.
+pub fn attach_filter(dir: &Path, rules: &[DeviceRule]) -> Result<(), DeviceFilterError> {
     let cgroup = open_cgroup(dir)?;
-    let program = load_default()?;
+    let program = load(rules)?;
     let mut attr = ProgAttachAttr {
         target_fd: cgroup.as_raw_fd() as u32,
         attach_bpf_fd: program.as_raw_fd() as u32,

@@ -3,6 +3,7 @@
 
 use super::program::{build, bytecode, op, Insn};
 use super::*;
+use crate::spec::Privilege;
 
 /// `struct bpf_cgroup_dev_ctx`.
 struct Ctx {
@@ -124,4 +125,27 @@ fn instructions_encode_like_struct_bpf_insn() {
     let code = bytecode(&program);
     assert_eq!(code.len(), program.len() * 8);
     assert_eq!(&code[code.len() - 16..], [0xb4, 0, 0, 0, 0, 0, 0, 0, 0x95, 0, 0, 0, 0, 0, 0, 0]);
+}
+
+#[test]
+fn a_privileged_container_gets_every_device_and_an_unprivileged_one_not() {
+    let privileged = |kind, access, major, minor| {
+        run(&build(rules_for(Privilege::Privileged { host_pid: false })), &ctx(kind, access, major, minor)) == 1
+    };
+    let isolated = |kind, access, major, minor| run(&build(rules_for(Privilege::Unprivileged)), &ctx(kind, access, major, minor)) == 1;
+    for (kind, major, minor) in [(DeviceKind::Block, 253, 0), (DeviceKind::Char, 1, 1), (DeviceKind::Char, 10, 200)] {
+        assert!(privileged(kind, Access::READ, major, minor) && privileged(kind, Access::WRITE, major, minor), "{major}:{minor}");
+        assert!(!isolated(kind, Access::READ, major, minor), "control: {major}:{minor} is denied without privileged");
+    }
+}
+
+#[test]
+fn an_allow_all_rule_ends_the_program_with_no_unreachable_instruction() {
+    let program = build(&PRIVILEGED_RULES);
+    let exit = program.iter().position(|i| i.code == op::EXIT).unwrap();
+    assert_eq!(exit, program.len() - 1, "nothing after the first exit: the verifier refuses unreachable code");
+    assert!(program.iter().all(|i| i.code != op::JNE_IMM), "no test: every access is allowed");
+    // Control: the default rules keep their final `return 0` after the last rule.
+    let default = build(&DEFAULT_RULES);
+    assert!(default.iter().filter(|i| i.code == op::EXIT).count() > 1);
 }
