@@ -105,6 +105,8 @@ enum CtlCommand {
         /// Container name.
         name: String,
     },
+    /// Host, container and keel figures in Prometheus' text format (as GET /metrics on the API port).
+    Metrics,
     /// Container networks.
     #[command(subcommand)]
     Network(NetworkCommand),
@@ -365,6 +367,7 @@ fn run(cli: Cli) -> Result<i32, String> {
         CtlCommand::Stop { name } => call(Command::Stop { name: named(name) }, timeout)?,
         CtlCommand::Restart { name } => call(Command::Restart { name: named(name) }, timeout)?,
         CtlCommand::Stats { name } => call(Command::Stats { name: named(name) }, timeout)?,
+        CtlCommand::Metrics => call(Command::Metrics, timeout)?,
         CtlCommand::Network(NetworkCommand::Ls) => call(Command::NetworkLs, timeout)?,
         CtlCommand::Firstboot => call(Command::Firstboot, timeout)?,
         CtlCommand::Network(NetworkCommand::Inspect { name }) => call(Command::NetworkInspect { name: named(name) }, timeout)?,
@@ -414,6 +417,7 @@ fn run(cli: Cli) -> Result<i32, String> {
         CtlCommand::Ps => print_ps(&decode::<Vec<ContainerInfo>>(result)?),
         CtlCommand::Inspect { .. } => print_inspect(&decode(result)?),
         CtlCommand::Stats { .. } => print_stats(&decode(result)?),
+        CtlCommand::Metrics => print!("{}", crate::metrics::render(&decode(result)?)),
         CtlCommand::Network(NetworkCommand::Ls) => print_networks(&decode::<Vec<NetworkSummary>>(result)?),
         CtlCommand::Network(NetworkCommand::Inspect { .. }) => print_fields(&result),
         CtlCommand::Firstboot => return Ok(print_firstboot(&decode(result)?)),

@@ -128,6 +128,8 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         offset: Option<crate::logs::LogOffset>,
     },
+    /// Host, container and keel figures for monitoring ([`crate::metrics::MetricsSnapshot`]).
+    Metrics,
 }
 
 /// The answer to `logs`.

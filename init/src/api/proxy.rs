@@ -200,6 +200,7 @@ impl Proxy {
         let _ = tcp.set_read_timeout(Some(self.idle_timeout));
         let mut stream = BufReader::new(rustls::StreamOwned::new(conn, tcp));
         let mut control: Option<BufReader<UnixStream>> = None;
+        let mut first = true;
         loop {
             let mut line = Vec::new();
             match stream.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line) {
@@ -212,6 +213,11 @@ impl Proxy {
                 Ok(_) => {}
             }
             let text = String::from_utf8_lossy(&line);
+            if std::mem::take(&mut first) {
+                if let Some(request) = super::http::request_line(&text) {
+                    return self.http(&mut stream, &mut control, &request, peer, &identity, role);
+                }
+            }
             if text.trim().is_empty() {
                 continue;
             }
@@ -252,6 +258,48 @@ impl Proxy {
                 return;
             }
         }
+    }
+
+    /// Answer one HTTP request (the scrape of `GET /metrics`), audit it as `metrics`, close.
+    fn http(
+        &self,
+        stream: &mut BufReader<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>,
+        control: &mut Option<BufReader<UnixStream>>,
+        request: &super::http::RequestLine,
+        peer: &str,
+        identity: &ClientIdentity,
+        role: Option<Role>,
+    ) {
+        use super::http::{response, skip_headers, METRICS_PATH};
+        let plain = "text/plain; charset=utf-8";
+        let (status, content_type, body, outcome) = if !skip_headers(stream) {
+            (400, plain, "bad request headers\n".to_string(), Outcome::Error)
+        } else if request.path != METRICS_PATH {
+            (404, plain, format!("only {METRICS_PATH} is served over HTTP\n"), Outcome::Error)
+        } else if request.method != "GET" {
+            (405, plain, "only GET\n".to_string(), Outcome::Error)
+        } else if !role.is_some_and(|r| r.allows("metrics")) {
+            (403, plain, "refused: the client certificate's role may not read metrics\n".to_string(), Outcome::Refused)
+        } else {
+            let _in_flight = Slot::take(&self.in_flight);
+            let asked = Request { id: 1, command: Command::Metrics };
+            match self.forward(control, &asked) {
+                Ok(Response { ok: true, result: Some(value), .. }) => {
+                    match serde_json::from_value::<keel_supervisor::metrics::MetricsSnapshot>(value) {
+                        Ok(snapshot) => (200, crate::metrics::format::CONTENT_TYPE, crate::metrics::render(&snapshot), Outcome::Ok),
+                        Err(e) => (503, plain, format!("keel answered metrics in an unknown form: {e}\n"), Outcome::Error),
+                    }
+                }
+                Ok(answer) => (503, plain, format!("{}\n", answer.error.unwrap_or_default()), Outcome::Error),
+                Err(e) => (503, plain, format!("keel api: control socket {}: {e}\n", self.control.display()), Outcome::Error),
+            }
+        };
+        let detail = (status != 200).then(|| format!("HTTP {} {} -> {status}", request.method, request.path));
+        self.audit(peer, Some(identity), role, "metrics", outcome, detail);
+        let out = stream.get_mut();
+        let _ = out.write_all(&response(status, content_type, &body));
+        out.conn.send_close_notify();
+        let _ = out.flush();
     }
 
     /// Send the typed request (re-encoded: PID 1 sees exactly what was checked) and

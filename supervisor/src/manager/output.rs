@@ -13,6 +13,10 @@ pub trait LogSink {
     fn write(&mut self, name: &ContainerName, stream: Stream, bytes: &[u8]);
     /// The container's process ended and its pipes are drained: flush partial lines.
     fn finish(&mut self, name: &ContainerName);
+    /// Lines the sink's console echo dropped since it was made (for `metrics`).
+    fn console_lines_dropped(&self) -> u64 {
+        0
+    }
 }
 
 /// Most bytes copied from one pipe per readiness event, so one chatty container cannot
