@@ -41,6 +41,7 @@ table=(
   "skopeo            skopeo                       : image tests: OCI/docker archives; pushes to the test registry"
   "docker-registry   docker-registry              : registry pull test: the registry keel pulls from"
   "python3           python3 /usr/bin/python3     : image and firewall tests' helpers; the glibc seccomp rootfs"
+  "python3-prometheus-client /usr/lib/python3/dist-packages/prometheus_client/parser.py : the metrics QEMU test parses /metrics with it"
   "util-linux        unshare nsenter              : host tests: namespaces"
   "mount             mount umount                 : image tests mount the store's overlay"
   "libc-bin          ldd                          : the glibc seccomp rootfs"
