@@ -99,6 +99,14 @@ impl Connection {
         closed || self.tcp().set_nonblocking(false).is_err()
     }
 
+    /// The input ended: close cleanly (TLS: close_notify, so the receiver sees a complete stream).
+    fn finish(&mut self) {
+        if let Connection::Tls(tls) = self {
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+    }
+
     fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match self {
             Connection::Plain(tcp) => tcp.write_all(bytes),
@@ -171,6 +179,11 @@ fn connect_with_backoff(config: &SyslogConfig, tls: Option<&Arc<rustls::ClientCo
 
 /// Forward stdin's frames to the receiver until stdin ends; the process's exit code.
 pub fn run(config: &SyslogConfig) -> i32 {
+    run_from(config, &mut std::io::stdin().lock())
+}
+
+/// Forward the frames read from `input` until it ends; the exit code.
+pub fn run_from(config: &SyslogConfig, input: &mut dyn Read) -> i32 {
     let tls = match tls_config(config) {
         Ok(tls) => tls,
         Err(e) => {
@@ -178,7 +191,6 @@ pub fn run(config: &SyslogConfig) -> i32 {
             return 2;
         }
     };
-    let mut input = std::io::stdin().lock();
     let mut frames = FrameReader::default();
     let mut batch: Vec<u8> = Vec::new();
     let mut quiet = false;
@@ -188,7 +200,10 @@ pub fn run(config: &SyslogConfig) -> i32 {
         loop {
             if batch.is_empty() {
                 let n = match input.read(&mut buffer) {
-                    Ok(0) => return 0,
+                    Ok(0) => {
+                        connection.finish();
+                        return 0;
+                    }
                     Ok(n) => n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     Err(e) => {
@@ -219,5 +234,84 @@ pub fn run(config: &SyslogConfig) -> i32 {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::test_certs::{ca, issue_server};
+    use crate::syslog::config::{parse, TlsSettings};
+    use crate::syslog::rfc5424::frame;
+    use std::net::TcpListener;
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("keel-syslog-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn frames(n: u32) -> Vec<u8> {
+        (1..=n).flat_map(|i| frame(&format!("<30>1 - - t - stdout - line {i}"))).collect()
+    }
+
+    #[test]
+    fn frames_reach_a_tcp_receiver_in_order_and_the_forwarder_ends_with_its_input() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = parse(&format!("target = \"127.0.0.1:{}\"\n", listener.local_addr().unwrap().port()), "t").unwrap();
+        let receiver = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut got = Vec::new();
+            stream.read_to_end(&mut got).unwrap();
+            got
+        });
+        let input = frames(500);
+        assert_eq!(run_from(&config, &mut input.as_slice()), 0);
+        assert_eq!(receiver.join().unwrap(), input);
+    }
+
+    #[test]
+    fn tls_checks_the_receivers_certificate_against_the_configured_ca() {
+        let dir = temp_dir("tls");
+        let ours = ca("syslog receivers' CA");
+        let other = ca("another CA");
+        std::fs::write(dir.join("ca.pem"), ours.cert.pem()).unwrap();
+        std::fs::write(dir.join("other.pem"), other.cert.pem()).unwrap();
+        let (cert, key) = issue_server(&dir, &ours, "receiver", "localhost");
+        let server = rustls::ServerConfig::builder_with_provider(crate::api::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(crate::api::tls::load_certs(&cert).unwrap(), crate::api::tls::load_key(&key).unwrap())
+            .unwrap();
+        let server = Arc::new(server);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let receiver = std::thread::spawn(move || {
+            let mut received = Vec::new();
+            // The first connection is the refused handshake (another CA), the second delivers.
+            for _ in 0..2 {
+                let (tcp, _) = listener.accept().unwrap();
+                let mut tls = rustls::StreamOwned::new(rustls::ServerConnection::new(server.clone()).unwrap(), tcp);
+                let mut got = Vec::new();
+                let result = tls.read_to_end(&mut got);
+                received.push((got, result.is_ok()));
+            }
+            received
+        });
+        let mut config = parse(&format!("target = \"127.0.0.1:{port}\"\n"), "t").unwrap();
+        // Negative control: a CA that did not sign the receiver's certificate is refused.
+        config.tls = Some(TlsSettings { ca: dir.join("other.pem"), server_name: "localhost".into() });
+        let refused = tls_config(&config).unwrap().unwrap();
+        let err = connect(&config.target, Some((&refused, "localhost"))).err().expect("a certificate from another CA");
+        assert!(matches!(err, ForwardError::Tls { .. }), "{err}");
+        config.tls = Some(TlsSettings { ca: dir.join("ca.pem"), server_name: "localhost".into() });
+        let input = frames(200);
+        assert_eq!(run_from(&config, &mut input.as_slice()), 0);
+        let received = receiver.join().unwrap();
+        assert!(received[0].0.is_empty(), "nothing crossed the refused handshake");
+        assert_eq!(received[1], (input, true), "every frame, then close_notify");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
