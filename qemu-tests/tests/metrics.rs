@@ -261,6 +261,28 @@ fn metrics_over_https_and_syslog_forwarding() {
     assert_eq!(value(&samples, "keel_boot_phase", &[("phase", "ready")]), Some(1.0));
     assert_eq!(value(&samples, "keel_syslog_configured", &[]), Some(1.0));
 
+    // keelctl metrics prints the same families; what a scrape costs next to `status`.
+    let out = scraper.keelctl(&["metrics"]);
+    assert!(out.status.success(), "{out:?}");
+    let printed = parse_with_prometheus_client(&dir, &String::from_utf8_lossy(&out.stdout));
+    assert_eq!(printed.keys().collect::<Vec<_>>(), samples.keys().collect::<Vec<_>>());
+    let median = |args: &[&str]| {
+        let mut times: Vec<Duration> = (0..5)
+            .map(|_| {
+                let asked = Instant::now();
+                assert!(scraper.keelctl(args).status.success());
+                asked.elapsed()
+            })
+            .collect();
+        times.sort();
+        times[2]
+    };
+    println!(
+        "FIGURE keelctl over TLS (a process and handshake each), median of 5: status {:?}, metrics {:?}",
+        median(&["status"]),
+        median(&["metrics"])
+    );
+
     // Negative control: the same request without a client certificate is refused.
     let (code, text) = scraper.curl(false);
     assert_ne!(code, 0, "curl without a client certificate got in: {text}");
