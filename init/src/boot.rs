@@ -330,6 +330,7 @@ fn start_api(boot: &mut Boot) -> Result<(), BootError> {
     boot.event_loop.set_api(crate::api::supervise::ApiProcess::new(crate::api::CONFIG_PATH, std::time::Instant::now()));
     let network = boot.network.as_ref().ok_or(BootError::ApiWithoutNetwork)?;
     network.borrow_mut().api_port = Some(config.port);
+    network.borrow_mut().metrics_port = config.metrics_firewall_port();
     let applied = network.borrow().apply_firewall();
     applied.map_err(BootError::ApiFirewall)
 }

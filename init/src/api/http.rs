@@ -50,6 +50,41 @@ pub fn skip_headers(reader: &mut impl BufRead) -> bool {
     false
 }
 
+/// What an HTTP request gets: status, content type, body, and how the audit log files it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: u16,
+    /// Content-Type.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: String,
+    /// The audit log's result.
+    pub outcome: super::audit::Outcome,
+}
+
+impl Answer {
+    /// An error or refusal in plain text.
+    pub fn text(status: u16, message: &str, outcome: super::audit::Outcome) -> Answer {
+        Answer { status, content_type: "text/plain; charset=utf-8", body: format!("{message}\n"), outcome }
+    }
+
+    /// The metrics in Prometheus' text format.
+    pub fn metrics(body: String) -> Answer {
+        Answer { status: 200, content_type: crate::metrics::format::CONTENT_TYPE, body, outcome: super::audit::Outcome::Ok }
+    }
+
+    /// The audit detail: what was asked when it was not answered with 200.
+    pub fn detail(&self, request: &RequestLine) -> Option<String> {
+        (self.status != 200).then(|| format!("HTTP {} {} -> {}", request.method, request.path, self.status))
+    }
+
+    /// The response's bytes.
+    pub fn bytes(&self) -> Vec<u8> {
+        response(self.status, self.content_type, &self.body)
+    }
+}
+
 /// A complete HTTP/1.1 response that closes the connection.
 pub fn response(status: u16, content_type: &str, body: &str) -> Vec<u8> {
     let reason = match status {

@@ -189,3 +189,43 @@ fn metrics_over_https_for_allowed_roles_only() {
     assert!(find("alice", "ok") && find("bob", "ok") && find("carol", "refused"), "{audit:#?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn plain_metrics_port_serves_get_metrics_without_tls() {
+    let dir = std::env::temp_dir().join(format!("keel-api-plain-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ours = ca("keel test CA");
+    let f = start(&dir, &ours);
+    let control = dir.join("control.sock");
+    let text = format!("client_ca = \"{}\"\nmetrics_listen = \"127.0.0.1:1\"\n", dir.join("ca.pem").display());
+    let settings = config::parse(&text, "api.toml").unwrap();
+    let (chain, key) = tls::ensure_server_key(&dir.join("server"), "keel-test").unwrap();
+    let server = tls::server_config(tls::load_certs(&dir.join("ca.pem")).unwrap(), dir.join("denied"), chain, key).unwrap();
+    let proxy = Arc::new(Proxy::new(server, control, AuditLog::open(&f.audit, 1 << 20), &settings));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || crate::api::plain_metrics::serve(proxy, listener));
+    let curl = |path: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}", &format!("http://127.0.0.1:{port}{path}")])
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').map(|(b, s)| (b.to_string(), s.to_string())).unwrap_or_default();
+        (status, body)
+    };
+    let (status, body) = curl("/metrics");
+    assert_eq!(status, "200", "{body}");
+    assert!(body.contains("keel_container_pids{container=\"web\"} 3\n"), "{body}");
+    assert_eq!(curl("/").0, "404");
+    // Not HTTP at all: a 400, and the port keeps serving.
+    let mut raw = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    raw.write_all(b"{\"id\":1,\"cmd\":\"poweroff\"}\n").unwrap();
+    let mut answer = String::new();
+    let _ = raw.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert_eq!(curl("/metrics").0, "200");
+    let audit = f.audit_lines();
+    assert!(audit.iter().any(|e| e["cmd"] == "metrics" && e["result"] == "ok" && e["detail"] == "plain port"), "{audit:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
