@@ -25,6 +25,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const API_PORT: u16 = 50000;
+/// The plain metrics port (api.toml `metrics_listen`), on every address so the firewall opens it.
+const PLAIN_PORT: u16 = 9100;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -175,7 +177,11 @@ fn metrics_over_https_and_syslog_forwarding() {
     std::fs::create_dir_all(&dir).unwrap();
     let clients = ca("keel metrics test CA");
     std::fs::write(dir.join("ca.pem"), clients.cert.pem()).unwrap();
-    std::fs::write(dir.join("api.toml"), format!("port = {API_PORT}\nclient_ca = \"/etc/keel/api/ca.pem\"\n")).unwrap();
+    std::fs::write(
+        dir.join("api.toml"),
+        format!("port = {API_PORT}\nclient_ca = \"/etc/keel/api/ca.pem\"\nmetrics_listen = \"0.0.0.0:{PLAIN_PORT}\"\n"),
+    )
+    .unwrap();
     let reader = issue(&dir, &clients, "prometheus", "prometheus", "read-only", 0x31, false);
     let syslog_port = free_port();
     std::fs::write(dir.join("syslog.toml"), format!("target = \"10.0.2.2:{syslog_port}\"\nbuffer_bytes = 16384\n")).unwrap();
@@ -192,8 +198,11 @@ fn metrics_over_https_and_syslog_forwarding() {
     declare_container(&dir, &mut host, "counter", counter);
     assert!(host.contains(BUSYBOX_IMAGE));
     let image = build_image(name, &host, env!("CARGO_BIN_EXE_keel-probe").as_ref());
-    let port = free_port();
-    let hostfwd = vec![format!("tcp:{port}-:{API_PORT}").parse::<HostFwd>().unwrap()];
+    let (port, plain_port) = (free_port(), free_port());
+    let hostfwd = vec![
+        format!("tcp:{port}-:{API_PORT}").parse::<HostFwd>().unwrap(),
+        format!("tcp:{plain_port}-:{PLAIN_PORT}").parse::<HostFwd>().unwrap(),
+    ];
     let mut guest = Guest::boot(&image, name, BootOptions { hostfwd, ..Default::default() });
     guest.wait_ready();
     guest.wait_container("web", Duration::from_secs(120), |c| c.health.as_deref() == Some("healthy"));
@@ -282,6 +291,15 @@ fn metrics_over_https_and_syslog_forwarding() {
         median(&["status"]),
         median(&["metrics"])
     );
+
+    // The plain port (metrics_listen) serves the same families without TLS.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "30", &format!("http://localhost:{plain_port}/metrics")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "plain metrics port: {out:?}");
+    let plain = parse_with_prometheus_client(&dir, &String::from_utf8_lossy(&out.stdout));
+    assert_eq!(plain.keys().collect::<Vec<_>>(), samples.keys().collect::<Vec<_>>());
 
     // Negative control: the same request without a client certificate is refused.
     let (code, text) = scraper.curl(false);
