@@ -46,6 +46,7 @@ table=(
   "openssh-client    ssh ssh-keygen               : the admin image makes its host keys; the SSH test and the demo log in"
   "sudo              sudo                         : the admin image: wheel users become root, as on Fedora CoreOS"
   "libpam-modules    /lib/x86_64-linux-gnu/security/pam_permit.so /lib/x86_64-linux-gnu/security/pam_deny.so : the admin image's PAM stack"
+  "python3-prometheus-client /usr/lib/python3/dist-packages/prometheus_client/parser.py : the metrics QEMU test parses /metrics with it"
   "mount             mount umount                 : image tests mount the store's overlay"
   "libc-bin          ldd                          : the glibc seccomp rootfs"
   "gzip              gzip                         : first-boot tests compress files"

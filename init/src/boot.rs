@@ -216,6 +216,8 @@ fn after_firstboot(boot: &mut Boot, network_done: bool) {
     if !network_done {
         network_steps(boot);
     }
+    // After first boot, which may write /etc/keel/syslog.toml.
+    boot.step("syslog", false, start_syslog);
     // After first boot (which may write /etc/keel/api.toml) and the network (whose
     // firewall opens the API port).
     boot.step("api", false, start_api);
@@ -232,6 +234,7 @@ fn after_firstboot(boot: &mut Boot, network_done: bool) {
     let state = boot.state();
     if state.phase == Phase::Booting {
         state.phase = Phase::Ready;
+        state.ready_at = Some(crate::clock::since_boot());
     }
     announce(state);
     if let Some(mut late) = boot.late.take() {
@@ -307,6 +310,20 @@ fn bring_up_network(boot: &mut Boot) -> Result<(), BootError> {
     }
 }
 
+/// Log forwarding, when /etc/keel/syslog.toml exists: from now on keel's and the
+/// containers' lines are queued for the `keel syslog` process the event loop supervises.
+fn start_syslog(boot: &mut Boot) -> Result<(), BootError> {
+    let Some(config) = crate::syslog::config::load(Path::new(crate::syslog::CONFIG_PATH))? else {
+        return Ok(());
+    };
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    crate::syslog::tap::install(hostname.trim(), config.buffer_bytes);
+    let tls = if config.tls.is_some() { " over TLS" } else { "" };
+    info!("syslog: forwarding container and keel logs to {}{tls} (buffer {} KiB)", config.target, config.buffer_bytes / 1024);
+    boot.event_loop.set_syslog(crate::syslog::supervise::Forwarding::new(crate::syslog::CONFIG_PATH, std::time::Instant::now()));
+    Ok(())
+}
+
 /// The remote API, when /etc/keel/api.toml exists: its port opened in the firewall and
 /// the `keel api` process supervised by the event loop.
 fn start_api(boot: &mut Boot) -> Result<(), BootError> {
@@ -317,6 +334,7 @@ fn start_api(boot: &mut Boot) -> Result<(), BootError> {
     boot.event_loop.set_api(crate::api::supervise::ApiProcess::new(crate::api::CONFIG_PATH, std::time::Instant::now()));
     let network = boot.network.as_ref().ok_or(BootError::ApiWithoutNetwork)?;
     network.borrow_mut().api_port = Some(config.port);
+    network.borrow_mut().metrics_port = config.metrics_firewall_port();
     let applied = network.borrow().apply_firewall();
     applied.map_err(BootError::ApiFirewall)
 }

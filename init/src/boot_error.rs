@@ -99,6 +99,9 @@ pub enum BootError {
     /// `api`: the firewall with the API port open could not be applied.
     #[error("with the API port: {0}")]
     ApiFirewall(#[source] crate::network::FirewallError),
+    /// `syslog`: /etc/keel/syslog.toml is not a valid forwarding configuration.
+    #[error("{0}")]
+    SyslogConfig(#[from] crate::syslog::SyslogConfigError),
     /// `watchdog`: the hardware watchdog could not be armed.
     #[error("{0}")]
     Watchdog(#[from] crate::watchdog::WatchdogError),

@@ -115,13 +115,27 @@ impl FileAndConsole {
 impl LogSink for FileAndConsole {
     fn write(&mut self, name: &ContainerName, stream: Stream, bytes: &[u8]) {
         let log = Self::log_for(&mut self.logs, &self.dir, name);
-        let result = log.feed(stream, bytes, SystemTime::now(), &mut self.console);
+        let result = if crate::syslog::tap::active() {
+            let mut tee = crate::syslog::tap::ConsoleTee { console: &mut self.console, name: name.as_str() };
+            log.feed(stream, bytes, SystemTime::now(), &mut tee)
+        } else {
+            log.feed(stream, bytes, SystemTime::now(), &mut self.console)
+        };
         self.note(name, result);
+    }
+
+    fn console_lines_dropped(&self) -> u64 {
+        self.console.dropped_total()
     }
 
     fn finish(&mut self, name: &ContainerName) {
         let log = Self::log_for(&mut self.logs, &self.dir, name);
-        let result = log.finish(SystemTime::now(), &mut self.console);
+        let result = if crate::syslog::tap::active() {
+            let mut tee = crate::syslog::tap::ConsoleTee { console: &mut self.console, name: name.as_str() };
+            log.finish(SystemTime::now(), &mut tee)
+        } else {
+            log.finish(SystemTime::now(), &mut self.console)
+        };
         // A flood that ends with the container would leave its drops unannounced.
         self.console.announce_dropped();
         self.note(name, result);

@@ -137,6 +137,8 @@ enum CtlCommand {
         #[arg(long)]
         restart_attached: bool,
     },
+    /// Host, container and keel figures in Prometheus' text format (as GET /metrics on the API port).
+    Metrics,
     /// Container networks.
     #[command(subcommand)]
     Network(NetworkCommand),
@@ -410,6 +412,7 @@ fn run(cli: Cli) -> Result<i32, String> {
         CtlCommand::Stop { name } => call(Command::Stop { name: named(name) }, timeout)?,
         CtlCommand::Restart { name } => call(Command::Restart { name: named(name) }, timeout)?,
         CtlCommand::Stats { name } => call(Command::Stats { name: named(name) }, timeout)?,
+        CtlCommand::Metrics => call(Command::Metrics, timeout)?,
         CtlCommand::Network(NetworkCommand::Ls) => call(Command::NetworkLs, timeout)?,
         CtlCommand::Firstboot => call(Command::Firstboot, timeout)?,
         CtlCommand::Network(NetworkCommand::Inspect { name }) => call(Command::NetworkInspect { name: named(name) }, timeout)?,
@@ -465,6 +468,7 @@ fn run(cli: Cli) -> Result<i32, String> {
         }
         CtlCommand::Inspect { .. } => print_inspect(&decode(result)?),
         CtlCommand::Stats { .. } => print_stats(&decode(result)?),
+        CtlCommand::Metrics => print!("{}", crate::metrics::render(&decode(result)?)),
         CtlCommand::Network(NetworkCommand::Ls) => print_networks(&decode::<Vec<NetworkSummary>>(result)?),
         CtlCommand::Network(NetworkCommand::Inspect { .. }) => print_fields(&result),
         CtlCommand::Network(NetworkCommand::Reload { .. }) => {

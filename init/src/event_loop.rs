@@ -68,6 +68,8 @@ pub struct HostState {
     pub firstboot: Option<crate::firstboot::run::FirstbootStatus>,
     /// The first-boot job while it runs (the boot waits for it in the loop).
     pub firstboot_job: Option<keel_supervisor::worker::JobId>,
+    /// Time since the kernel's start when the boot reached `ready` (for `metrics`).
+    pub ready_at: Option<Duration>,
 }
 
 /// Boot work that waits for a job's end: the loop calls it with the job's result (the
@@ -101,6 +103,7 @@ pub struct EventLoop {
     image_jobs: std::collections::HashMap<keel_supervisor::worker::JobId, String>,
     after_jobs: Vec<(keel_supervisor::worker::JobId, AfterJob)>,
     api: Option<crate::api::supervise::ApiProcess>,
+    syslog: Option<crate::syslog::supervise::Forwarding>,
     late: Option<crate::late_boot::LateBoot>,
     watchdog: Option<crate::watchdog::Watchdog>,
     wedge: Option<Duration>,
@@ -119,6 +122,7 @@ enum Source {
     Output(ContainerName, usize),
     Uplink,
     Job(keel_supervisor::worker::JobId),
+    Syslog,
 }
 
 /// How long workers get between SIGTERM and SIGKILL at shutdown.
@@ -152,6 +156,7 @@ impl EventLoop {
             image_jobs: std::collections::HashMap::new(),
             after_jobs: Vec::new(),
             api: None,
+            syslog: None,
             late: None,
             watchdog: None,
             wedge: None,
@@ -324,6 +329,11 @@ impl EventLoop {
         self.api = Some(api);
     }
 
+    /// Forward logs to syslog through this forwarder.
+    pub fn set_syslog(&mut self, syslog: crate::syslog::supervise::Forwarding) {
+        self.syslog = Some(syslog);
+    }
+
     /// Supervise these containers.
     pub fn set_manager(&mut self, manager: Manager) {
         self.manager = Some(manager);
@@ -375,6 +385,9 @@ impl EventLoop {
         if let Some(api) = self.api.as_mut() {
             api.tick(Instant::now());
         }
+        if let Some(syslog) = self.syslog.as_mut() {
+            syslog.tick(Instant::now());
+        }
     }
 
     /// Handle one source that poll(2) reported.
@@ -396,6 +409,11 @@ impl EventLoop {
                 }
             }
             Source::Job(id) => self.on_job_readable(id),
+            Source::Syslog => {
+                if let Some(syslog) = self.syslog.as_mut() {
+                    syslog.on_writable();
+                }
+            }
         }
     }
 
@@ -441,6 +459,9 @@ impl EventLoop {
         for (id, fd) in self.jobs.fds() {
             fds.push(add(&mut sources, Source::Job(id), fd));
         }
+        if let Some(fd) = self.syslog.as_ref().and_then(|s| s.poll_fd()) {
+            fds.push(add_for(&mut sources, Source::Syslog, fd, PollFlags::POLLOUT));
+        }
         let deadline = [
             port_quiet,
             self.manager.as_ref().and_then(Manager::next_deadline),
@@ -449,6 +470,7 @@ impl EventLoop {
             idle_deadline,
             self.jobs.next_deadline(),
             self.api.as_ref().and_then(|a| a.next_deadline()),
+            self.syslog.as_ref().and_then(|s| s.next_deadline()),
             self.watchdog.as_ref().map(crate::watchdog::Watchdog::next_pet),
         ]
         .into_iter()
@@ -509,7 +531,8 @@ impl EventLoop {
             }
             let known = self.late.as_mut().is_some_and(|late| late.on_exit(child.pid, child.code))
                 || self.manager.as_mut().is_some_and(|m| m.on_exit(child.pid, child.code, now))
-                || self.api.as_mut().is_some_and(|a| a.on_exit(child.pid, child.code, now));
+                || self.api.as_mut().is_some_and(|a| a.on_exit(child.pid, child.code, now))
+                || self.syslog.as_mut().is_some_and(|s| s.on_exit(child.pid, child.code, now));
             if !known {
                 debug!("reaped pid {} (exit {})", child.pid, child.code);
             }
@@ -808,6 +831,10 @@ impl EventLoop {
                 self.reload_request(id, restart_attached, channel);
                 After::Continue
             }
+            Command::Metrics => {
+                self.reply(channel, &Response::success(id, self.metrics()));
+                After::Continue
+            }
             Command::NetworkLs => {
                 self.reply(channel, &self.network_request(id, None));
                 After::Continue
@@ -989,6 +1016,19 @@ impl EventLoop {
         }
     }
 
+    /// `metrics`: a few small files per container and under /proc, one statvfs.
+    fn metrics(&self) -> keel_supervisor::metrics::MetricsSnapshot {
+        let firstboot = self.state.firstboot.as_ref().map(|f| f.state.name());
+        keel_supervisor::metrics::MetricsSnapshot {
+            host: crate::metrics::host_metrics(self.state.phase.name(), self.state.ready_at, firstboot),
+            containers: self.manager.as_ref().map(Manager::metrics).unwrap_or_default(),
+            keel: keel_supervisor::metrics::KeelCounters {
+                console_lines_dropped: self.manager.as_ref().map_or(0, Manager::console_lines_dropped),
+                ..crate::syslog::counters()
+            },
+        }
+    }
+
     fn shutdown(&mut self, action: PowerAction, reason: &str) {
         if let Some(watchdog) = self.watchdog.take() {
             watchdog.disarm();
@@ -999,6 +1039,9 @@ impl EventLoop {
         }
         if let Some(api) = self.api.as_mut() {
             api.stop();
+        }
+        if let Some(syslog) = self.syslog.as_mut() {
+            syslog.stop();
         }
         if let Some(mut manager) = self.manager.take() {
             info!("shutdown ({reason}): stopping containers");

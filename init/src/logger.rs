@@ -79,6 +79,7 @@ impl Log for KeelLogger {
                 let _ = file.write_all(entry.as_bytes());
             }
         }
+        crate::syslog::tap::offer_keel(record.level(), &message);
     }
 
     fn flush(&self) {}

@@ -14,6 +14,9 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("api") {
         std::process::exit(keel_init::api::main(&args[2..]));
     }
+    if args.get(1).map(String::as_str) == Some("syslog") {
+        std::process::exit(keel_init::syslog::main(&args[2..]));
+    }
     if std::process::id() == 1 {
         keel_init::boot::pid1_main();
     }

@@ -157,13 +157,16 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         purge: bool,
     },
-    /// Read /etc/keel/containers again (after an edit by hand) and reconcile as `apply` does.
+    /// Read /etc/keel/network.toml again and apply it live (as `network_reload`), then
+    /// /etc/keel/containers (after an edit by hand), reconciled as `apply` does.
     Reload {
         /// Restart the containers attached to a network the reload changes (the network
         /// half of the reload; refused without it).
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         restart_attached: bool,
     },
+    /// Host, container and keel figures for monitoring ([`crate::metrics::MetricsSnapshot`]).
+    Metrics,
 }
 
 /// The answer to `logs`.

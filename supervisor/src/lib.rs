@@ -18,6 +18,7 @@ pub mod health;
 pub mod image;
 pub mod logs;
 pub mod manager;
+pub mod metrics;
 pub mod privdir;
 pub mod registry;
 pub mod restart;

@@ -10,6 +10,7 @@
 //! denied_serials = "/etc/keel/api/denied-serials"  # revoked client certificate serials (hex)
 //! max_connections = 16
 //! idle_timeout_secs = 300
+//! metrics_listen = "127.0.0.1:9100"          # optional: GET /metrics without TLS here
 //! ```
 
 use serde::Deserialize;
@@ -38,6 +39,7 @@ struct RawConfig {
     denied_serials: Option<PathBuf>,
     max_connections: Option<usize>,
     idle_timeout_secs: Option<u64>,
+    metrics_listen: Option<String>,
 }
 
 /// Where the server's key and certificate come from.
@@ -71,6 +73,16 @@ pub struct ApiConfig {
     pub idle_timeout: Duration,
     /// A handshake not finished in this time is abandoned.
     pub handshake_timeout: Duration,
+    /// Where plain HTTP `GET /metrics` is served, if anywhere.
+    pub metrics_listen: Option<std::net::SocketAddr>,
+}
+
+impl ApiConfig {
+    /// The port the input firewall must open for the plain metrics address: none when
+    /// it is unset or on loopback (reached from the host only).
+    pub fn metrics_firewall_port(&self) -> Option<u16> {
+        self.metrics_listen.filter(|a| !a.ip().is_loopback()).map(|a| a.port())
+    }
 }
 
 /// Why api.toml cannot be used; each names the file.
@@ -127,8 +139,18 @@ pub fn parse(text: &str, path: &str) -> Result<ApiConfig, ApiConfigError> {
     if !(1..=86_400).contains(&idle) {
         return Err(value("idle_timeout_secs", "must be 1 to 86400"));
     }
+    let metrics_listen = match raw.metrics_listen {
+        None => None,
+        Some(text) => match text.parse::<std::net::SocketAddr>() {
+            Ok(addr) if addr.port() == 0 => return Err(value("metrics_listen", "the port must be 1 to 65535")),
+            Ok(addr) if addr.port() == port => return Err(value("metrics_listen", "must not be the API's own port")),
+            Ok(addr) => Some(addr),
+            Err(_) => return Err(value("metrics_listen", "must be ADDRESS:PORT, e.g. 127.0.0.1:9100 or [::1]:9100")),
+        },
+    };
     Ok(ApiConfig {
         port,
+        metrics_listen,
         client_ca: raw.client_ca,
         server,
         denied_serials: raw.denied_serials.unwrap_or_else(|| DEFAULT_DENIED_SERIALS.into()),
@@ -172,5 +194,18 @@ mod tests {
         assert!(err.contains("prot") && err.contains("line 2"), "{err}");
         let err = parse("port = 1\n", "api.toml").unwrap_err().to_string();
         assert!(err.contains("client_ca"), "a CA is required: {err}");
+        for (listen, message) in [("localhost:9100", "ADDRESS:PORT"), ("127.0.0.1:0", "1 to 65535"), ("0.0.0.0:50000", "own port")] {
+            let err = parse(&format!("client_ca = \"ca.pem\"\nmetrics_listen = \"{listen}\"\n"), "api.toml").unwrap_err().to_string();
+            assert!(err.starts_with("api.toml: metrics_listen: ") && err.contains(message), "{listen}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_plain_metrics_port_is_opened_only_off_loopback() {
+        let with = |listen: &str| parse(&format!("client_ca = \"ca.pem\"\nmetrics_listen = \"{listen}\"\n"), "api.toml").unwrap();
+        assert_eq!(with("127.0.0.1:9100").metrics_firewall_port(), None);
+        assert_eq!(with("[::1]:9100").metrics_firewall_port(), None);
+        assert_eq!(with("0.0.0.0:9100").metrics_firewall_port(), Some(9100));
+        assert_eq!(parse("client_ca = \"ca.pem\"\n", "api.toml").unwrap().metrics_listen, None);
     }
 }

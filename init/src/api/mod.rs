@@ -10,13 +10,17 @@
 //! - [`tls`]: server and client TLS configurations, the host's own key and certificate.
 //! - [`audit`]: the bounded, rotated audit log.
 //! - [`proxy`]: the `keel api` process: accept, handshake, check, forward.
+//! - [`http`]: `GET /metrics` on the same port (Prometheus' text format).
+//! - [`plain_metrics`]: the same without TLS on `metrics_listen`, when configured.
 //! - [`supervise`]: PID 1's side: start with backoff, restart, stop at shutdown.
 //! - [`remote`]: keelctl's side: `--host` over TLS and the keelctl config file's contexts.
 //! - `test_certs` (tests and the `testing` feature): throwaway CAs and client certificates.
 
 pub mod audit;
 pub mod config;
+pub mod http;
 pub mod identity;
+pub mod plain_metrics;
 pub mod proxy;
 pub mod remote;
 pub mod roles;

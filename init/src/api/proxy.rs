@@ -62,6 +62,12 @@ pub fn serve(config: &ApiConfig) -> Result<(), ProxyError> {
         .map_err(|source| ProxyError::Bind { port: config.port, source })?;
     eprintln!("keel api: listening on port {} (TLS 1.3, client certificates); server certificate sha256 {shown}", config.port);
     let proxy = Arc::new(Proxy::new(server, DEFAULT_SOCKET.into(), AuditLog::open(AUDIT_LOG.as_ref(), super::audit::MAX_BYTES), config));
+    if let Some(address) = config.metrics_listen {
+        let plain = TcpListener::bind(address).map_err(|source| ProxyError::Bind { port: address.port(), source })?;
+        eprintln!("keel api: plain metrics on http://{address}/metrics (no TLS, no client certificate)");
+        let proxy = proxy.clone();
+        std::thread::spawn(move || super::plain_metrics::serve(proxy, plain));
+    }
     stop_on_sigterm(proxy.clone());
     proxy.run(listener);
     Ok(())
@@ -91,7 +97,7 @@ fn stop_on_sigterm(proxy: Arc<Proxy>) {
 }
 
 /// Decrements the active-connection count when a connection ends.
-struct Slot<'a>(&'a AtomicUsize);
+pub(super) struct Slot<'a>(&'a AtomicUsize);
 
 impl<'a> Slot<'a> {
     /// Count one more until the slot is dropped.
@@ -200,6 +206,7 @@ impl Proxy {
         let _ = tcp.set_read_timeout(Some(self.idle_timeout));
         let mut stream = BufReader::new(rustls::StreamOwned::new(conn, tcp));
         let mut control: Option<BufReader<UnixStream>> = None;
+        let mut first = true;
         loop {
             let mut line = Vec::new();
             match stream.by_ref().take(MAX_LINE as u64 + 1).read_until(b'\n', &mut line) {
@@ -212,6 +219,11 @@ impl Proxy {
                 Ok(_) => {}
             }
             let text = String::from_utf8_lossy(&line);
+            if std::mem::take(&mut first) {
+                if let Some(request) = super::http::request_line(&text) {
+                    return self.http(&mut stream, &mut control, &request, peer, &identity, role);
+                }
+            }
             if text.trim().is_empty() {
                 continue;
             }
@@ -252,6 +264,71 @@ impl Proxy {
                 return;
             }
         }
+    }
+
+    /// Answer one HTTP request (the scrape of `GET /metrics`), audit it as `metrics`, close.
+    #[allow(clippy::too_many_arguments)]
+    fn http(
+        &self,
+        stream: &mut BufReader<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>,
+        control: &mut Option<BufReader<UnixStream>>,
+        request: &super::http::RequestLine,
+        peer: &str,
+        identity: &ClientIdentity,
+        role: Option<Role>,
+    ) {
+        let headers_read = super::http::skip_headers(stream);
+        let allowed = role.is_some_and(|r| r.allows("metrics"));
+        let answer = self.metrics_answer(control, request, headers_read, allowed);
+        self.audit(peer, Some(identity), role, "metrics", answer.outcome, answer.detail(request));
+        let out = stream.get_mut();
+        let _ = out.write_all(&answer.bytes());
+        out.conn.send_close_notify();
+        let _ = out.flush();
+    }
+
+    /// The answer to an HTTP request for the metrics (`allowed`: the client may read them;
+    /// `headers_read`: its headers ended within bounds).
+    pub(super) fn metrics_answer(
+        &self,
+        control: &mut Option<BufReader<UnixStream>>,
+        request: &super::http::RequestLine,
+        headers_read: bool,
+        allowed: bool,
+    ) -> super::http::Answer {
+        use super::http::{Answer, METRICS_PATH};
+        if !headers_read {
+            return Answer::text(400, "bad request headers", Outcome::Error);
+        } else if request.path != METRICS_PATH {
+            return Answer::text(404, &format!("only {METRICS_PATH} is served over HTTP"), Outcome::Error);
+        } else if request.method != "GET" {
+            return Answer::text(405, "only GET", Outcome::Error);
+        } else if !allowed {
+            return Answer::text(403, "refused: the client certificate's role may not read metrics", Outcome::Refused);
+        }
+        let _in_flight = Slot::take(&self.in_flight);
+        let asked = Request { id: 1, command: Command::Metrics };
+        match self.forward(control, &asked) {
+            Ok(Response { ok: true, result: Some(value), .. }) => {
+                match serde_json::from_value::<keel_supervisor::metrics::MetricsSnapshot>(value) {
+                    Ok(snapshot) => Answer::metrics(crate::metrics::render(&snapshot)),
+                    Err(e) => Answer::text(503, &format!("keel answered metrics in an unknown form: {e}"), Outcome::Error),
+                }
+            }
+            Ok(answer) => Answer::text(503, &answer.error.unwrap_or_default(), Outcome::Error),
+            Err(e) => Answer::text(503, &format!("keel api: control socket {}: {e}", self.control.display()), Outcome::Error),
+        }
+    }
+
+    /// Write an audit entry for a client without a certificate (the plain metrics port).
+    pub(super) fn audit_anonymous(&self, peer: &str, cmd: &str, result: Outcome, detail: Option<String>) {
+        self.audit(peer, None, None, cmd, result, detail);
+    }
+
+    /// Reserve a connection slot; None past `max_connections`.
+    pub(super) fn take_slot(&self) -> Option<Slot<'_>> {
+        let slot = Slot::take(&self.active);
+        (self.active.load(Ordering::SeqCst) <= self.max_connections).then_some(slot)
     }
 
     /// Send the typed request (re-encoded: PID 1 sees exactly what was checked) and

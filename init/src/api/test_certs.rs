@@ -41,3 +41,17 @@ pub fn issue(dir: &Path, ca: &TestCa, file: &str, cn: &str, org: &str, serial: u
     std::fs::write(&paths.1, key.serialize_pem()).expect("write the key");
     paths
 }
+
+/// A server certificate for `name` (its SAN, and CN) signed by `ca`, written as
+/// DIR/FILE.pem and DIR/FILE.key; returns both paths.
+pub fn issue_server(dir: &Path, ca: &TestCa, file: &str, name: &str) -> (PathBuf, PathBuf) {
+    let key = KeyPair::generate().expect("generate a key");
+    let mut params = CertificateParams::new(vec![name.to_string()]).expect("certificate parameters");
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = params.signed_by(&key, &ca.cert, &ca.key).expect("sign the server certificate");
+    let paths = (dir.join(format!("{file}.pem")), dir.join(format!("{file}.key")));
+    std::fs::write(&paths.0, cert.pem()).expect("write the certificate");
+    std::fs::write(&paths.1, key.serialize_pem()).expect("write the key");
+    paths
+}

@@ -67,6 +67,9 @@ pub struct HostNetwork {
     pub resolv_files: BTreeMap<String, std::path::PathBuf>,
     /// The remote API's TCP port, opened on input from the uplink when the API is configured.
     pub api_port: Option<u16>,
+    /// The remote API's plain metrics port, opened in the input firewall when api.toml
+    /// sets `metrics_listen` on an address other than loopback.
+    pub metrics_port: Option<u16>,
     /// While true, [`apply_firewall`](Self::apply_firewall) does nothing: the boot has
     /// not loaded nf_tables yet (it loads after ready); its late step clears this and
     /// applies the table before any container may start (see `late_boot`).
@@ -106,6 +109,7 @@ impl HostNetwork {
             resolv_conf: "# keel: no DNS server known yet\n".into(),
             resolv_files: BTreeMap::new(),
             api_port: None,
+            metrics_port: None,
             firewall_held: false,
         }
     }
@@ -129,7 +133,14 @@ impl HostNetwork {
                 .collect(),
             published: self.published.values().flatten().cloned().collect(),
             input_drop: self.config.firewall.input == InputPolicy::Drop,
-            allow: self.config.firewall.allow.iter().copied().chain(self.api_port.map(|p| (keel_netconf::config::Proto::Tcp, p))).collect(),
+            allow: self
+                .config
+                .firewall
+                .allow
+                .iter()
+                .copied()
+                .chain([self.api_port, self.metrics_port].into_iter().flatten().map(|p| (keel_netconf::config::Proto::Tcp, p)))
+                .collect(),
             metadata_hosts: self.metadata_access.values().map(|(v4, _)| *v4).collect(),
             metadata_hosts6: self.metadata_access.values().filter_map(|(_, v6)| *v6).collect(),
         }
@@ -351,5 +362,7 @@ mod tests {
         assert_eq!(net.firewall_state().allow, [(Proto::Tcp, 22)], "no API: its port stays closed");
         net.api_port = Some(50000);
         assert_eq!(net.firewall_state().allow, [(Proto::Tcp, 22), (Proto::Tcp, 50000)]);
+        net.metrics_port = Some(9100);
+        assert_eq!(net.firewall_state().allow, [(Proto::Tcp, 22), (Proto::Tcp, 50000), (Proto::Tcp, 9100)]);
     }
 }

@@ -77,6 +77,8 @@ pub struct BoundedConsole {
     pending: VecDeque<u8>,
     capacity: usize,
     dropped: u64,
+    /// Lines dropped since it was made (the notices reset `dropped`, not this).
+    dropped_total: u64,
     /// Part of a line written without its newline, kept until the line is complete.
     partial: Vec<u8>,
     budget: EchoBudget,
@@ -92,7 +94,7 @@ impl BoundedConsole {
     /// Echo to `fd` like [`BoundedConsole::new`], within `budget`.
     pub fn with_budget(fd: OwnedFd, capacity: usize, budget: EchoBudget) -> BoundedConsole {
         let _ = set_nonblocking(&fd);
-        BoundedConsole { fd: Some(fd), pending: VecDeque::new(), capacity, dropped: 0, partial: Vec::new(), budget }
+        BoundedConsole { fd: Some(fd), pending: VecDeque::new(), capacity, dropped: 0, dropped_total: 0, partial: Vec::new(), budget }
     }
 
     /// /dev/console within `budget`, or a sink when it cannot be opened.
@@ -100,13 +102,26 @@ impl BoundedConsole {
         let fd = std::fs::File::options().write(true).open("/dev/console").ok().map(OwnedFd::from);
         match fd {
             Some(fd) => BoundedConsole::with_budget(fd, CONSOLE_BUFFER, budget),
-            None => BoundedConsole { fd: None, pending: VecDeque::new(), capacity: 0, dropped: 0, partial: Vec::new(), budget },
+            None => BoundedConsole {
+                fd: None,
+                pending: VecDeque::new(),
+                capacity: 0,
+                dropped: 0,
+                dropped_total: 0,
+                partial: Vec::new(),
+                budget,
+            },
         }
     }
 
     /// Lines dropped since the last notice was queued.
     pub fn dropped(&self) -> u64 {
         self.dropped
+    }
+
+    /// Lines dropped since this console was made, announced or not.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped_total
     }
 
     /// Bytes waiting for the console.
@@ -121,6 +136,7 @@ impl BoundedConsole {
         let notice_len = notice.as_ref().map_or(0, String::len);
         if self.pending.len() + notice_len + line.len() > self.capacity || !self.budget.admit(line.len(), now) {
             self.dropped += 1;
+            self.dropped_total += 1;
             return;
         }
         if let Some(notice) = notice {
@@ -277,11 +293,13 @@ mod tests {
         let first = drain(&mut reader);
         assert_eq!(first.matches("flood| ").count(), 10, "{first}");
         assert_eq!(console.dropped(), 990);
+        assert_eq!(console.dropped_total(), 990);
         // The next window: the notice, then the line.
         console.write_at(b"after\n", t0 + Duration::from_millis(1010));
         let second = drain(&mut reader);
         assert_eq!(second, "keel: 990 console lines dropped (the log files have them)\nafter\n");
         assert_eq!(console.dropped(), 0);
+        assert_eq!(console.dropped_total(), 990, "the total survives the notice");
     }
 
     #[test]

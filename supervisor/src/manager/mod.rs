@@ -14,6 +14,7 @@ pub mod info;
 pub mod launch_error;
 pub mod launcher;
 mod load;
+mod metrics;
 mod output;
 pub mod plan;
 mod reconcile;
@@ -608,14 +609,7 @@ impl Manager {
             restarts: entry.restart.total,
             uptime_secs: entry.pid.and(entry.started).map(|(at, _)| now.saturating_duration_since(at).as_secs_f64()),
             last_exit: entry.last_exit,
-            health: entry.health.map(|h| {
-                match h {
-                    Health::Starting => "starting",
-                    Health::Healthy => "healthy",
-                    Health::Unhealthy => "unhealthy",
-                }
-                .to_string()
-            }),
+            health: entry.health.map(|h| metrics::health_word(h).to_string()),
             detail: entry.detail.clone(),
             pids_limit_hits: entry.pids_limit_hits + current.pids_limit_hits,
             oom_killed: entry.oom_kills + current.oom_kill,

@@ -16,6 +16,10 @@ pub trait LogSink {
     /// The container was removed (`keelctl rm`, a reload without its file): let go of
     /// what is kept for it, e.g. its open log file, so a purge deletes the file for good.
     fn forget(&mut self, _name: &ContainerName) {}
+    /// Lines the sink's console echo dropped since it was made (for `metrics`).
+    fn console_lines_dropped(&self) -> u64 {
+        0
+    }
 }
 
 /// Most bytes copied from one pipe per readiness event, so one chatty container cannot

@@ -239,6 +239,7 @@ fn fields(spec: &ContainerSpec) -> Vec<(&'static str, String)> {
         network,
         ports,
         metadata_access,
+        privilege,
     } = spec;
     let crate::spec::DeclaredProcess { entrypoint, command, workdir: declared_workdir, user: declared_user } = declared;
     vec![
@@ -264,6 +265,7 @@ fn fields(spec: &ContainerSpec) -> Vec<(&'static str, String)> {
         ("network", format!("{network:?}")),
         ("ports", format!("{ports:?}")),
         ("metadata_access", format!("{metadata_access:?}")),
+        ("privileged", format!("{privilege:?}")),
     ]
 }
 

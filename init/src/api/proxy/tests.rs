@@ -20,13 +20,29 @@ fn fake_control(path: &Path) {
                 let mut line = String::new();
                 while reader.read_line(&mut line).unwrap_or(0) > 0 {
                     let request = parse_request(&line).unwrap();
-                    let answer = Response::success(request.id, format!("{} done", command_name(&request.command)));
+                    let answer = match request.command {
+                        Command::Metrics => Response::success(request.id, fake_metrics()),
+                        _ => Response::success(request.id, format!("{} done", command_name(&request.command))),
+                    };
                     let _ = stream.write_all(answer.to_line().as_bytes());
                     line.clear();
                 }
             });
         }
     });
+}
+
+/// What the stand-in answers to `metrics`: one running container.
+fn fake_metrics() -> keel_supervisor::metrics::MetricsSnapshot {
+    keel_supervisor::metrics::MetricsSnapshot {
+        containers: vec![keel_supervisor::metrics::ContainerMetrics {
+            name: "web".into(),
+            state: "running".into(),
+            pids: 3,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
 }
 
 struct Fixture {
@@ -128,5 +144,88 @@ fn roles_certificates_and_audit() {
     assert!(erin["detail"].as_str().unwrap().to_lowercase().contains("revoked"), "{erin}");
     assert!(audit.iter().any(|e| e["cn"].is_null() && e["result"] == "refused"), "the connection without a certificate: {audit:#?}");
     assert_eq!(audit.iter().find(|e| e["cn"] == "alice").unwrap()["serial"], "11");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `curl` of https://localhost:PORT/PATH with the server's own certificate as the CA and
+/// `cert` as the client certificate: (exit code, HTTP status or 0, body).
+fn curl(f: &Fixture, cert: Option<&(PathBuf, PathBuf)>, path: &str) -> (i32, u16, String) {
+    let mut command = std::process::Command::new("curl");
+    command.args(["-sS", "--max-time", "10", "-w", "\n%{http_code}", "--cacert"]).arg(f.dir.join("server/server.pem"));
+    if let Some((cert, key)) = cert {
+        command.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    let out = command.arg(format!("https://localhost:{}{path}", f.port)).output().expect("curl (scripts/install-deps.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (out.status.code().unwrap_or(-1), status.trim().parse().unwrap_or(0), body.to_string())
+}
+
+#[test]
+fn metrics_over_https_for_allowed_roles_only() {
+    let dir = std::env::temp_dir().join(format!("keel-api-metrics-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ours = ca("keel test CA");
+    let f = start(&dir, &ours);
+    let admin = issue(&dir, &ours, "admin", "alice", "admin", 0x11, false);
+    let reader = issue(&dir, &ours, "reader", "bob", "read-only", 0x22, false);
+    let roleless = issue(&dir, &ours, "roleless", "carol", "ops", 0x33, false);
+    for cert in [&admin, &reader] {
+        let (code, status, body) = curl(&f, Some(cert), "/metrics");
+        assert_eq!((code, status), (0, 200), "{body}");
+        assert!(body.contains("keel_container_state{container=\"web\",state=\"running\"} 1\n"), "{body}");
+        assert!(body.contains("keel_container_pids{container=\"web\"} 3\n"), "{body}");
+    }
+    assert_eq!(curl(&f, Some(&roleless), "/metrics").1, 403);
+    assert_eq!(curl(&f, Some(&admin), "/other").1, 404);
+    // Without a client certificate the handshake fails (the control above shows curl gets through with one).
+    let (code, status, _) = curl(&f, None, "/metrics");
+    assert!(code != 0 && status == 0, "curl without a certificate: exit {code}, status {status}");
+    // The control protocol still works on the same port.
+    assert_eq!(f.call(Some(&admin), Command::Ps).unwrap(), "ps done");
+    let audit = f.audit_lines();
+    let find = |cn: &str, result: &str| audit.iter().any(|e| e["cn"] == cn && e["cmd"] == "metrics" && e["result"] == result);
+    assert!(find("alice", "ok") && find("bob", "ok") && find("carol", "refused"), "{audit:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn plain_metrics_port_serves_get_metrics_without_tls() {
+    let dir = std::env::temp_dir().join(format!("keel-api-plain-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ours = ca("keel test CA");
+    let f = start(&dir, &ours);
+    let control = dir.join("control.sock");
+    let text = format!("client_ca = \"{}\"\nmetrics_listen = \"127.0.0.1:1\"\n", dir.join("ca.pem").display());
+    let settings = config::parse(&text, "api.toml").unwrap();
+    let (chain, key) = tls::ensure_server_key(&dir.join("server"), "keel-test").unwrap();
+    let server = tls::server_config(tls::load_certs(&dir.join("ca.pem")).unwrap(), dir.join("denied"), chain, key).unwrap();
+    let proxy = Arc::new(Proxy::new(server, control, AuditLog::open(&f.audit, 1 << 20), &settings));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || crate::api::plain_metrics::serve(proxy, listener));
+    let curl = |path: &str| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-w", "\n%{http_code}", &format!("http://127.0.0.1:{port}{path}")])
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, status) = text.rsplit_once('\n').map(|(b, s)| (b.to_string(), s.to_string())).unwrap_or_default();
+        (status, body)
+    };
+    let (status, body) = curl("/metrics");
+    assert_eq!(status, "200", "{body}");
+    assert!(body.contains("keel_container_pids{container=\"web\"} 3\n"), "{body}");
+    assert_eq!(curl("/").0, "404");
+    // Not HTTP at all: a 400, and the port keeps serving.
+    let mut raw = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    raw.write_all(b"{\"id\":1,\"cmd\":\"poweroff\"}\n").unwrap();
+    let mut answer = String::new();
+    let _ = raw.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    assert_eq!(curl("/metrics").0, "200");
+    let audit = f.audit_lines();
+    assert!(audit.iter().any(|e| e["cmd"] == "metrics" && e["result"] == "ok" && e["detail"] == "plain port"), "{audit:#?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
