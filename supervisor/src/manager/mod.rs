@@ -255,6 +255,9 @@ impl Manager {
             return;
         }
         let result = self.launcher.launch(&spec);
+        if result.is_ok() {
+            self.logs.limits(name, spec.logs);
+        }
         let Some(entry) = self.entries.get_mut(name) else { return };
         entry.started = Some((now, SystemTime::now()));
         match result {

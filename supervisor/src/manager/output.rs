@@ -13,6 +13,9 @@ pub trait LogSink {
     fn write(&mut self, name: &ContainerName, stream: Stream, bytes: &[u8]);
     /// The container's process ended and its pipes are drained: flush partial lines.
     fn finish(&mut self, name: &ContainerName);
+    /// The container is starting with these `[logs]` limits: its log files rotate and
+    /// keep by them from now on. (A sink without files ignores them.)
+    fn limits(&mut self, _name: &ContainerName, _limits: crate::logs::LogLimits) {}
 }
 
 /// Most bytes copied from one pipe per readiness event, so one chatty container cannot

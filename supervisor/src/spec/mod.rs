@@ -4,6 +4,7 @@
 
 pub mod capability;
 pub mod locate;
+mod log_limits;
 pub mod raw;
 pub mod units;
 mod validate;
@@ -304,6 +305,8 @@ pub struct ContainerSpec {
     /// default; a network's `metadata = true` opens it to all of that network's containers.
     /// (A `network = "host"` container is in the host's namespace and has the host's access.)
     pub metadata_access: bool,
+    /// `[logs]`: how much of its output the log files keep.
+    pub logs: crate::logs::LogLimits,
 }
 
 #[cfg(test)]

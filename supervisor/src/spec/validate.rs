@@ -8,21 +8,21 @@ use super::*;
 use std::path::{Component, Path};
 
 /// Collects problems with their key and line.
-struct Report<'a> {
+pub(super) struct Report<'a> {
     file: &'a str,
     text: &'a str,
     errors: Vec<SpecError>,
 }
 
 impl Report<'_> {
-    fn add(&mut self, key: &str, message: impl Into<String>) {
+    pub(super) fn add(&mut self, key: &str, message: impl Into<String>) {
         let path: Vec<&str> = key.split('.').collect();
         let line = line_of(self.text, &path).or_else(|| line_of(self.text, &path[..1]));
         self.errors.push(SpecError { file: self.file.into(), key: key.into(), line, message: message.into() });
     }
 
     /// Keep the value or record the error under `key`.
-    fn check<T, E: std::fmt::Display>(&mut self, key: &str, result: Result<T, E>) -> Option<T> {
+    pub(super) fn check<T, E: std::fmt::Display>(&mut self, key: &str, result: Result<T, E>) -> Option<T> {
         result.map_err(|error| self.add(key, error.to_string())).ok()
     }
 }
@@ -82,6 +82,7 @@ fn build(name: &str, raw: RawContainer, r: &mut Report) -> Option<ContainerSpec>
     let user_namespace = raw.user_namespace.as_ref().and_then(|u| user_namespace(u, r));
     let network = network(&raw, r);
     let ports = published_ports(&raw.ports, r);
+    let logs = super::log_limits::log_limits(&raw.logs, r);
     Some(ContainerSpec {
         name: name?,
         image: image?,
@@ -107,6 +108,7 @@ fn build(name: &str, raw: RawContainer, r: &mut Report) -> Option<ContainerSpec>
         network: network?,
         ports,
         metadata_access: raw.metadata_access,
+        logs: logs?,
     })
 }
 
