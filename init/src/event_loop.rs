@@ -279,7 +279,7 @@ impl EventLoop {
             let outcome = late.finish();
             for problem in outcome.problems {
                 error!("{problem}");
-                self.state.boot_errors.push(problem);
+                self.state.boot_errors.push(problem.to_string());
             }
             self.watchdog = outcome.watchdog.or(self.watchdog.take());
         }
@@ -903,7 +903,7 @@ impl EventLoop {
             None => Response::success(id, crate::network::inspect::list(&network)),
             Some(name) => match crate::network::inspect::inspect(&network, name) {
                 Ok(detail) => Response::success(id, detail),
-                Err(e) => Response::failure(id, e),
+                Err(e) => Response::failure(id, e.to_string()),
             },
         }
     }
