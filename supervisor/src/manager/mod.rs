@@ -8,6 +8,7 @@
 //! are unit-tested with a fake launcher and a fake clock.
 
 pub mod deps;
+mod doomed;
 mod images;
 pub mod info;
 pub mod launch_error;
@@ -188,6 +189,7 @@ impl Manager {
     /// Do what is due at `now`: start containers whose dependencies are met or whose
     /// backoff ended, SIGKILL those past their stop timeout, run due healthchecks.
     pub fn tick(&mut self, now: Instant) {
+        self.launcher.tidy(now);
         let names: Vec<ContainerName> = deps::start_order(&self.nodes());
         for name in names {
             let Some(entry) = self.entries.get(&name) else { continue };
@@ -214,6 +216,7 @@ impl Manager {
                 Phase::Running if e.check_pid.is_none() => e.next_check,
                 _ => None,
             })
+            .chain(self.launcher.tidy_deadline())
             .min()
     }
 
