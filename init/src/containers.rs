@@ -129,12 +129,14 @@ impl FileAndConsole {
 impl LogSink for FileAndConsole {
     fn write(&mut self, name: &ContainerName, stream: Stream, bytes: &[u8]) {
         let log = Self::log_for(&mut self.logs, &self.limits, &self.dir, name);
+        self.console.set_source(name.as_str());
         let result = log.feed(stream, bytes, SystemTime::now(), &mut self.console);
         self.note(name, result);
     }
 
     fn finish(&mut self, name: &ContainerName) {
         let log = Self::log_for(&mut self.logs, &self.limits, &self.dir, name);
+        self.console.set_source(name.as_str());
         let result = log.finish(SystemTime::now(), &mut self.console);
         // A flood that ends with the container would leave its drops unannounced.
         self.console.announce_dropped();

@@ -20,7 +20,8 @@
 //! - The console echo never waits ([`BoundedConsole`]): lines the console cannot take
 //!   are buffered up to [`CONSOLE_BUFFER`], then dropped and counted; the files keep all.
 //!   It is also rate-limited ([`EchoBudget`]: [`ECHO_BURST_BYTES`] per [`ECHO_INTERVAL`]
-//!   for all containers together), since an emulated console never fills.
+//!   for all containers together, shared fairly: a flooding container cannot take a
+//!   quiet one's lines off the console), since an emulated console never fills.
 
 mod console;
 mod error;
