@@ -11,10 +11,12 @@
 //! - [`audit`]: the bounded, rotated audit log.
 //! - [`proxy`]: the `keel api` process: accept, handshake, check, forward.
 //! - [`supervise`]: PID 1's side: start with backoff, restart, stop at shutdown.
+//! - [`cgroup`]: the API process's own cgroup (memory and pids caps).
 //! - [`remote`]: keelctl's side: `--host` over TLS and the keelctl config file's contexts.
 //! - `test_certs` (tests and the `testing` feature): throwaway CAs and client certificates.
 
 pub mod audit;
+pub mod cgroup;
 pub mod config;
 pub mod identity;
 pub mod proxy;
