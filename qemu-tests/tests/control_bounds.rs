@@ -131,7 +131,7 @@ fn run_flood(image: &TestImage, logs: (u64, u32), name: &str, unbounded: bool) -
     let counted = guest.exec(&[
         "sh",
         "-c",
-        "cd /var/log/keel && k=31; while [ $k -ge 1 ]; do cat flood.log.$k 2>/dev/null; k=$((k-1)); done; cat flood.log \
+        "cd /var/log/keel && { k=31; while [ $k -ge 1 ]; do cat flood.log.$k 2>/dev/null; k=$((k-1)); done; cat flood.log; } \
          | awk '{ bytes += length($0) + 1 } \
                 / stdout flood [0-9]+$/ { n = $NF; if (count > 0 && n != last + 1) gaps++; if (count == 0) first = n; last = n; count++ } \
                 END { print first, last, count, gaps + 0, bytes }'; \
