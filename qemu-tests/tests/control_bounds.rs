@@ -127,21 +127,13 @@ fn run_flood(image: &TestImage, logs: (u64, u32), name: &str, unbounded: bool) -
     let p99 = number_after(&measured.stdout, "p99").unwrap_or_else(|| guest.fail(&format!("no p99 in {measured:?}")));
 
     // Oldest file first: flood.log.31 … flood.log.1, then flood.log. Every numbered line
-    // must be the one after the line before it (in order, none missing, none twice).
-    let counted = guest.exec(&[
-        "sh",
-        "-c",
-        "cd /var/log/keel && { k=31; while [ $k -ge 1 ]; do cat flood.log.$k 2>/dev/null; k=$((k-1)); done; cat flood.log; } \
-         | awk '{ bytes += length($0) + 1 } \
-                / stdout flood [0-9]+$/ { n = $NF; if (count > 0 && n != last + 1) gaps++; if (count == 0) first = n; last = n; count++ } \
-                END { print first, last, count, gaps + 0, bytes }'; \
-         df -k /var | tail -1; \
-         grep -h 'stdout flood done' /var/log/keel/flood.log*",
-    ]);
+    // must be the one after the line before it (in order, none missing, none twice);
+    // keel-probe flood-log counts the gaps.
+    let counted = guest.exec(&["sh", "-c", "keel-probe flood-log /var/log/keel && df -k /var | tail -1"]);
     let mut lines = counted.stdout.lines();
     let run: Vec<u64> = lines.next().unwrap_or("").split_whitespace().filter_map(|w| w.parse().ok()).collect();
-    let df = lines.next().unwrap_or("").to_string();
     let numbered: u64 = lines.next().and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(u64::MAX);
+    let df = lines.next().unwrap_or("").to_string();
     let [first, last, kept, gaps, bytes] = run[..] else { guest.fail(&format!("cannot read the log files: {counted:?}")) };
     eprintln!("[{name}] log files: lines {first}..={last} ({kept} kept, {bytes} bytes, {gaps} gaps) of {numbered} numbered + flood done; /var: {df}");
     assert_eq!(gaps, 0, "the log files lost lines in the middle or hold them out of order: {counted:?}");
