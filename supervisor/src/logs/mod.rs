@@ -4,7 +4,8 @@
 //! PID 1 reads the pipes (non-blocking) in its event loop and hands the bytes to a
 //! [`ContainerLog`]. That splits them into lines ([`LineSplitter`]), appends one record
 //! per line to `/var/log/keel/NAME.log` ([`LogFile`], size-rotated into `NAME.log.1` …
-//! `NAME.log.KEEP`, sizes per container from the declaration's `[logs]`, [`LogLimits`]) and echoes `NAME| line` to the console. A record is
+//! `NAME.log.KEEP`, sizes per container from the declaration's `[logs]`, [`LogLimits`])
+//! and echoes `NAME| line` to the console. A record is
 //! `2026-11-29T23:10:25.123Z stdout hello`: UTC timestamp, stream, text.
 //! [`tail`] and [`read_from`] read the files back, [`parse_record`] splits a record.
 //!
