@@ -266,16 +266,14 @@ fn arm_watchdog(boot: &mut Boot) -> Result<(), BootError> {
 fn bring_up_network(boot: &mut Boot) -> Result<(), BootError> {
     use crate::network::{self, HostNetwork};
     let path = Path::new(keel_netconf::config::CONFIG_PATH);
-    let (config, mut problems) = match network::load_config(path) {
-        (config, Some(problem)) => (config, vec![problem]),
-        (config, None) => (config, Vec::new()),
-    };
+    let (config, config_problem) = network::load_config(path);
+    let mut problems: Vec<network::NetworkProblem> = config_problem.into_iter().map(Into::into).collect();
     let shared = std::rc::Rc::new(std::cell::RefCell::new(HostNetwork::new(config, Path::new(network::IPAM_DIR))));
     boot.network = Some(shared.clone());
     // CVE-2020-8558: never route_localnet on `all` (a fresh kernel has 0; turn off whatever
     // set it); `apply_firewall` turns it on per bridge where a port is published on 127.0.0.1.
     if let Err(e) = keel_netconf::set_route_localnet("all", false) {
-        problems.push(format!("route_localnet off on all: {e}"));
+        problems.push(network::NetworkProblem::RouteLocalnetOff(e));
     }
     // With modules still loading, the bridges and firewall come after ready (late_boot).
     match boot.late.as_mut() {
@@ -288,19 +286,19 @@ fn bring_up_network(boot: &mut Boot) -> Result<(), BootError> {
             let mac = link.mac.unwrap_or_default();
             match network::uplink::DhcpUplink::start(&link.name, link.index, mac, shared.clone(), std::time::Instant::now()) {
                 Ok(dhcp) => boot.event_loop.set_uplink(dhcp),
-                Err(e) => problems.push(e),
+                Err(e) => problems.push(e.into()),
             }
         }
         Ok(Some((link, mode, mtu))) => {
             if let Err(e) = network::configure_static(&mut shared.borrow_mut(), &link, &mode, mtu) {
-                problems.push(format!("uplink {}: {e}", link.name));
+                problems.push(e.into());
             }
         }
         Ok(None) => info!("no uplink interface found; containers get host-internal networks only"),
-        Err(e) => problems.push(e),
+        Err(e) => problems.push(e.into()),
     }
     if let Err(e) = shared.borrow().apply_firewall() {
-        problems.push(e.to_string());
+        problems.push(e.into());
     }
     boot.event_loop.set_network(shared);
     if problems.is_empty() {

@@ -3,9 +3,8 @@
 //! parsing text. Its Display is the text `keelctl status` shows in `boot_errors` (after
 //! the step's name), the same text the steps reported when they returned `String`s.
 //!
-//! Limitation: the network module and the container declarations report their problems
-//! as text lists (their own error types are strings today); those variants carry that
-//! list as it is.
+//! Limitation: the container declarations report their problems as a text list (each
+//! file's errors already carry file, line and key); that variant carries the list as it is.
 
 use crate::firstboot::job::FirstbootFailure;
 use crate::modload::LoadError;
@@ -51,9 +50,10 @@ pub enum BootError {
     /// `loopback`: `lo` could not be brought up.
     #[error(transparent)]
     Loopback(#[from] NetlinkError),
-    /// `network`: the network module's problems (bridges, uplink, firewall), as it words them.
-    #[error("{}", .0.join("; "))]
-    Network(Vec<String>),
+    /// `network`: every problem of the step (declaration, forwarding, bridges, uplink,
+    /// firewall), each naming its interface or network and its cause.
+    #[error("{}", join(.0))]
+    Network(Vec<crate::network::NetworkProblem>),
     /// `hostname`: /etc/hostname could not be read.
     #[error("read /etc/hostname: {0}")]
     HostnameRead(#[source] std::io::Error),
@@ -139,7 +139,14 @@ mod tests {
         assert_eq!(mounts.to_string(), "mount proc on /proc: EPERM: Operation not permitted; mount sysfs on /sys: ENODEV: No such device");
         let host = BootError::Sethostname { name: "x".into(), source: nix::Error::EINVAL };
         assert_eq!(host.to_string(), "sethostname(x): EINVAL: Invalid argument");
-        assert_eq!(BootError::Network(vec!["a".into(), "b".into()]).to_string(), "a; b");
+        let network = BootError::Network(vec![
+            crate::network::NetworkProblem::RouteLocalnetOff(std::io::Error::from_raw_os_error(30)),
+            crate::network::UplinkError::NoSuchInterface(keel_netconf::config::UplinkSelect::Name("eth9".into())).into(),
+        ]);
+        assert_eq!(
+            network.to_string(),
+            "route_localnet off on all: Read-only file system (os error 30); uplink interface \"eth9\": no such interface"
+        );
         let bind = BootError::ControlSocket { path: "/run/keel/control.sock".into(), source: std::io::Error::from_raw_os_error(13) };
         assert!(bind.to_string().starts_with("bind /run/keel/control.sock: Permission denied"), "{bind}");
     }

@@ -4,7 +4,7 @@
 
 use keel_supervisor::cgroup::reserve::{self, HostReserve};
 use keel_supervisor::cgroup::CgroupTree;
-use keel_supervisor::logs::{self, BoundedConsole, ContainerLog, EchoBudget, LogFile, Stream};
+use keel_supervisor::logs::{self, BoundedConsole, ContainerLog, EchoBudget, LogFile, LogLimits, Stream};
 use keel_supervisor::manager::{self, LogSink, Manager, SystemLauncher};
 use keel_supervisor::spec::ContainerName;
 use log::{info, warn};
@@ -81,20 +81,34 @@ fn test_faults() -> Vec<(ContainerName, keel_supervisor::manager::LaunchFault)> 
 struct FileAndConsole {
     dir: PathBuf,
     logs: BTreeMap<ContainerName, ContainerLog>,
+    /// Each started container's `[logs]` limits, for its log file when it is opened.
+    limits: BTreeMap<ContainerName, LogLimits>,
     console: BoundedConsole,
     failing: BTreeMap<ContainerName, bool>,
 }
 
 impl FileAndConsole {
     fn new(dir: PathBuf, budget: EchoBudget) -> Self {
-        FileAndConsole { dir, logs: BTreeMap::new(), console: BoundedConsole::open_console(budget), failing: BTreeMap::new() }
+        FileAndConsole {
+            dir,
+            logs: BTreeMap::new(),
+            limits: BTreeMap::new(),
+            console: BoundedConsole::open_console(budget),
+            failing: BTreeMap::new(),
+        }
     }
 
     /// The log of container `name`, opened on first use. A free-standing borrow of the
     /// logs alone, so the caller can pass the console beside it.
-    fn log_for<'a>(logs: &'a mut BTreeMap<ContainerName, ContainerLog>, dir: &Path, name: &ContainerName) -> &'a mut ContainerLog {
+    fn log_for<'a>(
+        logs: &'a mut BTreeMap<ContainerName, ContainerLog>,
+        limits: &BTreeMap<ContainerName, LogLimits>,
+        dir: &Path,
+        name: &ContainerName,
+    ) -> &'a mut ContainerLog {
         logs.entry(name.clone()).or_insert_with(|| {
-            let file = LogFile::open(dir, name, logs::DEFAULT_MAX_BYTES, logs::DEFAULT_KEEP)
+            let limits = limits.get(name).copied().unwrap_or_default();
+            let file = LogFile::open(dir, name, limits.max_bytes(), limits.keep())
                 .map_err(|e| warn!("container {name}: no log file: {e}; output goes to the console only"))
                 .ok();
             ContainerLog::new(name.clone(), file)
@@ -114,7 +128,8 @@ impl FileAndConsole {
 
 impl LogSink for FileAndConsole {
     fn write(&mut self, name: &ContainerName, stream: Stream, bytes: &[u8]) {
-        let log = Self::log_for(&mut self.logs, &self.dir, name);
+        let log = Self::log_for(&mut self.logs, &self.limits, &self.dir, name);
+        self.console.set_source(name.as_str());
         let result = if crate::syslog::tap::active() {
             let mut tee = crate::syslog::tap::ConsoleTee { console: &mut self.console, name: name.as_str() };
             log.feed(stream, bytes, SystemTime::now(), &mut tee)
@@ -129,7 +144,8 @@ impl LogSink for FileAndConsole {
     }
 
     fn finish(&mut self, name: &ContainerName) {
-        let log = Self::log_for(&mut self.logs, &self.dir, name);
+        let log = Self::log_for(&mut self.logs, &self.limits, &self.dir, name);
+        self.console.set_source(name.as_str());
         let result = if crate::syslog::tap::active() {
             let mut tee = crate::syslog::tap::ConsoleTee { console: &mut self.console, name: name.as_str() };
             log.finish(SystemTime::now(), &mut tee)
@@ -144,5 +160,13 @@ impl LogSink for FileAndConsole {
     fn forget(&mut self, name: &ContainerName) {
         self.logs.remove(name);
         self.failing.remove(name);
+        self.limits.remove(name);
+    }
+
+    fn limits(&mut self, name: &ContainerName, limits: LogLimits) {
+        self.limits.insert(name.clone(), limits);
+        if let Some(log) = self.logs.get_mut(name) {
+            log.set_limits(limits);
+        }
     }
 }

@@ -84,6 +84,8 @@ const PORT_QUIET: Duration = Duration::from_millis(250);
 pub struct EventLoop {
     signals: Option<SignalFd>,
     listener: Option<UnixListener>,
+    /// Out of descriptors on accept: the listener's pause and the warning's rate limit.
+    accept_backoff: crate::accept_backoff::AcceptBackoff,
     connections: BTreeMap<ConnectionId, Connection>,
     port: Option<Connection>,
     port_quiet_until: Option<Instant>,
@@ -140,6 +142,7 @@ impl EventLoop {
         EventLoop {
             signals,
             listener: None,
+            accept_backoff: Default::default(),
             connections: BTreeMap::new(),
             port: None,
             port_quiet_until: None,
@@ -289,7 +292,7 @@ impl EventLoop {
             let outcome = late.finish();
             for problem in outcome.problems {
                 error!("{problem}");
-                self.state.boot_errors.push(problem);
+                self.state.boot_errors.push(problem.to_string());
             }
             self.watchdog = outcome.watchdog.or(self.watchdog.take());
         }
@@ -432,7 +435,7 @@ impl EventLoop {
         if let Some(signals) = &self.signals {
             fds.push(add(&mut sources, Source::Signals, signals.as_fd()));
         }
-        if let Some(listener) = &self.listener {
+        if let Some(listener) = self.listener.as_ref().filter(|_| !self.accept_backoff.is_paused(now)) {
             fds.push(add(&mut sources, Source::Listener, listener.as_fd()));
         }
         for (id, connection) in &self.connections {
@@ -471,6 +474,7 @@ impl EventLoop {
             self.jobs.next_deadline(),
             self.api.as_ref().and_then(|a| a.next_deadline()),
             self.syslog.as_ref().and_then(|s| s.next_deadline()),
+            self.accept_backoff.deadline(now),
             self.watchdog.as_ref().map(crate::watchdog::Watchdog::next_pet),
         ]
         .into_iter()
@@ -607,7 +611,11 @@ impl EventLoop {
                 Ok((stream, _)) => stream,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    warn!("control socket accept: {e}");
+                    // Out of descriptors: the listener leaves the poll set for a moment
+                    // instead of waking the loop at once (one warning per period).
+                    if let Some(warning) = self.accept_backoff.on_error(&e, Instant::now()) {
+                        warn!("{warning}");
+                    }
                     return;
                 }
             };
@@ -1000,7 +1008,7 @@ impl EventLoop {
             None => Response::success(id, crate::network::inspect::list(&network)),
             Some(name) => match crate::network::inspect::inspect(&network, name) {
                 Ok(detail) => Response::success(id, detail),
-                Err(e) => Response::failure(id, e),
+                Err(e) => Response::failure(id, e.to_string()),
             },
         }
     }

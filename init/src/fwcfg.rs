@@ -6,7 +6,7 @@
 //! `raw` file. This module only transports the bytes: parsing is the firstboot step's.
 
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The fw_cfg key (file name) of the config.
 pub const CONFIG_KEY: &str = "opt/com.coreos/config";
@@ -18,21 +18,34 @@ pub const MAX_CONFIG_BYTES: usize = 64 << 20;
 /// reads make reading a big config quadratic.
 pub const READ_CHUNK: usize = 1 << 20;
 
+/// Why the fw_cfg config could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("fw_cfg {CONFIG_KEY}: {op} {}: {source}", path.display())]
+pub struct FwCfgError {
+    /// `open` or `read`.
+    pub op: &'static str,
+    /// The sysfs file.
+    pub path: PathBuf,
+    /// The OS error (or the size limit, as `InvalidData`).
+    #[source]
+    pub source: io::Error,
+}
+
 /// The config passed by fw_cfg: `Ok(None)` when QEMU passed none (or the `qemu_fw_cfg`
 /// module is not loaded, which keel's images do when the host lists it); an error
 /// when the file is there but cannot be read or exceeds [`MAX_CONFIG_BYTES`].
-pub fn read_config() -> Result<Option<Vec<u8>>, String> {
+pub fn read_config() -> Result<Option<Vec<u8>>, FwCfgError> {
     read_config_from(Path::new(CONFIG_RAW_PATH), MAX_CONFIG_BYTES)
 }
 
 /// [`read_config`] from any path, with any size limit.
-pub fn read_config_from(path: &Path, limit: usize) -> Result<Option<Vec<u8>>, String> {
+pub fn read_config_from(path: &Path, limit: usize) -> Result<Option<Vec<u8>>, FwCfgError> {
     let mut file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("fw_cfg {CONFIG_KEY}: open {}: {e}", path.display())),
+        Err(source) => return Err(FwCfgError { op: "open", path: path.to_path_buf(), source }),
     };
-    read_limited(&mut file, limit).map(Some).map_err(|e| format!("fw_cfg {CONFIG_KEY}: read {}: {e}", path.display()))
+    read_limited(&mut file, limit).map(Some).map_err(|source| FwCfgError { op: "read", path: path.to_path_buf(), source })
 }
 
 /// Everything `reader` yields, read [`READ_CHUNK`] bytes at a time; an error when it
@@ -94,14 +107,14 @@ mod tests {
     #[test]
     fn a_missing_file_is_no_config() {
         let missing = std::env::temp_dir().join(format!("keel-fwcfg-missing-{}", std::process::id()));
-        assert_eq!(read_config_from(&missing, 10), Ok(None));
+        assert_eq!(read_config_from(&missing, 10).unwrap(), None);
         let path = std::env::temp_dir().join(format!("keel-fwcfg-{}", std::process::id()));
         std::fs::write(&path, b"{\"ignition\":{}}").unwrap();
-        assert_eq!(read_config_from(&path, 100), Ok(Some(b"{\"ignition\":{}}".to_vec())));
-        let err = read_config_from(&path, 3).unwrap_err();
+        assert_eq!(read_config_from(&path, 100).unwrap(), Some(b"{\"ignition\":{}}".to_vec()));
+        let err = read_config_from(&path, 3).unwrap_err().to_string();
         assert!(err.starts_with("fw_cfg opt/com.coreos/config: read "), "{err}");
         let _ = std::fs::remove_file(&path);
-        let dir_err = read_config_from(&std::env::temp_dir(), 10).unwrap_err();
+        let dir_err = read_config_from(&std::env::temp_dir(), 10).unwrap_err().to_string();
         assert!(dir_err.contains("fw_cfg"), "{dir_err}");
     }
 }

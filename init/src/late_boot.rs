@@ -38,10 +38,27 @@ pub struct LateBoot {
     watchdog_secs: Option<u32>,
 }
 
+/// One problem of the late boot, for the boot error list.
+#[derive(Debug, thiserror::Error)]
+pub enum LateProblem {
+    /// The loader could not read modules.dep, so none of the late modules loaded.
+    #[error("modules after ready: cannot read modules.dep (see the console)")]
+    ModulesDep,
+    /// This many late modules failed to load (the loader named them on the console).
+    #[error("modules after ready: {0} failed (see the console)")]
+    ModulesFailed(i32),
+    /// Bridges or firewall.
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkProblem),
+    /// The hardware watchdog could not be armed.
+    #[error("watchdog: {0}")]
+    Watchdog(#[from] crate::watchdog::WatchdogError),
+}
+
 /// What the late boot hands back to the loop.
 pub struct LateOutcome {
     /// Problems for the boot error list.
-    pub problems: Vec<String>,
+    pub problems: Vec<LateProblem>,
     /// The hardware watchdog, when one was armed.
     pub watchdog: Option<crate::watchdog::Watchdog>,
 }
@@ -123,14 +140,14 @@ impl LateBoot {
         let mut problems = Vec::new();
         match self.failed {
             0 => {}
-            NO_MODULES_DEP => problems.push("modules after ready: cannot read modules.dep (see the console)".to_string()),
-            n => problems.push(format!("modules after ready: {n} failed (see the console)")),
+            NO_MODULES_DEP => problems.push(LateProblem::ModulesDep),
+            n => problems.push(LateProblem::ModulesFailed(n)),
         }
         if let Some(network) = &self.network {
-            problems.extend(crate::network::bring_up_bridges(&network.borrow()));
+            problems.extend(crate::network::bring_up_bridges(&network.borrow()).into_iter().map(LateProblem::Network));
             network.borrow_mut().firewall_held = false;
             if let Err(e) = network.borrow().apply_firewall() {
-                problems.push(e.to_string());
+                problems.push(LateProblem::Network(e.into()));
             }
         }
         info!(
@@ -141,7 +158,7 @@ impl LateBoot {
         let watchdog = match self.watchdog_secs.map(crate::watchdog::arm_logged) {
             Some(Ok(watchdog)) => watchdog,
             Some(Err(e)) => {
-                problems.push(format!("watchdog: {e}"));
+                problems.push(e.into());
                 None
             }
             None => None,

@@ -9,6 +9,7 @@
 //! Limitations (current state): no containers, network or first-boot config yet —
 //! those steps arrive with their issues.
 
+pub mod accept_backoff;
 pub mod api;
 pub mod boot;
 pub mod boot_error;

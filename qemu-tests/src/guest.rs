@@ -34,6 +34,9 @@ pub struct BootOptions {
     pub uefi_disk: Option<PathBuf>,
     /// Leave out QEMU's i6300esb watchdog (present by default, as on `keel-build run`).
     pub no_watchdog: bool,
+    /// Guest RAM in MiB (default: keel-build's). Without a data disk /var is on the tmpfs
+    /// root, which may take half of it.
+    pub memory_mb: Option<u32>,
 }
 
 /// The console seen so far, shared with the thread that reads it.
@@ -81,6 +84,9 @@ impl Guest {
         config.extra_disks = options.extra_disks.clone();
         config.fw_cfg_config = options.config.clone();
         config.watchdog = !options.no_watchdog;
+        if let Some(memory_mb) = options.memory_mb {
+            config.memory_mb = memory_mb;
+        }
         let mut command = config.command();
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
         let mut child = command.spawn().expect("start qemu-system-x86_64");

@@ -1,7 +1,7 @@
 //! Bounded I/O in PID 1's loop (issue 12, point 3), each test one real boot:
 //! - a container floods stdout for 30 s: control requests keep their p99 under 100 ms, the
 //!   console echoes what its budget allows and announces the rest as dropped, and the log
-//!   files keep every line;
+//!   files (their `[logs]` size raised) keep every line;
 //! - 500 idle control connections, one client sending a byte a second and one that never
 //!   reads its replies: `keelctl ps` still answers at once, PID 1 holds at most its cap of
 //!   connections, and the slow clients are closed.
@@ -16,7 +16,6 @@
 
 use keel_init::connections::{IDLE_TIMEOUT, MAX_CONNECTIONS};
 use keel_qemu_tests::{build_image, busybox_host, declare_container, target_dir, BootOptions, Guest, TestImage};
-use keel_supervisor::logs;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -34,8 +33,12 @@ fn host_image(name: &str, declarations: &[(&str, &str)]) -> TestImage {
 }
 
 fn boot(image: &TestImage, name: &str, unbounded: bool) -> Guest {
+    boot_with(image, name, unbounded, BootOptions::default())
+}
+
+fn boot_with(image: &TestImage, name: &str, unbounded: bool, options: BootOptions) -> Guest {
     let extra_cmdline = if unbounded { "keel.test.unbounded".to_string() } else { String::new() };
-    let mut guest = Guest::boot(image, name, BootOptions { extra_cmdline, ..Default::default() });
+    let mut guest = Guest::boot(image, name, BootOptions { extra_cmdline, ..options });
     guest.wait_ready();
     guest
 }
@@ -49,16 +52,34 @@ fn number_after(text: &str, word: &str) -> Option<f64> {
 
 const FLOOD_SECS: u64 = 30;
 
+/// `[logs]` of the flood: 8 files of 64 MiB, 512 MiB, more than a full-speed flood writes
+/// (about 3.3 M records of 46 bytes, 150 MB, in 30 s under TCG).
+const FLOOD_LOGS: (u64, u32) = (64 << 20, 8);
+/// `[logs]` of the negative control: 2 files of 1 MiB, far less than the flood writes.
+const SMALL_LOGS: (u64, u32) = (1 << 20, 2);
+/// Guest RAM for the flood: /var is on the tmpfs root, which may take half of it, so
+/// 1536 MiB leaves 768 MiB for the root and the logs.
+const FLOOD_MEMORY_MB: u32 = 1536;
+
+/// The flood image with the flood's log files limited to `logs` (size, files).
+fn flood_image_with(name: &str, logs: (u64, u32)) -> TestImage {
+    let (size, files) = logs;
+    let flood = format!(
+        "image = \"@IMAGE@\"\ncommand = [\"keel-probe\", \"flood\", \"{FLOOD_SECS}\"]\nrestart = \"no\"\nnetwork = \"none\"\n\
+         [logs]\nmax_size = \"{}K\"\nmax_files = {files}\n",
+        size >> 10
+    );
+    host_image(name, &[("flood", &flood), ("calm", "image = \"@IMAGE@\"\ncommand = [\"/bin/sleep\", \"3600\"]\nnetwork = \"none\"\n")])
+}
+
 fn flood_image() -> &'static TestImage {
     static IMAGE: OnceLock<TestImage> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let flood =
-            format!("image = \"@IMAGE@\"\ncommand = [\"keel-probe\", \"flood\", \"{FLOOD_SECS}\"]\nrestart = \"no\"\nnetwork = \"none\"\n");
-        host_image(
-            "bounds-flood",
-            &[("flood", &flood), ("calm", "image = \"@IMAGE@\"\ncommand = [\"/bin/sleep\", \"3600\"]\nnetwork = \"none\"\n")],
-        )
-    })
+    IMAGE.get_or_init(|| flood_image_with("bounds-flood", FLOOD_LOGS))
+}
+
+fn small_logs_image() -> &'static TestImage {
+    static IMAGE: OnceLock<TestImage> = OnceLock::new();
+    IMAGE.get_or_init(|| flood_image_with("bounds-flood-small-logs", SMALL_LOGS))
 }
 
 /// What one flood did.
@@ -71,6 +92,10 @@ struct Flood {
     echoed: u64,
     /// The sum of the console's `keel: N console lines dropped` notices.
     dropped: u64,
+    /// The first numbered line the log files still have (0: none lost at the start).
+    first_kept: u64,
+    /// Numbered lines in the log files.
+    kept: u64,
 }
 
 /// The sum of the counts in every drop notice on the console.
@@ -85,9 +110,13 @@ fn announced_drops(console: &str) -> u64 {
 }
 
 /// Boot, measure `status` latency from inside the guest while the flood runs, wait for
-/// it to end, and check that the log files have every line.
-fn run_flood(name: &str, unbounded: bool) -> Flood {
-    let guest = boot(flood_image(), name, unbounded);
+/// it to end, and read the log files back: they must hold an unbroken, ordered run of
+/// the numbered lines ending with the last one (what rotation may drop is the oldest
+/// lines only, and only once the files are full). Whether that run starts at line 0 is
+/// the caller's check.
+fn run_flood(image: &TestImage, logs: (u64, u32), name: &str, unbounded: bool) -> Flood {
+    let options = BootOptions { memory_mb: Some(FLOOD_MEMORY_MB), ..Default::default() };
+    let guest = boot_with(image, name, unbounded, options);
     guest.wait_container("flood", Duration::from_secs(60), |c| c.state == "running");
     let measured = guest.exec(&["keel-probe", "latency", SOCKET, "300"]);
     assert_eq!(measured.exit_code, 0, "{measured:?}");
@@ -97,29 +126,22 @@ fn run_flood(name: &str, unbounded: bool) -> Flood {
     assert!(flooding, "the flood ended before the latency was measured: {done:?}");
     let p99 = number_after(&measured.stdout, "p99").unwrap_or_else(|| guest.fail(&format!("no p99 in {measured:?}")));
 
-    // The log files keep every line: `flood done N` and the numbered lines before it, in
-    // order and without a gap. (At full speed the flood writes more than the files
-    // retain, 10 MiB × 4: rotation drops the oldest file whole, so what is kept must be
-    // the unbroken run of the newest lines, ending at N - 1.)
-    let counted = guest.exec(&[
-        "sh",
-        "-c",
-        "cat /var/log/keel/flood.log.3 /var/log/keel/flood.log.2 /var/log/keel/flood.log.1 /var/log/keel/flood.log 2>/dev/null \
-         | awk '{ bytes += length($0) + 1 } \
-                / stdout flood [0-9]+$/ { n = $NF; if (count > 0 && n != last + 1) gaps++; if (count == 0) first = n; last = n; count++ } \
-                END { print first, last, count, gaps + 0, bytes }'; \
-         grep -h 'stdout flood done' /var/log/keel/flood.log*",
-    ]);
+    // Oldest file first: flood.log.31 … flood.log.1, then flood.log. Every numbered line
+    // must be the one after the line before it (in order, none missing, none twice);
+    // keel-probe flood-log counts the gaps.
+    let counted = guest.exec(&["sh", "-c", "keel-probe flood-log /var/log/keel && df -k /var | tail -1"]);
     let mut lines = counted.stdout.lines();
     let run: Vec<u64> = lines.next().unwrap_or("").split_whitespace().filter_map(|w| w.parse().ok()).collect();
     let numbered: u64 = lines.next().and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(u64::MAX);
+    let df = lines.next().unwrap_or("").to_string();
     let [first, last, kept, gaps, bytes] = run[..] else { guest.fail(&format!("cannot read the log files: {counted:?}")) };
-    eprintln!("[{name}] log files: lines {first}..={last} ({kept} kept, {bytes} bytes, {gaps} gaps) of {numbered} numbered + flood done");
-    assert_eq!(gaps, 0, "the log files lost lines in the middle: {counted:?}");
+    eprintln!("[{name}] log files: lines {first}..={last} ({kept} kept, {bytes} bytes, {gaps} gaps) of {numbered} numbered + flood done; /var: {df}");
+    assert_eq!(gaps, 0, "the log files lost lines in the middle or hold them out of order: {counted:?}");
     assert_eq!(last + 1, numbered, "the log files lost the last lines: {counted:?}");
     assert_eq!(kept, last - first + 1, "{counted:?}");
     // Lines may be gone only when every rotated file was full.
-    let full = u64::from(logs::DEFAULT_KEEP) * (logs::DEFAULT_MAX_BYTES - 4096);
+    let (size, files) = logs;
+    let full = u64::from(files - 1) * (size - 4096);
     assert!(first == 0 || bytes >= full, "lines before {first} are gone though the files hold only {bytes} bytes");
     assert!(numbered > 10_000, "the flood wrote only {numbered} lines");
     let written = numbered + 1;
@@ -139,32 +161,39 @@ fn run_flood(name: &str, unbounded: bool) -> Flood {
     eprintln!("[{name}] {written} lines written, {echoed} echoed on the console, {dropped} announced as dropped");
     assert_eq!(echoed + dropped, written, "console lines echoed + announced as dropped != lines written");
     assert_eq!(guest.container("calm").state, "running");
-    Flood { p99, written, echoed, dropped }
+    Flood { p99, written, echoed, dropped, first_kept: first, kept }
 }
 
 /// Done-when: a container writing to stdout as fast as it can for 30 s; control requests
 /// keep their p99 under 100 ms, the console says how many lines were dropped, the log file
-/// has them all.
+/// has them all (its `[logs]` raised so the flood fits: every numbered line from 0, in
+/// order, and the `flood done` line).
 #[test]
 fn a_flooding_container_costs_control_requests_little_and_the_console_counts_its_drops() {
-    let flood = run_flood("flood", false);
+    let flood = run_flood(flood_image(), FLOOD_LOGS, "flood", false);
+    eprintln!("[flood] {} lines written, {} in the log files, p99 {} ms", flood.written, flood.kept + 1, flood.p99);
+    assert_eq!(flood.first_kept, 0, "the log files lost the first {} lines", flood.first_kept);
+    assert_eq!(flood.kept + 1, flood.written, "the log files do not have every line written");
     assert!(flood.dropped > 0, "the console announced no dropped lines");
     let budget_lines = (keel_supervisor::logs::ECHO_BURST_BYTES as u64 / "flood| flood 0\n".len() as u64 + 1) * (FLOOD_SECS + 10);
     assert!(flood.echoed <= budget_lines, "{} lines echoed, over the budget's {budget_lines}", flood.echoed);
     assert!(flood.p99 < 100.0, "p99 of status during the flood: {} ms (written {})", flood.p99, flood.written);
 }
 
-/// Negative control: without the echo budget, QEMU's serial console takes every line,
-/// so nothing is announced as dropped (the drop check above sees it). The p99 is printed
-/// only: what keeps it low is that requests are served before container output and a
-/// pipe event is 4 KiB (16 KiB and requests after output gave 288 ms), not the budget,
-/// which lets PID 1 copy about three times more lines in the same time.
+/// Negative controls in one boot: without the echo budget, QEMU's serial console takes
+/// every line, so nothing is announced as dropped (the drop check above sees it); and
+/// with log files far smaller than the flood (`[logs]` 2 × 1 MiB) the first lines are
+/// gone, which the every-line check above sees. The p99 is printed only: what keeps it
+/// low is that requests are served before container output and a pipe event is 4 KiB
+/// (16 KiB and requests after output gave 288 ms), not the budget, which lets PID 1 copy
+/// about three times more lines in the same time.
 #[test]
 fn without_the_echo_budget_the_console_takes_every_line() {
-    let flood = run_flood("flood-unbounded", true);
+    let flood = run_flood(small_logs_image(), SMALL_LOGS, "flood-unbounded", true);
     assert_eq!(flood.dropped, 0, "lines were dropped without the budget");
     assert_eq!(flood.echoed, flood.written);
-    eprintln!("[flood-unbounded] p99 {} ms", flood.p99);
+    assert!(flood.first_kept > 0 && flood.kept + 1 < flood.written, "2 x 1 MiB of log files kept all {} lines", flood.written);
+    eprintln!("[flood-unbounded] p99 {} ms; log files kept lines {}.. ({} of {})", flood.p99, flood.first_kept, flood.kept, flood.written);
 }
 
 // --- many connections ---

@@ -102,6 +102,14 @@ fn keelctl_over_tls_roles_refusals_audit_and_round_trips() {
         std::thread::sleep(Duration::from_millis(500));
     };
     assert!(ps.status.success() && String::from_utf8_lossy(&ps.stdout).contains("idler"), "{}", text(&ps));
+    // The API process runs in its own cgroup with its memory and pids caps (issue 12).
+    let cgroup = guest.exec(&[
+        "sh",
+        "-c",
+        "cd /sys/fs/cgroup/keel-api && cat memory.max pids.max memory.swap.max && \
+         for p in $(cat cgroup.procs); do tr '\\0' ' ' < /proc/$p/cmdline; echo; done",
+    ]);
+    assert!(cgroup.stdout.starts_with("67108864\n64\n0\nkeel api "), "the API process is not in keel-api with its caps: {cgroup:?}");
     let status = keelctl_tls(port, &fp, Some(&admin), &["status"]);
     assert!(status.status.success() && String::from_utf8_lossy(&status.stdout).contains("keel-api"), "{}", text(&status));
     // A wrong pinned fingerprint is refused by keelctl (negative control: the right one above works).

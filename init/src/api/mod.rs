@@ -13,10 +13,12 @@
 //! - [`http`]: `GET /metrics` on the same port (Prometheus' text format).
 //! - [`plain_metrics`]: the same without TLS on `metrics_listen`, when configured.
 //! - [`supervise`]: PID 1's side: start with backoff, restart, stop at shutdown.
+//! - [`cgroup`]: the API process's own cgroup (memory and pids caps).
 //! - [`remote`]: keelctl's side: `--host` over TLS and the keelctl config file's contexts.
 //! - `test_certs` (tests and the `testing` feature): throwaway CAs and client certificates.
 
 pub mod audit;
+pub mod cgroup;
 pub mod config;
 pub mod http;
 pub mod identity;

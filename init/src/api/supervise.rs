@@ -28,6 +28,8 @@ pub fn next_delay(previous: Option<Duration>, ran: Duration) -> Duration {
 #[derive(Debug)]
 pub struct ApiProcess {
     config: String,
+    /// The cgroup2 root under which the API process gets [`super::cgroup::API_GROUP`].
+    cgroup_root: std::path::PathBuf,
     pid: Option<(Pid, Instant)>,
     start_at: Option<Instant>,
     delay: Option<Duration>,
@@ -37,7 +39,14 @@ pub struct ApiProcess {
 impl ApiProcess {
     /// An API process to start at once, serving `config` (api.toml's path).
     pub fn new(config: &str, now: Instant) -> Self {
-        ApiProcess { config: config.into(), pid: None, start_at: Some(now), delay: None, stopping: false }
+        ApiProcess {
+            config: config.into(),
+            cgroup_root: keel_supervisor::cgroup::DEFAULT_ROOT.into(),
+            pid: None,
+            start_at: Some(now),
+            delay: None,
+            stopping: false,
+        }
     }
 
     /// When [`tick`](Self::tick) must run next.
@@ -53,11 +62,24 @@ impl ApiProcess {
         self.start_at = None;
         let mut command = std::process::Command::new("/proc/self/exe");
         command.arg0("keel").arg("api").arg(&self.config).stdin(std::process::Stdio::null());
-        // SAFETY: runs in the forked child before exec; sigprocmask is async-signal-safe and
-        // touches only the empty set on the stack. PID 1's blocked signals (SIGTERM among
-        // them) must not stay blocked in the API process, or stop() could not end it.
+        // Its own cgroup (memory and pids caps); without one it still starts.
+        let procs = match super::cgroup::prepare(&self.cgroup_root) {
+            Ok(procs) => procs,
+            Err(e) => {
+                warn!("{e}; the API process runs without its own cgroup");
+                None
+            }
+        };
+        // SAFETY: runs in the forked child before exec; sigprocmask and write(2) are
+        // async-signal-safe and touch only the empty set on the stack and a descriptor
+        // opened before the fork. The child joins its cgroup first, so all it allocates
+        // is charged there. PID 1's blocked signals (SIGTERM among them) must not stay
+        // blocked in the API process, or stop() could not end it.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
+                if let Some(procs) = &procs {
+                    nix::unistd::write(procs, b"0").map_err(std::io::Error::from)?;
+                }
                 nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&nix::sys::signal::SigSet::empty()), None)
                     .map_err(std::io::Error::from)
             });

@@ -165,6 +165,46 @@ pub fn find(sys_class_block: &Path, dev: &Path) -> Vec<ConfigDrive> {
         .collect()
 }
 
+/// Why a config drive's config could not be read; each names the drive.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigDriveError {
+    /// The mount point could not be made.
+    #[error("{drive}: create {}: {source}", dir.display())]
+    MountPoint {
+        /// The drive (`config drive /dev/vdb (config-2)`).
+        drive: String,
+        /// The mount point.
+        dir: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The drive would not mount.
+    #[error("{drive}: mount as {fstype}: {source} (is the {fstype} module in the image?)")]
+    Mount {
+        /// The drive.
+        drive: String,
+        /// The filesystem tried.
+        fstype: &'static str,
+        /// The errno.
+        #[source]
+        source: nix::Error,
+    },
+    /// The config file on it could not be opened or read (or is too large).
+    #[error("{drive}: {op} {file}: {source}")]
+    File {
+        /// The drive.
+        drive: String,
+        /// `open` or `read`.
+        op: &'static str,
+        /// The file, relative to the drive's root.
+        file: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
 /// The mount flags of a config drive: read-only, no devices, no setuid, no exec.
 pub fn mount_flags() -> MsFlags {
     MsFlags::MS_RDONLY | MsFlags::MS_NODEV | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC
@@ -172,23 +212,27 @@ pub fn mount_flags() -> MsFlags {
 
 /// Mount `drive` read-only on `dir`, read its config and unmount it. `Ok(None)`: the
 /// drive holds no config file.
-pub fn read_user_data(drive: &ConfigDrive, dir: &Path) -> Result<Option<Vec<u8>>, String> {
+pub fn read_user_data(drive: &ConfigDrive, dir: &Path) -> Result<Option<Vec<u8>>, ConfigDriveError> {
     let name = drive.source_name();
-    std::fs::create_dir_all(dir).map_err(|e| format!("{name}: create {}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(|source| ConfigDriveError::MountPoint { drive: name.clone(), dir: dir.to_path_buf(), source })?;
     let fstype = drive.fstype.mount_name();
     // The boot loads filesystem modules when first needed, not before ready.
     if let Err(e) = crate::modload::load_for_fs(fstype) {
         warn!("{name}: {e}");
     }
-    mount(Some(drive.device.as_path()), dir, Some(fstype), mount_flags(), None::<&str>)
-        .map_err(|e| format!("{name}: mount as {fstype}: {e} (is the {fstype} module in the image?)"))?;
-    let path = dir.join(drive.kind.user_data_path());
-    let result = match File::open(&path) {
-        Ok(mut file) => crate::fwcfg::read_limited(&mut file, crate::fwcfg::MAX_CONFIG_BYTES)
-            .map(Some)
-            .map_err(|e| format!("{name}: read {}: {e}", drive.kind.user_data_path())),
+    mount(Some(drive.device.as_path()), dir, Some(fstype), mount_flags(), None::<&str>).map_err(|source| ConfigDriveError::Mount {
+        drive: name.clone(),
+        fstype,
+        source,
+    })?;
+    let file = drive.kind.user_data_path();
+    let failed = |op, source| ConfigDriveError::File { drive: name.clone(), op, file, source };
+    let result = match File::open(dir.join(file)) {
+        Ok(mut opened) => {
+            crate::fwcfg::read_limited(&mut opened, crate::fwcfg::MAX_CONFIG_BYTES).map(Some).map_err(|source| failed("read", source))
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("{name}: open {}: {e}", drive.kind.user_data_path())),
+        Err(source) => Err(failed("open", source)),
     };
     if let Err(e) = umount2(dir, MntFlags::empty()) {
         warn!("{name}: unmount {}: {e}; detaching it", dir.display());
@@ -200,7 +244,7 @@ pub fn read_user_data(drive: &ConfigDrive, dir: &Path) -> Result<Option<Vec<u8>>
 
 /// The config on the first config drive of the machine (/sys/class/block, /dev),
 /// with its source name. `Ok(None)`: no config drive, or one without a config file.
-pub fn read_config() -> Result<Option<(Vec<u8>, String)>, String> {
+pub fn read_config() -> Result<Option<(Vec<u8>, String)>, ConfigDriveError> {
     let drives = find(Path::new(crate::storage::SYS_CLASS_BLOCK), Path::new(crate::storage::DEV_DIR));
     let Some(drive) = drives.first() else {
         return Ok(None);
@@ -221,6 +265,18 @@ pub fn read_config() -> Result<Option<(Vec<u8>, String)>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_name_the_drive_and_the_step() {
+        let drive = "config drive /dev/vdb (config-2)".to_string();
+        let mount = ConfigDriveError::Mount { drive: drive.clone(), fstype: "iso9660", source: nix::Error::ENODEV };
+        assert_eq!(
+            mount.to_string(),
+            "config drive /dev/vdb (config-2): mount as iso9660: ENODEV: No such device (is the iso9660 module in the image?)"
+        );
+        let read = ConfigDriveError::File { drive, op: "read", file: CONFIG_2_USER_DATA, source: io::Error::from_raw_os_error(5) };
+        assert!(read.to_string().starts_with(&format!("config drive /dev/vdb (config-2): read {CONFIG_2_USER_DATA}: ")), "{read}");
+    }
 
     /// A FAT12/16 (or FAT32) boot sector with `label` (11 bytes, space-padded).
     fn fat_boot_sector(fat32: bool, label: &[u8]) -> Vec<u8> {

@@ -115,12 +115,12 @@ pub enum FetchError {
         /// The token URL.
         url: String,
     },
-    /// Reading QEMU fw_cfg or a config drive failed.
-    #[error("{reason}")]
-    Local {
-        /// The reader's message, naming the device or file.
-        reason: String,
-    },
+    /// Reading QEMU fw_cfg failed.
+    #[error(transparent)]
+    FwCfg(#[from] crate::fwcfg::FwCfgError),
+    /// Reading a config drive failed.
+    #[error(transparent)]
+    ConfigDrive(#[from] super::configdrive::ConfigDriveError),
 }
 
 /// What the first-boot step did: `keelctl firstboot` and /run/keel/firstboot.json.
@@ -348,15 +348,14 @@ impl<'a> Fetcher<'a> {
 /// `keel.platform=`. `Ok(None)`: no config anywhere (including a config drive or a
 /// metadata service without user data), which is an empty config.
 pub fn fetch_config(sources: &Sources, fetcher: &mut Fetcher) -> Result<Option<(Vec<u8>, String)>, FetchError> {
-    let local = |reason| FetchError::Local { reason };
-    if let Some(bytes) = crate::fwcfg::read_config().map_err(local)? {
+    if let Some(bytes) = crate::fwcfg::read_config()? {
         return Ok(Some((bytes, "QEMU fw_cfg opt/com.coreos/config".into())));
     }
     if let Some(url) = sources.url {
         return fetcher.fetch_url(url, &[]).map(|bytes| Some((bytes, format!("keel.config.url={}", abbreviate(url)))));
     }
     if sources.config_drive {
-        if let Some(found) = super::configdrive::read_config().map_err(local)? {
+        if let Some(found) = super::configdrive::read_config()? {
             return Ok(Some(found));
         }
     }

@@ -1,7 +1,7 @@
 //! What `keelctl network ls` and `keelctl network inspect NAME` show, read from the
 //! host's network state and, for links and addresses, from the kernel.
 
-use super::{HostNetwork, UplinkStatus};
+use super::{HostNetwork, InspectError, UplinkStatus};
 use serde::{Deserialize, Serialize};
 
 /// One line of `keelctl network ls`.
@@ -82,8 +82,8 @@ pub fn list(host: &HostNetwork) -> Vec<NetworkSummary> {
 }
 
 /// `network inspect NAME`.
-pub fn inspect(host: &HostNetwork, name: &str) -> Result<NetworkDetail, String> {
-    let summary = list(host).into_iter().find(|n| n.name == name).ok_or_else(|| format!("no network {name:?} (see keelctl network ls)"))?;
+pub fn inspect(host: &HostNetwork, name: &str) -> Result<NetworkDetail, InspectError> {
+    let summary = list(host).into_iter().find(|n| n.name == name).ok_or_else(|| InspectError::NoSuchNetwork(name.into()))?;
     let link = keel_netconf::list_links().ok().and_then(|links| links.into_iter().find(|l| l.name == summary.bridge));
     let bridge_addresses = link
         .as_ref()

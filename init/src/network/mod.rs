@@ -7,10 +7,13 @@
 //! the control commands.
 
 pub mod attach;
+pub mod error;
 pub mod inspect;
 pub mod live;
 pub mod reload;
 pub mod uplink;
+
+pub use error::{InspectError, NetworkConfigError, NetworkProblem, UplinkError, UplinkStep};
 
 use keel_netconf::config::{self, InputPolicy, NetworkConfig, UplinkMode, UplinkSelect};
 use keel_netconf::dhcp::Lease;
@@ -221,30 +224,30 @@ pub fn release_undeclared(network: &mut HostNetwork, declared: &[String]) {
 
 /// Read /etc/keel/network.toml, or the default when there is none. A bad file is
 /// reported and the default used, so the host stays reachable.
-pub fn load_config(path: &Path) -> (NetworkConfig, Option<String>) {
+pub fn load_config(path: &Path) -> (NetworkConfig, Option<NetworkConfigError>) {
     match std::fs::read_to_string(path) {
         Ok(text) => match config::parse(&text, &path.display().to_string()) {
             Ok(config) => (config, None),
-            Err(errors) => (config::default_config(), Some(format!("{errors}; using the default network configuration"))),
+            Err(errors) => (config::default_config(), Some(NetworkConfigError::Invalid(errors))),
         },
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (config::default_config(), None),
-        Err(e) => (config::default_config(), Some(format!("{}: {e}; using the default network configuration", path.display()))),
+        Err(source) => (config::default_config(), Some(NetworkConfigError::Read { path: path.to_path_buf(), source })),
     }
 }
 
 /// Boot: forwarding on (IPv6 too when a network has `subnet6`), every bridge up with its
 /// gateway address (and IPv6 gateway: the first host of `subnet6`), then the firewall.
 /// Returns the problems (each step that failed), having done every step it could.
-pub fn bring_up_bridges(network: &HostNetwork) -> Vec<String> {
+pub fn bring_up_bridges(network: &HostNetwork) -> Vec<NetworkProblem> {
     let mut problems = Vec::new();
-    if let Err(e) = keel_netconf::set_ipv4_forwarding(true) {
-        problems.push(format!("enable IPv4 forwarding: {e}"));
+    if let Err(source) = keel_netconf::set_ipv4_forwarding(true) {
+        problems.push(NetworkProblem::Forwarding { family: "IPv4", source });
     }
     // route_localnet (for ports published on 127.0.0.1) is set per bridge, only where
     // needed, by `apply_firewall`; never on `all` (CVE-2020-8558).
     if network.config.networks.iter().any(|n| n.subnet6.is_some()) {
-        if let Err(e) = keel_netconf::set_ipv6_forwarding(true) {
-            problems.push(format!("enable IPv6 forwarding: {e}"));
+        if let Err(source) = keel_netconf::set_ipv6_forwarding(true) {
+            problems.push(NetworkProblem::Forwarding { family: "IPv6", source });
         }
     }
     for net in &network.config.networks {
@@ -256,16 +259,16 @@ pub fn bring_up_bridges(network: &HostNetwork) -> Vec<String> {
                 }
                 None => info!("network {}: bridge {} at {}/{}", net.name, net.bridge, net.gateway, net.subnet.prefix),
             },
-            Err(e) => problems.push(format!("network {}: {e}", net.name)),
+            Err(source) => problems.push(NetworkProblem::Bridge { network: net.name.clone(), bridge: net.bridge.clone(), source }),
         }
     }
     problems
 }
 
 /// Which link the first `[[uplink]]` means, and how to configure it.
-pub fn choose_uplink(config: &NetworkConfig) -> Result<Option<(keel_netconf::LinkInfo, UplinkMode, Option<u32>)>, String> {
+pub fn choose_uplink(config: &NetworkConfig) -> Result<Option<(keel_netconf::LinkInfo, UplinkMode, Option<u32>)>, UplinkError> {
     let Some(uplink) = config.uplinks.first() else { return Ok(None) };
-    let links = keel_netconf::list_links().map_err(|e| e.to_string())?;
+    let links = keel_netconf::list_links().map_err(UplinkError::ListLinks)?;
     let link = match &uplink.select {
         UplinkSelect::Name(name) => links.into_iter().find(|l| l.name == *name),
         UplinkSelect::Mac(mac) => links.into_iter().find(|l| l.mac.as_ref() == Some(mac)),
@@ -274,7 +277,7 @@ pub fn choose_uplink(config: &NetworkConfig) -> Result<Option<(keel_netconf::Lin
     match link {
         Some(link) => Ok(Some((link, uplink.mode.clone(), uplink.mtu))),
         None if uplink.select == UplinkSelect::FirstEthernet => Ok(None),
-        None => Err(format!("uplink {:?}: no such interface", uplink.select)),
+        None => Err(UplinkError::NoSuchInterface(uplink.select.clone())),
     }
 }
 
@@ -284,15 +287,17 @@ pub fn configure_static(
     link: &keel_netconf::LinkInfo,
     mode: &UplinkMode,
     mtu: Option<u32>,
-) -> Result<(), String> {
+) -> Result<(), UplinkError> {
     let UplinkMode::Static { address, gateway, dns } = mode else { return Ok(()) };
+    let step = |step: UplinkStep| move |source| UplinkError::Link { interface: link.name.clone(), step, source };
     if let Some(mtu) = mtu {
-        keel_netconf::set_mtu(link.index, mtu).map_err(|e| e.to_string())?;
+        keel_netconf::set_mtu(link.index, mtu).map_err(step(UplinkStep::Mtu(mtu)))?;
     }
-    keel_netconf::set_up(link.index).map_err(|e| e.to_string())?;
-    keel_netconf::add_address(link.index, address.addr.into(), address.prefix).map_err(|e| e.to_string())?;
+    keel_netconf::set_up(link.index).map_err(step(UplinkStep::Up))?;
+    keel_netconf::add_address(link.index, address.addr.into(), address.prefix)
+        .map_err(step(UplinkStep::Address(address.addr, address.prefix)))?;
     if let Some(gateway) = gateway {
-        keel_netconf::add_default_route(*gateway, Some(link.index)).map_err(|e| e.to_string())?;
+        keel_netconf::add_default_route(*gateway, Some(link.index)).map_err(step(UplinkStep::DefaultRoute(*gateway)))?;
     }
     let resolv: String = dns.iter().map(|d| format!("nameserver {d}\n")).collect();
     network.set_resolv_conf(format!("# written by keel from {}\n{resolv}", config::CONFIG_PATH));

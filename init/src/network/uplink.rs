@@ -3,7 +3,7 @@
 //! uplink's address, default route, MTU and resolv.conf, and the firewall learns the
 //! uplink's name; a lost lease takes them away. Nothing here blocks.
 
-use super::{write_host_resolv_conf, Shared};
+use super::{write_host_resolv_conf, Shared, UplinkError, UplinkStep};
 use keel_netconf::dhcp::{self, Action, Client, DhcpSocket, Lease};
 use log::{info, warn};
 use std::os::fd::BorrowedFd;
@@ -20,9 +20,9 @@ pub struct DhcpUplink {
 
 impl DhcpUplink {
     /// Start DHCP on the link `index` called `ifname` with hardware address `mac`.
-    pub fn start(ifname: &str, index: u32, mac: [u8; 6], network: Shared, now: Instant) -> Result<Self, String> {
-        keel_netconf::set_up(index).map_err(|e| e.to_string())?;
-        let socket = DhcpSocket::open(ifname).map_err(|e| format!("dhcp on {ifname}: {e}"))?;
+    pub fn start(ifname: &str, index: u32, mac: [u8; 6], network: Shared, now: Instant) -> Result<Self, UplinkError> {
+        keel_netconf::set_up(index).map_err(|source| UplinkError::Link { interface: ifname.into(), step: UplinkStep::Up, source })?;
+        let socket = DhcpSocket::open(ifname).map_err(|source| UplinkError::DhcpSocket { interface: ifname.into(), source })?;
         let client = Client::new(mac, dhcp::socket::seed(&mac));
         let mut uplink = DhcpUplink { socket, client, index, current: None, network };
         let actions = uplink.client.on_start(now);

@@ -69,6 +69,7 @@ fn main() {
         ["deny"] => deny(),
         ["tiocsti", text] => tiocsti(text),
         ["flood", secs] => secs.parse().map(flood).unwrap_or_else(|_| usage()),
+        ["flood-log", dir] => flood_log(dir),
         ["latency", socket, n] => n.parse().map(|n| latency(socket, n)).unwrap_or_else(|_| usage()),
         ["ask", socket, cmd] => ask(socket, cmd),
         ["hold", socket, n, secs, report] => match (n.parse(), secs.parse()) {
@@ -392,6 +393,39 @@ fn flood(secs: u64) -> i32 {
     }
     let _ = writeln!(out, "flood done {n}");
     let _ = out.flush();
+    0
+}
+
+/// Read back what `flood` wrote from the log files in `dir` (`flood.log.31` … `flood.log.1`,
+/// then `flood.log`, oldest first) and print `FIRST LAST COUNT GAPS BYTES` of its numbered
+/// lines (a gap: a line that is not the one after the line before it), then the
+/// `flood done N` record. In Rust rather than awk: under TCG busybox awk takes minutes
+/// over the ~70 MB a flood leaves.
+fn flood_log(dir: &str) -> i32 {
+    use std::io::BufRead;
+    let (mut first, mut last, mut count, mut gaps, mut bytes) = (None::<u64>, 0u64, 0u64, 0u64, 0u64);
+    let mut done = None;
+    let files = (1..=31).rev().map(|k| format!("{dir}/flood.log.{k}")).chain([format!("{dir}/flood.log")]);
+    for path in files {
+        let Ok(file) = std::fs::File::open(&path) else { continue };
+        for line in std::io::BufReader::with_capacity(1 << 20, file).lines() {
+            let Ok(line) = line else { return 1 };
+            bytes += line.len() as u64 + 1;
+            if line.contains(" stdout flood done ") {
+                done = Some(line);
+                continue;
+            }
+            let Some(n) = line.split_once(" stdout flood ").and_then(|(_, n)| n.parse::<u64>().ok()) else { continue };
+            if count > 0 && n != last + 1 {
+                gaps += 1;
+            }
+            first.get_or_insert(n);
+            last = n;
+            count += 1;
+        }
+    }
+    println!("{} {last} {count} {gaps} {bytes}", first.unwrap_or(0));
+    println!("{}", done.unwrap_or_default());
     0
 }
 

@@ -11,9 +11,11 @@
 //! reports full, so every byte would be pushed through it, one emulated port write each,
 //! at PID 1's expense. An [`EchoBudget`] therefore also limits what is echoed to
 //! [`ECHO_BURST_BYTES`] per [`ECHO_INTERVAL`] (journald's RateLimitIntervalSec/Burst, in
-//! bytes); lines over the budget are dropped and counted the same way.
+//! bytes); lines over the budget are dropped and counted the same way. The budget is
+//! shared fairly: each container that echoes has its own share of it (see
+//! [`EchoBudget`]), so one container's flood cannot push another's lines off the console.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{self, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -31,36 +33,66 @@ pub const ECHO_INTERVAL: Duration = Duration::from_secs(1);
 /// a second, more than a person reads.
 pub const ECHO_BURST_BYTES: usize = 8 * 1024;
 
-/// A fixed-window byte budget: at most `burst` bytes per `interval`. Pure; the caller
-/// passes `now`.
+/// A fixed-window byte budget of `burst` bytes per `interval`, shared fairly by the
+/// containers that echo: each gets at most `burst / (n + 1)` per window, where `n`
+/// counts the containers that echoed in this window or the one before (the caller
+/// included). The one share left over is kept for a container that starts echoing, so
+/// a flooding container can never take a quiet one's lines off the console, not even in
+/// the window the quiet one first speaks. All together never pass `burst`. Pure; the
+/// caller passes `now` and the source.
 #[derive(Debug, Clone)]
 pub struct EchoBudget {
     interval: Duration,
     burst: usize,
     window: Option<Instant>,
+    /// Bytes charged in this window, in all.
     used: usize,
+    /// Bytes charged in this window, per source.
+    current: BTreeMap<String, usize>,
+    /// Sources that echoed in the window before.
+    previous: BTreeSet<String>,
 }
 
 impl EchoBudget {
     /// A budget of `burst` bytes per `interval`.
     pub fn new(interval: Duration, burst: usize) -> EchoBudget {
-        EchoBudget { interval, burst, window: None, used: 0 }
+        EchoBudget { interval, burst, window: None, used: 0, current: BTreeMap::new(), previous: BTreeSet::new() }
     }
 
-    /// Whether a line of `len` bytes may be echoed at `now`; if so, it is charged. A line
-    /// longer than the whole budget goes through when it is the first of its window (it
-    /// would never fit otherwise).
-    pub fn admit(&mut self, len: usize, now: Instant) -> bool {
+    /// Whether a line of `len` bytes from `source` may be echoed at `now`; if so, it is
+    /// charged. A line longer than the source's whole share goes through when it is the
+    /// source's first of the window and the window has room (it would never fit otherwise).
+    pub fn admit(&mut self, source: &str, len: usize, now: Instant) -> bool {
         let expired = self.window.is_none_or(|start| now.saturating_duration_since(start) >= self.interval);
         if expired {
+            // A window with no line at all in between forgets the earlier sources.
+            let skipped = self.window.is_some_and(|start| now.saturating_duration_since(start) >= self.interval * 2);
+            self.previous = if skipped { BTreeSet::new() } else { std::mem::take(&mut self.current).into_keys().collect() };
+            self.current.clear();
             self.window = Some(now);
             self.used = 0;
         }
-        if self.used > 0 && self.used.saturating_add(len) > self.burst {
+        let share = self.share(source);
+        let mine = self.current.get(source).copied().unwrap_or(0);
+        let fits_share = mine == 0 || mine.saturating_add(len) <= share;
+        let fits_window = self.used == 0 || self.used.saturating_add(len) <= self.burst;
+        if !(fits_share && fits_window) {
+            // Still counted as echoing: its share stays reserved for the next window.
+            self.current.entry(source.to_string()).or_insert(0);
             return false;
         }
         self.used = self.used.saturating_add(len);
+        *self.current.entry(source.to_string()).or_insert(0) += len;
         true
+    }
+
+    /// The bytes `source` may echo in this window: `burst / (n + 1)`, with `n` the
+    /// sources of this window and the one before, `source` included.
+    fn share(&self, source: &str) -> usize {
+        let mut known: BTreeSet<&str> = self.previous.iter().map(String::as_str).collect();
+        known.extend(self.current.keys().map(String::as_str));
+        known.insert(source);
+        self.burst / (known.len() + 1)
     }
 }
 
@@ -82,6 +114,8 @@ pub struct BoundedConsole {
     /// Part of a line written without its newline, kept until the line is complete.
     partial: Vec<u8>,
     budget: EchoBudget,
+    /// Whose lines are being written (the echo budget's share), see [`BoundedConsole::set_source`].
+    source: String,
 }
 
 impl BoundedConsole {
@@ -94,7 +128,16 @@ impl BoundedConsole {
     /// Echo to `fd` like [`BoundedConsole::new`], within `budget`.
     pub fn with_budget(fd: OwnedFd, capacity: usize, budget: EchoBudget) -> BoundedConsole {
         let _ = set_nonblocking(&fd);
-        BoundedConsole { fd: Some(fd), pending: VecDeque::new(), capacity, dropped: 0, dropped_total: 0, partial: Vec::new(), budget }
+        BoundedConsole {
+            fd: Some(fd),
+            pending: VecDeque::new(),
+            capacity,
+            dropped: 0,
+            dropped_total: 0,
+            partial: Vec::new(),
+            budget,
+            source: String::new(),
+        }
     }
 
     /// /dev/console within `budget`, or a sink when it cannot be opened.
@@ -110,7 +153,18 @@ impl BoundedConsole {
                 dropped_total: 0,
                 partial: Vec::new(),
                 budget,
+                source: String::new(),
             },
+        }
+    }
+
+    /// The lines written from now on are `source`'s (a container name): each source
+    /// gets its own share of the echo budget. A source's unterminated line is kept
+    /// apart only while the source stays the same (PID 1 writes whole lines).
+    pub fn set_source(&mut self, source: &str) {
+        if self.source != source {
+            self.source.clear();
+            self.source.push_str(source);
         }
     }
 
@@ -134,7 +188,7 @@ impl BoundedConsole {
     fn queue_line(&mut self, line: &[u8], now: Instant) {
         let notice = (self.dropped > 0).then(|| dropped_notice(self.dropped));
         let notice_len = notice.as_ref().map_or(0, String::len);
-        if self.pending.len() + notice_len + line.len() > self.capacity || !self.budget.admit(line.len(), now) {
+        if self.pending.len() + notice_len + line.len() > self.capacity || !self.budget.admit(&self.source, line.len(), now) {
             self.dropped += 1;
             self.dropped_total += 1;
             return;
@@ -268,25 +322,70 @@ mod tests {
     }
 
     #[test]
-    fn the_budget_admits_its_burst_per_window() {
+    fn the_budget_admits_its_share_per_window() {
         let t0 = Instant::now();
+        // Alone, a source gets half of the burst: the other half is kept for a newcomer.
         let mut budget = EchoBudget::new(Duration::from_secs(1), 100);
-        assert!(budget.admit(60, t0));
-        assert!(budget.admit(40, t0 + Duration::from_millis(500)));
-        assert!(!budget.admit(1, t0 + Duration::from_millis(999)), "over the burst");
+        assert!(budget.admit("a", 30, t0));
+        assert!(budget.admit("a", 20, t0 + Duration::from_millis(500)));
+        assert!(!budget.admit("a", 1, t0 + Duration::from_millis(999)), "over its share");
         // A new window starts with the next line at or after the interval.
-        assert!(budget.admit(100, t0 + Duration::from_secs(1)));
-        assert!(!budget.admit(1, t0 + Duration::from_millis(1500)));
-        // A line larger than the burst goes through alone as the first of a window.
-        assert!(budget.admit(500, t0 + Duration::from_secs(3)));
-        assert!(!budget.admit(1, t0 + Duration::from_secs(3)));
+        assert!(budget.admit("a", 50, t0 + Duration::from_secs(1)));
+        assert!(!budget.admit("a", 1, t0 + Duration::from_millis(1500)));
+        // A line larger than the share goes through alone as the first of a window.
+        assert!(budget.admit("a", 90, t0 + Duration::from_secs(3)));
+        assert!(!budget.admit("a", 1, t0 + Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn a_flooding_source_cannot_take_another_ones_share() {
+        let t0 = Instant::now();
+        let mut budget = EchoBudget::new(Duration::from_secs(1), 900);
+        // The flood takes all it may (450: half, alone) before b says anything.
+        let flooded = (0..1000).filter(|_| budget.admit("flood", 10, t0)).count();
+        assert_eq!(flooded, 45);
+        // b speaks in the same window: its share (900 / 3 = 300) is there.
+        assert_eq!((0..10).filter(|_| budget.admit("b", 10, t0 + Duration::from_millis(10))).count(), 10);
+        // Next window: both known, 300 each, whatever the order.
+        let t1 = t0 + Duration::from_secs(1);
+        assert_eq!((0..1000).filter(|_| budget.admit("flood", 10, t1)).count(), 30);
+        assert_eq!((0..10).filter(|_| budget.admit("b", 10, t1)).count(), 10);
+        // Never more than the burst in one window, however many sources.
+        let t2 = t0 + Duration::from_secs(2);
+        let total: usize = (0..20).map(|i| (0..1000).filter(|_| budget.admit(&format!("s{i}"), 10, t2)).count() * 10).sum();
+        assert!(total <= 900, "{total}");
+        // Negative control: one shared source (the old, unfair budget) leaves b nothing.
+        let mut shared = EchoBudget::new(Duration::from_secs(1), 900);
+        let _ = (0..1000).filter(|_| shared.admit("", 10, t0)).count();
+        assert_eq!((0..10).filter(|_| shared.admit("", 10, t0 + Duration::from_millis(10))).count(), 0);
+    }
+
+    #[test]
+    fn a_quiet_container_keeps_its_lines_on_the_console_during_a_flood() {
+        let t0 = Instant::now();
+        let (mut console, mut reader) = fast_console(EchoBudget::new(Duration::from_secs(1), 8192));
+        for second in 0..3u64 {
+            let at = t0 + Duration::from_secs(second);
+            console.set_source("flood");
+            for n in 0..5000 {
+                console.write_at(format!("flood| flood {n}\n").as_bytes(), at);
+            }
+            console.set_source("calm");
+            console.write_at(format!("calm| tick {second}\n").as_bytes(), at + Duration::from_millis(500));
+        }
+        let text = drain(&mut reader);
+        for second in 0..3 {
+            assert!(text.contains(&format!("calm| tick {second}\n")), "calm's line {second} is missing");
+        }
+        assert!(announced(&text) > 0);
     }
 
     #[test]
     fn lines_over_the_budget_are_dropped_counted_and_announced() {
         let t0 = Instant::now();
         let line = "flood| 0123456789\n"; // 18 bytes
-        let (mut console, mut reader) = fast_console(EchoBudget::new(Duration::from_secs(1), 180));
+                                          // 360 bytes, half for the one source: 10 lines.
+        let (mut console, mut reader) = fast_console(EchoBudget::new(Duration::from_secs(1), 360));
         for _ in 0..1000 {
             console.write_at(line.as_bytes(), t0 + Duration::from_millis(10));
         }

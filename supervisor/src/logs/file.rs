@@ -13,10 +13,6 @@ use std::time::SystemTime;
 
 /// Where PID 1 keeps container logs.
 pub const DEFAULT_DIR: &str = "/var/log/keel";
-/// Size at which `NAME.log` is rotated: 10 MiB.
-pub const DEFAULT_MAX_BYTES: u64 = 10 * 1024 * 1024;
-/// How many rotated files (`NAME.log.1` … `NAME.log.3`) are kept besides `NAME.log`.
-pub const DEFAULT_KEEP: u32 = 3;
 /// Mode of new log files: the owner writes, the group (an operator) reads.
 const FILE_MODE: u32 = 0o640;
 /// Mode of a log directory keel creates.
@@ -60,6 +56,14 @@ impl LogFile {
         let file = open_append(&path)?;
         let size = file.metadata().map_err(|e| LogError::io("stat", &path, e))?.len();
         Ok(LogFile { dir: dir.to_path_buf(), name: name.clone(), file, size, max_bytes, keep })
+    }
+
+    /// Rotate at `max_bytes` and keep `keep` rotated files from the next write on (a
+    /// declaration changed while its log was open). Files beyond the new `keep` are left
+    /// as they are: they go at the next rotations that reach them.
+    pub fn set_limits(&mut self, max_bytes: u64, keep: u32) {
+        self.max_bytes = max_bytes;
+        self.keep = keep;
     }
 
     /// The path being written, `DIR/NAME.log`.
@@ -189,6 +193,13 @@ impl ContainerLog {
     /// The log file, if one is open.
     pub fn file(&self) -> Option<&LogFile> {
         self.file.as_ref()
+    }
+
+    /// Apply `limits` to the open log file (see [`LogFile::set_limits`]).
+    pub fn set_limits(&mut self, limits: super::LogLimits) {
+        if let Some(file) = self.file.as_mut() {
+            file.set_limits(limits.max_bytes(), limits.keep());
+        }
     }
 
     /// Take bytes just read from `stream`'s pipe at time `now`: every line they complete

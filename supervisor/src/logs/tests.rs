@@ -521,3 +521,20 @@ fn batched_records_rotate_where_records_one_by_one_would() {
     assert!(one_by_one.iter().filter(|c| !c.is_empty()).count() > 3, "the records span several files");
     assert_eq!(contents(true), one_by_one);
 }
+
+#[test]
+fn new_limits_apply_from_the_next_write() {
+    let tmp = Scratch::new("relimit");
+    let web = name("web");
+    let mut log = ContainerLog::new(web.clone(), Some(LogFile::open(&tmp.logs(), &web, 35, 0).unwrap()));
+    log.set_limits(LogLimits::new(MIN_MAX_BYTES, 3).unwrap());
+    let now = SystemTime::now();
+    // 64 KiB per file now: 4000 records of 43 bytes fill three files, none is dropped.
+    for i in 0..4000 {
+        log.feed(Stream::Stdout, format!("line {i:05}\n").as_bytes(), now, &mut io::sink()).unwrap();
+    }
+    let kept: String = (0..3).rev().map(|k| read(&rotated_path(&tmp.logs(), &web, k))).collect();
+    let numbers: Vec<&str> = kept.lines().map(|l| l.rsplit(' ').next().unwrap()).collect();
+    assert_eq!(numbers.len(), 4000, "with the old limits (35 bytes, no rotated file) one line would be left");
+    assert_eq!(numbers.first(), Some(&"00000"));
+}

@@ -44,6 +44,13 @@ pub trait Launcher {
     fn cgroup_dir(&self, name: &ContainerName) -> Option<PathBuf>;
     /// The launch plan of a running container (for `exec`).
     fn plan(&self, name: &ContainerName) -> Option<&LaunchPlan>;
+    /// Finish what could not be finished at once (a killed cgroup not yet empty, so not
+    /// yet removed). Called from every turn of the loop; never waits.
+    fn tidy(&mut self, _now: Instant) {}
+    /// When [`tidy`](Self::tidy) has something to retry, if anything.
+    fn tidy_deadline(&self) -> Option<Instant> {
+        None
+    }
 }
 
 /// Connects containers to their network (`network = "NAME"`): PID 1 implements it with
@@ -91,6 +98,8 @@ pub struct SystemLauncher {
     running: BTreeMap<ContainerName, (LaunchPlan, Option<ContainerCgroup>)>,
     /// Test option `keel.test.fail_launch`: the starts to fail, and how.
     faults: BTreeMap<ContainerName, LaunchFault>,
+    /// Killed cgroups of gone containers, removed once empty (never waited for).
+    doomed: super::doomed::DoomedCgroups,
 }
 
 /// A test-only failure of a start (`keel.test.fail_launch=NAME:STEP[:leak]`).
@@ -114,6 +123,7 @@ impl SystemLauncher {
             network,
             running: BTreeMap::new(),
             faults: BTreeMap::new(),
+            doomed: Default::default(),
         }
     }
 
@@ -160,11 +170,13 @@ impl SystemLauncher {
 
         let cgroup_step = |e: CgroupError| (LaunchStep::Cgroup, LaunchCause::Cgroup(e));
         let cgroup_fd = if cgroup2 {
+            // A cgroup of an earlier run still waiting for removal is reused (and killed) by prepare.
+            self.doomed.forget(&spec.name);
             let devices = crate::cgroup::devices::rules_for(spec.privilege);
             let cgroup = self.tree.prepare_with_devices(&spec.name, &spec.resources, devices).map_err(cgroup_step)?;
             let opened = cgroup.open_main_fd();
             let path = cgroup.main_dir();
-            taken.push(Taken::Cgroup(cgroup));
+            taken.push(Taken::Cgroup(spec.name.clone(), cgroup));
             Some(opened.map_err(|source| (LaunchStep::Cgroup, LaunchCause::CgroupOpen { path, source }))?)
         } else {
             None
@@ -188,7 +200,7 @@ impl SystemLauncher {
         self.injected(&spec.name, LaunchStep::Started)?;
 
         let cgroup = taken.drain(..).find_map(|t| match t {
-            Taken::Cgroup(cgroup) => Some(cgroup),
+            Taken::Cgroup(_, cgroup) => Some(cgroup),
             _ => None,
         });
         self.running.insert(spec.name.clone(), (plan, cgroup));
@@ -204,7 +216,7 @@ impl SystemLauncher {
                 Err(source) => Err(CleanupError::Kill { pid: pid.as_raw(), source }),
             }),
             Taken::Hooks(mut hooks) => one(hooks.undo().map_err(CleanupError::Hooks)),
-            Taken::Cgroup(cgroup) => one(discard_cgroup(&cgroup, CGROUP_DRAIN).map_err(CleanupError::Cgroup)),
+            Taken::Cgroup(name, cgroup) => one(self.doomed.discard(&name, cgroup, Instant::now()).map_err(CleanupError::Cgroup)),
             Taken::Network(name) => {
                 let errors: Vec<CleanupError> = self.network.undo_attach(&name).into_iter().map(CleanupError::Network).collect();
                 if errors.is_empty() {
@@ -228,25 +240,11 @@ enum Taken {
     /// The network attachment of the container.
     Network(ContainerName),
     /// The container's cgroup, created by the start.
-    Cgroup(ContainerCgroup),
+    Cgroup(ContainerName, ContainerCgroup),
     /// The start hooks, which may have made a veth.
     Hooks(Box<dyn StartHooks>),
     /// The container's process, which reached execve.
     Process(Pid),
-}
-
-/// How long a failed start waits for its killed processes to leave the cgroup before
-/// removing it.
-const CGROUP_DRAIN: Duration = Duration::from_secs(2);
-
-/// Kill what is in `cgroup`, wait up to `drain` for it to empty, remove it.
-fn discard_cgroup(cgroup: &ContainerCgroup, drain: Duration) -> Result<(), CgroupError> {
-    cgroup.kill()?;
-    let end = Instant::now() + drain;
-    while !cgroup.is_empty().unwrap_or(true) && Instant::now() < end {
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    cgroup.remove()
 }
 
 /// The network's start hooks, plus one step in the parent while the child waits:
@@ -322,14 +320,7 @@ impl Launcher for SystemLauncher {
         let (_, cgroup) = self.running.remove(name)?;
         let cgroup = cgroup?;
         let stats = cgroup.stats().ok();
-        let _ = cgroup.kill();
-        for _ in 0..50 {
-            if cgroup.is_empty().unwrap_or(true) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        if let Err(e) = cgroup.remove() {
+        if let Err(e) = self.doomed.discard(name, cgroup, Instant::now()) {
             log::debug!("container {name}: {e}");
         }
         stats
@@ -355,5 +346,13 @@ impl Launcher for SystemLauncher {
 
     fn plan(&self, name: &ContainerName) -> Option<&LaunchPlan> {
         self.running.get(name).map(|(plan, _)| plan)
+    }
+
+    fn tidy(&mut self, now: Instant) {
+        self.doomed.tidy(now);
+    }
+
+    fn tidy_deadline(&self) -> Option<Instant> {
+        self.doomed.deadline()
     }
 }

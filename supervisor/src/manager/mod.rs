@@ -9,6 +9,7 @@
 
 pub mod deps;
 pub mod desired;
+mod doomed;
 mod images;
 pub mod info;
 pub mod launch_error;
@@ -221,6 +222,7 @@ impl Manager {
     /// backoff ended, SIGKILL those past their stop timeout, run due healthchecks.
     pub fn tick(&mut self, now: Instant) {
         self.begin_pending_stops(now);
+        self.launcher.tidy(now);
         let names: Vec<ContainerName> = deps::start_order(&self.nodes());
         for name in names {
             let Some(entry) = self.entries.get(&name) else { continue };
@@ -247,6 +249,7 @@ impl Manager {
                 Phase::Running if e.check_pid.is_none() => e.next_check,
                 _ => None,
             })
+            .chain(self.launcher.tidy_deadline())
             .min()
     }
 
@@ -288,6 +291,9 @@ impl Manager {
             return;
         }
         let result = self.launcher.launch(&spec);
+        if result.is_ok() {
+            self.logs.limits(name, spec.logs);
+        }
         let Some(entry) = self.entries.get_mut(name) else { return };
         entry.started = Some((now, SystemTime::now()));
         match result {

@@ -20,6 +20,9 @@ pub trait LogSink {
     fn console_lines_dropped(&self) -> u64 {
         0
     }
+    /// The container is starting with these `[logs]` limits: its log files rotate and
+    /// keep by them from now on. (A sink without files ignores them.)
+    fn limits(&mut self, _name: &ContainerName, _limits: crate::logs::LogLimits) {}
 }
 
 /// Most bytes copied from one pipe per readiness event, so one chatty container cannot

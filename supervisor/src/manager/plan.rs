@@ -240,6 +240,7 @@ fn fields(spec: &ContainerSpec) -> Vec<(&'static str, String)> {
         ports,
         metadata_access,
         privilege,
+        logs,
     } = spec;
     let crate::spec::DeclaredProcess { entrypoint, command, workdir: declared_workdir, user: declared_user } = declared;
     vec![
@@ -266,6 +267,7 @@ fn fields(spec: &ContainerSpec) -> Vec<(&'static str, String)> {
         ("ports", format!("{ports:?}")),
         ("metadata_access", format!("{metadata_access:?}")),
         ("privileged", format!("{privilege:?}")),
+        ("logs", format!("{logs:?}")),
     ]
 }
 

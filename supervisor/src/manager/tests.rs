@@ -459,6 +459,17 @@ impl ImageCheck for Digests {
     }
 }
 
+/// A sink that records the `[logs]` limits it is given.
+struct LimitsSeen(Rc<RefCell<Vec<(String, crate::logs::LogLimits)>>>);
+
+impl LogSink for LimitsSeen {
+    fn write(&mut self, _: &ContainerName, _: Stream, _: &[u8]) {}
+    fn finish(&mut self, _: &ContainerName) {}
+    fn limits(&mut self, name: &ContainerName, limits: crate::logs::LogLimits) {
+        self.0.borrow_mut().push((name.to_string(), limits));
+    }
+}
+
 #[test]
 fn a_new_digest_under_the_same_reference_restarts_the_container() {
     let (mut m, calls) = manager(vec![declaration("app", ""), declaration("other", "")]);
@@ -489,4 +500,21 @@ fn a_new_digest_under_the_same_reference_restarts_the_container() {
     assert_eq!(calls.borrow().log.last().unwrap(), "launch app");
     assert_eq!(m.current()[&ContainerName::new("app").unwrap()].digest.as_deref(), Some("sha256:bbbb"));
     assert_eq!(pid_of(&m, "other"), other);
+}
+
+#[test]
+fn a_started_container_hands_its_log_limits_to_the_sink() {
+    let calls = Rc::new(RefCell::new(Calls::default()));
+    calls.borrow_mut().failing.insert("broken".into());
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let mut m = Manager::new(Box::new(FakeLauncher(calls.clone())), Box::new(LimitsSeen(seen.clone())), "/var/log/keel");
+    m.load(vec![
+        declaration("big", "[logs]\nmax_size = \"64M\"\nmax_files = 6"),
+        declaration("plain", ""),
+        declaration("broken", "[logs]\nmax_files = 2"),
+    ]);
+    m.tick(Instant::now());
+    let seen: Vec<(String, u64, u32)> = seen.borrow().iter().map(|(n, l)| (n.clone(), l.max_bytes(), l.files())).collect();
+    // A launch that failed set nothing.
+    assert_eq!(seen, [("big".to_string(), 64 << 20, 6), ("plain".to_string(), 10 << 20, 4)]);
 }

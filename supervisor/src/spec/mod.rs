@@ -4,6 +4,7 @@
 
 pub mod capability;
 pub mod locate;
+mod log_limits;
 mod privilege;
 pub mod raw;
 pub mod units;
@@ -308,6 +309,8 @@ pub struct ContainerSpec {
     pub metadata_access: bool,
     /// `privileged = true` (and what comes with it); see [`Privilege`].
     pub privilege: Privilege,
+    /// `[logs]`: how much of its output the log files keep.
+    pub logs: crate::logs::LogLimits,
 }
 
 /// How much of the host a container gets. Unprivileged is the isolated default; a

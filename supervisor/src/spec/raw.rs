@@ -68,6 +68,17 @@ pub struct RawContainer {
     pub host_pid: bool,
     #[serde(default)]
     pub host_network: bool,
+    #[serde(default)]
+    pub logs: RawLogs,
+}
+
+/// `[logs]`: `max_size = "64MiB"`, `max_files = 5`. `max_files` is read signed, so a
+/// negative number is a range error naming the key, not a type error.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogs {
+    pub max_size: Option<String>,
+    pub max_files: Option<i64>,
 }
 
 /// `[healthcheck]`.

@@ -305,3 +305,33 @@ fn privileged_refuses_settings_it_would_ignore() {
     assert_eq!((key.as_str(), line), ("user_namespace", Some(4)));
     assert!(message.contains("host's root"), "{message}");
 }
+
+/// Issue 12: `[logs]` sets a container's log rotation; sizes cannot overflow and each
+/// value out of its range is an error under its own key, at parse time.
+#[test]
+fn log_limits_are_parsed_and_checked_with_the_declaration() {
+    let base = "image = \"/img\"\ncommand = \"/a\"\n";
+    let spec = parse("x", base, "x.toml").unwrap();
+    assert_eq!(spec.logs, crate::logs::LogLimits::default());
+    let spec = parse("x", &format!("{base}[logs]\nmax_size = \"64MiB\"\nmax_files = 5\n"), "x.toml").unwrap();
+    assert_eq!((spec.logs.max_bytes(), spec.logs.files(), spec.logs.keep()), (64 << 20, 5, 4));
+    let cases = [
+        ("[logs]\nmax_size = \"99999999999999999999G\"\n", "logs.max_size", 4, "\"99999999999999999999G\": size too large"),
+        ("[logs]\nmax_size = \"lots\"\n", "logs.max_size", 4, "\"lots\": expected a size such as 512M or 1G"),
+        ("[logs]\nmax_size = \"1K\"\n", "logs.max_size", 4, "1024 bytes is too small for a log file (at least 64 KiB)"),
+        ("[logs]\nmax_size = \"2G\"\n", "logs.max_size", 4, "2147483648 bytes is too large for a log file (at most 1 GiB)"),
+        ("[logs]\nmax_files = 0\n", "logs.max_files", 4, "0: the number of log files must be from 1 to 32"),
+        ("[logs]\nmax_files = -3\n", "logs.max_files", 4, "-3: the number of log files must be from 1 to 32"),
+        ("[logs]\nmax_files = 4294967297\n", "logs.max_files", 4, "4294967297: the number of log files must be from 1 to 32"),
+    ];
+    for (extra, want_key, want_line, want_message) in cases {
+        let (key, line, message) = only("x", &format!("{base}{extra}"));
+        assert_eq!((key.as_str(), line, message.as_str()), (want_key, Some(want_line), want_message), "{extra}");
+    }
+    // Both bad: both named.
+    let errors = parse("x", &format!("{base}[logs]\nmax_size = \"1\"\nmax_files = 99\n"), "x.toml").unwrap_err();
+    let keys: Vec<&str> = errors.0.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["logs.max_size", "logs.max_files"]);
+    let (key, _, message) = only("x", &format!("{base}[logs]\nmax_lines = 5\n"));
+    assert_eq!(key, "max_lines", "{message}");
+}

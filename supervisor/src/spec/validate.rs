@@ -22,7 +22,7 @@ impl Report<'_> {
     }
 
     /// Keep the value or record the error under `key`.
-    fn check<T, E: std::fmt::Display>(&mut self, key: &str, result: Result<T, E>) -> Option<T> {
+    pub(super) fn check<T, E: std::fmt::Display>(&mut self, key: &str, result: Result<T, E>) -> Option<T> {
         result.map_err(|error| self.add(key, error.to_string())).ok()
     }
 }
@@ -101,6 +101,7 @@ fn build(name: &str, raw: RawContainer, r: &mut Report) -> Option<ContainerSpec>
     let network = network(&raw, r);
     let ports = published_ports(&raw.ports, r);
     let privilege = super::privilege::privilege(&raw, r);
+    let logs = super::log_limits::log_limits(&raw.logs, r);
     Some(ContainerSpec {
         name: name?,
         image: image?,
@@ -127,6 +128,7 @@ fn build(name: &str, raw: RawContainer, r: &mut Report) -> Option<ContainerSpec>
         ports,
         metadata_access: raw.metadata_access,
         privilege,
+        logs: logs?,
     })
 }
 
