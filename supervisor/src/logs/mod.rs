@@ -25,6 +25,7 @@
 mod console;
 mod error;
 mod file;
+mod follow;
 mod lines;
 mod read;
 mod timestamp;
@@ -32,6 +33,7 @@ mod timestamp;
 pub use console::{BoundedConsole, EchoBudget, CONSOLE_BUFFER, ECHO_BURST_BYTES, ECHO_INTERVAL};
 pub use error::{LogError, RecordError};
 pub use file::{log_path, rotated_path, ContainerLog, LogFile, DEFAULT_DIR, DEFAULT_KEEP, DEFAULT_MAX_BYTES};
+pub use follow::{follow, FollowError, FALLBACK_INTERVAL};
 pub use lines::{format_console, format_record, format_record_stamped, parse_record, LineSplitter, Record, Stream, MAX_LINE_BYTES};
 pub use read::{read_from, tail, LogOffset, FOLLOW_READ_LIMIT};
 pub use timestamp::{format_timestamp, parse_timestamp};
