@@ -43,6 +43,7 @@ mod scratch;
 pub mod settings;
 pub mod shutdown;
 pub mod storage;
+pub mod stream_helper;
 pub mod switch_root;
 pub mod sysroot;
 pub mod watchdog;

@@ -24,6 +24,7 @@ pub mod supervise;
 #[cfg(any(test, feature = "testing"))]
 pub mod test_certs;
 pub mod tls;
+pub mod tls_io;
 
 pub use config::{ApiConfig, ApiConfigError, CONFIG_PATH};
 
