@@ -31,6 +31,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+mod streams;
+
 /// Where the host is in its life, as `status` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Phase {
@@ -756,6 +758,12 @@ impl EventLoop {
                 let timeout = Duration::from_secs(timeout_secs.unwrap_or(DEFAULT_EXEC_TIMEOUT_SECS));
                 if let Err(e) = self.exec(id, argv, timeout, container, channel) {
                     self.reply(channel, &Response::failure(id, e));
+                }
+                After::Continue
+            }
+            command @ (Command::ExecStream { .. } | Command::LogsFollow { .. }) => {
+                if let Err(e) = self.start_stream(id, command, channel) {
+                    self.reply(channel, &Response::failure(id, e.to_string()));
                 }
                 After::Continue
             }

@@ -18,6 +18,7 @@ pub mod connections;
 pub mod containers;
 pub mod control_server;
 pub mod ctl;
+pub mod ctl_stream;
 pub mod event_loop;
 pub mod exec_helper;
 pub mod firstboot;

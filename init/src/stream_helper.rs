@@ -92,6 +92,13 @@ pub fn spawn(id: u64, work: StreamWork, channel: OwnedFd, queued: Vec<u8>) -> ni
         if let Err(e) = keel_supervisor::cgroup::oom::set_oom_score_adj(None, 0) {
             log::debug!("stream: {e}");
         }
+        // PID 1's other descriptors (its listener, other clients, container pipes, the
+        // log files) are not this helper's to hold for as long as a stream lasts. The
+        // logger's among them: nothing is logged from here on.
+        log::set_max_level(log::LevelFilter::Off);
+        if keel_supervisor::runtime::child::close_inherited_fds(&[channel.as_raw_fd()]).is_err() {
+            return 1;
+        }
         let client = UnixStream::from(channel);
         if client.set_nonblocking(true).is_err() || send_bounded(client.as_fd(), &queued).is_err() {
             return 1;

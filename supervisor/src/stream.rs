@@ -219,8 +219,7 @@ impl<F: Frame> Decoder<F> {
         }
         self.pending.extend_from_slice(bytes);
         let mut frames = Vec::new();
-        loop {
-            let Some(header) = self.pending.get(..HEADER) else { break };
+        while let Some(header) = self.pending.get(..HEADER) {
             let kind = header[0];
             let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
             if len > MAX_PAYLOAD {

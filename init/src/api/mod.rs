@@ -18,6 +18,7 @@ pub mod audit;
 pub mod config;
 pub mod identity;
 pub mod proxy;
+pub mod proxy_stream;
 pub mod remote;
 pub mod roles;
 pub mod supervise;
