@@ -31,6 +31,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+mod port_streams;
 mod streams;
 
 /// Where the host is in its life, as `status` reports it.
@@ -85,6 +86,8 @@ pub struct EventLoop {
     connections: BTreeMap<ConnectionId, Connection>,
     port: Option<Connection>,
     port_quiet_until: Option<Instant>,
+    /// Streams carried over the port (see [`port_streams`]).
+    port_streams: port_streams::PortStreams,
     limits: ControlLimits,
     next_id: u64,
     /// Exec helpers that answer a connection themselves, by pid: while one runs, its
@@ -113,6 +116,7 @@ enum Source {
     Listener,
     Connection(ConnectionId),
     Port,
+    PortStream(u64),
     Button(usize),
     Output(ContainerName, usize),
     Uplink,
@@ -137,6 +141,7 @@ impl EventLoop {
             connections: BTreeMap::new(),
             port: None,
             port_quiet_until: None,
+            port_streams: port_streams::PortStreams::default(),
             limits: ControlLimits::default(),
             next_id: 1,
             exec_helpers: BTreeMap::new(),
@@ -379,6 +384,11 @@ impl EventLoop {
             Source::Listener => self.on_accept(),
             Source::Connection(id) => self.on_connection(id, flags),
             Source::Port => self.on_port(flags),
+            Source::PortStream(id) => {
+                if let Some(port) = self.port.as_mut() {
+                    self.port_streams.on_ready(id, flags, port, Instant::now());
+                }
+            }
             Source::Button(index) => self.on_button(index),
             Source::Output(name, index) => {
                 if let Some(manager) = self.manager.as_mut() {
@@ -418,6 +428,9 @@ impl EventLoop {
         }
         if let (Some(port), None) = (&self.port, port_quiet) {
             fds.push(add_for(&mut sources, Source::Port, port.transport.as_fd(), port.interest(&self.limits)));
+            for (id, fd, flags) in self.port_streams.interest(port.output_len()) {
+                fds.push(add_for(&mut sources, Source::PortStream(id), fd, flags));
+            }
         }
         for (i, (_, button)) in self.buttons.iter().enumerate() {
             fds.push(add(&mut sources, Source::Button(i), button.as_fd()));
@@ -629,6 +642,7 @@ impl EventLoop {
         if flags.contains(PollFlags::POLLHUP) && !flags.contains(PollFlags::POLLIN) {
             // The host side is closed: its client is gone, and so are its answers.
             port.reset();
+            self.port_streams.clear();
             self.port_quiet_until = Some(Instant::now() + PORT_QUIET);
             return;
         }
@@ -646,6 +660,7 @@ impl EventLoop {
     fn recycle_port(&mut self) {
         if let Some(port) = self.port.as_mut().filter(|p| p.finished()) {
             port.reset();
+            self.port_streams.clear();
             self.port_quiet_until = Some(Instant::now() + PORT_QUIET);
         }
     }
@@ -660,6 +675,9 @@ impl EventLoop {
         }
         for (id, lines) in work {
             for line in lines {
+                if self.port_stream_line(&line, id) {
+                    continue;
+                }
                 self.on_request(&line, id);
             }
         }

@@ -250,6 +250,78 @@ impl<F: Frame> Decoder<F> {
     }
 }
 
+/// Raw stream bytes carried in one [`PortLine`] at most: base64 makes 32 KiB of them
+/// about 43 KiB of text, well under the protocol's longest line.
+pub const PORT_CHUNK: usize = 32 * 1024;
+
+/// A stream's bytes on the virtio-serial control port, which one channel carries for
+/// every client of the machine running QEMU (`keel-build run`'s multiplexer): each
+/// stream is a channel named by its request's id on the wire, and its bytes travel base64
+/// in JSON lines between the request and answer lines of other clients, so a stream
+/// never holds the port:
+///
+/// ```text
+/// {"id":7,"frames":"AQAAAAJoaQ=="}   bytes of stream 7 (frames, as on a socket)
+/// {"id":7,"end":true}                stream 7 is over (either side)
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortLine {
+    /// The stream's request id on the wire.
+    pub id: u64,
+    /// Stream bytes, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<String>,
+    /// The stream ended.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub end: bool,
+}
+
+/// A [`PortLine`] whose bytes are not base64.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("stream {id}: bytes on the port are not base64")]
+pub struct PortLineError {
+    /// The stream.
+    pub id: u64,
+}
+
+impl PortLine {
+    /// Lines carrying `bytes` of stream `id`, [`PORT_CHUNK`] at most each, newline included.
+    pub fn data(id: u64, bytes: &[u8]) -> Vec<String> {
+        use base64::Engine;
+        bytes
+            .chunks(PORT_CHUNK)
+            .map(|chunk| PortLine { id, frames: Some(base64::engine::general_purpose::STANDARD.encode(chunk)), end: false }.to_line())
+            .collect()
+    }
+
+    /// The line that ends stream `id`, newline included.
+    pub fn end(id: u64) -> String {
+        PortLine { id, frames: None, end: true }.to_line()
+    }
+
+    /// The line, newline included.
+    pub fn to_line(&self) -> String {
+        let mut line = serde_json::to_string(self).unwrap_or_default();
+        line.push('\n');
+        line
+    }
+
+    /// A stream line, or `None` when `line` is something else (a request or an answer).
+    pub fn parse(line: &str) -> Option<PortLine> {
+        serde_json::from_str(line.trim()).ok()
+    }
+
+    /// The stream bytes it carries (none for an end).
+    pub fn bytes(&self) -> Result<Vec<u8>, PortLineError> {
+        use base64::Engine;
+        match &self.frames {
+            None => Ok(Vec::new()),
+            Some(text) => base64::engine::general_purpose::STANDARD.decode(text).map_err(|_| PortLineError { id: self.id }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,5 +393,24 @@ mod tests {
         assert!(matches!(Decoder::<ClientFrame>::default().push(&stop), Err(FrameError::Malformed { .. })));
         let int = encode(SIGNAL, &[libc::SIGINT as u8]);
         assert_eq!(Decoder::<ClientFrame>::default().push(&int).unwrap(), vec![ClientFrame::Signal(libc::SIGINT)]);
+    }
+}
+
+#[cfg(test)]
+mod port_tests {
+    use super::*;
+
+    #[test]
+    fn port_lines_carry_bytes_and_ends_and_are_told_from_requests() {
+        let bytes: Vec<u8> = (0..=255u8).cycle().take(PORT_CHUNK * 2 + 3).collect();
+        let lines = PortLine::data(7, &bytes);
+        assert_eq!(lines.len(), 3);
+        assert!(lines.iter().all(|l| l.len() < crate::control::MAX_LINE && l.ends_with('\n')));
+        let back: Vec<u8> = lines.iter().flat_map(|l| PortLine::parse(l).unwrap().bytes().unwrap()).collect();
+        assert_eq!(back, bytes);
+        assert_eq!(PortLine::parse(&PortLine::end(7)), Some(PortLine { id: 7, frames: None, end: true }));
+        assert_eq!(PortLine::parse(r#"{"id":7,"cmd":"status"}"#), None, "a request is not a stream line");
+        assert_eq!(PortLine::parse(r#"{"id":7,"ok":true,"result":"stream"}"#), None, "nor an answer");
+        assert_eq!(PortLine::parse(r#"{"id":7,"frames":"!!"}"#).unwrap().bytes(), Err(PortLineError { id: 7 }));
     }
 }

@@ -2,6 +2,8 @@
 //! [`stream_helper`](crate::stream_helper) with the connection and its unwritten
 //! replies, and drops the connection from its set. From then on PID 1 neither reads nor
 //! writes that client: a stream can never block the loop or interleave with replies.
+//! Over the virtio-serial port the helper gets a socketpair instead, carried over the
+//! port as one channel among others ([`super::port_streams`]).
 
 use super::EventLoop;
 use crate::connections::ConnectionId;
@@ -13,9 +15,8 @@ use std::time::Duration;
 /// Why a stream could not start (the request's failure answer).
 #[derive(Debug, thiserror::Error)]
 pub enum StreamStartError {
-    /// Over the virtio-serial port (one channel shared by every client of the machine
-    /// running QEMU), streams are not carried.
-    #[error("streams (exec -i/-t, logs -f) are not carried over the virtio-serial control port; use the remote API (keelctl --host)")]
+    /// The connection cannot be handed over (the virtio-serial port is served in the loop).
+    #[error("this control connection cannot carry a stream")]
     OverPort,
     /// The connection is gone.
     #[error("control connection {0} is gone")]
@@ -29,6 +30,15 @@ pub enum StreamStartError {
 }
 
 impl EventLoop {
+    /// A line from the port that belongs to a stream (its bytes, or its end): handled
+    /// here, true. Any other line (a request) is not.
+    pub(super) fn port_stream_line(&mut self, line: &str, channel: ConnectionId) -> bool {
+        let Some(port) = self.port.as_mut().filter(|port| port.id == channel) else { return false };
+        let Some(stream_line) = keel_supervisor::stream::PortLine::parse(line) else { return false };
+        self.port_streams.on_port_line(&stream_line, port, std::time::Instant::now());
+        true
+    }
+
     /// Hand connection `channel` over to a helper serving `command` (a stream-starting one).
     pub(super) fn start_stream(&mut self, id: u64, command: Command, channel: ConnectionId) -> Result<(), StreamStartError> {
         let work = match command {
@@ -47,7 +57,12 @@ impl EventLoop {
             _ => return Err(StreamStartError::Target("not a stream".into())),
         };
         if self.port.as_ref().is_some_and(|port| port.id == channel) {
-            return Err(StreamStartError::OverPort);
+            let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(StreamStartError::Spawn)?;
+            let pid = stream_helper::spawn(id, work, theirs.into(), Vec::new()).map_err(|e| StreamStartError::Spawn(e.into()))?;
+            self.port_streams.add(id, ours).map_err(StreamStartError::Spawn)?;
+            self.exec_helpers.insert(pid, channel);
+            debug!("port stream {id}: served by stream helper {pid}");
+            return Ok(());
         }
         let connection = self.connections.get(&channel).ok_or(StreamStartError::Gone(channel))?;
         let (fd, queued) = connection.hand_over().ok_or(StreamStartError::OverPort)?.map_err(StreamStartError::Spawn)?;
