@@ -96,8 +96,9 @@ pub fn exec(
     let stdin = std::io::stdin();
     let size = tty.then(|| terminal_size(stdin.as_fd()).or_else(|| terminal_size(std::io::stdout().as_fd()))).flatten();
     let tty_size = tty.then(|| size.unwrap_or(TerminalSize { rows: 24, cols: 80 }));
-    let signals = block_signals().map_err(StreamClientError::Terminal)?;
     let (mut io, early) = client.start_stream(Command::ExecStream { argv, container, tty: tty_size, timeout_secs }, wait)?;
+    // From here on signals are passed on (before, Ctrl-C simply ends keelctl).
+    let signals = block_signals().map_err(StreamClientError::Terminal)?;
     let _raw = if tty && nix::unistd::isatty(stdin.as_fd()).unwrap_or(false) {
         Some(RawMode::enter(stdin.as_fd()).map_err(StreamClientError::Terminal)?)
     } else {
