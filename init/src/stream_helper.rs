@@ -37,8 +37,8 @@ pub const OUT_BUFFER: usize = 256 * 1024;
 /// ends and the command is killed.
 pub const CLIENT_STALL: Duration = Duration::from_secs(60);
 
-/// After the command exits, how long its output is still read (a process it left
-/// behind may hold the pipe open for ever).
+/// After the command exits, its output is read to its end, but no longer than this
+/// without a byte (a process it left behind may hold the pipe open for ever).
 const DRAIN: Duration = Duration::from_secs(1);
 
 /// After the client went away, how long the command has between SIGHUP and SIGKILL.
@@ -187,7 +187,7 @@ fn exec(id: u64, client: &UnixStream, argv: &[String], target: Target, tty: Opti
         return 1;
     }
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-    let outcome = Relay::new(client, &mut running, deadline).run();
+    let (outcome, rest) = Relay::new(client, &mut running, deadline).run();
     if let Some(leaf) = running.leaf.take() {
         let _ = leaf.kill();
         if let Err(e) = leaf.finish(Duration::from_millis(500)) {
@@ -198,7 +198,9 @@ fn exec(id: u64, client: &UnixStream, argv: &[String], target: Target, tty: Opti
         Ok(code) => ServerFrame::Exit(code),
         Err(message) => ServerFrame::Error(message),
     };
-    i32::from(send_bounded(client.as_fd(), &last.encode()).is_err())
+    let Some(mut rest) = rest else { return 1 };
+    rest.extend(last.encode());
+    i32::from(send_bounded(client.as_fd(), &rest).is_err())
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), String> {
@@ -338,16 +340,28 @@ impl<'a> Relay<'a> {
         }
     }
 
-    /// Relay until the command ended and its output is drained; its exit code.
-    fn run(mut self) -> Result<i32, String> {
+    /// Relay until the command ended and its output is drained; its exit code, and the
+    /// output bytes (whole frames) not yet written to the client; `None` when the client
+    /// is gone (or stopped reading): nothing more is sent.
+    fn run(mut self) -> (Result<i32, String>, Option<Vec<u8>>) {
+        let outcome = self.relay();
+        let rest = self.client_open.then(|| std::mem::take(&mut self.to_client));
+        (outcome, rest)
+    }
+
+    fn relay(&mut self) -> Result<i32, String> {
         let pidfd = pidfd_open(self.running.pid).map_err(|e| format!("pidfd_open: {e}"))?;
         loop {
             if let Some((code, at)) = self.exited {
-                if self.running.outputs.iter().all(|(fd, _)| fd.is_none()) || at.elapsed() >= DRAIN {
+                // Waiting for the client to take what is buffered is not a quiet output.
+                if self.to_client.len() >= OUT_BUFFER {
+                    self.exited = Some((code, Instant::now()));
+                } else if self.running.outputs.iter().all(|(fd, _)| fd.is_none()) || at.elapsed() >= DRAIN {
                     return Ok(if self.timed_out { TIMED_OUT } else { code });
                 }
             }
             if !self.to_client.is_empty() && self.last_taken.elapsed() >= CLIENT_STALL {
+                self.client_open = false;
                 self.kill_command();
                 return Err("the client took nothing for a minute; the command was killed".into());
             }
@@ -517,6 +531,10 @@ impl<'a> Relay<'a> {
             Ok(n) if n > 0 => {
                 let data = buf[..n].to_vec();
                 let frame = if *is_err { ServerFrame::Stderr(data) } else { ServerFrame::Stdout(data) };
+                if let Some((code, _)) = self.exited {
+                    // Still draining after the exit: the quiet period starts again.
+                    self.exited = Some((code, Instant::now()));
+                }
                 if self.client_open {
                     if self.to_client.is_empty() {
                         self.last_taken = Instant::now();

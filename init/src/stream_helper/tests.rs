@@ -154,3 +154,15 @@ fn a_client_that_goes_away_hangs_up_the_command() {
     helper.join().unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+#[test]
+fn output_larger_than_the_buffer_arrives_whole_to_a_slow_client() {
+    // The command ends long before the client has read its output: all of it still
+    // comes, then the exit code (the drain waits for the client, not a fixed time).
+    let (client, helper) = run_exec(&["sh", "-c", "head -c 3000000 /dev/zero"], None, None);
+    std::thread::sleep(Duration::from_millis(1500));
+    let seen = read_stream(&client, None);
+    assert_eq!(seen.stdout.len(), 3_000_000);
+    assert_eq!(seen.end, Some(ServerFrame::Exit(0)));
+    helper.join().unwrap();
+}
