@@ -108,13 +108,27 @@ pub fn open_on_host() -> Result<Pty, PtyError> {
 }
 
 /// Start `argv` on the host: with `terminal`, in a new session whose controlling
-/// terminal it is (fds 0, 1, 2); without, with its three streams piped.
+/// terminal it is (fds 0, 1, 2); without, with its three streams piped. Job-control and
+/// termination signals are back to their default actions.
 pub fn host_command(argv: &[String], terminal: Option<&OwnedFd>) -> std::io::Result<std::process::Child> {
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
     let (program, args) = argv.split_first().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no command given"))?;
     let mut command = Command::new(program);
     command.args(args);
+    // SAFETY: the closure runs in the forked child before execve and only calls
+    // signal(2), which is async-signal-safe: signals an operator sends (or types) must
+    // reach the command even if whoever started PID 1's copy ignored them.
+    unsafe {
+        command.pre_exec(|| {
+            for signal in
+                [libc::SIGINT, libc::SIGQUIT, libc::SIGHUP, libc::SIGTERM, libc::SIGPIPE, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU]
+            {
+                libc::signal(signal, libc::SIG_DFL);
+            }
+            Ok(())
+        });
+    }
     match terminal {
         None => {
             command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
