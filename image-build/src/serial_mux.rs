@@ -7,19 +7,44 @@
 //! Clients connect to the socket `keel-build run --control-socket PATH` names, exactly
 //! as before. Each request line's `id` is replaced by one unique across clients
 //! ([`Demux`]), and each answer goes back to the client that asked, with its own id.
+//!
+//! Streams (`keelctl exec -i/-t`, `logs -f`): when a stream-starting request is answered
+//! `ok`, its client's connection carries frames from then on; the multiplexer carries
+//! them on the port as [`PortLine`]s of that request's wire id, one channel per stream,
+//! between the lines of other clients. Each client has its own bounded queue of bytes to
+//! write ([`CLIENT_QUEUE`] messages): a client that does not read is disconnected (its
+//! stream ended), never waited for, so other clients go on.
 
+use keel_supervisor::stream::{ClientFrame, Decoder, PortLine, STREAM_STARTED};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-/// Request ids in flight: the id sent to the guest → (client, the client's own id).
+/// Messages (answer lines, chunks of stream bytes) queued for one client at most.
+pub const CLIENT_QUEUE: usize = 256;
+
+/// Where a line from the guest goes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    /// This line (the client's own id restored) to this client.
+    Line(u64, String),
+    /// These stream bytes to this client.
+    Data(u64, Vec<u8>),
+    /// This client's stream is over: close its connection.
+    End(u64),
+}
+
+/// Request ids in flight and streams running: the id sent to the guest → (client, the
+/// client's own id); the stream of each streaming client.
 #[derive(Debug, Default)]
 pub struct Demux {
     next: u64,
-    pending: HashMap<u64, (u64, serde_json::Value)>,
+    pending: HashMap<u64, (u64, serde_json::Value, bool)>,
+    streams: HashMap<u64, u64>,
 }
 
 impl Demux {
@@ -27,35 +52,102 @@ impl Demux {
     pub fn outgoing(&mut self, client: u64, line: &str) -> Option<String> {
         let mut value: serde_json::Value = serde_json::from_str(line).ok()?;
         let object = value.as_object_mut()?;
+        let streams = matches!(object.get("cmd").and_then(|c| c.as_str()), Some("exec_stream" | "logs_follow"));
         self.next += 1;
         let original = object.insert("id".into(), self.next.into()).unwrap_or(serde_json::Value::Null);
-        self.pending.insert(self.next, (client, original));
+        self.pending.insert(self.next, (client, original, streams));
         let mut text = serde_json::to_string(&value).ok()?;
         text.push('\n');
         Some(text)
     }
 
-    /// An answer from the guest: the client it is for and the line with that client's id.
-    pub fn incoming(&mut self, line: &str) -> Option<(u64, String)> {
+    /// A line from the guest: where it goes. An `ok` answer to a stream-starting request
+    /// starts that client's stream.
+    pub fn incoming(&mut self, line: &str) -> Option<Route> {
+        if let Some(stream) = PortLine::parse(line) {
+            let client = *self.streams.get(&stream.id)?;
+            if stream.end {
+                self.streams.remove(&stream.id);
+                return Some(Route::End(client));
+            }
+            return match stream.bytes() {
+                Ok(bytes) => Some(Route::Data(client, bytes)),
+                Err(_) => {
+                    self.streams.remove(&stream.id);
+                    Some(Route::End(client))
+                }
+            };
+        }
         let mut value: serde_json::Value = serde_json::from_str(line).ok()?;
         let id = value.get("id")?.as_u64()?;
-        let (client, original) = self.pending.remove(&id)?;
+        let (client, original, streams) = self.pending.remove(&id)?;
+        let started = value.get("ok").and_then(|ok| ok.as_bool()) == Some(true)
+            && value.get("result").and_then(|r| r.as_str()) == Some(STREAM_STARTED);
+        if streams && started {
+            self.streams.insert(id, client);
+        }
         value.as_object_mut()?.insert("id".into(), original);
         let mut text = serde_json::to_string(&value).ok()?;
         text.push('\n');
-        Some((client, text))
+        Some(Route::Line(client, text))
     }
 
-    /// Forget a client's requests (it went away).
-    pub fn forget(&mut self, client: u64) {
-        self.pending.retain(|_, (c, _)| *c != client);
+    /// The stream `client` runs (its wire id), if any.
+    pub fn stream_of(&self, client: u64) -> Option<u64> {
+        self.streams.iter().find(|(_, c)| **c == client).map(|(id, _)| *id)
+    }
+
+    /// Forget a client's requests and stream (it went away); the stream's wire id, if any.
+    pub fn forget(&mut self, client: u64) -> Option<u64> {
+        self.pending.retain(|_, (c, _, _)| *c != client);
+        let stream = self.stream_of(client);
+        self.streams.retain(|_, c| *c != client);
+        stream
+    }
+
+    /// Forget every stream (the guest connection broke); their clients.
+    pub fn drop_streams(&mut self) -> Vec<u64> {
+        self.streams.drain().map(|(_, client)| client).collect()
     }
 }
 
 struct Shared {
     demux: Mutex<Demux>,
-    clients: Mutex<HashMap<u64, UnixStream>>,
+    clients: Mutex<HashMap<u64, SyncSender<Vec<u8>>>>,
     guest: Mutex<Option<UnixStream>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    /// Queue `bytes` for `client`; a client whose queue is full is disconnected (and its
+    /// stream, if any, ended on the guest's side).
+    fn to_client(&self, client: u64, bytes: Vec<u8>) {
+        let full = match lock(&self.clients).get(&client).map(|tx| tx.try_send(bytes)) {
+            Some(Err(TrySendError::Full(_))) => true,
+            Some(Err(TrySendError::Disconnected(_))) | Some(Ok(())) | None => false,
+        };
+        if full {
+            self.drop_client(client);
+        }
+    }
+
+    /// Disconnect `client` (its writer flushes what it has, then closes the socket).
+    fn drop_client(&self, client: u64) {
+        lock(&self.clients).remove(&client);
+        if let Some(stream) = lock(&self.demux).forget(client) {
+            let _ = self.to_guest(PortLine::end(stream).as_bytes());
+        }
+    }
+
+    fn to_guest(&self, bytes: &[u8]) -> Result<(), String> {
+        match lock(&self.guest).as_mut() {
+            None => Err("the guest's control port is not connected yet".into()),
+            Some(guest) => guest.write_all(bytes).map_err(|e| format!("control port: {e}")),
+        }
+    }
 }
 
 /// Serve `listen` for clients, multiplexed over one kept-open connection to QEMU's
@@ -70,7 +162,9 @@ pub fn spawn(qemu: PathBuf, listen: &Path) -> std::io::Result<()> {
         for (client, stream) in (1u64..).zip(listener.incoming()) {
             let Ok(stream) = stream else { continue };
             let Ok(writer) = stream.try_clone() else { continue };
-            shared.clients.lock().unwrap_or_else(|e| e.into_inner()).insert(client, writer);
+            let (tx, rx) = sync_channel::<Vec<u8>>(CLIENT_QUEUE);
+            lock(&shared.clients).insert(client, tx);
+            std::thread::spawn(move || client_writer(writer, rx));
             let shared = shared.clone();
             std::thread::spawn(move || client_reader(client, stream, &shared));
         }
@@ -78,7 +172,18 @@ pub fn spawn(qemu: PathBuf, listen: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Keep one connection to QEMU; route each answer line to its client.
+/// Write what is queued for one client; when the queue closes (or the client breaks),
+/// close its connection.
+fn client_writer(mut stream: UnixStream, queue: std::sync::mpsc::Receiver<Vec<u8>>) {
+    for bytes in queue {
+        if stream.write_all(&bytes).is_err() {
+            break;
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// Keep one connection to QEMU; route each line to its client.
 fn guest_reader(qemu: &Path, shared: &Shared) {
     loop {
         let Ok(stream) = UnixStream::connect(qemu) else {
@@ -86,103 +191,80 @@ fn guest_reader(qemu: &Path, shared: &Shared) {
             continue;
         };
         let Ok(writer) = stream.try_clone() else { continue };
-        *shared.guest.lock().unwrap_or_else(|e| e.into_inner()) = Some(writer);
+        *lock(&shared.guest) = Some(writer);
         let mut lines = BufReader::new(stream);
         let mut line = String::new();
         while lines.read_line(&mut line).unwrap_or(0) > 0 {
-            let routed = shared.demux.lock().unwrap_or_else(|e| e.into_inner()).incoming(line.trim());
-            if let Some((client, text)) = routed {
-                if let Some(stream) = shared.clients.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&client) {
-                    let _ = stream.write_all(text.as_bytes());
+            let routed = lock(&shared.demux).incoming(line.trim());
+            match routed {
+                Some(Route::Line(client, text)) => shared.to_client(client, text.into_bytes()),
+                Some(Route::Data(client, bytes)) => shared.to_client(client, bytes),
+                Some(Route::End(client)) => {
+                    lock(&shared.clients).remove(&client);
                 }
+                None => {}
             }
             line.clear();
         }
-        *shared.guest.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *lock(&shared.guest) = None;
+        for client in lock(&shared.demux).drop_streams() {
+            lock(&shared.clients).remove(&client);
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
-/// Forward one client's request lines to the guest, ids made unique.
-fn client_reader(client: u64, stream: UnixStream, shared: &Shared) {
-    let mut lines = BufReader::new(stream);
-    let mut line = String::new();
-    while lines.read_line(&mut line).unwrap_or(0) > 0 {
-        if !line.trim().is_empty() {
-            let original = serde_json::from_str::<serde_json::Value>(line.trim()).ok().and_then(|v| v.get("id").cloned());
-            let failure =
-                |error: &str| format!("{}\n", serde_json::json!({"id": original.clone().unwrap_or(0.into()), "ok": false, "error": error}));
-            let mut guest = shared.guest.lock().unwrap_or_else(|e| e.into_inner());
-            let reply = match (guest.as_mut(), shared.demux.lock().unwrap_or_else(|e| e.into_inner()).outgoing(client, line.trim())) {
-                (_, None) => Some(failure("bad request: not a JSON object")),
-                (None, Some(_)) => Some(failure("the guest's control port is not connected yet")),
-                (Some(g), Some(text)) => g.write_all(text.as_bytes()).err().map(|e| failure(&format!("control port: {e}"))),
-            };
-            drop(guest);
-            if let Some(reply) = reply {
-                if let Some(stream) = shared.clients.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&client) {
-                    let _ = stream.write_all(reply.as_bytes());
-                }
+/// Forward one client's request lines to the guest, ids made unique; once its stream
+/// started, its bytes (checked to be frames) as stream lines.
+fn client_reader(client: u64, mut stream: UnixStream, shared: &Shared) {
+    let mut pending = Vec::new();
+    let mut frames = Decoder::<ClientFrame>::default();
+    let mut buf = vec![0u8; keel_supervisor::stream::PORT_CHUNK];
+    loop {
+        let n = match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let streaming = lock(&shared.demux).stream_of(client);
+        if let Some(wire) = streaming {
+            if frames.push(&buf[..n]).is_err() {
+                break;
             }
+            let lines: String = PortLine::data(wire, &buf[..n]).concat();
+            if shared.to_guest(lines.as_bytes()).is_err() {
+                break;
+            }
+            continue;
         }
-        line.clear();
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            forward_line(client, String::from_utf8_lossy(&line).trim(), shared);
+        }
+        if pending.len() > keel_supervisor::control::MAX_LINE {
+            break;
+        }
     }
-    shared.clients.lock().unwrap_or_else(|e| e.into_inner()).remove(&client);
-    shared.demux.lock().unwrap_or_else(|e| e.into_inner()).forget(client);
+    shared.drop_client(client);
+}
+
+/// One request line of a client to the guest (or its refusal back to the client).
+fn forward_line(client: u64, line: &str, shared: &Shared) {
+    if line.is_empty() {
+        return;
+    }
+    let original = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v.get("id").cloned());
+    let failure =
+        |error: &str| format!("{}\n", serde_json::json!({"id": original.clone().unwrap_or(0.into()), "ok": false, "error": error}));
+    let outgoing = lock(&shared.demux).outgoing(client, line);
+    let reply = match outgoing {
+        None => Some(failure("bad request: not a JSON object")),
+        Some(text) => shared.to_guest(text.as_bytes()).err().map(|e| failure(&e)),
+    };
+    if let Some(reply) = reply {
+        shared.to_client(client, reply.into_bytes());
+    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_unique_on_the_wire_and_restored_for_each_client() {
-        let mut demux = Demux::default();
-        let a = demux.outgoing(1, r#"{"id":7,"cmd":"status"}"#).unwrap();
-        let b = demux.outgoing(2, r#"{"id":7,"cmd":"ps"}"#).unwrap();
-        let id = |line: &str| serde_json::from_str::<serde_json::Value>(line).unwrap()["id"].as_u64().unwrap();
-        assert_ne!(id(&a), id(&b), "two clients' id 7 differ on the wire");
-        let (client, text) = demux.incoming(&format!(r#"{{"id":{},"ok":true}}"#, id(&b))).unwrap();
-        assert_eq!((client, id(&text)), (2, 7));
-        assert!(demux.incoming(&format!(r#"{{"id":{},"ok":true}}"#, id(&b))).is_none(), "answered once");
-        demux.forget(1);
-        assert!(demux.incoming(&format!(r#"{{"id":{},"ok":true}}"#, id(&a))).is_none(), "a gone client's answer is dropped");
-        assert!(demux.outgoing(1, "not json").is_none());
-    }
-
-    #[test]
-    fn end_to_end_through_a_fake_guest() {
-        let dir = std::env::temp_dir().join(format!("keel-mux-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let qemu = dir.join("qemu.sock");
-        let guest = UnixListener::bind(&qemu).unwrap();
-        std::thread::spawn(move || {
-            let (stream, _) = guest.accept().unwrap();
-            let mut out = stream.try_clone().unwrap();
-            for line in BufReader::new(stream).lines() {
-                let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
-                let _ = writeln!(out, r#"{{"id":{},"ok":true,"result":{}}}"#, v["id"], v["cmd"]);
-            }
-        });
-        let listen = dir.join("control.sock");
-        spawn(qemu, &listen).unwrap();
-        for round in 0..3 {
-            let stream = UnixStream::connect(&listen).unwrap();
-            let mut writer = stream.try_clone().unwrap();
-            let mut reader = BufReader::new(stream);
-            let mut answer = String::new();
-            for _ in 0..100 {
-                writeln!(writer, r#"{{"id":{round},"cmd":"status"}}"#).unwrap();
-                answer.clear();
-                reader.read_line(&mut answer).unwrap();
-                if !answer.contains("not connected") {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            assert_eq!(answer.trim(), format!(r#"{{"id":{round},"ok":true,"result":"status"}}"#));
-        }
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-}
+mod tests;

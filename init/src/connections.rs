@@ -196,6 +196,11 @@ impl Outbox {
         Ok(written)
     }
 
+    /// A copy of what waits (for a helper that takes the connection over).
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.bytes.iter().copied().collect()
+    }
+
     /// Forget what waits (the client went away).
     pub fn clear(&mut self) {
         self.bytes.clear();
@@ -376,6 +381,16 @@ impl Connection {
         self.output.clear();
         self.eof = false;
         self.closed = false;
+    }
+
+    /// For a stream helper that takes this connection over: a duplicate of the socket and
+    /// the reply bytes not written yet (the helper writes them first). `None` for the
+    /// virtio-serial port, which is never handed over.
+    pub fn hand_over(&self) -> Option<std::io::Result<(std::os::fd::OwnedFd, Vec<u8>)>> {
+        match &self.transport {
+            Transport::Socket(stream) => Some(stream.as_fd().try_clone_to_owned().map(|fd| (fd, self.output.to_vec()))),
+            Transport::Port(_) => None,
+        }
     }
 
     /// Bytes of replies waiting.

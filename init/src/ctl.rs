@@ -58,10 +58,19 @@ enum CtlCommand {
     /// Reboot the host.
     Reboot,
     /// Run a command on the host, or in container NAME; exits with its exit code.
+    /// With -i or -t, or when stdin is a pipe or a file, its stdin, stdout and stderr
+    /// stream (e.g. `tar c . | keelctl exec web -- tar x`).
     Exec {
-        /// Kill the command after this many seconds.
-        #[arg(long = "kill-after", default_value_t = 120)]
-        kill_after: u64,
+        /// Kill the command after this many seconds (default: 120 without a stream, never with one).
+        #[arg(long = "kill-after")]
+        kill_after: Option<u64>,
+        /// Stream stdin even from a terminal.
+        #[arg(short, long)]
+        interactive: bool,
+        /// Give the command a terminal (a pty in the container's own /dev/pts), sized
+        /// and resized as the local one; the local terminal is raw meanwhile.
+        #[arg(short, long)]
+        tty: bool,
         /// Run inside this container (its namespaces, cgroup and restrictions).
         name: Option<String>,
         /// The command and its arguments (after `--`).
@@ -79,7 +88,7 @@ enum CtlCommand {
     Logs {
         /// Container name.
         name: String,
-        /// Keep printing new lines as they come.
+        /// Keep printing new lines as they are written (pushed on one connection).
         #[arg(short, long)]
         follow: bool,
         /// Only the last N lines.
@@ -238,9 +247,6 @@ pub fn main(args: Vec<String>) -> i32 {
     }
 }
 
-/// How often `logs -f` asks for new lines.
-const FOLLOW_INTERVAL: Duration = Duration::from_millis(300);
-
 /// How long keelctl waits for the next line of a pull or load (a job's own deadline is an hour).
 const JOB_LINE_WAIT: Duration = Duration::from_secs(3600);
 
@@ -384,6 +390,14 @@ fn run(cli: Cli) -> Result<i32, String> {
     let timeout = Duration::from_secs(cli.timeout);
     let mut client = connect(&cli, timeout)?;
     match &cli.command {
+        CtlCommand::Exec { kill_after, interactive, tty, name, argv } if *interactive || *tty || crate::ctl_stream::stdin_is_data() => {
+            let send_stdin = *interactive || *tty || crate::ctl_stream::stdin_is_data();
+            return crate::ctl_stream::exec(client, argv.clone(), name.clone(), *tty, send_stdin, *kill_after, timeout)
+                .map_err(|e| e.to_string());
+        }
+        CtlCommand::Logs { name, follow: true, tail } => {
+            return crate::ctl_stream::follow_logs(client, name.clone(), *tail, timeout).map_err(|e| e.to_string());
+        }
         CtlCommand::Image(ImageCommand::Pull { reference }) => {
             return follow_job(&mut client, Command::ImagePull { reference: reference.clone(), progress: true }, cli.json)
         }
@@ -398,10 +412,13 @@ fn run(cli: Cli) -> Result<i32, String> {
         CtlCommand::Status => call(Command::Status, timeout)?,
         CtlCommand::Poweroff => call(Command::Poweroff, timeout)?,
         CtlCommand::Reboot => call(Command::Reboot, timeout)?,
-        CtlCommand::Exec { kill_after, name, argv } => call(
-            Command::Exec { argv: argv.clone(), timeout_secs: Some(*kill_after), container: name.clone() },
-            timeout.max(Duration::from_secs(kill_after + 5)),
-        )?,
+        CtlCommand::Exec { kill_after, name, argv, .. } => {
+            let kill_after = kill_after.unwrap_or(keel_supervisor::control::DEFAULT_EXEC_TIMEOUT_SECS);
+            call(
+                Command::Exec { argv: argv.clone(), timeout_secs: Some(kill_after), container: name.clone() },
+                timeout.max(Duration::from_secs(kill_after + 5)),
+            )?
+        }
         CtlCommand::Ps => call(Command::Ps, timeout)?,
         CtlCommand::Apply { files } => call(Command::Apply { files: declaration_files(files)? }, timeout)?,
         CtlCommand::Diff { files } => call(Command::Diff { files: declaration_files(files)? }, timeout)?,
@@ -426,25 +443,19 @@ fn run(cli: Cli) -> Result<i32, String> {
         CtlCommand::Image(ImageCommand::Rm { reference }) => call(Command::ImageRm { reference: reference.clone() }, timeout)?,
         CtlCommand::Image(ImageCommand::Prune) => call(Command::ImagePrune, timeout)?,
         CtlCommand::Config(_) => unreachable!("answered before connecting"),
-        CtlCommand::Logs { name, follow, tail } => {
-            let mut result = call(Command::Logs { name: name.clone(), tail: *tail, offset: None }, timeout)?;
-            loop {
-                let logs: LogsResult = decode(result.clone())?;
-                if cli.json {
-                    println!("{result}");
-                } else {
-                    let mut out = std::io::stdout().lock();
-                    for line in &logs.lines {
-                        let _ = writeln!(out, "{line}");
-                    }
-                    let _ = out.flush();
+        CtlCommand::Logs { name, tail, .. } => {
+            let result = call(Command::Logs { name: name.clone(), tail: *tail, offset: None }, timeout)?;
+            let logs: LogsResult = decode(result.clone())?;
+            if cli.json {
+                println!("{result}");
+            } else {
+                let mut out = std::io::stdout().lock();
+                for line in &logs.lines {
+                    let _ = writeln!(out, "{line}");
                 }
-                if !follow {
-                    return Ok(0);
-                }
-                std::thread::sleep(FOLLOW_INTERVAL);
-                result = call(Command::Logs { name: name.clone(), tail: None, offset: Some(logs.offset) }, timeout)?;
+                let _ = out.flush();
             }
+            return Ok(0);
         }
     };
     if cli.json {

@@ -32,6 +32,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 mod network_reload;
+mod port_streams;
+mod streams;
 
 /// Where the host is in its life, as `status` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -89,6 +91,8 @@ pub struct EventLoop {
     connections: BTreeMap<ConnectionId, Connection>,
     port: Option<Connection>,
     port_quiet_until: Option<Instant>,
+    /// Streams carried over the port (see [`port_streams`]).
+    port_streams: port_streams::PortStreams,
     limits: ControlLimits,
     next_id: u64,
     /// Exec helpers that answer a connection themselves, by pid: while one runs, its
@@ -120,6 +124,7 @@ enum Source {
     Listener,
     Connection(ConnectionId),
     Port,
+    PortStream(u64),
     Button(usize),
     Output(ContainerName, usize),
     Uplink,
@@ -146,6 +151,7 @@ impl EventLoop {
             connections: BTreeMap::new(),
             port: None,
             port_quiet_until: None,
+            port_streams: port_streams::PortStreams::default(),
             limits: ControlLimits::default(),
             next_id: 1,
             exec_helpers: BTreeMap::new(),
@@ -400,6 +406,11 @@ impl EventLoop {
             Source::Listener => self.on_accept(),
             Source::Connection(id) => self.on_connection(id, flags),
             Source::Port => self.on_port(flags),
+            Source::PortStream(id) => {
+                if let Some(port) = self.port.as_mut() {
+                    self.port_streams.on_ready(id, flags, port, Instant::now());
+                }
+            }
             Source::Button(index) => self.on_button(index),
             Source::Output(name, index) => {
                 if let Some(manager) = self.manager.as_mut() {
@@ -444,6 +455,9 @@ impl EventLoop {
         }
         if let (Some(port), None) = (&self.port, port_quiet) {
             fds.push(add_for(&mut sources, Source::Port, port.transport.as_fd(), port.interest(&self.limits)));
+            for (id, fd, flags) in self.port_streams.interest(port.output_len()) {
+                fds.push(add_for(&mut sources, Source::PortStream(id), fd, flags));
+            }
         }
         for (i, (_, button)) in self.buttons.iter().enumerate() {
             fds.push(add(&mut sources, Source::Button(i), button.as_fd()));
@@ -665,6 +679,7 @@ impl EventLoop {
         if flags.contains(PollFlags::POLLHUP) && !flags.contains(PollFlags::POLLIN) {
             // The host side is closed: its client is gone, and so are its answers.
             port.reset();
+            self.port_streams.clear();
             self.port_quiet_until = Some(Instant::now() + PORT_QUIET);
             return;
         }
@@ -682,6 +697,7 @@ impl EventLoop {
     fn recycle_port(&mut self) {
         if let Some(port) = self.port.as_mut().filter(|p| p.finished()) {
             port.reset();
+            self.port_streams.clear();
             self.port_quiet_until = Some(Instant::now() + PORT_QUIET);
         }
     }
@@ -696,6 +712,9 @@ impl EventLoop {
         }
         for (id, lines) in work {
             for line in lines {
+                if self.port_stream_line(&line, id) {
+                    continue;
+                }
                 self.on_request(&line, id);
             }
         }
@@ -794,6 +813,12 @@ impl EventLoop {
                 let timeout = Duration::from_secs(timeout_secs.unwrap_or(DEFAULT_EXEC_TIMEOUT_SECS));
                 if let Err(e) = self.exec(id, argv, timeout, container, channel) {
                     self.reply(channel, &Response::failure(id, e));
+                }
+                After::Continue
+            }
+            command @ (Command::ExecStream { .. } | Command::LogsFollow { .. }) => {
+                if let Err(e) = self.start_stream(id, command, channel) {
+                    self.reply(channel, &Response::failure(id, e.to_string()));
                 }
                 After::Continue
             }

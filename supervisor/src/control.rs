@@ -167,6 +167,49 @@ pub enum Command {
     },
     /// Host, container and keel figures for monitoring ([`crate::metrics::MetricsSnapshot`]).
     Metrics,
+    /// Run a command on the host, or in a container, with its stdin, stdout and stderr
+    /// (or a terminal) streamed as frames ([`crate::stream`]) on this connection: `keelctl
+    /// exec -i/-t`. Answered `ok` with [`crate::stream::STREAM_STARTED`] once it runs;
+    /// the last frame carries its exit code.
+    ExecStream {
+        /// Program and arguments; the program is looked up in PATH.
+        argv: Vec<String>,
+        /// Run it in this container (its namespaces, cgroup and restrictions).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        container: Option<String>,
+        /// Give it a terminal (a pty from the container's own devpts) of this size.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tty: Option<TerminalSize>,
+        /// Kill the command after this many seconds (default: never).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout_secs: Option<u64>,
+    },
+    /// A container's log lines, the last `tail` of them (all when not given), then every
+    /// new line as it is written, pushed as [`crate::stream::ServerFrame::Stdout`] frames
+    /// on this connection (`keelctl logs -f`) until the client goes away.
+    LogsFollow {
+        /// Container name.
+        name: String,
+        /// How many of the last lines first (default: all).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tail: Option<usize>,
+    },
+}
+
+/// A terminal's size, as TIOCGWINSZ reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TerminalSize {
+    /// Rows.
+    pub rows: u16,
+    /// Columns.
+    pub cols: u16,
+}
+
+impl Command {
+    /// Whether the answer to this command is followed by frames ([`crate::stream`]).
+    pub fn starts_stream(&self) -> bool {
+        matches!(self, Command::ExecStream { .. } | Command::LogsFollow { .. })
+    }
 }
 
 /// The answer to `logs`.
@@ -339,12 +382,62 @@ pub enum ClientError {
 pub trait Transport: Read + Write + Send {
     /// Bound the wait of the next reads.
     fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()>;
+
+    /// The transport as a full-duplex stream for frames (after a stream-starting request).
+    fn into_stream(self: Box<Self>) -> std::io::Result<Box<dyn StreamIo>>;
+}
+
+/// A connection carrying frames both ways, driven by poll(2) on [`StreamIo::fd`]:
+/// reading never waits, writing may (the peer's back-pressure).
+pub trait StreamIo: Send {
+    /// The descriptor to poll for input.
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_>;
+    /// Read what has arrived: `Ok(0)` at the end, `WouldBlock` when nothing waits (then
+    /// nothing is buffered inside either: poll [`StreamIo::fd`]).
+    fn read_some(&mut self, buf: &mut [u8]) -> std::io::Result<usize>;
+    /// Write all of `bytes`, waiting while the peer does not read.
+    fn send(&mut self, bytes: &[u8]) -> std::io::Result<()>;
 }
 
 impl Transport for UnixStream {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
         UnixStream::set_read_timeout(self, timeout)
     }
+
+    fn into_stream(self: Box<Self>) -> std::io::Result<Box<dyn StreamIo>> {
+        self.set_nonblocking(true)?;
+        Ok(self)
+    }
+}
+
+impl StreamIo for UnixStream {
+    fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(self)
+    }
+
+    fn read_some(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        Read::read(self, buf)
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        write_waiting(std::os::fd::AsFd::as_fd(self), bytes)
+    }
+}
+
+/// Write all of `bytes` to a non-blocking descriptor, waiting in poll(2) while it is full.
+pub fn write_waiting(fd: std::os::fd::BorrowedFd<'_>, mut bytes: &[u8]) -> std::io::Result<()> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    while !bytes.is_empty() {
+        match nix::unistd::write(fd, bytes) {
+            Ok(n) => bytes = &bytes[n..],
+            Err(nix::Error::EAGAIN) => {
+                let _ = poll(&mut [PollFd::new(fd, PollFlags::POLLOUT)], PollTimeout::NONE);
+            }
+            Err(nix::Error::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
 }
 
 /// A connection to a keel control channel (the guest socket or QEMU's chardev socket).
@@ -414,6 +507,23 @@ impl Client {
                 }
             }
         }
+    }
+}
+
+impl Client {
+    /// Send a stream-starting `command` and wait up to `timeout` for its answer; when it
+    /// is `ok`, the connection for the frames that follow, with the bytes of them already
+    /// read. A refused command is [`ClientError::Remote`].
+    pub fn start_stream(self, command: Command, timeout: Duration) -> Result<(Box<dyn StreamIo>, Vec<u8>), ClientError> {
+        let mut client = self;
+        let response = client.request(command, timeout)?;
+        if !response.ok {
+            return Err(ClientError::Remote(response.error.unwrap_or_else(|| "failed".into())));
+        }
+        let early = client.stream.buffer().to_vec();
+        let path = client.path.clone();
+        let io = client.stream.into_inner().into_stream().map_err(|source| ClientError::Io { path, source })?;
+        Ok((io, early))
     }
 }
 

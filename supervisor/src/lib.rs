@@ -25,4 +25,5 @@ pub mod restart;
 pub mod runtime;
 pub mod security;
 pub mod spec;
+pub mod stream;
 pub mod worker;

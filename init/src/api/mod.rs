@@ -24,12 +24,14 @@ pub mod http;
 pub mod identity;
 pub mod plain_metrics;
 pub mod proxy;
+pub mod proxy_stream;
 pub mod remote;
 pub mod roles;
 pub mod supervise;
 #[cfg(any(test, feature = "testing"))]
 pub mod test_certs;
 pub mod tls;
+pub mod tls_io;
 
 pub use config::{ApiConfig, ApiConfigError, CONFIG_PATH};
 

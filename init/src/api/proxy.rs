@@ -250,6 +250,9 @@ impl Proxy {
                     self.audit(peer, Some(&identity), Some(role), &cmd, Outcome::Refused, Some(why.clone()));
                     Response::failure(request.id, why)
                 }
+                Some(role) if request.command.starts_stream() => {
+                    return self.stream(stream, &request, peer, &identity, role, &cmd);
+                }
                 Some(role) => {
                     let response = self.forward(&mut control, &request).unwrap_or_else(|e| {
                         control = None;
@@ -329,6 +332,35 @@ impl Proxy {
     pub(super) fn take_slot(&self) -> Option<Slot<'_>> {
         let slot = Slot::take(&self.active);
         (self.active.load(Ordering::SeqCst) <= self.max_connections).then_some(slot)
+    }
+
+    /// A stream-starting request (allowed for `role`): the connection relays frames
+    /// from here on ([`super::proxy_stream`]); audited when it starts and when it ends,
+    /// with the command's exit code.
+    fn stream(
+        &self,
+        reader: BufReader<rustls::StreamOwned<rustls::ServerConnection, TcpStream>>,
+        request: &Request,
+        peer: &str,
+        identity: &ClientIdentity,
+        role: Role,
+        cmd: &str,
+    ) {
+        let (mut client, early) = match super::proxy_stream::take_over(reader) {
+            Ok(taken) => taken,
+            Err(e) => return self.audit(peer, Some(identity), Some(role), cmd, Outcome::Error, Some(format!("stream: {e}"))),
+        };
+        self.audit(peer, Some(identity), Some(role), cmd, Outcome::Ok, Some("stream started".into()));
+        let end = super::proxy_stream::relay(&mut client, &early, &self.control, request, answer_timeout(&request.command));
+        client.close();
+        let (outcome, detail) = match end {
+            super::proxy_stream::StreamEnd::Refused(why) => (Outcome::Error, why),
+            super::proxy_stream::StreamEnd::Exited(code) => {
+                (if code == 0 { Outcome::Ok } else { Outcome::Error }, format!("exit code {code}"))
+            }
+            super::proxy_stream::StreamEnd::Ended(why) => (Outcome::Ok, format!("stream ended: {why}")),
+        };
+        self.audit(peer, Some(identity), Some(role), cmd, outcome, Some(detail));
     }
 
     /// Send the typed request (re-encoded: PID 1 sees exactly what was checked) and

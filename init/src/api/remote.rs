@@ -107,6 +107,11 @@ impl Transport for TlsTransport {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> std::io::Result<()> {
         self.0.sock.set_read_timeout(timeout)
     }
+
+    fn into_stream(self: Box<Self>) -> std::io::Result<Box<dyn keel_supervisor::control::StreamIo>> {
+        let rustls::StreamOwned { conn, sock } = self.0;
+        Ok(Box::new(super::tls_io::TlsIo::new(conn, sock)?))
+    }
 }
 
 /// Connect to the context's host over TLS (the handshake finishes here, so a refused

@@ -10,8 +10,20 @@ pub const ADMIN_ORG: &str = "admin";
 pub const READ_ONLY_ORG: &str = "read-only";
 
 /// The commands (their `cmd` names) a read-only client may send.
-pub const READ_ONLY_COMMANDS: &[&str] =
-    &["status", "ps", "inspect", "logs", "stats", "network_ls", "network_inspect", "image_ls", "image_inspect", "metrics", "diff"];
+pub const READ_ONLY_COMMANDS: &[&str] = &[
+    "status",
+    "ps",
+    "inspect",
+    "logs",
+    "logs_follow",
+    "stats",
+    "network_ls",
+    "network_inspect",
+    "image_ls",
+    "image_inspect",
+    "metrics",
+    "diff",
+];
 
 /// What a client may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

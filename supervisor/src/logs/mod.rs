@@ -27,6 +27,7 @@
 mod console;
 mod error;
 mod file;
+mod follow;
 mod limits;
 mod lines;
 mod read;
@@ -35,6 +36,7 @@ mod timestamp;
 pub use console::{BoundedConsole, EchoBudget, CONSOLE_BUFFER, ECHO_BURST_BYTES, ECHO_INTERVAL};
 pub use error::{LogError, RecordError};
 pub use file::{log_path, rotated_path, ContainerLog, LogFile, DEFAULT_DIR};
+pub use follow::{follow, FollowError, FALLBACK_INTERVAL};
 pub use limits::{LogLimitError, LogLimits, DEFAULT_KEEP, DEFAULT_MAX_BYTES, MAX_FILES, MAX_MAX_BYTES, MIN_MAX_BYTES};
 pub use lines::{format_console, format_record, format_record_stamped, parse_record, LineSplitter, Record, Stream, MAX_LINE_BYTES};
 pub use read::{read_from, tail, LogOffset, FOLLOW_READ_LIMIT};

@@ -56,7 +56,7 @@ pub fn run(plan: &LaunchPlan, go: OwnedFd, errors: OwnedFd, stdio: Stdio, hooks:
 /// sockets, other containers' pipes), and any directory among them would lead out of
 /// the container through `/proc/self/fd/N` (CVE-2024-21626). CLOEXEC alone is not
 /// enough: the path work before execve would still see them.
-pub(super) fn close_inherited_fds(keep: &[RawFd]) -> StepResult {
+pub fn close_inherited_fds(keep: &[RawFd]) -> StepResult {
     let mut keep: Vec<libc::c_uint> = keep.iter().filter(|fd| **fd > 2).map(|fd| *fd as libc::c_uint).collect();
     keep.sort_unstable();
     keep.dedup();

@@ -20,7 +20,10 @@
 //! namespace's first mount (`mntns_install` in fs/namespace.c), which is where the
 //! container's `pivot_root` left its root filesystem. nsenter(1) relies on the same.
 //!
-//! Limitations: stdin is /dev/null and there is no terminal; the command's user,
+//! [`enter_interactive`] gives the command a stdin (a pipe) or a terminal (the peer of a
+//! pty opened in the container's own devpts, [`super::pty::open_in_container`]).
+//!
+//! Limitations: [`enter`]'s stdin is /dev/null; the command's user,
 //! environment and working directory are the container's (from its plan); processes
 //! the command leaves behind are reparented to the container's PID 1, which must reap
 //! them; without a cgroup (no cgroup v2) the command stays in the caller's cgroup and a
@@ -95,7 +98,32 @@ pub struct EnterTarget<'a> {
 /// SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1 and SIGUSR2 sent to it reach the command.
 /// The caller must be single-threaded (it is cloned).
 pub fn enter(target: &EnterTarget<'_>, argv: &[String], stdio: Stdio) -> Result<Pid, SpawnError> {
-    start(target, argv, stdio, None)
+    start(target, argv, stdio, Input::Null, None)
+}
+
+/// Where an interactive command's fd 0 comes from (`keelctl exec -i/-t`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Input {
+    /// The host's /dev/null (what [`enter`] and healthchecks use).
+    Null,
+    /// This descriptor (a pipe's read end).
+    Fd(RawFd),
+    /// This terminal (the pty's peer, also fds 1 and 2), which becomes the command's
+    /// controlling terminal in its new session.
+    Terminal(RawFd),
+}
+
+/// Start `argv` inside the container `target` like [`enter`], with fd 0 from `input`
+/// and, when given, killed at `deadline` by its middle process. With a terminal, pass its
+/// descriptor as `stdio`'s stdout and stderr too.
+pub fn enter_interactive(
+    target: &EnterTarget<'_>,
+    argv: &[String],
+    stdio: Stdio,
+    input: Input,
+    deadline: Option<Instant>,
+) -> Result<Pid, SpawnError> {
+    start(target, argv, stdio, input, deadline)
 }
 
 /// Run `argv` inside the container `target` and wait for it: returns its exit code
@@ -112,7 +140,7 @@ pub fn enter_with_output(target: &EnterTarget<'_>, argv: &[String], timeout: Dur
     let stdio = Stdio { stdout: out_write.as_raw_fd(), stderr: err_write.as_raw_fd() };
     // A timeout too large to represent is no timeout.
     let deadline = Instant::now().checked_add(timeout);
-    let middle = start(target, argv, stdio, deadline)?;
+    let middle = start(target, argv, stdio, Input::Null, deadline)?;
     drop(out_write);
     drop(err_write);
     let kill_at = target.cgroup.zip(deadline);
@@ -153,7 +181,7 @@ fn exit_code(status: WaitStatus) -> Option<i32> {
 }
 
 /// Clone the middle process and learn whether the command reached execve.
-fn start(target: &EnterTarget<'_>, argv: &[String], stdio: Stdio, deadline: Option<Instant>) -> Result<Pid, SpawnError> {
+fn start(target: &EnterTarget<'_>, argv: &[String], stdio: Stdio, input: Input, deadline: Option<Instant>) -> Result<Pid, SpawnError> {
     let name = &target.plan.name;
     if argv.is_empty() {
         return Err(prepare_error(name, "exec", io::Error::new(io::ErrorKind::InvalidInput, "no command given")));
@@ -166,7 +194,7 @@ fn start(target: &EnterTarget<'_>, argv: &[String], stdio: Stdio, deadline: Opti
     {
         Cloned::Child => {
             drop(err_read);
-            run_middle(target.plan, pidfd, argv, stdio, err_write, deadline)
+            run_middle(target.plan, pidfd, argv, (stdio, input), err_write, deadline)
         }
         Cloned::Parent(middle) => {
             drop(pidfd);
@@ -187,15 +215,20 @@ fn start(target: &EnterTarget<'_>, argv: &[String], stdio: Stdio, deadline: Opti
 }
 
 /// The middle process: join the container, fork the command, wait for it. Never returns.
-fn run_middle(plan: &LaunchPlan, pidfd: OwnedFd, argv: &[String], stdio: Stdio, errors: OwnedFd, deadline: Option<Instant>) -> ! {
+fn run_middle(plan: &LaunchPlan, pidfd: OwnedFd, argv: &[String], io: (Stdio, Input), errors: OwnedFd, deadline: Option<Instant>) -> ! {
+    let (stdio, input) = io;
     // First the caller's descriptors go (PID 1's directories among them must never
     // reach the container's namespaces), and no panic may unwind into the copy of the
     // caller's stack.
-    let keep = [pidfd.as_raw_fd(), errors.as_raw_fd(), stdio.stdout, stdio.stderr];
+    let input_fd = match input {
+        Input::Null => stdio.stdout,
+        Input::Fd(fd) | Input::Terminal(fd) => fd,
+    };
+    let keep = [pidfd.as_raw_fd(), errors.as_raw_fd(), stdio.stdout, stdio.stderr, input_fd];
     let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         child::close_inherited_fds(&keep)?;
         let (signals, null) = join_container(plan, pidfd)?;
-        let command = fork_command(plan, argv, stdio, &null, &errors)?;
+        let command = fork_command(plan, argv, (stdio, input), &null, &errors)?;
         Ok((signals, command))
     }))
     .unwrap_or_else(|_| Err("entering the container panicked".to_string()));
@@ -235,11 +268,11 @@ fn join_container(plan: &LaunchPlan, pidfd: OwnedFd) -> Result<(SignalFd, std::f
 }
 
 /// Fork the command into the joined pid namespace; the child never returns from here.
-fn fork_command(plan: &LaunchPlan, argv: &[String], stdio: Stdio, null: &std::fs::File, errors: &OwnedFd) -> Result<Pid, String> {
+fn fork_command(plan: &LaunchPlan, argv: &[String], io: (Stdio, Input), null: &std::fs::File, errors: &OwnedFd) -> Result<Pid, String> {
     match clone3(CloneFlags::empty(), None) {
         Ok(Cloned::Parent(command)) => Ok(command),
         Ok(Cloned::Child) => {
-            if let Err(message) = prepare_and_exec(plan, argv, stdio, null) {
+            if let Err(message) = prepare_and_exec(plan, argv, io, null) {
                 let _ = nix::unistd::write(errors, message.as_bytes());
             }
             exit_child(127)
@@ -253,7 +286,8 @@ fn fork_command(plan: &LaunchPlan, argv: &[String], stdio: Stdio, null: &std::fs
 /// container may have been compromised since it started: its /etc/passwd, PATH and
 /// working directory are resolved in its root, never followed out of it, and a FIFO or
 /// an endless file in their place is an error, not a wait.
-fn prepare_and_exec(plan: &LaunchPlan, argv: &[String], stdio: Stdio, null: &std::fs::File) -> StepResult {
+fn prepare_and_exec(plan: &LaunchPlan, argv: &[String], io: (Stdio, Input), null: &std::fs::File) -> StepResult {
+    let (stdio, input) = io;
     // Its own session: no controlling terminal of the caller's, and one process group
     // that a timeout kills as a whole.
     child::leave_session()?;
@@ -261,7 +295,18 @@ fn prepare_and_exec(plan: &LaunchPlan, argv: &[String], stdio: Stdio, null: &std
     let root = Root::open(Path::new("/")).map_err(|e| format!("open the container's root: {e}"))?;
     let identity = child::resolve_identity(&root, plan)?;
     let program = child::find_program(&root, &argv[0], &plan.env)?;
-    child::redirect_stdio(null.as_raw_fd(), stdio)?;
+    let stdin = match input {
+        Input::Null => null.as_raw_fd(),
+        Input::Fd(fd) | Input::Terminal(fd) => fd,
+    };
+    child::redirect_stdio(stdin, stdio)?;
+    if let Input::Terminal(_) = input {
+        // SAFETY: TIOCSCTTY on fd 0 (the pty's peer) with argument 0 only makes it the
+        // controlling terminal of the session this process leads since leave_session.
+        if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
+            return Err(format!("TIOCSCTTY: {}", io::Error::last_os_error()));
+        }
+    }
     child::enter_workdir(&root, &plan.workdir)?;
     drop(root);
     // SIGKILL if the middle process dies: the command must not outlive whoever reaps it.

@@ -12,6 +12,7 @@ pub mod clone;
 pub mod enter;
 pub mod inroot;
 pub mod plan;
+pub mod pty;
 pub mod reaper;
 pub mod rootfs;
 pub mod spawn;

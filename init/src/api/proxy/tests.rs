@@ -20,6 +20,9 @@ fn fake_control(path: &Path) {
                 let mut line = String::new();
                 while reader.read_line(&mut line).unwrap_or(0) > 0 {
                     let request = parse_request(&line).unwrap();
+                    if request.command.starts_stream() {
+                        return echo_stream(request.id, reader, stream);
+                    }
                     let answer = match request.command {
                         Command::Metrics => Response::success(request.id, fake_metrics()),
                         _ => Response::success(request.id, format!("{} done", command_name(&request.command))),
@@ -42,6 +45,30 @@ fn fake_metrics() -> keel_supervisor::metrics::MetricsSnapshot {
             ..Default::default()
         }],
         ..Default::default()
+    }
+}
+
+/// A stand-in stream: stdin frames come back as stdout; at end of stdin, exit code 7.
+fn echo_stream(id: u64, mut reader: BufReader<UnixStream>, mut stream: UnixStream) {
+    use keel_supervisor::stream::{ClientFrame, Decoder, ServerFrame};
+    let _ = stream.write_all(Response::success(id, keel_supervisor::stream::STREAM_STARTED).to_line().as_bytes());
+    let mut decoder = Decoder::<ClientFrame>::default();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        for frame in decoder.push(&buf[..n]).unwrap() {
+            match frame {
+                ClientFrame::Stdin(data) => stream.write_all(&ServerFrame::Stdout(data).encode()).unwrap(),
+                ClientFrame::StdinEof => {
+                    let _ = stream.write_all(&ServerFrame::Exit(7).encode());
+                    return;
+                }
+                _ => {}
+            }
+        }
     }
 }
 
@@ -82,6 +109,33 @@ impl Fixture {
         };
         let mut client: Client = remote::connect(&context, Duration::from_secs(10)).map_err(|e| e.to_string())?;
         client.call(command, Duration::from_secs(10)).map_err(|e: ClientError| e.to_string())
+    }
+
+    /// Start a stream with `command`; send `input` as frames; return the raw frames back.
+    fn stream(&self, cert: &(PathBuf, PathBuf), command: Command, input: &[u8]) -> Result<Vec<u8>, String> {
+        let context = Context {
+            host: format!("127.0.0.1:{}", self.port),
+            fingerprint: Some(self.fingerprint.clone()),
+            cert: Some(cert.0.clone()),
+            key: Some(cert.1.clone()),
+            ..Default::default()
+        };
+        let client: Client = remote::connect(&context, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        let (mut io, mut got) = client.start_stream(command, Duration::from_secs(10)).map_err(|e| e.to_string())?;
+        io.send(input).map_err(|e| e.to_string())?;
+        let mut buf = [0u8; 4096];
+        loop {
+            let _ = nix::poll::poll(
+                &mut [nix::poll::PollFd::new(io.fd(), nix::poll::PollFlags::POLLIN)],
+                nix::poll::PollTimeout::from(5000u16),
+            );
+            match io.read_some(&mut buf) {
+                Ok(0) => return Ok(got),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return Ok(got),
+            }
+        }
     }
 
     fn audit_lines(&self) -> Vec<serde_json::Value> {
@@ -227,5 +281,51 @@ fn plain_metrics_port_serves_get_metrics_without_tls() {
     assert_eq!(curl("/metrics").0, "200");
     let audit = f.audit_lines();
     assert!(audit.iter().any(|e| e["cmd"] == "metrics" && e["result"] == "ok" && e["detail"] == "plain port"), "{audit:#?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn streams_relay_frames_enforce_roles_and_audit_the_exit_code() {
+    use keel_supervisor::stream::{ClientFrame, Decoder, ServerFrame};
+    let dir = std::env::temp_dir().join(format!("keel-api-stream-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ours = ca("keel test CA");
+    let f = start(&dir, &ours);
+    let admin = issue(&dir, &ours, "admin", "alice", "admin", 0x11, false);
+    let reader = issue(&dir, &ours, "reader", "bob", "read-only", 0x22, false);
+    let exec = Command::ExecStream { argv: vec!["cat".into()], container: Some("web".into()), tty: None, timeout_secs: None };
+    let follow = Command::LogsFollow { name: "web".into(), tail: None };
+    let mut input = ClientFrame::Stdin(vec![b'z'; 200_000]).encode();
+    input.extend(ClientFrame::StdinEof.encode());
+
+    let back = f.stream(&admin, exec.clone(), &input).unwrap();
+    let frames = Decoder::<ServerFrame>::default().push(&back).unwrap();
+    let echoed: usize = frames.iter().map(|fr| if let ServerFrame::Stdout(d) = fr { d.len() } else { 0 }).sum();
+    assert_eq!(echoed, 200_000, "every byte through TLS, the proxy and back");
+    assert_eq!(frames.last(), Some(&ServerFrame::Exit(7)));
+    // Read-only: logs -f yes (control: the same relay), exec never.
+    assert!(f.stream(&reader, follow, &ClientFrame::StdinEof.encode()).is_ok());
+    let err = f.stream(&reader, exec.clone(), &input).unwrap_err();
+    assert!(err.contains("refused: the read-only role may not run `exec_stream`"), "{err}");
+    // A frame of an unknown type is cut off at the proxy: no exit code comes back.
+    let back = f.stream(&admin, exec, &[0x7f, 0, 0, 0, 0]).unwrap();
+    assert!(Decoder::<ServerFrame>::default().push(&back).unwrap().is_empty(), "{back:?}");
+
+    // The last stream's end is audited just after its client saw the connection close.
+    let find = |cn: &str, cmd: &str, detail: &str| {
+        f.audit_lines().iter().any(|e| {
+            e["cn"].as_str() == Some(cn) && e["cmd"].as_str() == Some(cmd) && e["detail"].as_str().is_some_and(|d| d.contains(detail))
+        })
+    };
+    let waited = std::time::Instant::now();
+    while !find("alice", "exec_stream", "unknown frame type 0x7f") && waited.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let audit = f.audit_lines();
+    assert!(find("alice", "exec_stream", "exit code 7"), "{audit:#?}");
+    assert!(find("bob", "logs_follow", "stream started"), "{audit:#?}");
+    assert!(find("bob", "exec_stream", "refused"), "{audit:#?}");
+    assert!(find("alice", "exec_stream", "unknown frame type 0x7f"), "{audit:#?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
