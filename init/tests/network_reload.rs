@@ -65,7 +65,8 @@ fn host(toml: &str, name: &str) -> (HostNetwork, PathBuf) {
     let _ = std::fs::remove_dir_all(&ipam);
     let mut host = HostNetwork::new(parse(toml, "network.toml").unwrap(), &ipam);
     run("ip", &["link", "set", "lo", "up"]);
-    assert_eq!(bring_up_bridges(&host), Vec::<String>::new());
+    let problems: Vec<String> = bring_up_bridges(&host).iter().map(ToString::to_string).collect();
+    assert_eq!(problems, Vec::<String>::new());
     host.apply_firewall().expect("firewall in the test namespace");
     run("ip", &["link", "add", "kvweb", "type", "veth", "peer", "name", "kvweb-c"]);
     run("ip", &["link", "set", "kvweb", "master", "keel0", "up"]);

@@ -193,7 +193,7 @@ fn reload_adds_a_network_live_and_refuses_to_pull_one_from_under_a_container() {
     let bridge = net2["bridge_addresses"].to_string();
     assert!(bridge.contains("10.91.0.1/24") && !bridge.contains("10.90.0.1"), "{net2}");
     assert_eq!(fetch_until(port_late, Duration::from_secs(20)).as_deref(), Some("from-the-container\n"), "late's port after the move");
-    assert_eq!(pid_and_veth(&guest, "first"), (first_pid, first_veth), "first was disturbed by the change of net2");
+    assert_eq!(pid_and_veth(&guest, "first"), (first_pid, first_veth.clone()), "first was disturbed by the change of net2");
     assert_eq!(fetch_until(port_first, Duration::from_secs(20)).as_deref(), Some("from-the-container\n"));
 
     // 5. `keelctl reload` (network.toml, then the container declarations) adds net3 and a
