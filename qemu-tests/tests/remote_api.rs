@@ -7,7 +7,7 @@
 
 use keel_build::qemu::HostFwd;
 use keel_init::api::test_certs::{ca, issue};
-use keel_qemu_tests::{build_image, busybox_host, declare_container, keel_binary, target_dir, BootOptions, Guest};
+use keel_qemu_tests::{build_image, busybox_host, declare_container, keel_binary, target_dir, BootOptions, Guest, BUSYBOX_IMAGE};
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -130,6 +130,26 @@ fn keelctl_over_tls_roles_refusals_audit_and_round_trips() {
         assert!(!out.status.success() && text(&out).contains("refused: the read-only role may not run"), "{args:?}: {}", text(&out));
     }
 
+    // apply and rm over TLS: refused to the read-only role (nothing written), done for admin.
+    let extra = dir.join("extra.toml");
+    let declaration = format!("image = \"{BUSYBOX_IMAGE}\"\ncommand = [\"/bin/sleep\", \"3601\"]\nstop_timeout = \"1s\"\n");
+    std::fs::write(&extra, declaration).unwrap();
+    let extra_arg = extra.display().to_string();
+    let out = keelctl_tls(port, &fp, Some(&reader), &["apply", &extra_arg]);
+    assert!(!out.status.success() && text(&out).contains("refused: the read-only role may not run"), "{}", text(&out));
+    assert_ne!(guest.exec(&["test", "-e", "/etc/keel/containers/extra.toml"]).exit_code, 0, "a refused apply wrote its file");
+    let out = keelctl_tls(port, &fp, Some(&admin), &["apply", &extra_arg]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("add extra"), "{}", text(&out));
+    guest.wait_container("extra", Duration::from_secs(60), |c| c.state == "running");
+    let out = keelctl_tls(port, &fp, Some(&admin), &["rm", "extra"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while guest.ps().iter().any(|c| c.name == "extra") {
+        assert!(Instant::now() < deadline, "extra still listed after rm");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_ne!(guest.exec(&["test", "-e", "/etc/keel/containers/extra.toml"]).exit_code, 0, "rm left the declaration");
+
     // Refused in the handshake: another CA, no certificate, expired, revoked.
     for (what, cert, why) in [
         ("other CA", Some(&foreign), "alert"),
@@ -159,7 +179,12 @@ fn keelctl_over_tls_roles_refusals_audit_and_round_trips() {
         })
     };
     assert!(
-        has(Some("alice"), "ps", "ok", "") && has(Some("alice"), "status", "ok", "") && has(Some("alice"), "exec", "ok", ""),
+        has(Some("alice"), "ps", "ok", "")
+            && has(Some("alice"), "status", "ok", "")
+            && has(Some("alice"), "exec", "ok", "")
+            && has(Some("alice"), "apply", "ok", "")
+            && has(Some("alice"), "rm", "ok", "")
+            && has(Some("bob"), "apply", "refused", "read-only"),
         "{audit}"
     );
     assert!(
