@@ -42,6 +42,7 @@ pub mod power_button;
 pub mod progress_view;
 pub mod reaper;
 pub mod reconcile;
+pub mod respawn;
 pub mod run_cmd;
 mod scratch;
 pub mod settings;

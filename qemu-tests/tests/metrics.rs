@@ -332,7 +332,7 @@ fn metrics_over_https_and_syslog_forwarding() {
         let all = messages.lock().unwrap();
         let parsed: Vec<_> = all.iter().map(|m| fields(m).unwrap_or_else(|| panic!("not RFC 5424: {m}"))).collect();
         assert!(parsed.windows(2).all(|w| w[1].2 > w[0].2), "sequenceIds must increase");
-        assert!(parsed.iter().any(|(app, _, _, msg)| app == "keel" && msg.contains("syslog: forwarder started")), "keel's own lines too");
+        assert!(parsed.iter().any(|(app, _, _, msg)| app == "keel" && msg.contains("syslog forwarder: started")), "keel's own lines too");
     }
 
     // Receiver stopped: the container keeps writing, PID 1 answers at once, drops are counted.

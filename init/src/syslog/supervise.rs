@@ -1,13 +1,13 @@
 //! PID 1's side of syslog forwarding: the pipe to `keel syslog` (this binary again) and
 //! the process itself, started at once, restarted with a growing delay when it dies (the
-//! remote API's rule, [`crate::api::supervise::next_delay`]) and stopped at shutdown.
+//! remote API's rule, [`crate::respawn`]) and stopped at shutdown.
 //! The event loop calls [`Forwarding::tick`], [`Forwarding::poll_fd`],
 //! [`Forwarding::on_writable`], [`Forwarding::on_exit`] and
 //! [`Forwarding::next_deadline`]; nothing here blocks.
 
 use super::tap;
-use crate::api::supervise::next_delay;
-use log::{info, warn};
+use crate::respawn::Respawn;
+use log::warn;
 use nix::unistd::Pid;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -21,10 +21,7 @@ pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(10);
 pub struct Forwarding {
     config: String,
     pipe: Option<OwnedFd>,
-    pid: Option<(Pid, Instant)>,
-    start_at: Option<Instant>,
-    delay: Option<Duration>,
-    stopping: bool,
+    respawn: Respawn,
     announced: u64,
     next_announce: Instant,
 }
@@ -44,10 +41,7 @@ impl Forwarding {
         Forwarding {
             config: config.into(),
             pipe: None,
-            pid: None,
-            start_at: Some(now),
-            delay: None,
-            stopping: false,
+            respawn: Respawn::new("syslog forwarder", now),
             announced: 0,
             next_announce: now + ANNOUNCE_EVERY,
         }
@@ -56,7 +50,7 @@ impl Forwarding {
     /// When [`tick`](Self::tick) must run next: a start that is due, or a drop notice.
     pub fn next_deadline(&self) -> Option<Instant> {
         let notice = (tap::counts().0 > self.announced).then_some(self.next_announce);
-        [self.start_at, notice].into_iter().flatten().min()
+        [self.respawn.next_start(), notice].into_iter().flatten().min()
     }
 
     /// The pipe to watch for room, while frames wait for it.
@@ -76,8 +70,7 @@ impl Forwarding {
 
     /// Start the forwarder when due, write what waits, announce drops.
     pub fn tick(&mut self, now: Instant) {
-        if !self.stopping && self.pid.is_none() && self.start_at.is_some_and(|at| at <= now) {
-            self.start_at = None;
+        if self.respawn.take_due(now) {
             self.start(now);
         }
         self.on_writable();
@@ -108,35 +101,21 @@ impl Forwarding {
         });
         match spawned {
             Ok((child, write)) => {
-                info!("syslog: forwarder started (pid {})", child.id());
+                self.respawn.started(Pid::from_raw(child.id() as i32), now);
                 tap::restart_stream();
                 self.pipe = Some(write);
-                self.pid = Some((Pid::from_raw(child.id() as i32), now));
             }
-            Err(e) => {
-                let delay = next_delay(self.delay, Duration::ZERO);
-                warn!("syslog: cannot start the forwarder: {e}; again in {delay:?}");
-                self.delay = Some(delay);
-                self.start_at = Some(now + delay);
-            }
+            Err(e) => self.respawn.failed(&e, now),
         }
     }
 
     /// A child was reaped: whether it was the forwarder (then its restart is scheduled).
     pub fn on_exit(&mut self, pid: Pid, code: i32, now: Instant) -> bool {
-        let Some((ours, started)) = self.pid else { return false };
-        if ours != pid {
-            return false;
+        let ours = self.respawn.exited(pid, code, now);
+        if ours {
+            self.pipe = None;
         }
-        self.pid = None;
-        self.pipe = None;
-        if !self.stopping {
-            let delay = next_delay(self.delay, now.saturating_duration_since(started));
-            warn!("syslog: the forwarder exited ({code}); restarting in {delay:?}");
-            self.delay = Some(delay);
-            self.start_at = Some(now + delay);
-        }
-        true
+        ours
     }
 
     /// Shutdown: hand over what waits (as far as the pipe takes it), then close the pipe:
@@ -144,8 +123,8 @@ impl Forwarding {
     /// every process ends it otherwise).
     pub fn stop(&mut self) {
         self.on_writable();
-        self.stopping = true;
-        self.start_at = None;
+        // The forwarder ends at the pipe's end (or the shutdown's SIGTERM to every process).
+        let _ = self.respawn.stop();
         self.pipe = None;
     }
 }
