@@ -68,3 +68,18 @@ pub fn declare_container(dir: &std::path::Path, host: &mut String, name: &str, t
     std::fs::write(&file, text.replace("@IMAGE@", BUSYBOX_IMAGE)).expect("write declaration");
     host.push_str(&format!("\n[[files]]\nsource = \"{}\"\npath = \"/etc/keel/containers/{name}.toml\"\n", file.display()));
 }
+
+/// A port nobody listens on right now, on the machine running QEMU (for a hostfwd).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port").local_addr().expect("its address").port()
+}
+
+/// A finished command's exit code, stdout and stderr, for an assertion's message.
+pub fn output_text(output: &std::process::Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}

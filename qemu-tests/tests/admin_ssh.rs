@@ -14,26 +14,14 @@
 
 use keel_build::disk::VarDisk;
 use keel_build::qemu::HostFwd;
+use keel_qemu_tests::free_port;
+use keel_qemu_tests::output_text as text;
 use keel_qemu_tests::{build_image, busybox_host, declare_container, target_dir, BootOptions, Guest};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 const MODULES: &[&str] = &["virtio_pci", "virtio_console", "virtio_net", "virtio_blk", "qemu_fw_cfg", "button", "evdev"];
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 /// A new ed25519 key pair at `path` (and `path`.pub); returns the public key line.
 fn key_pair(path: &Path, comment: &str) -> String {

@@ -3,6 +3,7 @@
 //! at boot (web depends on db with `started`); each change is checked by the pids of the
 //! containers it must not touch, and each refusal by what stayed as it was.
 
+use keel_qemu_tests::output_text as text;
 use keel_qemu_tests::{build_image, busybox_host, declare_container, keel_binary, target_dir, BootOptions, Guest, BUSYBOX_IMAGE};
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -21,15 +22,6 @@ fn keelctl(guest: &Guest, args: &[&str]) -> Output {
     let mut command = std::process::Command::new(keel_binary());
     command.args(["ctl", "--timeout", "30", "--socket"]).arg(guest.control_socket());
     command.args(args).output().unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// [`keelctl`] for a request that may be sent twice (a query or a refusal): asked once

@@ -14,6 +14,7 @@
 use keel_build::qemu::HostFwd;
 use keel_init::api::test_certs::{ca, issue};
 use keel_init::syslog::rfc5424::FrameReader;
+use keel_qemu_tests::free_port;
 use keel_qemu_tests::{build_image, declare_container, target_dir, BootOptions, Guest, BUSYBOX_IMAGE};
 use keel_supervisor::control::Command;
 use std::collections::BTreeMap;
@@ -27,10 +28,6 @@ use std::time::{Duration, Instant};
 const API_PORT: u16 = 50000;
 /// The plain metrics port (api.toml `metrics_listen`), on every address so the firewall opens it.
 const PLAIN_PORT: u16 = 9100;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// A syslog receiver on 127.0.0.1:`port`: every frame's message, in arrival order.
 struct Receiver {

@@ -4,6 +4,7 @@
 //! `[firewall]` section).
 
 use keel_build::qemu::HostFwd;
+use keel_qemu_tests::free_port;
 use keel_qemu_tests::{build_image, target_dir, BootOptions, Guest};
 use keel_supervisor::control::Command;
 use std::io::{Read, Write};
@@ -30,11 +31,6 @@ fn declarations() -> Vec<(&'static str, String)> {
         ("peer", format!("{WEB}stop_timeout = \"1s\"\n")),
         ("loner", format!("{WEB}network = \"iso1\"\nstop_timeout = \"1s\"\n")),
     ]
-}
-
-/// A port nobody listens on right now, on the machine running QEMU.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Serve one fixed answer to every HTTP request, on the machine running QEMU.

@@ -17,10 +17,11 @@
 //!    its port answers again, and `first` is still untouched.
 
 use keel_build::qemu::HostFwd;
+use keel_qemu_tests::free_port;
 use keel_qemu_tests::{build_image, busybox_host, declare_container, target_dir, BootOptions, Guest, BUSYBOX_IMAGE};
 use keel_supervisor::control::Command;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 const BOOT_TOML: &str = "[[network]]\nname = \"keel0\"\nsubnet = \"10.88.0.0/16\"\n";
@@ -34,11 +35,6 @@ const WITH_NET3: &str = "[[network]]\nname = \"keel0\"\nsubnet = \"10.88.0.0/16\
 const UPLINK: &str = "[[uplink]]\ninterface = \"eth0\"\n\n[[network]]\nname = \"keel0\"\nsubnet = \"10.88.0.0/16\"\n";
 
 const HTTPD: &str = "image = \"@IMAGE@\"\ncommand = [\"/bin/httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\nstop_timeout = \"1s\"\n";
-
-/// A port nobody listens on right now, on the machine running QEMU.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// The body of an HTTP/1.0 GET sent on `stream`, or None.
 fn get_on(mut stream: TcpStream) -> Option<String> {

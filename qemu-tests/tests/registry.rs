@@ -7,10 +7,11 @@
 //! a tag that does not exist fails with the registry's answer, and nothing else breaks.
 
 use keel_netconf::http::testing::TestCa;
+use keel_qemu_tests::free_port;
 use keel_qemu_tests::{build_image, data_url, target_dir, BootOptions, Guest};
 use keel_supervisor::control::Command;
 use keel_supervisor::image::inspect::ImageSummary;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
@@ -35,10 +36,6 @@ impl Drop for Registry {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Start docker-registry over TLS on 127.0.0.1:`port` with storage in `dir`.

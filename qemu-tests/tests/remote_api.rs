@@ -7,19 +7,17 @@
 
 use keel_build::qemu::HostFwd;
 use keel_init::api::test_certs::{ca, issue};
+use keel_qemu_tests::free_port;
+use keel_qemu_tests::output_text as text;
 use keel_qemu_tests::{build_image, busybox_host, declare_container, keel_binary, target_dir, BootOptions, Guest, BUSYBOX_IMAGE};
 use std::io::Read;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
 const MODULES: &[&str] = &["virtio_pci", "virtio_console", "virtio_net", "button", "evdev"];
 const API_PORT: u16 = 50000;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// `keel ctl --host 127.0.0.1:PORT --fingerprint FP [--cert C --key K] ARGS…`.
 fn keelctl_tls(port: u16, fingerprint: &str, cert: Option<&(PathBuf, PathBuf)>, args: &[&str]) -> Output {
@@ -29,15 +27,6 @@ fn keelctl_tls(port: u16, fingerprint: &str, cert: Option<&(PathBuf, PathBuf)>, 
         command.arg("--cert").arg(cert).arg("--key").arg(key);
     }
     command.args(args).output().unwrap()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// Median wall time of `runs` calls of `f`.

@@ -9,31 +9,19 @@
 
 use keel_build::qemu::HostFwd;
 use keel_init::api::test_certs::{ca, issue};
+use keel_qemu_tests::free_port;
+use keel_qemu_tests::output_text as text;
 use keel_qemu_tests::{build_image, busybox_host, declare_container, keel_binary, target_dir, BootOptions, Guest};
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const MODULES: &[&str] = &["virtio_pci", "virtio_console", "virtio_net", "button", "evdev"];
 const API_PORT: u16 = 50000;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout: {}\nstderr: {}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 /// keelctl run in a pty of the test's, as an operator's terminal would run it.
 struct PtySession {
