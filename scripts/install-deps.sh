@@ -43,7 +43,7 @@ table=(
   "python3           python3 /usr/bin/python3     : image and firewall tests' helpers; the glibc seccomp rootfs"
   "util-linux        unshare nsenter              : host tests: namespaces; nsenter in keel-build's admin image"
   "openssh-server    /usr/sbin/sshd               : keel-build's admin image (the SSH server)"
-  "openssh-client    ssh ssh-keygen               : the admin image makes its host keys; the SSH test and the demo log in"
+  "openssh-client    ssh ssh-keygen ssh-keyscan   : the admin image makes its host keys; the SSH test and the demo log in"
   "sudo              sudo                         : the admin image: wheel users become root, as on Fedora CoreOS"
   "libpam-modules    /lib/x86_64-linux-gnu/security/pam_permit.so /lib/x86_64-linux-gnu/security/pam_deny.so : the admin image's PAM stack"
   "python3-prometheus-client /usr/lib/python3/dist-packages/prometheus_client/parser.py : the metrics QEMU test parses /metrics with it"
