@@ -52,4 +52,5 @@ pub mod stream_helper;
 pub mod switch_root;
 pub mod syslog;
 pub mod sysroot;
+pub mod toml_file;
 pub mod watchdog;

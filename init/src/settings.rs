@@ -48,37 +48,18 @@ impl Default for Settings {
 }
 
 /// Why the settings file could not be used; the message names the file and the key.
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    /// The file exists but could not be read.
-    #[error("{path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The TOML is invalid (the message carries the key, line and column).
-    #[error("{path}: {message}")]
-    Invalid {
-        /// The file.
-        path: String,
-        /// toml's description, naming the key and position.
-        message: String,
-    },
-}
+pub type SettingsError = crate::toml_file::TomlFileError;
 
 /// Parse settings text; `path` is only used in the error.
 pub fn parse(text: &str, path: &str) -> Result<Settings, SettingsError> {
-    toml::from_str(text).map_err(|e| SettingsError::Invalid { path: path.into(), message: e.to_string().trim_end().to_string() })
+    crate::toml_file::decode(text, path)
 }
 
 /// Load the settings file; a missing file means the defaults.
 pub fn load(path: &Path) -> Result<Settings, SettingsError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, &path.display().to_string()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Settings::default()),
-        Err(source) => Err(SettingsError::Read { path: path.display().to_string(), source }),
+    match crate::toml_file::read_optional(path)? {
+        Some(text) => parse(&text, &path.display().to_string()),
+        None => Ok(Settings::default()),
     }
 }
 

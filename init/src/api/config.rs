@@ -88,22 +88,9 @@ impl ApiConfig {
 /// Why api.toml cannot be used; each names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiConfigError {
-    /// The file exists but could not be read.
-    #[error("{path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// The TOML is invalid or has an unknown key (toml's message names key and line).
-    #[error("{path}: {message}")]
-    Invalid {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
+    /// The file could not be read, or is not valid TOML.
+    #[error(transparent)]
+    File(#[from] crate::toml_file::TomlFileError),
     /// A value is out of range.
     #[error("{path}: {key}: {message}")]
     Value {
@@ -118,8 +105,7 @@ pub enum ApiConfigError {
 
 /// Parse and validate api.toml text; `path` only names the file in errors.
 pub fn parse(text: &str, path: &str) -> Result<ApiConfig, ApiConfigError> {
-    let raw: RawConfig =
-        toml::from_str(text).map_err(|e| ApiConfigError::Invalid { path: path.into(), message: e.to_string().trim_end().to_string() })?;
+    let raw: RawConfig = crate::toml_file::decode(text, path)?;
     let value = |key, message| ApiConfigError::Value { path: path.into(), key, message };
     let port = raw.port.unwrap_or(DEFAULT_PORT);
     if port == 0 {
@@ -162,11 +148,7 @@ pub fn parse(text: &str, path: &str) -> Result<ApiConfig, ApiConfigError> {
 
 /// Load api.toml; `None` when it does not exist (the API is off).
 pub fn load(path: &Path) -> Result<Option<ApiConfig>, ApiConfigError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, &path.display().to_string()).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(ApiConfigError::Read { path: path.display().to_string(), source }),
-    }
+    crate::toml_file::read_optional(path)?.map(|text| parse(&text, &path.display().to_string())).transpose()
 }
 
 #[cfg(test)]

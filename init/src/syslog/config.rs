@@ -75,22 +75,9 @@ pub struct SyslogConfig {
 /// Why syslog.toml cannot be used; each names the file (and the key).
 #[derive(Debug, thiserror::Error)]
 pub enum SyslogConfigError {
-    /// The file exists but could not be read.
-    #[error("{path}: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The OS error.
-        source: std::io::Error,
-    },
-    /// Invalid TOML or an unknown key (toml's message names the key and line).
-    #[error("{path}: {message}")]
-    Invalid {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
+    /// The file could not be read, or is not valid TOML.
+    #[error(transparent)]
+    File(#[from] crate::toml_file::TomlFileError),
     /// A value is wrong.
     #[error("{path}: {key}: {message}")]
     Value {
@@ -126,8 +113,7 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
 
 /// Parse and validate syslog.toml text; `path` names the file in errors.
 pub fn parse(text: &str, path: &str) -> Result<SyslogConfig, SyslogConfigError> {
-    let raw: RawConfig = toml::from_str(text)
-        .map_err(|e| SyslogConfigError::Invalid { path: path.into(), message: e.to_string().trim_end().to_string() })?;
+    let raw: RawConfig = crate::toml_file::decode(text, path)?;
     let value = |key, message: String| SyslogConfigError::Value { path: path.into(), key, message };
     let target = parse_target(&raw.target).map_err(|m| value("target", m))?;
     let tls = match (raw.tls, raw.ca, raw.server_name) {
@@ -146,11 +132,7 @@ pub fn parse(text: &str, path: &str) -> Result<SyslogConfig, SyslogConfigError> 
 
 /// Load syslog.toml; `None` when it does not exist (nothing is forwarded).
 pub fn load(path: &Path) -> Result<Option<SyslogConfig>, SyslogConfigError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => parse(&text, &path.display().to_string()).map(Some),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(SyslogConfigError::Read { path: path.display().to_string(), source }),
-    }
+    crate::toml_file::read_optional(path)?.map(|text| parse(&text, &path.display().to_string())).transpose()
 }
 
 #[cfg(test)]
